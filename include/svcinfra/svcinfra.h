@@ -1,0 +1,17 @@
+/*
+ * svcinfra/svcinfra.h - the umbrella header: includes every public header.
+ *
+ * Programs may include this or only the module headers they use. Headers
+ * for optional parts (postgres, redis, http) always compile; their calls
+ * return SVC_ENOTSUP when the part was not built (svc_feature_supported()).
+ */
+#ifndef SVCINFRA_SVCINFRA_H
+#define SVCINFRA_SVCINFRA_H
+
+#include "common.h"
+#include "version.h"
+#include "status.h"
+#include "alloc.h"
+#include "clock.h"
+
+#endif /* SVCINFRA_SVCINFRA_H */

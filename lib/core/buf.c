@@ -1,0 +1,157 @@
+/* buf.c - the growable buffer and per-handle error detail of internal.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../internal.h"
+
+void svc__buf_init(svc__buf *b) { *b = (svc__buf){0}; }
+
+void svc__buf_free(svc__buf *b)
+{
+    svc_free(b->data);
+    *b = (svc__buf){0};
+}
+
+void svc__buf_reset(svc__buf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+bool svc__buf_reserve(svc__buf *b, size_t extra)
+{
+    if (b->oom)
+        return false;
+    if (extra > SIZE_MAX - b->len - 1) {
+        b->oom = true;
+        return false;
+    }
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *d = svc_realloc(b->data, cap);
+    if (!d) {
+        b->oom = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void svc__buf_append(svc__buf *b, const void *p, size_t n)
+{
+    if (!svc__buf_reserve(b, n))
+        return;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
+void svc__buf_putc(svc__buf *b, char c) { svc__buf_append(b, &c, 1); }
+
+void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap)
+{
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    if (n < 0 || !svc__buf_reserve(b, (size_t)n))
+        return;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void svc__buf_printf(svc__buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    svc__buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+void svc__buf_json_escape(svc__buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0; /* start of the pending run of bytes that need no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        svc__buf_append(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': svc__buf_puts(b, "\\\""); break;
+        case '\\': svc__buf_puts(b, "\\\\"); break;
+        case '\n': svc__buf_puts(b, "\\n"); break;
+        case '\r': svc__buf_puts(b, "\\r"); break;
+        case '\t': svc__buf_puts(b, "\\t"); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            svc__buf_append(b, u, sizeof u);
+        }
+        }
+    }
+    svc__buf_append(b, s + run, n - run);
+}
+
+char *svc__buf_steal(svc__buf *b, size_t *len_out)
+{
+    if (b->oom) {
+        svc__buf_free(b);
+        return NULL;
+    }
+    if (!b->data)
+        svc__buf_reserve(b, 0), b->data ? (void)(b->data[0] = '\0') : (void)0;
+    char *d = b->data;
+    if (len_out)
+        *len_out = b->len;
+    *b = (svc__buf){0};
+    return d;
+}
+
+/* ---- per-handle error detail ------------------------------------------ */
+
+void svc__err_init(svc__err *e)
+{
+    pthread_mutex_init(&e->mu, NULL);
+    e->msg[0] = '\0';
+}
+
+void svc__err_destroy(svc__err *e) { pthread_mutex_destroy(&e->mu); }
+
+svc_status svc__err_set(svc__err *e, svc_status st, const char *fmt, ...)
+{
+    char tmp[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&e->mu);
+    memcpy(e->msg, tmp, sizeof tmp);
+    pthread_mutex_unlock(&e->mu);
+    return st;
+}
+
+void svc__err_clear(svc__err *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->msg[0] = '\0';
+    pthread_mutex_unlock(&e->mu);
+}
+
+const char *svc__err_get(svc__err *e)
+{
+    static _Thread_local char copy[sizeof e->msg];
+    pthread_mutex_lock(&e->mu);
+    memcpy(copy, e->msg, sizeof copy);
+    pthread_mutex_unlock(&e->mu);
+    return copy;
+}

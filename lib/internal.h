@@ -1,0 +1,92 @@
+/*
+ * lib/internal.h - helpers shared by the library's own sources.
+ *
+ * Nothing here is installed. Non-static internal names take the `svc__`
+ * prefix; they are hidden by -fvisibility=hidden and absent from the map.
+ */
+#ifndef SVCINFRA_INTERNAL_H
+#define SVCINFRA_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "svcinfra/alloc.h"
+#include "svcinfra/clock.h"
+#include "svcinfra/status.h"
+
+#define SVC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SVC__UNUSED(x) ((void)(x))
+#define SVC__NS_PER_MS INT64_C(1000000)
+#define SVC__NS_PER_SEC INT64_C(1000000000)
+
+/* ---- allocation (through the hooks of alloc.h) ------------------------ */
+void *svc__calloc(size_t n, size_t size);      /* zeroed; overflow-checked */
+char *svc__strdup(const char *s);              /* NULL in, NULL out */
+char *svc__strndup(const char *s, size_t n);
+char *svc__asprintf(const char *fmt, ...) SVC_PRINTF(1, 2);
+char *svc__vasprintf(const char *fmt, va_list ap);
+
+/* ---- growable byte buffer ---------------------------------------------
+ *
+ *   data ──► [ bytes .......... len ][ spare ... cap ]   always NUL-terminated
+ *
+ * A failed append sets `oom` and leaves the content as it was; callers check
+ * svc__buf_ok() once at the end instead of after every append.
+ */
+typedef struct svc__buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool oom;
+} svc__buf;
+
+void svc__buf_init(svc__buf *b);
+void svc__buf_free(svc__buf *b);
+void svc__buf_reset(svc__buf *b);                    /* len = 0, keeps memory */
+bool svc__buf_reserve(svc__buf *b, size_t extra);
+void svc__buf_append(svc__buf *b, const void *p, size_t n);
+void svc__buf_puts(svc__buf *b, const char *s);
+void svc__buf_putc(svc__buf *b, char c);
+void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
+void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);
+/* Appends `s` as the inside of a JSON string (quotes not included). */
+void svc__buf_json_escape(svc__buf *b, const char *s, size_t n);
+static inline bool svc__buf_ok(const svc__buf *b) { return !b->oom; }
+/* Hands the bytes to the caller (new, svc_free) and resets the buffer. */
+char *svc__buf_steal(svc__buf *b, size_t *len_out);
+
+/* ---- per-handle error detail -------------------------------------------
+ *
+ * Handles keep the detail of their most recent failure for *_errmsg().
+ * The text is copied under a mutex, so concurrent failures never tear it;
+ * a reader gets the latest one.
+ */
+typedef struct svc__err {
+    pthread_mutex_t mu;
+    char msg[512];
+} svc__err;
+
+void svc__err_init(svc__err *e);
+void svc__err_destroy(svc__err *e);
+/* Records the detail and returns `st`, so a failure path is one line:
+ *     return svc__err_set(&h->err, SVC_EBACKEND, "query failed: %s", m); */
+svc_status svc__err_set(svc__err *e, svc_status st, const char *fmt, ...) SVC_PRINTF(3, 4);
+void svc__err_clear(svc__err *e);
+/* Copies the detail into thread-local storage and returns it, so the pointer
+ * stays valid for the calling thread until its next call. "" when none. */
+const char *svc__err_get(svc__err *e);
+
+/* ---- time ---------------------------------------------------------------- */
+static inline const svc_clock *svc__clock_or_system(const svc_clock *c)
+{
+    return c ? c : svc_clock_system();
+}
+
+/* ---- environment --------------------------------------------------------- */
+/* getenv() that treats an empty value as unset. */
+const char *svc__getenv(const char *name);
+
+#endif /* SVCINFRA_INTERNAL_H */
