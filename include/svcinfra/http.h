@@ -1,0 +1,411 @@
+/*
+ * svcinfra/http.h - svc_app: the HTTP server core (on libmicrohttpd) and its
+ * operations surface.
+ *
+ *   libmicrohttpd thread
+ *     ─► read body (max_body_bytes → 413, read_timeout_ms → 408)
+ *     ─► router match (the route template is kept for logs and metric labels)
+ *     ─► middleware chain, onion style, ordered by stage then registration:
+ *          EARLY     request id / traceparent
+ *          OBSERVE   access log, metrics
+ *          SECURITY  security headers, CORS, maintenance mode
+ *          TENANT    tenant resolution
+ *          LIMIT     rate limiting
+ *          IDEMPOTENCY
+ *          APP       the application's own middleware (svc_app_use)
+ *     ─► handler (or the 404 / 405 problem)
+ *     ─► response buffered, headers kept as a list, sent
+ *
+ * Errors leave as RFC 9457 application/problem+json bodies with a stable
+ * `code` from svc_problem_code.
+ *
+ * Thread safety: configure an app (routes, middleware, add_* calls) from
+ * one thread before svc_app_start(); after that the configuration is
+ * read-only. Handlers and middleware run concurrently on the server's worker
+ * threads, each request on one thread from start to end; an svc_req and
+ * its svc_res belong to that thread and must not be used after the handler
+ * returns. svc_app_stop() may be called from any thread or signal handler.
+ *
+ * When the library was built without libmicrohttpd (see
+ * svc_feature_supported(SVC_FEATURE_HTTP)), svc_app_new() returns
+ * SVC_ENOTSUP.
+ */
+#ifndef SVCINFRA_HTTP_H
+#define SVCINFRA_HTTP_H
+
+#include <jansson.h>
+
+#include "common.h"
+#include "status.h"
+#include "clock.h"
+
+SVC_BEGIN_DECLS
+
+typedef struct svc_app svc_app;
+typedef struct svc_req svc_req;
+typedef struct svc_res svc_res;
+typedef struct svc_chain svc_chain;
+struct svc_metrics;
+struct svc_config;
+
+/* ------------------------------------------------------------------------
+ * Application
+ * ---------------------------------------------------------------------- */
+
+typedef struct svc_app_opts {
+    const char *bind_addr;          /* "127.0.0.1"; "0.0.0.0" or "::" for all */
+    uint16_t port;                  /* 8080; 0 picks a free port (svc_app_port) */
+    unsigned threads;               /* 0: one per CPU */
+    size_t max_body_bytes;          /* 1 MiB; larger bodies (also chunked) → 413 */
+    unsigned read_timeout_ms;       /* 30000: the whole request must arrive in time → 408;
+                                       also the idle keep-alive timeout */
+    unsigned handler_timeout_ms;    /* 30000: handler deadline (see svc_req_remaining_ms) */
+    unsigned shutdown_grace_ms;     /* 10000: in-flight requests get this long on shutdown */
+    unsigned max_connections;       /* 1024 */
+    int default_middleware;         /* 1: request id, access log, security headers and
+                                       maintenance mode are installed by svc_app_new() */
+    int access_log;                 /* 1: one JSON line per request (with default_middleware) */
+    const char *problem_type_base;  /* "https://libsvcinfra.org/problems/": the `type`
+                                       member is this base + lower-case code */
+    struct svc_metrics *metrics;    /* NULL: svc_metrics_default() */
+    const struct svc_config *config;/* NULL: none; else http.* keys override these
+                                       fields (docs/http.md lists them) */
+    const svc_clock *clock;         /* NULL: svc_clock_system() */
+    void *reserved[8];              /* zero; room to grow */
+} svc_app_opts;
+
+/* Fills `opts` with the defaults written beside each field. */
+SVC_EXPORT void svc_app_opts_default(svc_app_opts *opts) SVC_NONNULL(1);
+
+/* Creates an app (new; release with svc_app_free()). `opts` NULL means all
+ * defaults, overridden by SVC_HTTP_* environment variables (SVC_HTTP_PORT,
+ * SVC_HTTP_BIND, SVC_HTTP_THREADS, SVC_HTTP_MAX_BODY, ...).
+ * Returns SVC_EINVAL for a bad option (the detail is logged at error
+ * level), SVC_ENOMEM, SVC_ENOTSUP when built without libmicrohttpd. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_new(svc_app **out, const svc_app_opts *opts);
+
+/* Stops the server if it runs (graceful, see svc_app_shutdown()) and frees
+ * everything. svc_app_free(NULL) is a no-op. */
+SVC_EXPORT void svc_app_free(svc_app *app);
+
+/* Detail of the app's most recent failure ("" when none). Borrowed, valid
+ * on the calling thread until its next call. */
+SVC_EXPORT const char *svc_app_errmsg(svc_app *app) SVC_NONNULL(1);
+
+/* A request handler. It answers through `res` (svc_res_json(), ...). A
+ * handler that sets nothing answers 204. */
+typedef void (*svc_handler_fn)(svc_req *req, svc_res *res, void *ud);
+
+/* Registers `fn` for `method` ("GET", "POST", ...; "*" for any) and
+ * `pattern`: literal segments and `{name}` parameters, e.g. "/cars/{id}";
+ * a last segment `{name...}` takes the rest of the path. Literal segments
+ * win over parameters. GET routes also answer HEAD. Returns SVC_EINVAL for
+ * a malformed pattern or method, SVC_EEXIST for a duplicate method+pattern,
+ * SVC_EBUSY once the app is started. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_route(svc_app *app, const char *method,
+                                                  const char *pattern, svc_handler_fn fn,
+                                                  void *ud) SVC_NONNULL(1, 2, 3, 4);
+
+/* Middleware: called with the request, the response and the rest of the
+ * chain. It either answers (sets a status/body on `res`) and returns, or
+ * calls svc_next(next) to run the rest of the chain and the handler, and
+ * may then look at or change the response. */
+typedef void (*svc_middleware_fn)(svc_req *req, svc_res *res, svc_chain *next, void *ud);
+
+/* Runs the rest of the chain (the next middleware, finally the handler). */
+SVC_EXPORT void svc_next(svc_chain *next) SVC_NONNULL(1);
+
+typedef enum svc_stage {
+    SVC_STAGE_EARLY = 100,
+    SVC_STAGE_OBSERVE = 200,
+    SVC_STAGE_SECURITY = 300,
+    SVC_STAGE_TENANT = 400,
+    SVC_STAGE_LIMIT = 500,
+    SVC_STAGE_IDEMPOTENCY = 600,
+    SVC_STAGE_APP = 700
+} svc_stage;
+
+/* Appends middleware `fn` to `stage` (within a stage, registration order).
+ * `name` (copied) names it in logs and svc_app_middleware_names(). Returns
+ * SVC_EEXIST for a name already used, SVC_EBUSY once started. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_use_stage(svc_app *app, svc_stage stage,
+                                                      const char *name, svc_middleware_fn fn,
+                                                      void *ud) SVC_NONNULL(1, 3, 4);
+/* svc_app_use_stage(app, SVC_STAGE_APP, name, fn, ud). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_use(svc_app *app, const char *name,
+                                                svc_middleware_fn fn, void *ud)
+    SVC_NONNULL(1, 2, 3);
+
+/* Writes the middleware names in chain order, comma-separated, into buf
+ * (truncated to buflen). Returns the length it needed. */
+SVC_EXPORT size_t svc_app_middleware_names(const svc_app *app, char *buf, size_t buflen)
+    SVC_NONNULL(1);
+
+/* Registers `fn(ud)` to run when the app is freed (for add_* modules that
+ * own state). Runs in reverse order of registration. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_on_free(svc_app *app, void (*fn)(void *ud),
+                                                    void *ud) SVC_NONNULL(1, 2);
+
+/* Starts serving in background threads and returns. Returns SVC_EIO when
+ * the address cannot be bound (detail in svc_app_errmsg()), SVC_EBUSY when
+ * already started. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_start(svc_app *app) SVC_NONNULL(1);
+
+/* The port the server listens on (useful with port 0), 0 before start. */
+SVC_EXPORT uint16_t svc_app_port(const svc_app *app) SVC_NONNULL(1);
+
+/* Starts (when not started) and blocks until SIGTERM or SIGINT arrives or
+ * svc_app_stop() is called, then shuts down gracefully. Installs handlers
+ * for SIGTERM and SIGINT for its duration and restores the old ones. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_run(svc_app *app) SVC_NONNULL(1);
+
+/* Asks svc_app_run() to return. Async-signal-safe; any thread. */
+SVC_EXPORT void svc_app_stop(svc_app *app) SVC_NONNULL(1);
+
+/* Graceful shutdown: stop accepting, let in-flight requests finish for up
+ * to shutdown_grace_ms, then close. Returns SVC_ETIMEDOUT when requests
+ * were still running at the end of the grace period (they are cut off). */
+SVC_EXPORT svc_status svc_app_shutdown(svc_app *app) SVC_NONNULL(1);
+
+/* Maintenance mode: while on, writes (POST, PUT, PATCH, DELETE) get 503
+ * problem+json (code UNAVAILABLE) with Retry-After: retry_after_s; reads
+ * and probes are served. Any thread, any time. */
+SVC_EXPORT void svc_app_set_maintenance(svc_app *app, int on, unsigned retry_after_s)
+    SVC_NONNULL(1);
+
+SVC_EXPORT struct svc_metrics *svc_app_metrics(const svc_app *app) SVC_NONNULL(1);
+SVC_EXPORT const svc_clock *svc_app_clock(const svc_app *app) SVC_NONNULL(1);
+
+/* ------------------------------------------------------------------------
+ * Request (borrowed by handlers and middleware; strings valid until the
+ * handler returns). Header names are case-insensitive; duplicates are kept.
+ * ---------------------------------------------------------------------- */
+
+SVC_EXPORT const char *svc_req_method(const svc_req *req) SVC_NONNULL(1);
+/* The decoded path, without the query. */
+SVC_EXPORT const char *svc_req_path(const svc_req *req) SVC_NONNULL(1);
+/* The raw query string without '?', "" when none. */
+SVC_EXPORT const char *svc_req_query(const svc_req *req) SVC_NONNULL(1);
+/* The first value of query parameter `name`, decoded; NULL when absent. */
+SVC_EXPORT const char *svc_req_query_param(const svc_req *req, const char *name)
+    SVC_NONNULL(1, 2);
+/* Path parameter `name` of the matched route; NULL when absent. */
+SVC_EXPORT const char *svc_req_param(const svc_req *req, const char *name) SVC_NONNULL(1, 2);
+/* The matched route's template ("/cars/{id}"); NULL when no route matched. */
+SVC_EXPORT const char *svc_req_route(const svc_req *req) SVC_NONNULL(1);
+/* The first header `name`; NULL when absent. */
+SVC_EXPORT const char *svc_req_header(const svc_req *req, const char *name) SVC_NONNULL(1, 2);
+/* The `index`-th header called `name` (0-based); NULL past the end. */
+SVC_EXPORT const char *svc_req_header_at(const svc_req *req, const char *name, size_t index)
+    SVC_NONNULL(1, 2);
+/* All headers in arrival order: count, and the i-th name/value. */
+SVC_EXPORT size_t svc_req_header_count(const svc_req *req) SVC_NONNULL(1);
+SVC_EXPORT int svc_req_header_nth(const svc_req *req, size_t i, const char **name,
+                                  const char **value) SVC_NONNULL(1, 3, 4);
+/* The body (NUL-terminated for convenience; `len` excludes the NUL). */
+SVC_EXPORT const char *svc_req_body(const svc_req *req, size_t *len) SVC_NONNULL(1);
+/* Parses the body as JSON into *out (new reference, json_decref()).
+ * Returns SVC_EPARSE when the body is not JSON (and answers nothing). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_req_json(const svc_req *req, json_t **out)
+    SVC_NONNULL(1, 2);
+/* The request id (X-Request-Id echoed when valid, else generated). */
+SVC_EXPORT const char *svc_req_id(const svc_req *req) SVC_NONNULL(1);
+/* W3C trace context: the trace id (32 hex) from `traceparent` or new. */
+SVC_EXPORT const char *svc_req_trace_id(const svc_req *req) SVC_NONNULL(1);
+/* The peer address ("127.0.0.1", "::1"), without port. */
+SVC_EXPORT const char *svc_req_client_addr(const svc_req *req) SVC_NONNULL(1);
+/* The tenant of the request, NULL when none was resolved. */
+SVC_EXPORT const char *svc_req_tenant(const svc_req *req) SVC_NONNULL(1);
+/* Sets the tenant (copied). For tenant resolvers. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_req_set_tenant(svc_req *req, const char *tenant)
+    SVC_NONNULL(1);
+/* The authenticated principal (e.g. API key id), NULL when none. */
+SVC_EXPORT const char *svc_req_principal(const svc_req *req) SVC_NONNULL(1);
+SVC_EXPORT SVC_NODISCARD svc_status svc_req_set_principal(svc_req *req, const char *principal)
+    SVC_NONNULL(1);
+/* Per-request values for middleware: `free_fn` (may be NULL) runs on the
+ * value when the request ends or the key is set again. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_req_set(svc_req *req, const char *key, void *value,
+                                                void (*free_fn)(void *)) SVC_NONNULL(1, 2);
+SVC_EXPORT void *svc_req_get(const svc_req *req, const char *key) SVC_NONNULL(1, 2);
+/* Milliseconds left before the handler deadline (negative once past).
+ * C cannot preempt a thread: handlers that wait on I/O should pass this to
+ * their backend calls. A handler that returns past its deadline has its
+ * answer replaced with 503 problem+json, code TIMEOUT. */
+SVC_EXPORT int64_t svc_req_remaining_ms(const svc_req *req) SVC_NONNULL(1);
+SVC_EXPORT svc_app *svc_req_app(const svc_req *req) SVC_NONNULL(1);
+
+/* ------------------------------------------------------------------------
+ * Response (buffered until the chain returns)
+ * ---------------------------------------------------------------------- */
+
+SVC_EXPORT void svc_res_status(svc_res *res, int status) SVC_NONNULL(1);
+/* The status set so far, 0 when none. */
+SVC_EXPORT int svc_res_get_status(const svc_res *res) SVC_NONNULL(1);
+/* Adds a header, keeping others of the same name (Set-Cookie). Returns
+ * SVC_EINVAL for a name or value with CR/LF or a bad name. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_add(svc_res *res, const char *name,
+                                                       const char *value) SVC_NONNULL(1, 2, 3);
+/* Replaces every header `name` with one. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_set(svc_res *res, const char *name,
+                                                       const char *value) SVC_NONNULL(1, 2, 3);
+SVC_EXPORT void svc_res_header_remove(svc_res *res, const char *name) SVC_NONNULL(1, 2);
+/* The first response header `name`, NULL when absent. */
+SVC_EXPORT const char *svc_res_header(const svc_res *res, const char *name) SVC_NONNULL(1, 2);
+SVC_EXPORT size_t svc_res_header_count(const svc_res *res) SVC_NONNULL(1);
+SVC_EXPORT int svc_res_header_nth(const svc_res *res, size_t i, const char **name,
+                                  const char **value) SVC_NONNULL(1, 3, 4);
+/* Sets the body (copied), replacing any earlier one. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_body(svc_res *res, const void *data, size_t len)
+    SVC_NONNULL(1);
+SVC_EXPORT const char *svc_res_get_body(const svc_res *res, size_t *len) SVC_NONNULL(1);
+/* status + "text/plain; charset=utf-8" + text. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_text(svc_res *res, int status, const char *text)
+    SVC_NONNULL(1, 3);
+/* status + "application/json" + the serialised value (compact). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_json(svc_res *res, int status, const json_t *json)
+    SVC_NONNULL(1, 3);
+/* Same with a JSON text the caller already has. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_json_str(svc_res *res, int status,
+                                                     const char *json) SVC_NONNULL(1, 3);
+
+/* ------------------------------------------------------------------------
+ * Problems (RFC 9457)
+ * ---------------------------------------------------------------------- */
+
+/*       name                 status  title */
+#define SVC_PROBLEM_MAP(X)                                                  \
+    X(VALIDATION,          400, "Validation failed")                         \
+    X(AUTHN,               401, "Authentication required")                   \
+    X(AUTHZ,               403, "Forbidden")                                 \
+    X(NOT_FOUND,           404, "Not found")                                 \
+    X(METHOD_NOT_ALLOWED,  405, "Method not allowed")                        \
+    X(CONFLICT,            409, "Conflict")                                  \
+    X(PRECONDITION,        412, "Precondition failed")                       \
+    X(PAYLOAD_TOO_LARGE,   413, "Payload too large")                         \
+    X(RATE_LIMIT,          429, "Too many requests")                         \
+    X(UNAVAILABLE,         503, "Service unavailable")                       \
+    X(TIMEOUT,             408, "Timeout")                                   \
+    X(INTERNAL,            500, "Internal error")                            \
+    X(UNPROCESSABLE,       422, "Unprocessable content")                     \
+    X(PRECONDITION_REQUIRED, 428, "Precondition required")
+
+typedef enum svc_problem_code {
+#define SVC__PROBLEM_ENUM(name, status, title) SVC_PROBLEM_##name,
+    SVC_PROBLEM_MAP(SVC__PROBLEM_ENUM)
+#undef SVC__PROBLEM_ENUM
+    SVC__PROBLEM_LAST
+} svc_problem_code;
+
+/* "VALIDATION", ...; "INTERNAL" for an unknown value. */
+SVC_EXPORT const char *svc_problem_code_name(svc_problem_code code);
+/* The default HTTP status and title of `code`. */
+SVC_EXPORT int svc_problem_code_status(svc_problem_code code);
+SVC_EXPORT const char *svc_problem_code_title(svc_problem_code code);
+
+/* Answers with application/problem+json: {type, title, status, detail,
+ * instance (the request path), code, request_id} plus the members of
+ * `extensions` (an object, may be NULL; borrowed). `status` 0 means the
+ * code's default. `detail` may be NULL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_problem(svc_res *res, int status,
+                                                    svc_problem_code code,
+                                                    const char *detail) SVC_NONNULL(1);
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_problem_ext(svc_res *res, int status,
+                                                        svc_problem_code code,
+                                                        const char *detail,
+                                                        const json_t *extensions)
+    SVC_NONNULL(1);
+
+/* ------------------------------------------------------------------------
+ * Built-in middleware and ops routes (one line each)
+ * ---------------------------------------------------------------------- */
+
+/* CORS with an allowlist; deny by default (no CORS headers for origins not
+ * listed). "*" is refused together with allow_credentials (SVC_EINVAL).
+ * Preflights (OPTIONS with Access-Control-Request-Method) are answered 204. */
+typedef struct svc_cors_opts {
+    const char *const *allow_origins;  /* NULL-terminated; exact origins or "*" */
+    const char *allow_methods;         /* "GET, POST, PUT, PATCH, DELETE" */
+    const char *allow_headers;         /* "Content-Type, Authorization, Idempotency-Key, X-Request-Id" */
+    const char *expose_headers;        /* "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After" */
+    int allow_credentials;             /* 0 */
+    unsigned max_age_s;                /* 600 */
+    void *reserved[4];
+} svc_cors_opts;
+SVC_EXPORT void svc_cors_opts_default(svc_cors_opts *opts) SVC_NONNULL(1);
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
+    SVC_NONNULL(1, 2);
+
+/* Security headers added to every response unless the handler set the same
+ * name itself. NULL opts: the defaults (X-Content-Type-Options: nosniff,
+ * X-Frame-Options: DENY, Referrer-Policy: no-referrer,
+ * Content-Security-Policy: default-src 'none'; frame-ancestors 'none',
+ * Strict-Transport-Security only when hsts_max_age_s > 0). `headers`
+ * replaces the list: pairs name, value, ..., NULL. Installed by default with
+ * default_middleware; calling this replaces that list. */
+typedef struct svc_security_headers_opts {
+    const char *const *headers;   /* NULL: the defaults above */
+    unsigned hsts_max_age_s;      /* 0: no HSTS */
+    void *reserved[4];
+} svc_security_headers_opts;
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_security_headers(
+    svc_app *app, const svc_security_headers_opts *opts) SVC_NONNULL(1);
+
+/* Tenant resolution. An API key (from `Authorization: Bearer <key>` or
+ * the `api_key_header`) is looked up with `lookup`, which writes the tenant
+ * and principal; a tenant header is used only when `trusted_header` names
+ * it. With `required`, a request without a tenant gets 401 problem+json
+ * (code AUTHN). Unknown API key → 401. */
+typedef int (*svc_tenant_lookup_fn)(const char *api_key, char *tenant, size_t tenant_len,
+                                    char *principal, size_t principal_len, void *ud);
+typedef struct svc_tenancy_opts {
+    svc_tenant_lookup_fn lookup;     /* NULL: no API keys; returns 1 found, 0 unknown */
+    void *lookup_ud;
+    const char *api_key_header;      /* "X-API-Key" (Authorization: Bearer also read) */
+    const char *trusted_header;      /* NULL: never trust a header (e.g. "X-Tenant-Id") */
+    int required;                    /* 0 */
+    const char *const *skip_paths;   /* NULL-terminated; default: probes and /metrics */
+    void *reserved[4];
+} svc_tenancy_opts;
+SVC_EXPORT void svc_tenancy_opts_default(svc_tenancy_opts *opts) SVC_NONNULL(1);
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
+    SVC_NONNULL(1, 2);
+
+/* Probes: /healthz (liveness: 200 while the process serves), /startupz
+ * (200 once svc_app_set_started() was called, else 503), /readyz (runs
+ * every registered check, each with its timeout, concurrently; 503 with
+ * a JSON report when a critical check fails or times out). */
+typedef svc_status (*svc_check_fn)(void *ud, char *detail, size_t detail_len,
+                                   int64_t timeout_ms);
+typedef struct svc_probes_opts {
+    const char *healthz_path;   /* "/healthz" */
+    const char *readyz_path;    /* "/readyz" */
+    const char *startupz_path;  /* "/startupz" */
+    int started;                /* 1: started at once (no startup gate) */
+    void *reserved[4];
+} svc_probes_opts;
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
+    SVC_NONNULL(1);
+/* Registers a readiness check (name copied). `critical`: failure makes
+ * /readyz answer 503; otherwise it is reported but the answer stays 200. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_add_check(svc_app *app, const char *name,
+                                                      svc_check_fn fn, void *ud,
+                                                      unsigned timeout_ms, int critical)
+    SVC_NONNULL(1, 2, 3);
+SVC_EXPORT void svc_app_set_started(svc_app *app) SVC_NONNULL(1);
+
+/* /metrics in Prometheus text format, and per-request metrics:
+ * http_server_requests_total{method,route,code},
+ * http_server_request_duration_seconds{method,route} (histogram),
+ * http_server_inflight_requests. Unmatched paths share route="<unmatched>". */
+typedef struct svc_metrics_http_opts {
+    const char *path;           /* "/metrics" */
+    void *reserved[4];
+} svc_metrics_http_opts;
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_metrics(svc_app *app,
+                                                    const svc_metrics_http_opts *opts)
+    SVC_NONNULL(1);
+
+SVC_END_DECLS
+
+#endif /* SVCINFRA_HTTP_H */
