@@ -13,5 +13,7 @@
 #include "status.h"
 #include "alloc.h"
 #include "clock.h"
+#include "http.h"
+#include "crypto.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */

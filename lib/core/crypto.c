@@ -1,0 +1,348 @@
+/* crypto.c - random bytes, SHA-256, HMAC-SHA-256, constant-time compare and
+ * the strict hex/base64 codecs of svcinfra/crypto.h.
+ *
+ * One-shot SHA-256 and HMAC go through OpenSSL; the incremental SHA-256 uses
+ * libsodium's fixed-size state so a caller's context needs no heap and no
+ * cleanup. libsodium is initialised once with pthread_once. */
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
+
+#include "svcinfra/crypto.h"
+#include "../internal.h"
+
+_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(svc_sha256_ctx),
+               "svc_sha256_ctx too small for the libsodium state");
+_Static_assert(_Alignof(crypto_hash_sha256_state) <= _Alignof(svc_sha256_ctx),
+               "svc_sha256_ctx under-aligned for the libsodium state");
+
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static int sodium_ok;
+
+static void sodium_init_once(void) { sodium_ok = sodium_init() >= 0; }
+
+static bool sodium_ready(void)
+{
+    pthread_once(&sodium_once, sodium_init_once);
+    return sodium_ok;
+}
+
+/* ---- random ------------------------------------------------------------- */
+
+svc_status svc_random_bytes(void *buf, size_t n)
+{
+    if (n == 0)
+        return SVC_OK;
+    if (!buf)
+        return SVC_EINVAL;
+    if (!sodium_ready())
+        return SVC_ECRYPTO;
+    randombytes_buf(buf, n);
+    return SVC_OK;
+}
+
+static const char hex_digits[] = "0123456789abcdef";
+
+static void hex_write(const uint8_t *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex_digits[in[i] >> 4];
+        out[2 * i + 1] = hex_digits[in[i] & 0x0f];
+    }
+}
+
+svc_status svc_random_hex(char *out, size_t nbytes_random)
+{
+    if (!out)
+        return SVC_EINVAL;
+    if (nbytes_random > (SIZE_MAX - 1) / 2)
+        return SVC_ERANGE;
+    uint8_t chunk[64];
+    size_t done = 0;
+    while (done < nbytes_random) {
+        size_t k = nbytes_random - done;
+        if (k > sizeof chunk)
+            k = sizeof chunk;
+        svc_status st = svc_random_bytes(chunk, k);
+        if (st != SVC_OK) {
+            out[0] = '\0';
+            return st;
+        }
+        hex_write(chunk, k, out + 2 * done);
+        done += k;
+    }
+    out[2 * nbytes_random] = '\0';
+    sodium_memzero(chunk, sizeof chunk);
+    return SVC_OK;
+}
+
+/* ---- SHA-256 / HMAC ----------------------------------------------------- */
+
+svc_status svc_sha256(const void *data, size_t n, uint8_t out[SVC_SHA256_LEN])
+{
+    if (!out || (!data && n > 0))
+        return SVC_EINVAL;
+    static const uint8_t empty[1];
+    unsigned int len = 0;
+    if (EVP_Digest(n ? data : empty, n, out, &len, EVP_sha256(), NULL) != 1 ||
+        len != SVC_SHA256_LEN)
+        return SVC_ECRYPTO;
+    return SVC_OK;
+}
+
+svc_status svc_sha256_init(svc_sha256_ctx *ctx)
+{
+    if (!ctx)
+        return SVC_EINVAL;
+    crypto_hash_sha256_init((crypto_hash_sha256_state *)(void *)ctx);
+    return SVC_OK;
+}
+
+svc_status svc_sha256_update(svc_sha256_ctx *ctx, const void *data, size_t n)
+{
+    if (!ctx || (!data && n > 0))
+        return SVC_EINVAL;
+    if (n)
+        crypto_hash_sha256_update((crypto_hash_sha256_state *)(void *)ctx, data, n);
+    return SVC_OK;
+}
+
+svc_status svc_sha256_final(svc_sha256_ctx *ctx, uint8_t out[SVC_SHA256_LEN])
+{
+    if (!ctx || !out)
+        return SVC_EINVAL;
+    crypto_hash_sha256_final((crypto_hash_sha256_state *)(void *)ctx, out);
+    sodium_memzero(ctx, sizeof *ctx);
+    return SVC_OK;
+}
+
+svc_status svc_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
+                           uint8_t out[SVC_HMAC_SHA256_LEN])
+{
+    if (!out || (!key && keylen > 0) || (!data && n > 0))
+        return SVC_EINVAL;
+    if (keylen > INT32_MAX)
+        return SVC_ERANGE;
+    /* OpenSSL rejects a NULL key even with length 0; hand it an empty one. */
+    static const uint8_t empty[1];
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), keylen ? key : empty, (int)keylen, n ? data : empty, n, out, &len) ||
+        len != SVC_HMAC_SHA256_LEN)
+        return SVC_ECRYPTO;
+    return SVC_OK;
+}
+
+int svc_ct_equal(const void *a, const void *b, size_t n)
+{
+    if (n == 0)
+        return 1;
+    if (!a || !b)
+        return 0;
+    /* sodium_memcmp needs no initialisation and runs in time set by n. */
+    return sodium_memcmp(a, b, n) == 0;
+}
+
+/* ---- hex ---------------------------------------------------------------- */
+
+/* Common prologue of the encoders: checks the room for `need` chars + NUL. */
+static bool encode_room(char *out, size_t outlen, size_t need_chars, bool overflow)
+{
+    if (!out)
+        return false;
+    if (overflow || outlen < need_chars + 1) {
+        if (outlen >= 1)
+            out[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+size_t svc_hex_encode(const void *in, size_t n, char *out, size_t outlen)
+{
+    bool overflow = n > (SIZE_MAX - 1) / 2;
+    if ((!in && n > 0) || !encode_room(out, outlen, overflow ? 0 : 2 * n, overflow)) {
+        if (out && outlen >= 1)
+            out[0] = '\0';
+        return 0;
+    }
+    hex_write(in, n, out);
+    out[2 * n] = '\0';
+    return 2 * n;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+svc_status svc_hex_decode(const char *in, size_t inlen, void *out, size_t outcap, size_t *outlen)
+{
+    if (!outlen || (!in && inlen > 0) || (!out && outcap > 0))
+        return SVC_EINVAL;
+    *outlen = 0;
+    if (inlen % 2)
+        return SVC_EPARSE;
+    for (size_t i = 0; i < inlen; i++)
+        if (hex_value((unsigned char)in[i]) < 0)
+            return SVC_EPARSE;
+    size_t n = inlen / 2;
+    if (n > outcap)
+        return SVC_ETOOBIG;
+    uint8_t *o = out;
+    for (size_t i = 0; i < n; i++)
+        o[i] = (uint8_t)(hex_value((unsigned char)in[2 * i]) << 4 |
+                         hex_value((unsigned char)in[2 * i + 1]));
+    *outlen = n;
+    return SVC_OK;
+}
+
+/* ---- base64 / base64url ------------------------------------------------- */
+
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64_encode(const char *alpha, bool pad, const void *in, size_t n, char *out,
+                         size_t outlen)
+{
+    bool overflow = n / 3 > (SIZE_MAX - 5) / 4;
+    size_t need = 0;
+    if (!overflow)
+        need = pad ? 4 * ((n + 2) / 3) : 4 * (n / 3) + (n % 3 ? n % 3 + 1 : 0);
+    if ((!in && n > 0) || !encode_room(out, outlen, need, overflow)) {
+        if (out && outlen >= 1)
+            out[0] = '\0';
+        return 0;
+    }
+    const uint8_t *p = in;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = alpha[v >> 18];
+        out[o++] = alpha[(v >> 12) & 63];
+        out[o++] = alpha[(v >> 6) & 63];
+        out[o++] = alpha[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        out[o++] = alpha[v >> 18];
+        out[o++] = alpha[(v >> 12) & 63];
+        if (pad) {
+            out[o++] = '=';
+            out[o++] = '=';
+        }
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        out[o++] = alpha[v >> 18];
+        out[o++] = alpha[(v >> 12) & 63];
+        out[o++] = alpha[(v >> 6) & 63];
+        if (pad)
+            out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(bool url, unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == (url ? '-' : '+'))
+        return 62;
+    if (c == (url ? '_' : '/'))
+        return 63;
+    return -1;
+}
+
+/* Strict decoding: validates everything (alphabet, length, padding, zero
+ * unused bits) and the output size before writing a byte. */
+static svc_status b64_decode(bool url, const char *in, size_t inlen, void *out, size_t outcap,
+                             size_t *outlen)
+{
+    if (!outlen || (!in && inlen > 0) || (!out && outcap > 0))
+        return SVC_EINVAL;
+    *outlen = 0;
+    size_t data_len = inlen;
+    if (inlen == 0) {
+        return SVC_OK;
+    } else if (inlen % 4 == 0) {
+        /* Up to two '=' at the end of a complete final quantum. */
+        if (in[inlen - 1] == '=') {
+            data_len--;
+            if (in[inlen - 2] == '=')
+                data_len--;
+        }
+    } else if (!url) {
+        return SVC_EPARSE; /* the standard variant requires padding */
+    }
+    size_t rem = data_len % 4;
+    if (rem == 1)
+        return SVC_EPARSE;
+    for (size_t i = 0; i < data_len; i++)
+        if (b64_value(url, (unsigned char)in[i]) < 0)
+            return SVC_EPARSE;
+    /* Unused low bits of the last character must be zero (canonical form). */
+    if (rem == 2 && (b64_value(url, (unsigned char)in[data_len - 1]) & 0x0f))
+        return SVC_EPARSE;
+    if (rem == 3 && (b64_value(url, (unsigned char)in[data_len - 1]) & 0x03))
+        return SVC_EPARSE;
+    size_t n = (data_len / 4) * 3 + (rem ? rem - 1 : 0);
+    if (n > outcap)
+        return SVC_ETOOBIG;
+    uint8_t *o = out;
+    size_t w = 0, i = 0;
+    for (; i + 4 <= data_len; i += 4) {
+        uint32_t v = (uint32_t)b64_value(url, (unsigned char)in[i]) << 18 |
+                     (uint32_t)b64_value(url, (unsigned char)in[i + 1]) << 12 |
+                     (uint32_t)b64_value(url, (unsigned char)in[i + 2]) << 6 |
+                     (uint32_t)b64_value(url, (unsigned char)in[i + 3]);
+        o[w++] = (uint8_t)(v >> 16);
+        o[w++] = (uint8_t)(v >> 8);
+        o[w++] = (uint8_t)v;
+    }
+    if (rem >= 2) {
+        uint32_t v = (uint32_t)b64_value(url, (unsigned char)in[i]) << 18 |
+                     (uint32_t)b64_value(url, (unsigned char)in[i + 1]) << 12;
+        if (rem == 3)
+            v |= (uint32_t)b64_value(url, (unsigned char)in[i + 2]) << 6;
+        o[w++] = (uint8_t)(v >> 16);
+        if (rem == 3)
+            o[w++] = (uint8_t)(v >> 8);
+    }
+    *outlen = w;
+    return SVC_OK;
+}
+
+size_t svc_base64_encode(const void *in, size_t n, char *out, size_t outlen)
+{
+    return b64_encode(b64_std, true, in, n, out, outlen);
+}
+
+svc_status svc_base64_decode(const char *in, size_t inlen, void *out, size_t outcap,
+                             size_t *outlen)
+{
+    return b64_decode(false, in, inlen, out, outcap, outlen);
+}
+
+size_t svc_base64url_encode(const void *in, size_t n, char *out, size_t outlen)
+{
+    return b64_encode(b64_url, false, in, n, out, outlen);
+}
+
+svc_status svc_base64url_decode(const char *in, size_t inlen, void *out, size_t outcap,
+                                size_t *outlen)
+{
+    return b64_decode(true, in, inlen, out, outcap, outlen);
+}
