@@ -15,5 +15,6 @@
 #include "clock.h"
 #include "http.h"
 #include "crypto.h"
+#include "store.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */
