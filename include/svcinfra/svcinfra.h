@@ -13,6 +13,8 @@
 #include "status.h"
 #include "alloc.h"
 #include "clock.h"
+#include "log.h"
+#include "config.h"
 #include "http.h"
 #include "crypto.h"
 #include "store.h"

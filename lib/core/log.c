@@ -1,0 +1,637 @@
+/*
+ * log.c - structured JSON logging.
+ *
+ *   svc_log_kv ─► level check (one atomic load)
+ *              ─► format into this thread's reusable buffer (no malloc once
+ *                 the buffer has grown to a typical line)
+ *              ─► under the sink read-lock: sink(level, line, len)
+ *
+ * The sink lock is a rwlock so loggers never wait for each other; only a
+ * sink swap takes it for writing, which is how svc_log_set_sink() knows no
+ * thread is still inside the old sink before closing a file.
+ *
+ * The file sink keeps whole lines in a buffer under its own mutex and hands
+ * the buffer to write(2) in one piece, so a partial line never reaches the
+ * file even with many threads and many processes appending.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "svcinfra/config.h"
+#include "svcinfra/log.h"
+
+#include "../internal.h"
+
+/* Shared with config.c: it avoids echoing secret values in its errors, and
+ * words the error when "log.level" holds no level name. */
+bool svc__log_key_is_secret(const char *key);
+svc_status svc__config_fail(const svc_config *c, const char *key, const char *expected);
+
+#define LOG_MAX_FIELDS 64
+#define LOG_MAX_VALUE 16384            /* bytes of one string value */
+#define LOG_TLS_KEEP (64 * 1024)       /* per-thread buffer kept between lines */
+#define FILE_BUF_CAP (64 * 1024)       /* file sink buffer */
+#define FILE_MAX_AGE_NS SVC__NS_PER_SEC
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+/* ---- level ---------------------------------------------------------------- */
+
+/* -1 until first use: the initial value comes from SVC_LOG_LEVEL. */
+static _Atomic int g_level = -1;
+static pthread_once_t g_level_once = PTHREAD_ONCE_INIT;
+
+static void level_init_once(void)
+{
+    svc_log_level lv = SVC_LOG_INFO;
+    const char *env = svc__getenv("SVC_LOG_LEVEL");
+    if (env && svc_log_level_parse(env, &lv) != SVC_OK)
+        lv = SVC_LOG_INFO;
+    int expected = -1;
+    atomic_compare_exchange_strong(&g_level, &expected, (int)lv);
+}
+
+static int current_level(void)
+{
+    int l = atomic_load_explicit(&g_level, memory_order_relaxed);
+    if (l < 0) {
+        pthread_once(&g_level_once, level_init_once);
+        l = atomic_load(&g_level);
+    }
+    return l;
+}
+
+int svc_log_enabled(svc_log_level level)
+{
+    return (int)level >= current_level() && (int)level >= SVC_LOG_DEBUG &&
+           (int)level < SVC_LOG_OFF;
+}
+
+void svc_log_set_level(svc_log_level level)
+{
+    if ((int)level < SVC_LOG_DEBUG || (int)level > SVC_LOG_OFF)
+        return;
+    pthread_once(&g_level_once, level_init_once); /* so a late init cannot undo this */
+    atomic_store(&g_level, (int)level);
+}
+
+svc_log_level svc_log_get_level(void) { return (svc_log_level)current_level(); }
+
+svc_status svc_log_level_parse(const char *name, svc_log_level *out)
+{
+    if (!name || !out)
+        return SVC_EINVAL;
+    for (int i = 0; i <= SVC_LOG_OFF; i++) {
+        if (strcasecmp(name, level_names[i]) == 0) {
+            *out = (svc_log_level)i;
+            return SVC_OK;
+        }
+    }
+    if (strcasecmp(name, "warning") == 0) {
+        *out = SVC_LOG_WARN;
+        return SVC_OK;
+    }
+    return SVC_EINVAL;
+}
+
+const char *svc_log_level_name(svc_log_level level)
+{
+    if ((int)level < 0 || (int)level > SVC_LOG_OFF)
+        return "unknown";
+    return level_names[level];
+}
+
+/* ---- clock ------------------------------------------------------------------ */
+
+static _Atomic(const svc_clock *) g_clock = NULL;
+
+void svc_log_set_clock(const svc_clock *clock) { atomic_store(&g_clock, clock); }
+
+/* ---- per-thread state ----------------------------------------------------- */
+
+typedef struct log_tls {
+    svc__buf line;
+    svc__buf scratch; /* svc_logf message, raw JSON */
+    svc_log_context ctx;
+    bool has_ctx;
+    bool busy;       /* inside svc_log_kv: a nested record is dropped */
+    bool registered; /* the thread-exit destructor knows this state */
+    int64_t ts_sec;  /* second of the cached timestamp prefix */
+    char ts_prefix[24];
+} log_tls;
+
+static _Thread_local log_tls tls = {.ts_sec = INT64_MIN};
+static pthread_key_t tls_key;
+static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
+
+static void tls_destroy(void *p)
+{
+    log_tls *t = p;
+    svc__buf_free(&t->line);
+    svc__buf_free(&t->scratch);
+}
+
+static void tls_key_create(void) { pthread_key_create(&tls_key, tls_destroy); }
+
+/* Frees this thread's buffers at thread exit (the key's destructor runs
+ * before the thread's _Thread_local storage goes away). */
+static void tls_register(void)
+{
+    if (tls.registered)
+        return;
+    pthread_once(&tls_key_once, tls_key_create);
+    pthread_setspecific(tls_key, &tls);
+    tls.registered = true;
+}
+
+void svc_log_context_set(const svc_log_context *ctx)
+{
+    if (ctx) {
+        tls.ctx = *ctx;
+        tls.has_ctx = true;
+    } else {
+        tls.ctx = (svc_log_context){0};
+        tls.has_ctx = false;
+    }
+}
+
+const svc_log_context *svc_log_context_get(void) { return tls.has_ctx ? &tls.ctx : NULL; }
+
+/* ---- redaction ---------------------------------------------------------------- */
+
+static const char *const secret_words[] = {
+    "password", "passwd", "secret", "token", "authorization", "cookie",
+    "api_key", "apikey", "api-key", "private_key", "credential",
+};
+
+bool svc__log_key_is_secret(const char *key)
+{
+    if (!key)
+        return false;
+    size_t klen = strlen(key);
+    for (size_t w = 0; w < SVC__ARRAY_LEN(secret_words); w++) {
+        const char *word = secret_words[w];
+        size_t wl = strlen(word);
+        if (wl > klen)
+            continue;
+        for (size_t i = 0; i + wl <= klen; i++) {
+            if (strncasecmp(key + i, word, wl) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Characters that end a URL's authority: the userinfo cannot run past them. */
+static bool ends_authority(unsigned char c)
+{
+    return c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '<' ||
+           c == '>' || c == '\\' || isspace(c) || c < 0x20;
+}
+
+static bool is_scheme_char(unsigned char c)
+{
+    return isalnum(c) || c == '+' || c == '-' || c == '.';
+}
+
+/*
+ * Appends s[0..n) JSON-escaped, with every URL password masked:
+ *
+ *   postgres://app:hunter2@db:5432/x  →  postgres://app:***@db:5432/x
+ *            ^  ^       ^
+ *          "://" colon  last '@' before the authority ends
+ */
+static void put_masked(svc__buf *b, const char *s, size_t n)
+{
+    size_t done = 0;
+    const char *p = s;
+    const char *end = s + n;
+    while (p < end) {
+        const char *sep = memmem(p, (size_t)(end - p), "://", 3);
+        if (!sep)
+            break;
+        const char *auth = sep + 3;
+        p = auth;
+        if (sep == s || !is_scheme_char((unsigned char)sep[-1]))
+            continue;
+        const char *colon = NULL, *at = NULL;
+        for (const char *q = auth; q < end && !ends_authority((unsigned char)*q); q++) {
+            if (*q == ':' && !colon && !at)
+                colon = q;
+            else if (*q == '@')
+                at = q;
+        }
+        if (!colon || !at || colon > at)
+            continue;
+        svc__buf_json_escape(b, s + done, (size_t)(colon + 1 - (s + done)));
+        svc__buf_puts(b, "***");
+        done = (size_t)(at - s);
+        p = at + 1;
+    }
+    svc__buf_json_escape(b, s + done, n - done);
+}
+
+/* A masked, quoted, length-capped JSON string. */
+static void put_string(svc__buf *b, const char *s)
+{
+    if (!s) {
+        svc__buf_puts(b, "null");
+        return;
+    }
+    size_t n = strlen(s);
+    bool cut = n > LOG_MAX_VALUE;
+    if (cut) {
+        n = LOG_MAX_VALUE;
+        /* do not split a UTF-8 sequence */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    svc__buf_putc(b, '"');
+    put_masked(b, s, n);
+    if (cut)
+        svc__buf_puts(b, "...[truncated]");
+    svc__buf_putc(b, '"');
+}
+
+/* Redacts a parsed JSON value in place: secret keys and URL passwords. */
+static void redact_json(json_t *v, int depth)
+{
+    if (depth > 64)
+        return;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *child;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, k, child)
+        {
+            if (svc__log_key_is_secret(k))
+                json_object_set_new(v, k, json_string("[REDACTED]"));
+            else
+                redact_json(child, depth + 1);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(v, i, child) redact_json(child, depth + 1);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (memmem(s, n, "://", 3)) {
+            svc__buf tmp;
+            svc__buf_init(&tmp);
+            put_masked(&tmp, s, n);
+            if (svc__buf_ok(&tmp) && tmp.data) {
+                /* put_masked escapes; reparse the escaped text as a JSON string */
+                svc__buf q;
+                svc__buf_init(&q);
+                svc__buf_putc(&q, '"');
+                svc__buf_append(&q, tmp.data, tmp.len);
+                svc__buf_putc(&q, '"');
+                json_t *m = svc__buf_ok(&q) ? json_loadb(q.data, q.len, JSON_DECODE_ANY, NULL)
+                                            : NULL;
+                if (m && json_is_string(m))
+                    json_string_setn(v, json_string_value(m), json_string_length(m));
+                json_decref(m);
+                svc__buf_free(&q);
+            }
+            svc__buf_free(&tmp);
+        }
+    }
+}
+
+static void put_rawjson(svc__buf *b, const char *text)
+{
+    if (!text) {
+        svc__buf_puts(b, "null");
+        return;
+    }
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (!v) {
+        put_string(b, text);
+        return;
+    }
+    redact_json(v, 0);
+    char *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (!out) {
+        put_string(b, text);
+        return;
+    }
+    svc__buf_puts(b, out);
+    free(out); /* jansson's allocator */
+}
+
+/* ---- formatting ---------------------------------------------------------- */
+
+static const char *const reserved_keys[] = {"ts", "level", "msg", "request_id", "tenant",
+                                            "trace_id"};
+
+static bool is_reserved(const char *key)
+{
+    for (size_t i = 0; i < SVC__ARRAY_LEN(reserved_keys); i++)
+        if (strcmp(key, reserved_keys[i]) == 0)
+            return true;
+    return false;
+}
+
+static void put_ts(svc__buf *b, int64_t ns)
+{
+    int64_t sec = ns / SVC__NS_PER_SEC;
+    int64_t rem = ns % SVC__NS_PER_SEC;
+    if (rem < 0) {
+        rem += SVC__NS_PER_SEC;
+        sec--;
+    }
+    if (sec != tls.ts_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm))
+            memset(&tm, 0, sizeof tm);
+        strftime(tls.ts_prefix, sizeof tls.ts_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        tls.ts_sec = sec;
+    }
+    svc__buf_printf(b, "%s.%03dZ", tls.ts_prefix, (int)(rem / SVC__NS_PER_MS));
+}
+
+static void put_key(svc__buf *b, const char *key)
+{
+    svc__buf_puts(b, ",\"");
+    if (is_reserved(key))
+        svc__buf_putc(b, '_');
+    svc__buf_json_escape(b, key, strlen(key));
+    svc__buf_puts(b, "\":");
+}
+
+static void format_line(svc__buf *b, svc_log_level level, const char *msg,
+                        const svc_log_field *fields, size_t nfields)
+{
+    svc__buf_puts(b, "{\"ts\":\"");
+    put_ts(b, svc_clock_wall_ns(atomic_load_explicit(&g_clock, memory_order_relaxed)));
+    svc__buf_puts(b, "\",\"level\":\"");
+    svc__buf_puts(b, level_names[level]);
+    svc__buf_puts(b, "\",\"msg\":");
+    put_string(b, msg ? msg : "");
+    if (tls.has_ctx) {
+        if (tls.ctx.request_id) {
+            svc__buf_puts(b, ",\"request_id\":");
+            put_string(b, tls.ctx.request_id);
+        }
+        if (tls.ctx.tenant) {
+            svc__buf_puts(b, ",\"tenant\":");
+            put_string(b, tls.ctx.tenant);
+        }
+        if (tls.ctx.trace_id) {
+            svc__buf_puts(b, ",\"trace_id\":");
+            put_string(b, tls.ctx.trace_id);
+        }
+    }
+    if (!fields)
+        nfields = 0;
+    if (nfields > LOG_MAX_FIELDS)
+        nfields = LOG_MAX_FIELDS;
+    for (size_t i = 0; i < nfields; i++) {
+        const svc_log_field *f = &fields[i];
+        if (!f->key)
+            continue;
+        put_key(b, f->key);
+        if (svc__log_key_is_secret(f->key)) {
+            svc__buf_puts(b, "\"[REDACTED]\"");
+            continue;
+        }
+        switch (f->type) {
+        case SVC_LOG_T_STR:
+            put_string(b, f->v.s);
+            break;
+        case SVC_LOG_T_INT:
+            svc__buf_printf(b, "%" PRId64, f->v.i);
+            break;
+        case SVC_LOG_T_DBL:
+            if (isfinite(f->v.d))
+                svc__buf_printf(b, "%.17g", f->v.d);
+            else
+                svc__buf_puts(b, "null");
+            break;
+        case SVC_LOG_T_BOOL:
+            svc__buf_puts(b, f->v.b ? "true" : "false");
+            break;
+        case SVC_LOG_T_RAWJSON:
+            put_rawjson(b, f->v.s);
+            break;
+        default:
+            svc__buf_puts(b, "null");
+            break;
+        }
+    }
+    svc__buf_puts(b, "}\n");
+}
+
+/* ---- sinks --------------------------------------------------------------- */
+
+typedef struct file_sink {
+    pthread_mutex_t mu;
+    int fd;
+    char *buf;
+    size_t len;
+    int64_t oldest_ns; /* mono time of the first buffered line */
+} file_sink;
+
+static void stderr_sink(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    SVC__UNUSED(level);
+    SVC__UNUSED(ctx);
+    fwrite(line, 1, len, stderr); /* one locked stdio call per line */
+}
+
+static pthread_rwlock_t g_sink_lock = PTHREAD_RWLOCK_INITIALIZER;
+static svc_log_sink_fn g_sink = stderr_sink;
+static void *g_sink_ctx = NULL;
+static file_sink *g_file = NULL; /* set while the file sink is installed */
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* nowhere to report a failing log file; drop */
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void file_flush_locked(file_sink *fs)
+{
+    if (fs->len) {
+        write_all(fs->fd, fs->buf, fs->len);
+        fs->len = 0;
+    }
+}
+
+static void file_sink_write(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    file_sink *fs = ctx;
+    int64_t now = svc_clock_mono_ns(NULL);
+    pthread_mutex_lock(&fs->mu);
+    if (fs->len && (fs->len + len > FILE_BUF_CAP || now - fs->oldest_ns > FILE_MAX_AGE_NS))
+        file_flush_locked(fs);
+    if (len > FILE_BUF_CAP) {
+        write_all(fs->fd, line, len);
+    } else {
+        if (fs->len == 0)
+            fs->oldest_ns = now;
+        memcpy(fs->buf + fs->len, line, len);
+        fs->len += len;
+        if (level >= SVC_LOG_ERROR)
+            file_flush_locked(fs);
+    }
+    pthread_mutex_unlock(&fs->mu);
+}
+
+static void file_sink_close(file_sink *fs)
+{
+    if (!fs)
+        return;
+    pthread_mutex_lock(&fs->mu);
+    file_flush_locked(fs);
+    pthread_mutex_unlock(&fs->mu);
+    close(fs->fd);
+    pthread_mutex_destroy(&fs->mu);
+    svc_free(fs->buf);
+    svc_free(fs);
+}
+
+static void log_atexit(void) { svc_log_flush(); }
+static void register_atexit(void) { atexit(log_atexit); }
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+/* Swaps in a sink; returns the file sink it replaced (to close). */
+static file_sink *install_sink(svc_log_sink_fn fn, void *ctx, file_sink *fs)
+{
+    pthread_rwlock_wrlock(&g_sink_lock);
+    file_sink *old = g_file;
+    g_sink = fn ? fn : stderr_sink;
+    g_sink_ctx = fn ? ctx : NULL;
+    g_file = fs;
+    pthread_rwlock_unlock(&g_sink_lock);
+    return old;
+}
+
+void svc_log_set_sink(svc_log_sink_fn fn, void *ctx)
+{
+    file_sink_close(install_sink(fn, ctx, NULL));
+}
+
+svc_status svc_log_open_file(const char *path)
+{
+    if (!path || !*path)
+        return SVC_EINVAL;
+    file_sink *fs = svc__calloc(1, sizeof *fs);
+    char *buf = svc_malloc(FILE_BUF_CAP);
+    if (!fs || !buf) {
+        svc_free(fs);
+        svc_free(buf);
+        return SVC_ENOMEM;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        svc_free(fs);
+        svc_free(buf);
+        return SVC_EIO;
+    }
+    pthread_mutex_init(&fs->mu, NULL);
+    fs->fd = fd;
+    fs->buf = buf;
+    pthread_once(&atexit_once, register_atexit);
+    file_sink_close(install_sink(file_sink_write, fs, fs));
+    return SVC_OK;
+}
+
+void svc_log_flush(void)
+{
+    pthread_rwlock_rdlock(&g_sink_lock);
+    if (g_file) {
+        pthread_mutex_lock(&g_file->mu);
+        file_flush_locked(g_file);
+        pthread_mutex_unlock(&g_file->mu);
+    }
+    pthread_rwlock_unlock(&g_sink_lock);
+}
+
+/* ---- entry points ------------------------------------------------------------ */
+
+void svc_log_kv(svc_log_level level, const char *msg, const svc_log_field *fields,
+                size_t nfields)
+{
+    if (!svc_log_enabled(level) || tls.busy)
+        return;
+    tls.busy = true;
+    tls_register();
+    svc__buf *b = &tls.line;
+    svc__buf_reset(b);
+    format_line(b, level, msg, fields, nfields);
+    if (svc__buf_ok(b)) {
+        pthread_rwlock_rdlock(&g_sink_lock);
+        g_sink(level, b->data, b->len, g_sink_ctx);
+        pthread_rwlock_unlock(&g_sink_lock);
+    }
+    if (b->cap > LOG_TLS_KEEP || !svc__buf_ok(b))
+        svc__buf_free(b); /* an outsized line does not pin its memory */
+    tls.busy = false;
+}
+
+void svc_logf(svc_log_level level, const char *fmt, ...)
+{
+    if (!svc_log_enabled(level) || tls.busy || !fmt)
+        return;
+    tls_register();
+    svc__buf *m = &tls.scratch;
+    svc__buf_reset(m);
+    va_list ap;
+    va_start(ap, fmt);
+    svc__buf_vprintf(m, fmt, ap);
+    va_end(ap);
+    if (svc__buf_ok(m))
+        svc_log_kv(level, m->data ? m->data : "", NULL, 0);
+    if (m->cap > LOG_TLS_KEEP || !svc__buf_ok(m))
+        svc__buf_free(m);
+}
+
+svc_status svc_log_configure(const svc_config *config)
+{
+    if (!config)
+        return SVC_EINVAL;
+    const char *lv = NULL, *file = NULL;
+    svc_status st = svc_config_get_string(config, "log.level", NULL, &lv);
+    if (st != SVC_OK)
+        return st;
+    svc_log_level level = SVC_LOG_INFO;
+    if (lv && svc_log_level_parse(lv, &level) != SVC_OK) {
+        return svc__config_fail(config, "log.level",
+                                "a log level (debug, info, warn, error, off)");
+    }
+    st = svc_config_get_string(config, "log.file", NULL, &file);
+    if (st != SVC_OK)
+        return st;
+    if (file) {
+        st = svc_log_open_file(file);
+        if (st != SVC_OK)
+            return st;
+    }
+    if (lv)
+        svc_log_set_level(level);
+    return SVC_OK;
+}
