@@ -73,7 +73,7 @@ typedef struct cfg_value {
     node_kind kind;
     const char *s; /* K_SCALAR */
     const cfg_entry *e;
-    char where[160]; /* "app.yaml:12" or "env SVC_HTTP_PORT" */
+    char where[300]; /* "app.yaml:12" or "env SVC_HTTP_PORT" */
 } cfg_value;
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -264,7 +264,7 @@ static svc_status skip_collection(parse_state *ps, int depth)
     return SVC_OK;
 }
 
-static svc_status parse_value(parse_state *ps, yaml_event_t *ev, int depth);
+static svc_status parse_value(parse_state *ps, yaml_event_t *ev, int depth, int line);
 
 static svc_status parse_sequence(parse_state *ps, int line, int depth)
 {
@@ -342,6 +342,7 @@ static svc_status parse_mapping(parse_state *ps, int line, int depth, bool root)
             yaml_event_delete(&kev);
             return st;
         }
+        int key_line = ev_line(&kev);
         size_t saved = ps->path.len;
         if (saved)
             svc__buf_putc(&ps->path, '.');
@@ -354,7 +355,7 @@ static svc_status parse_mapping(parse_state *ps, int line, int depth, bool root)
         st = next_event(ps, &vev);
         if (st != SVC_OK)
             return st;
-        st = parse_value(ps, &vev, depth + 1);
+        st = parse_value(ps, &vev, depth + 1, key_line);
         yaml_event_delete(&vev);
         if (st != SVC_OK)
             return st;
@@ -363,12 +364,13 @@ static svc_status parse_mapping(parse_state *ps, int line, int depth, bool root)
     }
 }
 
-/* Parses the node that starts with `ev` (owned by the caller). */
-static svc_status parse_value(parse_state *ps, yaml_event_t *ev, int depth)
+/* Parses the node that starts with `ev` (owned by the caller); `line` is
+ * its key's line, the one an error message points at. */
+static svc_status parse_value(parse_state *ps, yaml_event_t *ev, int depth, int line)
 {
     switch (ev->type) {
     case YAML_SCALAR_EVENT: {
-        cfg_entry *e = add_entry(ps, K_SCALAR, ev_line(ev));
+        cfg_entry *e = add_entry(ps, K_SCALAR, line);
         if (!e)
             return SVC_ENOMEM;
         e->is_null = is_plain_null(ev);
@@ -378,11 +380,11 @@ static svc_status parse_value(parse_state *ps, yaml_event_t *ev, int depth)
     case YAML_SEQUENCE_START_EVENT:
         if (depth > CFG_MAX_DEPTH)
             return too_deep(ps, ev);
-        return parse_sequence(ps, ev_line(ev), depth);
+        return parse_sequence(ps, line, depth);
     case YAML_MAPPING_START_EVENT:
         if (depth > CFG_MAX_DEPTH)
             return too_deep(ps, ev);
-        return parse_mapping(ps, ev_line(ev), depth, false);
+        return parse_mapping(ps, line, depth, false);
     case YAML_ALIAS_EVENT:
         return alias_refused(ps, ev);
     default:
@@ -426,6 +428,8 @@ static svc_status parse_stream(parse_state *ps)
 static svc_status check_duplicates(parse_state *ps)
 {
     svc_config *c = ps->c;
+    if (c->nentries < 2)
+        return SVC_OK;
     qsort(c->entries, c->nentries, sizeof *c->entries, cmp_entry);
     for (size_t i = 1; i < c->nentries; i++) {
         if (strcmp(c->entries[i - 1].key, c->entries[i].key) == 0) {
@@ -576,7 +580,9 @@ static bool lookup(const svc_config *c, const char *key, cfg_value *v)
         }
     }
     cfg_entry probe = {.key = (char *)key};
-    const cfg_entry *e = bsearch(&probe, c->entries, c->nentries, sizeof *c->entries, cmp_entry);
+    const cfg_entry *e =
+        c->nentries ? bsearch(&probe, c->entries, c->nentries, sizeof *c->entries, cmp_entry)
+                    : NULL;
     if (!e || (e->kind == K_SCALAR && e->is_null))
         return false;
     *v = (cfg_value){.kind = e->kind, .s = e->value, .e = e};

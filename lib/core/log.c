@@ -194,6 +194,57 @@ bool svc__log_key_is_secret(const char *key)
     return false;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if none. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* JSON-escapes s[0..n); bytes that are not UTF-8 become U+FFFD, so the
+ * line stays valid JSON whatever the caller passed. */
+static void put_escaped(svc__buf *b, const char *s, size_t n)
+{
+    size_t run = 0, i = 0;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (l) {
+            i += l;
+            continue;
+        }
+        svc__buf_json_escape(b, s + run, i - run);
+        svc__buf_puts(b, "\\ufffd");
+        run = ++i;
+    }
+    svc__buf_json_escape(b, s + run, n - run);
+}
+
 /* Characters that end a URL's authority: the userinfo cannot run past them. */
 static bool ends_authority(unsigned char c)
 {
@@ -235,12 +286,12 @@ static void put_masked(svc__buf *b, const char *s, size_t n)
         }
         if (!colon || !at || colon > at)
             continue;
-        svc__buf_json_escape(b, s + done, (size_t)(colon + 1 - (s + done)));
+        put_escaped(b, s + done, (size_t)(colon + 1 - (s + done)));
         svc__buf_puts(b, "***");
         done = (size_t)(at - s);
         p = at + 1;
     }
-    svc__buf_json_escape(b, s + done, n - done);
+    put_escaped(b, s + done, n - done);
 }
 
 /* A masked, quoted, length-capped JSON string. */
@@ -370,7 +421,7 @@ static void put_key(svc__buf *b, const char *key)
     svc__buf_puts(b, ",\"");
     if (is_reserved(key))
         svc__buf_putc(b, '_');
-    svc__buf_json_escape(b, key, strlen(key));
+    put_escaped(b, key, strlen(key));
     svc__buf_puts(b, "\":");
 }
 
