@@ -17,6 +17,7 @@
 #include "config.h"
 #include "http.h"
 #include "crypto.h"
+#include "metrics.h"
 #include "store.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */
