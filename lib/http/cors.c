@@ -1,0 +1,247 @@
+/*
+ * lib/http/cors.c - CORS with an exact-origin allowlist, deny by default.
+ *
+ * A SECURITY-stage middleware named "cors". Per request:
+ *
+ *   no Origin header ───────────────► chain, + Vary: Origin
+ *   Origin allowed, preflight ──────► 204 with Allow-Origin/-Methods/-Headers,
+ *                                     Max-Age (the chain does not run)
+ *   Origin allowed ─────────────────► chain, + Allow-Origin, Expose-Headers
+ *                                     (+ Allow-Credentials), Vary: Origin
+ *   Origin not allowed, preflight ──► 403 problem+json, code AUTHZ
+ *   Origin not allowed ─────────────► chain, no CORS headers, Vary: Origin
+ *
+ * A preflight is OPTIONS with Access-Control-Request-Method. The origin
+ * check runs on every request that carries an Origin, so it is a scan of a
+ * short array comparing the length first and the bytes only on a length
+ * match; no allocation, no lower-casing (origins are compared exactly, as
+ * browsers send them: scheme://host[:port]).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http/http_internal.h"
+
+#define SVC__CORS_MAX_ORIGINS 256
+
+typedef struct svc__cors_origin {
+    char *text;
+    size_t len;
+} svc__cors_origin;
+
+typedef struct svc__cors {
+    svc__cors_origin *origins;
+    size_t norigins;
+    bool any;          /* "*" listed */
+    bool credentials;
+    char *allow_methods;
+    char *allow_headers;
+    char *expose_headers; /* NULL when empty */
+    char max_age[16];
+} svc__cors;
+
+static void cors_free(void *ud)
+{
+    svc__cors *c = ud;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->norigins; i++)
+        svc_free(c->origins[i].text);
+    svc_free(c->origins);
+    svc_free(c->allow_methods);
+    svc_free(c->allow_headers);
+    svc_free(c->expose_headers);
+    svc_free(c);
+}
+
+static bool cors_origin_allowed(const svc__cors *c, const char *origin)
+{
+    if (c->any)
+        return true;
+    size_t len = strlen(origin);
+    for (size_t i = 0; i < c->norigins; i++) {
+        if (c->origins[i].len == len && memcmp(c->origins[i].text, origin, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Adds "Origin" to Vary unless a Vary header already names it (or is "*"). */
+static void cors_vary(svc_res *res)
+{
+    size_t n = svc_res_header_count(res);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        if (!svc_res_header_nth(res, i, &name, &value) || strcasecmp(name, "Vary") != 0)
+            continue;
+        if (strcasestr(value, "origin") || strchr(value, '*'))
+            return;
+    }
+    (void)svc_res_header_add(res, "Vary", "Origin");
+}
+
+static void cors_allow_origin(const svc__cors *c, svc_res *res, const char *origin)
+{
+    /* With "*" and no credentials the answer does not depend on the origin;
+     * otherwise echo the one origin that asked. */
+    const char *acao = (c->any && !c->credentials) ? "*" : origin;
+    (void)svc_res_header_set(res, "Access-Control-Allow-Origin", acao);
+    if (c->credentials)
+        (void)svc_res_header_set(res, "Access-Control-Allow-Credentials", "true");
+}
+
+static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    const svc__cors *c = ud;
+    const char *origin = svc_req_header(req, "Origin");
+    if (!origin) {
+        svc_next(next);
+        cors_vary(res);
+        return;
+    }
+    bool allowed = cors_origin_allowed(c, origin);
+    bool preflight = strcmp(svc_req_method(req), "OPTIONS") == 0 &&
+                     svc_req_header(req, "Access-Control-Request-Method") != NULL;
+    if (preflight) {
+        if (!allowed) {
+            (void)svc_res_problem(res, 403, SVC_PROBLEM_AUTHZ,
+                                  "the origin is not allowed by the CORS policy");
+            cors_vary(res);
+            return;
+        }
+        svc_res_status(res, 204);
+        cors_allow_origin(c, res, origin);
+        (void)svc_res_header_set(res, "Access-Control-Allow-Methods", c->allow_methods);
+        (void)svc_res_header_set(res, "Access-Control-Allow-Headers", c->allow_headers);
+        (void)svc_res_header_set(res, "Access-Control-Max-Age", c->max_age);
+        cors_vary(res);
+        return;
+    }
+    svc_next(next);
+    if (allowed) {
+        cors_allow_origin(c, res, origin);
+        if (c->expose_headers)
+            (void)svc_res_header_set(res, "Access-Control-Expose-Headers", c->expose_headers);
+    }
+    cors_vary(res);
+}
+
+void svc_cors_opts_default(svc_cors_opts *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->allow_origins = NULL;
+    opts->allow_methods = "GET, POST, PUT, PATCH, DELETE";
+    opts->allow_headers = "Content-Type, Authorization, Idempotency-Key, X-Request-Id";
+    opts->expose_headers = "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After";
+    opts->allow_credentials = 0;
+    opts->max_age_s = 600;
+}
+
+static bool has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+/* An origin as browsers send it: scheme "://" host [":" port], nothing
+ * after (no path, no trailing slash), no spaces. */
+static bool origin_ok(const char *o)
+{
+    const char *sep = strstr(o, "://");
+    if (!sep || sep == o || sep[3] == '\0')
+        return false;
+    for (const char *p = o; p < sep; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '+' ||
+              *p == '-' || *p == '.'))
+            return false;
+    }
+    for (const char *p = sep + 3; *p; p++) {
+        if (*p == '/' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ',' ||
+            *p == '?' || *p == '#')
+            return false;
+    }
+    return true;
+}
+
+svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
+{
+    if (atomic_load(&app->started))
+        return svc__err_set(&app->err, SVC_EBUSY, "cors: the app is already started");
+    if (app->ext_cors)
+        return svc__err_set(&app->err, SVC_EEXIST, "cors: svc_add_cors() was already called");
+
+    svc_cors_opts d;
+    svc_cors_opts_default(&d);
+    const char *methods = opts->allow_methods ? opts->allow_methods : d.allow_methods;
+    const char *headers = opts->allow_headers ? opts->allow_headers : d.allow_headers;
+    const char *expose = opts->expose_headers ? opts->expose_headers : d.expose_headers;
+    if (has_crlf(methods) || has_crlf(headers) || has_crlf(expose))
+        return svc__err_set(&app->err, SVC_EINVAL,
+                            "cors: allow_methods, allow_headers and expose_headers may not "
+                            "contain CR or LF");
+
+    size_t n = 0;
+    bool any = false;
+    if (opts->allow_origins) {
+        for (; opts->allow_origins[n]; n++) {
+            const char *o = opts->allow_origins[n];
+            if (n >= SVC__CORS_MAX_ORIGINS)
+                return svc__err_set(&app->err, SVC_ERANGE, "cors: more than %d origins",
+                                    SVC__CORS_MAX_ORIGINS);
+            if (strcmp(o, "*") == 0) {
+                any = true;
+                continue;
+            }
+            if (!origin_ok(o))
+                return svc__err_set(&app->err, SVC_EINVAL,
+                                    "cors: \"%s\" is not an origin (scheme://host[:port], "
+                                    "lower-case scheme, no path or trailing slash) nor \"*\"",
+                                    o);
+        }
+    }
+    if (any && opts->allow_credentials)
+        return svc__err_set(&app->err, SVC_EINVAL,
+                            "cors: \"*\" cannot be combined with allow_credentials; list the "
+                            "origins instead");
+
+    svc__cors *c = svc__calloc(1, sizeof(*c));
+    if (!c)
+        return svc__err_set(&app->err, SVC_ENOMEM, "cors: out of memory");
+    c->any = any;
+    c->credentials = opts->allow_credentials != 0;
+    c->allow_methods = svc__strdup(methods);
+    c->allow_headers = svc__strdup(headers);
+    c->expose_headers = expose[0] ? svc__strdup(expose) : NULL;
+    c->origins = n ? svc__calloc(n, sizeof(*c->origins)) : NULL;
+    bool oom = !c->allow_methods || !c->allow_headers || (expose[0] && !c->expose_headers) ||
+               (n && !c->origins);
+    for (size_t i = 0; !oom && i < n; i++) {
+        const char *o = opts->allow_origins[i];
+        if (strcmp(o, "*") == 0)
+            continue;
+        svc__cors_origin *slot = &c->origins[c->norigins];
+        slot->text = svc__strdup(o);
+        if (!slot->text) {
+            oom = true;
+            break;
+        }
+        slot->len = strlen(o);
+        c->norigins++;
+    }
+    if (oom) {
+        cors_free(c);
+        return svc__err_set(&app->err, SVC_ENOMEM, "cors: out of memory");
+    }
+    snprintf(c->max_age, sizeof(c->max_age), "%u", opts->max_age_s);
+
+    svc_status st = svc_app_on_free(app, cors_free, c);
+    if (st != SVC_OK) {
+        cors_free(c);
+        return st;
+    }
+    st = svc_app_use_stage(app, SVC_STAGE_SECURITY, "cors", cors_mw, c);
+    if (st != SVC_OK)
+        return st; /* c is released by the on_free hook */
+    app->ext_cors = c;
+    return SVC_OK;
+}

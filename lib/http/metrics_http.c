@@ -1,0 +1,161 @@
+/*
+ * lib/http/metrics_http.c - per-request metrics and the /metrics endpoint.
+ *
+ * An OBSERVE-stage middleware named "metrics" records, in the app's
+ * registry (svc_app_metrics()):
+ *
+ *   http_server_requests_total{method,route,code}            counter
+ *   http_server_request_duration_seconds{method,route}       histogram
+ *   http_server_inflight_requests                            gauge
+ *
+ * Labels are bounded so a scan of random URLs cannot grow the registry:
+ * `route` is the matched template ("/cars/{id}", never the raw path) or
+ * "<unmatched>", `method` is one of the standard methods or "OTHER", and
+ * `code` is a three-digit status. The hot path is three lock-free registry
+ * updates on series that already exist, with label strings that are either
+ * static or live in the request; nothing is allocated.
+ */
+#include <string.h>
+
+#include "http/http_internal.h"
+#include "svcinfra/metrics.h"
+
+#define SVC__UNMATCHED "<unmatched>"
+
+static const double duration_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1.0,  2.5,   5.0,  10.0};
+
+typedef struct svc__mhttp {
+    svc_app *app;
+    svc_counter *requests;
+    svc_histogram *duration;
+    svc_gauge *inflight;
+    char *path;
+} svc__mhttp;
+
+static void mhttp_free(void *ud)
+{
+    svc__mhttp *m = ud;
+    if (!m)
+        return;
+    svc_free(m->path);
+    svc_free(m);
+}
+
+/* The method as a label: a standard method (static string) or "OTHER". */
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",    "PATCH",
+                                        "DELETE",  "OPTIONS", "TRACE", "CONNECT"};
+    for (size_t i = 0; i < SVC__ARRAY_LEN(known); i++) {
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    }
+    return "OTHER";
+}
+
+static void code_label(int status, char out[4])
+{
+    if (status < 100 || status > 999)
+        status = 500;
+    out[0] = (char)('0' + status / 100);
+    out[1] = (char)('0' + (status / 10) % 10);
+    out[2] = (char)('0' + status % 10);
+    out[3] = '\0';
+}
+
+static void metrics_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    const svc__mhttp *m = ud;
+    const svc_clock *clock = m->app->clock;
+    int64_t start = req->start_ns ? req->start_ns : svc_clock_mono_ns(clock);
+
+    svc_gauge_add(m->inflight, NULL, 1.0);
+    svc_next(next);
+    svc_gauge_add(m->inflight, NULL, -1.0);
+
+    const char *route = svc_req_route(req);
+    char code[4];
+    code_label(svc__res_effective_status(res), code);
+    const char *labels[3] = {method_label(svc_req_method(req)), route ? route : SVC__UNMATCHED,
+                             code};
+    svc_counter_inc(m->requests, labels);
+    int64_t elapsed = svc_clock_mono_ns(clock) - start;
+    if (elapsed < 0)
+        elapsed = 0;
+    svc_histogram_observe(m->duration, labels, (double)elapsed / 1e9);
+}
+
+static void metrics_handler(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    char *text = NULL;
+    size_t len = 0;
+    svc_status st = svc_metrics_render(svc_app_metrics(svc_req_app(req)), &text, &len);
+    if (st != SVC_OK) {
+        (void)svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics");
+        return;
+    }
+    svc_res_status(res, 200);
+    if (svc_res_header_set(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8") !=
+            SVC_OK ||
+        svc_res_body(res, text, len) != SVC_OK) {
+        svc__res_reset(res);
+        (void)svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics");
+    }
+    svc_free(text);
+}
+
+svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
+{
+    if (atomic_load(&app->started))
+        return svc__err_set(&app->err, SVC_EBUSY, "metrics: the app is already started");
+    if (app->ext_metrics)
+        return svc__err_set(&app->err, SVC_EEXIST, "metrics: svc_add_metrics() was already called");
+    const char *path = (opts && opts->path) ? opts->path : "/metrics";
+    if (path[0] != '/')
+        return svc__err_set(&app->err, SVC_EINVAL, "metrics: path \"%s\" must start with '/'",
+                            path);
+    svc_metrics *reg = svc_app_metrics(app);
+    if (!reg)
+        return svc__err_set(&app->err, SVC_ENOMEM, "metrics: no registry");
+
+    svc__mhttp *m = svc__calloc(1, sizeof(*m));
+    if (!m)
+        return svc__err_set(&app->err, SVC_ENOMEM, "metrics: out of memory");
+    m->app = app;
+    m->path = svc__strdup(path);
+    static const char *const req_labels[] = {"method", "route", "code", NULL};
+    static const char *const dur_labels[] = {"method", "route", NULL};
+    svc_status st = m->path ? SVC_OK : SVC_ENOMEM;
+    if (st == SVC_OK)
+        st = svc_metrics_counter(reg, "http_server_requests_total",
+                                 "HTTP requests answered, by method, route template and status",
+                                 req_labels, &m->requests);
+    if (st == SVC_OK)
+        st = svc_metrics_histogram(reg, "http_server_request_duration_seconds",
+                                   "Time from the first byte of a request to its answer",
+                                   dur_labels, duration_buckets,
+                                   SVC__ARRAY_LEN(duration_buckets), &m->duration);
+    if (st == SVC_OK)
+        st = svc_metrics_gauge(reg, "http_server_inflight_requests",
+                               "Requests being handled now", NULL, &m->inflight);
+    if (st != SVC_OK) {
+        mhttp_free(m);
+        return svc__err_set(&app->err, st, "metrics: cannot register the HTTP metrics: %s",
+                            svc_metrics_errmsg(reg));
+    }
+    st = svc_app_on_free(app, mhttp_free, m);
+    if (st != SVC_OK) {
+        mhttp_free(m);
+        return st;
+    }
+    st = svc_app_use_stage(app, SVC_STAGE_OBSERVE, "metrics", metrics_mw, m);
+    if (st != SVC_OK)
+        return st;
+    st = svc_app_route(app, "GET", m->path, metrics_handler, m);
+    if (st != SVC_OK)
+        return st;
+    app->ext_metrics = m;
+    return SVC_OK;
+}
