@@ -203,8 +203,9 @@ struct svc_config;
 /* Applies the logging keys of a loaded configuration: "log.level" (a level
  * name; env SVC_LOG_LEVEL overrides it, as for every key) and "log.file" (a
  * path: svc_log_open_file()). Keys that are absent change nothing.
- * Returns SVC_EINVAL for a NULL config, SVC_ECONFIG for a bad level (the
- * detail is in svc_config_errmsg()), or the status of svc_log_open_file(). */
+ * Returns SVC_EINVAL for a NULL config, SVC_ECONFIG for a bad level, or the
+ * status of svc_log_open_file() (SVC_EIO: the file cannot be opened); for
+ * both the detail is in svc_config_errmsg(). Nothing changes on failure. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_log_configure(const struct svc_config *config);
 
 SVC_END_DECLS

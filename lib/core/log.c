@@ -679,8 +679,10 @@ svc_status svc_log_configure(const svc_config *config)
         return st;
     if (file) {
         st = svc_log_open_file(file);
-        if (st != SVC_OK)
+        if (st != SVC_OK) {
+            (void)svc__config_fail(config, "log.file", "a log file path that can be opened for appending");
             return st;
+        }
     }
     if (lv)
         svc_log_set_level(level);

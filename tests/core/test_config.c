@@ -26,8 +26,9 @@ static svc_config *parse_ok(const char *yaml)
 
 static void assert_contains(const char *hay, const char *needle)
 {
+    assert_non_null(needle);
     if (!hay || !strstr(hay, needle))
-        fail_msg("\"%s\" does not contain \"%s\"", hay ? hay : "(null)", needle);
+        fail_msg("\"%s\" does not contain \"%s\"", hay ? hay : "(null)", needle ? needle : "");
 }
 
 static char *write_temp(const char *content)

@@ -542,6 +542,14 @@ static void configure_applies_level_from_config(void **state)
     assert_int_equal(svc_log_get_level(), SVC_LOG_WARN); /* env wins */
     svc_config_free(c);
     unsetenv("SVC_LOG_LEVEL");
+
+    assert_int_equal(svc_config_parse(&c, "log:\n  level: error\n  file: /nonexistent-dir/a.log\n",
+                                      err, sizeof err), SVC_OK);
+    assert_int_equal(svc_log_configure(c), SVC_EIO);
+    assert_non_null(strstr(svc_config_errmsg(c), "log.file"));
+    assert_non_null(strstr(svc_config_errmsg(c), "<string>:3"));
+    assert_int_equal(svc_log_get_level(), SVC_LOG_WARN); /* unchanged */
+    svc_config_free(c);
     assert_int_equal(svc_log_configure(NULL), SVC_EINVAL);
 }
 
