@@ -19,5 +19,6 @@
 #include "crypto.h"
 #include "metrics.h"
 #include "store.h"
+#include "pg.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */

@@ -1,5 +1,109 @@
 /* unsupported.c - svc_pg and svc_redis calls of a build without libpq or
- * hiredis: every fallible call returns SVC_ENOTSUP, so programs link and
- * can ask svc_feature_supported() at run time. */
+ * hiredis: every fallible call returns SVC_ENOTSUP (no handle can ever be
+ * created), so programs link either way and can ask
+ * svc_feature_supported() at run time. */
+#include <string.h>
+
 #include "../internal.h"
 #include "svcinfra_config.h"
+
+#if !SVC_HAVE_POSTGRES
+#include "svcinfra/pg.h"
+
+static const char pg_missing[] = "PostgreSQL support (libpq) was not built into this libsvcinfra";
+
+void svc_pg_opts_default(svc_pg_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool_size = 8;
+    o->connect_timeout_ms = 5000;
+    o->checkout_timeout_ms = 5000;
+    o->application_name = "svcinfra";
+}
+svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
+{
+    (void)opts;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+const char *svc_pg_last_error(void) { return pg_missing; }
+void svc_pg_free(svc_pg *pg) { (void)pg; }
+const char *svc_pg_errmsg(svc_pg *pg) { (void)pg; return pg_missing; }
+svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
+{
+    (void)pg;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+void svc_pg_checkin(svc_pg_conn *conn) { (void)conn; }
+void *svc_pg_conn_raw(svc_pg_conn *conn) { (void)conn; return NULL; }
+svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int n, const char *const *p, svc_pg_result **out)
+{
+    (void)c, (void)sql, (void)n, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_exec(svc_pg *pg, const char *sql, int n, const char *const *p, svc_pg_result **out)
+{
+    (void)pg, (void)sql, (void)n, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+int svc_pg_result_rows(const svc_pg_result *r) { (void)r; return 0; }
+int svc_pg_result_cols(const svc_pg_result *r) { (void)r; return 0; }
+int64_t svc_pg_result_affected(const svc_pg_result *r) { (void)r; return 0; }
+const char *svc_pg_result_value(const svc_pg_result *r, int row, int col) { (void)r, (void)row, (void)col; return NULL; }
+int svc_pg_result_is_null(const svc_pg_result *r, int row, int col) { (void)r, (void)row, (void)col; return 1; }
+const char *svc_pg_result_colname(const svc_pg_result *r, int col) { (void)r, (void)col; return NULL; }
+void svc_pg_result_free(svc_pg_result *r) { (void)r; }
+svc_status svc_pg_tx_begin(svc_pg *pg, svc_pg_tx **out)
+{
+    (void)pg;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg_isolation iso, svc_pg_tx **out)
+{
+    (void)pg, (void)iso;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int n, const char *const *p, svc_pg_result **out)
+{
+    (void)tx, (void)sql, (void)n, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_tx_commit(svc_pg_tx *tx) { (void)tx; return SVC_ENOTSUP; }
+svc_status svc_pg_tx_rollback(svc_pg_tx *tx) { (void)tx; return SVC_ENOTSUP; }
+svc_status svc_pg_tx_savepoint(svc_pg_tx *tx, const char *name) { (void)tx, (void)name; return SVC_ENOTSUP; }
+svc_status svc_pg_tx_rollback_to(svc_pg_tx *tx, const char *name) { (void)tx, (void)name; return SVC_ENOTSUP; }
+svc_status svc_pg_tx_release(svc_pg_tx *tx, const char *name) { (void)tx, (void)name; return SVC_ENOTSUP; }
+svc_pg_conn *svc_pg_tx_conn(svc_pg_tx *tx) { (void)tx; return NULL; }
+void svc_pg_tx_free(svc_pg_tx *tx) { (void)tx; }
+void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
+{
+    (void)pg;
+    memset(out, 0, sizeof *out);
+}
+svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms) { (void)pg, (void)timeout_ms; return SVC_ENOTSUP; }
+svc_status svc_pg_migrate_up(svc_pg *pg, int *applied)
+{
+    (void)pg;
+    if (applied)
+        *applied = 0;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_migrate_status(svc_pg *pg, svc_pg_migration_info **out, size_t *n)
+{
+    (void)pg;
+    *out = NULL;
+    *n = 0;
+    return SVC_ENOTSUP;
+}
+void svc_pg_migration_info_free(svc_pg_migration_info *list, size_t n) { (void)list, (void)n; }
+int svc_pg_migrate_latest(void) { return 0; }
+#endif /* !SVC_HAVE_POSTGRES */

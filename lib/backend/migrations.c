@@ -1,0 +1,29 @@
+/* migrations.c - the library's schema, one numbered step at a time.
+ *
+ * Append new steps at the end with the next version; never edit a step
+ * that has been released (its SHA-256 is recorded in svc_schema_migrations
+ * and a changed step is refused). Each step runs in its own transaction.
+ */
+#include "pg_internal.h"
+
+const svc__migration svc__pg_migrations[] = {
+    {1, "bookkeeping and leases",
+     "CREATE TABLE IF NOT EXISTS svc_schema_migrations (\n"
+     "    version      integer PRIMARY KEY,\n"
+     "    name         text NOT NULL,\n"
+     "    checksum     text NOT NULL,\n"
+     "    applied_at   timestamptz NOT NULL DEFAULT now(),\n"
+     "    execution_ms integer NOT NULL DEFAULT 0\n"
+     ");\n"
+     "-- Named leases: one holder at a time per name until expires_at, for\n"
+     "-- work that must run on one instance (cron ticks, outbox relay).\n"
+     "CREATE TABLE IF NOT EXISTS svc_leases (\n"
+     "    name        text PRIMARY KEY,\n"
+     "    holder      text NOT NULL,\n"
+     "    expires_at  timestamptz NOT NULL,\n"
+     "    acquired_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS svc_leases_expires_at ON svc_leases (expires_at);\n"},
+};
+
+const size_t svc__pg_nmigrations = sizeof svc__pg_migrations / sizeof svc__pg_migrations[0];

@@ -1,0 +1,761 @@
+/* pg.c - svc_pg: a fixed-size pool of libpq connections.
+ *
+ *   slots[0 .. size-1]      conn == NULL   : not open (opened on demand)
+ *                           in_use         : reserved by one thread
+ *                           conn && !in_use: idle, ready for checkout
+ *
+ * The mutex guards the slot flags and counters only; connecting, health
+ * checks and queries run with the mutex released, on a slot the thread has
+ * reserved by setting in_use. Waiters sleep on `cv` in short slices so the
+ * checkout deadline is read from the injectable clock.
+ */
+#include "svcinfra/pg.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../internal.h"
+#include "pg_internal.h"
+#include "svcinfra/store.h"
+
+#define BACKOFF_INITIAL_MS 100
+#define BACKOFF_MAX_MS 5000
+#define WAIT_SLICE_MS 50
+#define MAX_POOL 1024
+
+struct svc_pg_conn {
+    svc_pg *pool;
+    PGconn *pq;
+    bool in_use;
+    bool broken;
+};
+
+struct svc_pg {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    svc_pg_conn *slots;
+    unsigned size;
+    unsigned in_use;
+    unsigned waiting;
+    uint64_t total_connects;
+    uint64_t connect_failures;
+    int64_t backoff_ms;
+    int64_t next_connect_ns;
+    bool closing;
+
+    /* connection parameters, built once from the URL */
+    svc_store_url url;
+    const char **kw;
+    const char **val;
+    char port_buf[8];
+    char timeout_buf[24];
+    char *app_name;
+
+    int64_t checkout_timeout_ms;
+    int64_t statement_timeout_ms;
+    const svc_clock *clock;
+    svc__err err;
+    svc__pool_metrics metrics;
+};
+
+struct svc_pg_result {
+    PGresult *res;
+};
+
+struct svc_pg_tx {
+    svc_pg *pg;
+    svc_pg_conn *conn;
+};
+
+static _Thread_local char last_new_error[512];
+
+const char *svc_pg_last_error(void) { return last_new_error; }
+
+static svc_status new_fail(svc_status st, const char *fmt, ...) SVC_PRINTF(2, 3);
+static svc_status new_fail(svc_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_new_error, sizeof last_new_error, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void svc_pg_opts_default(svc_pg_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool_size = 8;
+    o->connect_timeout_ms = 5000;
+    o->checkout_timeout_ms = 5000;
+    o->statement_timeout_ms = 0;
+    o->application_name = "svcinfra";
+}
+
+/* libpq messages end in a newline, sometimes several lines; keep one line. */
+static void one_line(char *dst, size_t cap, const char *src)
+{
+    size_t o = 0;
+    for (const char *p = src ? src : ""; *p && o + 1 < cap; p++)
+        dst[o++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+    while (o > 0 && dst[o - 1] == ' ')
+        o--;
+    dst[o] = '\0';
+}
+
+static int64_t now_ns(svc_pg *pg) { return svc_clock_mono_ns(pg->clock); }
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static svc_status build_params(svc_pg *pg, const svc_pg_opts *o)
+{
+    const svc_store_url *u = &pg->url;
+    size_t cap = 8 + u->nparams;
+    pg->kw = svc__calloc(cap, sizeof(char *));
+    pg->val = svc__calloc(cap, sizeof(char *));
+    if (!pg->kw || !pg->val)
+        return SVC_ENOMEM;
+    size_t n = 0;
+#define ADD(k, v)              \
+    do {                       \
+        if (v) {               \
+            pg->kw[n] = (k);   \
+            pg->val[n] = (v);  \
+            n++;               \
+        }                      \
+    } while (0)
+    ADD("host", u->host);
+    if (u->port) {
+        snprintf(pg->port_buf, sizeof pg->port_buf, "%u", (unsigned)u->port);
+        ADD("port", pg->port_buf);
+    }
+    ADD("user", u->user);
+    ADD("password", u->password);
+    ADD("dbname", u->database);
+    int64_t secs = (o->connect_timeout_ms + 999) / 1000;
+    if (secs > 0) {
+        snprintf(pg->timeout_buf, sizeof pg->timeout_buf, "%lld", (long long)secs);
+        ADD("connect_timeout", pg->timeout_buf);
+    }
+    ADD("application_name", pg->app_name);
+    /* URL query parameters last: libpq lets a later keyword win. */
+    for (size_t i = 0; i < u->nparams; i++)
+        ADD(u->param_keys[i], u->param_values[i]);
+#undef ADD
+    pg->kw[n] = NULL;
+    pg->val[n] = NULL;
+    return SVC_OK;
+}
+
+/* Opens a connection for a reserved slot. Called without the mutex. */
+static svc_status open_conn(svc_pg *pg, svc_pg_conn *c)
+{
+    char msg[400];
+    PGconn *pq = PQconnectdbParams(pg->kw, pg->val, 0);
+    if (!pq)
+        return svc__err_set(&pg->err, SVC_ENOMEM, "connect: out of memory");
+    if (PQstatus(pq) != CONNECTION_OK) {
+        one_line(msg, sizeof msg, PQerrorMessage(pq));
+        PQfinish(pq);
+        return svc__err_set(&pg->err, SVC_EUNAVAILABLE, "connect to %s failed: %s",
+                            pg->url.redacted, msg);
+    }
+    if (pg->statement_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SET statement_timeout = %lld", (long long)pg->statement_timeout_ms);
+        PGresult *r = PQexec(pq, sql);
+        bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq));
+        PQclear(r);
+        if (!ok) {
+            PQfinish(pq);
+            return svc__err_set(&pg->err, SVC_EBACKEND, "connect: setting statement_timeout failed: %s", msg);
+        }
+    }
+    c->pq = pq;
+    c->broken = false;
+    return SVC_OK;
+}
+
+/* True when an idle connection is still usable. The server may have closed
+ * it while it sat in the pool (restart, pg_terminate_backend, idle
+ * timeout): libpq only notices on the next read, so read now, without
+ * blocking, whatever is pending. */
+static bool conn_healthy(PGconn *pq)
+{
+    if (PQstatus(pq) != CONNECTION_OK)
+        return false;
+    int fd = PQsocket(pq);
+    if (fd < 0)
+        return false;
+    /* An idle connection has nothing to hear from the server but
+     * notifications. Anything else is, in practice, the FATAL message of a
+     * terminated backend (pg_terminate_backend, shutdown, idle timeout),
+     * sent before the server closes the socket: treat it as broken. */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) > 0) {
+        if (!PQconsumeInput(pq) || PQstatus(pq) != CONNECTION_OK)
+            return false;
+        (void)PQisBusy(pq); /* parses what arrived */
+        bool notified = false;
+        PGnotify *nt;
+        while ((nt = PQnotifies(pq)) != NULL) {
+            notified = true;
+            PQfreemem(nt);
+        }
+        if (!notified || PQstatus(pq) != CONNECTION_OK)
+            return false;
+    }
+    return PQtransactionStatus(pq) == PQTRANS_IDLE;
+}
+
+static void release_slot_locked(svc_pg *pg, svc_pg_conn *c)
+{
+    c->in_use = false;
+    pg->in_use--;
+    pthread_cond_signal(&pg->cv);
+}
+
+static void note_connect_locked(svc_pg *pg, bool ok)
+{
+    if (ok) {
+        pg->total_connects++;
+        pg->backoff_ms = BACKOFF_INITIAL_MS;
+        pg->next_connect_ns = 0;
+    } else {
+        pg->connect_failures++;
+        pg->next_connect_ns = now_ns(pg) + pg->backoff_ms * SVC__NS_PER_MS;
+        pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    }
+}
+
+/* Connects slot `c` (reserved by the caller, pq NULL), honouring backoff. */
+static svc_status connect_slot(svc_pg *pg, svc_pg_conn *c)
+{
+    pthread_mutex_lock(&pg->mu);
+    int64_t wait = pg->next_connect_ns - now_ns(pg);
+    if (pg->next_connect_ns && wait > 0) {
+        release_slot_locked(pg, c);
+        pthread_mutex_unlock(&pg->mu);
+        char prev[400];
+        one_line(prev, sizeof prev, svc__err_get(&pg->err));
+        return svc__err_set(&pg->err, SVC_EUNAVAILABLE,
+                            "database unavailable, next connect attempt in %lld ms (last error: %s)",
+                            (long long)(wait / SVC__NS_PER_MS), prev);
+    }
+    pthread_mutex_unlock(&pg->mu);
+
+    svc_status st = open_conn(pg, c);
+
+    pthread_mutex_lock(&pg->mu);
+    note_connect_locked(pg, st == SVC_OK);
+    if (st)
+        release_slot_locked(pg, c);
+    pthread_mutex_unlock(&pg->mu);
+    return st;
+}
+
+static void cond_wait_ms(svc_pg *pg, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&pg->cv, &pg->mu, &ts);
+}
+
+svc_status svc__pg_checkout_within(svc_pg *pg, int64_t timeout_ms, svc_pg_conn **out)
+{
+    *out = NULL;
+    int64_t deadline = now_ns(pg) + timeout_ms * SVC__NS_PER_MS;
+    pthread_mutex_lock(&pg->mu);
+    for (;;) {
+        if (pg->closing) {
+            pthread_mutex_unlock(&pg->mu);
+            return svc__err_set(&pg->err, SVC_ECLOSED, "pool is closing");
+        }
+        svc_pg_conn *idle = NULL, *unopened = NULL;
+        for (unsigned i = 0; i < pg->size && !idle; i++) {
+            svc_pg_conn *c = &pg->slots[i];
+            if (c->in_use)
+                continue;
+            if (c->pq)
+                idle = c;
+            else if (!unopened)
+                unopened = c;
+        }
+        svc_pg_conn *c = idle ? idle : unopened;
+        if (c) {
+            c->in_use = true;
+            pg->in_use++;
+            pthread_mutex_unlock(&pg->mu);
+            if (c->pq && !conn_healthy(c->pq)) {
+                PQfinish(c->pq);
+                c->pq = NULL;
+            }
+            if (!c->pq) {
+                svc_status st = connect_slot(pg, c);
+                if (st)
+                    return st;
+            }
+            *out = c;
+            return SVC_OK;
+        }
+        int64_t remaining = deadline - now_ns(pg);
+        if (remaining <= 0) {
+            pthread_mutex_unlock(&pg->mu);
+            return svc__err_set(&pg->err, SVC_ETIMEDOUT,
+                                "no free connection within %lld ms (pool size %u, all in use)",
+                                (long long)timeout_ms, pg->size);
+        }
+        int64_t slice = remaining / SVC__NS_PER_MS + 1;
+        pg->waiting++;
+        cond_wait_ms(pg, slice < WAIT_SLICE_MS ? slice : WAIT_SLICE_MS);
+        pg->waiting--;
+    }
+}
+
+svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
+{
+    return svc__pg_checkout_within(pg, pg->checkout_timeout_ms, out);
+}
+
+void svc_pg_checkin(svc_pg_conn *c)
+{
+    if (!c)
+        return;
+    svc_pg *pg = c->pool;
+    if (c->pq && !c->broken) {
+        if (PQstatus(c->pq) != CONNECTION_OK) {
+            c->broken = true;
+        } else {
+            PGTransactionStatusType ts = PQtransactionStatus(c->pq);
+            if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+                PGresult *r = PQexec(c->pq, "ROLLBACK");
+                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                    c->broken = true;
+                PQclear(r);
+            } else if (ts != PQTRANS_IDLE) {
+                c->broken = true; /* a result still pending or unknown state */
+            }
+        }
+    }
+    if (c->pq && c->broken) {
+        PQfinish(c->pq);
+        c->pq = NULL;
+    }
+    c->broken = false;
+    pthread_mutex_lock(&pg->mu);
+    release_slot_locked(pg, c);
+    pthread_mutex_unlock(&pg->mu);
+}
+
+void *svc_pg_conn_raw(svc_pg_conn *c) { return c->pq; }
+
+/* ---- queries ------------------------------------------------------------- */
+
+svc_status svc__pg_map_sqlstate(const char *s)
+{
+    if (!s || strlen(s) != 5)
+        return SVC_EBACKEND;
+    if (strcmp(s, "23505") == 0)
+        return SVC_EEXIST;
+    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
+        return SVC_ECONFLICT;
+    if (strcmp(s, "57014") == 0)
+        return SVC_ETIMEDOUT;
+    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+        strcmp(s, "57P03") == 0)
+        return SVC_EUNAVAILABLE;
+    return SVC_EBACKEND;
+}
+
+/* Maps a failed result (or NULL) to a status and records the server's
+ * text; frees `r`. */
+static svc_status result_error(svc_pg_conn *c, PGresult *r)
+{
+    svc_pg *pg = c->pool;
+    char msg[400];
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(c->pq));
+    if (!msg[0])
+        one_line(msg, sizeof msg, PQerrorMessage(c->pq));
+    svc_status st = svc__pg_map_sqlstate(state);
+    if (PQstatus(c->pq) != CONNECTION_OK) {
+        c->broken = true;
+        st = SVC_EUNAVAILABLE;
+    }
+    char statebuf[6] = "";
+    if (state)
+        snprintf(statebuf, sizeof statebuf, "%s", state);
+    PQclear(r);
+    if (statebuf[0])
+        return svc__err_set(&pg->err, st, "%s (SQLSTATE %s)", msg, statebuf);
+    return svc__err_set(&pg->err, st, "%s", msg[0] ? msg : "query failed");
+}
+
+svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const char *const *params,
+                            svc_pg_result **out)
+{
+    svc_pg *pg = c->pool;
+    if (out)
+        *out = NULL;
+    if (nparams < 0 || (nparams > 0 && !params))
+        return svc__err_set(&pg->err, SVC_EINVAL, "exec: %d parameters but no parameter array", nparams);
+    if (!c->pq || c->broken)
+        return svc__err_set(&pg->err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
+
+    PGresult *r = PQexecParams(c->pq, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY)) {
+        if (out) {
+            svc_pg_result *res = svc_malloc(sizeof *res);
+            if (!res) {
+                PQclear(r);
+                return svc__err_set(&pg->err, SVC_ENOMEM, "exec: out of memory");
+            }
+            res->res = r;
+            *out = res;
+        } else {
+            PQclear(r);
+        }
+        return SVC_OK;
+    }
+
+    return result_error(c, r);
+}
+
+svc_status svc__pg_conn_exec_script(svc_pg_conn *c, const char *sql)
+{
+    if (!c->pq || c->broken)
+        return svc__err_set(&c->pool->err, SVC_EUNAVAILABLE, "exec: connection is broken");
+    PGresult *r = PQexec(c->pq, sql);
+    ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY)) {
+        PQclear(r);
+        return SVC_OK;
+    }
+    return result_error(c, r);
+}
+
+svc_status svc_pg_exec(svc_pg *pg, const char *sql, int nparams, const char *const *params,
+                       svc_pg_result **out)
+{
+    if (out)
+        *out = NULL;
+    svc_pg_conn *c;
+    svc_status st = svc_pg_checkout(pg, &c);
+    if (st)
+        return st;
+    st = svc_pg_conn_exec(c, sql, nparams, params, out);
+    svc_pg_checkin(c);
+    return st;
+}
+
+int svc_pg_result_rows(const svc_pg_result *r) { return PQntuples(r->res); }
+int svc_pg_result_cols(const svc_pg_result *r) { return PQnfields(r->res); }
+
+int64_t svc_pg_result_affected(const svc_pg_result *r)
+{
+    const char *s = PQcmdTuples(r->res);
+    return (s && *s) ? strtoll(s, NULL, 10) : 0;
+}
+
+static bool in_range(const svc_pg_result *r, int row, int col)
+{
+    return row >= 0 && col >= 0 && row < PQntuples(r->res) && col < PQnfields(r->res);
+}
+
+const char *svc_pg_result_value(const svc_pg_result *r, int row, int col)
+{
+    if (!in_range(r, row, col) || PQgetisnull(r->res, row, col))
+        return NULL;
+    return PQgetvalue(r->res, row, col);
+}
+
+int svc_pg_result_is_null(const svc_pg_result *r, int row, int col)
+{
+    return !in_range(r, row, col) || PQgetisnull(r->res, row, col);
+}
+
+const char *svc_pg_result_colname(const svc_pg_result *r, int col)
+{
+    if (col < 0 || col >= PQnfields(r->res))
+        return NULL;
+    return PQfname(r->res, col);
+}
+
+void svc_pg_result_free(svc_pg_result *r)
+{
+    if (!r)
+        return;
+    PQclear(r->res);
+    svc_free(r);
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg_isolation iso, svc_pg_tx **out)
+{
+    static const char *const begin_sql[] = {
+        [SVC_PG_READ_COMMITTED] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+        [SVC_PG_REPEATABLE_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        [SVC_PG_SERIALIZABLE] = "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    };
+    *out = NULL;
+    if ((int)iso < 0 || (size_t)iso >= SVC__ARRAY_LEN(begin_sql))
+        return svc__err_set(&pg->err, SVC_EINVAL, "tx: unknown isolation level %d", (int)iso);
+    svc_pg_tx *tx = svc__calloc(1, sizeof *tx);
+    if (!tx)
+        return svc__err_set(&pg->err, SVC_ENOMEM, "tx: out of memory");
+    tx->pg = pg;
+    svc_status st = svc_pg_checkout(pg, &tx->conn);
+    if (!st) {
+        st = svc_pg_conn_exec(tx->conn, begin_sql[iso], 0, NULL, NULL);
+        if (st)
+            svc_pg_checkin(tx->conn);
+    }
+    if (st) {
+        svc_free(tx);
+        return st;
+    }
+    *out = tx;
+    return SVC_OK;
+}
+
+svc_status svc_pg_tx_begin(svc_pg *pg, svc_pg_tx **out)
+{
+    return svc_pg_tx_begin_isolation(pg, SVC_PG_READ_COMMITTED, out);
+}
+
+static svc_status tx_closed(svc_pg_tx *tx)
+{
+    return svc__err_set(&tx->pg->err, SVC_ECLOSED, "tx: transaction already ended");
+}
+
+svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int nparams, const char *const *params,
+                          svc_pg_result **out)
+{
+    if (out)
+        *out = NULL;
+    if (!tx->conn)
+        return tx_closed(tx);
+    return svc_pg_conn_exec(tx->conn, sql, nparams, params, out);
+}
+
+static svc_status tx_end(svc_pg_tx *tx, const char *sql)
+{
+    if (!tx->conn)
+        return tx_closed(tx);
+    svc_status st = svc_pg_conn_exec(tx->conn, sql, 0, NULL, NULL);
+    svc_pg_checkin(tx->conn);
+    tx->conn = NULL;
+    return st;
+}
+
+svc_status svc_pg_tx_commit(svc_pg_tx *tx)
+{
+    if (!tx->conn)
+        return tx_closed(tx);
+    /* COMMIT of a transaction whose statement failed silently rolls back:
+     * report that instead of a success. */
+    if (tx->conn->pq && PQtransactionStatus(tx->conn->pq) == PQTRANS_INERROR) {
+        (void)tx_end(tx, "ROLLBACK");
+        return svc__err_set(&tx->pg->err, SVC_ECONFLICT,
+                            "tx: commit of a failed transaction; it was rolled back");
+    }
+    return tx_end(tx, "COMMIT");
+}
+
+svc_status svc_pg_tx_rollback(svc_pg_tx *tx) { return tx_end(tx, "ROLLBACK"); }
+
+static bool valid_ident(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    size_t n = 0;
+    for (; *s; s++, n++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return n <= 63;
+}
+
+static svc_status tx_savepoint_cmd(svc_pg_tx *tx, const char *verb, const char *name)
+{
+    if (!tx->conn)
+        return tx_closed(tx);
+    if (!valid_ident(name))
+        return svc__err_set(&tx->pg->err, SVC_EINVAL,
+                            "tx: savepoint name must be an identifier [A-Za-z_][A-Za-z0-9_]*");
+    char sql[128];
+    snprintf(sql, sizeof sql, "%s %s", verb, name);
+    return svc_pg_conn_exec(tx->conn, sql, 0, NULL, NULL);
+}
+
+svc_status svc_pg_tx_savepoint(svc_pg_tx *tx, const char *name) { return tx_savepoint_cmd(tx, "SAVEPOINT", name); }
+svc_status svc_pg_tx_rollback_to(svc_pg_tx *tx, const char *name)
+{
+    return tx_savepoint_cmd(tx, "ROLLBACK TO SAVEPOINT", name);
+}
+svc_status svc_pg_tx_release(svc_pg_tx *tx, const char *name) { return tx_savepoint_cmd(tx, "RELEASE SAVEPOINT", name); }
+
+svc_pg_conn *svc_pg_tx_conn(svc_pg_tx *tx) { return tx->conn; }
+
+void svc_pg_tx_free(svc_pg_tx *tx)
+{
+    if (!tx)
+        return;
+    if (tx->conn)
+        (void)tx_end(tx, "ROLLBACK");
+    svc_free(tx);
+}
+
+/* ---- lifecycle, stats, ping ------------------------------------------------ */
+
+static void pool_destroy(svc_pg *pg)
+{
+    svc__pool_metrics_unregister(&pg->metrics);
+    for (unsigned i = 0; pg->slots && i < pg->size; i++)
+        if (pg->slots[i].pq)
+            PQfinish(pg->slots[i].pq);
+    svc_free(pg->slots);
+    svc_free(pg->kw);
+    svc_free(pg->val);
+    svc_free(pg->app_name);
+    svc_store_url_clear(&pg->url);
+    svc__err_destroy(&pg->err);
+    pthread_cond_destroy(&pg->cv);
+    pthread_mutex_destroy(&pg->mu);
+    svc_free(pg);
+}
+
+static void read_counts(void *ctx, unsigned *idle, unsigned *in_use, unsigned *waiting)
+{
+    svc_pg_pool_stats s;
+    svc_pg_stats(ctx, &s);
+    *idle = s.idle;
+    *in_use = s.in_use;
+    *waiting = s.waiting;
+}
+
+svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
+{
+    *out = NULL;
+    last_new_error[0] = '\0';
+    svc_pg_opts o;
+    if (opts)
+        o = *opts;
+    else
+        svc_pg_opts_default(&o);
+    const char *url = o.url ? o.url : svc__getenv("SVC_DATABASE_URL");
+    if (!url)
+        return new_fail(SVC_EINVAL, "svc_pg: no database URL (set opts.url or SVC_DATABASE_URL)");
+    if (o.pool_size == 0 || o.pool_size > MAX_POOL)
+        return new_fail(SVC_EINVAL, "svc_pg: pool_size %u out of range 1..%d", o.pool_size, MAX_POOL);
+    if (o.connect_timeout_ms < 0 || o.checkout_timeout_ms < 0 || o.statement_timeout_ms < 0)
+        return new_fail(SVC_EINVAL, "svc_pg: timeouts must not be negative");
+
+    svc_pg *pg = svc__calloc(1, sizeof *pg);
+    if (!pg)
+        return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
+    pthread_mutex_init(&pg->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pg->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    svc__err_init(&pg->err);
+    pg->size = o.pool_size;
+    pg->checkout_timeout_ms = o.checkout_timeout_ms;
+    pg->statement_timeout_ms = o.statement_timeout_ms;
+    pg->clock = o.clock;
+    pg->backoff_ms = BACKOFF_INITIAL_MS;
+
+    char err[256];
+    svc_status st = svc_store_url_parse(url, &pg->url, err, sizeof err);
+    if (st) {
+        pool_destroy(pg);
+        return new_fail(st, "svc_pg: %s", err);
+    }
+    if (pg->url.kind != SVC_STORE_POSTGRES) {
+        pool_destroy(pg);
+        return new_fail(SVC_EINVAL, "svc_pg: not a postgres:// URL (got a %s URL)",
+                        svc_store_kind_name(pg->url.kind));
+    }
+    pg->slots = svc__calloc(pg->size, sizeof *pg->slots);
+    if (o.application_name && !(pg->app_name = svc__strdup(o.application_name)))
+        st = SVC_ENOMEM;
+    if (!pg->slots || st || build_params(pg, &o)) {
+        pool_destroy(pg);
+        return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
+    }
+    for (unsigned i = 0; i < pg->size; i++)
+        pg->slots[i].pool = pg;
+
+    if (o.eager) {
+        svc_pg_conn *c;
+        st = svc_pg_checkout(pg, &c);
+        if (st) {
+            new_fail(st, "%s", svc__err_get(&pg->err));
+            pool_destroy(pg);
+            return st;
+        }
+        svc_pg_checkin(c);
+    }
+    if (!o.no_metrics &&
+        (st = svc__pool_metrics_register(&pg->metrics, o.metrics, "svc_pg_pool", read_counts, pg))) {
+        pool_destroy(pg);
+        return new_fail(st, "svc_pg: registering pool metrics failed");
+    }
+    *out = pg;
+    return SVC_OK;
+}
+
+void svc_pg_free(svc_pg *pg)
+{
+    if (!pg)
+        return;
+    pthread_mutex_lock(&pg->mu);
+    pg->closing = true;
+    pthread_cond_broadcast(&pg->cv);
+    pthread_mutex_unlock(&pg->mu);
+    pool_destroy(pg);
+}
+
+const char *svc_pg_errmsg(svc_pg *pg) { return svc__err_get(&pg->err); }
+
+void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&pg->mu);
+    out->size = pg->size;
+    out->in_use = pg->in_use;
+    for (unsigned i = 0; i < pg->size; i++)
+        if (pg->slots[i].pq && !pg->slots[i].in_use)
+            out->idle++;
+    out->waiting = pg->waiting;
+    out->total_connects = pg->total_connects;
+    out->connect_failures = pg->connect_failures;
+    pthread_mutex_unlock(&pg->mu);
+}
+
+svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms)
+{
+    svc_pg_conn *c;
+    svc_status st = svc__pg_checkout_within(pg, timeout_ms < 0 ? 0 : timeout_ms, &c);
+    if (st)
+        return st;
+    st = svc_pg_conn_exec(c, "SELECT 1", 0, NULL, NULL);
+    svc_pg_checkin(c);
+    return st;
+}
+
+svc__err *svc__pg_err(svc_pg *pg) { return &pg->err; }

@@ -1,0 +1,550 @@
+/* svc_pg against a live PostgreSQL (SVC_TEST_PG_URL, e.g. from
+ * tools/testenv.sh); every test skips when the variable is unset. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "svcinfra/metrics.h"
+#include "svcinfra/pg.h"
+#include "svcinfra/store.h"
+#include "backend/pg_internal.h"
+
+static const char *pg_url(void)
+{
+    const char *u = getenv("SVC_TEST_PG_URL");
+    if (!u || !*u)
+        skip();
+    return u;
+}
+
+static svc_pg *pool_with(unsigned size, int64_t checkout_ms, int64_t stmt_ms)
+{
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url();
+    o.pool_size = size;
+    o.checkout_timeout_ms = checkout_ms;
+    o.statement_timeout_ms = stmt_ms;
+    o.no_metrics = 1;
+    svc_pg *pg = NULL;
+    svc_status st = svc_pg_new(&pg, &o);
+    if (st)
+        fail_msg("svc_pg_new: %s: %s", svc_strerror(st), svc_pg_last_error());
+    return pg;
+}
+
+static void must(svc_pg *pg, svc_status st)
+{
+    if (st)
+        fail_msg("%s: %s", svc_status_name(st), svc_pg_errmsg(pg));
+}
+
+static void short_sleep(void)
+{
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* A table name unique to this run, so reruns never collide. */
+static void unique_name(char *buf, size_t n, const char *prefix)
+{
+    static unsigned counter;
+    snprintf(buf, n, "%s_%ld_%u_%u", prefix, (long)getpid(), (unsigned)time(NULL) % 100000, ++counter);
+}
+
+static void params_with_nulls_and_quotes_round_trip(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(2, 2000, 0);
+    const char *params[] = {"it's \"quoted\"; DROP TABLE x; --", NULL, "42"};
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg, "SELECT $1::text AS a, $2::text AS b, $3::int + 1 AS c", 3, params, &r));
+    assert_int_equal(svc_pg_result_rows(r), 1);
+    assert_int_equal(svc_pg_result_cols(r), 3);
+    assert_string_equal(svc_pg_result_value(r, 0, 0), params[0]);
+    assert_null(svc_pg_result_value(r, 0, 1));
+    assert_true(svc_pg_result_is_null(r, 0, 1));
+    assert_false(svc_pg_result_is_null(r, 0, 0));
+    assert_string_equal(svc_pg_result_value(r, 0, 2), "43");
+    assert_string_equal(svc_pg_result_colname(r, 2), "c");
+    assert_null(svc_pg_result_value(r, 1, 0));   /* out of range */
+    assert_null(svc_pg_result_colname(r, 9));
+    svc_pg_result_free(r);
+
+    /* a parameter is never SQL text */
+    const char *inj[] = {"1; SELECT 2"};
+    assert_int_equal(svc_pg_exec(pg, "SELECT $1::int", 1, inj, NULL), SVC_EBACKEND);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "22P02"));
+    svc_pg_free(pg);
+}
+
+static void checkout_times_out_when_all_connections_are_busy(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(2, 150, 0);
+    svc_pg_conn *a, *b, *c;
+    must(pg, svc_pg_checkout(pg, &a));
+    must(pg, svc_pg_checkout(pg, &b));
+    svc_pg_pool_stats s;
+    svc_pg_stats(pg, &s);
+    assert_int_equal(s.size, 2);
+    assert_int_equal(s.in_use, 2);
+    assert_int_equal(s.idle, 0);
+    assert_int_equal(svc_pg_checkout(pg, &c), SVC_ETIMEDOUT);
+    assert_null(c);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "no free connection"));
+    svc_pg_checkin(a);
+    must(pg, svc_pg_checkout(pg, &c));
+    assert_ptr_equal(c, a);
+    svc_pg_checkin(b);
+    svc_pg_checkin(c);
+    svc_pg_stats(pg, &s);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.idle, 2);
+    assert_int_equal(s.total_connects, 2);
+    svc_pg_free(pg);
+}
+
+static char *backend_pid(svc_pg *pg)
+{
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg, "SELECT pg_backend_pid()::text", 0, NULL, &r));
+    char *pid = strdup(svc_pg_result_value(r, 0, 0));
+    svc_pg_result_free(r);
+    return pid;
+}
+
+static void killed_connection_is_replaced_on_next_checkout(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg *admin = pool_with(1, 2000, 0);
+    char *pid = backend_pid(pg);
+    const char *p[] = {pid};
+    must(admin, svc_pg_exec(admin, "SELECT pg_terminate_backend($1::int)", 1, p, NULL));
+    bool gone = false;
+    for (int i = 0; i < 200 && !gone; i++) {
+        svc_pg_result *r;
+        must(admin, svc_pg_exec(admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1, p, &r));
+        gone = strcmp(svc_pg_result_value(r, 0, 0), "0") == 0;
+        svc_pg_result_free(r);
+        if (!gone)
+            short_sleep();
+    }
+    assert_true(gone);
+
+    char *pid2 = backend_pid(pg);    /* must succeed on a fresh connection */
+    assert_string_not_equal(pid, pid2);
+    svc_pg_pool_stats s;
+    svc_pg_stats(pg, &s);
+    assert_int_equal(s.total_connects, 2);
+    free(pid);
+    free(pid2);
+    svc_pg_free(admin);
+    svc_pg_free(pg);
+}
+
+static void statement_timeout_maps_to_etimedout(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 100);
+    assert_int_equal(svc_pg_exec(pg, "SELECT pg_sleep(5)", 0, NULL, NULL), SVC_ETIMEDOUT);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "57014"));
+    must(pg, svc_pg_exec(pg, "SELECT 1", 0, NULL, NULL));   /* connection still usable */
+    svc_pg_free(pg);
+}
+
+static int64_t count_rows(svc_pg *pg, const char *table)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, &r));
+    int64_t n = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
+    svc_pg_result_free(r);
+    return n;
+}
+
+static void tx_commit_is_visible_and_rollback_is_not(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(3, 2000, 0);
+    char t[64], sql[200];
+    unique_name(t, sizeof t, "svc_test_tx");
+    snprintf(sql, sizeof sql, "CREATE TABLE %s (k text PRIMARY KEY)", t);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    snprintf(sql, sizeof sql, "INSERT INTO %s (k) VALUES ($1)", t);
+
+    svc_pg_tx *tx;
+    const char *a[] = {"a"};
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    svc_pg_result *r;
+    must(pg, svc_pg_tx_exec(tx, sql, 1, a, &r));
+    assert_int_equal(svc_pg_result_affected(r), 1);
+    svc_pg_result_free(r);
+    assert_int_equal(count_rows(pg, t), 0);        /* not yet visible elsewhere */
+    must(pg, svc_pg_tx_commit(tx));
+    assert_int_equal(svc_pg_tx_exec(tx, sql, 1, a, NULL), SVC_ECLOSED);
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_ECLOSED);
+    svc_pg_tx_free(tx);
+    assert_int_equal(count_rows(pg, t), 1);
+
+    const char *b[] = {"b"};
+    must(pg, svc_pg_tx_begin_isolation(pg, SVC_PG_SERIALIZABLE, &tx));
+    must(pg, svc_pg_tx_exec(tx, sql, 1, b, NULL));
+    must(pg, svc_pg_tx_rollback(tx));
+    svc_pg_tx_free(tx);
+    assert_int_equal(count_rows(pg, t), 1);
+
+    const char *c[] = {"c"};
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    must(pg, svc_pg_tx_exec(tx, sql, 1, c, NULL));
+    svc_pg_tx_free(tx);                             /* free without commit rolls back */
+    assert_int_equal(count_rows(pg, t), 1);
+
+    /* savepoints: undo part of a transaction */
+    const char *d[] = {"d"}, *e[] = {"e"};
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    must(pg, svc_pg_tx_exec(tx, sql, 1, d, NULL));
+    must(pg, svc_pg_tx_savepoint(tx, "sp1"));
+    must(pg, svc_pg_tx_exec(tx, sql, 1, e, NULL));
+    must(pg, svc_pg_tx_rollback_to(tx, "sp1"));
+    assert_int_equal(svc_pg_tx_savepoint(tx, "bad name;"), SVC_EINVAL);
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+    assert_int_equal(count_rows(pg, t), 2);
+
+    svc_pg_pool_stats s;
+    svc_pg_stats(pg, &s);
+    assert_int_equal(s.in_use, 0);                  /* every tx gave its connection back */
+
+    snprintf(sql, sizeof sql, "DROP TABLE %s", t);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    svc_pg_free(pg);
+}
+
+static void unique_violation_maps_to_eexist_and_failed_tx_cannot_commit(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(2, 2000, 0);
+    char t[64], sql[200];
+    unique_name(t, sizeof t, "svc_test_uniq");
+    snprintf(sql, sizeof sql, "CREATE TABLE %s (k text PRIMARY KEY)", t);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    snprintf(sql, sizeof sql, "INSERT INTO %s (k) VALUES ($1)", t);
+    const char *a[] = {"a"};
+    must(pg, svc_pg_exec(pg, sql, 1, a, NULL));
+    assert_int_equal(svc_pg_exec(pg, sql, 1, a, NULL), SVC_EEXIST);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "23505"));
+
+    svc_pg_tx *tx;
+    const char *b[] = {"b"};
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    must(pg, svc_pg_tx_exec(tx, sql, 1, b, NULL));
+    assert_int_equal(svc_pg_tx_exec(tx, sql, 1, a, NULL), SVC_EEXIST);
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_ECONFLICT);   /* aborted tx is not a success */
+    svc_pg_tx_free(tx);
+    assert_int_equal(count_rows(pg, t), 1);
+
+    snprintf(sql, sizeof sql, "DROP TABLE %s", t);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    svc_pg_free(pg);
+}
+
+static void sqlstates_map_to_statuses(void **state)
+{
+    (void)state;
+    assert_int_equal(svc__pg_map_sqlstate("23505"), SVC_EEXIST);
+    assert_int_equal(svc__pg_map_sqlstate("40001"), SVC_ECONFLICT);
+    assert_int_equal(svc__pg_map_sqlstate("40P01"), SVC_ECONFLICT);
+    assert_int_equal(svc__pg_map_sqlstate("57014"), SVC_ETIMEDOUT);
+    assert_int_equal(svc__pg_map_sqlstate("08006"), SVC_EUNAVAILABLE);
+    assert_int_equal(svc__pg_map_sqlstate("57P01"), SVC_EUNAVAILABLE);
+    assert_int_equal(svc__pg_map_sqlstate("42P01"), SVC_EBACKEND);
+    assert_int_equal(svc__pg_map_sqlstate(NULL), SVC_EBACKEND);
+}
+
+static void bad_options_and_unreachable_server_fail_clearly(void **state)
+{
+    (void)state;
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    svc_pg *pg = NULL;
+    o.url = "redis://h";
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
+    assert_null(pg);
+    assert_non_null(strstr(svc_pg_last_error(), "not a postgres"));
+    o.url = "postgres://h:70000/db";
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_pg_last_error(), "bad port '70000'"));
+    o.url = "postgres://h/db";
+    o.pool_size = 0;
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_pg_last_error(), "pool_size"));
+
+    svc_pg_opts_default(&o);
+    o.url = "postgres://nobody:sekret@127.0.0.1:1/none";
+    o.eager = 1;
+    o.no_metrics = 1;
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_EUNAVAILABLE);
+    assert_null(strstr(svc_pg_last_error(), "sekret"));
+    assert_non_null(strstr(svc_pg_last_error(), "127.0.0.1"));
+
+    /* lazy: creation succeeds, the first use fails, the next one backs off */
+    o.eager = 0;
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
+    assert_int_equal(svc_pg_ping(pg, 100), SVC_EUNAVAILABLE);
+    assert_int_equal(svc_pg_ping(pg, 100), SVC_EUNAVAILABLE);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "next connect attempt"));
+    svc_pg_pool_stats s;
+    svc_pg_stats(pg, &s);
+    assert_int_equal(s.connect_failures, 1);
+    assert_int_equal(s.in_use, 0);
+    svc_pg_free(pg);
+    svc_pg_free(NULL);
+}
+
+static void ping_and_pool_gauges(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url();
+    o.pool_size = 3;
+    o.metrics = m;
+    o.eager = 1;
+    svc_pg *pg;
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
+    must(pg, svc_pg_ping(pg, 1000));
+    svc_pg_conn *c;
+    must(pg, svc_pg_checkout(pg, &c));
+    assert_non_null(svc_pg_conn_raw(c));
+    char *text;
+    size_t len;
+    assert_int_equal(svc_metrics_render(m, &text, &len), SVC_OK);
+    assert_non_null(strstr(text, "svc_pg_pool_connections{state=\"in_use\"} 1"));
+    assert_non_null(strstr(text, "svc_pg_pool_connections{state=\"idle\"} 0"));
+    assert_non_null(strstr(text, "svc_pg_pool_waiting 0"));
+    svc_free(text);
+    svc_pg_checkin(c);
+    svc_pg_free(pg);
+    /* a freed pool takes its share back */
+    assert_int_equal(svc_metrics_render(m, &text, &len), SVC_OK);
+    assert_non_null(strstr(text, "svc_pg_pool_connections{state=\"in_use\"} 0"));
+    svc_free(text);
+    svc_metrics_free(m);
+}
+
+/* ---- migrations ------------------------------------------------------------- */
+
+typedef struct fresh_db {
+    char name[64];
+    char url[512];
+} fresh_db;
+
+static void fresh_db_create(fresh_db *d)
+{
+    svc_store_url u;
+    assert_int_equal(svc_store_url_parse(pg_url(), &u, NULL, 0), SVC_OK);
+    unique_name(d->name, sizeof d->name, "svc_test_mig");
+    snprintf(d->url, sizeof d->url, "postgres://%s@%s:%u/%s", u.user ? u.user : "postgres",
+             u.host ? u.host : "127.0.0.1", u.port ? u.port : 5432, d->name);
+    svc_store_url_clear(&u);
+    svc_pg *admin = pool_with(1, 2000, 0);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", d->name);
+    must(admin, svc_pg_exec(admin, sql, 0, NULL, NULL));
+    svc_pg_free(admin);
+}
+
+static void fresh_db_drop(fresh_db *d)
+{
+    svc_pg *admin = pool_with(1, 2000, 0);
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", d->name);
+    must(admin, svc_pg_exec(admin, sql, 0, NULL, NULL));
+    svc_pg_free(admin);
+}
+
+static svc_pg *pool_for(const char *url, unsigned size)
+{
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = url;
+    o.pool_size = size;
+    o.no_metrics = 1;
+    svc_pg *pg;
+    svc_status st = svc_pg_new(&pg, &o);
+    if (st)
+        fail_msg("svc_pg_new: %s", svc_pg_last_error());
+    return pg;
+}
+
+/* The real step 1 plus two test steps that fail when run twice. */
+static svc__migration test_steps[3];
+
+static void init_test_steps(void)
+{
+    test_steps[0] = svc__pg_migrations[0];
+    test_steps[1] = (svc__migration){2, "test two", "CREATE TABLE mig_two (x int);"};
+    test_steps[2] = (svc__migration){3, "test three",
+                                     "CREATE TABLE mig_three (x int); INSERT INTO mig_three VALUES (1);"};
+}
+
+typedef struct mig_arg {
+    const char *url;
+    pthread_barrier_t *barrier;
+    int applied;
+    svc_status st;
+    char err[256];
+} mig_arg;
+
+static void *migrate_thread(void *p)
+{
+    mig_arg *a = p;
+    svc_pg *pg = pool_for(a->url, 1);
+    pthread_barrier_wait(a->barrier);
+    a->st = svc__pg_migrate_steps(pg, test_steps, 3, &a->applied);
+    snprintf(a->err, sizeof a->err, "%s", svc_pg_errmsg(pg));
+    svc_pg_free(pg);
+    return NULL;
+}
+
+static void concurrent_migrations_apply_each_step_once(void **state)
+{
+    (void)state;
+    pg_url();
+    init_test_steps();
+    fresh_db d;
+    fresh_db_create(&d);
+
+    enum { N = 4 };
+    pthread_t th[N];
+    mig_arg args[N];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    for (int i = 0; i < N; i++) {
+        args[i] = (mig_arg){.url = d.url, .barrier = &barrier};
+        assert_int_equal(pthread_create(&th[i], NULL, migrate_thread, &args[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].st)
+            fail_msg("thread %d: %s: %s", i, svc_status_name(args[i].st), args[i].err);
+        total += args[i].applied;
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(total, 3);
+
+    svc_pg *pg = pool_for(d.url, 2);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), 3);
+    assert_int_equal(count_rows(pg, "mig_three"), 1);
+
+    svc_pg_migration_info *list;
+    size_t n;
+    must(pg, svc__pg_migrate_status_steps(pg, test_steps, 3, &list, &n));
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(list[i].version, (int)i + 1);
+        assert_true(list[i].applied);
+        assert_true(list[i].checksum_ok);
+        assert_true(list[i].known);
+        assert_true(list[i].applied_at_ms > 1600000000000LL);
+        assert_int_equal(strlen(list[i].checksum), 64);
+        assert_string_equal(list[i].checksum, list[i].db_checksum);
+    }
+    assert_string_equal(list[1].name, "test two");
+    svc_pg_migration_info_free(list, n);
+
+    /* rerun: nothing to do, with the test table and with the library's own */
+    int applied = -1;
+    must(pg, svc__pg_migrate_steps(pg, test_steps, 3, &applied));
+    assert_int_equal(applied, 0);
+    must(pg, svc_pg_migrate_up(pg, &applied));
+    assert_int_equal(applied, 0);
+
+    /* the library's status shows the versions it does not know */
+    must(pg, svc_pg_migrate_status(pg, &list, &n));
+    assert_int_equal(n, 3);
+    assert_true(list[0].known);
+    assert_int_equal(list[0].version, svc_pg_migrate_latest());
+    assert_false(list[2].known);
+    assert_true(list[2].applied);
+    assert_string_equal(list[2].name, "test three");
+    svc_pg_migration_info_free(list, n);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+static void changed_step_checksum_is_an_error(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 1);
+
+    svc_pg_migration_info *list;
+    size_t n;
+    must(pg, svc_pg_migrate_status(pg, &list, &n));   /* before any table exists */
+    assert_int_equal(n, (size_t)svc_pg_migrate_latest());
+    assert_false(list[0].applied);
+    assert_int_equal(list[0].applied_at_ms, 0);
+    svc_pg_migration_info_free(list, n);
+
+    int applied;
+    must(pg, svc_pg_migrate_up(pg, &applied));
+    assert_int_equal(applied, svc_pg_migrate_latest());
+    assert_int_equal(count_rows(pg, "svc_leases"), 0);
+
+    svc__migration changed[1] = {svc__pg_migrations[0]};
+    changed[0].sql = "CREATE TABLE IF NOT EXISTS svc_schema_migrations (version int); -- edited";
+    assert_int_equal(svc__pg_migrate_steps(pg, changed, 1, &applied), SVC_ECONFLICT);
+    assert_int_equal(applied, 0);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "checksum"));
+    must(pg, svc__pg_migrate_status_steps(pg, changed, 1, &list, &n));
+    assert_false(list[0].checksum_ok);
+    svc_pg_migration_info_free(list, n);
+
+    /* a failing step is rolled back and named */
+    svc__migration broken[2] = {svc__pg_migrations[0], {2, "broken step", "CREATE TABLE t_ok (x int); SELEC 1;"}};
+    assert_int_equal(svc__pg_migrate_steps(pg, broken, 2, &applied), SVC_EBACKEND);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "migration 2 (broken step)"));
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg, "SELECT to_regclass('t_ok') IS NULL", 0, NULL, &r));
+    assert_string_equal(svc_pg_result_value(r, 0, 0), "t");
+    svc_pg_result_free(r);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sqlstates_map_to_statuses),
+        cmocka_unit_test(params_with_nulls_and_quotes_round_trip),
+        cmocka_unit_test(checkout_times_out_when_all_connections_are_busy),
+        cmocka_unit_test(killed_connection_is_replaced_on_next_checkout),
+        cmocka_unit_test(statement_timeout_maps_to_etimedout),
+        cmocka_unit_test(tx_commit_is_visible_and_rollback_is_not),
+        cmocka_unit_test(unique_violation_maps_to_eexist_and_failed_tx_cannot_commit),
+        cmocka_unit_test(bad_options_and_unreachable_server_fail_clearly),
+        cmocka_unit_test(ping_and_pool_gauges),
+        cmocka_unit_test(concurrent_migrations_apply_each_step_once),
+        cmocka_unit_test(changed_step_checksum_is_an_error),
+    };
+    return cmocka_run_group_tests_name("pg", tests, NULL, NULL);
+}
