@@ -180,17 +180,17 @@ bool svc__log_key_is_secret(const char *key)
 {
     if (!key)
         return false;
+    /* keys are short: lower-case once, then a plain substring search */
+    char low[128];
     size_t klen = strlen(key);
-    for (size_t w = 0; w < SVC__ARRAY_LEN(secret_words); w++) {
-        const char *word = secret_words[w];
-        size_t wl = strlen(word);
-        if (wl > klen)
-            continue;
-        for (size_t i = 0; i + wl <= klen; i++) {
-            if (strncasecmp(key + i, word, wl) == 0)
-                return true;
-        }
-    }
+    if (klen >= sizeof low)
+        klen = sizeof low - 1; /* a secret word past 127 bytes is not looked for */
+    for (size_t i = 0; i < klen; i++)
+        low[i] = (char)tolower((unsigned char)key[i]);
+    low[klen] = '\0';
+    for (size_t w = 0; w < SVC__ARRAY_LEN(secret_words); w++)
+        if (strstr(low, secret_words[w]))
+            return true;
     return false;
 }
 
@@ -416,6 +416,17 @@ static void put_ts(svc__buf *b, int64_t ns)
     svc__buf_printf(b, "%s.%03dZ", tls.ts_prefix, (int)(rem / SVC__NS_PER_MS));
 }
 
+/* The shortest of %.15g / %.17g that reads back as the same double, so
+ * 0.1 is written "0.1" and nothing is lost. */
+static void put_double(svc__buf *b, double d)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.15g", d);
+    if (strtod(tmp, NULL) != d)
+        snprintf(tmp, sizeof tmp, "%.17g", d);
+    svc__buf_puts(b, tmp);
+}
+
 static void put_key(svc__buf *b, const char *key)
 {
     svc__buf_puts(b, ",\"");
@@ -470,7 +481,7 @@ static void format_line(svc__buf *b, svc_log_level level, const char *msg,
             break;
         case SVC_LOG_T_DBL:
             if (isfinite(f->v.d))
-                svc__buf_printf(b, "%.17g", f->v.d);
+                put_double(b, f->v.d);
             else
                 svc__buf_puts(b, "null");
             break;

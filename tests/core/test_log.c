@@ -97,10 +97,12 @@ static void line_is_one_json_object_with_ts_level_msg(void **state)
         SVC_LOG_STR("path", "/v1/items"),
         SVC_LOG_INT("status", 201),
         SVC_LOG_DBL("ratio", 0.5),
+        SVC_LOG_DBL("tenth", 0.1),
+        SVC_LOG_DBL("third", 1.0 / 3.0),
         SVC_LOG_BOOL("cached", 1),
         SVC_LOG_STR("none", NULL),
     };
-    svc_log_kv(SVC_LOG_INFO, "request done", f, 5);
+    svc_log_kv(SVC_LOG_INFO, "request done", f, sizeof f / sizeof f[0]);
     assert_int_equal(cap.n, 1);
     json_t *j = line_json(0);
     assert_string_equal(str_of(j, "ts"), "2023-11-14T22:13:20.123Z");
@@ -109,6 +111,8 @@ static void line_is_one_json_object_with_ts_level_msg(void **state)
     assert_string_equal(str_of(j, "path"), "/v1/items");
     assert_int_equal(json_integer_value(json_object_get(j, "status")), 201);
     assert_true(json_real_value(json_object_get(j, "ratio")) == 0.5);
+    assert_non_null(strstr(cap.lines[0], "\"tenth\":0.1,"));
+    assert_true(json_real_value(json_object_get(j, "third")) == 1.0 / 3.0);
     assert_true(json_is_true(json_object_get(j, "cached")));
     assert_true(json_is_null(json_object_get(j, "none")));
     assert_null(json_object_get(j, "request_id"));
