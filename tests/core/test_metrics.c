@@ -47,8 +47,8 @@ static void assert_lines(const char *out, const char *const *want, size_t nwant)
         fail_msg("unexpected extra output: [%s]", p);
 }
 
-/* Returns the line of `out` that starts with `prefix` followed by a space,
- * copied into line; fails when absent. */
+/* Copies into buf the value of the sample line of `out` whose series part
+ * is exactly `series`; fails when there is no such line. */
 static const char *find_value(const char *out, const char *series, char *buf, size_t cap)
 {
     size_t n = strlen(series);
