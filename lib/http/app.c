@@ -1,0 +1,728 @@
+/*
+ * lib/http/app.c - svc_app: options, registration, the libmicrohttpd
+ * server, body reading, graceful shutdown.
+ *
+ * One request through libmicrohttpd (all on one MHD worker thread):
+ *
+ *   uri_cb         exchange allocated, raw target copied, inflight++
+ *   on_request #1  headers collected, Content-Length > max_body → 413 now
+ *   on_request #k  body bytes appended; over max_body → 413, arriving after
+ *                  start + read_timeout → 408
+ *   on_request end route match, middleware chain, handler, response queued
+ *   completed_cb   exchange freed, inflight--
+ *
+ * Rejections decided before the handler (400 bad target, 408, 413) still
+ * pass through the EARLY and OBSERVE middleware (request id, access log,
+ * metrics), never through the later stages.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "http/http_internal.h"
+#include "svcinfra/config.h"
+#include "svcinfra/log.h"
+#include "svcinfra/metrics.h"
+
+/* ---- options --------------------------------------------------------------------- */
+
+void svc_app_opts_default(svc_app_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->bind_addr = "127.0.0.1";
+    opts->port = 8080;
+    opts->threads = 0;
+    opts->max_body_bytes = 1024 * 1024;
+    opts->read_timeout_ms = 30000;
+    opts->handler_timeout_ms = 30000;
+    opts->shutdown_grace_ms = 10000;
+    opts->max_connections = 1024;
+    opts->default_middleware = 1;
+    opts->access_log = 1;
+    opts->problem_type_base = "https://libsvcinfra.org/problems/";
+}
+
+static svc_status cfg_fail(const svc_config *c, const char *what)
+{
+    svc_logf(SVC_LOG_ERROR, "http: bad configuration %s: %s", what, svc_config_errmsg(c));
+    return SVC_EINVAL;
+}
+
+static svc_status cfg_uint(const svc_config *c, const char *key, unsigned *v, int64_t lo,
+                           int64_t hi, bool duration)
+{
+    int64_t x;
+    svc_status st = duration ? svc_config_get_duration_ms(c, key, (int64_t)*v, &x)
+                             : svc_config_get_int(c, key, (int64_t)*v, &x);
+    if (st != SVC_OK)
+        return cfg_fail(c, key);
+    if (x < lo || x > hi) {
+        svc_logf(SVC_LOG_ERROR, "http: %s=%lld out of range [%lld, %lld]", key, (long long)x,
+                 (long long)lo, (long long)hi);
+        return SVC_EINVAL;
+    }
+    *v = (unsigned)x;
+    return SVC_OK;
+}
+
+/* Applies http.* keys; string results are borrowed from `c`. */
+static svc_status apply_config(svc_app_opts *o, const svc_config *c)
+{
+    svc_status st;
+    unsigned port = o->port;
+    if (svc_config_get_string(c, "http.bind", o->bind_addr, &o->bind_addr) != SVC_OK)
+        return cfg_fail(c, "http.bind");
+    if ((st = cfg_uint(c, "http.port", &port, 0, 65535, false)) != SVC_OK)
+        return st;
+    o->port = (uint16_t)port;
+    if ((st = cfg_uint(c, "http.threads", &o->threads, 0, 1024, false)) != SVC_OK ||
+        (st = cfg_uint(c, "http.read_timeout", &o->read_timeout_ms, 1, 86400000, true)) != SVC_OK ||
+        (st = cfg_uint(c, "http.handler_timeout", &o->handler_timeout_ms, 1, 86400000, true)) !=
+            SVC_OK ||
+        (st = cfg_uint(c, "http.shutdown_grace", &o->shutdown_grace_ms, 0, 3600000, true)) !=
+            SVC_OK ||
+        (st = cfg_uint(c, "http.max_connections", &o->max_connections, 1, 1000000, false)) !=
+            SVC_OK)
+        return st;
+    uint64_t mb;
+    if (svc_config_get_size(c, "http.max_body", o->max_body_bytes, &mb) != SVC_OK)
+        return cfg_fail(c, "http.max_body");
+    if (mb > (uint64_t)SIZE_MAX / 2)
+        return SVC_EINVAL;
+    o->max_body_bytes = (size_t)mb;
+    if (svc_config_get_bool(c, "http.access_log", o->access_log, &o->access_log) != SVC_OK)
+        return cfg_fail(c, "http.access_log");
+    if (svc_config_get_bool(c, "http.default_middleware", o->default_middleware,
+                            &o->default_middleware) != SVC_OK)
+        return cfg_fail(c, "http.default_middleware");
+    if (svc_config_get_string(c, "http.problem_type_base", o->problem_type_base,
+                              &o->problem_type_base) != SVC_OK)
+        return cfg_fail(c, "http.problem_type_base");
+    return SVC_OK;
+}
+
+static svc_status validate(const svc_app_opts *o)
+{
+    const char *bad = NULL;
+    if (o->bind_addr == NULL || !*o->bind_addr)
+        bad = "bind_addr is empty";
+    else if (o->max_body_bytes == 0)
+        bad = "max_body_bytes is 0";
+    else if (o->read_timeout_ms == 0)
+        bad = "read_timeout_ms is 0";
+    else if (o->handler_timeout_ms == 0)
+        bad = "handler_timeout_ms is 0";
+    else if (o->max_connections == 0)
+        bad = "max_connections is 0";
+    else if (o->threads > 1024)
+        bad = "threads > 1024";
+    if (bad) {
+        svc_logf(SVC_LOG_ERROR, "http: invalid option: %s", bad);
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+/* ---- lifetime -------------------------------------------------------------------- */
+
+svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
+{
+    *out = NULL;
+    svc_app_opts o;
+    svc_config *envcfg = NULL;
+    const svc_config *cfg;
+    if (opts) {
+        o = *opts;
+        cfg = opts->config;
+    } else {
+        char eb[256] = "";
+        svc_app_opts_default(&o);
+        if (svc_config_load(&envcfg, NULL, eb, sizeof eb) != SVC_OK) {
+            svc_logf(SVC_LOG_ERROR, "http: reading SVC_HTTP_* failed: %s", eb);
+            return SVC_EINVAL;
+        }
+        cfg = envcfg;
+    }
+    if (o.bind_addr == NULL)
+        o.bind_addr = "127.0.0.1";
+    if (o.problem_type_base == NULL)
+        o.problem_type_base = "https://libsvcinfra.org/problems/";
+    svc_status st = cfg ? apply_config(&o, cfg) : SVC_OK;
+    if (st == SVC_OK)
+        st = validate(&o);
+    if (st != SVC_OK) {
+        svc_config_free(envcfg);
+        return st;
+    }
+    svc_app *app = svc__calloc(1, sizeof *app);
+    if (app == NULL) {
+        svc_config_free(envcfg);
+        return SVC_ENOMEM;
+    }
+    app->bind_addr = svc__strdup(o.bind_addr);
+    size_t bl = strlen(o.problem_type_base);
+    app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base,
+                                           (bl && o.problem_type_base[bl - 1] != '/') ? "/" : "");
+    svc_config_free(envcfg);
+    app->opts = o;
+    app->opts.bind_addr = app->bind_addr;
+    app->opts.problem_type_base = app->problem_type_base;
+    app->opts.config = NULL; /* not kept: the caller may free it */
+    app->clock = svc__clock_or_system(o.clock);
+    app->metrics = o.metrics;
+    app->stop_pipe[0] = app->stop_pipe[1] = -1;
+    svc__err_init(&app->err);
+    if (app->bind_addr == NULL || app->problem_type_base == NULL) {
+        svc_app_free(app);
+        return SVC_ENOMEM;
+    }
+    if (pipe2(app->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        svc_app_free(app);
+        return SVC_EIO;
+    }
+    if (o.default_middleware) {
+        st = svc__mw_install_request_id(app);
+        if (st == SVC_OK && o.access_log)
+            st = svc__mw_install_access_log(app);
+#if SVC__HTTP_HAVE_SECURITY
+        if (st == SVC_OK)
+            st = svc__security_install_default(app);
+#endif
+        if (st == SVC_OK)
+            st = svc__mw_install_maintenance(app);
+        if (st != SVC_OK) {
+            svc_app_free(app);
+            return st;
+        }
+    }
+    *out = app;
+    return SVC_OK;
+}
+
+void svc_app_free(svc_app *app)
+{
+    if (app == NULL)
+        return;
+    (void)svc_app_shutdown(app);
+    for (size_t i = app->non_free; i-- > 0;)
+        app->on_free[i].fn(app->on_free[i].ud);
+    svc_free(app->on_free);
+    for (size_t i = 0; i < app->nroutes; i++)
+        svc__route_clear(&app->routes[i]);
+    svc_free(app->routes);
+    for (size_t i = 0; i < app->nmws; i++)
+        svc_free(app->mws[i].name);
+    svc_free(app->mws);
+    for (int i = 0; i < 2; i++)
+        if (app->stop_pipe[i] >= 0)
+            close(app->stop_pipe[i]);
+    svc__err_destroy(&app->err);
+    svc_free(app->bind_addr);
+    svc_free(app->problem_type_base);
+    svc_free(app);
+}
+
+const char *svc_app_errmsg(svc_app *app) { return svc__err_get(&app->err); }
+
+/* ---- registration ---------------------------------------------------------------- */
+
+static bool same_shape(const svc__route *a, const svc__route *b)
+{
+    if (a->nsegs != b->nsegs || strcmp(a->method, b->method) != 0)
+        return false;
+    for (size_t i = 0; i < a->nsegs; i++) {
+        if (a->segs[i].kind != b->segs[i].kind)
+            return false;
+        if (a->segs[i].kind == SVC__SEG_LIT && strcmp(a->segs[i].text, b->segs[i].text) != 0)
+            return false;
+    }
+    return true;
+}
+
+svc_status svc_app_route(svc_app *app, const char *method, const char *pattern,
+                         svc_handler_fn fn, void *ud)
+{
+    if (atomic_load(&app->started))
+        return svc__err_set(&app->err, SVC_EBUSY, "route %s %s: the app is started", method,
+                            pattern);
+    svc__route r;
+    svc_status st = svc__route_compile(&r, method, pattern);
+    if (st != SVC_OK)
+        return svc__err_set(&app->err, st, "route %s %s: %s", method, pattern,
+                            st == SVC_EINVAL ? "malformed method or pattern" : svc_strerror(st));
+    for (size_t i = 0; i < app->nroutes; i++)
+        if (same_shape(&app->routes[i], &r)) {
+            svc__route_clear(&r);
+            return svc__err_set(&app->err, SVC_EEXIST, "route %s %s: already registered as %s",
+                                method, pattern, app->routes[i].pattern);
+        }
+    if (app->nroutes == app->routes_cap) {
+        size_t cap = app->routes_cap ? app->routes_cap * 2 : 16;
+        svc__route *n = svc_realloc(app->routes, cap * sizeof *n);
+        if (n == NULL) {
+            svc__route_clear(&r);
+            return SVC_ENOMEM;
+        }
+        app->routes = n;
+        app->routes_cap = cap;
+    }
+    r.fn = fn;
+    r.ud = ud;
+    app->routes[app->nroutes++] = r;
+    return SVC_OK;
+}
+
+svc_status svc_app_use_stage(svc_app *app, svc_stage stage, const char *name,
+                             svc_middleware_fn fn, void *ud)
+{
+    if (atomic_load(&app->started))
+        return svc__err_set(&app->err, SVC_EBUSY, "middleware %s: the app is started", name);
+    for (size_t i = 0; i < app->nmws; i++)
+        if (strcmp(app->mws[i].name, name) == 0)
+            return svc__err_set(&app->err, SVC_EEXIST, "middleware %s: name already used", name);
+    if (app->nmws >= SVC__HTTP_MAX_MW)
+        return svc__err_set(&app->err, SVC_ERANGE, "middleware %s: more than %d", name,
+                            SVC__HTTP_MAX_MW);
+    svc__mw *n = svc_realloc(app->mws, (app->nmws + 1) * sizeof *n);
+    if (n == NULL)
+        return SVC_ENOMEM;
+    app->mws = n;
+    char *nm = svc__strdup(name);
+    if (nm == NULL)
+        return SVC_ENOMEM;
+    /* keep the array in chain order: after every middleware of a stage <= this one */
+    size_t pos = app->nmws;
+    while (pos > 0 && app->mws[pos - 1].stage > stage)
+        pos--;
+    memmove(&app->mws[pos + 1], &app->mws[pos], (app->nmws - pos) * sizeof *n);
+    app->mws[pos] = (svc__mw){stage, app->mw_seq++, nm, fn, ud};
+    app->nmws++;
+    return SVC_OK;
+}
+
+svc_status svc_app_use(svc_app *app, const char *name, svc_middleware_fn fn, void *ud)
+{
+    return svc_app_use_stage(app, SVC_STAGE_APP, name, fn, ud);
+}
+
+size_t svc_app_middleware_names(const svc_app *app, char *buf, size_t buflen)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < app->nmws; i++) {
+        const char *nm = app->mws[i].name;
+        size_t l = strlen(nm);
+        if (i) {
+            if (need + 1 < buflen)
+                buf[need] = ',';
+            need++;
+        }
+        for (size_t k = 0; k < l; k++, need++)
+            if (need + 1 < buflen)
+                buf[need] = nm[k];
+    }
+    if (buflen)
+        buf[need < buflen ? need : buflen - 1] = '\0';
+    return need;
+}
+
+svc_status svc_app_on_free(svc_app *app, void (*fn)(void *ud), void *ud)
+{
+    if (app->non_free == app->on_free_cap) {
+        size_t cap = app->on_free_cap ? app->on_free_cap * 2 : 8;
+        svc__on_free *n = svc_realloc(app->on_free, cap * sizeof *n);
+        if (n == NULL)
+            return SVC_ENOMEM;
+        app->on_free = n;
+        app->on_free_cap = cap;
+    }
+    app->on_free[app->non_free++] = (svc__on_free){fn, ud};
+    return SVC_OK;
+}
+
+/* ---- serving ---------------------------------------------------------------------- */
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    return svc__req_add_header(cls, key, value) == SVC_OK ? MHD_YES : MHD_NO;
+}
+
+static void client_addr(svc_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, req->client,
+                  sizeof req->client);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                  req->client, sizeof req->client);
+}
+
+static bool past_read_deadline(const svc__exchange *ex)
+{
+    const svc_app *app = ex->req.app;
+    return svc_clock_mono_ns(app->clock) - ex->req.start_ns >
+           (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS;
+}
+
+/* Hands the buffered response to libmicrohttpd. The body is passed as
+ * persistent memory: the exchange outlives the response (freed in
+ * completed_cb, after the response was sent). */
+static enum MHD_Result send_response(struct MHD_Connection *conn, svc__exchange *ex)
+{
+    svc_res *res = &ex->res;
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        res->body.len, res->body.len ? res->body.data : (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+        return MHD_NO;
+    for (size_t i = 0; i < res->nhdrs; i++) {
+        const char *n = res->hdrs[i].name;
+        if (strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Transfer-Encoding") == 0)
+            continue; /* framing is libmicrohttpd's */
+        if (MHD_add_response_header(r, n, res->hdrs[i].value) != MHD_YES)
+            svc_logf(SVC_LOG_WARN, "http: response header %s refused", n);
+    }
+    if (atomic_load(&ex->req.app->draining))
+        (void)MHD_add_response_header(r, "Connection", "close");
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)svc__res_effective_status(res), r);
+    MHD_destroy_response(r);
+    if (ok == MHD_YES)
+        ex->state = SVC__EX_ANSWERED;
+    return ok;
+}
+
+static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex)
+{
+    svc_req *req = &ex->req;
+    if (ex->reject_status == 0)
+        ex->match = svc__router_match(req->app, req, ex->allow, sizeof ex->allow);
+    else
+        ex->match = SVC__MATCH_NOT_FOUND;
+    req->deadline_ns =
+        svc_clock_mono_ns(req->app->clock) + (int64_t)req->app->opts.handler_timeout_ms * SVC__NS_PER_MS;
+    svc__chain_run(ex);
+    return send_response(conn, ex);
+}
+
+/* A rejection before the handler: answered at once when libmicrohttpd lets
+ * us (before the body), else at the end of the body, which is discarded. */
+static enum MHD_Result reject(struct MHD_Connection *conn, svc__exchange *ex, int status)
+{
+    ex->reject_status = status;
+    if (ex->state == SVC__EX_REJECTED)
+        return MHD_YES;
+    ex->state = SVC__EX_REJECTED;
+    svc__buf_reset(&ex->req.body);
+    if (dispatch(conn, ex) == MHD_YES)
+        return MHD_YES;
+    /* not accepted mid-body: answer at the end; throw away what chain made */
+    ex->state = SVC__EX_REJECTED;
+    ex->handler_ran = false;
+    svc__res_reset(&ex->res);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    svc_app *app = cls;
+    svc__exchange *ex = *con_cls;
+    (void)version;
+    if (ex == NULL) { /* no URI callback ran (should not happen): use the decoded url */
+        ex = svc__exchange_new(app, url);
+        if (ex == NULL)
+            return MHD_NO;
+        atomic_fetch_add(&app->inflight, 1);
+        *con_cls = ex;
+    }
+    svc_req *req = &ex->req;
+
+    if (ex->state == SVC__EX_NEW) {
+        req->conn = conn;
+        req->method = method;
+        req->start_ns = svc_clock_mono_ns(app->clock);
+        ex->state = SVC__EX_BODY;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, req);
+        client_addr(req);
+        if (svc__req_parse_target(req) != SVC_OK) {
+            req->path = req->raw_path ? req->raw_path : "/";
+            return reject(conn, ex, 400);
+        }
+        const char *cl = svc_req_header(req, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno == 0 && end != cl && n > app->opts.max_body_bytes)
+                return reject(conn, ex, 413);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ex->state == SVC__EX_REJECTED) {
+            /* discarding; a sender that keeps going twice the read timeout is cut off */
+            if (svc_clock_mono_ns(app->clock) - req->start_ns >
+                2 * (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS)
+                return MHD_NO;
+            return MHD_YES;
+        }
+        if (ex->state != SVC__EX_BODY)
+            return MHD_YES;
+        if (past_read_deadline(ex))
+            return reject(conn, ex, 408);
+        if (req->body.len + n > app->opts.max_body_bytes)
+            return reject(conn, ex, 413);
+        svc__buf_append(&req->body, upload_data, n);
+        if (!svc__buf_ok(&req->body))
+            return reject(conn, ex, 413);
+        return MHD_YES;
+    }
+
+    /* the whole request is in */
+    if (ex->state == SVC__EX_ANSWERED)
+        return MHD_YES;
+    if (ex->state == SVC__EX_REJECTED) {
+        svc__res_reset(&ex->res);
+        return dispatch(conn, ex);
+    }
+    if (past_read_deadline(ex)) {
+        ex->reject_status = 408;
+        ex->state = SVC__EX_REJECTED;
+        return dispatch(conn, ex);
+    }
+    return dispatch(conn, ex);
+}
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    svc_app *app = cls;
+    (void)conn;
+    svc__exchange *ex = svc__exchange_new(app, uri);
+    if (ex)
+        atomic_fetch_add(&app->inflight, 1);
+    return ex;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    svc_app *app = cls;
+    (void)conn;
+    (void)toe;
+    svc__exchange *ex = *con_cls;
+    if (ex == NULL)
+        return;
+    *con_cls = NULL;
+    svc__exchange_free(ex);
+    atomic_fetch_sub(&app->inflight, 1);
+}
+
+SVC_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t l = strlen(buf);
+    while (l && (buf[l - 1] == '\n' || buf[l - 1] == '\r'))
+        buf[--l] = '\0';
+    svc_logf(SVC_LOG_WARN, "http server: %s", buf);
+}
+
+svc_status svc_app_start(svc_app *app)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&app->started, &expected, 1))
+        return svc__err_set(&app->err, SVC_EBUSY, "already started");
+
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)app->opts.port);
+    int gai = getaddrinfo(app->bind_addr, port, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        atomic_store(&app->started, 0);
+        return svc__err_set(&app->err, SVC_EIO, "cannot resolve bind address %s: %s",
+                            app->bind_addr, gai_strerror(gai));
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
+    if (ai->ai_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+        if (strcmp(app->bind_addr, "::") == 0)
+            flags |= MHD_USE_DUAL_STACK;
+    }
+    unsigned threads = app->opts.threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    unsigned timeout_s = (app->opts.read_timeout_ms + 999) / 1000;
+    atomic_store(&app->inflight, 0);
+    app->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, app,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s ? timeout_s : 1u,
+        MHD_OPTION_CONNECTION_LIMIT, app->opts.max_connections,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_cb, app,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, app,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (app->daemon == NULL) {
+        atomic_store(&app->started, 0);
+        return svc__err_set(&app->err, SVC_EIO, "cannot listen on %s port %u", app->bind_addr,
+                            (unsigned)app->opts.port);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(app->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    app->port = di ? di->port : app->opts.port;
+    svc_log_field f[] = {svc_log_field_str("bind", app->bind_addr),
+                         svc_log_field_int("port", app->port),
+                         svc_log_field_int("threads", threads)};
+    svc_log_kv(SVC_LOG_INFO, "http server listening", f, SVC__ARRAY_LEN(f));
+    return SVC_OK;
+}
+
+uint16_t svc_app_port(const svc_app *app) { return app->daemon ? app->port : 0; }
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+svc_status svc_app_shutdown(svc_app *app)
+{
+    if (app->daemon == NULL)
+        return SVC_OK;
+    atomic_store(&app->draining, 1);
+    MHD_socket lfd = MHD_quiesce_daemon(app->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd); /* new connections are refused from here on */
+    int64_t grace_ns = (int64_t)app->opts.shutdown_grace_ms * SVC__NS_PER_MS;
+    int64_t end = svc_clock_mono_ns(app->clock) + grace_ns;
+    /* bounded twice: by the (possibly manual) clock and by real sleeps */
+    long max_iter = (long)(app->opts.shutdown_grace_ms / 5) + 1;
+    for (long i = 0; i < max_iter && atomic_load(&app->inflight) > 0 &&
+                     svc_clock_mono_ns(app->clock) < end;
+         i++)
+        sleep_ms(5);
+    long left = atomic_load(&app->inflight);
+    MHD_stop_daemon(app->daemon);
+    app->daemon = NULL;
+    atomic_store(&app->draining, 0);
+    atomic_store(&app->started, 0);
+    if (left > 0) {
+        svc_logf(SVC_LOG_WARN, "http: %ld request(s) cut off at the end of the shutdown grace",
+                 left);
+        return svc__err_set(&app->err, SVC_ETIMEDOUT,
+                            "%ld request(s) still running after %u ms", left,
+                            app->opts.shutdown_grace_ms);
+    }
+    svc_logf(SVC_LOG_INFO, "http server stopped");
+    return SVC_OK;
+}
+
+/* ---- run / stop ------------------------------------------------------------------- */
+
+static atomic_int g_signal_fd = -1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int fd = atomic_load(&g_signal_fd);
+    if (fd >= 0) {
+        int saved = errno;
+        char c = 's';
+        ssize_t w = write(fd, &c, 1);
+        (void)w;
+        errno = saved;
+    }
+}
+
+void svc_app_stop(svc_app *app)
+{
+    atomic_store(&app->stop_requested, 1);
+    if (app->stop_pipe[1] >= 0) {
+        char c = 'x';
+        ssize_t w = write(app->stop_pipe[1], &c, 1);
+        (void)w;
+    }
+}
+
+svc_status svc_app_run(svc_app *app)
+{
+    svc_status st;
+    if (!atomic_load(&app->started) && (st = svc_app_start(app)) != SVC_OK)
+        return st;
+    int expected = -1;
+    bool signals = atomic_compare_exchange_strong(&g_signal_fd, &expected, app->stop_pipe[1]);
+    struct sigaction sa, old_term, old_int;
+    if (signals) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, &old_term);
+        sigaction(SIGINT, &sa, &old_int);
+    } else {
+        svc_logf(SVC_LOG_WARN, "http: another app owns SIGTERM/SIGINT; use svc_app_stop()");
+    }
+    while (!atomic_load(&app->stop_requested)) {
+        struct pollfd p = {app->stop_pipe[0], POLLIN, 0};
+        int r = poll(&p, 1, 1000);
+        if (r > 0) {
+            char buf[64];
+            while (read(app->stop_pipe[0], buf, sizeof buf) > 0) {
+            }
+            break;
+        }
+    }
+    if (signals) {
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGINT, &old_int, NULL);
+        atomic_store(&g_signal_fd, -1);
+    }
+    svc_logf(SVC_LOG_INFO, "http: shutting down");
+    st = svc_app_shutdown(app);
+    atomic_store(&app->stop_requested, 0);
+    return st;
+}
+
+void svc_app_set_maintenance(svc_app *app, int on, unsigned retry_after_s)
+{
+    atomic_store(&app->retry_after_s, retry_after_s);
+    atomic_store(&app->maintenance, on ? 1 : 0);
+}
+
+struct svc_metrics *svc_app_metrics(const svc_app *app)
+{
+    return app->metrics ? app->metrics : svc_metrics_default();
+}
+
+const svc_clock *svc_app_clock(const svc_app *app) { return app->clock; }

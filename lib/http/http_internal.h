@@ -1,0 +1,281 @@
+/*
+ * lib/http/http_internal.h - the svc_app internals shared by the files of lib/http.
+ *
+ * Not installed. Files of lib/http may read every field below; they change
+ * app fields only where a comment says so. Layout of one request:
+ *
+ *   MHD connection ──► svc__exchange (one allocation per request)
+ *                        ├─ svc_req   method, raw uri, decoded path, headers[],
+ *                        │            params[], query[], kv[], body (svc__buf)
+ *                        ├─ svc_res   status, headers[], body (svc__buf)
+ *                        ├─ chain[]   one svc_chain per middleware + handler
+ *                        └─ arena     bump allocator for the request's strings
+ *
+ * Everything in the exchange lives until libmicrohttpd reports the request
+ * completed (after the response was sent), then it is freed at once.
+ *
+ * Configuration (routes, middleware) is written before svc_app_start() and
+ * read-only afterwards, so request threads read it without locks. Runtime
+ * state (maintenance flag, in-flight count, stop flag) is atomic.
+ *
+ * Optional parts (cors.c, security.c, probes.c, metrics_http.c) are compiled
+ * when present (lib/http/meson.build checks with fs.exists(); re-run
+ * `meson setup --reconfigure` after adding one). svc_app_new() calls
+ * svc__security_install_default() when security.c is built
+ * (SVC__HTTP_HAVE_SECURITY from http/svc_http_parts.h). Such parts keep
+ * their state in the `ext_*` slots of svc_app and release it with
+ * svc_app_on_free().
+ */
+#ifndef SVCINFRA_HTTP_INTERNAL_H
+#define SVCINFRA_HTTP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "svcinfra/http.h"
+#include "http/svc_http_parts.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+/* Drops a status on purpose (a header that cannot be added to an answer
+ * already being an error answer, ...). A (void) cast does not silence
+ * warn_unused_result with gcc; this does, and says so. */
+static inline void svc__discard(svc_status st) { (void)st; }
+
+/* ---- limits --------------------------------------------------------- */
+#define SVC__HTTP_MAX_MW 64        /* middleware per app */
+#define SVC__HTTP_MAX_SEGS 32      /* path segments; deeper paths → 404 */
+#define SVC__HTTP_MAX_PARAMS 16    /* {params} per pattern */
+#define SVC__HTTP_INLINE_HDRS 24   /* request/response headers before the arena */
+#define SVC__HTTP_ARENA_INLINE 3072
+#define SVC__HTTP_ID_MAX 128       /* X-Request-Id length */
+
+/* ---- routes ---------------------------------------------------------- */
+typedef enum svc__seg_kind { SVC__SEG_LIT = 0, SVC__SEG_PARAM = 1, SVC__SEG_REST = 2 } svc__seg_kind;
+
+typedef struct svc__seg {
+    svc__seg_kind kind;
+    char *text; /* the literal, or the parameter name */
+    size_t len;
+} svc__seg;
+
+typedef struct svc__route {
+    char *method;  /* upper case, or "*" */
+    char *pattern; /* the template as registered: svc_req_route() */
+    svc__seg *segs;
+    size_t nsegs;
+    svc_handler_fn fn;
+    void *ud;
+} svc__route;
+
+/* ---- middleware ------------------------------------------------------ */
+typedef struct svc__mw {
+    svc_stage stage;
+    unsigned seq; /* registration order */
+    char *name;
+    svc_middleware_fn fn;
+    void *ud;
+} svc__mw;
+
+typedef struct svc__on_free {
+    void (*fn)(void *ud);
+    void *ud;
+} svc__on_free;
+
+/* ---- the app ----------------------------------------------------------- */
+struct svc_app {
+    svc_app_opts opts;       /* effective options; strings below are owned copies */
+    char *bind_addr;
+    char *problem_type_base; /* always ends with '/' or is "" */
+
+    svc__route *routes;
+    size_t nroutes, routes_cap;
+    svc__mw *mws;            /* sorted by (stage, seq) at svc_app_start() */
+    size_t nmws;
+    unsigned mw_seq;
+    svc__on_free *on_free;
+    size_t non_free, on_free_cap;
+
+    struct MHD_Daemon *daemon;
+    atomic_int started;      /* 1 between start and shutdown */
+    atomic_int draining;     /* 1 during graceful shutdown: answers get Connection: close */
+    uint16_t port;
+    atomic_long inflight;    /* requests between first byte and completion */
+    atomic_int maintenance;
+    atomic_uint retry_after_s;
+    atomic_int stop_requested;
+    int stop_pipe[2];        /* svc_app_stop() → svc_app_run() */
+
+    struct svc_metrics *metrics;
+    const svc_clock *clock;
+    svc__err err;
+
+    /* Slots for the optional parts; each is owned by the named file. */
+    void *ext_security;
+    void *ext_cors;
+    void *ext_probes;
+    void *ext_metrics;
+    void *ext_tenancy;
+};
+
+/* ---- one request ------------------------------------------------------- */
+typedef struct svc__kv {
+    const char *name;
+    const char *value;
+} svc__kv;
+
+typedef struct svc__slot {
+    const char *key;
+    void *value;
+    void (*free_fn)(void *);
+} svc__slot;
+
+typedef struct svc__arena_chunk {
+    struct svc__arena_chunk *next;
+    size_t cap, used;
+    char data[];
+} svc__arena_chunk;
+
+typedef struct svc__exchange svc__exchange;
+
+struct svc_chain {
+    svc__exchange *ex;
+    size_t idx;  /* next middleware to run; == nmws: the handler */
+    bool called; /* svc_next() ran once already */
+};
+
+struct svc_req {
+    svc__exchange *ex;
+    svc_app *app;
+    struct MHD_Connection *conn;
+    const char *method;      /* upper case as received */
+    const char *uri;         /* raw request target (copy) */
+    const char *raw_path;    /* raw path part (arena) */
+    const char *path;        /* decoded path (arena) */
+    const char *query;       /* raw query without '?', "" when none */
+    const svc__route *route; /* matched route, NULL when none */
+    svc__kv *params;
+    size_t nparams;
+    svc__kv *query_kv;       /* decoded, parsed on first use */
+    size_t nquery;
+    bool query_parsed;
+    svc__kv hdr_inline[SVC__HTTP_INLINE_HDRS];
+    svc__kv *hdrs;           /* borrowed from libmicrohttpd */
+    size_t nhdrs, hdrs_cap;
+    svc__buf body;
+    char id[SVC__HTTP_ID_MAX + 1];
+    char trace_id[33];
+    char span_id[17];
+    char client[64];
+    char *tenant;
+    char *principal;
+    svc__slot *slots;
+    size_t nslots, slots_cap;
+    int64_t start_ns;
+    int64_t deadline_ns;
+    bool log_ctx_active;
+};
+
+struct svc_res {
+    svc__exchange *ex;
+    int status;
+    svc__kv hdr_inline[SVC__HTTP_INLINE_HDRS];
+    svc__kv *hdrs; /* values in the arena; name NULL = removed */
+    size_t nhdrs, hdrs_cap;
+    svc__buf body;
+};
+
+typedef enum svc__ex_state {
+    SVC__EX_NEW = 0,      /* created by the URI callback */
+    SVC__EX_BODY,         /* reading the body */
+    SVC__EX_REJECTED,     /* 408/413 decided; discarding the rest of the body */
+    SVC__EX_ANSWERED      /* response queued */
+} svc__ex_state;
+
+struct svc__exchange {
+    svc_req req;
+    svc_res res;
+    svc__ex_state state;
+    int reject_status;        /* 408 or 413 while REJECTED */
+    bool handler_ran;
+    int match;                /* svc__match of the router */
+    size_t deepest_mw;        /* the last middleware entered (for diagnostics) */
+    char allow[128];          /* Allow header for a 405 */
+    svc_chain chains[SVC__HTTP_MAX_MW + 1];
+    svc__arena_chunk *chunks; /* overflow chunks of the arena */
+    size_t arena_used;
+    _Alignas(16) char arena[SVC__HTTP_ARENA_INLINE];
+};
+
+/* ---- arena (lib/http/req.c) ---------------------------------------------- */
+void *svc__ex_alloc(svc__exchange *ex, size_t n);                 /* NULL on OOM */
+char *svc__ex_strndup(svc__exchange *ex, const char *s, size_t n);
+char *svc__ex_strdup(svc__exchange *ex, const char *s);
+
+/* Creates the exchange for raw request target `uri` (copied). */
+svc__exchange *svc__exchange_new(svc_app *app, const char *uri);
+/* Runs the slot free functions and frees the exchange. NULL: no-op. */
+void svc__exchange_free(svc__exchange *ex);
+/* Splits uri into raw path and query and decodes the path. Returns
+ * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
+svc_status svc__req_parse_target(svc_req *req);
+/* Appends a request header (borrowed strings). */
+svc_status svc__req_add_header(svc_req *req, const char *name, const char *value);
+/* In-place percent-decoding of s[0..n) into out (may be s); returns the
+ * decoded length or (size_t)-1 for an encoded NUL. `plus_space` turns '+'
+ * into ' ' (query strings). Malformed escapes are kept literally. */
+size_t svc__pct_decode(const char *s, size_t n, char *out, bool plus_space);
+
+/* ---- router (lib/http/router.c) ------------------------------------------- */
+/* Parses `pattern` into *route (segments, pattern copy). */
+svc_status svc__route_compile(svc__route *route, const char *method, const char *pattern);
+void svc__route_clear(svc__route *route);
+typedef enum svc__match {
+    SVC__MATCH_FOUND,
+    SVC__MATCH_NOT_FOUND,
+    SVC__MATCH_METHOD /* path known, method not: `allow` holds the methods */
+} svc__match;
+/* Matches req->raw_path and req->method against the app's routes; sets
+ * req->route and req->params on success. `allow` (allow_len bytes) receives
+ * "GET, HEAD, POST" for SVC__MATCH_METHOD. */
+svc__match svc__router_match(svc_app *app, svc_req *req, char *allow, size_t allow_len);
+
+/* ---- response (lib/http/res.c) ------------------------------------------- */
+/* Drops status, headers and body. */
+void svc__res_reset(svc_res *res);
+/* The status that will be sent: the set one, else 200 with a body, else 204. */
+int svc__res_effective_status(const svc_res *res);
+/* True for a valid header name (RFC 9110 token). */
+bool svc__header_name_ok(const char *name);
+
+/* ---- chain (lib/http/chain.c) ---------------------------------------------- */
+/* Runs the middleware and then the handler (or the 404/405 answer) for
+ * ex->match / ex->allow; fills in the status when nothing was set. */
+void svc__chain_run(svc__exchange *ex);
+
+/* ---- problems (lib/http/problem.c) ------------------------------------------- */
+/* The `type` URI for `code` into buf: base + "not-found". */
+void svc__problem_type(const svc_app *app, svc_problem_code code, char *buf, size_t len);
+
+/* ---- built-in middleware (lib/http/mw_core.c) -------------------------------- */
+svc_status svc__mw_install_request_id(svc_app *app);
+svc_status svc__mw_install_access_log(svc_app *app);
+svc_status svc__mw_install_maintenance(svc_app *app);
+/* Re-applies the thread's log context from the request (after the tenant
+ * changed). No-op when the request id middleware did not set one. */
+void svc__req_refresh_log_context(svc_req *req);
+/* True for an X-Request-Id we echo: 1..128 of [A-Za-z0-9._:-]. */
+bool svc__request_id_ok(const char *s);
+/* Parses a W3C traceparent; on success copies the trace id (32 hex). */
+bool svc__traceparent_parse(const char *s, char trace_id[33]);
+
+/* ---- optional parts ----------------------------------------------------------- */
+/* security.c: installs the default security headers middleware. Called by
+ * svc_app_new() with default_middleware when SVC__HTTP_HAVE_SECURITY. */
+svc_status svc__security_install_default(svc_app *app);
+
+#endif /* SVCINFRA_HTTP_INTERNAL_H */

@@ -1,0 +1,184 @@
+/*
+ * lib/http/res.c - the buffered response: status, a header list that keeps
+ * duplicates (Set-Cookie), and the body.
+ *
+ * Header strings are copied into the request arena; a removed header keeps
+ * its slot with name NULL so indexes stay cheap (svc_res_header_nth skips
+ * removed slots).
+ */
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "http/http_internal.h"
+
+bool svc__header_name_ok(const char *name)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c != '\0' && strchr(extra, c))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+static bool header_value_ok(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    return true;
+}
+
+void svc__res_reset(svc_res *res)
+{
+    res->status = 0;
+    res->nhdrs = 0;
+    svc__buf_reset(&res->body);
+}
+
+int svc__res_effective_status(const svc_res *res)
+{
+    if (res->status)
+        return res->status;
+    return res->body.len ? 200 : 204;
+}
+
+void svc_res_status(svc_res *res, int status)
+{
+    if (status >= 100 && status <= 999)
+        res->status = status;
+}
+
+int svc_res_get_status(const svc_res *res) { return res->status; }
+
+svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
+{
+    if (!svc__header_name_ok(name) || !header_value_ok(value))
+        return SVC_EINVAL;
+    if (res->nhdrs == res->hdrs_cap) {
+        size_t cap = res->hdrs_cap * 2;
+        svc__kv *n = svc__ex_alloc(res->ex, cap * sizeof *n);
+        if (n == NULL)
+            return SVC_ENOMEM;
+        memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
+        res->hdrs = n;
+        res->hdrs_cap = cap;
+    }
+    const char *nc = svc__ex_strdup(res->ex, name);
+    const char *vc = svc__ex_strdup(res->ex, value);
+    if (nc == NULL || vc == NULL)
+        return SVC_ENOMEM;
+    res->hdrs[res->nhdrs].name = nc;
+    res->hdrs[res->nhdrs].value = vc;
+    res->nhdrs++;
+    return SVC_OK;
+}
+
+void svc_res_header_remove(svc_res *res, const char *name)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < res->nhdrs; i++)
+        if (strcasecmp(res->hdrs[i].name, name) != 0)
+            res->hdrs[o++] = res->hdrs[i];
+    res->nhdrs = o;
+}
+
+svc_status svc_res_header_set(svc_res *res, const char *name, const char *value)
+{
+    if (!svc__header_name_ok(name) || !header_value_ok(value))
+        return SVC_EINVAL;
+    svc_res_header_remove(res, name);
+    return svc_res_header_add(res, name, value);
+}
+
+const char *svc_res_header(const svc_res *res, const char *name)
+{
+    for (size_t i = 0; i < res->nhdrs; i++)
+        if (strcasecmp(res->hdrs[i].name, name) == 0)
+            return res->hdrs[i].value;
+    return NULL;
+}
+
+size_t svc_res_header_count(const svc_res *res) { return res->nhdrs; }
+
+int svc_res_header_nth(const svc_res *res, size_t i, const char **name, const char **value)
+{
+    if (i >= res->nhdrs)
+        return 0;
+    *name = res->hdrs[i].name;
+    *value = res->hdrs[i].value;
+    return 1;
+}
+
+svc_status svc_res_body(svc_res *res, const void *data, size_t len)
+{
+    if (data == NULL && len)
+        return SVC_EINVAL;
+    svc__buf_reset(&res->body);
+    if (len == 0)
+        return SVC_OK;
+    svc__buf_append(&res->body, data, len);
+    if (!svc__buf_ok(&res->body)) {
+        res->body.oom = false;
+        return SVC_ENOMEM;
+    }
+    return SVC_OK;
+}
+
+const char *svc_res_get_body(const svc_res *res, size_t *len)
+{
+    if (len)
+        *len = res->body.len;
+    return res->body.data ? res->body.data : "";
+}
+
+static svc_status answer(svc_res *res, int status, const char *ctype, const char *body,
+                         size_t len)
+{
+    svc_status st = svc_res_header_set(res, "Content-Type", ctype);
+    if (st == SVC_OK)
+        st = svc_res_body(res, body, len);
+    if (st == SVC_OK)
+        svc_res_status(res, status);
+    return st;
+}
+
+svc_status svc_res_text(svc_res *res, int status, const char *text)
+{
+    return answer(res, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+svc_status svc_res_json_str(svc_res *res, int status, const char *json)
+{
+    return answer(res, status, "application/json", json, strlen(json));
+}
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    svc__buf_append(data, buf, size);
+    return svc__buf_ok(data) ? 0 : -1;
+}
+
+svc_status svc_res_json(svc_res *res, int status, const json_t *json)
+{
+    svc_status st = svc_res_header_set(res, "Content-Type", "application/json");
+    if (st != SVC_OK)
+        return st;
+    svc__buf_reset(&res->body);
+    if (json_dump_callback(json, dump_cb, &res->body, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        bool oom = res->body.oom;
+        res->body.oom = false;
+        svc__buf_reset(&res->body);
+        return oom ? SVC_ENOMEM : SVC_EINVAL;
+    }
+    svc_res_status(res, status);
+    return SVC_OK;
+}
