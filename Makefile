@@ -18,7 +18,7 @@ SUITES   ?=
 TESTENV  ?= $(CURDIR)/.svc-test
 
 # Debian 12 packages the build, the tests and the demo need.
-APT_PKGS = build-essential g++ meson ninja-build pkg-config python3 curl \
+APT_PKGS = build-essential g++ meson ninja-build pkg-config python3 curl tzdata \
            libmicrohttpd-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev \
            libsodium-dev libyaml-dev libcurl4-openssl-dev libcmocka-dev \
            postgresql-15 redis-server wrk

@@ -20,5 +20,6 @@
 #include "metrics.h"
 #include "store.h"
 #include "pg.h"
+#include "tz.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */
