@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "pg.h"
+#include "ratelimit.h"
 #include "tz.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */

@@ -1,0 +1,307 @@
+/*
+ * svcinfra/ratelimit.h - rate limits and calendar quotas.
+ *
+ * A rate limiter (svc_ratelimit) holds named policies and a store of
+ * counters. Each check names a policy and a key (a tenant, a user, a client
+ * address ...) and spends `cost` units:
+ *
+ *   svc_ratelimit_policy p = {.name = "api", .algorithm = SVC_RL_GCRA,
+ *                             .limit = 100, .period_ms = 60000, .burst = 20};
+ *   svc_ratelimit_policy_add(rl, &p);
+ *   svc_ratelimit_result r;
+ *   if (svc_ratelimit_check(rl, "api", "tenant-42", 1, &r) == SVC_OK && !r.allowed)
+ *       ... answer 429, Retry-After: ceil(r.retry_after_ms / 1000) ...
+ *
+ * Algorithms (formulas in docs/ratelimit.md):
+ *   SVC_RL_GCRA            generic cell rate algorithm: `limit` units per
+ *                          `period_ms`, at most `burst` at once (default).
+ *   SVC_RL_FIXED_WINDOW    at most `limit` units per window aligned to the
+ *                          UNIX epoch (UTC).
+ *   SVC_RL_SLIDING_WINDOW  the previous window's count weighted by how much
+ *                          of it still overlaps the sliding period, plus the
+ *                          current window's count, at most `limit`.
+ *
+ * Quotas count usage per tenant in calendar windows (a UTC day or month)
+ * that roll over at the boundary, for plans and billing (svc_quota_*).
+ *
+ * Time is the wall clock of opts.clock (windows are aligned to UTC).
+ * Policies, plans and quotas may be added, replaced or removed at any time;
+ * checks that start afterwards see the change (no restart, no lock on the
+ * check path: the table is swapped as a whole).
+ *
+ * Thread safety: every function may be called from any thread at once on
+ * the same svc_ratelimit, except svc_ratelimit_free(), which must not race
+ * with any other call on that handle.
+ */
+#ifndef SVCINFRA_RATELIMIT_H
+#define SVCINFRA_RATELIMIT_H
+
+#include "common.h"
+#include "status.h"
+#include "clock.h"
+
+SVC_BEGIN_DECLS
+
+struct svc_metrics;
+struct svc_config;
+
+typedef struct svc_ratelimit svc_ratelimit;
+
+/* Longest policy, plan or quota name (bytes, without the NUL). Names are
+ * made of letters, digits and "_-.:". */
+#define SVC_RATELIMIT_MAX_NAME 63
+/* Longest key or tenant (bytes). */
+#define SVC_RATELIMIT_MAX_KEY 512
+/* Most policies a plan may name. */
+#define SVC_RATELIMIT_MAX_PLAN_POLICIES 16
+/* Most policies, plans and quotas (each) a limiter holds. */
+#define SVC_RATELIMIT_MAX_POLICIES 1024
+
+typedef enum svc_ratelimit_algorithm {
+    SVC_RL_GCRA = 0,
+    SVC_RL_FIXED_WINDOW = 1,
+    SVC_RL_SLIDING_WINDOW = 2
+} svc_ratelimit_algorithm;
+
+/* A policy. Strings are copied by svc_ratelimit_policy_add(). */
+typedef struct svc_ratelimit_policy {
+    const char *name;                  /* required, see SVC_RATELIMIT_MAX_NAME */
+    svc_ratelimit_algorithm algorithm; /* SVC_RL_GCRA (0) by default */
+    uint64_t limit;                    /* units per period, 1..1e12 */
+    int64_t period_ms;                 /* 1 ms .. 366 days */
+    uint64_t burst;                    /* GCRA: most units admitted at once;
+                                          0 = limit. Ignored by windows. */
+    void *reserved[4];
+} svc_ratelimit_policy;
+
+/* The outcome of a check or a peek. */
+typedef struct svc_ratelimit_result {
+    int allowed;            /* 1 admitted (and, for a check, spent) */
+    uint64_t limit;         /* most units the key can hold: GCRA burst,
+                               the window limit otherwise */
+    uint64_t remaining;     /* units a request could spend right now, after
+                               this one */
+    int64_t reset_ms;       /* ms until the key is back to `limit` remaining
+                               (rounded up); 0 when it already is */
+    int64_t retry_after_ms; /* denied: ms (rounded up) until the same request
+                               would be admitted, never earlier than that;
+                               -1 when it never can (cost > limit);
+                               0 when allowed */
+    int64_t period_ms;      /* the policy's period (a plan: of the policy
+                               reported) */
+    int store_error;        /* 1 when the store failed and the outcome was
+                               decided by fail_open */
+    char policy[SVC_RATELIMIT_MAX_NAME + 1]; /* the policy reported: for a
+                               plan, the one that denied, else the one with
+                               the fewest remaining */
+    void *reserved[2];
+} svc_ratelimit_result;
+
+typedef struct svc_ratelimit_opts {
+    const char *store_url;   /* "memory:" (default). redis:// gives
+                                SVC_ENOTSUP in this build. */
+    const svc_clock *clock;  /* NULL: svc_clock_system() */
+    struct svc_metrics *metrics; /* NULL: no metrics. Else the counters
+                                ratelimit_decisions_total{policy,result}
+                                and ratelimit_store_errors_total{op} */
+    int fail_open;           /* 1 (default): a failing store admits (logged,
+                                counted, result.store_error = 1);
+                                0: it denies and the call returns the store's
+                                status */
+    size_t max_keys;         /* memory store: most keys held (default
+                                1048576, minimum 64); beyond it the key
+                                closest to expiry is evicted */
+    void *reserved[8];
+} svc_ratelimit_opts;
+
+/* Fills `opts` with the defaults above, then applies the environment:
+ * SVC_RATELIMIT_STORE (store_url), SVC_RATELIMIT_FAIL_OPEN (0/1),
+ * SVC_RATELIMIT_MAX_KEYS (a number; bad values are ignored). NULL is a
+ * no-op. */
+SVC_EXPORT void svc_ratelimit_opts_default(svc_ratelimit_opts *opts);
+
+/* Creates a limiter (new, *out; release with svc_ratelimit_free()) with no
+ * policies. opts NULL = svc_ratelimit_opts_default().
+ * Returns SVC_OK; SVC_EINVAL for a NULL out or a malformed store URL;
+ * SVC_ENOTSUP for a store this build lacks (redis://, postgres://);
+ * SVC_ENOMEM. On failure *out is NULL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_new(svc_ratelimit **out,
+                                                      const svc_ratelimit_opts *opts)
+    SVC_NONNULL(1);
+
+/* Frees the limiter and its store. NULL is a no-op. */
+SVC_EXPORT void svc_ratelimit_free(svc_ratelimit *rl);
+
+/* Detail of the limiter's latest failure (a bad policy, a config key, a
+ * store error). Per-thread copy; "" when none or for NULL. */
+SVC_EXPORT const char *svc_ratelimit_errmsg(svc_ratelimit *rl);
+
+/* ---- policies and plans ------------------------------------------------- */
+
+/* Adds `p`, or replaces the policy of the same name (counters of the key
+ * are kept and read under the new parameters; a changed algorithm starts
+ * them afresh). Takes effect for checks that start after it returns.
+ * Returns SVC_OK; SVC_EINVAL for a bad name, algorithm, limit, period or
+ * burst (detail in svc_ratelimit_errmsg()); SVC_ERANGE past
+ * SVC_RATELIMIT_MAX_POLICIES; SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_add(svc_ratelimit *rl,
+                                                             const svc_ratelimit_policy *p)
+    SVC_NONNULL(1, 2);
+
+/* Removes the policy `name`. SVC_OK, SVC_ENOTFOUND, SVC_EINVAL, SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_remove(svc_ratelimit *rl,
+                                                                const char *name)
+    SVC_NONNULL(1, 2);
+
+/* Copies the policy `name` into *out; out->name is borrowed from `name`.
+ * SVC_OK, SVC_ENOTFOUND, SVC_EINVAL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_get(svc_ratelimit *rl,
+                                                             const char *name,
+                                                             svc_ratelimit_policy *out)
+    SVC_NONNULL(1, 2, 3);
+
+/* Adds or replaces the plan `plan`: the `n` policy names it applies
+ * (1..SVC_RATELIMIT_MAX_PLAN_POLICIES, copied). Policies are resolved by
+ * name at check time, so they may be added after the plan or replaced.
+ * SVC_OK; SVC_EINVAL for a bad name or n; SVC_ERANGE past the plan cap;
+ * SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_plan_add(svc_ratelimit *rl, const char *plan,
+                                                           const char *const *policies, size_t n)
+    SVC_NONNULL(1, 2, 3);
+
+/* Reads policies, plans and quotas from `cfg` and adds or replaces them all
+ * in one swap (nothing changes when any entry is bad):
+ *
+ *   ratelimit:
+ *     policies:                 # "<name> <algorithm> <limit>/<period> [burst <n>]"
+ *       - api gcra 100/1m burst 20
+ *       - login fixed_window 5/15m
+ *       - search sliding_window 30/10s
+ *     plans:                    # "<plan>: <policy> [<policy> ...]"
+ *       - "free: api login"
+ *     quotas:                   # "<name> day|month <limit>"
+ *       - requests-month month 100000
+ *
+ * Each list may also be one comma-separated string (so SVC_RATELIMIT_POLICIES
+ * overrides it from the environment). Algorithms: gcra, fixed_window (or
+ * fixed), sliding_window (or sliding). Periods: <int><unit>... with ms, s,
+ * m, h, d, or a bare integer in ms. Absent keys add nothing.
+ * Returns SVC_OK; SVC_ECONFIG for a malformed entry (svc_ratelimit_errmsg()
+ * names the key and the entry); SVC_ERANGE past a cap; SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_load_config(svc_ratelimit *rl,
+                                                              const struct svc_config *cfg)
+    SVC_NONNULL(1, 2);
+
+/* ---- checks -------------------------------------------------------------- */
+
+/* Spends `cost` units (0 spends nothing, like a peek) of policy `policy`
+ * for `key` when the policy admits them, and fills *out. A denied request
+ * spends nothing.
+ * Returns SVC_OK (see out->allowed); SVC_EINVAL for an empty or too long
+ * key; SVC_ENOTFOUND for an unknown policy; when the store fails:
+ * SVC_OK with out->allowed = 1 and out->store_error = 1 under fail_open,
+ * else the store's status (SVC_EUNAVAILABLE, SVC_ETIMEDOUT ...) with
+ * out->allowed = 0. Never blocks on other keys. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_check(svc_ratelimit *rl, const char *policy,
+                                                        const char *key, uint64_t cost,
+                                                        svc_ratelimit_result *out)
+    SVC_NONNULL(1, 2, 3, 5);
+
+/* As svc_ratelimit_check() but spends nothing: what a check of `cost` would
+ * decide now. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_peek(svc_ratelimit *rl, const char *policy,
+                                                       const char *key, uint64_t cost,
+                                                       svc_ratelimit_result *out)
+    SVC_NONNULL(1, 2, 3, 5);
+
+/* Checks every policy of plan `plan` for `key`, in the plan's order,
+ * stopping at the first that denies (units already spent on earlier
+ * policies stay spent). out->policy names the denying policy, or when all
+ * admit the one with the fewest units remaining. Unknown policies named by
+ * the plan are skipped. SVC_ENOTFOUND for an unknown plan; otherwise as
+ * svc_ratelimit_check(). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan,
+                                                             const char *key, uint64_t cost,
+                                                             svc_ratelimit_result *out)
+    SVC_NONNULL(1, 2, 3, 5);
+
+/* ---- quotas -------------------------------------------------------------- */
+
+typedef enum svc_quota_period {
+    SVC_QUOTA_DAY = 1,   /* 00:00:00 UTC to the next midnight */
+    SVC_QUOTA_MONTH = 2  /* the 1st 00:00:00 UTC to the next month's 1st */
+} svc_quota_period;
+
+typedef struct svc_quota {
+    const char *name;        /* required, copied */
+    svc_quota_period period;
+    uint64_t limit;          /* units per window; 0 = count only, never deny */
+    const char *tz;          /* NULL or "UTC"; other zones: SVC_ENOTSUP */
+    void *reserved[4];
+} svc_quota;
+
+typedef struct svc_quota_usage_info {
+    int allowed;          /* svc_quota_consume(): 1 when counted */
+    uint64_t used;        /* units counted in the current window */
+    uint64_t limit;       /* the quota's limit (0 = unlimited) */
+    uint64_t remaining;   /* limit - used (UINT64_MAX when unlimited) */
+    int64_t window_start_ms; /* UNIX ms of the window's first instant */
+    int64_t window_end_ms;   /* UNIX ms of the next window's first instant */
+    int64_t reset_ms;        /* ms until window_end_ms */
+    void *reserved[2];
+} svc_quota_usage_info;
+
+/* Adds or replaces a quota. Counters are keyed by quota name, tenant and
+ * window, so replacing a quota keeps the current window's usage.
+ * SVC_OK; SVC_EINVAL for a bad name or period; SVC_ENOTSUP for a time zone
+ * other than UTC; SVC_ERANGE past the cap; SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_quota_add(svc_ratelimit *rl, const svc_quota *q)
+    SVC_NONNULL(1, 2);
+
+/* Counts `amount` units of quota `quota` for `tenant` in the current window
+ * when they fit under the limit (out->allowed), and fills *out.
+ * SVC_OK; SVC_ENOTFOUND for an unknown quota; SVC_EINVAL for an empty or
+ * too long tenant; a store failure as in svc_ratelimit_check(), except that
+ * a failing store never counts (out->allowed follows fail_open). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_quota_consume(svc_ratelimit *rl, const char *tenant,
+                                                      const char *quota, uint64_t amount,
+                                                      svc_quota_usage_info *out)
+    SVC_NONNULL(1, 2, 3, 5);
+
+/* Reads the usage of `quota` for `tenant` in the current window without
+ * counting. Same returns as svc_quota_consume(), store failures included
+ * (a read never fails open: it returns the store's status). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_quota_usage(svc_ratelimit *rl, const char *tenant,
+                                                    const char *quota,
+                                                    svc_quota_usage_info *out)
+    SVC_NONNULL(1, 2, 3, 4);
+
+/* ---- introspection -------------------------------------------------------- */
+
+typedef struct svc_ratelimit_stats {
+    uint64_t keys;          /* keys the store holds now (memory store) */
+    uint64_t max_keys;      /* its cap */
+    uint64_t evictions;     /* live keys evicted because the cap was reached */
+    uint64_t expired;       /* expired keys reclaimed */
+    uint64_t store_errors;  /* failed store calls */
+    void *reserved[4];
+} svc_ratelimit_stats;
+
+/* Fills *out. Counts are read shard by shard, so under load they are
+ * approximate. SVC_OK, SVC_EINVAL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_stats_get(svc_ratelimit *rl,
+                                                            svc_ratelimit_stats *out)
+    SVC_NONNULL(1, 2);
+
+/* "gcra", "fixed_window", "sliding_window"; "unknown" otherwise. */
+SVC_EXPORT const char *svc_ratelimit_algorithm_name(svc_ratelimit_algorithm a);
+
+/* Parses an algorithm name (case-insensitive; also "fixed", "sliding").
+ * SVC_OK or SVC_EINVAL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_algorithm_parse(const char *name,
+                                                                  svc_ratelimit_algorithm *out)
+    SVC_NONNULL(1, 2);
+
+SVC_END_DECLS
+
+#endif /* SVCINFRA_RATELIMIT_H */

@@ -1,0 +1,105 @@
+/*
+ * lib/ratelimit/store.h - the rate limiter's store interface and the
+ * algorithms' arithmetic.
+ *
+ * A store owns the per-key state and applies one algorithm step to it
+ * atomically: the memory store under a shard mutex, the Redis store (when
+ * built) in one Lua script that does the same arithmetic with the server's
+ * TIME. So the interface is "apply this request to this key", never
+ * "get, then set":
+ *
+ *   engine ──► svc__rl_req {alg, params, key, cost, commit, now}
+ *                 │
+ *                 ▼
+ *   store ─── find key ─► svc__rl_apply(req, &state) ─► keep state, expiry
+ *                 │
+ *                 ▼
+ *             svc__rl_out {allowed, remaining, reset, retry_after} (ns)
+ *
+ * All times here are nanoseconds of wall time (UNIX epoch); the engine
+ * turns them into milliseconds, rounding up.
+ */
+#ifndef SVCINFRA_RATELIMIT_STORE_H
+#define SVCINFRA_RATELIMIT_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "svcinfra/ratelimit.h"
+
+#include "../internal.h"
+
+/* Kinds of state; a key holds one. SVC__RL_QUOTA counts units in an
+ * explicit window given by the engine (calendar windows). */
+typedef enum svc__rl_kind {
+    SVC__RL_GCRA = 1,
+    SVC__RL_FIXED = 2,
+    SVC__RL_SLIDING = 3,
+    SVC__RL_QUOTA = 4
+} svc__rl_kind;
+
+/* The state of one key.
+ *   GCRA:    a = theoretical arrival time (TAT)
+ *   FIXED:   a = window start, c = count
+ *   SLIDING: a = current window start, b = previous window's count,
+ *            c = current window's count
+ *   QUOTA:   a = window start, c = used */
+typedef struct svc__rl_state {
+    int64_t a;
+    uint64_t b;
+    uint64_t c;
+} svc__rl_state;
+
+typedef struct svc__rl_req {
+    svc__rl_kind kind;
+    uint64_t limit;      /* windows, quota (0 = unlimited quota) */
+    uint64_t burst;      /* GCRA capacity */
+    int64_t period_ns;   /* windows, GCRA */
+    int64_t interval_ns; /* GCRA emission interval: ceil(period / limit) */
+    int64_t win_start;   /* QUOTA window [win_start, win_end) */
+    int64_t win_end;
+    uint64_t cost;
+    bool commit;         /* false: peek */
+    int64_t now;         /* the engine's wall time; a store may use its own */
+    const char *key;     /* composite key, not NUL-terminated */
+    size_t klen;
+} svc__rl_req;
+
+typedef struct svc__rl_out {
+    bool allowed;
+    uint64_t remaining;
+    int64_t reset_ns;
+    int64_t retry_ns;    /* -1 never; 0 when allowed */
+    uint64_t used;       /* QUOTA: units counted in the window */
+} svc__rl_out;
+
+typedef struct svc__rl_store_stats {
+    uint64_t keys, max_keys, evictions, expired;
+} svc__rl_store_stats;
+
+typedef struct svc__rl_store svc__rl_store;
+
+typedef struct svc__rl_store_ops {
+    const char *name;
+    /* Applies `req` to its key atomically. SVC_OK, or a backend status
+     * (SVC_EUNAVAILABLE, SVC_ETIMEDOUT, SVC_EBACKEND) with detail in err. */
+    svc_status (*apply)(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
+                        svc__err *err);
+    void (*stats)(svc__rl_store *s, svc__rl_store_stats *out);
+    void (*destroy)(svc__rl_store *s);
+} svc__rl_store_ops;
+
+struct svc__rl_store {
+    const svc__rl_store_ops *ops;
+};
+
+/* The memory store (store_memory.c). max_keys >= 64. */
+svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys);
+
+/* One algorithm step on `st` (a fresh key when !present). Writes the new
+ * state to *st when req->commit and the request is admitted, and the time
+ * from which the key is as good as absent to *expire_at. Pure function. */
+void svc__rl_apply(const svc__rl_req *req, svc__rl_state *st, bool present, int64_t now,
+                   svc__rl_out *out, int64_t *expire_at);
+
+#endif /* SVCINFRA_RATELIMIT_STORE_H */
