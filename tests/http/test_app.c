@@ -1,0 +1,631 @@
+/*
+ * tests/http/test_app.c - svc_app over loopback: request and response API,
+ * middleware order, limits, timeouts, request ids, maintenance, shutdown.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "http_test_util.h"
+#include "svcinfra/http.h"
+
+static svc_app *new_app(svc_app_opts *o)
+{
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, o), SVC_OK);
+    return app;
+}
+
+static void base_opts(svc_app_opts *o)
+{
+    svc_app_opts_default(o);
+    o->port = 0;
+    o->threads = 2;
+    o->access_log = 0;
+}
+
+static uint16_t start(svc_app *app)
+{
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    uint16_t port = svc_app_port(app);
+    assert_true(port > 0);
+    return port;
+}
+
+static void h_hello(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)ud;
+    assert_int_equal(svc_res_text(res, 200, "hello"), SVC_OK);
+}
+
+static void h_nothing(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)res, (void)ud;
+}
+
+/* ---- basics ------------------------------------------------------------------- */
+
+static void get_is_served_and_head_sends_no_body(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.access_log = 1;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/empty", h_nothing, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/hello", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    assert_string_equal(htu_header(&r, "Content-Type"), "text/plain; charset=utf-8");
+    htu_response_free(&r);
+    assert_int_equal(htu_request(port, "HEAD", "/hello", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 0);
+    htu_response_free(&r);
+    assert_int_equal(htu_request(port, "GET", "/empty", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 204);
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+static void unknown_path_404_and_wrong_method_405_with_allow(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/cars/{id}", h_hello, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "PUT", "/cars/{id}", h_hello, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/boats", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(htu_header(&r, "Content-Type"), "application/problem+json");
+    assert_non_null(strstr(r.body, "\"code\":\"NOT_FOUND\""));
+    htu_response_free(&r);
+    assert_int_equal(htu_request(port, "POST", "/cars/1", NULL, "{}", &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(htu_header(&r, "Allow"), "GET, HEAD, PUT");
+    assert_non_null(strstr(r.body, "\"code\":\"METHOD_NOT_ALLOWED\""));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* ---- middleware --------------------------------------------------------------------- */
+
+static atomic_int handler_runs;
+
+static void mw_trace(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    (void)res;
+    const char *prev = svc_req_get(req, "trace");
+    char *t = malloc(256);
+    snprintf(t, 256, "%s%s%s", prev ? prev : "", prev ? "," : "", (const char *)ud);
+    assert_int_equal(svc_req_set(req, "trace", t, free), SVC_OK);
+    svc_next(next);
+}
+
+static void h_trace(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&handler_runs, 1);
+    const char *t = svc_req_get(req, "trace");
+    assert_int_equal(svc_res_text(res, 200, t ? t : ""), SVC_OK);
+}
+
+static void mw_deny(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    (void)ud, (void)next;
+    if (svc_req_header(req, "X-Deny"))
+        assert_int_equal(svc_res_problem(res, 403, SVC_PROBLEM_AUTHZ, "denied"), SVC_OK);
+    else
+        svc_next(next);
+}
+
+static void middleware_runs_by_stage_then_registration(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.default_middleware = 0;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_use(app, "app1", mw_trace, "app1"), SVC_OK);
+    assert_int_equal(svc_app_use_stage(app, SVC_STAGE_LIMIT, "limit", mw_trace, "limit"), SVC_OK);
+    assert_int_equal(svc_app_use_stage(app, SVC_STAGE_EARLY, "early", mw_trace, "early"), SVC_OK);
+    assert_int_equal(svc_app_use(app, "app2", mw_trace, "app2"), SVC_OK);
+    assert_int_equal(svc_app_use_stage(app, SVC_STAGE_SECURITY, "deny", mw_deny, NULL), SVC_OK);
+    assert_int_equal(svc_app_use(app, "app1", mw_trace, "x"), SVC_EEXIST);
+    char names[128];
+    svc_app_middleware_names(app, names, sizeof names);
+    assert_string_equal(names, "early,deny,limit,app1,app2");
+    assert_int_equal(svc_app_route(app, "GET", "/t", h_trace, NULL), SVC_OK);
+    uint16_t port = start(app);
+    assert_int_equal(svc_app_use(app, "late", mw_trace, "late"), SVC_EBUSY);
+
+    atomic_store(&handler_runs, 0);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/t", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "early,limit,app1,app2");
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&handler_runs), 1);
+
+    /* a middleware that answers stops the chain: the handler does not run */
+    assert_int_equal(htu_request(port, "GET", "/t", "X-Deny: 1\r\n", NULL, &r), 0);
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "\"code\":\"AUTHZ\""));
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&handler_runs), 1);
+    svc_app_free(app);
+}
+
+/* ---- request API ------------------------------------------------------------------ */
+
+static void h_echo(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    json_t *in = NULL;
+    svc_status st = svc_req_json(req, &in);
+    if (st != SVC_OK) {
+        assert_int_equal(st, SVC_EPARSE);
+        assert_int_equal(svc_res_problem(res, 400, SVC_PROBLEM_VALIDATION, "bad json"), SVC_OK);
+        return;
+    }
+    const char *d1 = svc_req_header_at(req, "x-dup", 1);
+    json_t *o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:s, s:s?}",
+                          "path", svc_req_path(req),
+                          "q", svc_req_query_param(req, "q"),
+                          "dup0", svc_req_header(req, "X-DUP"),
+                          "dup1", d1,
+                          "id", svc_req_param(req, "id"),
+                          "route", svc_req_route(req),
+                          "body", in,
+                          "method", svc_req_method(req),
+                          "client", svc_req_client_addr(req));
+    assert_non_null(o);
+    assert_int_equal(svc_res_json(res, 201, o), SVC_OK);
+    json_decref(o);
+}
+
+static void request_api_exposes_query_headers_params_and_json(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/items/{id}", h_echo, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "POST", "/items/a%20b?q=x%26y+z&other=1",
+                                 "X-Dup: first\r\nx-dup: second\r\nContent-Type: application/json\r\n",
+                                 "{\"n\":1}", &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_error_t je;
+    json_t *j = json_loads(r.body, 0, &je);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "path")), "/items/a b");
+    assert_string_equal(json_string_value(json_object_get(j, "q")), "x&y z");
+    assert_string_equal(json_string_value(json_object_get(j, "dup0")), "first");
+    assert_string_equal(json_string_value(json_object_get(j, "dup1")), "second");
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "a b");
+    assert_string_equal(json_string_value(json_object_get(j, "route")), "/items/{id}");
+    assert_string_equal(json_string_value(json_object_get(j, "client")), "127.0.0.1");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "body"), "n")), 1);
+    json_decref(j);
+    htu_response_free(&r);
+
+    assert_int_equal(htu_request(port, "POST", "/items/1", NULL, "{not json", &r), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"code\":\"VALIDATION\""));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+static void h_cookies(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)ud;
+    assert_int_equal(svc_res_header_add(res, "Set-Cookie", "a=1; Path=/"), SVC_OK);
+    assert_int_equal(svc_res_header_add(res, "Set-Cookie", "b=2; Path=/"), SVC_OK);
+    assert_int_equal(svc_res_header_add(res, "X-Bad", "v\r\nInjected: 1"), SVC_EINVAL);
+    assert_int_equal(svc_res_header_add(res, "Bad Name", "v"), SVC_EINVAL);
+    assert_int_equal(svc_res_header_set(res, "X-One", "1"), SVC_OK);
+    assert_int_equal(svc_res_header_set(res, "x-one", "2"), SVC_OK);
+    assert_string_equal(svc_res_header(res, "X-ONE"), "2");
+    assert_int_equal(svc_res_text(res, 200, "ok"), SVC_OK);
+}
+
+static void duplicate_response_headers_survive_on_the_wire(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/c", h_cookies, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/c", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(htu_header_count(&r, "Set-Cookie"), 2);
+    assert_string_equal(htu_header_at(&r, "Set-Cookie", 0), "a=1; Path=/");
+    assert_string_equal(htu_header_at(&r, "Set-Cookie", 1), "b=2; Path=/");
+    assert_int_equal(htu_header_count(&r, "X-One"), 1);
+    assert_null(htu_header(&r, "Injected"));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* ---- limits and timeouts ------------------------------------------------------------ */
+
+static void h_body_len(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    size_t n = 0;
+    svc_req_body(req, &n);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%zu", n);
+    assert_int_equal(svc_res_text(res, 200, buf), SVC_OK);
+}
+
+static void oversized_bodies_get_413(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.max_body_bytes = 1024;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/up", h_body_len, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+
+    /* declared too large: answered before the body is read */
+    const char *big = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    assert_int_equal(htu_roundtrip(port, big, strlen(big), &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "\"code\":\"PAYLOAD_TOO_LARGE\""));
+    assert_non_null(htu_header(&r, "X-Request-Id"));
+    htu_response_free(&r);
+
+    /* chunked, growing past the limit */
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 3; i++) {
+        n += snprintf(req + n, sizeof req - (size_t)n, "200\r\n");
+        memset(req + n, 'a', 512);
+        n += 512;
+        n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    }
+    n += snprintf(req + n, sizeof req - (size_t)n, "0\r\n\r\n");
+    assert_int_equal(htu_roundtrip(port, req, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "\"code\":\"PAYLOAD_TOO_LARGE\""));
+    htu_response_free(&r);
+
+    /* under the limit, chunked: served */
+    n = snprintf(req, sizeof req,
+                 "POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    assert_int_equal(htu_roundtrip(port, req, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "5");
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+static void slow_body_gets_408(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.read_timeout_ms = 100; /* idle cut-off stays at 1 s */
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/up", h_body_len, NULL), SVC_OK);
+    uint16_t port = start(app);
+    int fd = htu_connect(port);
+    assert_true(fd >= 0);
+    const char *head = "POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Content-Length: 10\r\n\r\nabc";
+    assert_int_equal(htu_send(fd, head, strlen(head)), 0);
+    htu_sleep_ms(350); /* past the 100 ms whole-request budget */
+    assert_int_equal(htu_send(fd, "defghij", 7), 0);
+    htu_response r;
+    assert_int_equal(htu_read_response(fd, &r), 0);
+    close(fd);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.body, "\"code\":\"TIMEOUT\""));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+static void h_slow(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    htu_sleep_ms(150);
+    assert_true(svc_req_remaining_ms(req) < 0);
+    assert_int_equal(svc_res_text(res, 200, "late"), SVC_OK);
+}
+
+static void handler_past_deadline_is_replaced_by_503_timeout(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.handler_timeout_ms = 50;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/slow", h_slow, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/slow", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"TIMEOUT\""));
+    assert_non_null(htu_header(&r, "X-Request-Id"));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* ---- request id and trace context ----------------------------------------------------- */
+
+static void h_ids(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s %s", svc_req_id(req), svc_req_trace_id(req));
+    assert_int_equal(svc_res_text(res, 200, buf), SVC_OK);
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdef", s[i]))
+            return false;
+    return true;
+}
+
+static void request_id_is_echoed_when_valid_else_generated(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/id", h_ids, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/id", "X-Request-Id: abc.DEF_1:2-3\r\n", NULL, &r), 0);
+    assert_string_equal(htu_header(&r, "X-Request-Id"), "abc.DEF_1:2-3");
+    assert_true(strncmp(r.body, "abc.DEF_1:2-3 ", 14) == 0);
+    htu_response_free(&r);
+
+    assert_int_equal(htu_request(port, "GET", "/id", "X-Request-Id: bad id<script>\r\n", NULL, &r), 0);
+    assert_true(is_hex(htu_header(&r, "X-Request-Id"), 32));
+    htu_response_free(&r);
+
+    assert_int_equal(htu_request(port, "GET", "/id", NULL, NULL, &r), 0);
+    const char *id = htu_header(&r, "X-Request-Id");
+    assert_non_null(id);
+    assert_true(is_hex(id, 32));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+static void traceparent_keeps_the_trace_and_makes_a_new_span(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/id", h_ids, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    const char *trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    assert_int_equal(htu_request(port, "GET", "/id",
+                                 "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n",
+                                 NULL, &r),
+                     0);
+    const char *tp = htu_header(&r, "traceparent");
+    assert_non_null(tp);
+    assert_int_equal(strlen(tp), 55);
+    assert_true(strncmp(tp, "00-", 3) == 0);
+    assert_true(strncmp(tp + 3, trace, 32) == 0);
+    assert_false(strncmp(tp + 36, "00f067aa0ba902b7", 16) == 0);
+    assert_string_equal(tp + 52, "-01");
+    assert_non_null(strstr(r.body, trace));
+    htu_response_free(&r);
+
+    /* all-zero trace id: refused, a new trace starts */
+    assert_int_equal(htu_request(port, "GET", "/id",
+                                 "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n",
+                                 NULL, &r),
+                     0);
+    tp = htu_header(&r, "traceparent");
+    assert_non_null(tp);
+    assert_false(strncmp(tp + 3, "00000000000000000000000000000000", 32) == 0);
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* ---- maintenance -------------------------------------------------------------------- */
+
+static void maintenance_pauses_writes_but_serves_reads(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/r", h_hello, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "POST", "/r", h_hello, NULL), SVC_OK);
+    uint16_t port = start(app);
+    svc_app_set_maintenance(app, 1, 30);
+    htu_response r;
+    assert_int_equal(htu_request(port, "POST", "/r", NULL, "x", &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(htu_header(&r, "Retry-After"), "30");
+    assert_non_null(strstr(r.body, "\"code\":\"UNAVAILABLE\""));
+    htu_response_free(&r);
+    assert_int_equal(htu_request(port, "GET", "/r", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    htu_response_free(&r);
+    svc_app_set_maintenance(app, 0, 0);
+    assert_int_equal(htu_request(port, "POST", "/r", NULL, "x", &r), 0);
+    assert_int_equal(r.status, 200);
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* ---- graceful shutdown ---------------------------------------------------------------- */
+
+static atomic_int slow_entered, slow_release;
+
+static void h_block(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)ud;
+    atomic_store(&slow_entered, 1);
+    for (int i = 0; i < 1000 && !atomic_load(&slow_release); i++)
+        htu_sleep_ms(5);
+    assert_int_equal(svc_res_text(res, 200, "done"), SVC_OK);
+}
+
+typedef struct client_arg {
+    uint16_t port;
+    htu_response r;
+    int rc;
+} client_arg;
+
+static void *slow_client(void *p)
+{
+    client_arg *a = p;
+    a->rc = htu_request(a->port, "GET", "/block", NULL, NULL, &a->r);
+    return NULL;
+}
+
+typedef struct shut_arg {
+    svc_app *app;
+    svc_status st;
+} shut_arg;
+
+static void *shutdown_thread(void *p)
+{
+    shut_arg *a = p;
+    a->st = svc_app_shutdown(a->app);
+    return NULL;
+}
+
+static void shutdown_finishes_in_flight_and_refuses_new_connections(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.shutdown_grace_ms = 8000;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/block", h_block, NULL), SVC_OK);
+    uint16_t port = start(app);
+    atomic_store(&slow_entered, 0);
+    atomic_store(&slow_release, 0);
+    client_arg ca = {.port = port};
+    pthread_t ct, st;
+    assert_int_equal(pthread_create(&ct, NULL, slow_client, &ca), 0);
+    for (int i = 0; i < 1000 && !atomic_load(&slow_entered); i++)
+        htu_sleep_ms(5);
+    assert_true(atomic_load(&slow_entered));
+
+    shut_arg sa = {.app = app, .st = SVC_EINTERNAL};
+    assert_int_equal(pthread_create(&st, NULL, shutdown_thread, &sa), 0);
+    int refused = 0;
+    for (int i = 0; i < 400 && !refused; i++) {
+        int fd = htu_connect(port);
+        if (fd < 0 && errno == ECONNREFUSED)
+            refused = 1;
+        else {
+            if (fd >= 0)
+                close(fd);
+            htu_sleep_ms(5);
+        }
+    }
+    assert_true(refused);
+    atomic_store(&slow_release, 1);
+    pthread_join(ct, NULL);
+    pthread_join(st, NULL);
+    assert_int_equal(ca.rc, 0);
+    assert_int_equal(ca.r.status, 200);
+    assert_string_equal(ca.r.body, "done");
+    assert_int_equal(sa.st, SVC_OK);
+    htu_response_free(&ca.r);
+    assert_int_equal(svc_app_port(app), 0);
+    svc_app_free(app);
+}
+
+static void *stopper(void *p)
+{
+    htu_sleep_ms(50);
+    svc_app_stop(p);
+    return NULL;
+}
+
+static void run_returns_after_stop(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stopper, app), 0);
+    assert_int_equal(svc_app_run(app), SVC_OK);
+    pthread_join(t, NULL);
+    svc_app_free(app);
+}
+
+static void options_are_validated(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.max_body_bytes = 0;
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, &o), SVC_EINVAL);
+    assert_null(app);
+    base_opts(&o);
+    o.bind_addr = "256.1.1.1";
+    app = new_app(&o);
+    assert_int_equal(svc_app_start(app), SVC_EIO);
+    assert_true(strlen(svc_app_errmsg(app)) > 0);
+    svc_app_free(app);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(get_is_served_and_head_sends_no_body),
+        cmocka_unit_test(unknown_path_404_and_wrong_method_405_with_allow),
+        cmocka_unit_test(middleware_runs_by_stage_then_registration),
+        cmocka_unit_test(request_api_exposes_query_headers_params_and_json),
+        cmocka_unit_test(duplicate_response_headers_survive_on_the_wire),
+        cmocka_unit_test(oversized_bodies_get_413),
+        cmocka_unit_test(slow_body_gets_408),
+        cmocka_unit_test(handler_past_deadline_is_replaced_by_503_timeout),
+        cmocka_unit_test(request_id_is_echoed_when_valid_else_generated),
+        cmocka_unit_test(traceparent_keeps_the_trace_and_makes_a_new_span),
+        cmocka_unit_test(maintenance_pauses_writes_but_serves_reads),
+        cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
+        cmocka_unit_test(run_returns_after_stop),
+        cmocka_unit_test(options_are_validated),
+    };
+    return cmocka_run_group_tests_name("http_app", tests, NULL, NULL);
+}
