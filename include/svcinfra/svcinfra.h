@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "pg.h"
+#include "redis.h"
 #include "ratelimit.h"
 #include "tz.h"
 

@@ -107,3 +107,88 @@ svc_status svc_pg_migrate_status(svc_pg *pg, svc_pg_migration_info **out, size_t
 void svc_pg_migration_info_free(svc_pg_migration_info *list, size_t n) { (void)list, (void)n; }
 int svc_pg_migrate_latest(void) { return 0; }
 #endif /* !SVC_HAVE_POSTGRES */
+
+#if !SVC_HAVE_REDIS
+#include "svcinfra/redis.h"
+
+static const char redis_missing[] = "Redis support (hiredis) was not built into this libsvcinfra";
+
+void svc_redis_opts_default(svc_redis_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool_size = 8;
+    o->connect_timeout_ms = 2000;
+    o->command_timeout_ms = 2000;
+    o->checkout_timeout_ms = 2000;
+    o->backoff_initial_ms = 50;
+    o->backoff_max_ms = 5000;
+}
+svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
+{
+    (void)opts;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+const char *svc_redis_last_error(void) { return redis_missing; }
+void svc_redis_free(svc_redis *r) { (void)r; }
+const char *svc_redis_errmsg(svc_redis *r) { (void)r; return redis_missing; }
+svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
+{
+    (void)r;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+void svc_redis_checkin(svc_redis_conn *c) { (void)c; }
+void *svc_redis_conn_raw(svc_redis_conn *c) { (void)c; return NULL; }
+svc_status svc_redis_conn_command_argv(svc_redis_conn *c, int argc, const char *const *argv,
+                                       const size_t *argvlen, svc_redis_reply **out)
+{
+    (void)c, (void)argc, (void)argv, (void)argvlen;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_redis_command_argv(svc_redis *r, int argc, const char *const *argv, const size_t *argvlen,
+                                  svc_redis_reply **out)
+{
+    (void)r, (void)argc, (void)argv, (void)argvlen;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_redis_type svc_redis_reply_type(const svc_redis_reply *x) { (void)x; return SVC_REDIS_NIL; }
+int64_t svc_redis_reply_integer(const svc_redis_reply *x) { (void)x; return 0; }
+const char *svc_redis_reply_string(const svc_redis_reply *x, size_t *len)
+{
+    (void)x;
+    if (len)
+        *len = 0;
+    return NULL;
+}
+size_t svc_redis_reply_len(const svc_redis_reply *x) { (void)x; return 0; }
+const svc_redis_reply *svc_redis_reply_element(const svc_redis_reply *x, size_t i) { (void)x, (void)i; return NULL; }
+const void *svc_redis_reply_raw(const svc_redis_reply *x) { (void)x; return NULL; }
+void svc_redis_reply_free(svc_redis_reply *x) { (void)x; }
+svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script **out)
+{
+    (void)r, (void)lua;
+    *out = NULL;
+    return SVC_ENOTSUP;
+}
+const char *svc_redis_script_sha(const svc_redis_script *s) { (void)s; return ""; }
+void svc_redis_script_free(svc_redis_script *s) { (void)s; }
+svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
+                                 int nargs, const char *const *args, svc_redis_reply **out)
+{
+    (void)r, (void)s, (void)nkeys, (void)keys, (void)nargs, (void)args;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
+{
+    (void)r;
+    memset(out, 0, sizeof *out);
+}
+svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms) { (void)r, (void)timeout_ms; return SVC_ENOTSUP; }
+#endif /* !SVC_HAVE_REDIS */

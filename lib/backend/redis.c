@@ -1,0 +1,648 @@
+/* redis.c - svc_redis: a fixed-size pool of hiredis connections.
+ *
+ * Same shape as svc_pg's pool (see pg.c): slots with a connection or not,
+ * reserved by one thread via in_use; the mutex guards only flags and
+ * counters, network I/O runs unlocked.
+ *
+ * An svc_redis_reply is a hiredis redisReply under another name: no
+ * wrapper allocation, elements of arrays are replies too.
+ */
+#include "svcinfra/redis.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "../internal.h"
+#include "pool_metrics.h"
+#include "svcinfra/store.h"
+
+#define WAIT_SLICE_MS 50
+#define MAX_POOL 1024
+#define MAX_ARGC 1048576
+
+struct svc_redis_conn {
+    svc_redis *pool;
+    redisContext *ctx;
+    bool in_use;
+    bool broken;
+};
+
+struct svc_redis {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    svc_redis_conn *slots;
+    unsigned size;
+    unsigned in_use;
+    unsigned waiting;
+    uint64_t total_connects;
+    uint64_t connect_failures;
+    int64_t backoff_ms;
+    int64_t next_connect_ns;
+    bool closing;
+
+    svc_store_url url;
+    svc_redis_opts o;   /* copy; o.url not kept */
+    svc__err err;
+    svc__pool_metrics metrics;
+};
+
+struct svc_redis_script {
+    char *source;
+    char sha[41];
+};
+
+static _Thread_local char last_new_error[512];
+
+const char *svc_redis_last_error(void) { return last_new_error; }
+
+static svc_status new_fail(svc_status st, const char *fmt, ...) SVC_PRINTF(2, 3);
+static svc_status new_fail(svc_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_new_error, sizeof last_new_error, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void svc_redis_opts_default(svc_redis_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool_size = 8;
+    o->connect_timeout_ms = 2000;
+    o->command_timeout_ms = 2000;
+    o->checkout_timeout_ms = 2000;
+    o->backoff_initial_ms = 50;
+    o->backoff_max_ms = 5000;
+}
+
+static int64_t now_ns(svc_redis *r) { return svc_clock_mono_ns(r->o.clock); }
+
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+/* Runs one command during connect; error replies become `what` failures. */
+static svc_status setup_cmd(svc_redis *r, redisContext *ctx, int argc, const char **argv, const char *what)
+{
+    redisReply *rep = redisCommandArgv(ctx, argc, argv, NULL);
+    if (!rep)
+        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, ctx->errstr);
+    svc_status st = SVC_OK;
+    if (rep->type == REDIS_REPLY_ERROR)
+        st = svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, rep->str);
+    freeReplyObject(rep);
+    return st;
+}
+
+static svc_status open_conn(svc_redis *r, svc_redis_conn *c)
+{
+    redisContext *ctx = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(r->o.connect_timeout_ms));
+    if (!ctx)
+        return svc__err_set(&r->err, SVC_ENOMEM, "redis connect: out of memory");
+    if (ctx->err) {
+        svc_status st = svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connect to %s failed: %s",
+                                     r->url.redacted, ctx->errstr);
+        redisFree(ctx);
+        return st;
+    }
+    if (r->o.command_timeout_ms > 0 && redisSetTimeout(ctx, tv_ms(r->o.command_timeout_ms)) != REDIS_OK) {
+        redisFree(ctx);
+        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connect: cannot set the command timeout");
+    }
+    svc_status st = SVC_OK;
+    if (r->url.password) {
+        const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password, r->url.password};
+        st = setup_cmd(r, ctx, r->url.user ? 3 : 2, argv, "AUTH");
+    }
+    if (!st && r->url.redis_db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", r->url.redis_db);
+        const char *argv[2] = {"SELECT", db};
+        st = setup_cmd(r, ctx, 2, argv, "SELECT");
+    }
+    if (st) {
+        redisFree(ctx);
+        return st;
+    }
+    c->ctx = ctx;
+    c->broken = false;
+    return SVC_OK;
+}
+
+/* An idle RESP connection hears nothing unless asked: anything readable
+ * (EOF after CLIENT KILL or a server timeout, stray bytes) means broken. */
+static bool conn_healthy(redisContext *ctx)
+{
+    if (ctx->err || ctx->fd < 0)
+        return false;
+    struct pollfd p = {.fd = ctx->fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 0;
+}
+
+static void release_slot_locked(svc_redis *r, svc_redis_conn *c)
+{
+    c->in_use = false;
+    r->in_use--;
+    pthread_cond_signal(&r->cv);
+}
+
+static svc_status connect_slot(svc_redis *r, svc_redis_conn *c)
+{
+    pthread_mutex_lock(&r->mu);
+    int64_t wait = r->next_connect_ns - now_ns(r);
+    if (r->next_connect_ns && wait > 0) {
+        release_slot_locked(r, c);
+        pthread_mutex_unlock(&r->mu);
+        char prev[400];
+        snprintf(prev, sizeof prev, "%s", svc__err_get(&r->err));
+        return svc__err_set(&r->err, SVC_EUNAVAILABLE,
+                            "redis unavailable, next connect attempt in %lld ms (last error: %s)",
+                            (long long)(wait / SVC__NS_PER_MS), prev);
+    }
+    pthread_mutex_unlock(&r->mu);
+
+    svc_status st = open_conn(r, c);
+
+    pthread_mutex_lock(&r->mu);
+    if (!st) {
+        r->total_connects++;
+        r->backoff_ms = r->o.backoff_initial_ms;
+        r->next_connect_ns = 0;
+    } else {
+        r->connect_failures++;
+        r->next_connect_ns = now_ns(r) + r->backoff_ms * SVC__NS_PER_MS;
+        r->backoff_ms = r->backoff_ms * 2 > r->o.backoff_max_ms ? r->o.backoff_max_ms : r->backoff_ms * 2;
+        release_slot_locked(r, c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return st;
+}
+
+static void cond_wait_ms(svc_redis *r, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+static svc_status checkout_within(svc_redis *r, int64_t timeout_ms, svc_redis_conn **out)
+{
+    *out = NULL;
+    int64_t deadline = now_ns(r) + timeout_ms * SVC__NS_PER_MS;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        if (r->closing) {
+            pthread_mutex_unlock(&r->mu);
+            return svc__err_set(&r->err, SVC_ECLOSED, "redis pool is closing");
+        }
+        svc_redis_conn *idle = NULL, *unopened = NULL;
+        for (unsigned i = 0; i < r->size && !idle; i++) {
+            svc_redis_conn *c = &r->slots[i];
+            if (c->in_use)
+                continue;
+            if (c->ctx)
+                idle = c;
+            else if (!unopened)
+                unopened = c;
+        }
+        svc_redis_conn *c = idle ? idle : unopened;
+        if (c) {
+            c->in_use = true;
+            r->in_use++;
+            pthread_mutex_unlock(&r->mu);
+            if (c->ctx && !conn_healthy(c->ctx)) {
+                redisFree(c->ctx);
+                c->ctx = NULL;
+            }
+            if (!c->ctx) {
+                svc_status st = connect_slot(r, c);
+                if (st)
+                    return st;
+            }
+            *out = c;
+            return SVC_OK;
+        }
+        int64_t remaining = deadline - now_ns(r);
+        if (remaining <= 0) {
+            pthread_mutex_unlock(&r->mu);
+            return svc__err_set(&r->err, SVC_ETIMEDOUT,
+                                "no free redis connection within %lld ms (pool size %u, all in use)",
+                                (long long)timeout_ms, r->size);
+        }
+        int64_t slice = remaining / SVC__NS_PER_MS + 1;
+        r->waiting++;
+        cond_wait_ms(r, slice < WAIT_SLICE_MS ? slice : WAIT_SLICE_MS);
+        r->waiting--;
+    }
+}
+
+svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
+{
+    return checkout_within(r, r->o.checkout_timeout_ms, out);
+}
+
+void svc_redis_checkin(svc_redis_conn *c)
+{
+    if (!c)
+        return;
+    svc_redis *r = c->pool;
+    if (c->ctx && (c->broken || c->ctx->err)) {
+        redisFree(c->ctx);
+        c->ctx = NULL;
+    }
+    c->broken = false;
+    pthread_mutex_lock(&r->mu);
+    release_slot_locked(r, c);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void *svc_redis_conn_raw(svc_redis_conn *c) { return c->ctx; }
+
+/* ---- commands -------------------------------------------------------------- */
+
+static svc_status io_error(svc_redis_conn *c)
+{
+    svc_redis *r = c->pool;
+    c->broken = true;
+    bool timeout = c->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (timeout || strstr(c->ctx->errstr, "temporarily unavailable"))
+        return svc__err_set(&r->err, SVC_ETIMEDOUT, "redis command timed out after %lld ms",
+                            (long long)r->o.command_timeout_ms);
+    return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connection lost: %s",
+                        c->ctx->errstr[0] ? c->ctx->errstr : "I/O error");
+}
+
+/* Sends argv and takes the raw reply; error replies are returned as such
+ * (the script path needs to see NOSCRIPT). */
+static svc_status send_raw(svc_redis_conn *c, int argc, const char *const *argv, const size_t *argvlen,
+                           redisReply **out)
+{
+    svc_redis *r = c->pool;
+    *out = NULL;
+    if (argc < 1 || argc > MAX_ARGC)
+        return svc__err_set(&r->err, SVC_EINVAL, "redis command: argc %d out of range 1..%d", argc, MAX_ARGC);
+    for (int i = 0; i < argc; i++)
+        if (!argv[i])
+            return svc__err_set(&r->err, SVC_EINVAL, "redis command: argument %d is NULL", i);
+    if (!c->ctx || c->broken || c->ctx->err)
+        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connection is broken; check it in and out again");
+    size_t *lens = NULL;
+    if (!argvlen) {
+        lens = svc_malloc((size_t)argc * sizeof *lens);
+        if (!lens)
+            return svc__err_set(&r->err, SVC_ENOMEM, "redis command: out of memory");
+        for (int i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+    }
+    errno = 0;
+    redisReply *rep = redisCommandArgv(c->ctx, argc, (const char **)argv, argvlen ? argvlen : lens);
+    svc_free(lens);
+    if (!rep)
+        return io_error(c);
+    *out = rep;
+    return SVC_OK;
+}
+
+static svc_status error_reply(svc_redis *r, redisReply *rep)
+{
+    svc_status st = strncmp(rep->str, "LOADING", 7) == 0 ? SVC_EUNAVAILABLE : SVC_EBACKEND;
+    st = svc__err_set(&r->err, st, "redis: %.*s", (int)(rep->len > 400 ? 400 : rep->len), rep->str);
+    freeReplyObject(rep);
+    return st;
+}
+
+static void hand_out(redisReply *rep, svc_redis_reply **out)
+{
+    if (out)
+        *out = (svc_redis_reply *)rep;
+    else
+        freeReplyObject(rep);
+}
+
+svc_status svc_redis_conn_command_argv(svc_redis_conn *c, int argc, const char *const *argv,
+                                       const size_t *argvlen, svc_redis_reply **out)
+{
+    if (out)
+        *out = NULL;
+    redisReply *rep;
+    svc_status st = send_raw(c, argc, argv, argvlen, &rep);
+    if (st)
+        return st;
+    if (rep->type == REDIS_REPLY_ERROR)
+        return error_reply(c->pool, rep);
+    hand_out(rep, out);
+    return SVC_OK;
+}
+
+svc_status svc_redis_command_argv(svc_redis *r, int argc, const char *const *argv, const size_t *argvlen,
+                                  svc_redis_reply **out)
+{
+    if (out)
+        *out = NULL;
+    svc_redis_conn *c;
+    svc_status st = svc_redis_checkout(r, &c);
+    if (st)
+        return st;
+    st = svc_redis_conn_command_argv(c, argc, argv, argvlen, out);
+    svc_redis_checkin(c);
+    return st;
+}
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static const redisReply *R(const svc_redis_reply *x) { return (const redisReply *)(const void *)x; }
+
+svc_redis_type svc_redis_reply_type(const svc_redis_reply *x)
+{
+    switch (R(x)->type) {
+    case REDIS_REPLY_STRING: return SVC_REDIS_STRING;
+    case REDIS_REPLY_INTEGER: return SVC_REDIS_INTEGER;
+    case REDIS_REPLY_ARRAY: return SVC_REDIS_ARRAY;
+    case REDIS_REPLY_STATUS: return SVC_REDIS_STATUS;
+    case REDIS_REPLY_ERROR: return SVC_REDIS_ERROR;
+    default: return SVC_REDIS_NIL;
+    }
+}
+
+int64_t svc_redis_reply_integer(const svc_redis_reply *x)
+{
+    return R(x)->type == REDIS_REPLY_INTEGER ? (int64_t)R(x)->integer : 0;
+}
+
+const char *svc_redis_reply_string(const svc_redis_reply *x, size_t *len)
+{
+    int t = R(x)->type;
+    bool has = t == REDIS_REPLY_STRING || t == REDIS_REPLY_STATUS || t == REDIS_REPLY_ERROR;
+    if (len)
+        *len = has ? R(x)->len : 0;
+    return has ? R(x)->str : NULL;
+}
+
+size_t svc_redis_reply_len(const svc_redis_reply *x)
+{
+    return R(x)->type == REDIS_REPLY_ARRAY ? R(x)->elements : 0;
+}
+
+const svc_redis_reply *svc_redis_reply_element(const svc_redis_reply *x, size_t i)
+{
+    if (R(x)->type != REDIS_REPLY_ARRAY || i >= R(x)->elements)
+        return NULL;
+    return (const svc_redis_reply *)(const void *)R(x)->element[i];
+}
+
+const void *svc_redis_reply_raw(const svc_redis_reply *x) { return R(x); }
+
+void svc_redis_reply_free(svc_redis_reply *x)
+{
+    if (x)
+        freeReplyObject((void *)x);
+}
+
+/* ---- scripts --------------------------------------------------------------------- */
+
+svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script **out)
+{
+    *out = NULL;
+    if (!*lua)
+        return svc__err_set(&r->err, SVC_EINVAL, "redis script: empty source");
+    svc_redis_script *s = svc__calloc(1, sizeof *s);
+    if (!s || !(s->source = svc__strdup(lua))) {
+        svc_free(s);
+        return svc__err_set(&r->err, SVC_ENOMEM, "redis script: out of memory");
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!EVP_Digest(lua, strlen(lua), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+        svc_redis_script_free(s);
+        return svc__err_set(&r->err, SVC_ECRYPTO, "redis script: SHA1 failed");
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    s->sha[40] = '\0';
+    *out = s;
+    return SVC_OK;
+}
+
+const char *svc_redis_script_sha(const svc_redis_script *s) { return s->sha; }
+
+void svc_redis_script_free(svc_redis_script *s)
+{
+    if (!s)
+        return;
+    svc_free(s->source);
+    svc_free(s);
+}
+
+svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
+                                 int nargs, const char *const *args, svc_redis_reply **out)
+{
+    if (out)
+        *out = NULL;
+    if (nkeys < 0 || nargs < 0 || nkeys > MAX_ARGC / 2 || nargs > MAX_ARGC / 2 || (nkeys && !keys) ||
+        (nargs && !args))
+        return svc__err_set(&r->err, SVC_EINVAL, "redis script: bad key or argument count");
+    int argc = 3 + nkeys + nargs;
+    const char **argv = svc_malloc((size_t)argc * sizeof *argv);
+    if (!argv)
+        return svc__err_set(&r->err, SVC_ENOMEM, "redis script: out of memory");
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argv[1] = s->sha;
+    argv[2] = nk;
+    for (int i = 0; i < nkeys; i++)
+        argv[3 + i] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[3 + nkeys + i] = args[i];
+
+    svc_redis_conn *c;
+    svc_status st = svc_redis_checkout(r, &c);
+    if (st) {
+        svc_free(argv);
+        return st;
+    }
+    redisReply *rep = NULL;
+    st = send_raw(c, argc, argv, NULL, &rep);
+    if (!st && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(rep);
+        rep = NULL;
+        const char *load[3] = {"SCRIPT", "LOAD", s->source};
+        st = send_raw(c, 3, load, NULL, &rep);
+        if (!st && rep->type == REDIS_REPLY_ERROR) {
+            st = error_reply(r, rep);
+            rep = NULL;
+        } else if (!st) {
+            bool same = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, s->sha) == 0;
+            freeReplyObject(rep);
+            rep = NULL;
+            if (!same)
+                st = svc__err_set(&r->err, SVC_EBACKEND, "redis SCRIPT LOAD returned another SHA1");
+            else
+                st = send_raw(c, argc, argv, NULL, &rep);
+        }
+    }
+    if (!st && rep->type == REDIS_REPLY_ERROR) {
+        st = error_reply(r, rep);
+        rep = NULL;
+    }
+    if (!st)
+        hand_out(rep, out);
+    svc_redis_checkin(c);
+    svc_free(argv);
+    return st;
+}
+
+/* ---- lifecycle, stats, ping ------------------------------------------------------- */
+
+static void pool_destroy(svc_redis *r)
+{
+    svc__pool_metrics_unregister(&r->metrics);
+    for (unsigned i = 0; r->slots && i < r->size; i++)
+        if (r->slots[i].ctx)
+            redisFree(r->slots[i].ctx);
+    svc_free(r->slots);
+    svc_store_url_clear(&r->url);
+    svc__err_destroy(&r->err);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    svc_free(r);
+}
+
+static void read_counts(void *ctx, unsigned *idle, unsigned *in_use, unsigned *waiting)
+{
+    svc_redis_pool_stats s;
+    svc_redis_stats(ctx, &s);
+    *idle = s.idle;
+    *in_use = s.in_use;
+    *waiting = s.waiting;
+}
+
+svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
+{
+    *out = NULL;
+    last_new_error[0] = '\0';
+    svc_redis_opts o;
+    if (opts)
+        o = *opts;
+    else
+        svc_redis_opts_default(&o);
+    const char *url = o.url ? o.url : svc__getenv("SVC_REDIS_URL");
+    if (!url)
+        return new_fail(SVC_EINVAL, "svc_redis: no URL (set opts.url or SVC_REDIS_URL)");
+    if (o.pool_size == 0 || o.pool_size > MAX_POOL)
+        return new_fail(SVC_EINVAL, "svc_redis: pool_size %u out of range 1..%d", o.pool_size, MAX_POOL);
+    if (o.connect_timeout_ms <= 0 || o.command_timeout_ms < 0 || o.checkout_timeout_ms < 0 ||
+        o.backoff_initial_ms <= 0 || o.backoff_max_ms < o.backoff_initial_ms)
+        return new_fail(SVC_EINVAL, "svc_redis: connect timeout and backoff must be positive, "
+                                    "other timeouts not negative, backoff_max_ms >= backoff_initial_ms");
+
+    svc_redis *r = svc__calloc(1, sizeof *r);
+    if (!r)
+        return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    svc__err_init(&r->err);
+    r->o = o;
+    r->o.url = NULL;
+    r->size = o.pool_size;
+    r->backoff_ms = o.backoff_initial_ms;
+
+    char err[256];
+    svc_status st = svc_store_url_parse(url, &r->url, err, sizeof err);
+    if (st) {
+        pool_destroy(r);
+        return new_fail(st, "svc_redis: %s", err);
+    }
+    if (r->url.kind != SVC_STORE_REDIS) {
+        pool_destroy(r);
+        return new_fail(SVC_EINVAL, "svc_redis: not a redis:// URL (got a %s URL)",
+                        svc_store_kind_name(r->url.kind));
+    }
+    if (!(r->slots = svc__calloc(r->size, sizeof *r->slots))) {
+        pool_destroy(r);
+        return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
+    }
+    for (unsigned i = 0; i < r->size; i++)
+        r->slots[i].pool = r;
+    if (o.eager) {
+        svc_redis_conn *c;
+        if ((st = svc_redis_checkout(r, &c))) {
+            new_fail(st, "%s", svc__err_get(&r->err));
+            pool_destroy(r);
+            return st;
+        }
+        svc_redis_checkin(c);
+    }
+    if (!o.no_metrics &&
+        (st = svc__pool_metrics_register(&r->metrics, o.metrics, "svc_redis_pool", read_counts, r))) {
+        pool_destroy(r);
+        return new_fail(st, "svc_redis: registering pool metrics failed");
+    }
+    *out = r;
+    return SVC_OK;
+}
+
+void svc_redis_free(svc_redis *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->closing = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pool_destroy(r);
+}
+
+const char *svc_redis_errmsg(svc_redis *r) { return svc__err_get(&r->err); }
+
+void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&r->mu);
+    out->size = r->size;
+    out->in_use = r->in_use;
+    for (unsigned i = 0; i < r->size; i++)
+        if (r->slots[i].ctx && !r->slots[i].in_use)
+            out->idle++;
+    out->waiting = r->waiting;
+    out->total_connects = r->total_connects;
+    out->connect_failures = r->connect_failures;
+    pthread_mutex_unlock(&r->mu);
+}
+
+svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms)
+{
+    svc_redis_conn *c;
+    svc_status st = checkout_within(r, timeout_ms < 0 ? 0 : timeout_ms, &c);
+    if (st)
+        return st;
+    const char *argv[] = {"PING"};
+    st = svc_redis_conn_command_argv(c, 1, argv, NULL, NULL);
+    svc_redis_checkin(c);
+    return st;
+}

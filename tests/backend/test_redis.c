@@ -1,0 +1,381 @@
+/* svc_redis against a live Redis (SVC_TEST_REDIS_URL, e.g. from
+ * tools/testenv.sh); every test that needs the server skips without it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "svcinfra/alloc.h"
+#include "svcinfra/metrics.h"
+#include "svcinfra/redis.h"
+
+static const char *redis_url(void)
+{
+    const char *u = getenv("SVC_TEST_REDIS_URL");
+    if (!u || !*u)
+        skip();
+    return u;
+}
+
+static svc_redis *pool_opts(const char *url, unsigned size, int64_t cmd_timeout_ms)
+{
+    svc_redis_opts o;
+    svc_redis_opts_default(&o);
+    o.url = url;
+    o.pool_size = size;
+    o.command_timeout_ms = cmd_timeout_ms;
+    o.no_metrics = 1;
+    svc_redis *r = NULL;
+    svc_status st = svc_redis_new(&r, &o);
+    if (st)
+        fail_msg("svc_redis_new: %s: %s", svc_strerror(st), svc_redis_last_error());
+    return r;
+}
+
+static svc_redis *pool_with(unsigned size) { return pool_opts(redis_url(), size, 2000); }
+
+static void must(svc_redis *r, svc_status st)
+{
+    if (st)
+        fail_msg("%s: %s", svc_status_name(st), svc_redis_errmsg(r));
+}
+
+static svc_redis_reply *cmd(svc_redis *r, int argc, const char *const *argv)
+{
+    svc_redis_reply *rep = NULL;
+    must(r, svc_redis_command_argv(r, argc, argv, NULL, &rep));
+    return rep;
+}
+
+static int64_t cmd_int(svc_redis *r, int argc, const char *const *argv)
+{
+    svc_redis_reply *rep = cmd(r, argc, argv);
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_INTEGER);
+    int64_t v = svc_redis_reply_integer(rep);
+    svc_redis_reply_free(rep);
+    return v;
+}
+
+static void unique_key(char *buf, size_t n, const char *what)
+{
+    static unsigned counter;
+    snprintf(buf, n, "svc:test:{%ld}:%s:%u", (long)getpid(), what, ++counter);
+}
+
+static void commands_and_replies_are_binary_safe(void **state)
+{
+    (void)state;
+    svc_redis *r = pool_with(2);
+    char key[96], list[96];
+    unique_key(key, sizeof key, "bin");
+    unique_key(list, sizeof list, "list");
+
+    const char value[] = {'a', '\0', 'b', '"', '\n'};
+    const char *set[] = {"SET", key, value};
+    size_t setlen[] = {3, strlen(key), sizeof value};
+    svc_redis_reply *rep;
+    must(r, svc_redis_command_argv(r, 3, set, setlen, &rep));
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_STATUS);
+    assert_string_equal(svc_redis_reply_string(rep, NULL), "OK");
+    svc_redis_reply_free(rep);
+
+    const char *get[] = {"GET", key};
+    rep = cmd(r, 2, get);
+    size_t len;
+    const char *s = svc_redis_reply_string(rep, &len);
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_STRING);
+    assert_int_equal(len, sizeof value);
+    assert_memory_equal(s, value, sizeof value);
+    svc_redis_reply_free(rep);
+
+    const char *push[] = {"RPUSH", list, "x", "y", "z"};
+    assert_int_equal(cmd_int(r, 5, push), 3);
+    const char *range[] = {"LRANGE", list, "0", "-1"};
+    rep = cmd(r, 4, range);
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_ARRAY);
+    assert_int_equal(svc_redis_reply_len(rep), 3);
+    assert_string_equal(svc_redis_reply_string(svc_redis_reply_element(rep, 2), NULL), "z");
+    assert_null(svc_redis_reply_element(rep, 3));
+    assert_non_null(svc_redis_reply_raw(rep));
+    svc_redis_reply_free(rep);
+
+    const char *missing[] = {"GET", "svc:test:no-such-key-ever"};
+    rep = cmd(r, 2, missing);
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_NIL);
+    assert_null(svc_redis_reply_string(rep, &len));
+    assert_int_equal(len, 0);
+    svc_redis_reply_free(rep);
+
+    /* an error reply is a failure with the server's text */
+    const char *incr[] = {"INCR", list};
+    assert_int_equal(svc_redis_command_argv(r, 2, incr, NULL, &rep), SVC_EBACKEND);
+    assert_null(rep);
+    assert_non_null(strstr(svc_redis_errmsg(r), "WRONGTYPE"));
+    /* bad input */
+    const char *nulls[] = {"GET", NULL};
+    assert_int_equal(svc_redis_command_argv(r, 2, nulls, NULL, NULL), SVC_EINVAL);
+    assert_int_equal(svc_redis_command_argv(r, 0, nulls, NULL, NULL), SVC_EINVAL);
+
+    const char *del[] = {"DEL", key, list};
+    assert_int_equal(cmd_int(r, 3, del), 2);
+    svc_redis_free(r);
+}
+
+typedef struct incr_arg {
+    svc_redis *r;
+    const char *key;
+    int n;
+    int failures;
+} incr_arg;
+
+static void *incr_thread(void *p)
+{
+    incr_arg *a = p;
+    const char *argv[] = {"INCR", a->key};
+    for (int i = 0; i < a->n; i++)
+        if (svc_redis_command_argv(a->r, 2, argv, NULL, NULL) != SVC_OK)
+            a->failures++;
+    return NULL;
+}
+
+static void pool_is_shared_by_four_threads(void **state)
+{
+    (void)state;
+    svc_redis *r = pool_with(3);
+    char key[96];
+    unique_key(key, sizeof key, "counter");
+    enum { T = 4, N = 250 };
+    pthread_t th[T];
+    incr_arg args[T];
+    for (int i = 0; i < T; i++) {
+        args[i] = (incr_arg){.r = r, .key = key, .n = N};
+        assert_int_equal(pthread_create(&th[i], NULL, incr_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    const char *get[] = {"GET", key};
+    svc_redis_reply *rep = cmd(r, 2, get);
+    assert_string_equal(svc_redis_reply_string(rep, NULL), "1000");
+    svc_redis_reply_free(rep);
+    svc_redis_pool_stats s;
+    svc_redis_stats(r, &s);
+    assert_int_equal(s.in_use, 0);
+    assert_true(s.total_connects >= 1 && s.total_connects <= 3);
+    assert_int_equal(s.connect_failures, 0);
+    const char *del[] = {"DEL", key};
+    assert_int_equal(cmd_int(r, 2, del), 1);
+    svc_redis_free(r);
+}
+
+static void evalsha_reloads_the_script_after_script_flush(void **state)
+{
+    (void)state;
+    svc_redis *r = pool_with(2);
+    const char *lua = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+    svc_redis_script *s;
+    must(r, svc_redis_script_new(r, lua, &s));
+
+    /* our SHA1 is the server's */
+    const char *load[] = {"SCRIPT", "LOAD", lua};
+    svc_redis_reply *rep = cmd(r, 3, load);
+    assert_string_equal(svc_redis_reply_string(rep, NULL), svc_redis_script_sha(s));
+    svc_redis_reply_free(rep);
+
+    char key[96];
+    unique_key(key, sizeof key, "script");
+    const char *keys[] = {key};
+    const char *args5[] = {"5"};
+    must(r, svc_redis_script_eval(r, s, 1, keys, 1, args5, &rep));
+    assert_int_equal(svc_redis_reply_integer(rep), 5);
+    svc_redis_reply_free(rep);
+
+    const char *flush[] = {"SCRIPT", "FLUSH"};
+    svc_redis_reply_free(cmd(r, 2, flush));
+    const char *exists[] = {"SCRIPT", "EXISTS", svc_redis_script_sha(s)};
+    rep = cmd(r, 3, exists);
+    assert_int_equal(svc_redis_reply_integer(svc_redis_reply_element(rep, 0)), 0);
+    svc_redis_reply_free(rep);
+
+    must(r, svc_redis_script_eval(r, s, 1, keys, 1, args5, &rep));   /* NOSCRIPT → load → retry */
+    assert_int_equal(svc_redis_reply_integer(rep), 10);
+    svc_redis_reply_free(rep);
+    rep = cmd(r, 3, exists);
+    assert_int_equal(svc_redis_reply_integer(svc_redis_reply_element(rep, 0)), 1);
+    svc_redis_reply_free(rep);
+
+    /* a Lua error is a failure with the server's text */
+    const char *bad[] = {"not a number"};
+    assert_int_equal(svc_redis_script_eval(r, s, 1, keys, 1, bad, &rep), SVC_EBACKEND);
+    assert_null(rep);
+    assert_non_null(strstr(svc_redis_errmsg(r), "not an integer"));
+    assert_int_equal(svc_redis_script_eval(r, s, -1, NULL, 0, NULL, NULL), SVC_EINVAL);
+    svc_redis_script *empty;
+    assert_int_equal(svc_redis_script_new(r, "", &empty), SVC_EINVAL);
+
+    const char *del[] = {"DEL", key};
+    assert_int_equal(cmd_int(r, 2, del), 1);
+    svc_redis_script_free(s);
+    svc_redis_script_free(NULL);
+    svc_redis_free(r);
+}
+
+static void killed_connection_is_replaced_on_next_use(void **state)
+{
+    (void)state;
+    svc_redis *r = pool_with(1);
+    svc_redis *admin = pool_with(1);
+    const char *id_cmd[] = {"CLIENT", "ID"};
+    int64_t id = cmd_int(r, 2, id_cmd);
+    char idbuf[32];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+    const char *kill[] = {"CLIENT", "KILL", "ID", idbuf};
+    assert_int_equal(cmd_int(admin, 4, kill), 1);
+
+    int64_t id2 = cmd_int(r, 2, id_cmd);   /* must work on a new connection */
+    assert_true(id2 != id);
+    svc_redis_pool_stats s;
+    svc_redis_stats(r, &s);
+    assert_int_equal(s.total_connects, 2);
+    svc_redis_free(admin);
+    svc_redis_free(r);
+}
+
+static void command_timeout_is_etimedout_and_the_pool_recovers(void **state)
+{
+    (void)state;
+    svc_redis *r = pool_opts(redis_url(), 1, 150);
+    char key[96];
+    unique_key(key, sizeof key, "empty-list");
+    const char *blpop[] = {"BLPOP", key, "2"};
+    assert_int_equal(svc_redis_command_argv(r, 3, blpop, NULL, NULL), SVC_ETIMEDOUT);
+    assert_non_null(strstr(svc_redis_errmsg(r), "timed out"));
+    must(r, svc_redis_ping(r, 1000));
+    svc_redis_free(r);
+}
+
+static void select_and_auth_come_from_the_url(void **state)
+{
+    (void)state;
+    const char *base = redis_url();
+    /* base ends in "/0": build the /3 variant */
+    char url3[256];
+    snprintf(url3, sizeof url3, "%s", base);
+    char *slash = strrchr(url3, '/');
+    assert_non_null(slash);
+    snprintf(slash, sizeof url3 - (size_t)(slash - url3), "/3");
+
+    svc_redis *r0 = pool_with(1);
+    svc_redis *r3 = pool_opts(url3, 1, 2000);
+    char key[96];
+    unique_key(key, sizeof key, "db");
+    const char *set[] = {"SET", key, "v"};
+    svc_redis_reply_free(cmd(r3, 3, set));
+    const char *exists[] = {"EXISTS", key};
+    assert_int_equal(cmd_int(r3, 2, exists), 1);
+    assert_int_equal(cmd_int(r0, 2, exists), 0);
+    const char *del[] = {"DEL", key};
+    assert_int_equal(cmd_int(r3, 2, del), 1);
+    svc_redis_free(r0);
+    svc_redis_free(r3);
+
+    /* a password the server does not expect: AUTH fails the eager connect */
+    char authurl[300];
+    snprintf(authurl, sizeof authurl, "redis://:wrongpass@%s", base + strlen("redis://"));
+    svc_redis_opts o;
+    svc_redis_opts_default(&o);
+    o.url = authurl;
+    o.eager = 1;
+    o.no_metrics = 1;
+    svc_redis *r;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_EUNAVAILABLE);
+    assert_non_null(strstr(svc_redis_last_error(), "AUTH"));
+    assert_null(strstr(svc_redis_last_error(), "wrongpass"));
+}
+
+static void bad_urls_and_unreachable_server_fail_clearly(void **state)
+{
+    (void)state;
+    svc_redis_opts o;
+    svc_redis_opts_default(&o);
+    o.no_metrics = 1;
+    svc_redis *r = NULL;
+    o.url = "postgres://h/db";
+    assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(svc_redis_last_error(), "not a redis"));
+    o.url = "rediss://h:6380";
+    assert_int_equal(svc_redis_new(&r, &o), SVC_ENOTSUP);
+    assert_non_null(strstr(svc_redis_last_error(), "TLS"));
+    o.url = "redis://h/abc";
+    assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_redis_last_error(), "bad database 'abc'"));
+    o.url = "redis://h";
+    o.backoff_max_ms = 1;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
+
+    svc_redis_opts_default(&o);
+    o.no_metrics = 1;
+    o.url = "redis://127.0.0.1:1/0";
+    o.eager = 1;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_EUNAVAILABLE);
+    assert_non_null(strstr(svc_redis_last_error(), "127.0.0.1:1"));
+    o.eager = 0;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
+    assert_int_equal(svc_redis_ping(r, 100), SVC_EUNAVAILABLE);
+    assert_int_equal(svc_redis_ping(r, 100), SVC_EUNAVAILABLE);   /* within backoff */
+    assert_non_null(strstr(svc_redis_errmsg(r), "next connect attempt"));
+    svc_redis_pool_stats s;
+    svc_redis_stats(r, &s);
+    assert_int_equal(s.connect_failures, 1);
+    svc_redis_free(r);
+    svc_redis_free(NULL);
+}
+
+static void pool_gauges_are_exported(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_redis_opts o;
+    svc_redis_opts_default(&o);
+    o.url = redis_url();
+    o.metrics = m;
+    o.eager = 1;
+    svc_redis *r;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
+    svc_redis_conn *c;
+    must(r, svc_redis_checkout(r, &c));
+    assert_non_null(svc_redis_conn_raw(c));
+    char *text;
+    size_t len;
+    assert_int_equal(svc_metrics_render(m, &text, &len), SVC_OK);
+    assert_non_null(strstr(text, "svc_redis_pool_connections{state=\"in_use\"} 1"));
+    assert_non_null(strstr(text, "svc_redis_pool_waiting 0"));
+    svc_free(text);
+    svc_redis_checkin(c);
+    svc_redis_free(r);
+    svc_metrics_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(commands_and_replies_are_binary_safe),
+        cmocka_unit_test(pool_is_shared_by_four_threads),
+        cmocka_unit_test(evalsha_reloads_the_script_after_script_flush),
+        cmocka_unit_test(killed_connection_is_replaced_on_next_use),
+        cmocka_unit_test(command_timeout_is_etimedout_and_the_pool_recovers),
+        cmocka_unit_test(select_and_auth_come_from_the_url),
+        cmocka_unit_test(bad_urls_and_unreachable_server_fail_clearly),
+        cmocka_unit_test(pool_gauges_are_exported),
+    };
+    return cmocka_run_group_tests_name("redis", tests, NULL, NULL);
+}
