@@ -584,14 +584,16 @@ svc_status svc_app_start(svc_app *app)
     atomic_store(&app->inflight, 0);
     app->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, app, /* first: later options may log */
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
+        /* one thread: no pool (MHD warns about a pool of 1); repeat a harmless option */
+        threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_CONNECTION_LIMIT,
+        threads > 1 ? threads : app->opts.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s ? timeout_s : 1u,
         MHD_OPTION_CONNECTION_LIMIT, app->opts.max_connections,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, app,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, app,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (app->daemon == NULL) {
