@@ -421,19 +421,19 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex)
     return send_response(conn, ex);
 }
 
-/* A rejection before the handler: answered at once when libmicrohttpd lets
- * us (before the body), else at the end of the body, which is discarded. */
-static enum MHD_Result reject(struct MHD_Connection *conn, svc__exchange *ex, int status)
+/* A rejection before the handler. libmicrohttpd 0.9.75 accepts a response
+ * only before the body is read or after all of it arrived: a rejection
+ * decided on the headers is answered at once; one decided while the body
+ * arrives is answered at its end, the rest of the body being discarded (a
+ * sender still going after twice the read timeout is disconnected). */
+static enum MHD_Result reject(struct MHD_Connection *conn, svc__exchange *ex, int status,
+                              bool at_headers)
 {
     ex->reject_status = status;
-    if (ex->state == SVC__EX_REJECTED)
-        return MHD_YES;
     ex->state = SVC__EX_REJECTED;
-    svc__buf_reset(&ex->req.body);
-    if (dispatch(conn, ex) == MHD_YES)
+    svc__buf_free(&ex->req.body);
+    if (at_headers && dispatch(conn, ex) == MHD_YES)
         return MHD_YES;
-    /* not accepted mid-body: answer at the end; throw away what chain made */
-    ex->state = SVC__EX_REJECTED;
     ex->handler_ran = false;
     svc__res_reset(&ex->res);
     return MHD_YES;
@@ -465,7 +465,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         client_addr(req);
         if (svc__req_parse_target(req) != SVC_OK) {
             req->path = req->raw_path ? req->raw_path : "/";
-            return reject(conn, ex, 400);
+            return reject(conn, ex, 400, true);
         }
         const char *cl = svc_req_header(req, "Content-Length");
         if (cl) {
@@ -473,7 +473,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             errno = 0;
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno == 0 && end != cl && n > app->opts.max_body_bytes)
-                return reject(conn, ex, 413);
+                return reject(conn, ex, 413, true);
         }
         return MHD_YES;
     }
@@ -491,12 +491,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex->state != SVC__EX_BODY)
             return MHD_YES;
         if (past_read_deadline(ex))
-            return reject(conn, ex, 408);
+            return reject(conn, ex, 408, false);
         if (req->body.len + n > app->opts.max_body_bytes)
-            return reject(conn, ex, 413);
+            return reject(conn, ex, 413, false);
         svc__buf_append(&req->body, upload_data, n);
         if (!svc__buf_ok(&req->body))
-            return reject(conn, ex, 413);
+            return reject(conn, ex, 413, false);
         return MHD_YES;
     }
 
