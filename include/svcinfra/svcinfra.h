@@ -23,5 +23,6 @@
 #include "redis.h"
 #include "ratelimit.h"
 #include "tz.h"
+#include "cron.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */
