@@ -19,9 +19,9 @@ pcdir=$(dirname "$(find "$tmp/root" -name svcinfra.pc | head -n1)")
 export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/consumer" "$src/tests/install/consumer.c" \
    $(pkg-config --cflags --libs svcinfra)
-libdir=$(pkg-config --variable=libdir svcinfra)
+libdir=$(dirname "$(find "$tmp/root" -name 'libsvcinfra.so.*' | head -n1)")
 port=$((20000 + RANDOM % 20000))
-LD_LIBRARY_PATH="$tmp/root$libdir" "$tmp/consumer" "$port" >"$tmp/out" 2>&1 &
+LD_LIBRARY_PATH="$libdir" "$tmp/consumer" "$port" >"$tmp/out" 2>&1 &
 pid=$!
 body=""
 for _ in $(seq 1 50); do
