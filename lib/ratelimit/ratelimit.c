@@ -417,6 +417,12 @@ void svc_ratelimit_free(svc_ratelimit *rl)
     svc_free(rl);
 }
 
+void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s)
+{
+    rl->store->ops->destroy(rl->store);
+    rl->store = s;
+}
+
 const char *svc_ratelimit_errmsg(svc_ratelimit *rl)
 {
     return rl ? svc__err_get(&rl->err) : "";

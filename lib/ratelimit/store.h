@@ -96,6 +96,11 @@ struct svc__rl_store {
 /* The memory store (store_memory.c). max_keys >= 64. */
 svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys);
 
+/* Replaces the limiter's store with `s` (taking ownership; the previous one
+ * is destroyed). For tests that need a store which fails; must not race
+ * with any other call on `rl`. */
+void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
+
 /* One algorithm step on `st` (a fresh key when !present). Writes the new
  * state to *st when req->commit and the request is admitted, and the time
  * from which the key is as good as absent to *expire_at. Pure function. */

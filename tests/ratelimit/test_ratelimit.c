@@ -1,0 +1,910 @@
+/*
+ * test_ratelimit.c - the rate limiter against reference models, with a
+ * manual clock: GCRA, fixed and sliding windows, retry_after and reset,
+ * concurrency on one key, the memory cap, quotas at calendar boundaries,
+ * policy changes, plans, configuration, fail-open/closed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svcinfra/config.h"
+#include "svcinfra/metrics.h"
+#include "svcinfra/ratelimit.h"
+
+#include "ratelimit/store.h"
+
+#define MS INT64_C(1000000)
+/* 2026-03-10T12:34:56.789Z, not aligned to any window */
+#define WALL0 (INT64_C(1773146096789) * MS)
+
+typedef struct fixture {
+    svc_manual_clock *mc;
+    svc_ratelimit *rl;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_int_equal(svc_manual_clock_new(&f->mc, 1, WALL0), SVC_OK);
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = "memory:";
+    o.clock = svc_manual_clock_get(f->mc);
+    assert_int_equal(svc_ratelimit_new(&f->rl, &o), SVC_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    svc_ratelimit_free(f->rl);
+    svc_manual_clock_free(f->mc);
+    free(f);
+    return 0;
+}
+
+static int64_t now_ns(fixture *f) { return svc_clock_wall_ns(svc_manual_clock_get(f->mc)); }
+
+static void add_policy(svc_ratelimit *rl, const char *name, svc_ratelimit_algorithm alg,
+                       uint64_t limit, int64_t period_ms, uint64_t burst)
+{
+    svc_ratelimit_policy p = {.name = name, .algorithm = alg, .limit = limit,
+                              .period_ms = period_ms, .burst = burst};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+}
+
+static int64_t ceil_ms(int64_t ns) { return ns <= 0 ? 0 : (ns + MS - 1) / MS; }
+
+/* A deterministic generator, so failures repeat. */
+static uint64_t rng_state = 88172645463325252u;
+static uint64_t rnd(uint64_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state % n;
+}
+
+/* ---- reference models ------------------------------------------------------
+ * Written differently from the library on purpose: GCRA as a bucket of
+ * credit (ns) that refills one ns per ns, windows as a history of counts. */
+
+typedef struct ref_decision {
+    int allowed;
+    uint64_t remaining;
+    int64_t reset_ns, retry_ns; /* retry -1: never */
+} ref_decision;
+
+typedef struct ref_bucket {
+    int64_t T, cap; /* cap = burst * T */
+    int64_t credit, last;
+    uint64_t burst;
+} ref_bucket;
+
+static void bucket_init(ref_bucket *b, uint64_t limit, int64_t period_ms, uint64_t burst,
+                        int64_t now)
+{
+    int64_t p = period_ms * MS;
+    b->T = p / (int64_t)limit + (p % (int64_t)limit != 0);
+    b->burst = burst;
+    b->cap = b->T * (int64_t)burst;
+    b->credit = b->cap;
+    b->last = now;
+}
+
+static ref_decision bucket_try(ref_bucket *b, int64_t now, uint64_t cost, int commit)
+{
+    int64_t credit = b->credit + (now - b->last);
+    if (credit > b->cap)
+        credit = b->cap;
+    ref_decision d = {0};
+    int64_t need = (int64_t)cost * b->T;
+    if (cost > b->burst || credit < need) {
+        d.retry_ns = cost > b->burst ? -1 : need - credit;
+        d.remaining = (uint64_t)(credit / b->T);
+        d.reset_ns = b->cap - credit;
+    } else {
+        d.allowed = 1;
+        credit -= need;
+        d.remaining = (uint64_t)(credit / b->T);
+        d.reset_ns = b->cap - credit;
+    }
+    if (commit) {
+        b->credit = credit;
+        b->last = now;
+    }
+    return d;
+}
+
+#define HIST 4096
+typedef struct ref_window {
+    int sliding;
+    uint64_t limit;
+    int64_t P;
+    int64_t base; /* window index of counts[0] */
+    uint64_t counts[HIST];
+} ref_window;
+
+static uint64_t win_count(const ref_window *w, int64_t idx)
+{
+    int64_t i = idx - w->base;
+    return i >= 0 && i < HIST ? w->counts[i] : 0;
+}
+
+/* estimate * P at time t (exact, as a long double is enough here: the
+ * values stay far below 2^64) */
+static long double win_est(const ref_window *w, int64_t t)
+{
+    int64_t idx = t / w->P;
+    if (!w->sliding)
+        return (long double)win_count(w, idx) * w->P;
+    int64_t e = t - idx * w->P;
+    return (long double)win_count(w, idx - 1) * (long double)(w->P - e) +
+           (long double)win_count(w, idx) * (long double)w->P;
+}
+
+static int win_admits(const ref_window *w, int64_t t, uint64_t cost)
+{
+    return cost <= w->limit &&
+           win_est(w, t) + (long double)cost * w->P <= (long double)w->limit * w->P;
+}
+
+static ref_decision win_try(ref_window *w, int64_t now, uint64_t cost, int commit)
+{
+    ref_decision d = {0};
+    int64_t idx = now / w->P;
+    d.allowed = win_admits(w, now, cost);
+    if (d.allowed && commit)
+        w->counts[idx - w->base] += cost;
+    long double est = win_est(w, now) + (d.allowed && !commit ? (long double)cost * w->P : 0);
+    long double left = (long double)w->limit * w->P - est;
+    d.remaining = left <= 0 ? 0 : (uint64_t)(left / w->P);
+    uint64_t curr = win_count(w, idx) + (d.allowed && !commit ? cost : 0);
+    uint64_t prev = w->sliding ? win_count(w, idx - 1) : 0;
+    d.reset_ns = curr ? (idx + (w->sliding ? 2 : 1)) * w->P - now
+                      : (prev ? (idx + 1) * w->P - now : 0);
+    if (!d.allowed) {
+        if (cost > w->limit) {
+            d.retry_ns = -1;
+        } else {
+            /* search: coarse steps of P/64, then ns by bisection */
+            int64_t lo = now, hi = now + 1;
+            int64_t step = w->P / 64 > 0 ? w->P / 64 : 1;
+            while (!win_admits(w, hi, cost)) {
+                lo = hi;
+                hi += step;
+            }
+            while (hi - lo > 1) {
+                int64_t mid = lo + (hi - lo) / 2;
+                if (win_admits(w, mid, cost))
+                    hi = mid;
+                else
+                    lo = mid;
+            }
+            d.retry_ns = hi - now;
+        }
+    }
+    return d;
+}
+
+static void expect_same(const svc_ratelimit_result *r, const ref_decision *d, const char *what,
+                        int step)
+{
+    if (r->allowed != d->allowed || r->remaining != d->remaining ||
+        r->reset_ms != ceil_ms(d->reset_ns) ||
+        r->retry_after_ms != (d->allowed ? 0 : d->retry_ns < 0 ? -1 : ceil_ms(d->retry_ns)))
+        print_error("%s step %d: got allowed=%d remaining=%llu reset=%lld retry=%lld, "
+                    "model allowed=%d remaining=%llu reset=%lld retry=%lld(ns %lld)\n",
+                    what, step, r->allowed, (unsigned long long)r->remaining,
+                    (long long)r->reset_ms, (long long)r->retry_after_ms, d->allowed,
+                    (unsigned long long)d->remaining, (long long)ceil_ms(d->reset_ns),
+                    (long long)ceil_ms(d->retry_ns), (long long)d->retry_ns);
+    assert_int_equal(r->allowed, d->allowed);
+    assert_int_equal(r->remaining, d->remaining);
+    assert_int_equal(r->reset_ms, ceil_ms(d->reset_ns));
+    assert_int_equal(r->retry_after_ms,
+                     d->allowed ? 0 : (d->retry_ns < 0 ? -1 : ceil_ms(d->retry_ns)));
+}
+
+/* Random walk: small and large steps, idles, costs above 1 and above the
+ * limit; every check and peek compared with the model. */
+static void walk(fixture *f, const char *policy, int steps, int64_t period_ms,
+                 ref_decision (*model)(void *m, int64_t now, uint64_t cost, int commit), void *m,
+                 uint64_t max_cost)
+{
+    for (int i = 0; i < steps; i++) {
+        int64_t adv;
+        switch (rnd(8)) {
+        case 0: adv = 0; break;
+        case 1: adv = (int64_t)rnd((uint64_t)MS); break;              /* sub-ms */
+        case 2: adv = period_ms * MS * (int64_t)(1 + rnd(3)); break; /* long idle */
+        default: adv = (int64_t)rnd((uint64_t)(period_ms * MS / 4 + 1)); break;
+        }
+        svc_manual_clock_advance(f->mc, adv);
+        uint64_t cost = 1 + rnd(max_cost);
+        int peek = rnd(5) == 0;
+        svc_ratelimit_result r;
+        ref_decision d = model(m, now_ns(f), cost, !peek);
+        if (peek)
+            assert_int_equal(svc_ratelimit_peek(f->rl, policy, "k", cost, &r), SVC_OK);
+        else
+            assert_int_equal(svc_ratelimit_check(f->rl, policy, "k", cost, &r), SVC_OK);
+        expect_same(&r, &d, policy, i);
+    }
+}
+
+static ref_decision bucket_model(void *m, int64_t now, uint64_t cost, int commit)
+{
+    return bucket_try(m, now, cost, commit);
+}
+
+static ref_decision window_model(void *m, int64_t now, uint64_t cost, int commit)
+{
+    return win_try(m, now, cost, commit);
+}
+
+static void gcra_matches_token_bucket_model(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "g", SVC_RL_GCRA, 7, 1000, 3);
+    ref_bucket b;
+    bucket_init(&b, 7, 1000, 3, now_ns(f));
+    walk(f, "g", 3000, 1000, bucket_model, &b, 4); /* cost 4 > burst 3: never */
+}
+
+static void gcra_default_burst_is_limit_and_rate_not_divisible(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "g3", SVC_RL_GCRA, 3, 1000, 0); /* T = 333333334 ns */
+    ref_bucket b;
+    bucket_init(&b, 3, 1000, 3, now_ns(f));
+    walk(f, "g3", 2000, 1000, bucket_model, &b, 2);
+}
+
+static ref_window *window_new(int sliding, uint64_t limit, int64_t period_ms, int64_t now)
+{
+    ref_window *w = calloc(1, sizeof *w);
+    w->sliding = sliding;
+    w->limit = limit;
+    w->P = period_ms * MS;
+    w->base = now / w->P - 1;
+    return w;
+}
+
+static void fixed_window_matches_model(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "fw", SVC_RL_FIXED_WINDOW, 10, 1000, 0);
+    ref_window *w = window_new(0, 10, 1000, now_ns(f));
+    walk(f, "fw", 1500, 1000, window_model, w, 4);
+    free(w);
+}
+
+static void sliding_window_matches_model(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "sw", SVC_RL_SLIDING_WINDOW, 10, 1000, 0);
+    ref_window *w = window_new(1, 10, 1000, now_ns(f));
+    walk(f, "sw", 1500, 1000, window_model, w, 4);
+    free(w);
+}
+
+/* Waiting retry_after_ms is always enough, and 1 ms less is not. */
+static void retry_after_is_never_early_and_tight(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "rg", SVC_RL_GCRA, 5, 1000, 2);
+    add_policy(f->rl, "rf", SVC_RL_FIXED_WINDOW, 5, 1000, 0);
+    add_policy(f->rl, "rs", SVC_RL_SLIDING_WINDOW, 5, 1000, 0);
+    const char *pols[] = {"rg", "rf", "rs"};
+    for (int p = 0; p < 3; p++) {
+        for (int round = 0; round < 40; round++) {
+            svc_ratelimit_result r;
+            int guard = 0;
+            do {
+                assert_int_equal(svc_ratelimit_check(f->rl, pols[p], "x", 1, &r), SVC_OK);
+                assert_true(++guard < 100);
+            } while (r.allowed);
+            assert_true(r.retry_after_ms > 0);
+            assert_true(r.retry_after_ms <= 2000);
+            if (r.retry_after_ms > 1) {
+                svc_manual_clock_advance(f->mc, (r.retry_after_ms - 1) * MS);
+                svc_ratelimit_result early;
+                assert_int_equal(svc_ratelimit_peek(f->rl, pols[p], "x", 1, &early), SVC_OK);
+                assert_false(early.allowed);
+                svc_manual_clock_advance(f->mc, MS);
+            } else {
+                svc_manual_clock_advance(f->mc, MS);
+            }
+            assert_int_equal(svc_ratelimit_check(f->rl, pols[p], "x", 1, &r), SVC_OK);
+            assert_true(r.allowed);
+            svc_manual_clock_advance(f->mc, (int64_t)rnd(700) * MS + (int64_t)rnd(MS));
+        }
+    }
+}
+
+static void burst_then_steady_rate(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "api", SVC_RL_GCRA, 10, 1000, 5); /* 1 per 100 ms, 5 at once */
+    svc_ratelimit_result r;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(svc_ratelimit_check(f->rl, "api", "t1", 1, &r), SVC_OK);
+        assert_true(r.allowed);
+        assert_int_equal(r.limit, 5);
+        assert_int_equal(r.remaining, (uint64_t)(4 - i));
+        assert_int_equal(r.reset_ms, (i + 1) * 100);
+    }
+    assert_int_equal(svc_ratelimit_check(f->rl, "api", "t1", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(r.retry_after_ms, 100);
+    assert_int_equal(r.reset_ms, 500);
+    assert_int_equal(strcmp(r.policy, "api"), 0);
+    /* another key is not affected */
+    assert_int_equal(svc_ratelimit_check(f->rl, "api", "t2", 3, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(r.remaining, 2);
+    /* cost above burst can never pass */
+    assert_int_equal(svc_ratelimit_check(f->rl, "api", "t2", 6, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(r.retry_after_ms, -1);
+    /* a long idle fills the bucket but never beyond burst */
+    svc_manual_clock_advance(f->mc, INT64_C(3600) * 1000 * MS);
+    assert_int_equal(svc_ratelimit_peek(f->rl, "api", "t1", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(r.remaining, 4);
+    assert_int_equal(svc_ratelimit_peek(f->rl, "api", "t1", 0, &r), SVC_OK);
+    assert_int_equal(r.remaining, 5);
+    assert_int_equal(r.reset_ms, 0);
+}
+
+static void peek_consumes_nothing(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "p", SVC_RL_FIXED_WINDOW, 2, 60000, 0);
+    svc_ratelimit_result r;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(svc_ratelimit_peek(f->rl, "p", "k", 1, &r), SVC_OK);
+        assert_true(r.allowed);
+        assert_int_equal(r.remaining, 1);
+    }
+    assert_int_equal(svc_ratelimit_check(f->rl, "p", "k", 2, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(svc_ratelimit_peek(f->rl, "p", "k", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(r.remaining, 0);
+}
+
+static void fixed_window_resets_at_the_edge(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "e", SVC_RL_FIXED_WINDOW, 3, 1000, 0);
+    /* move to 1 ms before a window edge */
+    int64_t now = now_ns(f);
+    int64_t edge = (now / (1000 * MS) + 1) * 1000 * MS;
+    svc_manual_clock_advance(f->mc, edge - MS - now);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(f->rl, "e", "k", 3, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(r.reset_ms, 1);
+    assert_int_equal(svc_ratelimit_check(f->rl, "e", "k", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(r.retry_after_ms, 1);
+    svc_manual_clock_advance(f->mc, MS);
+    assert_int_equal(svc_ratelimit_check(f->rl, "e", "k", 3, &r), SVC_OK);
+    assert_true(r.allowed); /* the well-known fixed-window double burst */
+}
+
+static void sliding_window_weighs_the_previous_window(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "s", SVC_RL_SLIDING_WINDOW, 10, 1000, 0);
+    int64_t now = now_ns(f);
+    int64_t edge = (now / (1000 * MS) + 1) * 1000 * MS;
+    svc_manual_clock_advance(f->mc, edge - now); /* at a window start */
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(f->rl, "s", "k", 10, &r), SVC_OK);
+    assert_true(r.allowed);
+    svc_manual_clock_advance(f->mc, 1000 * MS + 250 * MS); /* 25% into the next */
+    /* estimate = 10 * 0.75 = 7.5 -> 2 remaining */
+    assert_int_equal(svc_ratelimit_peek(f->rl, "s", "k", 0, &r), SVC_OK);
+    assert_int_equal(r.remaining, 2);
+    assert_int_equal(svc_ratelimit_check(f->rl, "s", "k", 3, &r), SVC_OK);
+    assert_false(r.allowed);
+    /* 3 fit when 10 * (1 - e) <= 7, e >= 0.3: 50 ms from now */
+    assert_int_equal(r.retry_after_ms, 50);
+    assert_int_equal(r.reset_ms, 750);
+}
+
+/* ---- concurrency ------------------------------------------------------------- */
+
+typedef struct race {
+    svc_ratelimit *rl;
+    const char *policy;
+    _Atomic int admitted;
+    int per_thread;
+} race;
+
+static void *racer(void *arg)
+{
+    race *rc = arg;
+    for (int i = 0; i < rc->per_thread; i++) {
+        svc_ratelimit_result r;
+        if (svc_ratelimit_check(rc->rl, rc->policy, "hot", 1, &r) == SVC_OK && r.allowed)
+            atomic_fetch_add(&rc->admitted, 1);
+    }
+    return NULL;
+}
+
+static void four_threads_on_one_key_never_exceed_the_limit(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "cg", SVC_RL_GCRA, 1000, 3600000, 0);
+    add_policy(f->rl, "cf", SVC_RL_FIXED_WINDOW, 777, 3600000, 0);
+    add_policy(f->rl, "cs", SVC_RL_SLIDING_WINDOW, 555, 3600000, 0);
+    const char *pols[] = {"cg", "cf", "cs"};
+    const int limits[] = {1000, 777, 555};
+    for (int p = 0; p < 3; p++) {
+        race rc = {.rl = f->rl, .policy = pols[p], .per_thread = 20000};
+        atomic_init(&rc.admitted, 0);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, racer, &rc), 0);
+        for (int i = 0; i < 4; i++)
+            pthread_join(th[i], NULL);
+        /* the manual clock stands still: exactly the limit, never more */
+        assert_int_equal(atomic_load(&rc.admitted), limits[p]);
+    }
+}
+
+typedef struct swapper {
+    svc_ratelimit *rl;
+    _Atomic int stop;
+    _Atomic int errors;
+} swapper;
+
+static void *checker(void *arg)
+{
+    swapper *sw = arg;
+    char key[32];
+    int i = 0;
+    while (!atomic_load(&sw->stop)) {
+        snprintf(key, sizeof key, "k%d", i++ % 100);
+        svc_ratelimit_result r;
+        svc_status st = svc_ratelimit_check(sw->rl, "live", key, 1, &r);
+        if (st != SVC_OK || (r.limit != 5 && r.limit != 50))
+            atomic_fetch_add(&sw->errors, 1);
+    }
+    return NULL;
+}
+
+static void policy_change_takes_effect_without_restart(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "live", SVC_RL_FIXED_WINDOW, 2, 60000, 0);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(f->rl, "live", "u", 2, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(svc_ratelimit_check(f->rl, "live", "u", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    add_policy(f->rl, "live", SVC_RL_FIXED_WINDOW, 5, 60000, 0);
+    assert_int_equal(svc_ratelimit_check(f->rl, "live", "u", 1, &r), SVC_OK);
+    assert_true(r.allowed); /* the count (2) is kept, the limit is new */
+    assert_int_equal(r.remaining, 2);
+    svc_ratelimit_policy got;
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "live", &got), SVC_OK);
+    assert_int_equal(got.limit, 5);
+
+    /* swaps while other threads check: every check sees one whole policy */
+    swapper sw = {.rl = f->rl};
+    atomic_init(&sw.stop, 0);
+    atomic_init(&sw.errors, 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, checker, &sw), 0);
+    for (int i = 0; i < 300; i++)
+        add_policy(f->rl, "live", SVC_RL_FIXED_WINDOW, i % 2 ? 5 : 50, 60000, 0);
+    atomic_store(&sw.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&sw.errors), 0);
+
+    assert_int_equal(svc_ratelimit_policy_remove(f->rl, "live"), SVC_OK);
+    assert_int_equal(svc_ratelimit_check(f->rl, "live", "u", 1, &r), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_policy_remove(f->rl, "live"), SVC_ENOTFOUND);
+}
+
+/* ---- memory bounds -------------------------------------------------------------- */
+
+static void memory_cap_holds_under_a_million_unique_keys(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, WALL0), SVC_OK);
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = "memory:";
+    o.clock = svc_manual_clock_get(mc);
+    o.max_keys = 4096;
+    svc_ratelimit *rl;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    add_policy(rl, "flood", SVC_RL_GCRA, 10, 3600000, 0);
+    char key[32];
+    svc_ratelimit_stats st;
+    for (int i = 0; i < 1000000; i++) {
+        snprintf(key, sizeof key, "ip-%d", i);
+        svc_ratelimit_result r;
+        assert_int_equal(svc_ratelimit_check(rl, "flood", key, 1, &r), SVC_OK);
+        assert_true(r.allowed);
+        if (i % 100000 == 0) {
+            assert_int_equal(svc_ratelimit_stats_get(rl, &st), SVC_OK);
+            assert_true(st.keys <= 4096);
+        }
+    }
+    assert_int_equal(svc_ratelimit_stats_get(rl, &st), SVC_OK);
+    assert_true(st.keys <= 4096);
+    assert_true(st.keys >= 4096 / 2);
+    assert_int_equal(st.max_keys, 4096);
+    assert_true(st.evictions >= 1000000 - 4096);
+    svc_ratelimit_free(rl);
+    svc_manual_clock_free(mc);
+}
+
+static void expired_keys_are_reclaimed(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "short", SVC_RL_GCRA, 10, 1000, 0);
+    char key[32];
+    svc_ratelimit_result r;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "a-%d", i);
+        assert_int_equal(svc_ratelimit_check(f->rl, "short", key, 1, &r), SVC_OK);
+    }
+    svc_ratelimit_stats st;
+    assert_int_equal(svc_ratelimit_stats_get(f->rl, &st), SVC_OK);
+    assert_int_equal(st.keys, 5000);
+    svc_manual_clock_advance(f->mc, 2000 * MS); /* every key is full again */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "b-%d", i);
+        assert_int_equal(svc_ratelimit_check(f->rl, "short", key, 1, &r), SVC_OK);
+    }
+    assert_int_equal(svc_ratelimit_stats_get(f->rl, &st), SVC_OK);
+    assert_true(st.expired > 2000);
+    assert_true(st.keys < 8000);
+    assert_int_equal(st.evictions, 0);
+}
+
+/* ---- quotas ----------------------------------------------------------------------- */
+
+static void set_wall(fixture *f, int64_t unix_s) { svc_manual_clock_set_wall(f->mc, unix_s * 1000 * MS); }
+
+static void quota_rolls_over_at_day_and_month_boundaries(void **state)
+{
+    fixture *f = *state;
+    svc_quota day = {.name = "calls-day", .period = SVC_QUOTA_DAY, .limit = 3};
+    svc_quota month = {.name = "calls-month", .period = SVC_QUOTA_MONTH, .limit = 0};
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &day), SVC_OK);
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &month), SVC_OK);
+    set_wall(f, 1769903998); /* 2026-01-31T23:59:58Z */
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(f->rl, "acme", "calls-day", 2, &u), SVC_OK);
+    assert_true(u.allowed);
+    assert_int_equal(u.used, 2);
+    assert_int_equal(u.remaining, 1);
+    assert_int_equal(u.window_start_ms, INT64_C(1769817600) * 1000);
+    assert_int_equal(u.window_end_ms, INT64_C(1769904000) * 1000);
+    assert_int_equal(u.reset_ms, 2000);
+    assert_int_equal(svc_quota_consume(f->rl, "acme", "calls-day", 2, &u), SVC_OK);
+    assert_false(u.allowed);
+    assert_int_equal(u.used, 2);
+    assert_int_equal(svc_quota_consume(f->rl, "acme", "calls-month", 40, &u), SVC_OK);
+    assert_true(u.allowed);
+    assert_int_equal(u.window_start_ms, INT64_C(1767225600) * 1000); /* 2026-01-01 */
+    assert_int_equal(u.window_end_ms, INT64_C(1769904000) * 1000);   /* 2026-02-01 */
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "calls-month", &u), SVC_OK);
+    assert_int_equal(u.used, 40);
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "calls-day", &u), SVC_OK);
+    assert_int_equal(u.used, 2);
+    assert_int_equal(svc_quota_usage(f->rl, "other", "calls-day", &u), SVC_OK);
+    assert_int_equal(u.used, 0);
+
+    set_wall(f, 1769904000); /* 2026-02-01T00:00:00Z: both roll over */
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "calls-day", &u), SVC_OK);
+    assert_int_equal(u.used, 0);
+    assert_int_equal(u.remaining, 3);
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "calls-month", &u), SVC_OK);
+    assert_int_equal(u.used, 0);
+    assert_int_equal(u.window_end_ms, INT64_C(1772323200) * 1000); /* 2026-03-01 */
+    assert_int_equal(svc_quota_consume(f->rl, "acme", "calls-day", 3, &u), SVC_OK);
+    assert_true(u.allowed);
+
+    set_wall(f, 1772323199); /* 2026-02-28T23:59:59Z: same month, new day */
+    assert_int_equal(svc_quota_consume(f->rl, "acme", "calls-month", 1, &u), SVC_OK);
+    assert_int_equal(u.used, 1);
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "calls-day", &u), SVC_OK);
+    assert_int_equal(u.used, 0);
+
+    assert_int_equal(svc_quota_usage(f->rl, "acme", "nope", &u), SVC_ENOTFOUND);
+    svc_quota bad = {.name = "x", .period = (svc_quota_period)9};
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &bad), SVC_EINVAL);
+}
+
+static void quota_in_a_named_zone_rolls_at_local_midnight(void **state)
+{
+    fixture *f = *state;
+    svc_quota q = {.name = "berlin", .period = SVC_QUOTA_DAY, .limit = 10, .tz = "Europe/Berlin"};
+    svc_status st = svc_ratelimit_quota_add(f->rl, &q);
+    if (st == SVC_ENOTFOUND || st == SVC_EIO)
+        skip(); /* no zone files on this machine */
+    assert_int_equal(st, SVC_OK);
+    set_wall(f, 1773097200 - 1); /* 2026-03-09T22:59:59Z = 23:59:59 CET */
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(f->rl, "t", "berlin", 4, &u), SVC_OK);
+    assert_int_equal(u.window_end_ms, INT64_C(1773097200) * 1000);
+    set_wall(f, 1773097200);
+    assert_int_equal(svc_quota_usage(f->rl, "t", "berlin", &u), SVC_OK);
+    assert_int_equal(u.used, 0);
+}
+
+/* ---- plans, config, errors ------------------------------------------------------- */
+
+static void plan_checks_every_policy_and_names_the_one_that_denies(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "per-sec", SVC_RL_GCRA, 2, 1000, 0);
+    add_policy(f->rl, "per-min", SVC_RL_FIXED_WINDOW, 3, 60000, 0);
+    const char *pro[] = {"per-sec", "per-min", "later"};
+    assert_int_equal(svc_ratelimit_plan_add(f->rl, "pro", pro, 3), SVC_OK);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "pro", "c", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "pro", "c", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(strcmp(r.policy, "per-sec"), 0); /* 0 left there, 1 per minute */
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "pro", "c", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(strcmp(r.policy, "per-sec"), 0);
+    svc_manual_clock_advance(f->mc, 1000 * MS);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "pro", "c", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "pro", "c", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(strcmp(r.policy, "per-min"), 0);
+    assert_int_equal(r.period_ms, 60000);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "gold", "c", 1, &r), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_plan_add(f->rl, "bad plan", pro, 1), SVC_EINVAL);
+    assert_int_equal(svc_ratelimit_plan_add(f->rl, "empty", pro, 0), SVC_EINVAL);
+}
+
+static void policies_plans_quotas_load_from_config(void **state)
+{
+    fixture *f = *state;
+    const char *yaml = "ratelimit:\n"
+                       "  policies:\n"
+                       "    - api gcra 100/1m burst 20\n"
+                       "    - login fixed_window 5/15m\n"
+                       "    - search sliding 30/10s\n"
+                       "  plans:\n"
+                       "    - \"free: api login\"\n"
+                       "  quotas:\n"
+                       "    - requests-month month 100000\n";
+    svc_config *cfg;
+    char err[256];
+    assert_int_equal(svc_config_parse(&cfg, yaml, err, sizeof err), SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(f->rl, cfg), SVC_OK);
+    svc_config_free(cfg);
+    svc_ratelimit_policy p;
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "api", &p), SVC_OK);
+    assert_int_equal(p.algorithm, SVC_RL_GCRA);
+    assert_int_equal(p.limit, 100);
+    assert_int_equal(p.period_ms, 60000);
+    assert_int_equal(p.burst, 20);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "login", &p), SVC_OK);
+    assert_int_equal(p.algorithm, SVC_RL_FIXED_WINDOW);
+    assert_int_equal(p.period_ms, 15 * 60000);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "search", &p), SVC_OK);
+    assert_int_equal(p.algorithm, SVC_RL_SLIDING_WINDOW);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "free", "t", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(f->rl, "t", "requests-month", 7, &u), SVC_OK);
+    assert_int_equal(u.remaining, 100000 - 7);
+
+    /* a bad entry changes nothing and names itself */
+    const char *bad = "ratelimit:\n"
+                      "  policies:\n"
+                      "    - api gcra 5/1m\n"
+                      "    - broken leaky 5/1m\n";
+    assert_int_equal(svc_config_parse(&cfg, bad, err, sizeof err), SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(f->rl, cfg), SVC_ECONFIG);
+    assert_non_null(strstr(svc_ratelimit_errmsg(f->rl), "broken leaky"));
+    svc_config_free(cfg);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "api", &p), SVC_OK);
+    assert_int_equal(p.limit, 100);
+
+    /* a reload replaces in place */
+    const char *re = "ratelimit:\n  policies: [\"api fixed 7/1s\"]\n";
+    assert_int_equal(svc_config_parse(&cfg, re, err, sizeof err), SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(f->rl, cfg), SVC_OK);
+    svc_config_free(cfg);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "api", &p), SVC_OK);
+    assert_int_equal(p.limit, 7);
+    assert_int_equal(p.period_ms, 1000);
+}
+
+static void bad_input_gets_a_status(void **state)
+{
+    fixture *f = *state;
+    svc_ratelimit_policy p = {.name = "ok", .limit = 0, .period_ms = 1000};
+    assert_int_equal(svc_ratelimit_policy_add(f->rl, &p), SVC_EINVAL);
+    assert_non_null(strstr(svc_ratelimit_errmsg(f->rl), "limit"));
+    p.limit = 1;
+    p.period_ms = 0;
+    assert_int_equal(svc_ratelimit_policy_add(f->rl, &p), SVC_EINVAL);
+    p.period_ms = 1000;
+    p.name = "has space";
+    assert_int_equal(svc_ratelimit_policy_add(f->rl, &p), SVC_EINVAL);
+    p.name = "ok";
+    p.algorithm = (svc_ratelimit_algorithm)7;
+    assert_int_equal(svc_ratelimit_policy_add(f->rl, &p), SVC_EINVAL);
+    p.algorithm = SVC_RL_GCRA;
+    assert_int_equal(svc_ratelimit_policy_add(f->rl, &p), SVC_OK);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(f->rl, "ok", "", 1, &r), SVC_EINVAL);
+    char big[SVC_RATELIMIT_MAX_KEY + 2];
+    memset(big, 'k', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(svc_ratelimit_check(f->rl, "ok", big, 1, &r), SVC_EINVAL);
+    big[SVC_RATELIMIT_MAX_KEY] = '\0';
+    assert_int_equal(svc_ratelimit_check(f->rl, "ok", big, 1, &r), SVC_OK);
+    assert_int_equal(svc_ratelimit_check(f->rl, "missing", "k", 1, &r), SVC_ENOTFOUND);
+
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    svc_ratelimit *rl = (svc_ratelimit *)&o;
+    o.store_url = "redis://localhost:6379/0";
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_ENOTSUP);
+    assert_null(rl);
+    o.store_url = "nonsense://";
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_EINVAL);
+    svc_ratelimit_free(NULL);
+
+    svc_ratelimit_algorithm a;
+    assert_int_equal(svc_ratelimit_algorithm_parse("Sliding_Window", &a), SVC_OK);
+    assert_int_equal(a, SVC_RL_SLIDING_WINDOW);
+    assert_int_equal(svc_ratelimit_algorithm_parse("leaky", &a), SVC_EINVAL);
+    assert_string_equal(svc_ratelimit_algorithm_name(SVC_RL_FIXED_WINDOW), "fixed_window");
+}
+
+/* A store that is down. */
+static svc_status down_apply(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
+                             svc__err *err)
+{
+    (void)s;
+    (void)req;
+    (void)out;
+    return svc__err_set(err, SVC_EUNAVAILABLE, "connection refused");
+}
+static void down_stats(svc__rl_store *s, svc__rl_store_stats *out)
+{
+    (void)s;
+    memset(out, 0, sizeof *out);
+}
+static void down_destroy(svc__rl_store *s) { free(s); }
+static const svc__rl_store_ops down_ops = {"down", down_apply, down_stats, down_destroy};
+
+static void failing_store_fails_open_or_closed_as_configured(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    for (int open = 0; open <= 1; open++) {
+        svc_ratelimit_opts o;
+        svc_ratelimit_opts_default(&o);
+        o.store_url = "memory:";
+        o.fail_open = open;
+        o.metrics = m;
+        svc_ratelimit *rl;
+        assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+        svc__rl_store *down = malloc(sizeof *down);
+        down->ops = &down_ops;
+        svc__ratelimit_set_store(rl, down);
+        add_policy(rl, "p", SVC_RL_GCRA, 1, 1000, 0);
+        svc_ratelimit_result r;
+        svc_status st = svc_ratelimit_check(rl, "p", "k", 1, &r);
+        assert_int_equal(r.store_error, 1);
+        if (open) {
+            assert_int_equal(st, SVC_OK);
+            assert_true(r.allowed);
+        } else {
+            assert_int_equal(st, SVC_EUNAVAILABLE);
+            assert_false(r.allowed);
+        }
+        assert_non_null(strstr(svc_ratelimit_errmsg(rl), "connection refused"));
+        svc_ratelimit_stats s;
+        assert_int_equal(svc_ratelimit_stats_get(rl, &s), SVC_OK);
+        assert_int_equal(s.store_errors, 1);
+        svc_ratelimit_free(rl);
+    }
+    svc_counter *c;
+    const char *const dl[] = {"policy", "result", NULL};
+    assert_int_equal(svc_metrics_counter(m, "ratelimit_decisions_total", NULL, dl, &c), SVC_OK);
+    double v = 0;
+    const char *fo[] = {"p", "fail_open"}, *fc[] = {"p", "fail_closed"};
+    assert_int_equal(svc_counter_get(c, fo, &v), SVC_OK);
+    assert_true(v == 1.0);
+    assert_int_equal(svc_counter_get(c, fc, &v), SVC_OK);
+    assert_true(v == 1.0);
+    svc_metrics_free(m);
+}
+
+static void decisions_are_counted_by_policy_and_result(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = "memory:";
+    o.metrics = m;
+    svc_ratelimit *rl;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    add_policy(rl, "m", SVC_RL_FIXED_WINDOW, 2, 3600000, 0);
+    svc_ratelimit_result r;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(svc_ratelimit_check(rl, "m", "k", 1, &r), SVC_OK);
+    assert_int_equal(svc_ratelimit_peek(rl, "m", "k", 1, &r), SVC_OK); /* not counted */
+    char *text;
+    assert_int_equal(svc_metrics_render(m, &text, NULL), SVC_OK);
+    assert_non_null(strstr(text, "ratelimit_decisions_total{policy=\"m\",result=\"allowed\"} 2"));
+    assert_non_null(strstr(text, "ratelimit_decisions_total{policy=\"m\",result=\"denied\"} 3"));
+    svc_free(text);
+    svc_ratelimit_free(rl);
+    svc_metrics_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(gcra_matches_token_bucket_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(gcra_default_burst_is_limit_and_rate_not_divisible,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(fixed_window_matches_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(sliding_window_matches_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_after_is_never_early_and_tight, setup, teardown),
+        cmocka_unit_test_setup_teardown(burst_then_steady_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(peek_consumes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(fixed_window_resets_at_the_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(sliding_window_weighs_the_previous_window, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(four_threads_on_one_key_never_exceed_the_limit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(policy_change_takes_effect_without_restart, setup,
+                                        teardown),
+        cmocka_unit_test(memory_cap_holds_under_a_million_unique_keys),
+        cmocka_unit_test_setup_teardown(expired_keys_are_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(quota_rolls_over_at_day_and_month_boundaries, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(quota_in_a_named_zone_rolls_at_local_midnight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(plan_checks_every_policy_and_names_the_one_that_denies,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bad_input_gets_a_status, setup, teardown),
+        cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
+        cmocka_unit_test(decisions_are_counted_by_policy_and_result),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
