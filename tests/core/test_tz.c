@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <cmocka.h>
 
@@ -360,7 +361,7 @@ static int make_tmpdir(void **state)
 static int remove_tmpdir(void **state)
 {
     (void)state;
-    const char *files[] = {"Julian", "Garbage", "BadRule", "Plain"};
+    const char *files[] = {"Julian", "Garbage", "BadRule", "Plain", "Version1"};
     char path[128];
     for (size_t i = 0; i < SVC__ARRAY_LEN(files); i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -424,6 +425,91 @@ static void the_directory_option_and_bad_files_are_honoured(void **state)
     assert_int_equal(load_tmp(&tz, "Europe/Berlin", err, sizeof err), SVC_ENOTFOUND);
 }
 
+/* A version-1 file (32-bit times, no footer) with two transitions. */
+static void version_1_files_use_their_table_and_keep_the_last_type(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/Version1", tmpdir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite("TZif", 1, 4, f);
+    static const uint8_t zero[16];
+    fwrite(zero, 1, 16, f);
+    put32(f, 0); /* isut */
+    put32(f, 0); /* isstd */
+    put32(f, 0); /* leap */
+    put32(f, 2); /* time */
+    put32(f, 2); /* type */
+    put32(f, 8); /* chars */
+    put32(f, 1000000000u);
+    put32(f, 1100000000u);
+    fputc(1, f);
+    fputc(0, f);
+    put32(f, 0); fputc(0, f); fputc(0, f);    /* AAA, UTC+0 */
+    put32(f, 3600); fputc(1, f); fputc(4, f); /* BBB, UTC+1, DST */
+    fwrite("AAA\0BBB\0", 1, 8, f);
+    fclose(f);
+
+    svc_tz *tz = NULL;
+    char err[256];
+    if (load_tmp(&tz, "Version1", err, sizeof err) != SVC_OK)
+        fail_msg("%s", err);
+    bool dst = true;
+    assert_int_equal(offset(tz, 999999999, &dst), 0);
+    assert_false(dst);
+    assert_int_equal(offset(tz, 1000000000, &dst), 3600);
+    assert_true(dst);
+    assert_int_equal(offset(tz, 1100000000, &dst), 0);
+    assert_int_equal(offset(tz, INT64_C(4000000000), &dst), 0);
+    svc_tm tm;
+    assert_int_equal(svc_tz_to_local(tz, 1000000000, &tm), SVC_OK);
+    assert_string_equal(tm.abbr, "BBB");
+    int64_t when = 0;
+    assert_int_equal(svc_tz_next_transition(tz, 0, &when), SVC_OK);
+    assert_int_equal(when, 1000000000);
+    assert_int_equal(svc_tz_next_transition(tz, 1100000000, &when), SVC_ENOTFOUND);
+    assert_int_equal(svc_tz_prev_transition(tz, 999999999, &when), SVC_ENOTFOUND);
+    svc_tz_free(tz);
+}
+
+static void *load_many(void *arg)
+{
+    const char *zones[] = {"Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC",
+                           "Europe/Paris", "Asia/Tokyo", "America/Chicago", "Europe/London",
+                           "Australia/Sydney", "Africa/Nairobi", "America/Denver", "Asia/Dubai"};
+    size_t k = (size_t)(uintptr_t)arg;
+    int bad = 0;
+    for (size_t i = 0; i < 300; i++) {
+        svc_tz *tz = NULL;
+        const char *name = zones[(i * 7 + k) % SVC__ARRAY_LEN(zones)];
+        if (svc_tz_load(&tz, name) != SVC_OK || strcmp(svc_tz_name(tz), name) != 0) {
+            bad++;
+        } else {
+            int32_t off;
+            if (svc_tz_offset_at(tz, INT64_C(1775000000), &off, NULL) != SVC_OK)
+                bad++;
+        }
+        svc_tz_free(tz);
+        if (k == 0 && i % 50 == 0)
+            svc_tz_cache_clear();
+    }
+    return (void *)(uintptr_t)bad;
+}
+
+static void concurrent_loads_share_the_cache_safely(void **state)
+{
+    (void)state;
+    pthread_t th[4];
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, load_many, (void *)(uintptr_t)i), 0);
+    for (size_t i = 0; i < 4; i++) {
+        void *bad = NULL;
+        assert_int_equal(pthread_join(th[i], &bad), 0);
+        assert_int_equal((uintptr_t)bad, 0);
+    }
+}
+
 static void loads_are_cached_and_reference_counted(void **state)
 {
     (void)state;
@@ -467,7 +553,9 @@ int main(void)
         cmocka_unit_test(unknown_zones_are_not_found_with_a_message),
         cmocka_unit_test(footer_rules_with_julian_and_zero_based_days_work),
         cmocka_unit_test(the_directory_option_and_bad_files_are_honoured),
+        cmocka_unit_test(version_1_files_use_their_table_and_keep_the_last_type),
         cmocka_unit_test(loads_are_cached_and_reference_counted),
+        cmocka_unit_test(concurrent_loads_share_the_cache_safely),
     };
     return cmocka_run_group_tests_name("tz", tests, make_tmpdir, remove_tmpdir);
 }
