@@ -59,7 +59,9 @@ typedef struct svc_pg_opts {
     int64_t statement_timeout_ms;     /* 0 = server default; else SET statement_timeout on connect */
     const char *application_name;     /* "svcinfra" (a URL ?application_name= wins) */
     int eager;                        /* 0: connect on first use; 1: connect in svc_pg_new */
-    const svc_clock *clock;           /* NULL = system; backoff and checkout deadlines */
+    const svc_clock *clock;           /* NULL = system; backoff and checkout deadlines
+                                         (a manual clock must be advanced for a
+                                         checkout wait to time out) */
     struct svc_metrics *metrics;      /* NULL = svc_metrics_default() */
     int no_metrics;                   /* 1: register no pool gauges */
     void *reserved[8];                /* zero */

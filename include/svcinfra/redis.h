@@ -56,7 +56,9 @@ typedef struct svc_redis_opts {
     int64_t backoff_initial_ms;     /* 50: first wait after a failed connect */
     int64_t backoff_max_ms;         /* 5000: cap of the doubling backoff */
     int eager;                      /* 0: connect on first use; 1: in svc_redis_new */
-    const svc_clock *clock;         /* NULL = system; backoff and checkout deadlines */
+    const svc_clock *clock;         /* NULL = system; backoff and checkout deadlines
+                                       (a manual clock must be advanced for a
+                                       checkout wait to time out) */
     struct svc_metrics *metrics;    /* NULL = svc_metrics_default() */
     int no_metrics;                 /* 1: register no pool gauges */
     void *reserved[8];              /* zero */
