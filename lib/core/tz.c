@@ -484,11 +484,18 @@ svc_status svc_tz_next_transition(const svc_tz *tz, int64_t utc_s, int64_t *when
     if (!in_range(utc_s))
         return SVC_ERANGE;
     int64_t t = utc_s, T;
-    /* Skips changes of name or DST flag only; ends at year 10000 at worst. */
+    int idle_rule_changes = 0;
+    /* Skips changes of name or DST flag only. A footer rule repeats every
+     * year, so once four of its changes in a row keep the offset (a
+     * year-round DST rule "0/0,J365/25"), none ever will. */
     while (raw_next(tz, t, &T) && T <= TZ_MAX_UTC) {
         if (off_at(tz, T - 1) != off_at(tz, T)) {
             *when = T;
             return SVC_OK;
+        }
+        if (tz->ntrans == 0 || T > tz->trans[tz->ntrans - 1]) {
+            if (++idle_rule_changes >= 4)
+                break;
         }
         t = T;
     }

@@ -361,7 +361,7 @@ static int make_tmpdir(void **state)
 static int remove_tmpdir(void **state)
 {
     (void)state;
-    const char *files[] = {"Julian", "Garbage", "BadRule", "Plain", "Version1"};
+    const char *files[] = {"Julian", "Garbage", "BadRule", "Plain", "Version1", "AllYear"};
     char path[128];
     for (size_t i = 0; i < SVC__ARRAY_LEN(files); i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -404,6 +404,8 @@ static void the_directory_option_and_bad_files_are_honoured(void **state)
 {
     (void)state;
     write_zone("Plain", 19800, "IST", "IST-5:30");
+    /* Year-round DST written as a rule: the offset never changes. */
+    write_zone("AllYear", -10800, "XXX", "XXX3YYY,0/0,J365/25");
     write_zone("BadRule", 3600, "CET", "CET-1CEST,M13.5.0,M10.5.0/3");
     char path[128];
     snprintf(path, sizeof path, "%s/Garbage", tmpdir);
@@ -416,6 +418,14 @@ static void the_directory_option_and_bad_files_are_honoured(void **state)
     char err[256];
     assert_int_equal(load_tmp(&tz, "Plain", err, sizeof err), SVC_OK);
     assert_int_equal(offset(tz, INT64_C(4102444800), NULL), 19800);
+    svc_tz_free(tz);
+    assert_int_equal(load_tmp(&tz, "AllYear", err, sizeof err), SVC_OK);
+    bool dst = false;
+    assert_int_equal(offset(tz, INT64_C(1798761600), &dst), -7200); /* 2027-01-01 */
+    assert_true(dst);
+    assert_int_equal(offset(tz, INT64_C(1798761600) - 1, &dst), -7200);
+    int64_t when;
+    assert_int_equal(svc_tz_next_transition(tz, 0, &when), SVC_ENOTFOUND);
     svc_tz_free(tz);
     assert_int_equal(load_tmp(&tz, "Garbage", err, sizeof err), SVC_EPARSE);
     assert_non_null(strstr(err, "not TZif"));
