@@ -686,9 +686,10 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
         return new_fail(st, "svc_pg: %s", err);
     }
     if (pg->url.kind != SVC_STORE_POSTGRES) {
+        svc_store_kind kind = pg->url.kind;
         pool_destroy(pg);
         return new_fail(SVC_EINVAL, "svc_pg: not a postgres:// URL (got a %s URL)",
-                        svc_store_kind_name(pg->url.kind));
+                        svc_store_kind_name(kind));
     }
     pg->slots = svc__calloc(pg->size, sizeof *pg->slots);
     if (o.application_name && !(pg->app_name = svc__strdup(o.application_name)))

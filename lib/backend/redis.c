@@ -579,9 +579,10 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
         return new_fail(st, "svc_redis: %s", err);
     }
     if (r->url.kind != SVC_STORE_REDIS) {
+        svc_store_kind kind = r->url.kind;
         pool_destroy(r);
         return new_fail(SVC_EINVAL, "svc_redis: not a redis:// URL (got a %s URL)",
-                        svc_store_kind_name(r->url.kind));
+                        svc_store_kind_name(kind));
     }
     if (!(r->slots = svc__calloc(r->size, sizeof *r->slots))) {
         pool_destroy(r);
