@@ -16,15 +16,17 @@
  * threads read the list without a lock.
  */
 #include <string.h>
+#include <strings.h>
 
 #include "http/http_internal.h"
 
-#define SVC__SEC_MAX 32 /* headers in one list */
+#define SVC__SEC_MAX 32 /* headers in one list (a bit each in a uint32_t) */
 
 typedef struct svc__sec {
     size_t n;
     char *names[SVC__SEC_MAX];
     char *values[SVC__SEC_MAX];
+    size_t lens[SVC__SEC_MAX]; /* strlen(names[i]) */
 } svc__sec;
 
 static const char *const default_headers[] = {
@@ -58,12 +60,26 @@ static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     (void)req;
     const svc__sec *s = ud;
     svc_next(next);
-    for (size_t i = 0; i < s->n; i++) {
-        if (svc_res_header(res, s->names[i]) == NULL) {
-            /* Names and values were validated when configured; a failure
-             * here is an out-of-memory answer the core already reports. */
-            (void)svc_res_header_add(res, s->names[i], s->values[i]);
+    /* One pass over the response headers marks the configured names that
+     * are already there (length first, then a case-insensitive compare). */
+    uint32_t present = 0;
+    size_t n = svc_res_header_count(res);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        if (!svc_res_header_nth(res, i, &name, &value) || !name)
+            continue;
+        size_t len = strlen(name);
+        for (size_t j = 0; j < s->n; j++) {
+            if (s->lens[j] == len && strcasecmp(s->names[j], name) == 0)
+                present |= UINT32_C(1) << j;
         }
+    }
+    for (size_t j = 0; j < s->n; j++) {
+        /* Names and values were validated when configured: only running
+         * out of memory fails here, and the answer then leaves without it. */
+        if (!(present & (UINT32_C(1) << j)) &&
+            svc_res_header_add(res, s->names[j], s->values[j]) != SVC_OK)
+            break;
     }
 }
 
@@ -104,6 +120,7 @@ static svc_status sec_build(svc_app *app, svc__sec *out, const char *const *pair
             svc_free(out->values[out->n]);
             return svc__err_set(&app->err, SVC_ENOMEM, "security headers: out of memory");
         }
+        out->lens[out->n] = strlen(name);
         out->n++;
     }
     if (hsts_max_age_s > 0) {
@@ -116,6 +133,7 @@ static svc_status sec_build(svc_app *app, svc__sec *out, const char *const *pair
         }
         out->names[out->n] = n;
         out->values[out->n] = v;
+        out->lens[out->n] = strlen(n);
         out->n++;
     }
     return SVC_OK;
