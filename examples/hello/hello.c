@@ -27,6 +27,9 @@
  * It is middleware in the OBSERVE stage, ahead of the maintenance check,
  * so the switch still works while writes are paused.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* nanosleep under -std=c11 */
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
