@@ -138,9 +138,11 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_histogram_get(svc_histogram *h,
 
 /* ---- collectors and rendering --------------------------------------------- */
 
-/* Called by svc_metrics_render() before it reads any value, outside every
+/* Called by svc_metrics_render() before it reads any value, outside the
  * registry lock, so it may create metrics and set gauges (e.g. refresh pool
- * sizes). Two concurrent renders may call a collector concurrently. */
+ * sizes). Renders run collectors one render at a time. A collector must not
+ * call svc_metrics_add_collector(), svc_metrics_remove_collector() or
+ * svc_metrics_render() itself (that would deadlock). */
 typedef void (*svc_metrics_collect_fn)(svc_metrics *m, void *ctx);
 
 /* Adds a collector (the same fn/ctx pair may be added once; adding it again
@@ -149,8 +151,9 @@ typedef void (*svc_metrics_collect_fn)(svc_metrics *m, void *ctx);
 SVC_EXPORT SVC_NODISCARD svc_status svc_metrics_add_collector(svc_metrics *m,
                                                               svc_metrics_collect_fn fn,
                                                               void *ctx);
-/* Removes the fn/ctx pair; unknown pairs and NULL are ignored. A render
- * already under way may still call it once. */
+/* Removes the fn/ctx pair; unknown pairs and NULL are ignored. Waits for a
+ * render that is running collectors, so when it returns `fn` is not running
+ * and will not be called again: `ctx` may be freed. */
 SVC_EXPORT void svc_metrics_remove_collector(svc_metrics *m, svc_metrics_collect_fn fn,
                                              void *ctx);
 

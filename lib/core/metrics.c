@@ -84,7 +84,8 @@ typedef struct collector {
 } collector;
 
 struct svc_metrics {
-    pthread_mutex_t mu; /* guards fams[] and colls[] */
+    pthread_mutex_t mu;      /* guards fams[] and colls[] */
+    pthread_mutex_t coll_mu; /* held while collectors run, so removal can wait */
     family **fams;      /* sorted by name */
     size_t nfams;
     size_t cap_fams;
@@ -683,6 +684,7 @@ svc_status svc_metrics_new(svc_metrics **out)
     if (!m)
         return SVC_ENOMEM;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->coll_mu, NULL);
     svc__err_init(&m->err);
     atomic_init(&m->max_series, SVC_METRICS_DEFAULT_MAX_SERIES);
     static const char *const dropped_labels[] = {"metric", NULL};
@@ -711,6 +713,7 @@ void svc_metrics_free(svc_metrics *m)
     svc_free(m->colls);
     svc__err_destroy(&m->err);
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->coll_mu);
     svc_free(m);
 }
 
@@ -772,6 +775,10 @@ void svc_metrics_remove_collector(svc_metrics *m, svc_metrics_collect_fn fn, voi
 {
     if (!m || !fn)
         return;
+    /* Taking coll_mu waits for a render that is running collectors, so once
+     * this returns `fn` is neither running nor called again: its owner may
+     * free `ctx`. */
+    pthread_mutex_lock(&m->coll_mu);
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->ncolls; i++)
         if (m->colls[i].fn == fn && m->colls[i].ctx == ctx) {
@@ -780,6 +787,7 @@ void svc_metrics_remove_collector(svc_metrics *m, svc_metrics_collect_fn fn, voi
             break;
         }
     pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->coll_mu);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -951,9 +959,11 @@ svc_status svc_metrics_render(svc_metrics *m, char **out, size_t *len)
     if (len)
         *len = 0;
 
-    /* Collectors run first, on a copy of the list and with no lock held, so
-     * they may register metrics and set values. */
+    /* Collectors run first, on a copy of the list and without the registry
+     * lock, so they may register metrics and set values. coll_mu serialises
+     * this phase against svc_metrics_remove_collector(). */
     collector colls[SVC_METRICS_MAX_COLLECTORS];
+    pthread_mutex_lock(&m->coll_mu);
     pthread_mutex_lock(&m->mu);
     size_t ncolls = m->ncolls;
     if (ncolls)
@@ -961,6 +971,7 @@ svc_status svc_metrics_render(svc_metrics *m, char **out, size_t *len)
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < ncolls; i++)
         colls[i].fn(m, colls[i].ctx);
+    pthread_mutex_unlock(&m->coll_mu);
 
     svc__buf b;
     svc__buf_init(&b);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "svcinfra/metrics.h"
 #include "internal.h"
@@ -616,6 +618,92 @@ static void every_sample_line_parses(void **state)
     svc_metrics_free(m);
 }
 
+/* A collector that stays inside its callback until told to leave, so the
+ * test can call remove while a render is running it. */
+typedef struct slow_coll {
+    atomic_int entered;
+    atomic_int release;
+    atomic_int running;
+    atomic_int calls;
+} slow_coll;
+
+static void slow_collect(svc_metrics *m, void *ctx)
+{
+    (void)m;
+    slow_coll *c = ctx;
+    atomic_fetch_add(&c->running, 1);
+    atomic_fetch_add(&c->calls, 1);
+    atomic_store(&c->entered, 1);
+    for (int i = 0; i < 2000 && !atomic_load(&c->release); i++)
+        usleep(1000);
+    atomic_fetch_sub(&c->running, 1);
+}
+
+typedef struct render_arg {
+    svc_metrics *m;
+} render_arg;
+
+static void *render_once(void *arg)
+{
+    render_arg *ra = arg;
+    char *out = NULL;
+    if (svc_metrics_render(ra->m, &out, NULL) == SVC_OK)
+        svc_free(out);
+    return NULL;
+}
+
+typedef struct remove_arg {
+    svc_metrics *m;
+    slow_coll *c;
+    atomic_int done;
+    int running_after;
+} remove_arg;
+
+static void *remove_it(void *arg)
+{
+    remove_arg *ra = arg;
+    svc_metrics_remove_collector(ra->m, slow_collect, ra->c);
+    ra->running_after = atomic_load(&ra->c->running);
+    atomic_store(&ra->done, 1);
+    return NULL;
+}
+
+static void removed_collector_is_never_running_after_remove_returns(void **state)
+{
+    (void)state;
+    svc_metrics *m = NULL;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    slow_coll c;
+    atomic_init(&c.entered, 0);
+    atomic_init(&c.release, 0);
+    atomic_init(&c.running, 0);
+    atomic_init(&c.calls, 0);
+    assert_int_equal(svc_metrics_add_collector(m, slow_collect, &c), SVC_OK);
+
+    render_arg rarg = {m};
+    pthread_t rt, mt;
+    assert_int_equal(pthread_create(&rt, NULL, render_once, &rarg), 0);
+    for (int i = 0; i < 2000 && !atomic_load(&c.entered); i++)
+        usleep(1000);
+    assert_true(atomic_load(&c.entered));
+
+    remove_arg marg = {.m = m, .c = &c};
+    atomic_init(&marg.done, 0);
+    assert_int_equal(pthread_create(&mt, NULL, remove_it, &marg), 0);
+    usleep(20000);
+    /* the collector is still inside its callback: remove must still wait */
+    assert_int_equal(atomic_load(&marg.done), 0);
+    atomic_store(&c.release, 1);
+    pthread_join(mt, NULL);
+    pthread_join(rt, NULL);
+    assert_int_equal(marg.running_after, 0);
+
+    int calls = atomic_load(&c.calls);
+    render_once(&rarg);
+    assert_int_equal(atomic_load(&c.calls), calls); /* not called again */
+    svc_metrics_free(m);
+}
+
 static void *get_default(void *arg)
 {
     (void)arg;
@@ -675,6 +763,7 @@ int main(void)
         cmocka_unit_test(series_beyond_the_cap_are_dropped_and_counted),
         cmocka_unit_test(default_cap_is_ten_thousand),
         cmocka_unit_test(collectors_run_at_render_time),
+        cmocka_unit_test(removed_collector_is_never_running_after_remove_returns),
         cmocka_unit_test(every_sample_line_parses),
         cmocka_unit_test(default_registry_is_one_per_process),
         cmocka_unit_test(null_arguments_are_refused),
