@@ -206,6 +206,12 @@ SVC_EXPORT void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out) SVC_NONNULL(1, 
  * SELECT 1. SVC_OK, SVC_ETIMEDOUT or SVC_EUNAVAILABLE. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms) SVC_NONNULL(1);
 
+/* The same ping in the shape of a readiness check (svc_check_fn of
+ * http.h), `pg` being an svc_pg *; on failure the pool's error text goes
+ * to `detail`:  svc_app_add_check(app, "postgres", svc_pg_check, pg, 1000, 1); */
+SVC_EXPORT svc_status svc_pg_check(void *pg, char *detail, size_t detail_len,
+                                   int64_t timeout_ms) SVC_NONNULL(1);
+
 /* ---- migrations -------------------------------------------------------------
  *
  * The library's own tables are created by numbered steps compiled into the

@@ -176,6 +176,12 @@ SVC_EXPORT void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out) SVC_NON
 /* Readiness: a connection within `timeout_ms`, then PING. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms) SVC_NONNULL(1);
 
+/* The same ping in the shape of a readiness check (svc_check_fn of
+ * http.h), `r` being an svc_redis *; on failure the pool's error text goes
+ * to `detail`:  svc_app_add_check(app, "redis", svc_redis_check, r, 1000, 1); */
+SVC_EXPORT svc_status svc_redis_check(void *r, char *detail, size_t detail_len,
+                                      int64_t timeout_ms) SVC_NONNULL(1);
+
 SVC_END_DECLS
 
 #endif /* SVCINFRA_REDIS_H */

@@ -304,6 +304,11 @@ static void bad_options_and_unreachable_server_fail_clearly(void **state)
     assert_int_equal(svc_pg_ping(pg, 100), SVC_EUNAVAILABLE);
     assert_int_equal(svc_pg_ping(pg, 100), SVC_EUNAVAILABLE);
     assert_non_null(strstr(svc_pg_errmsg(pg), "next connect attempt"));
+    /* the readiness check reports the same failure with its detail */
+    char detail[256] = "";
+    assert_int_equal(svc_pg_check(pg, detail, sizeof detail, 100), SVC_EUNAVAILABLE);
+    assert_non_null(strstr(detail, "backend unavailable: "));
+    assert_null(strstr(detail, "sekret"));
     svc_pg_pool_stats s;
     svc_pg_stats(pg, &s);
     assert_int_equal(s.connect_failures, 1);
@@ -326,6 +331,9 @@ static void ping_and_pool_gauges(void **state)
     svc_pg *pg;
     assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
     must(pg, svc_pg_ping(pg, 1000));
+    char detail[64] = "untouched";
+    assert_int_equal(svc_pg_check(pg, detail, sizeof detail, 1000), SVC_OK);
+    assert_string_equal(detail, "untouched");
     svc_pg_conn *c;
     must(pg, svc_pg_checkout(pg, &c));
     assert_non_null(svc_pg_conn_raw(c));

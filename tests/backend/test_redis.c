@@ -258,6 +258,9 @@ static void command_timeout_is_etimedout_and_the_pool_recovers(void **state)
     assert_int_equal(svc_redis_command_argv(r, 3, blpop, NULL, NULL), SVC_ETIMEDOUT);
     assert_non_null(strstr(svc_redis_errmsg(r), "timed out"));
     must(r, svc_redis_ping(r, 1000));
+    char detail[64] = "untouched";
+    assert_int_equal(svc_redis_check(r, detail, sizeof detail, 1000), SVC_OK);
+    assert_string_equal(detail, "untouched");
     svc_redis_free(r);
 }
 
@@ -332,6 +335,9 @@ static void bad_urls_and_unreachable_server_fail_clearly(void **state)
     assert_int_equal(svc_redis_ping(r, 100), SVC_EUNAVAILABLE);
     assert_int_equal(svc_redis_ping(r, 100), SVC_EUNAVAILABLE);   /* within backoff */
     assert_non_null(strstr(svc_redis_errmsg(r), "next connect attempt"));
+    char detail[256] = "";
+    assert_int_equal(svc_redis_check(r, detail, sizeof detail, 100), SVC_EUNAVAILABLE);
+    assert_non_null(strstr(detail, "backend unavailable: "));
     svc_redis_pool_stats s;
     svc_redis_stats(r, &s);
     assert_int_equal(s.connect_failures, 1);
