@@ -109,8 +109,9 @@ typedef struct svc_ratelimit_opts {
                                 0: it denies and the call returns the store's
                                 status */
     size_t max_keys;         /* memory store: most keys held (default
-                                1048576, minimum 64); beyond it the key
-                                closest to expiry is evicted */
+                                262144, minimum 64; about 100-260 bytes
+                                each); beyond it the key closest to
+                                expiry is evicted */
     void *reserved[8];
 } svc_ratelimit_opts;
 

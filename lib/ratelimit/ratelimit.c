@@ -45,7 +45,7 @@ __extension__ typedef unsigned __int128 rl_u128;
 #define NAME_CAP (SVC_RATELIMIT_MAX_NAME + 1)
 #define MAX_LIMIT UINT64_C(1000000000000)
 #define MAX_PERIOD_MS (INT64_C(366) * 24 * 3600 * 1000)
-#define DEFAULT_MAX_KEYS ((size_t)1 << 20)
+#define DEFAULT_MAX_KEYS ((size_t)1 << 18)
 #define LOG_EVERY_NS (INT64_C(10) * SVC__NS_PER_SEC)
 #define KEYBUF_CAP (NAME_CAP + 4 + SVC_RATELIMIT_MAX_KEY)
 

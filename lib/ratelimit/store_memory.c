@@ -10,12 +10,14 @@
  *
  * Two threads on different keys meet only when their keys share a shard
  * (1 in 64). An existing key costs one lock, one probe and the arithmetic:
- * no allocation. A new key allocates its copy once.
+ * no allocation; nor does a new key of up to 51 bytes (policy name, a
+ * separator and the caller's key), which is kept in its slot.
  *
  * Memory is bounded by max_keys (split evenly across shards):
  *   - every operation on a shard looks at the next two slots at its cursor
- *     and deletes entries whose state has expired (the key is then as good
- *     as absent), so idle keys are reclaimed incrementally;
+ *     and deletes entries whose state expired (the key is then as good as
+ *     absent) more than a second ago, so idle keys are reclaimed
+ *     incrementally while busy ones keep their slot;
  *   - inserting into a full shard first evicts, among up to 16 entries
  *     sampled from the cursor, the one that expires first (an expired one
  *     if any), so a flood of unique keys replaces old keys instead of
@@ -36,15 +38,33 @@
 #define SWEEP_PER_OP 2
 #define EVICT_SAMPLES 16
 #define MIN_TABLE 16
+/* An expired key is reclaimed by the sweep once it has been expired this
+ * long, so a key that comes back often keeps its slot. */
+#define SWEEP_GRACE_NS INT64_C(1000000000)
 
+/* One slot, 96 bytes. Keys up to INLINE_KEY bytes live in the slot, so a
+ * key that expires and comes back costs no allocation; longer keys are
+ * copied to the heap once per insert. */
+#define INLINE_KEY 51
 typedef struct mentry {
     uint64_t hash; /* 0: empty slot */
-    char *key;
-    uint32_t klen;
-    uint8_t kind;
     int64_t expire_at;
     svc__rl_state st;
+    uint32_t klen;
+    uint8_t kind;
+    union {
+        char in[INLINE_KEY];
+        char *out;
+    } k;
 } mentry;
+
+static const char *entry_key(const mentry *e) { return e->klen <= INLINE_KEY ? e->k.in : e->k.out; }
+
+static void entry_free_key(mentry *e)
+{
+    if (e->hash && e->klen > INLINE_KEY)
+        svc_free(e->k.out);
+}
 
 typedef struct shard {
     pthread_mutex_t mu;
@@ -100,7 +120,7 @@ static size_t home(const shard *s, uint64_t h) { return (size_t)(h & (s->cap - 1
 /* Deletes slot i, shifting back later members of its probe run. */
 static void slot_delete(shard *s, size_t i)
 {
-    svc_free(s->slots[i].key);
+    entry_free_key(&s->slots[i]);
     size_t mask = s->cap - 1;
     size_t j = i;
     for (;;) {
@@ -129,7 +149,7 @@ static size_t find(const shard *s, uint64_t h, const char *key, size_t klen, boo
             *found = false;
             return i;
         }
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+        if (e->hash == h && e->klen == klen && memcmp(entry_key(e), key, klen) == 0) {
             *found = true;
             return i;
         }
@@ -142,7 +162,7 @@ static void sweep(shard *s, int64_t now)
     for (int n = 0; n < SWEEP_PER_OP; n++) {
         size_t i = s->cursor & (s->cap - 1);
         mentry *e = &s->slots[i];
-        if (e->hash != 0 && e->expire_at <= now) {
+        if (e->hash != 0 && e->expire_at <= now - SWEEP_GRACE_NS) {
             slot_delete(s, i); /* a later entry may shift into i: look again */
             s->expired++;
         } else {
@@ -237,15 +257,20 @@ static svc_status mem_apply(svc__rl_store *base, const svc__rl_req *req, svc__rl
         }
         if (moved)
             i = find(s, h, req->key, req->klen, &found);
-        char *k = svc_malloc(req->klen ? req->klen : 1);
-        if (!k) {
-            pthread_mutex_unlock(&s->mu);
-            return svc__err_set(err, SVC_ENOMEM, "memory store: cannot copy a key");
+        mentry *e = &s->slots[i];
+        if (req->klen <= INLINE_KEY) {
+            memcpy(e->k.in, req->key, req->klen);
+        } else {
+            char *k = svc_malloc(req->klen);
+            if (!k) {
+                pthread_mutex_unlock(&s->mu);
+                return svc__err_set(err, SVC_ENOMEM, "memory store: cannot copy a key");
+            }
+            memcpy(k, req->key, req->klen);
+            e->k.out = k;
         }
-        memcpy(k, req->key, req->klen);
-        s->slots[i].hash = h;
-        s->slots[i].key = k;
-        s->slots[i].klen = (uint32_t)req->klen;
+        e->hash = h;
+        e->klen = (uint32_t)req->klen;
         s->count++;
     }
     s->slots[i].kind = (uint8_t)req->kind;
@@ -278,7 +303,7 @@ static void mem_destroy(svc__rl_store *base)
         shard *s = &ms->shards[i].s;
         if (s->slots) {
             for (size_t j = 0; j < s->cap; j++)
-                svc_free(s->slots[j].key);
+                entry_free_key(&s->slots[j]);
             svc_free(s->slots);
         }
         pthread_mutex_destroy(&s->mu);
