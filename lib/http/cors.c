@@ -55,6 +55,22 @@ static void cors_free(void *ud)
     svc_free(c);
 }
 
+/* Header names and values here were checked at configuration time, so only
+ * running out of memory can fail; the answer then leaves without it. */
+static void hdr_set(svc_res *res, const char *name, const char *value)
+{
+    if (svc_res_header_set(res, name, value) != SVC_OK)
+        return;
+}
+
+/* Header names and values here were checked at configuration time, so only
+ * running out of memory can fail; the answer then leaves without it. */
+static void hdr_add(svc_res *res, const char *name, const char *value)
+{
+    if (svc_res_header_add(res, name, value) != SVC_OK)
+        return;
+}
+
 static bool cors_origin_allowed(const svc__cors *c, const char *origin)
 {
     if (c->any)
@@ -78,7 +94,7 @@ static void cors_vary(svc_res *res)
         if (strcasestr(value, "origin") || strchr(value, '*'))
             return;
     }
-    (void)svc_res_header_add(res, "Vary", "Origin");
+    hdr_add(res, "Vary", "Origin");
 }
 
 static void cors_allow_origin(const svc__cors *c, svc_res *res, const char *origin)
@@ -86,9 +102,9 @@ static void cors_allow_origin(const svc__cors *c, svc_res *res, const char *orig
     /* With "*" and no credentials the answer does not depend on the origin;
      * otherwise echo the one origin that asked. */
     const char *acao = (c->any && !c->credentials) ? "*" : origin;
-    (void)svc_res_header_set(res, "Access-Control-Allow-Origin", acao);
+    hdr_set(res, "Access-Control-Allow-Origin", acao);
     if (c->credentials)
-        (void)svc_res_header_set(res, "Access-Control-Allow-Credentials", "true");
+        hdr_set(res, "Access-Control-Allow-Credentials", "true");
 }
 
 static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
@@ -105,16 +121,17 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
                      svc_req_header(req, "Access-Control-Request-Method") != NULL;
     if (preflight) {
         if (!allowed) {
-            (void)svc_res_problem(res, 403, SVC_PROBLEM_AUTHZ,
-                                  "the origin is not allowed by the CORS policy");
+            if (svc_res_problem(res, 403, SVC_PROBLEM_AUTHZ,
+                                "the origin is not allowed by the CORS policy") != SVC_OK)
+                svc_res_status(res, 403);
             cors_vary(res);
             return;
         }
         svc_res_status(res, 204);
         cors_allow_origin(c, res, origin);
-        (void)svc_res_header_set(res, "Access-Control-Allow-Methods", c->allow_methods);
-        (void)svc_res_header_set(res, "Access-Control-Allow-Headers", c->allow_headers);
-        (void)svc_res_header_set(res, "Access-Control-Max-Age", c->max_age);
+        hdr_set(res, "Access-Control-Allow-Methods", c->allow_methods);
+        hdr_set(res, "Access-Control-Allow-Headers", c->allow_headers);
+        hdr_set(res, "Access-Control-Max-Age", c->max_age);
         cors_vary(res);
         return;
     }
@@ -122,7 +139,7 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     if (allowed) {
         cors_allow_origin(c, res, origin);
         if (c->expose_headers)
-            (void)svc_res_header_set(res, "Access-Control-Expose-Headers", c->expose_headers);
+            hdr_set(res, "Access-Control-Expose-Headers", c->expose_headers);
     }
     cors_vary(res);
 }

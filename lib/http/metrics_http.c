@@ -93,7 +93,9 @@ static void metrics_handler(svc_req *req, svc_res *res, void *ud)
     size_t len = 0;
     svc_status st = svc_metrics_render(svc_app_metrics(svc_req_app(req)), &text, &len);
     if (st != SVC_OK) {
-        (void)svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics");
+        if (svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics") !=
+            SVC_OK)
+            svc_res_status(res, 500);
         return;
     }
     svc_res_status(res, 200);
@@ -101,7 +103,9 @@ static void metrics_handler(svc_req *req, svc_res *res, void *ud)
             SVC_OK ||
         svc_res_body(res, text, len) != SVC_OK) {
         svc__res_reset(res);
-        (void)svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics");
+        if (svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot render the metrics") !=
+            SVC_OK)
+            svc_res_status(res, 500);
     }
     svc_free(text);
 }

@@ -229,9 +229,12 @@ static void answer_json(svc_res *res, int status, json_t *body)
 {
     if (!body || svc_res_json(res, status, body) != SVC_OK) {
         svc__res_reset(res);
-        (void)svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot build the probe answer");
+        if (svc_res_problem(res, 500, SVC_PROBLEM_INTERNAL, "cannot build the probe answer") !=
+            SVC_OK)
+            svc_res_status(res, 500);
     }
-    (void)svc_res_header_set(res, "Cache-Control", "no-store");
+    if (svc_res_header_set(res, "Cache-Control", "no-store") != SVC_OK)
+        svc_res_status(res, 500); /* out of memory: do not let a cache keep it */
     json_decref(body);
 }
 
@@ -307,7 +310,7 @@ svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
         return svc__err_set(&app->err, SVC_EBUSY, "probes: the app is already started");
     if (app->ext_probes && ((svc__probes *)app->ext_probes)->routes)
         return svc__err_set(&app->err, SVC_EEXIST, "probes: svc_add_probes() was already called");
-    const char *healthz, *readyz, *startupz;
+    const char *healthz = NULL, *readyz = NULL, *startupz = NULL;
     svc_status st = probe_path(app, opts ? opts->healthz_path : NULL, "/healthz", &healthz);
     if (st == SVC_OK)
         st = probe_path(app, opts ? opts->readyz_path : NULL, "/readyz", &readyz);
