@@ -83,6 +83,28 @@ static bool cors_origin_allowed(const svc__cors *c, const char *origin)
     return false;
 }
 
+/* True when the comma-separated list `value` has the token `tok`
+ * (case-insensitive, spaces around items ignored). */
+static bool vary_lists(const char *value, const char *tok)
+{
+    size_t tl = strlen(tok);
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
+        if ((size_t)(last - p) == tl && strncasecmp(p, tok, tl) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
 /* Adds "Origin" to Vary unless a Vary header already names it (or is "*"). */
 static void cors_vary(svc_res *res)
 {
@@ -91,7 +113,7 @@ static void cors_vary(svc_res *res)
         const char *name, *value;
         if (!svc_res_header_nth(res, i, &name, &value) || strcasecmp(name, "Vary") != 0)
             continue;
-        if (strcasestr(value, "origin") || strchr(value, '*'))
+        if (vary_lists(value, "Origin") || vary_lists(value, "*"))
             return;
     }
     hdr_add(res, "Vary", "Origin");

@@ -133,7 +133,6 @@ static uint64_t check_start_locked(svc__check *c)
     if (pthread_attr_init(&attr) != 0)
         return 0;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
     atomic_fetch_add(&c->refs, 1);
     c->running = true;
     c->gen++;

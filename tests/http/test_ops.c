@@ -255,6 +255,38 @@ static void cors_allowed_origin_is_echoed_with_vary(void **state)
     fx_free(&fx);
 }
 
+static void h_vary(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    const char *v = svc_req_query_param(req, "v");
+    assert_int_equal(svc_res_header_add(res, "Vary", v), SVC_OK);
+    assert_int_equal(svc_res_text(res, 200, "vary"), SVC_OK);
+}
+
+static void cors_vary_is_merged_with_the_handlers_own(void **state)
+{
+    (void)state;
+    fixture fx;
+    fx_new(&fx, 1);
+    svc_cors_opts co;
+    svc_cors_opts_default(&co);
+    co.allow_origins = origins;
+    assert_int_equal(svc_add_cors(fx.app, &co), SVC_OK);
+    assert_int_equal(svc_app_route(fx.app, "GET", "/vary", h_vary, NULL), SVC_OK);
+    fx_start(&fx);
+    htu_response r;
+    /* a token that merely contains "origin" does not count */
+    get(&fx, "/vary?v=Accept-Encoding,%20X-Origin-Hint", NULL, &r);
+    assert_int_equal(htu_header_count(&r, "Vary"), 2);
+    assert_string_equal(htu_header_at(&r, "Vary", 1), "Origin");
+    htu_response_free(&r);
+    /* the handler already varies on Origin: nothing added */
+    get(&fx, "/vary?v=accept-encoding,%20origin", NULL, &r);
+    assert_int_equal(htu_header_count(&r, "Vary"), 1);
+    htu_response_free(&r);
+    fx_free(&fx);
+}
+
 static void cors_denied_origin_gets_no_cors_headers(void **state)
 {
     (void)state;
@@ -727,6 +759,7 @@ int main(void)
         cmocka_unit_test(security_headers_without_default_middleware_are_installed_once),
         cmocka_unit_test(bad_security_header_lists_are_refused),
         cmocka_unit_test(cors_allowed_origin_is_echoed_with_vary),
+        cmocka_unit_test(cors_vary_is_merged_with_the_handlers_own),
         cmocka_unit_test(cors_denied_origin_gets_no_cors_headers),
         cmocka_unit_test(cors_preflight_is_204_for_allowed_and_403_for_others),
         cmocka_unit_test(cors_wildcard_answers_star_without_credentials),
