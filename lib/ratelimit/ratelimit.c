@@ -964,11 +964,12 @@ static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const cha
 {
     if (!rl || !policy || !key || !out)
         return SVC_EINVAL;
-    memset(out, 0, sizeof *out);
     size_t klen;
     svc_status st = check_key(rl, key, &klen);
-    if (st != SVC_OK)
+    if (st != SVC_OK) {
+        memset(out, 0, sizeof *out);
         return st;
+    }
     unsigned s;
     const rl_table *t = read_begin(rl, &s);
     const rl_pol *pp = table_policy(t, policy);
@@ -976,9 +977,11 @@ static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const cha
     if (pp)
         p = *pp;
     read_end(rl, s);
-    if (!pp)
+    if (!pp) {
+        memset(out, 0, sizeof *out);
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "no policy named '%.80s'", policy);
-    return run_policy(rl, &p, key, klen, cost, commit, out);
+    }
+    return run_policy(rl, &p, key, klen, cost, commit, out); /* fills all of *out */
 }
 
 svc_status svc_ratelimit_check(svc_ratelimit *rl, const char *policy, const char *key,

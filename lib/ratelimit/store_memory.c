@@ -1,31 +1,47 @@
 /*
  * store_memory.c - the in-process rate limit store.
  *
- *   key ──hash──► top 6 bits pick one of 64 shards (own mutex, own cache line)
+ *   key ──hash──► top 6 bits pick one of 64 shards
  *                 low bits pick the home slot of the shard's table
  *
- *   shard: [ e | e | . | e | e | e | . | . ]   open addressing, linear probing,
- *            ^cursor                             backward-shift deletion (no
- *                                                tombstones)
+ *   shard: mutex (inserts, deletes, resizes) + pointer to its table
+ *   table: [ e | e | . | T | e | e | . | . ]   open addressing, linear
+ *            each slot has its own spin lock   probing; T = tombstone
  *
- * Two threads on different keys meet only when their keys share a shard
- * (1 in 64). An existing key costs one lock, one probe and the arithmetic:
- * no allocation; nor does a new key of up to 51 bytes (policy name, a
- * separator and the caller's key), which is kept in its slot.
+ * A check on a key that exists takes no shard lock: it loads the table
+ * pointer, probes reading only the slots' atomic hashes, locks the one slot
+ * whose hash matches, compares the key under that lock and applies the
+ * algorithm there. So two threads on different keys write only their own
+ * slots' cache lines; they never bounce a shared lock between cores.
+ * Anything that changes the shape of a table (a new key, a deletion, a
+ * resize) holds the shard mutex, and changes a slot only under the slot's
+ * lock; a reader that loses a race (the slot it locked was deleted or moved)
+ * finds out when it re-checks the key under the lock and falls back to the
+ * mutex path.
+ *
+ * Tables are replaced, never changed in size in place. A replaced table is
+ * freed once no reader can still be probing it: readers announce themselves
+ * on one of 64 padded counters (their thread's stripe) while they probe, and
+ * the resizer, after publishing the new table, waits until it has seen each
+ * counter at zero. Readers never wait on a mutex while announced.
  *
  * Memory is bounded by max_keys (split evenly across shards):
- *   - every operation on a shard looks at the next two slots at its cursor
- *     and deletes entries whose state expired (the key is then as good as
- *     absent) more than a second ago, so idle keys are reclaimed
- *     incrementally while busy ones keep their slot;
+ *   - each insert looks at the next four slots at the shard's cursor and
+ *     deletes entries whose state expired (the key is then as good as
+ *     absent) more than a second ago, so idle keys are reclaimed as new ones
+ *     come in, while busy keys keep their slot;
  *   - inserting into a full shard first evicts, among up to 16 entries
- *     sampled from the cursor, the one that expires first (an expired one
- *     if any), so a flood of unique keys replaces old keys instead of
- *     growing the table.
- * Tables start at 16 slots and double up to the shard cap (load <= 3/4).
- * The hash is seeded at random per store, so collisions cannot be planned
- * from outside.
+ *     sampled from the cursor, the one that expires first (an expired one if
+ *     any), so a flood of unique keys replaces old keys instead of growing;
+ *   - tables start at 16 slots, double while live entries pass 3/4 of them,
+ *     and are rebuilt at the same size when tombstones fill them.
+ * Keys up to 47 bytes (policy name, a separator and the caller's key) live
+ * in their slot: no allocation at all for them; longer ones are copied to
+ * the heap once per insert. The hash is seeded at random per store, so
+ * collisions cannot be planned from outside.
  */
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,43 +51,38 @@
 
 #define SHARD_BITS 6
 #define NSHARDS (1u << SHARD_BITS)
-#define SWEEP_PER_OP 2
+#define NSTRIPES 64
+#define SWEEP_PER_INSERT 4
 #define EVICT_SAMPLES 16
 #define MIN_TABLE 16
-/* An expired key is reclaimed by the sweep once it has been expired this
- * long, so a key that comes back often keeps its slot. */
 #define SWEEP_GRACE_NS INT64_C(1000000000)
+#define INLINE_KEY 47
 
-/* One slot, 96 bytes. Keys up to INLINE_KEY bytes live in the slot, so a
- * key that expires and comes back costs no allocation; longer keys are
- * copied to the heap once per insert. */
-#define INLINE_KEY 51
+#define H_EMPTY 0u
+#define H_TOMB 1u
+
+/* One slot: 96 bytes. */
 typedef struct mentry {
-    uint64_t hash; /* 0: empty slot */
-    int64_t expire_at;
+    _Atomic uint64_t hash;      /* H_EMPTY, H_TOMB or the key's hash (>= 2) */
+    _Atomic int64_t expire_at;  /* read without the lock by sweeps */
     svc__rl_state st;
+    _Atomic uint32_t lock;
     uint32_t klen;
     uint8_t kind;
-    union {
-        char in[INLINE_KEY];
-        char *out;
-    } k;
+    char kin[INLINE_KEY];       /* the key, or a heap pointer when longer */
 } mentry;
 
-static const char *entry_key(const mentry *e) { return e->klen <= INLINE_KEY ? e->k.in : e->k.out; }
-
-static void entry_free_key(mentry *e)
-{
-    if (e->hash && e->klen > INLINE_KEY)
-        svc_free(e->k.out);
-}
+typedef struct mtable {
+    size_t cap; /* power of two */
+    mentry slots[];
+} mtable;
 
 typedef struct shard {
     pthread_mutex_t mu;
-    mentry *slots;
-    size_t cap;    /* power of two */
-    size_t count;
-    size_t max;    /* most entries */
+    _Atomic(mtable *) tab;
+    size_t count; /* live entries (under mu) */
+    size_t tombs;
+    size_t max;
     size_t cursor;
     uint64_t evictions;
     uint64_t expired;
@@ -82,12 +93,21 @@ typedef struct shard_padded {
     char pad[128 - (sizeof(shard) % 128)];
 } shard_padded;
 
+typedef struct stripe {
+    _Atomic unsigned long n;
+    char pad[64 - sizeof(unsigned long)];
+} stripe;
+
 typedef struct mem_store {
     svc__rl_store base;
     uint64_t seed;
     size_t max_keys;
+    char pad[64];
+    stripe stripes[NSTRIPES];
     shard_padded shards[NSHARDS];
 } mem_store;
+
+/* ---- keys and slots ----------------------------------------------------------- */
 
 /* 64-bit multiply-mix hash over 8-byte words (MurmurHash64A structure). */
 static uint64_t hash_key(uint64_t seed, const char *p, size_t n)
@@ -112,109 +132,206 @@ static uint64_t hash_key(uint64_t seed, const char *p, size_t n)
     h ^= h >> 47;
     h *= m;
     h ^= h >> 47;
-    return h ? h : 1;
+    return h < 2 ? h + 2 : h;
 }
 
-static size_t home(const shard *s, uint64_t h) { return (size_t)(h & (s->cap - 1)); }
-
-/* Deletes slot i, shifting back later members of its probe run. */
-static void slot_delete(shard *s, size_t i)
+static const char *entry_key(const mentry *e)
 {
-    entry_free_key(&s->slots[i]);
-    size_t mask = s->cap - 1;
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (s->slots[j].hash == 0)
-            break;
-        size_t k = home(s, s->slots[j].hash);
-        /* slot j may move to i unless its home lies cyclically in (i, j] */
-        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-        if (!stays) {
-            s->slots[i] = s->slots[j];
-            i = j;
-        }
+    if (e->klen <= INLINE_KEY)
+        return e->kin;
+    const char *p;
+    memcpy(&p, e->kin, sizeof p);
+    return p;
+}
+
+static void entry_free_key(mentry *e)
+{
+    if (e->klen > INLINE_KEY) {
+        char *p;
+        memcpy(&p, e->kin, sizeof p);
+        svc_free(p);
+        e->klen = 0;
     }
-    s->slots[i] = (mentry){0};
+}
+
+static void slot_lock(mentry *e)
+{
+    for (unsigned spins = 0; atomic_exchange_explicit(&e->lock, 1, memory_order_acquire);) {
+        if (++spins % 64 == 0)
+            sched_yield();
+    }
+}
+
+static void slot_unlock(mentry *e) { atomic_store_explicit(&e->lock, 0, memory_order_release); }
+
+static uint64_t slot_hash(mentry *e) { return atomic_load_explicit(&e->hash, memory_order_acquire); }
+
+/* ---- readers' stripes ------------------------------------------------------------ */
+
+static _Atomic unsigned next_stripe;
+static _Thread_local unsigned tl_stripe = NSTRIPES;
+
+static stripe *enter(mem_store *ms)
+{
+    if (tl_stripe == NSTRIPES)
+        tl_stripe = atomic_fetch_add(&next_stripe, 1) % NSTRIPES;
+    stripe *s = &ms->stripes[tl_stripe];
+    atomic_fetch_add(&s->n, 1);
+    return s;
+}
+
+static void leave(stripe *s) { atomic_fetch_sub_explicit(&s->n, 1, memory_order_release); }
+
+static void wait_readers(mem_store *ms)
+{
+    for (unsigned i = 0; i < NSTRIPES; i++)
+        while (atomic_load(&ms->stripes[i].n) != 0)
+            sched_yield();
+}
+
+/* ---- probing ------------------------------------------------------------------------ */
+
+/* Finds `key` in `t` and returns its slot locked, or NULL. Safe without the
+ * shard mutex: only atomic hashes are read before the slot is locked. */
+static mentry *probe(mtable *t, uint64_t h, const char *key, size_t klen)
+{
+    size_t mask = t->cap - 1;
+    size_t i = (size_t)h & mask;
+    for (size_t n = 0; n < t->cap; n++, i = (i + 1) & mask) {
+        mentry *e = &t->slots[i];
+        uint64_t eh = slot_hash(e);
+        if (eh == H_EMPTY)
+            return NULL;
+        if (eh != h)
+            continue;
+        slot_lock(e);
+        if (atomic_load_explicit(&e->hash, memory_order_relaxed) == h && e->klen == klen &&
+            memcmp(entry_key(e), key, klen) == 0)
+            return e;
+        slot_unlock(e);
+    }
+    return NULL;
+}
+
+/* Applies `req` to the locked slot `e`. */
+static void apply_slot(mentry *e, const svc__rl_req *req, svc__rl_out *out)
+{
+    bool present = e->kind == (uint8_t)req->kind;
+    svc__rl_state st = present ? e->st : (svc__rl_state){0};
+    int64_t expire_at = 0;
+    svc__rl_apply(req, &st, present, req->now, out, &expire_at);
+    if (req->commit && out->allowed) {
+        e->st = st;
+        e->kind = (uint8_t)req->kind;
+        atomic_store_explicit(&e->expire_at, expire_at, memory_order_relaxed);
+    }
+}
+
+/* ---- changes of shape (shard mutex held) ------------------------------------------- */
+
+static void slot_delete(shard *s, mentry *e)
+{
+    /* caller holds e's lock */
+    entry_free_key(e);
+    atomic_store_explicit(&e->hash, H_TOMB, memory_order_release);
     s->count--;
+    s->tombs++;
 }
 
-static size_t find(const shard *s, uint64_t h, const char *key, size_t klen, bool *found)
+static void sweep(shard *s, mtable *t, int64_t now)
 {
-    size_t mask = s->cap - 1;
-    size_t i = home(s, h);
-    for (;;) {
-        const mentry *e = &s->slots[i];
-        if (e->hash == 0) {
-            *found = false;
-            return i;
-        }
-        if (e->hash == h && e->klen == klen && memcmp(entry_key(e), key, klen) == 0) {
-            *found = true;
-            return i;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-static void sweep(shard *s, int64_t now)
-{
-    for (int n = 0; n < SWEEP_PER_OP; n++) {
-        size_t i = s->cursor & (s->cap - 1);
-        mentry *e = &s->slots[i];
-        if (e->hash != 0 && e->expire_at <= now - SWEEP_GRACE_NS) {
-            slot_delete(s, i); /* a later entry may shift into i: look again */
+    size_t mask = t->cap - 1;
+    for (int n = 0; n < SWEEP_PER_INSERT; n++) {
+        mentry *e = &t->slots[s->cursor++ & mask];
+        if (slot_hash(e) < 2 ||
+            atomic_load_explicit(&e->expire_at, memory_order_relaxed) > now - SWEEP_GRACE_NS)
+            continue;
+        slot_lock(e);
+        if (atomic_load_explicit(&e->expire_at, memory_order_relaxed) <= now - SWEEP_GRACE_NS) {
+            slot_delete(s, e);
             s->expired++;
-        } else {
-            s->cursor = i + 1;
         }
+        slot_unlock(e);
     }
 }
 
-static void evict_one(shard *s, int64_t now)
+static void evict_one(shard *s, mtable *t, int64_t now)
 {
-    size_t mask = s->cap - 1;
-    size_t best = SIZE_MAX;
-    size_t seen = 0;
-    for (size_t n = 0, i = s->cursor & mask; n < s->cap && seen < EVICT_SAMPLES;
-         n++, i = (i + 1) & mask) {
-        if (s->slots[i].hash == 0)
+    size_t mask = t->cap - 1;
+    mentry *best = NULL;
+    int64_t best_exp = 0;
+    size_t seen = 0, i = s->cursor & mask;
+    for (size_t n = 0; n < t->cap && seen < EVICT_SAMPLES; n++, i = (i + 1) & mask) {
+        mentry *e = &t->slots[i];
+        if (slot_hash(e) < 2)
             continue;
         seen++;
-        if (best == SIZE_MAX || s->slots[i].expire_at < s->slots[best].expire_at)
-            best = i;
+        int64_t x = atomic_load_explicit(&e->expire_at, memory_order_relaxed);
+        if (!best || x < best_exp) {
+            best = e;
+            best_exp = x;
+        }
     }
-    if (best == SIZE_MAX)
+    if (!best)
         return;
-    if (s->slots[best].expire_at <= now)
+    slot_lock(best);
+    if (atomic_load_explicit(&best->expire_at, memory_order_relaxed) <= now)
         s->expired++;
     else
         s->evictions++;
-    s->cursor = best + 1;
     slot_delete(s, best);
+    slot_unlock(best);
+    s->cursor = (size_t)(best - t->slots) + 1;
 }
 
-static bool grow(shard *s)
+static mtable *table_new(size_t cap)
 {
-    size_t ncap = s->cap * 2;
-    mentry *ns = svc__calloc(ncap, sizeof *ns);
-    if (!ns)
+    mtable *t = svc_malloc(sizeof *t + cap * sizeof(mentry));
+    if (!t)
+        return NULL;
+    memset(t->slots, 0, cap * sizeof(mentry));
+    t->cap = cap;
+    return t;
+}
+
+/* Moves every live entry of the shard's table into a new table of `cap`
+ * slots, publishes it and frees the old one once no reader probes it. */
+static bool resize(mem_store *ms, shard *s, size_t cap)
+{
+    mtable *old = atomic_load_explicit(&s->tab, memory_order_relaxed);
+    mtable *nt = table_new(cap);
+    if (!nt)
         return false;
-    mentry *old = s->slots;
-    size_t ocap = s->cap;
-    s->slots = ns;
-    s->cap = ncap;
-    for (size_t i = 0; i < ocap; i++) {
-        if (old[i].hash == 0)
+    size_t mask = cap - 1;
+    for (size_t i = 0; i < old->cap; i++) {
+        mentry *e = &old->slots[i];
+        if (slot_hash(e) < 2)
             continue;
-        size_t j = home(s, old[i].hash);
-        while (ns[j].hash != 0)
-            j = (j + 1) & (ncap - 1);
-        ns[j] = old[i];
+        slot_lock(e);
+        uint64_t h = atomic_load_explicit(&e->hash, memory_order_relaxed);
+        size_t j = (size_t)h & mask;
+        while (atomic_load_explicit(&nt->slots[j].hash, memory_order_relaxed) != H_EMPTY)
+            j = (j + 1) & mask;
+        mentry *d = &nt->slots[j];
+        d->st = e->st;
+        d->klen = e->klen;
+        d->kind = e->kind;
+        memcpy(d->kin, e->kin, INLINE_KEY); /* a heap key's pointer moves with it */
+        atomic_store_explicit(&d->expire_at,
+                              atomic_load_explicit(&e->expire_at, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&d->hash, h, memory_order_relaxed);
+        atomic_store_explicit(&e->hash, H_TOMB, memory_order_release);
+        slot_unlock(e);
     }
+    atomic_store_explicit(&s->tab, nt, memory_order_release);
+    s->tombs = 0;
+    wait_readers(ms);
     svc_free(old);
     return true;
 }
+
+/* ---- the store operations ------------------------------------------------------------- */
 
 static svc_status mem_apply(svc__rl_store *base, const svc__rl_req *req, svc__rl_out *out,
                             svc__err *err)
@@ -224,58 +341,77 @@ static svc_status mem_apply(svc__rl_store *base, const svc__rl_req *req, svc__rl
     shard *s = &ms->shards[h >> (64 - SHARD_BITS)].s;
     const int64_t now = req->now;
 
+    /* fast path: an existing key, no shard lock */
+    stripe *sp = enter(ms);
+    mentry *e = probe(atomic_load_explicit(&s->tab, memory_order_acquire), h, req->key,
+                      req->klen);
+    if (e) {
+        apply_slot(e, req, out);
+        slot_unlock(e);
+        leave(sp);
+        return SVC_OK;
+    }
+    leave(sp);
+
     pthread_mutex_lock(&s->mu);
-    sweep(s, now);
-    bool found;
-    size_t i = find(s, h, req->key, req->klen, &found);
-    svc__rl_state st = {0};
-    bool present = found && s->slots[i].kind == (uint8_t)req->kind;
-    if (present)
-        st = s->slots[i].st;
-    int64_t expire_at = 0;
-    svc__rl_apply(req, &st, present, now, out, &expire_at);
-    if (!req->commit || !out->allowed) {
+    mtable *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
+    e = probe(t, h, req->key, req->klen); /* it may have come in meanwhile */
+    if (e) {
+        apply_slot(e, req, out);
+        slot_unlock(e);
         pthread_mutex_unlock(&s->mu);
         return SVC_OK;
     }
-    if (!found) {
-        if (expire_at <= now) { /* nothing worth keeping (cost 0) */
-            pthread_mutex_unlock(&s->mu);
-            return SVC_OK;
-        }
-        bool moved = false;
-        if (s->count >= s->max) {
-            evict_one(s, now);
-            moved = true;
-        }
-        if ((s->count + 1) * 4 > s->cap * 3) {
-            if (!grow(s)) {
-                pthread_mutex_unlock(&s->mu);
-                return svc__err_set(err, SVC_ENOMEM, "memory store: cannot grow a shard");
-            }
-            moved = true;
-        }
-        if (moved)
-            i = find(s, h, req->key, req->klen, &found);
-        mentry *e = &s->slots[i];
-        if (req->klen <= INLINE_KEY) {
-            memcpy(e->k.in, req->key, req->klen);
-        } else {
-            char *k = svc_malloc(req->klen);
-            if (!k) {
-                pthread_mutex_unlock(&s->mu);
-                return svc__err_set(err, SVC_ENOMEM, "memory store: cannot copy a key");
-            }
-            memcpy(k, req->key, req->klen);
-            e->k.out = k;
-        }
-        e->hash = h;
-        e->klen = (uint32_t)req->klen;
-        s->count++;
+    svc__rl_state st = {0};
+    int64_t expire_at = 0;
+    svc__rl_apply(req, &st, false, now, out, &expire_at);
+    if (!req->commit || !out->allowed || expire_at <= now) {
+        /* nothing to keep: a peek, a denial, or a spend of 0 */
+        pthread_mutex_unlock(&s->mu);
+        return SVC_OK;
     }
-    s->slots[i].kind = (uint8_t)req->kind;
-    s->slots[i].st = st;
-    s->slots[i].expire_at = expire_at;
+    char *heap = NULL;
+    if (req->klen > INLINE_KEY) {
+        heap = svc_malloc(req->klen);
+        if (!heap) {
+            pthread_mutex_unlock(&s->mu);
+            return svc__err_set(err, SVC_ENOMEM, "memory store: cannot copy a key");
+        }
+        memcpy(heap, req->key, req->klen);
+    }
+    sweep(s, t, now);
+    if (s->count >= s->max)
+        evict_one(s, t, now);
+    size_t cap = t->cap;
+    if ((s->count + 1) * 4 > cap * 3)
+        cap *= 2;
+    if (cap != t->cap || (s->count + s->tombs + 1) * 4 > cap * 3) {
+        if (!resize(ms, s, cap)) {
+            pthread_mutex_unlock(&s->mu);
+            svc_free(heap);
+            return svc__err_set(err, SVC_ENOMEM, "memory store: cannot grow a shard");
+        }
+        t = atomic_load_explicit(&s->tab, memory_order_relaxed);
+    }
+    size_t mask = t->cap - 1;
+    size_t i = (size_t)h & mask;
+    while (slot_hash(&t->slots[i]) >= 2)
+        i = (i + 1) & mask;
+    e = &t->slots[i];
+    slot_lock(e);
+    if (atomic_load_explicit(&e->hash, memory_order_relaxed) == H_TOMB)
+        s->tombs--;
+    e->klen = (uint32_t)req->klen;
+    if (heap)
+        memcpy(e->kin, &heap, sizeof heap);
+    else
+        memcpy(e->kin, req->key, req->klen);
+    e->kind = (uint8_t)req->kind;
+    e->st = st;
+    atomic_store_explicit(&e->expire_at, expire_at, memory_order_relaxed);
+    atomic_store_explicit(&e->hash, h, memory_order_release);
+    slot_unlock(e);
+    s->count++;
     pthread_mutex_unlock(&s->mu);
     return SVC_OK;
 }
@@ -301,10 +437,12 @@ static void mem_destroy(svc__rl_store *base)
         return;
     for (unsigned i = 0; i < NSHARDS; i++) {
         shard *s = &ms->shards[i].s;
-        if (s->slots) {
-            for (size_t j = 0; j < s->cap; j++)
-                entry_free_key(&s->slots[j]);
-            svc_free(s->slots);
+        mtable *t = atomic_load(&s->tab);
+        if (t) {
+            for (size_t j = 0; j < t->cap; j++)
+                if (atomic_load(&t->slots[j].hash) >= 2)
+                    entry_free_key(&t->slots[j]);
+            svc_free(t);
         }
         pthread_mutex_destroy(&s->mu);
     }
@@ -329,19 +467,21 @@ svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys)
     ms->max_keys = max_keys;
     if (svc_random_bytes(&ms->seed, sizeof ms->seed) != SVC_OK)
         ms->seed = (uint64_t)svc_clock_mono_ns(NULL) * UINT64_C(0x9e3779b97f4a7c15);
+    for (unsigned i = 0; i < NSTRIPES; i++)
+        atomic_init(&ms->stripes[i].n, 0);
     size_t per = max_keys / NSHARDS; /* floor: the total never passes max_keys */
+    bool ok = true;
     for (unsigned i = 0; i < NSHARDS; i++) {
         shard *s = &ms->shards[i].s;
         pthread_mutex_init(&s->mu, NULL);
         s->max = per;
-        s->cap = MIN_TABLE;
-        s->slots = svc__calloc(s->cap, sizeof *s->slots);
-        if (!s->slots) {
-            for (unsigned j = i + 1; j < NSHARDS; j++)
-                pthread_mutex_init(&ms->shards[j].s.mu, NULL);
-            mem_destroy(&ms->base);
-            return SVC_ENOMEM;
-        }
+        mtable *t = ok ? table_new(MIN_TABLE) : NULL;
+        ok = ok && t;
+        atomic_init(&s->tab, t);
+    }
+    if (!ok) {
+        mem_destroy(&ms->base);
+        return SVC_ENOMEM;
     }
     *out = &ms->base;
     return SVC_OK;
