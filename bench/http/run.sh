@@ -8,7 +8,9 @@
 #
 # Rounds alternate raw, svc, raw, svc, ... so drift of the machine hits both;
 # each server keeps its best round. Prints requests/s of each, the ratio
-# svc/raw and PASS when it reaches TARGET, else BELOW.
+# svc/raw and PASS when it reaches TARGET, else BELOW. It also prints the
+# server's CPU time per request (from /proc), which a busy machine disturbs
+# less than requests/s.
 #
 # Threads: on a 2-core machine the server gets 1 thread and wrk 1 thread,
 # and with PIN=1 (default, when taskset exists) the server runs on CPU 0 and
@@ -86,6 +88,11 @@ stop() {
     PID=""
 }
 
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # measure NAME CMD... : one round; sets RESULT to its requests/s. (Not run in
 # $(...): the server must stay in this shell so the EXIT trap can stop it.)
 measure() {
@@ -94,8 +101,11 @@ measure() {
     local url="http://127.0.0.1:$PORT/hello"
     curl -fsS -o /dev/null -H "Origin: $ORIGIN" "$url" || { echo "bench: $name does not answer $url" >&2; exit 1; }
     "${WRK_CPU[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WARMUP" -H "Origin: $ORIGIN" "$url" >/dev/null
+    local t0 t1
+    t0=$(cpu_ticks "$PID")
     "${WRK_CPU[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" -H "Origin: $ORIGIN" "$url" \
         >"$TMP/$name.wrk"
+    t1=$(cpu_ticks "$PID")
     stop
     if grep -q "Non-2xx" "$TMP/$name.wrk"; then
         echo "bench: $name answered errors:" >&2
@@ -104,14 +114,22 @@ measure() {
     fi
     RESULT=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/$name.wrk")
     [[ -n "$RESULT" ]] || { echo "bench: no Requests/sec in the wrk output of $name" >&2; exit 1; }
+    # server CPU microseconds per request: steadier than req/s on a busy machine
+    CPU_US=$(awk -v d=$((t1 - t0)) -v hz="$HZ" \
+        '/ requests in / { n = $1 } END { printf "%.2f", (n > 0) ? d * 1e6 / hz / n : 0 }' \
+        "$TMP/$name.wrk")
 }
 
-best_raw=0 best_svc=0
+HZ=$(getconf CLK_TCK)
+best_raw=0 best_svc=0 cpu_raw=0 cpu_svc=0
 echo "bench/http: wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION, server threads $SERVER_THREADS, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-    measure raw "$RAW" 0 "$SERVER_THREADS"; raw=$RESULT
-    measure svc "$SVC" 0 "$SERVER_THREADS" "$TMP/access.log"; svc=$RESULT
-    printf '  round %d: raw_mhd %10.0f req/s   svc_app %10.0f req/s\n' "$r" "$raw" "$svc"
+    measure raw "$RAW" 0 "$SERVER_THREADS"; raw=$RESULT; craw=$CPU_US
+    measure svc "$SVC" 0 "$SERVER_THREADS" "$TMP/access.log"; svc=$RESULT; csvc=$CPU_US
+    printf '  round %d: raw_mhd %10.0f req/s (%5.2f us CPU/req)   svc_app %10.0f req/s (%5.2f us CPU/req)\n' \
+        "$r" "$raw" "$craw" "$svc" "$csvc"
+    cpu_raw=$(awk -v a="$cpu_raw" -v b="$craw" 'BEGIN { print (a == 0 || (b > 0 && b < a)) ? b : a }')
+    cpu_svc=$(awk -v a="$cpu_svc" -v b="$csvc" 'BEGIN { print (a == 0 || (b > 0 && b < a)) ? b : a }')
     best_raw=$(awk -v a="$best_raw" -v b="$raw" 'BEGIN { print (b > a) ? b : a }')
     best_svc=$(awk -v a="$best_svc" -v b="$svc" 'BEGIN { print (b > a) ? b : a }')
 done
@@ -121,6 +139,8 @@ verdict=$(awk -v s="$best_svc" -v r="$best_raw" -v t="$TARGET" \
     'BEGIN { ratio = (r > 0) ? s / r : 0; printf "%.2f %s", ratio, (ratio >= t) ? "PASS" : "BELOW" }')
 printf 'raw_mhd (best)  %10.0f req/s\n' "$best_raw"
 printf 'svc_app (best)  %10.0f req/s   (%s access log lines written)\n' "$best_svc" "$lines"
+printf 'server CPU/req  raw %s us, svc %s us (best rounds; svc overhead %s us)\n' "$cpu_raw" "$cpu_svc" \
+    "$(awk -v a="$cpu_raw" -v b="$cpu_svc" 'BEGIN { printf "%.2f", b - a }')"
 printf 'ratio svc/raw   %s   (target >= %s)  %s\n' "${verdict% *}" "$TARGET" "${verdict#* }"
 if [[ "${verdict#* }" == BELOW && "$STRICT" == 1 ]]; then
     exit 1
