@@ -340,9 +340,17 @@ svc_status svc_app_add_check(svc_app *app, const char *name, svc_check_fn fn, vo
 {
     if (atomic_load(&app->started))
         return svc__err_set(&app->err, SVC_EBUSY, "probes: the app is already started");
-    if (name[0] == '\0' || strlen(name) > 64)
+    size_t nl = strlen(name);
+    bool name_ok = nl >= 1 && nl <= 64;
+    for (size_t i = 0; name_ok && i < nl; i++) {
+        char ch = name[i];
+        name_ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.';
+    }
+    if (!name_ok)
         return svc__err_set(&app->err, SVC_EINVAL,
-                            "probes: a check name must have 1 to 64 characters");
+                            "probes: check name \"%.80s\" must be 1 to 64 of [A-Za-z0-9_.-]",
+                            name);
     if (timeout_ms == 0 || timeout_ms > 60000)
         return svc__err_set(&app->err, SVC_EINVAL,
                             "probes: check \"%s\": timeout_ms must be 1..60000, not %u", name,

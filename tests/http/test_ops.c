@@ -459,6 +459,8 @@ static void readyz_reports_every_check_and_is_200_when_they_pass(void **state)
     assert_int_equal(svc_app_add_check(fx.app, "cache", test_check, &cache, 1000, 0), SVC_OK);
     assert_int_equal(svc_app_add_check(fx.app, "db", test_check, &db, 1000, 1), SVC_EEXIST);
     assert_int_equal(svc_app_add_check(fx.app, "zero", test_check, &db, 0, 1), SVC_EINVAL);
+    assert_int_equal(svc_app_add_check(fx.app, "bad name", test_check, &db, 100, 1), SVC_EINVAL);
+    assert_int_equal(svc_app_add_check(fx.app, "", test_check, &db, 100, 1), SVC_EINVAL);
     fx_start(&fx);
     json_t *j = readyz(&fx, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
