@@ -276,8 +276,18 @@ static void readyz_handler(svc_req *req, svc_res *res, void *ud)
         const check_result *r = &results[i];
         json_t *one = json_pack("{s:s, s:b, s:I}", "status", r->status, "critical",
                                 p->checks[i]->critical, "duration_ms", (json_int_t)r->ms);
-        if (one && r->detail[0])
-            json_object_set_new(one, "detail", json_string(r->detail));
+        if (one && r->detail[0]) {
+            json_t *d = json_string(r->detail);
+            if (!d) { /* not UTF-8 (or cut inside a character): keep the ASCII */
+                char ascii[SVC__PROBE_DETAIL];
+                size_t k = 0;
+                for (; r->detail[k]; k++)
+                    ascii[k] = (r->detail[k] & 0x80) ? '?' : r->detail[k];
+                ascii[k] = '\0';
+                d = json_string(ascii);
+            }
+            json_object_set_new(one, "detail", d);
+        }
         if (one)
             json_object_set_new(checks, p->checks[i]->name, one);
     }
