@@ -467,6 +467,56 @@ static void four_threads_on_one_key_never_exceed_the_limit(void **state)
     }
 }
 
+/* Threads on their own keys while tables grow under them: every key still
+ * admits exactly its limit (no update lost when a slot moves). */
+typedef struct grower {
+    svc_ratelimit *rl;
+    int id;
+    int wrong;
+} grower;
+
+static void *grow_worker(void *arg)
+{
+    grower *g = arg;
+    enum { KEYS = 3000, LIMIT = 3 };
+    static _Thread_local int admitted[KEYS];
+    memset(admitted, 0, sizeof admitted);
+    char key[32];
+    for (int round = 0; round < LIMIT + 2; round++) {
+        for (int k = 0; k < KEYS; k++) {
+            snprintf(key, sizeof key, "g%d-%d", g->id, k);
+            svc_ratelimit_result r;
+            if (svc_ratelimit_check(g->rl, "grow", key, 1, &r) != SVC_OK)
+                g->wrong++;
+            else if (r.allowed)
+                admitted[k]++;
+        }
+    }
+    for (int k = 0; k < KEYS; k++)
+        if (admitted[k] != LIMIT)
+            g->wrong++;
+    return NULL;
+}
+
+static void counts_stay_exact_while_tables_grow_under_threads(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "grow", SVC_RL_FIXED_WINDOW, 3, 3600000, 0);
+    grower g[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        g[i] = (grower){.rl = f->rl, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, grow_worker, &g[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(g[i].wrong, 0);
+    }
+    svc_ratelimit_stats st;
+    assert_int_equal(svc_ratelimit_stats_get(f->rl, &st), SVC_OK);
+    assert_int_equal(st.keys, 4 * 3000);
+}
+
 typedef struct swapper {
     svc_ratelimit *rl;
     _Atomic int stop;
@@ -889,6 +939,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(sliding_window_weighs_the_previous_window, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(four_threads_on_one_key_never_exceed_the_limit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(counts_stay_exact_while_tables_grow_under_threads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(policy_change_takes_effect_without_restart, setup,
                                         teardown),
