@@ -97,9 +97,17 @@ typedef struct svc_ratelimit_result {
     void *reserved[2];
 } svc_ratelimit_result;
 
+struct svc_redis;
+
 typedef struct svc_ratelimit_opts {
-    const char *store_url;   /* "memory:" (default). redis:// gives
-                                SVC_ENOTSUP in this build. */
+    const char *store_url;   /* "memory:" (default) or "redis://..." (a
+                                pool of its own; SVC_ENOTSUP when the
+                                library was built without hiredis) */
+    struct svc_redis *redis; /* NULL, or a pool (borrowed, must outlive the
+                                limiter) to use as the store instead of
+                                store_url */
+    int64_t store_timeout_ms; /* redis: connect, checkout and per-check
+                                timeout of a pool of its own (default 500) */
     const svc_clock *clock;  /* NULL: svc_clock_system() */
     struct svc_metrics *metrics; /* NULL: no metrics. Else the counters
                                 ratelimit_decisions_total{policy,result}
@@ -123,9 +131,12 @@ SVC_EXPORT void svc_ratelimit_opts_default(svc_ratelimit_opts *opts);
 
 /* Creates a limiter (new, *out; release with svc_ratelimit_free()) with no
  * policies. opts NULL = svc_ratelimit_opts_default().
- * Returns SVC_OK; SVC_EINVAL for a NULL out or a malformed store URL;
- * SVC_ENOTSUP for a store this build lacks (redis://, postgres://);
- * SVC_ENOMEM. On failure *out is NULL. */
+ * A redis store connects lazily: a server that is down shows at the first
+ * check (fail_open decides), not here.
+ * Returns SVC_OK; SVC_EINVAL for a malformed store URL or option;
+ * SVC_ENOTSUP for a store this build lacks (postgres://, or redis://
+ * without hiredis); SVC_ENOMEM. On failure *out is NULL and the reason is
+ * logged. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_new(svc_ratelimit **out,
                                                       const svc_ratelimit_opts *opts)
     SVC_NONNULL(1);

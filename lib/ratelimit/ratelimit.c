@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -341,38 +342,50 @@ svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts
         opts = &def;
     }
     const char *url = opts->store_url ? opts->store_url : "memory:";
-    svc_store_url u;
     char why[256] = "";
-    svc_status st = svc_store_url_parse(url, &u, why, sizeof why);
-    if (st != SVC_OK) {
+    svc_store_kind kind = SVC_STORE_REDIS;
+    svc_status st = SVC_OK;
+    if (!opts->redis) {
+        svc_store_url u;
+        st = svc_store_url_parse(url, &u, why, sizeof why);
+        kind = u.kind;
         svc_store_url_clear(&u);
-        svc_logf(SVC_LOG_ERROR, "rate limit store URL refused: %s", why);
-        return st;
+        if (st != SVC_OK) {
+            svc_logf(SVC_LOG_ERROR, "rate limit store URL refused: %s", why);
+            return st;
+        }
     }
-    svc_store_kind kind = u.kind;
-    svc_store_url_clear(&u);
-    if (kind != SVC_STORE_MEMORY) {
-        svc_logf(SVC_LOG_ERROR, "rate limit store '%s' is not available in this build",
+    if (opts->store_timeout_ms < 0) {
+        svc_logf(SVC_LOG_ERROR, "rate limit store_timeout_ms must not be negative");
+        return SVC_EINVAL;
+    }
+    svc__rl_store *store = NULL;
+    if (kind == SVC_STORE_MEMORY) {
+        st = svc__rl_store_memory_new(&store, opts->max_keys ? opts->max_keys : DEFAULT_MAX_KEYS);
+    } else if (kind == SVC_STORE_REDIS) {
+        int64_t to = opts->store_timeout_ms ? opts->store_timeout_ms : 500;
+        st = svc__rl_store_redis_new(&store, opts->redis, url, to, opts->metrics, why,
+                                     sizeof why);
+    } else {
+        snprintf(why, sizeof why, "the %s store is not available for rate limits",
                  svc_store_kind_name(kind));
-        return SVC_ENOTSUP;
+        st = SVC_ENOTSUP;
+    }
+    if (st != SVC_OK) {
+        svc_logf(SVC_LOG_ERROR, "rate limit store not opened: %s",
+                 why[0] ? why : svc_strerror(st));
+        return st;
     }
 
     svc_ratelimit *rl = svc__calloc(1, sizeof *rl);
-    if (!rl)
-        return SVC_ENOMEM;
-    rl_table *t = svc__calloc(1, sizeof *t);
+    rl_table *t = rl ? svc__calloc(1, sizeof *t) : NULL;
     if (!t || !table_index(t)) {
         table_free(t);
         svc_free(rl);
+        store->ops->destroy(store);
         return SVC_ENOMEM;
     }
-    size_t max_keys = opts->max_keys ? opts->max_keys : DEFAULT_MAX_KEYS;
-    st = svc__rl_store_memory_new(&rl->store, max_keys);
-    if (st != SVC_OK) {
-        table_free(t);
-        svc_free(rl);
-        return st;
-    }
+    rl->store = store;
     atomic_init(&rl->table, t);
     for (unsigned i = 0; i < NSTRIPES; i++)
         atomic_init(&rl->stripes[i].n, 0);
@@ -921,6 +934,8 @@ static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key
         .key = kb,
     };
     req.klen = make_key(kb, "", p->name, key, klen);
+    req.name = p->name;
+    req.ukey = key;
     memset(out, 0, sizeof *out);
     memcpy(out->policy, p->name, sizeof out->policy);
     out->limit = p->burst; /* == limit for windows */
@@ -1131,6 +1146,8 @@ static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *q
         .key = kb,
     };
     req.klen = make_key(kb, "\x1eq:", q.name, tenant, klen);
+    req.name = q.name;
+    req.ukey = tenant;
     out->limit = q.limit;
     out->window_start_ms = ws / SVC__NS_PER_MS;
     out->window_end_ms = we / SVC__NS_PER_MS;

@@ -63,6 +63,9 @@ typedef struct svc__rl_req {
     int64_t now;         /* the engine's wall time; a store may use its own */
     const char *key;     /* composite key, not NUL-terminated */
     size_t klen;
+    /* the parts of the composite key, for stores that name keys their way */
+    const char *name;    /* policy or quota name */
+    const char *ukey;    /* the caller's key or tenant, NUL-terminated */
 } svc__rl_req;
 
 typedef struct svc__rl_out {
@@ -95,6 +98,15 @@ struct svc__rl_store {
 
 /* The memory store (store_memory.c). max_keys >= 64. */
 svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys);
+
+struct svc_redis;
+/* The Redis store (store_redis.c): on the borrowed pool `pool`, or on a pool
+ * of its own for `url` (with `timeout_ms` for connect, checkout and each
+ * command) when `pool` is NULL. SVC_ENOTSUP when hiredis was not built.
+ * `err` receives the detail of a failure. */
+svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, const char *url,
+                                   int64_t timeout_ms, struct svc_metrics *metrics,
+                                   char *err, size_t errlen);
 
 /* Replaces the limiter's store with `s` (taking ownership; the previous one
  * is destroyed). For tests that need a store which fails; must not race

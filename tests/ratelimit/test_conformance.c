@@ -1,12 +1,69 @@
 /* test_conformance.c - runs the store conformance table on one store:
  *   test_ratelimit_conformance memory   the memory: store
  *   test_ratelimit_conformance redis    the server in SVC_TEST_REDIS_URL
- *                                       (exit 77, skipped, when unset) */
+ *                                       (exit 77, skipped, when unset),
+ *                                       plus what only a shared store shows */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "svcinfra/crypto.h"
+#include "svcinfra/ratelimit.h"
+
 #include "conformance.h"
+
+static const char *redis_url;
+
+static svc_ratelimit *open_with_clock(const svc_clock *clock)
+{
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = redis_url;
+    o.clock = clock;
+    o.fail_open = 0;
+    svc_ratelimit *rl = NULL;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    svc_ratelimit_policy p = {.name = "conf-skew", .algorithm = SVC_RL_GCRA, .limit = 3,
+                              .period_ms = 3600000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+    return rl;
+}
+
+/* Two instances whose clocks are an hour apart share one limit: time comes
+ * from the server. */
+static void instances_with_skewed_clocks_share_one_limit(void **state)
+{
+    (void)state;
+    svc_manual_clock *late;
+    assert_int_equal(svc_manual_clock_new(&late, 0,
+                                          svc_clock_wall_ns(NULL) + INT64_C(3600) * 1000000000),
+                     SVC_OK);
+    svc_ratelimit *a = open_with_clock(NULL);
+    svc_ratelimit *b = open_with_clock(svc_manual_clock_get(late));
+    char hex[17], key[40];
+    assert_int_equal(svc_random_hex(hex, 8), SVC_OK);
+    snprintf(key, sizeof key, "skew-%s", hex);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(a, "conf-skew", key, 2, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(svc_ratelimit_check(b, "conf-skew", key, 1, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(r.remaining, 0);
+    assert_int_equal(svc_ratelimit_check(b, "conf-skew", key, 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(svc_ratelimit_check(a, "conf-skew", key, 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_true(r.retry_after_ms > 0 && r.retry_after_ms <= 1200000);
+    svc_ratelimit_free(a);
+    svc_ratelimit_free(b);
+    svc_manual_clock_free(late);
+}
 
 int main(int argc, char **argv)
 {
@@ -14,12 +71,16 @@ int main(int argc, char **argv)
     if (strcmp(which, "memory") == 0)
         return rl_conformance_run("ratelimit store conformance (memory:)", "memory:");
     if (strcmp(which, "redis") == 0) {
-        const char *url = getenv("SVC_TEST_REDIS_URL");
-        if (!url || !*url) {
+        redis_url = getenv("SVC_TEST_REDIS_URL");
+        if (!redis_url || !*redis_url) {
             printf("SVC_TEST_REDIS_URL is not set: skipped\n");
             return 77;
         }
-        return rl_conformance_run("ratelimit store conformance (redis)", url);
+        int failed = rl_conformance_run("ratelimit store conformance (redis)", redis_url);
+        const struct CMUnitTest shared[] = {
+            cmocka_unit_test(instances_with_skewed_clocks_share_one_limit),
+        };
+        return failed + cmocka_run_group_tests_name("ratelimit redis store", shared, NULL, NULL);
     }
     fprintf(stderr, "usage: %s memory|redis\n", argv[0]);
     return 2;

@@ -19,6 +19,7 @@
 #include "svcinfra/config.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/version.h"
 
 #include "ratelimit/store.h"
 
@@ -823,7 +824,7 @@ static void bad_input_gets_a_status(void **state)
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
     svc_ratelimit *rl = (svc_ratelimit *)&o;
-    o.store_url = "redis://localhost:6379/0";
+    o.store_url = "postgres://localhost/db";
     assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_ENOTSUP);
     assert_null(rl);
     o.store_url = "nonsense://";
@@ -899,6 +900,42 @@ static void failing_store_fails_open_or_closed_as_configured(void **state)
     svc_metrics_free(m);
 }
 
+/* A Redis server that is not there: the check is decided by fail_open
+ * after the connect fails, never hangs and never crashes. */
+static void unreachable_redis_store_fails_open_or_closed(void **state)
+{
+    (void)state;
+    if (!svc_feature_supported(SVC_FEATURE_REDIS))
+        skip();
+    for (int open = 0; open <= 1; open++) {
+        svc_ratelimit_opts o;
+        svc_ratelimit_opts_default(&o);
+        o.store_url = "redis://127.0.0.1:1/0"; /* nothing listens on port 1 */
+        o.store_timeout_ms = 200;
+        o.fail_open = open;
+        svc_ratelimit *rl;
+        assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+        add_policy(rl, "p", SVC_RL_GCRA, 1, 1000, 0);
+        for (int i = 0; i < 3; i++) {
+            svc_ratelimit_result r;
+            svc_status st = svc_ratelimit_check(rl, "p", "k", 1, &r);
+            assert_int_equal(r.store_error, 1);
+            if (open) {
+                assert_int_equal(st, SVC_OK);
+                assert_true(r.allowed);
+            } else {
+                assert_true(st == SVC_EUNAVAILABLE || st == SVC_ETIMEDOUT);
+                assert_false(r.allowed);
+            }
+        }
+        svc_quota_usage_info u;
+        svc_quota q = {.name = "q", .period = SVC_QUOTA_DAY, .limit = 5};
+        assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+        assert_true(svc_quota_usage(rl, "t", "q", &u) != SVC_OK);
+        svc_ratelimit_free(rl);
+    }
+}
+
 static void decisions_are_counted_by_policy_and_result(void **state)
 {
     (void)state;
@@ -956,6 +993,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(bad_input_gets_a_status, setup, teardown),
         cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
+        cmocka_unit_test(unreachable_redis_store_fails_open_or_closed),
         cmocka_unit_test(decisions_are_counted_by_policy_and_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

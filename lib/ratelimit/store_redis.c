@@ -1,0 +1,255 @@
+/*
+ * store_redis.c - the rate limit store on Redis.
+ *
+ * One Lua script per check, so the read-decide-write of a key is atomic on
+ * the server. The script reads the time from the server (TIME), so
+ * instances whose clocks disagree still share one notion of "now"; only
+ * quota windows (calendar days and months) are computed by the caller.
+ *
+ * Keys: {rl:p|<policy>|<key>} for policies, {rl:q|<quota>|<tenant>} for
+ * quotas. The braces make the whole name the Redis Cluster hash tag, so the
+ * script touches one slot. Policy and quota names cannot contain '|', so
+ * the first two bars split a name unambiguously. Each key is a hash
+ *   k = kind, a, b, c = the state of store.h
+ * with PEXPIRE set to when its state is as good as absent (plus a second),
+ * so idle keys vanish from the server by themselves.
+ *
+ * Arithmetic in the script is in microseconds as Lua numbers (doubles):
+ * UNIX time in µs is below 2^53, so it is exact to a fraction of a µs;
+ * stored numbers are written with 17 significant digits so they read back
+ * unchanged. Results are rounded up (reset, retry_after), so a client that
+ * waits them is never early.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "svcinfra/redis.h"
+#include "svcinfra/version.h"
+
+#include "store.h"
+
+static const char RL_LUA[] =
+    "pcall(redis.replicate_commands)\n"
+    "local key = KEYS[1]\n"
+    "local kind = tonumber(ARGV[1])\n"
+    "local limit = tonumber(ARGV[2])\n"
+    "local burst = tonumber(ARGV[3])\n"
+    "local P = tonumber(ARGV[4])\n"
+    "local T = tonumber(ARGV[5])\n"
+    "local cost = tonumber(ARGV[6])\n"
+    "local commit = ARGV[7] == '1'\n"
+    "local ws = tonumber(ARGV[8])\n"
+    "local we = tonumber(ARGV[9])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local st = redis.call('HMGET', key, 'k', 'a', 'b', 'c')\n"
+    "local present = st[1] and tonumber(st[1]) == kind\n"
+    "local a, b, c = 0, 0, 0\n"
+    "if present then a = tonumber(st[2]); b = tonumber(st[3]); c = tonumber(st[4]) end\n"
+    "local floor, ceil = math.floor, math.ceil\n"
+    "local function f(x) return string.format('%.17g', x) end\n"
+    "local function keep(na, nb, nc, until_us)\n"
+    "  if not commit then return end\n"
+    "  redis.call('HSET', key, 'k', kind, 'a', f(na), 'b', f(nb), 'c', f(nc))\n"
+    "  local ms = ceil((until_us - now) / 1000) + 1000\n"
+    "  if ms < 1000 then ms = 1000 end\n"
+    "  redis.call('PEXPIRE', key, ms)\n"
+    "end\n"
+    "if kind == 1 then\n" /* GCRA */
+    "  local tau = T * burst\n"
+    "  local tat = now\n"
+    "  if present and a > now then tat = a end\n"
+    "  local have = now - (tat - tau)\n"
+    "  if have < 0 then have = 0 end\n"
+    "  local rem = floor(have / T + 1e-9)\n"
+    "  if cost > burst then return {0, rem, ceil(tat - now), -1, 0, now} end\n"
+    "  local new_tat = tat + T * cost\n"
+    "  local allow_at = new_tat - tau\n"
+    "  if allow_at > now then return {0, rem, ceil(tat - now), ceil(allow_at - now), 0, now} end\n"
+    "  keep(new_tat, 0, 0, new_tat)\n"
+    "  return {1, floor((now - (new_tat - tau)) / T + 1e-9), ceil(new_tat - now), 0, 0, now}\n"
+    "elseif kind == 2 then\n" /* fixed window */
+    "  local w = floor(now / P) * P\n"
+    "  local count = 0\n"
+    "  if present and a == w then count = c end\n"
+    "  local rem = limit - count\n"
+    "  if rem < 0 then rem = 0 end\n"
+    "  if cost > limit or count + cost > limit then\n"
+    "    local reset = 0\n"
+    "    if count > 0 then reset = ceil(w + P - now) end\n"
+    "    local retry = -1\n"
+    "    if cost <= limit then retry = ceil(w + P - now) end\n"
+    "    return {0, rem, reset, retry, 0, now}\n"
+    "  end\n"
+    "  count = count + cost\n"
+    "  keep(w, 0, count, w + P)\n"
+    "  local reset = 0\n"
+    "  if count > 0 then reset = ceil(w + P - now) end\n"
+    "  return {1, limit - count, reset, 0, 0, now}\n"
+    "elseif kind == 3 then\n" /* sliding window */
+    "  local w = floor(now / P) * P\n"
+    "  local prev, curr = 0, 0\n"
+    "  if present and a == w then prev = b; curr = c\n"
+    "  elseif present and a == w - P then prev = c end\n"
+    "  local e = now - w\n"
+    "  local est = prev * (P - e) / P + curr\n"
+    "  local function reset_of(cu)\n"
+    "    if cu > 0 then return ceil(w + 2 * P - now) end\n"
+    "    if prev > 0 then return ceil(w + P - now) end\n"
+    "    return 0\n"
+    "  end\n"
+    "  if cost > limit or est + cost > limit + 1e-9 then\n"
+    "    local rem = floor(limit - est + 1e-9)\n"
+    "    if rem < 0 then rem = 0 end\n"
+    "    local retry = -1\n"
+    "    if cost <= limit then\n"
+    "      if curr + cost <= limit then\n"
+    "        local x = (limit - curr - cost) * P / prev\n"
+    "        retry = ceil(w + P - x - now)\n"
+    "      else\n"
+    "        local x = (limit - cost) * P / curr\n"
+    "        local ee = 0\n"
+    "        if x < P then ee = P - x end\n"
+    "        retry = ceil(w + P + ee - now)\n"
+    "      end\n"
+    "      if retry < 1 then retry = 1 end\n"
+    "    end\n"
+    "    return {0, rem, reset_of(curr), retry, 0, now}\n"
+    "  end\n"
+    "  curr = curr + cost\n"
+    "  est = est + cost\n"
+    "  local until_us = w + P\n"
+    "  if curr > 0 then until_us = w + 2 * P end\n"
+    "  keep(w, prev, curr, until_us)\n"
+    "  return {1, floor(limit - est + 1e-9), reset_of(curr), 0, 0, now}\n"
+    "else\n" /* quota in the caller's window [ws, we) */
+    "  local used = 0\n"
+    "  if present and a == ws then used = c end\n"
+    "  if limit > 0 and (cost > limit or used + cost > limit) then\n"
+    "    local rem = limit - used\n"
+    "    if rem < 0 then rem = 0 end\n"
+    "    local retry = -1\n"
+    "    if cost <= limit then retry = 1 end\n"
+    "    return {0, rem, 0, retry, used, now}\n"
+    "  end\n"
+    "  used = used + cost\n"
+    "  if commit then\n"
+    "    redis.call('HSET', key, 'k', kind, 'a', f(ws), 'b', '0', 'c', f(used))\n"
+    "    redis.call('PEXPIREAT', key, ceil(we / 1000) + 60000)\n"
+    "  end\n"
+    "  local rem = 0\n"
+    "  if limit > 0 then rem = limit - used end\n"
+    "  return {1, rem, 0, 0, used, now}\n"
+    "end\n";
+
+typedef struct redis_store {
+    svc__rl_store base;
+    svc_redis *pool;
+    bool own_pool;
+    svc_redis_script *script;
+} redis_store;
+
+static svc_status redis_apply(svc__rl_store *base, const svc__rl_req *req, svc__rl_out *out,
+                              svc__err *err)
+{
+    redis_store *rs = (redis_store *)base;
+    char key[SVC_RATELIMIT_MAX_NAME + SVC_RATELIMIT_MAX_KEY + 16];
+    snprintf(key, sizeof key, "{rl:%c|%s|%s}", req->kind == SVC__RL_QUOTA ? 'q' : 'p',
+             req->name, req->ukey);
+    char a[9][32];
+    snprintf(a[0], sizeof a[0], "%d", (int)req->kind);
+    snprintf(a[1], sizeof a[1], "%llu", (unsigned long long)req->limit);
+    snprintf(a[2], sizeof a[2], "%llu", (unsigned long long)req->burst);
+    snprintf(a[3], sizeof a[3], "%.17g", (double)req->period_ns / 1000.0);
+    snprintf(a[4], sizeof a[4], "%.17g", (double)req->interval_ns / 1000.0);
+    snprintf(a[5], sizeof a[5], "%llu", (unsigned long long)req->cost);
+    snprintf(a[6], sizeof a[6], "%d", req->commit ? 1 : 0);
+    snprintf(a[7], sizeof a[7], "%lld", (long long)(req->win_start / 1000));
+    snprintf(a[8], sizeof a[8], "%lld", (long long)(req->win_end / 1000));
+    const char *keys[] = {key};
+    const char *args[] = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]};
+    svc_redis_reply *rep = NULL;
+    svc_status st = svc_redis_script_eval(rs->pool, rs->script, 1, keys, 9, args, &rep);
+    if (st != SVC_OK)
+        return svc__err_set(err, st, "redis store: %s", svc_redis_errmsg(rs->pool));
+    if (svc_redis_reply_type(rep) != SVC_REDIS_ARRAY || svc_redis_reply_len(rep) != 6) {
+        svc_redis_reply_free(rep);
+        return svc__err_set(err, SVC_EBACKEND, "redis store: unexpected script reply");
+    }
+    int64_t v[6];
+    for (size_t i = 0; i < 6; i++)
+        v[i] = svc_redis_reply_integer(svc_redis_reply_element(rep, i));
+    svc_redis_reply_free(rep);
+    out->allowed = v[0] == 1;
+    out->remaining = v[1] > 0 ? (uint64_t)v[1] : 0;
+    out->reset_ns = v[2] * 1000;
+    out->retry_ns = v[3] < 0 ? -1 : v[3] * 1000;
+    out->used = v[4] > 0 ? (uint64_t)v[4] : 0;
+    return SVC_OK;
+}
+
+static void redis_stats(svc__rl_store *base, svc__rl_store_stats *out)
+{
+    (void)base;
+    memset(out, 0, sizeof *out); /* the server holds and expires the keys */
+}
+
+static void redis_destroy(svc__rl_store *base)
+{
+    redis_store *rs = (redis_store *)base;
+    if (!rs)
+        return;
+    svc_redis_script_free(rs->script);
+    if (rs->own_pool)
+        svc_redis_free(rs->pool);
+    svc_free(rs);
+}
+
+static const svc__rl_store_ops redis_ops = {
+    .name = "redis",
+    .apply = redis_apply,
+    .stats = redis_stats,
+    .destroy = redis_destroy,
+};
+
+svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, const char *url,
+                                   int64_t timeout_ms, struct svc_metrics *metrics,
+                                   char *err, size_t errlen)
+{
+    if (!svc_feature_supported(SVC_FEATURE_REDIS)) {
+        snprintf(err, errlen, "redis:// needs a library built with hiredis");
+        return SVC_ENOTSUP;
+    }
+    redis_store *rs = svc__calloc(1, sizeof *rs);
+    if (!rs)
+        return SVC_ENOMEM;
+    rs->base.ops = &redis_ops;
+    svc_status st = SVC_OK;
+    if (pool) {
+        rs->pool = pool;
+    } else {
+        svc_redis_opts o;
+        svc_redis_opts_default(&o);
+        o.url = url;
+        o.connect_timeout_ms = timeout_ms;
+        o.command_timeout_ms = timeout_ms;
+        o.checkout_timeout_ms = timeout_ms;
+        o.metrics = metrics;
+        o.no_metrics = metrics == NULL;
+        st = svc_redis_new(&rs->pool, &o);
+        if (st != SVC_OK) {
+            snprintf(err, errlen, "redis store: %s", svc_redis_last_error());
+            svc_free(rs);
+            return st;
+        }
+        rs->own_pool = true;
+    }
+    st = svc_redis_script_new(rs->pool, RL_LUA, &rs->script);
+    if (st != SVC_OK) {
+        snprintf(err, errlen, "redis store: cannot prepare the script");
+        redis_destroy(&rs->base);
+        return st;
+    }
+    *out = &rs->base;
+    return SVC_OK;
+}
