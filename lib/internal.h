@@ -52,6 +52,8 @@ void svc__buf_puts(svc__buf *b, const char *s);
 void svc__buf_putc(svc__buf *b, char c);
 void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);
+/* Appends the decimal form of v (no printf on the hot path). */
+void svc__buf_put_i64(svc__buf *b, int64_t v);
 /* Appends `s` as the inside of a JSON string (quotes not included). */
 void svc__buf_json_escape(svc__buf *b, const char *s, size_t n);
 static inline bool svc__buf_ok(const svc__buf *b) { return !b->oom; }
@@ -84,6 +86,13 @@ static inline const svc_clock *svc__clock_or_system(const svc_clock *c)
 {
     return c ? c : svc_clock_system();
 }
+
+/* ---- identifiers ---------------------------------------------------------- */
+/* Writes 2*nbytes random lower-case hex characters and a NUL into out, for
+ * request, trace and span ids: the bytes come from the CSPRNG through a
+ * per-thread buffer (refilled after fork), so an id costs no system call.
+ * Not for keys or secrets: use svc_random_bytes() for those. */
+svc_status svc__random_id_hex(char *out, size_t nbytes);
 
 /* ---- environment --------------------------------------------------------- */
 /* getenv() that treats an empty value as unset. */

@@ -77,6 +77,20 @@ void svc__buf_printf(svc__buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+void svc__buf_put_i64(svc__buf *b, int64_t v)
+{
+    char tmp[21];
+    char *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    svc__buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void svc__buf_json_escape(svc__buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

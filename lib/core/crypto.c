@@ -5,6 +5,7 @@
  * libsodium's fixed-size state so a caller's context needs no heap and no
  * cleanup. libsodium is initialised once with pthread_once. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -76,6 +77,49 @@ svc_status svc_random_hex(char *out, size_t nbytes_random)
     }
     out[2 * nbytes_random] = '\0';
     sodium_memzero(chunk, sizeof chunk);
+    return SVC_OK;
+}
+
+/* ---- ids: random hex through a per-thread buffer ------------------------------
+ *
+ *   tls.pool [ used ......|.... fresh bytes .... ]  refilled 256 B at a time
+ *
+ * A fork copies the buffer into the child; the generation bumped by the
+ * atfork handler makes both sides refill, so parent and child never hand
+ * out the same id. Used bytes are wiped. */
+#define ID_POOL 256
+static atomic_uint fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void bump_fork_gen(void) { atomic_fetch_add(&fork_gen, 1); }
+static void install_atfork(void) { pthread_atfork(NULL, NULL, bump_fork_gen); }
+
+static _Thread_local struct {
+    uint8_t pool[ID_POOL];
+    size_t pos; /* == ID_POOL: empty */
+    unsigned gen;
+    bool init;
+} ids;
+
+svc_status svc__random_id_hex(char *out, size_t nbytes)
+{
+    if (!out || nbytes > ID_POOL)
+        return SVC_EINVAL;
+    pthread_once(&atfork_once, install_atfork);
+    unsigned gen = atomic_load(&fork_gen);
+    if (!ids.init || ids.gen != gen || ID_POOL - ids.pos < nbytes) {
+        svc_status st = svc_random_bytes(ids.pool, ID_POOL);
+        if (st != SVC_OK) {
+            out[0] = '\0';
+            return st;
+        }
+        ids.pos = 0;
+        ids.gen = gen;
+        ids.init = true;
+    }
+    hex_write(ids.pool + ids.pos, nbytes, out);
+    out[2 * nbytes] = '\0';
+    sodium_memzero(ids.pool + ids.pos, nbytes);
+    ids.pos += nbytes;
     return SVC_OK;
 }
 

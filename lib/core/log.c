@@ -171,26 +171,52 @@ const svc_log_context *svc_log_context_get(void) { return tls.has_ctx ? &tls.ctx
 
 /* ---- redaction ---------------------------------------------------------------- */
 
-static const char *const secret_words[] = {
-    "password", "passwd", "secret", "token", "authorization", "cookie",
-    "api_key", "apikey", "api-key", "private_key", "credential",
-};
+/*
+ * A key is secret when it contains one of these words, in any case:
+ * password, passwd, secret, token, authorization, cookie, api_key, apikey,
+ * api-key, private_key, credential. One pass over the key, dispatching on
+ * the first letter of the words, because this runs for every field of
+ * every line (the access log's hot path).
+ */
+static bool word_at(const char *p, const char *w)
+{
+    for (; *w; p++, w++)
+        if (tolower((unsigned char)*p) != *w) /* the key's NUL never matches */
+            return false;
+    return true;
+}
 
 bool svc__log_key_is_secret(const char *key)
 {
     if (!key)
         return false;
-    /* keys are short: lower-case once, then a plain substring search */
-    char low[128];
-    size_t klen = strlen(key);
-    if (klen >= sizeof low)
-        klen = sizeof low - 1; /* a secret word past 127 bytes is not looked for */
-    for (size_t i = 0; i < klen; i++)
-        low[i] = (char)tolower((unsigned char)key[i]);
-    low[klen] = '\0';
-    for (size_t w = 0; w < SVC__ARRAY_LEN(secret_words); w++)
-        if (strstr(low, secret_words[w]))
-            return true;
+    for (const char *p = key; *p; p++) {
+        switch (tolower((unsigned char)*p)) {
+        case 'p':
+            if (word_at(p, "password") || word_at(p, "passwd") || word_at(p, "private_key"))
+                return true;
+            break;
+        case 's':
+            if (word_at(p, "secret"))
+                return true;
+            break;
+        case 't':
+            if (word_at(p, "token"))
+                return true;
+            break;
+        case 'a':
+            if (word_at(p, "authorization") || word_at(p, "api_key") || word_at(p, "apikey") ||
+                word_at(p, "api-key"))
+                return true;
+            break;
+        case 'c':
+            if (word_at(p, "cookie") || word_at(p, "credential"))
+                return true;
+            break;
+        default:
+            break;
+        }
+    }
     return false;
 }
 
@@ -227,22 +253,28 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
  * line stays valid JSON whatever the caller passed. */
 static void put_escaped(svc__buf *b, const char *s, size_t n)
 {
-    size_t run = 0, i = 0;
+    size_t run = 0, i = 0; /* s[run..i) is pending and needs no escape */
     while (i < n) {
-        if ((unsigned char)s[i] < 0x80) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             i++;
             continue;
         }
-        size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
-        if (l) {
-            i += l;
-            continue;
+        if (c >= 0x80) {
+            size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
+            if (l) {
+                i += l;
+                continue;
+            }
+            svc__buf_append(b, s + run, i - run);
+            svc__buf_puts(b, "\\ufffd");
+        } else {
+            svc__buf_append(b, s + run, i - run);
+            svc__buf_json_escape(b, s + i, 1);
         }
-        svc__buf_json_escape(b, s + run, i - run);
-        svc__buf_puts(b, "\\ufffd");
         run = ++i;
     }
-    svc__buf_json_escape(b, s + run, n - run);
+    svc__buf_append(b, s + run, n - run);
 }
 
 /* Characters that end a URL's authority: the userinfo cannot run past them. */
@@ -270,7 +302,12 @@ static void put_masked(svc__buf *b, const char *s, size_t n)
     const char *p = s;
     const char *end = s + n;
     while (p < end) {
-        const char *sep = memmem(p, (size_t)(end - p), "://", 3);
+        const char *sep = NULL;
+        for (const char *q = p; (q = memchr(q, ':', (size_t)(end - q))) != NULL; q++)
+            if (end - q >= 3 && q[1] == '/' && q[2] == '/') {
+                sep = q;
+                break;
+            }
         if (!sep)
             break;
         const char *auth = sep + 3;
@@ -413,13 +450,36 @@ static void put_ts(svc__buf *b, int64_t ns)
         strftime(tls.ts_prefix, sizeof tls.ts_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
         tls.ts_sec = sec;
     }
-    svc__buf_printf(b, "%s.%03dZ", tls.ts_prefix, (int)(rem / SVC__NS_PER_MS));
+    int ms = (int)(rem / SVC__NS_PER_MS);
+    char frac[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
+    svc__buf_puts(b, tls.ts_prefix);
+    svc__buf_append(b, frac, 5);
 }
 
 /* The shortest of %.15g / %.17g that reads back as the same double, so
  * 0.1 is written "0.1" and nothing is lost. */
 static void put_double(svc__buf *b, double d)
 {
+    /* Fast path for values with at most three decimals (durations in ms
+     * rounded to microseconds): their shortest form is exactly that. */
+    if (fabs(d) < 1e9) {
+        int64_t k = llround(d * 1000.0);
+        if ((double)k / 1000.0 == d) {
+            if (k < 0) {
+                svc__buf_putc(b, '-');
+                k = -k;
+            }
+            svc__buf_put_i64(b, k / 1000);
+            int f = (int)(k % 1000);
+            if (f) {
+                char frac[4] = {'.', (char)('0' + f / 100), (char)('0' + f / 10 % 10),
+                                (char)('0' + f % 10)};
+                size_t len = f % 100 == 0 ? 2 : f % 10 == 0 ? 3 : 4;
+                svc__buf_append(b, frac, len);
+            }
+            return;
+        }
+    }
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%.15g", d);
     if (strtod(tmp, NULL) != d)
@@ -477,7 +537,7 @@ static void format_line(svc__buf *b, svc_log_level level, const char *msg,
             put_string(b, f->v.s);
             break;
         case SVC_LOG_T_INT:
-            svc__buf_printf(b, "%" PRId64, f->v.i);
+            svc__buf_put_i64(b, f->v.i);
             break;
         case SVC_LOG_T_DBL:
             if (isfinite(f->v.d))

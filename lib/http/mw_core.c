@@ -77,16 +77,16 @@ static void mw_request_id(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     const char *in = svc_req_header(req, "X-Request-Id");
     if (in && svc__request_id_ok(in)) {
         memcpy(req->id, in, strlen(in) + 1);
-    } else if (svc_random_hex(req->id, 16) != SVC_OK) {
+    } else if (svc__random_id_hex(req->id, 16) != SVC_OK) {
         req->id[0] = '\0';
     }
     char flags[3] = "00";
     const char *tp = svc_req_header(req, "traceparent");
     if (tp && svc__traceparent_parse(tp, req->trace_id))
         memcpy(flags, tp + 53, 2);
-    else if (svc_random_hex(req->trace_id, 16) != SVC_OK)
+    else if (svc__random_id_hex(req->trace_id, 16) != SVC_OK)
         req->trace_id[0] = '\0';
-    if (svc_random_hex(req->span_id, 8) != SVC_OK)
+    if (svc__random_id_hex(req->span_id, 8) != SVC_OK)
         req->span_id[0] = '\0';
 
     req->log_ctx_active = true;
@@ -119,7 +119,9 @@ static void mw_access_log(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     svc_log_level level = status >= 500 ? SVC_LOG_ERROR : SVC_LOG_INFO;
     if (!svc_log_enabled(level))
         return;
-    double ms = (double)(svc_clock_mono_ns(req->app->clock) - req->start_ns) / 1e6;
+    /* milliseconds with microsecond resolution */
+    int64_t us = (svc_clock_mono_ns(req->app->clock) - req->start_ns + 500) / 1000;
+    double ms = (double)us / 1000.0;
     bool head = strcmp(req->method, "HEAD") == 0;
     svc_log_field f[] = {
         svc_log_field_str("method", req->method),

@@ -315,7 +315,7 @@ svc_status svc_req_json(const svc_req *req, json_t **out)
 const char *svc_req_id(const svc_req *req)
 {
     svc_req *r = (svc_req *)req;
-    if (!r->id[0] && svc_random_hex(r->id, 16) != SVC_OK)
+    if (!r->id[0] && svc__random_id_hex(r->id, 16) != SVC_OK)
         r->id[0] = '\0';
     return r->id;
 }
@@ -323,7 +323,7 @@ const char *svc_req_id(const svc_req *req)
 const char *svc_req_trace_id(const svc_req *req)
 {
     svc_req *r = (svc_req *)req;
-    if (!r->trace_id[0] && svc_random_hex(r->trace_id, 16) != SVC_OK)
+    if (!r->trace_id[0] && svc__random_id_hex(r->trace_id, 16) != SVC_OK)
         r->trace_id[0] = '\0';
     return r->trace_id;
 }

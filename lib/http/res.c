@@ -13,19 +13,29 @@
 
 #include "http/http_internal.h"
 
+/* RFC 9110 token characters: ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
 bool svc__header_name_ok(const char *name)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
     if (!*name)
         return false;
-    for (const char *p = name; *p; p++) {
-        char c = *p;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-            continue;
-        if (c != '\0' && strchr(extra, c))
-            continue;
-        return false;
-    }
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (!tchar[*p])
+            return false;
     return true;
 }
 
@@ -59,10 +69,9 @@ void svc_res_status(svc_res *res, int status)
 
 int svc_res_get_status(const svc_res *res) { return res->status; }
 
-svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
+/* Appends a header already validated. */
+static svc_status header_append(svc_res *res, const char *name, const char *value)
 {
-    if (!svc__header_name_ok(name) || !header_value_ok(value))
-        return SVC_EINVAL;
     if (res->nhdrs == res->hdrs_cap) {
         size_t cap = res->hdrs_cap * 2;
         svc__kv *n = svc__ex_alloc(res->ex, cap * sizeof *n);
@@ -82,6 +91,13 @@ svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
     return SVC_OK;
 }
 
+svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
+{
+    if (!svc__header_name_ok(name) || !header_value_ok(value))
+        return SVC_EINVAL;
+    return header_append(res, name, value);
+}
+
 void svc_res_header_remove(svc_res *res, const char *name)
 {
     size_t o = 0;
@@ -96,7 +112,7 @@ svc_status svc_res_header_set(svc_res *res, const char *name, const char *value)
     if (!svc__header_name_ok(name) || !header_value_ok(value))
         return SVC_EINVAL;
     svc_res_header_remove(res, name);
-    return svc_res_header_add(res, name, value);
+    return header_append(res, name, value);
 }
 
 const char *svc_res_header(const svc_res *res, const char *name)

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "svcinfra/crypto.h"
 #include "internal.h"
@@ -340,6 +342,41 @@ static void base64_round_trips_all_lengths(void **state)
     }
 }
 
+static void ids_are_hex_unique_and_differ_after_fork(void **state)
+{
+    (void)state;
+    char a[33], b[33];
+    assert_int_equal(svc__random_id_hex(a, 16), SVC_OK);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+    for (int i = 0; i < 200; i++) { /* crosses several pool refills */
+        assert_int_equal(svc__random_id_hex(b, 16), SVC_OK);
+        assert_string_not_equal(a, b);
+    }
+    assert_int_equal(svc__random_id_hex(b, 257), SVC_EINVAL);
+
+    /* parent and child must not hand out the same next id */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char c[33] = "";
+        int ok = svc__random_id_hex(c, 16) == SVC_OK;
+        ok = ok && write(fds[1], c, 32) == 32;
+        _exit(ok ? 0 : 1);
+    }
+    char child[33] = "", parent[33];
+    assert_int_equal(svc__random_id_hex(parent, 16), SVC_OK);
+    assert_int_equal(read(fds[0], child, 32), 32);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_not_equal(parent, child);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +395,7 @@ int main(void)
         cmocka_unit_test(base64_decode_is_strict),
         cmocka_unit_test(base64_checks_output_sizes),
         cmocka_unit_test(base64_round_trips_all_lengths),
+        cmocka_unit_test(ids_are_hex_unique_and_differ_after_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -245,23 +245,75 @@ static void secret_keys_are_redacted(void **state)
         SVC_LOG_STR("Set-Cookie", "sid=abc"),
         SVC_LOG_INT("secret_number", 4242),
         SVC_LOG_STR("aws_credentials", "AKIA"),
+        SVC_LOG_STR("PASSWD", "p1"),
+        SVC_LOG_STR("ssh_Private_Key", "p2"),
+        SVC_LOG_STR("APIKEY", "p3"),
+        SVC_LOG_STR("my-api-key", "p4"),
+        SVC_LOG_STR("client_Secret", "p5"),
         SVC_LOG_STR("user", "alice"),
+        SVC_LOG_STR("author", "bob"),
+        SVC_LOG_STR("pass", "carol"),
+        SVC_LOG_STR("tok", "dave"),
     };
     svc_log_kv(SVC_LOG_INFO, "login", f, sizeof f / sizeof f[0]);
     json_t *j = line_json(0);
     const char *secret_keys[] = {"password", "DB_Password", "Authorization", "x-api-key",
                                  "session_token", "Set-Cookie", "secret_number",
-                                 "aws_credentials"};
+                                 "aws_credentials", "PASSWD", "ssh_Private_Key",
+                                 "APIKEY", "my-api-key", "client_Secret"};
     for (size_t i = 0; i < sizeof secret_keys / sizeof secret_keys[0]; i++) {
         const char *v = str_of(j, secret_keys[i]);
         if (!v || strcmp(v, "[REDACTED]") != 0)
             fail_msg("%s not redacted", secret_keys[i]);
     }
     assert_string_equal(str_of(j, "user"), "alice");
+    /* near misses are not secrets */
+    assert_string_equal(str_of(j, "author"), "bob");
+    assert_string_equal(str_of(j, "pass"), "carol");
+    assert_string_equal(str_of(j, "tok"), "dave");
     for (const char *s = "hunter"; s; s = NULL)
         assert_null(strstr(cap.lines[0], s));
     assert_null(strstr(cap.lines[0], "4242"));
     assert_null(strstr(cap.lines[0], "k-123"));
+    json_decref(j);
+}
+
+static void numbers_are_written_exactly(void **state)
+{
+    (void)state;
+    const double d[] = {1.5, 0.001, 12.345, -2.25, 0.1, 1e-4, 123456789.125, 0.0,
+                        1e300, -0.5, 3.0, 2.0 / 3.0};
+    const int64_t i[] = {0, -1, INT64_MIN, INT64_MAX, 42};
+    svc_log_field f[17];
+    char keys[17][8];
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof d / sizeof d[0]; k++, n++) {
+        snprintf(keys[n], sizeof keys[n], "d%zu", k);
+        f[n] = SVC_LOG_DBL(keys[n], d[k]);
+    }
+    for (size_t k = 0; k < sizeof i / sizeof i[0]; k++, n++) {
+        snprintf(keys[n], sizeof keys[n], "i%zu", k);
+        f[n] = SVC_LOG_INT(keys[n], i[k]);
+    }
+    svc_log_kv(SVC_LOG_INFO, "numbers", f, n);
+    json_t *j = line_json(0);
+    for (size_t k = 0; k < sizeof d / sizeof d[0]; k++) {
+        json_t *v = json_object_get(j, keys[k]);
+        assert_non_null(v);
+        assert_true(json_number_value(v) == d[k]); /* reads back to the same double */
+    }
+    for (size_t k = 0; k < sizeof i / sizeof i[0]; k++) {
+        json_t *v = json_object_get(j, keys[sizeof d / sizeof d[0] + k]);
+        assert_true(json_is_integer(v));
+        assert_true(json_integer_value(v) == i[k]);
+    }
+    /* the shortest forms, as a person would write them */
+    assert_non_null(strstr(cap.lines[0], "\"d0\":1.5,"));
+    assert_non_null(strstr(cap.lines[0], "\"d1\":0.001,"));
+    assert_non_null(strstr(cap.lines[0], "\"d2\":12.345,"));
+    assert_non_null(strstr(cap.lines[0], "\"d3\":-2.25,"));
+    assert_non_null(strstr(cap.lines[0], "\"d10\":3,"));
+    assert_non_null(strstr(cap.lines[0], "\"i2\":-9223372036854775808,"));
     json_decref(j);
 }
 
@@ -568,6 +620,7 @@ int main(void)
         T(levels_below_the_threshold_are_dropped),
         T(level_names_parse_and_print),
         T(secret_keys_are_redacted),
+        T(numbers_are_written_exactly),
         T(url_passwords_are_masked_in_msg_and_values),
         T(raw_json_is_embedded_and_redacted),
         T(reserved_keys_are_prefixed),
