@@ -89,6 +89,8 @@ typedef struct svc_ratelimit_result {
                                0 when allowed */
     int64_t period_ms;      /* the policy's period (a plan: of the policy
                                reported) */
+    uint64_t quota;         /* the policy's limit per period (for the
+                               RateLimit-Policy header: q=quota, w=period) */
     int store_error;        /* 1 when the store failed and the outcome was
                                decided by fail_open */
     char policy[SVC_RATELIMIT_MAX_NAME + 1]; /* the policy reported: for a
@@ -303,6 +305,82 @@ typedef struct svc_ratelimit_stats {
  * approximate. SVC_OK, SVC_EINVAL. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_stats_get(svc_ratelimit *rl,
                                                             svc_ratelimit_stats *out)
+    SVC_NONNULL(1, 2);
+
+/* ---- HTTP wiring (svc_app) ---------------------------------------------------
+ *
+ * svc_add_ratelimit() installs a middleware at SVC_STAGE_LIMIT that checks
+ * every request (except skip_paths) against a policy or plan, adds the
+ * headers of draft-ietf-httpapi-ratelimit-headers-10 to the response:
+ *
+ *   RateLimit-Policy: "api";q=100;w=60
+ *   RateLimit: "api";r=42;t=18
+ *
+ * (q = the policy's limit per window, w = window in s, r = units remaining,
+ * t = s until the key is full again, rounded up) plus, unless turned off,
+ * X-RateLimit-Limit/-Remaining/-Reset, and answers a denied request with
+ * 429 problem+json (code RATE_LIMIT, member "policy" naming the violated
+ * policy) and Retry-After in whole seconds, rounded up, so never earlier than
+ * the real reset. A store failure under fail_open = 0 answers 503
+ * problem+json (code UNAVAILABLE).
+ *
+ * The key is, in order: key_fn's answer; "t:<tenant>:<principal>" (or
+ * "t:<tenant>") when tenancy resolved a tenant; else "ip:<client address>",
+ * where X-Forwarded-For / Forwarded are believed only when the peer is in
+ * trusted_proxies (and then the rightmost address that is not a trusted
+ * proxy is the client).
+ */
+struct svc_app;
+struct svc_req;
+
+/* Writes the key for `req` into buf (NUL-terminated) and returns 1, or
+ * returns 0 to use the default key, or -1 to leave the request unlimited. */
+typedef int (*svc_ratelimit_key_fn)(struct svc_req *req, char *buf, size_t buflen, void *ud);
+
+/* Chooses the policy or plan for `req`: returns a name (borrowed until the
+ * request ends), or NULL for the route/default choice. For per-tenant plans. */
+typedef const char *(*svc_ratelimit_select_fn)(struct svc_req *req, void *ud);
+
+/* A per-route policy: requests whose matched route template and method
+ * match use `policy` (a policy or plan name) at `cost` units. */
+typedef struct svc_ratelimit_route {
+    const char *method;  /* "GET", ...; NULL or "*" for any */
+    const char *route;   /* the template as registered, "/cars/{id}" */
+    const char *policy;  /* NULL: not limited */
+    uint64_t cost;       /* 0 means 1 */
+} svc_ratelimit_route;
+
+typedef struct svc_ratelimit_http_opts {
+    svc_ratelimit *rl;              /* required; borrowed, must outlive the app */
+    const char *policy;             /* policy or plan for routes not listed;
+                                       NULL: only listed routes are limited */
+    const svc_ratelimit_route *routes; /* per-route choices (copied) */
+    size_t nroutes;
+    svc_ratelimit_select_fn select; /* per-tenant (or any) choice; NULL: none */
+    void *select_ud;
+    svc_ratelimit_key_fn key_fn;    /* NULL: tenant + principal, else address */
+    void *key_ud;
+    const char *const *trusted_proxies; /* NULL-terminated CIDRs ("10.0.0.0/8",
+                                       "::1/128", or one address); NULL: none */
+    int shadow;                     /* 1: dry run, never deny: count, log, no
+                                       headers */
+    int legacy_headers;             /* 1: X-RateLimit-* too */
+    const char *const *skip_paths;  /* NULL-terminated exact paths, or prefixes
+                                       ending in '*'; NULL: the probes and
+                                       /metrics */
+    void *reserved[8];
+} svc_ratelimit_http_opts;
+
+/* Defaults: everything NULL/0 except legacy_headers = 1. */
+SVC_EXPORT void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
+    SVC_NONNULL(1);
+
+/* Installs the rate limit middleware on `app` (before svc_app_start()).
+ * Returns SVC_OK; SVC_EINVAL for a NULL rl, a bad trusted proxy range or
+ * route entry (detail logged); SVC_ENOTSUP when built without HTTP;
+ * SVC_EEXIST when already installed; SVC_EBUSY after start; SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_ratelimit(struct svc_app *app,
+                                                      const svc_ratelimit_http_opts *opts)
     SVC_NONNULL(1, 2);
 
 /* "gcra", "fixed_window", "sliding_window"; "unknown" otherwise. */

@@ -940,6 +940,7 @@ static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key
     memcpy(out->policy, p->name, sizeof out->policy);
     out->limit = p->burst; /* == limit for windows */
     out->period_ms = p->period_ms;
+    out->quota = p->limit;
     svc__rl_out o;
     svc_status st = rl->store->ops->apply(rl->store, &req, &o, &rl->err);
     if (st != SVC_OK) {

@@ -1,0 +1,504 @@
+/*
+ * http.c - svc_add_ratelimit(): the rate limiter as svc_app middleware.
+ *
+ *   request ─► skip path? ─► policy: select_fn, else route table, else default
+ *           ─► key: key_fn, else tenant[:principal], else client address
+ *               (X-Forwarded-For / Forwarded only from trusted proxies)
+ *           ─► svc_ratelimit_check (a plan when no policy has the name)
+ *           ─► denied: 429 problem+json + Retry-After (whole s, rounded up)
+ *              allowed: next; then RateLimit-Policy, RateLimit, X-RateLimit-*
+ *
+ * Header syntax follows draft-ietf-httpapi-ratelimit-headers-10 (structured
+ * field lists): RateLimit-Policy: "name";q=100;w=60 and
+ * RateLimit: "name";r=42;t=18. Policy names are restricted to
+ * [A-Za-z0-9_.:-], so they never need escaping inside the sf-string.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "svcinfra_config.h"
+#include "svcinfra/log.h"
+#include "svcinfra/ratelimit.h"
+
+#include "../internal.h"
+
+static inline void discard(svc_status st) { (void)st; }
+
+void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->legacy_headers = 1;
+}
+
+#if SVC_HAVE_HTTP
+
+#include <jansson.h>
+
+#include "svcinfra/http.h"
+
+typedef struct cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int bits;
+} cidr;
+
+typedef struct rroute {
+    char *method; /* NULL: any */
+    char *route;
+    char *policy; /* NULL: unlimited */
+    uint64_t cost;
+} rroute;
+
+typedef struct rl_http {
+    svc_ratelimit *rl;
+    char *policy;
+    rroute *routes;
+    size_t nroutes;
+    svc_ratelimit_select_fn select;
+    void *select_ud;
+    svc_ratelimit_key_fn key_fn;
+    void *key_ud;
+    cidr *proxies;
+    size_t nproxies;
+    int shadow;
+    int legacy;
+    char **skip;
+    size_t nskip;
+    atomic_bool warned_unknown;
+} rl_http;
+
+static const char *const default_skip[] = {"/healthz", "/readyz", "/startupz", "/metrics", NULL};
+
+/* ---- addresses ------------------------------------------------------------------ */
+
+/* Parses an address (IPv4, IPv6, IPv4-mapped IPv6 read as IPv4). */
+static bool parse_addr(const char *s, int *family, uint8_t out[16])
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, s, &a4) == 1) {
+        *family = AF_INET;
+        memcpy(out, &a4, 4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &a6) == 1) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a6.s6_addr, mapped, 12) == 0) {
+            *family = AF_INET;
+            memcpy(out, a6.s6_addr + 12, 4);
+        } else {
+            *family = AF_INET6;
+            memcpy(out, a6.s6_addr, 16);
+        }
+        return true;
+    }
+    return false;
+}
+
+static bool parse_cidr(const char *s, cidr *out)
+{
+    char buf[64];
+    if (strlen(s) >= sizeof buf)
+        return false;
+    strcpy(buf, s);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    if (!parse_addr(buf, &out->family, out->addr))
+        return false;
+    int max = out->family == AF_INET ? 32 : 128;
+    out->bits = max;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || b < 0 || b > max)
+            return false;
+        out->bits = (int)b;
+    }
+    return true;
+}
+
+static bool in_ranges(const rl_http *h, const char *addr)
+{
+    int fam;
+    uint8_t a[16];
+    if (!parse_addr(addr, &fam, a))
+        return false;
+    for (size_t i = 0; i < h->nproxies; i++) {
+        const cidr *c = &h->proxies[i];
+        if (c->family != fam)
+            continue;
+        int full = c->bits / 8, rest = c->bits % 8;
+        if (memcmp(a, c->addr, (size_t)full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/* Copies one hop of a forwarding header into out: trims spaces and quotes,
+ * strips [brackets] and a :port. */
+static void clean_hop(const char *s, size_t n, char *out, size_t cap)
+{
+    while (n && (*s == ' ' || *s == '\t' || *s == '"'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '"'))
+        n--;
+    if (n && *s == '[') {
+        const char *close = memchr(s, ']', n);
+        if (close) {
+            n = (size_t)(close - s - 1);
+            s++;
+        }
+    } else {
+        const char *colon = memchr(s, ':', n);
+        if (colon && !memchr(colon + 1, ':', n - (size_t)(colon - s) - 1))
+            n = (size_t)(colon - s); /* IPv4:port (one colon only) */
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+#define MAX_HOPS 32
+
+/* The hops of X-Forwarded-For (else of Forwarded's for=), left to right. */
+static size_t forwarded_hops(svc_req *req, char hops[MAX_HOPS][64])
+{
+    size_t n = 0;
+    for (size_t k = 0;; k++) {
+        const char *v = svc_req_header_at(req, "X-Forwarded-For", k);
+        if (!v)
+            break;
+        while (*v && n < MAX_HOPS) {
+            const char *comma = strchr(v, ',');
+            size_t len = comma ? (size_t)(comma - v) : strlen(v);
+            clean_hop(v, len, hops[n], 64);
+            if (hops[n][0])
+                n++;
+            v += len + (comma ? 1 : 0);
+        }
+    }
+    if (n)
+        return n;
+    for (size_t k = 0;; k++) {
+        const char *v = svc_req_header_at(req, "Forwarded", k);
+        if (!v)
+            break;
+        for (const char *p = v; *p && n < MAX_HOPS;) {
+            while (*p == ' ' || *p == ',' || *p == ';')
+                p++;
+            size_t len = strcspn(p, ",;");
+            if (len > 4 && strncasecmp(p, "for=", 4) == 0) {
+                clean_hop(p + 4, len - 4, hops[n], 64);
+                if (hops[n][0])
+                    n++;
+            }
+            p += len;
+        }
+    }
+    return n;
+}
+
+static const char *client_addr(const rl_http *h, svc_req *req, char *buf, size_t cap)
+{
+    const char *peer = svc_req_client_addr(req);
+    if (!h->nproxies || !peer || !in_ranges(h, peer))
+        return peer;
+    char hops[MAX_HOPS][64];
+    size_t n = forwarded_hops(req, hops);
+    for (size_t i = n; i-- > 0;) {
+        int fam;
+        uint8_t a[16];
+        if (!parse_addr(hops[i], &fam, a))
+            return peer; /* a hop we cannot read: trust nothing beyond it */
+        if (!in_ranges(h, hops[i])) {
+            snprintf(buf, cap, "%s", hops[i]);
+            return buf;
+        }
+    }
+    if (n) {
+        snprintf(buf, cap, "%s", hops[0]); /* every hop is a trusted proxy */
+        return buf;
+    }
+    return peer;
+}
+
+/* ---- the middleware ---------------------------------------------------------------- */
+
+static bool skipped(const rl_http *h, const char *path)
+{
+    for (size_t i = 0; i < h->nskip; i++) {
+        const char *s = h->skip[i];
+        size_t n = strlen(s);
+        if (n && s[n - 1] == '*') {
+            if (strncmp(path, s, n - 1) == 0)
+                return true;
+        } else if (strcmp(path, s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The policy (or plan) name and cost for `req`; NULL: not limited. */
+static const char *choose(rl_http *h, svc_req *req, uint64_t *cost)
+{
+    *cost = 1;
+    if (h->select) {
+        const char *name = h->select(req, h->select_ud);
+        if (name)
+            return name;
+    }
+    const char *route = svc_req_route(req);
+    const char *method = svc_req_method(req);
+    if (route) {
+        for (size_t i = 0; i < h->nroutes; i++) {
+            const rroute *r = &h->routes[i];
+            if (strcmp(r->route, route) != 0 || (r->method && strcmp(r->method, method) != 0))
+                continue;
+            *cost = r->cost;
+            return r->policy;
+        }
+    }
+    return h->policy;
+}
+
+static void put_headers(const rl_http *h, svc_res *res, const svc_ratelimit_result *r)
+{
+    char v[SVC_RATELIMIT_MAX_NAME + 96];
+    int64_t w = (r->period_ms + 999) / 1000;
+    int64_t t = (r->reset_ms + 999) / 1000;
+    snprintf(v, sizeof v, "\"%s\";q=%llu;w=%lld", r->policy, (unsigned long long)r->quota,
+             (long long)w);
+    discard(svc_res_header_set(res, "RateLimit-Policy", v));
+    snprintf(v, sizeof v, "\"%s\";r=%llu;t=%lld", r->policy, (unsigned long long)r->remaining,
+             (long long)t);
+    discard(svc_res_header_set(res, "RateLimit", v));
+    if (h->legacy) {
+        snprintf(v, sizeof v, "%llu", (unsigned long long)r->limit);
+        discard(svc_res_header_set(res, "X-RateLimit-Limit", v));
+        snprintf(v, sizeof v, "%llu", (unsigned long long)r->remaining);
+        discard(svc_res_header_set(res, "X-RateLimit-Remaining", v));
+        snprintf(v, sizeof v, "%lld", (long long)t);
+        discard(svc_res_header_set(res, "X-RateLimit-Reset", v));
+    }
+}
+
+static void deny(svc_res *res, const svc_ratelimit_result *r)
+{
+    char detail[160];
+    json_t *ext = json_object();
+    if (ext)
+        json_object_set_new(ext, "policy", json_string(r->policy));
+    if (r->retry_after_ms >= 0) {
+        char ra[32];
+        int64_t secs = (r->retry_after_ms + 999) / 1000;
+        snprintf(ra, sizeof ra, "%lld", (long long)(secs > 0 ? secs : 1));
+        discard(svc_res_header_set(res, "Retry-After", ra));
+        snprintf(detail, sizeof detail, "rate limit '%s' exceeded; retry in %s s", r->policy,
+                 ra);
+    } else {
+        snprintf(detail, sizeof detail,
+                 "the request costs more than rate limit '%s' ever admits at once", r->policy);
+    }
+    discard(svc_res_problem_ext(res, 429, SVC_PROBLEM_RATE_LIMIT, detail, ext));
+    json_decref(ext);
+}
+
+static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    rl_http *h = ud;
+    uint64_t cost;
+    const char *name = skipped(h, svc_req_path(req)) ? NULL : choose(h, req, &cost);
+    if (!name) {
+        svc_next(next);
+        return;
+    }
+    char key[SVC_RATELIMIT_MAX_KEY + 1];
+    int k = h->key_fn ? h->key_fn(req, key, sizeof key, h->key_ud) : 0;
+    if (k < 0) {
+        svc_next(next);
+        return;
+    }
+    if (k == 0) {
+        const char *tenant = svc_req_tenant(req);
+        const char *principal = svc_req_principal(req);
+        char abuf[64];
+        if (tenant && principal)
+            snprintf(key, sizeof key, "t:%s:%s", tenant, principal);
+        else if (tenant)
+            snprintf(key, sizeof key, "t:%s", tenant);
+        else {
+            const char *addr = client_addr(h, req, abuf, sizeof abuf);
+            snprintf(key, sizeof key, "ip:%s", addr ? addr : "unknown");
+        }
+    }
+    svc_ratelimit_result r;
+    svc_status st = svc_ratelimit_check(h->rl, name, key, cost, &r);
+    if (st == SVC_ENOTFOUND)
+        st = svc_ratelimit_check_plan(h->rl, name, key, cost, &r);
+    if (st == SVC_ENOTFOUND || st == SVC_EINVAL) {
+        /* a configuration mistake must not take the service down */
+        if (!atomic_exchange(&h->warned_unknown, true))
+            svc_logf(SVC_LOG_ERROR, "rate limit: %s (requests pass unlimited)",
+                     svc_ratelimit_errmsg(h->rl));
+        svc_next(next);
+        return;
+    }
+    if (st != SVC_OK) { /* the store failed and fail_open is off */
+        if (h->shadow) {
+            svc_next(next);
+            return;
+        }
+        discard(svc_res_problem(res, 503, SVC_PROBLEM_UNAVAILABLE,
+                                            "rate limit store unavailable"));
+        return;
+    }
+    if (!r.allowed && h->shadow) {
+        svc_log_field f[] = {
+            svc_log_field_str("policy", r.policy),
+            svc_log_field_str("key", key),
+            svc_log_field_int("retry_after_ms", r.retry_after_ms),
+        };
+        svc_log_kv(SVC_LOG_INFO, "rate limit would deny (shadow mode)", f, SVC__ARRAY_LEN(f));
+        svc_next(next);
+        return;
+    }
+    if (!r.allowed) {
+        deny(res, &r);
+        put_headers(h, res, &r);
+        return;
+    }
+    svc_next(next);
+    if (!h->shadow)
+        put_headers(h, res, &r);
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static void rl_http_free(void *p)
+{
+    rl_http *h = p;
+    if (!h)
+        return;
+    svc_free(h->policy);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        svc_free(h->routes[i].method);
+        svc_free(h->routes[i].route);
+        svc_free(h->routes[i].policy);
+    }
+    svc_free(h->routes);
+    svc_free(h->proxies);
+    for (size_t i = 0; i < h->nskip; i++)
+        svc_free(h->skip[i]);
+    svc_free(h->skip);
+    svc_free(h);
+}
+
+static svc_status build(rl_http *h, const svc_ratelimit_http_opts *o)
+{
+    h->rl = o->rl;
+    h->select = o->select;
+    h->select_ud = o->select_ud;
+    h->key_fn = o->key_fn;
+    h->key_ud = o->key_ud;
+    h->shadow = o->shadow;
+    h->legacy = o->legacy_headers;
+    atomic_init(&h->warned_unknown, false);
+    if (o->policy && !(h->policy = svc__strdup(o->policy)))
+        return SVC_ENOMEM;
+    if (o->nroutes) {
+        if (!o->routes)
+            return SVC_EINVAL;
+        h->routes = svc__calloc(o->nroutes, sizeof *h->routes);
+        if (!h->routes)
+            return SVC_ENOMEM;
+        for (size_t i = 0; i < o->nroutes; i++, h->nroutes++) {
+            const svc_ratelimit_route *r = &o->routes[i];
+            if (!r->route) {
+                svc_logf(SVC_LOG_ERROR, "rate limit: route entry %zu has no route", i);
+                return SVC_EINVAL;
+            }
+            rroute *d = &h->routes[i];
+            bool any = !r->method || strcmp(r->method, "*") == 0;
+            d->method = any ? NULL : svc__strdup(r->method);
+            d->route = svc__strdup(r->route);
+            d->policy = r->policy ? svc__strdup(r->policy) : NULL;
+            d->cost = r->cost ? r->cost : 1;
+            if ((!any && !d->method) || !d->route || (r->policy && !d->policy)) {
+                h->nroutes++;
+                return SVC_ENOMEM;
+            }
+        }
+    }
+    size_t n = 0;
+    if (o->trusted_proxies)
+        while (o->trusted_proxies[n])
+            n++;
+    if (n) {
+        h->proxies = svc__calloc(n, sizeof *h->proxies);
+        if (!h->proxies)
+            return SVC_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            if (!parse_cidr(o->trusted_proxies[i], &h->proxies[i])) {
+                svc_logf(SVC_LOG_ERROR, "rate limit: trusted proxy range '%.80s' is not an "
+                                        "address or CIDR",
+                         o->trusted_proxies[i]);
+                return SVC_EINVAL;
+            }
+        }
+        h->nproxies = n;
+    }
+    const char *const *skip = o->skip_paths ? o->skip_paths : default_skip;
+    n = 0;
+    while (skip[n])
+        n++;
+    h->skip = svc__calloc(n + 1, sizeof *h->skip);
+    if (!h->skip)
+        return SVC_ENOMEM;
+    for (size_t i = 0; i < n; i++, h->nskip++)
+        if (!(h->skip[i] = svc__strdup(skip[i])))
+            return SVC_ENOMEM;
+    return SVC_OK;
+}
+
+svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts *opts)
+{
+    if (!opts->rl)
+        return SVC_EINVAL;
+    rl_http *h = svc__calloc(1, sizeof *h);
+    if (!h)
+        return SVC_ENOMEM;
+    svc_status st = build(h, opts);
+    if (st == SVC_OK)
+        st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h);
+    if (st != SVC_OK) {
+        rl_http_free(h);
+        return st;
+    }
+    st = svc_app_on_free(app, rl_http_free, h);
+    if (st != SVC_OK) {
+        /* the middleware is installed and may run: keep h alive */
+        svc_logf(SVC_LOG_ERROR, "rate limit: cannot register cleanup (%s)", svc_strerror(st));
+    }
+    return SVC_OK;
+}
+
+#else /* !SVC_HAVE_HTTP */
+
+svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts *opts)
+{
+    SVC__UNUSED(app);
+    SVC__UNUSED(opts);
+    return SVC_ENOTSUP;
+}
+
+#endif

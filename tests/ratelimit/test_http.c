@@ -1,0 +1,343 @@
+/*
+ * test_http.c - svc_add_ratelimit() on a live svc_app over loopback: the
+ * RateLimit headers, 429 problems with Retry-After, skip paths, per-route
+ * policies and costs, keys from tenants, custom callbacks and trusted
+ * proxies, shadow mode, a failing store.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../http/http_test_util.h"
+#include "svcinfra/http.h"
+#include "svcinfra/ratelimit.h"
+
+#include "ratelimit/store.h"
+
+#define MS INT64_C(1000000)
+/* 2026-03-10T12:00:00Z: a minute boundary, so window resets are whole */
+#define WALL0 (INT64_C(1773144000) * 1000 * MS)
+
+typedef struct env {
+    svc_manual_clock *mc;
+    svc_ratelimit *rl;
+    svc_app *app;
+    uint16_t port;
+} env;
+
+static void h_ok(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    assert_int_equal(svc_res_text(res, 200, "ok"), SVC_OK);
+}
+
+static void add_policy(svc_ratelimit *rl, const char *name, svc_ratelimit_algorithm alg,
+                       uint64_t limit, int64_t period_ms)
+{
+    svc_ratelimit_policy p = {.name = name, .algorithm = alg, .limit = limit,
+                              .period_ms = period_ms};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+}
+
+static void env_open(env *e, int fail_open)
+{
+    memset(e, 0, sizeof *e);
+    assert_int_equal(svc_manual_clock_new(&e->mc, 1, WALL0), SVC_OK);
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = "memory:";
+    o.clock = svc_manual_clock_get(e->mc);
+    o.fail_open = fail_open;
+    assert_int_equal(svc_ratelimit_new(&e->rl, &o), SVC_OK);
+    add_policy(e->rl, "api", SVC_RL_FIXED_WINDOW, 3, 60000);
+    add_policy(e->rl, "up", SVC_RL_FIXED_WINDOW, 4, 60000);
+    svc_app_opts ao;
+    svc_app_opts_default(&ao);
+    ao.port = 0;
+    ao.threads = 1;
+    ao.access_log = 0;
+    assert_int_equal(svc_app_new(&e->app, &ao), SVC_OK);
+    assert_int_equal(svc_app_route(e->app, "GET", "/x", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(e->app, "POST", "/upload", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(e->app, "GET", "/free", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(e->app, "GET", "/healthz", h_ok, NULL), SVC_OK);
+}
+
+static void env_start(env *e)
+{
+    assert_int_equal(svc_app_start(e->app), SVC_OK);
+    e->port = svc_app_port(e->app);
+}
+
+static void env_close(env *e)
+{
+    svc_app_free(e->app);
+    svc_ratelimit_free(e->rl);
+    svc_manual_clock_free(e->mc);
+}
+
+static int get(env *e, const char *method, const char *path, const char *headers,
+               htu_response *r)
+{
+    assert_int_equal(htu_request(e->port, method, path, headers, method[0] == 'P' ? "" : NULL, r),
+                     0);
+    return r->status;
+}
+
+static void status_of(env *e, const char *method, const char *path, const char *headers,
+                      int want)
+{
+    htu_response r;
+    assert_int_equal(get(e, method, path, headers, &r), want);
+    htu_response_free(&r);
+}
+
+static void limited_routes_carry_ratelimit_headers_and_429_problem(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_EEXIST);
+    env_start(&e);
+    svc_manual_clock_advance(e.mc, 500 * MS); /* t rounds 59.5 s up to 60 */
+
+    htu_response r;
+    assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit-Policy"), "\"api\";q=3;w=60");
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"api\";r=2;t=60");
+    assert_string_equal(htu_header(&r, "X-RateLimit-Limit"), "3");
+    assert_string_equal(htu_header(&r, "X-RateLimit-Remaining"), "2");
+    assert_string_equal(htu_header(&r, "X-RateLimit-Reset"), "60");
+    htu_response_free(&r);
+    status_of(&e, "GET", "/x", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 200);
+
+    assert_int_equal(get(&e, "GET", "/x", NULL, &r), 429);
+    assert_non_null(strstr(htu_header(&r, "Content-Type"), "application/problem+json"));
+    assert_string_equal(htu_header(&r, "Retry-After"), "60"); /* 59.5 s, rounded up */
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"api\";r=0;t=60");
+    assert_non_null(strstr(r.body, "\"code\":\"RATE_LIMIT\""));
+    assert_non_null(strstr(r.body, "\"policy\":\"api\""));
+    assert_non_null(strstr(r.body, "\"status\":429"));
+    htu_response_free(&r);
+
+    /* probes are skipped: no limit, no headers */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(get(&e, "GET", "/healthz", NULL, &r), 200);
+        assert_null(htu_header(&r, "RateLimit"));
+        htu_response_free(&r);
+    }
+    /* a new window admits again */
+    svc_manual_clock_advance(e.mc, 60000 * MS);
+    status_of(&e, "GET", "/x", NULL, 200);
+    env_close(&e);
+}
+
+static void per_route_policies_and_costs(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    const svc_ratelimit_route routes[] = {
+        {.method = "POST", .route = "/upload", .policy = "up", .cost = 2},
+        {.method = "*", .route = "/free", .policy = NULL},
+    };
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    o.routes = routes;
+    o.nroutes = 2;
+    o.legacy_headers = 0;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    htu_response r;
+    assert_int_equal(get(&e, "POST", "/upload", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"up\";r=2;t=60");
+    assert_null(htu_header(&r, "X-RateLimit-Limit"));
+    htu_response_free(&r);
+    status_of(&e, "POST", "/upload", NULL, 200);
+    status_of(&e, "POST", "/upload", NULL, 429);
+    for (int i = 0; i < 5; i++)
+        status_of(&e, "GET", "/free", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 200); /* "api" is untouched by the uploads */
+    env_close(&e);
+}
+
+static void forwarded_for_is_trusted_only_from_listed_proxies(void **state)
+{
+    (void)state;
+    for (int trusted = 0; trusted <= 1; trusted++) {
+        env e;
+        env_open(&e, 1);
+        const char *const proxies[] = {"127.0.0.0/8", "::1", NULL};
+        svc_ratelimit_http_opts o;
+        svc_ratelimit_http_opts_default(&o);
+        o.rl = e.rl;
+        o.policy = "api";
+        o.trusted_proxies = trusted ? proxies : NULL;
+        assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+        env_start(&e);
+        const char *a = "X-Forwarded-For: 203.0.113.7, 10.9.9.9\r\n";
+        const char *b = "Forwarded: for=\"[2001:db8::5]:4711\";proto=https\r\n";
+        for (int i = 0; i < 3; i++)
+            status_of(&e, "GET", "/x", a, 200);
+        status_of(&e, "GET", "/x", a, 429);
+        /* trusted: b is another client; untrusted: both are 127.0.0.1 */
+        status_of(&e, "GET", "/x", b, trusted ? 200 : 429);
+        env_close(&e);
+    }
+    env e;
+    env_open(&e, 1);
+    const char *const bad[] = {"10.0.0.0/33", NULL};
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.trusted_proxies = bad;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_EINVAL);
+    env_close(&e);
+}
+
+static int user_key(struct svc_req *req, char *buf, size_t len, void *ud)
+{
+    (void)ud;
+    const char *u = svc_req_header(req, "X-User");
+    if (!u)
+        return 0;
+    if (strcmp(u, "admin") == 0)
+        return -1; /* never limited */
+    snprintf(buf, len, "user:%s", u);
+    return 1;
+}
+
+static const char *pick(struct svc_req *req, void *ud)
+{
+    (void)ud;
+    const char *t = svc_req_tenant(req);
+    return t && strcmp(t, "big") == 0 ? "up" : NULL;
+}
+
+static void keys_from_callback_and_tenant_and_selected_policy(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    svc_tenancy_opts t;
+    svc_tenancy_opts_default(&t);
+    t.trusted_header = "X-Tenant-Id";
+    assert_int_equal(svc_add_tenancy(e.app, &t), SVC_OK);
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    o.key_fn = user_key;
+    o.select = pick;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    for (int i = 0; i < 3; i++)
+        status_of(&e, "GET", "/x", "X-User: ann\r\n", 200);
+    status_of(&e, "GET", "/x", "X-User: ann\r\n", 429);
+    status_of(&e, "GET", "/x", "X-User: bob\r\n", 200);
+    for (int i = 0; i < 6; i++)
+        status_of(&e, "GET", "/x", "X-User: admin\r\n", 200);
+    /* tenants: own buckets; tenant "big" gets policy "up" (4) */
+    for (int i = 0; i < 3; i++)
+        status_of(&e, "GET", "/x", "X-Tenant-Id: small\r\n", 200);
+    status_of(&e, "GET", "/x", "X-Tenant-Id: small\r\n", 429);
+    for (int i = 0; i < 4; i++)
+        status_of(&e, "GET", "/x", "X-Tenant-Id: big\r\n", 200);
+    htu_response r;
+    assert_int_equal(get(&e, "GET", "/x", "X-Tenant-Id: big\r\n", &r), 429);
+    assert_non_null(strstr(r.body, "\"policy\":\"up\""));
+    htu_response_free(&r);
+    env_close(&e);
+}
+
+static void shadow_mode_never_denies(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    o.shadow = 1;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    for (int i = 0; i < 6; i++) {
+        htu_response r;
+        assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+        assert_null(htu_header(&r, "RateLimit"));
+        htu_response_free(&r);
+    }
+    svc_ratelimit_result res;
+    assert_int_equal(svc_ratelimit_peek(e.rl, "api", "ip:127.0.0.1", 1, &res), SVC_OK);
+    assert_false(res.allowed); /* the would-be denials were counted */
+    env_close(&e);
+}
+
+static svc_status down_apply(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
+                             svc__err *err)
+{
+    (void)s;
+    (void)req;
+    (void)out;
+    return svc__err_set(err, SVC_EUNAVAILABLE, "connection refused");
+}
+static void down_stats(svc__rl_store *s, svc__rl_store_stats *out)
+{
+    (void)s;
+    memset(out, 0, sizeof *out);
+}
+static void down_destroy(svc__rl_store *s) { free(s); }
+static const svc__rl_store_ops down_ops = {"down", down_apply, down_stats, down_destroy};
+
+static void store_down_fails_closed_with_503_or_open(void **state)
+{
+    (void)state;
+    for (int open = 0; open <= 1; open++) {
+        env e;
+        env_open(&e, open);
+        svc__rl_store *down = malloc(sizeof *down);
+        down->ops = &down_ops;
+        svc__ratelimit_set_store(e.rl, down);
+        svc_ratelimit_http_opts o;
+        svc_ratelimit_http_opts_default(&o);
+        o.rl = e.rl;
+        o.policy = "api";
+        assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+        env_start(&e);
+        htu_response r;
+        assert_int_equal(get(&e, "GET", "/x", NULL, &r), open ? 200 : 503);
+        if (!open)
+            assert_non_null(strstr(r.body, "\"code\":\"UNAVAILABLE\""));
+        htu_response_free(&r);
+        env_close(&e);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(limited_routes_carry_ratelimit_headers_and_429_problem),
+        cmocka_unit_test(per_route_policies_and_costs),
+        cmocka_unit_test(forwarded_for_is_trusted_only_from_listed_proxies),
+        cmocka_unit_test(keys_from_callback_and_tenant_and_selected_policy),
+        cmocka_unit_test(shadow_mode_never_denies),
+        cmocka_unit_test(store_down_fails_closed_with_503_or_open),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
