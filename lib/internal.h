@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "svcinfra/alloc.h"
 #include "svcinfra/clock.h"
@@ -47,9 +48,21 @@ void svc__buf_init(svc__buf *b);
 void svc__buf_free(svc__buf *b);
 void svc__buf_reset(svc__buf *b);                    /* len = 0, keeps memory */
 bool svc__buf_reserve(svc__buf *b, size_t extra);
-void svc__buf_append(svc__buf *b, const void *p, size_t n);
-void svc__buf_puts(svc__buf *b, const char *s);
-void svc__buf_putc(svc__buf *b, char c);
+void svc__buf_append_slow(svc__buf *b, const void *p, size_t n);
+/* Appends n bytes; the common case (room left) is inline, since formatters
+ * call this for every token. */
+static inline void svc__buf_append(svc__buf *b, const void *p, size_t n)
+{
+    if (!b->oom && b->data && n < b->cap - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return;
+    }
+    svc__buf_append_slow(b, p, n);
+}
+static inline void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
+static inline void svc__buf_putc(svc__buf *b, char c) { svc__buf_append(b, &c, 1); }
 void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);
 /* Appends the decimal form of v (no printf on the hot path). */

@@ -44,7 +44,7 @@ bool svc__buf_reserve(svc__buf *b, size_t extra)
     return true;
 }
 
-void svc__buf_append(svc__buf *b, const void *p, size_t n)
+void svc__buf_append_slow(svc__buf *b, const void *p, size_t n)
 {
     if (!svc__buf_reserve(b, n))
         return;
@@ -54,8 +54,6 @@ void svc__buf_append(svc__buf *b, const void *p, size_t n)
     b->data[b->len] = '\0';
 }
 
-void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
-void svc__buf_putc(svc__buf *b, char c) { svc__buf_append(b, &c, 1); }
 
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap)
 {

@@ -178,10 +178,16 @@ const svc_log_context *svc_log_context_get(void) { return tls.has_ctx ? &tls.ctx
  * the first letter of the words, because this runs for every field of
  * every line (the access log's hot path).
  */
+/* ASCII lower case, without the locale lookups of tolower(). */
+static inline unsigned char ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+}
+
 static bool word_at(const char *p, const char *w)
 {
     for (; *w; p++, w++)
-        if (tolower((unsigned char)*p) != *w) /* the key's NUL never matches */
+        if (ascii_lower((unsigned char)*p) != (unsigned char)*w) /* NUL never matches */
             return false;
     return true;
 }
@@ -191,7 +197,7 @@ bool svc__log_key_is_secret(const char *key)
     if (!key)
         return false;
     for (const char *p = key; *p; p++) {
-        switch (tolower((unsigned char)*p)) {
+        switch (ascii_lower((unsigned char)*p)) {
         case 'p':
             if (word_at(p, "password") || word_at(p, "passwd") || word_at(p, "private_key"))
                 return true;
@@ -428,6 +434,15 @@ static const char *const reserved_keys[] = {"ts", "level", "msg", "request_id", 
 
 static bool is_reserved(const char *key)
 {
+    switch (key[0]) { /* most keys differ from all of them in the first byte */
+    case 't':
+    case 'l':
+    case 'm':
+    case 'r':
+        break;
+    default:
+        return false;
+    }
     for (size_t i = 0; i < SVC__ARRAY_LEN(reserved_keys); i++)
         if (strcmp(key, reserved_keys[i]) == 0)
             return true;
