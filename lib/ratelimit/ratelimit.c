@@ -102,6 +102,8 @@ struct svc_ratelimit {
     _Atomic int64_t last_log_ns;
     void **zones; /* loaded svc_tz, freed with the limiter (under wmu) */
     size_t nzones;
+    uint64_t id;          /* unique per limiter, never reused */
+    _Atomic uint64_t gen; /* bumped by every publish */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -236,6 +238,7 @@ static rl_quota *table_quota(const rl_table *t, const char *name)
 /* ---- readers and the swap ------------------------------------------------- */
 
 static _Atomic unsigned next_stripe;
+static _Atomic uint64_t next_rl_id = 1;
 static _Thread_local unsigned tl_stripe = UINT_MAX;
 
 static unsigned my_stripe(void)
@@ -262,6 +265,7 @@ static void read_end(svc_ratelimit *rl, unsigned stripe)
 static void publish(svc_ratelimit *rl, rl_table *t)
 {
     rl_table *old = atomic_exchange(&rl->table, t);
+    atomic_fetch_add(&rl->gen, 1); /* before returning: later checks miss their caches */
     for (unsigned i = 0; i < NSTRIPES; i++)
         while (atomic_load(&rl->stripes[i].n) != 0)
             sched_yield();
@@ -391,6 +395,8 @@ svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts
         atomic_init(&rl->stripes[i].n, 0);
     atomic_init(&rl->store_errors, 0);
     atomic_init(&rl->last_log_ns, INT64_MIN);
+    atomic_init(&rl->gen, 0);
+    rl->id = atomic_fetch_add(&next_rl_id, 1);
     pthread_mutex_init(&rl->wmu, NULL);
     svc__err_init(&rl->err);
     rl->clock = opts->clock;
@@ -975,6 +981,44 @@ static svc_status check_key(svc_ratelimit *rl, const char *key, size_t *klen)
     return SVC_OK;
 }
 
+/* Each thread remembers the last few policies it used, tagged with the
+ * limiter's id and table generation; a hit costs one atomic load (of a line
+ * that only changes when policies do) instead of two read-modify-writes. A
+ * tag is the generation read before the table, so a cached copy is never
+ * older than the table of its tag. */
+#define TL_CACHE 4
+typedef struct tl_pol {
+    uint64_t rl_id;
+    uint64_t gen;
+    rl_pol pol;
+} tl_pol;
+static _Thread_local tl_pol tl_cache[TL_CACHE];
+static _Thread_local unsigned tl_cache_next;
+static bool find_policy(svc_ratelimit *rl, const char *name, rl_pol *out)
+{
+    uint64_t gen = atomic_load(&rl->gen);
+    for (unsigned i = 0; i < TL_CACHE; i++) {
+        tl_pol *c = &tl_cache[i];
+        if (c->rl_id == rl->id && c->gen == gen && strcmp(c->pol.name, name) == 0) {
+            *out = c->pol;
+            return true;
+        }
+    }
+    unsigned s;
+    const rl_table *t = read_begin(rl, &s);
+    const rl_pol *p = table_policy(t, name);
+    if (p)
+        *out = *p;
+    read_end(rl, s);
+    if (!p)
+        return false;
+    tl_pol *c = &tl_cache[tl_cache_next++ % TL_CACHE];
+    c->rl_id = rl->id;
+    c->gen = gen;
+    c->pol = *out;
+    return true;
+}
+
 static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const char *key,
                                 uint64_t cost, svc_ratelimit_result *out, bool commit)
 {
@@ -986,14 +1030,8 @@ static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const cha
         memset(out, 0, sizeof *out);
         return st;
     }
-    unsigned s;
-    const rl_table *t = read_begin(rl, &s);
-    const rl_pol *pp = table_policy(t, policy);
     rl_pol p;
-    if (pp)
-        p = *pp;
-    read_end(rl, s);
-    if (!pp) {
+    if (!find_policy(rl, policy, &p)) {
         memset(out, 0, sizeof *out);
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "no policy named '%.80s'", policy);
     }

@@ -575,6 +575,29 @@ static void policy_change_takes_effect_without_restart(void **state)
     assert_int_equal(svc_ratelimit_policy_remove(f->rl, "live"), SVC_ENOTFOUND);
 }
 
+/* Two limiters with a policy of the same name never see each other's, and a
+ * limiter created where a freed one was starts clean. */
+static void limiters_do_not_share_policies(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        svc_ratelimit *a, *b;
+        assert_int_equal(svc_ratelimit_new(&a, NULL), SVC_OK);
+        assert_int_equal(svc_ratelimit_new(&b, NULL), SVC_OK);
+        add_policy(a, "same", SVC_RL_FIXED_WINDOW, 1, 3600000, 0);
+        add_policy(b, "same", SVC_RL_FIXED_WINDOW, 7 + (uint64_t)round, 3600000, 0);
+        for (int i = 0; i < 5; i++) {
+            svc_ratelimit_result r;
+            assert_int_equal(svc_ratelimit_peek(a, "same", "k", 1, &r), SVC_OK);
+            assert_int_equal(r.limit, 1);
+            assert_int_equal(svc_ratelimit_peek(b, "same", "k", 1, &r), SVC_OK);
+            assert_int_equal(r.limit, 7 + (uint64_t)round);
+        }
+        svc_ratelimit_free(a);
+        svc_ratelimit_free(b);
+    }
+}
+
 /* ---- memory bounds -------------------------------------------------------------- */
 
 static void memory_cap_holds_under_a_million_unique_keys(void **state)
@@ -981,6 +1004,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(policy_change_takes_effect_without_restart, setup,
                                         teardown),
+        cmocka_unit_test(limiters_do_not_share_policies),
         cmocka_unit_test(memory_cap_holds_under_a_million_unique_keys),
         cmocka_unit_test_setup_teardown(expired_keys_are_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(quota_rolls_over_at_day_and_month_boundaries, setup,
