@@ -7,7 +7,35 @@
  * earlier instant. The engine rounds it up to milliseconds, so a client
  * that waits Retry-After is never early.
  */
+#include <string.h>
+
 #include "store.h"
+
+/* The block from svc_malloc starts `off` bytes before the aligned address;
+ * the raw pointer is kept in the word just below it. */
+void *svc__rl_calloc_aligned(size_t size)
+{
+    if (size > SIZE_MAX - SVC__RL_LINE - sizeof(void *))
+        return NULL;
+    unsigned char *raw = svc_malloc(size + SVC__RL_LINE + sizeof(void *));
+    if (!raw)
+        return NULL;
+    uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + SVC__RL_LINE - 1) &
+                  ~(uintptr_t)(SVC__RL_LINE - 1);
+    unsigned char *p = (unsigned char *)a;
+    memcpy(p - sizeof(void *), &raw, sizeof raw);
+    memset(p, 0, size);
+    return p;
+}
+
+void svc__rl_free_aligned(void *p)
+{
+    if (!p)
+        return;
+    void *raw;
+    memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof raw);
+    svc_free(raw);
+}
 
 __extension__ typedef unsigned __int128 u128;
 

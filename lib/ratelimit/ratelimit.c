@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "svcinfra/config.h"
 #include "svcinfra/log.h"
@@ -84,8 +85,7 @@ typedef struct rl_table {
 } rl_table;
 
 typedef struct rl_stripe {
-    _Atomic unsigned long n;
-    char pad[64 - sizeof(unsigned long)];
+    _Alignas(SVC__RL_LINE) _Atomic unsigned long n;
 } rl_stripe;
 
 struct svc_ratelimit {
@@ -102,8 +102,10 @@ struct svc_ratelimit {
     _Atomic int64_t last_log_ns;
     void **zones; /* loaded svc_tz, freed with the limiter (under wmu) */
     size_t nzones;
+    /* read by every check; written only by publish: a line of its own, away
+     * from the counters above that errors write */
+    _Alignas(SVC__RL_LINE) _Atomic uint64_t gen; /* bumped by every publish */
     uint64_t id;          /* unique per limiter, never reused */
-    _Atomic uint64_t gen; /* bumped by every publish */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -381,11 +383,11 @@ svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts
         return st;
     }
 
-    svc_ratelimit *rl = svc__calloc(1, sizeof *rl);
+    svc_ratelimit *rl = svc__rl_calloc_aligned(sizeof *rl);
     rl_table *t = rl ? svc__calloc(1, sizeof *t) : NULL;
     if (!t || !table_index(t)) {
         table_free(t);
-        svc_free(rl);
+        svc__rl_free_aligned(rl);
         store->ops->destroy(store);
         return SVC_ENOMEM;
     }
@@ -433,7 +435,7 @@ void svc_ratelimit_free(svc_ratelimit *rl)
     svc_free(rl->zones);
     pthread_mutex_destroy(&rl->wmu);
     svc__err_destroy(&rl->err);
-    svc_free(rl);
+    svc__rl_free_aligned(rl);
 }
 
 void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s)
@@ -903,6 +905,17 @@ static void store_failed(svc_ratelimit *rl, const char *what, svc_status st)
     }
 }
 
+/* The wall time of a check, read once per check. The system clock is read
+ * directly (no indirect call); an injected clock goes through svc_clock. */
+static int64_t wall_now(const svc_ratelimit *rl)
+{
+    if (rl->clock)
+        return svc_clock_wall_ns(rl->clock);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * SVC__NS_PER_SEC + ts.tv_nsec;
+}
+
 static void count_decision(svc_ratelimit *rl, const char *policy, const char *result)
 {
     if (rl->m_decisions) {
@@ -923,7 +936,8 @@ static size_t make_key(char *buf, const char *prefix, const char *name, const ch
 }
 
 static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key, size_t klen,
-                             uint64_t cost, bool commit, svc_ratelimit_result *out)
+                             uint64_t cost, bool commit, int64_t now,
+                             svc_ratelimit_result *out)
 {
     char kb[KEYBUF_CAP];
     svc__rl_req req = {
@@ -936,7 +950,7 @@ static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key
         .interval_ns = p->interval_ns,
         .cost = cost,
         .commit = commit,
-        .now = svc_clock_wall_ns(rl->clock),
+        .now = now,
         .key = kb,
     };
     req.klen = make_key(kb, "", p->name, key, klen);
@@ -1035,7 +1049,7 @@ static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const cha
         memset(out, 0, sizeof *out);
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "no policy named '%.80s'", policy);
     }
-    return run_policy(rl, &p, key, klen, cost, commit, out); /* fills all of *out */
+    return run_policy(rl, &p, key, klen, cost, commit, wall_now(rl), out); /* fills *out */
 }
 
 svc_status svc_ratelimit_check(svc_ratelimit *rl, const char *policy, const char *key,
@@ -1077,9 +1091,10 @@ svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const c
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "plan '%.80s' names no known policy",
                             plan);
     bool have = false;
+    const int64_t now = wall_now(rl); /* one instant for every policy of the plan */
     for (size_t i = 0; i < n; i++) {
         svc_ratelimit_result r;
-        st = run_policy(rl, &pols[i], key, klen, cost, true, &r);
+        st = run_policy(rl, &pols[i], key, klen, cost, true, now, &r);
         if (st != SVC_OK || !r.allowed) {
             *out = r;
             return st;
@@ -1168,7 +1183,7 @@ static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *q
     read_end(rl, s);
     if (!qp)
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "no quota named '%.80s'", quota);
-    int64_t now = svc_clock_wall_ns(rl->clock);
+    int64_t now = wall_now(rl);
     int64_t ws = 0, we = 0;
     st = quota_window(rl, &q, now, &ws, &we);
     if (st != SVC_OK)

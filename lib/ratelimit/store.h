@@ -113,6 +113,14 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
  * with any other call on `rl`. */
 void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
 
+/* Cache-line aligned blocks for structures that threads write side by side
+ * (shards, slots, reader stripes): `size` bytes, zeroed, starting on a
+ * multiple of SVC__RL_LINE, through the library's allocator. NULL on
+ * failure; svc__rl_free_aligned(NULL) is a no-op. */
+#define SVC__RL_LINE 64
+void *svc__rl_calloc_aligned(size_t size);
+void svc__rl_free_aligned(void *p);
+
 /* One algorithm step on `st` (a fresh key when !present). Writes the new
  * state to *st when req->commit and the request is admitted, and the time
  * from which the key is as good as absent to *expire_at. Pure function. */

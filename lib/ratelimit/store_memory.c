@@ -35,7 +35,7 @@
  *     any), so a flood of unique keys replaces old keys instead of growing;
  *   - tables start at 16 slots, double while live entries pass 3/4 of them,
  *     and are rebuilt at the same size when tombstones fill them.
- * Keys up to 47 bytes (policy name, a separator and the caller's key) live
+ * Keys up to 52 bytes (policy name, a separator and the caller's key) live
  * in their slot: no allocation at all for them; longer ones are copied to
  * the heap once per insert. The hash is seeded at random per store, so
  * collisions cannot be planned from outside.
@@ -56,25 +56,34 @@
 #define EVICT_SAMPLES 16
 #define MIN_TABLE 16
 #define SWEEP_GRACE_NS INT64_C(1000000000)
-#define INLINE_KEY 47
 
 #define H_EMPTY 0u
 #define H_TOMB 1u
 
-/* One slot: 96 bytes. */
+/* One slot: 128 bytes, two whole cache lines.
+ *
+ *   line 1: hash, klen, key    written only when the slot changes owner
+ *   line 2: lock, kind, expiry, state   written by every check of the key
+ *
+ * Probes for other keys read line 1 of every slot they pass, so it must
+ * not be the line a check on this slot writes: threads on different keys
+ * then never write a line another thread reads. */
+#define INLINE_KEY 52
 typedef struct mentry {
-    _Atomic uint64_t hash;      /* H_EMPTY, H_TOMB or the key's hash (>= 2) */
+    _Alignas(SVC__RL_LINE) _Atomic uint64_t hash; /* H_EMPTY, H_TOMB or the key's hash (>= 2) */
+    uint32_t klen;
+    char kin[INLINE_KEY];       /* the key, or a heap pointer when longer */
+    _Alignas(SVC__RL_LINE) _Atomic uint32_t lock;
+    uint8_t kind;
     _Atomic int64_t expire_at;  /* read without the lock by sweeps */
     svc__rl_state st;
-    _Atomic uint32_t lock;
-    uint32_t klen;
-    uint8_t kind;
-    char kin[INLINE_KEY];       /* the key, or a heap pointer when longer */
 } mentry;
+
+_Static_assert(sizeof(mentry) == 2 * SVC__RL_LINE, "a slot is two cache lines");
 
 typedef struct mtable {
     size_t cap; /* power of two */
-    mentry slots[];
+    mentry slots[]; /* aligned to a line: the table is allocated aligned */
 } mtable;
 
 typedef struct shard {
@@ -88,21 +97,21 @@ typedef struct shard {
     uint64_t expired;
 } shard;
 
+/* Shards and stripes each start a line of their own (the store is
+ * allocated aligned), so a thread's writes never invalidate a line another
+ * thread reads for a different shard or stripe. */
 typedef struct shard_padded {
-    shard s;
-    char pad[128 - (sizeof(shard) % 128)];
+    _Alignas(SVC__RL_LINE) shard s;
 } shard_padded;
 
 typedef struct stripe {
-    _Atomic unsigned long n;
-    char pad[64 - sizeof(unsigned long)];
+    _Alignas(SVC__RL_LINE) _Atomic unsigned long n;
 } stripe;
 
 typedef struct mem_store {
     svc__rl_store base;
     uint64_t seed;
     size_t max_keys;
-    char pad[64];
     stripe stripes[NSTRIPES];
     shard_padded shards[NSHARDS];
 } mem_store;
@@ -286,10 +295,9 @@ static void evict_one(shard *s, mtable *t, int64_t now)
 
 static mtable *table_new(size_t cap)
 {
-    mtable *t = svc_malloc(sizeof *t + cap * sizeof(mentry));
+    mtable *t = svc__rl_calloc_aligned(sizeof *t + cap * sizeof(mentry));
     if (!t)
         return NULL;
-    memset(t->slots, 0, cap * sizeof(mentry));
     t->cap = cap;
     return t;
 }
@@ -327,7 +335,7 @@ static bool resize(mem_store *ms, shard *s, size_t cap)
     atomic_store_explicit(&s->tab, nt, memory_order_release);
     s->tombs = 0;
     wait_readers(ms);
-    svc_free(old);
+    svc__rl_free_aligned(old);
     return true;
 }
 
@@ -442,11 +450,11 @@ static void mem_destroy(svc__rl_store *base)
             for (size_t j = 0; j < t->cap; j++)
                 if (atomic_load(&t->slots[j].hash) >= 2)
                     entry_free_key(&t->slots[j]);
-            svc_free(t);
+            svc__rl_free_aligned(t);
         }
         pthread_mutex_destroy(&s->mu);
     }
-    svc_free(ms);
+    svc__rl_free_aligned(ms);
 }
 
 static const svc__rl_store_ops mem_ops = {
@@ -460,7 +468,7 @@ svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys)
 {
     if (max_keys < NSHARDS)
         max_keys = NSHARDS;
-    mem_store *ms = svc__calloc(1, sizeof *ms);
+    mem_store *ms = svc__rl_calloc_aligned(sizeof *ms);
     if (!ms)
         return SVC_ENOMEM;
     ms->base.ops = &mem_ops;
