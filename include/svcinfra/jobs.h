@@ -1,0 +1,504 @@
+/*
+ * svcinfra/jobs.h - background jobs: a durable queue, a worker pool, retries
+ * with backoff, dead letters, retention and cron schedules.
+ *
+ *   svc_jobs *jobs;
+ *   svc_jobs_opts o; svc_jobs_opts_default(&o);
+ *   o.url = "postgres://app@db/app";            // or "memory:"
+ *   if ((st = svc_jobs_new(&jobs, &o))) ...
+ *   int64_t id;
+ *   st = svc_jobs_enqueue(jobs, "email.send", "{\"to\":\"a@b.c\"}", NULL, &id);
+ *
+ *   static svc_job_result send(svc_job *job, void *ud) {
+ *       ... svc_job_payload(job) ...
+ *       return SVC_JOB_OK;            // or svc_job_fail(job, SVC_JOB_RETRY, "smtp: %s", e)
+ *   }
+ *   st = svc_jobs_register(jobs, "email.send", send, NULL, 0);
+ *   svc_jobs_worker *w;
+ *   st = svc_jobs_worker_start(jobs, NULL, &w);   // N threads, until stopped
+ *   ...
+ *   svc_jobs_worker_stop(w); svc_jobs_worker_free(w); svc_jobs_free(jobs);
+ *
+ * States (every transition is timestamped; see docs/jobs.md):
+ *
+ *   enqueue ─► available ─────────┐           ┌─► completed
+ *          └─► scheduled (run_at) ┴─► running ┼─► retryable ─► running ...
+ *                                      ▲      ├─► discarded  (dead letter)
+ *                        lease expired ┘      └─► cancelled
+ *
+ * Delivery is at least once: a claimed job carries a lease that its worker
+ * renews while the handler runs; a worker that dies (SIGKILL, power) stops
+ * renewing and the job becomes claimable again when the lease expires. A
+ * result reported for a lease that was lost is ignored, so a job is
+ * recorded completed once. Handlers should be idempotent.
+ *
+ * Retries: after a failed attempt n (1-based) the job runs again after
+ *     delay(n) = min(backoff_max_ms, backoff_base_ms * n^4) * (1 + j),
+ *     j uniform in [-backoff_jitter, +backoff_jitter]
+ * (defaults: base 1 s, jitter 0.10, cap 24 h: 1 s, 16 s, 81 s, 256 s, 625 s
+ * ...), until max_attempts attempts were made; then it is discarded.
+ *
+ * Backends by URL: "postgres://..." (the reference: tables svc_jobs and
+ * svc_job_uniques from migration 3, FOR UPDATE SKIP LOCKED batch claims,
+ * LISTEN/NOTIFY wake-ups on a dedicated connection) and "memory:" (one
+ * process, the same semantics, time from opts.clock). redis:// is not
+ * supported (SVC_ENOTSUP).
+ *
+ * Time: the memory backend reads opts.clock; the PostgreSQL backend uses
+ * the server's clock (now()), so schedules agree across a fleet.
+ *
+ * Thread safety: an svc_jobs may be used from any number of threads at
+ * once (enqueue, admin calls, workers), except svc_jobs_register(), which
+ * must happen before the first worker starts, and svc_jobs_free(), which
+ * must not race with anything (stop and free workers and schedulers
+ * first). An svc_job handed to a handler belongs to that call only.
+ */
+#ifndef SVCINFRA_JOBS_H
+#define SVCINFRA_JOBS_H
+
+#include "common.h"
+#include "status.h"
+#include "clock.h"
+
+SVC_BEGIN_DECLS
+
+struct svc_metrics;
+struct svc_config;
+struct svc_app;
+struct svc_pg;
+struct svc_pg_tx;
+
+typedef struct svc_jobs svc_jobs;
+typedef struct svc_job svc_job;
+typedef struct svc_jobs_worker svc_jobs_worker;
+typedef struct svc_jobs_scheduler svc_jobs_scheduler;
+
+/* Longest queue or kind name (bytes): letters, digits and "_-.:". */
+#define SVC_JOBS_MAX_NAME 128
+/* Longest unique key (bytes, any text without NUL). */
+#define SVC_JOBS_MAX_UNIQUE_KEY 512
+/* Longest error text kept per attempt (longer ones are cut). */
+#define SVC_JOBS_MAX_ERROR 1024
+/* Most jobs one svc_jobs_enqueue_batch() call takes. */
+#define SVC_JOBS_MAX_BATCH 10000
+
+typedef enum svc_job_state {
+    SVC_JOB_AVAILABLE = 1,  /* ready to run now */
+    SVC_JOB_SCHEDULED = 2,  /* waits for its run_at */
+    SVC_JOB_RUNNING = 3,    /* claimed by a worker, under a lease */
+    SVC_JOB_RETRYABLE = 4,  /* failed, waits for its backoff */
+    SVC_JOB_COMPLETED = 5,  /* done */
+    SVC_JOB_DISCARDED = 6,  /* out of attempts or failed for good: dead letter */
+    SVC_JOB_CANCELLED = 7   /* cancelled by a handler or svc_jobs_cancel() */
+} svc_job_state;
+#define SVC_JOB_STATE_COUNT 8 /* array size for per-state counts (index 0 unused) */
+
+/* "available", "scheduled", ...; "unknown" otherwise. Static storage. */
+SVC_EXPORT const char *svc_job_state_name(svc_job_state s);
+/* Parses a state name (case-insensitive; "dead" is "discarded").
+ * SVC_OK or SVC_EINVAL. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_job_state_parse(const char *name, svc_job_state *out)
+    SVC_NONNULL(1, 2);
+
+/* ---- the queue handle ----------------------------------------------------- */
+
+typedef struct svc_jobs_opts {
+    const char *url;                 /* "memory:"; NULL: env SVC_JOBS_URL, else "memory:" */
+    struct svc_pg *pg;               /* NULL; an existing pool to use for a postgres URL
+                                        (borrowed; must outlive the handle). With a pool,
+                                        url may be NULL; the LISTEN connection still needs
+                                        the URL, else workers only poll */
+    unsigned pool_size;              /* 4: connections of the pool opened for `url` */
+    int migrate;                     /* 1: apply the library's migrations in svc_jobs_new */
+    int default_max_attempts;        /* 20: when svc_job_opts.max_attempts is 0 */
+    int64_t backoff_base_ms;         /* 1000: delay(n) = base * n^4, see above */
+    int64_t backoff_max_ms;          /* 86400000 (24 h): cap of one delay */
+    double backoff_jitter;           /* 0.10: +/- fraction (0 .. 0.5) */
+    int64_t retention_completed_ms;  /* 86400000 (24 h): completed jobs pruned after */
+    int64_t retention_discarded_ms;  /* 604800000 (7 d): discarded (and cancelled) after;
+                                        0 keeps them (also for the completed field) */
+    size_t memory_max_jobs;          /* 1000000: memory backend bound; enqueue beyond it
+                                        prunes finished jobs first, then SVC_ETOOBIG */
+    const svc_clock *clock;          /* NULL = system (memory backend, timeouts) */
+    struct svc_metrics *metrics;     /* NULL = svc_metrics_default() */
+    int no_metrics;                  /* 1: register no metrics */
+    void *reserved[8];               /* zero */
+} svc_jobs_opts;
+
+/* Fills `opts` with the defaults written beside each field. */
+SVC_EXPORT void svc_jobs_opts_default(svc_jobs_opts *opts) SVC_NONNULL(1);
+
+/* Opens a queue handle (new; svc_jobs_free()). `opts` NULL: all defaults.
+ * Returns SVC_EINVAL for a bad URL or option (svc_jobs_last_error() says
+ * which), SVC_ENOTSUP for redis:// or a backend not built,
+ * SVC_EUNAVAILABLE / SVC_EBACKEND when `migrate` could not reach or update
+ * the database, SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
+    SVC_NONNULL(1);
+/* Detail of the calling thread's last failed svc_jobs_new() (or ""). */
+SVC_EXPORT const char *svc_jobs_last_error(void);
+/* Frees the handle (and the pool it opened). NULL is a no-op. */
+SVC_EXPORT void svc_jobs_free(svc_jobs *jobs);
+/* Detail of the handle's most recent failure, "" when none; a thread-local
+ * copy valid until the calling thread's next call. */
+SVC_EXPORT const char *svc_jobs_errmsg(svc_jobs *jobs) SVC_NONNULL(1);
+/* "memory" or "postgres". */
+SVC_EXPORT const char *svc_jobs_backend_name(const svc_jobs *jobs) SVC_NONNULL(1);
+
+/* ---- enqueue ---------------------------------------------------------------- */
+
+/* Per-job options; all-zero (or NULL) means the defaults written beside. */
+typedef struct svc_job_opts {
+    const char *queue;          /* NULL: "default" */
+    int priority;               /* 0; -1000..1000, LOWER runs first */
+    int64_t run_at_ms;          /* 0: now (+ delay_ms); else UNIX ms to run at */
+    int64_t delay_ms;           /* 0; run after this delay (ignored with run_at_ms) */
+    int max_attempts;           /* 0: opts.default_max_attempts; 1..1000 */
+    const char *unique_key;     /* NULL: none. While a job with the same key exists
+                                   and was enqueued less than unique_window_ms ago,
+                                   enqueue returns that job's id instead */
+    int64_t unique_window_ms;   /* 0: as long as the job row is kept */
+    void *reserved[6];          /* zero */
+} svc_job_opts;
+
+/* Enqueues one job of `kind` with the JSON text `payload` (NULL: "{}";
+ * must be valid JSON, else SVC_EINVAL). `*id` (when non-NULL) receives the
+ * new job's id, or the existing job's id when the unique key matched.
+ * `*duplicate` (via svc_jobs_enqueue_ex) tells which.
+ * Returns SVC_OK; SVC_EINVAL for a bad name, payload or option (detail in
+ * svc_jobs_errmsg()); SVC_ETOOBIG when the memory backend is full; backend
+ * statuses as svc_pg_exec(). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue(svc_jobs *jobs, const char *kind,
+                                                     const char *payload,
+                                                     const svc_job_opts *opts, int64_t *id)
+    SVC_NONNULL(1, 2);
+
+/* One job of a batch. */
+typedef struct svc_job_spec {
+    const char *kind;           /* required */
+    const char *payload;        /* NULL: "{}" */
+    svc_job_opts opts;          /* zero: defaults */
+    int64_t id;                 /* out: the job's id (new or the duplicate's) */
+    int duplicate;              /* out: 1 when a unique key matched an existing job */
+} svc_job_spec;
+
+/* Enqueues `n` jobs (1..SVC_JOBS_MAX_BATCH) at once: on PostgreSQL in one
+ * transaction and one INSERT for the jobs without a unique key; all or
+ * none. Fills each spec's `id` and `duplicate`. Statuses as
+ * svc_jobs_enqueue(); the first bad spec is named in svc_jobs_errmsg(). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_batch(svc_jobs *jobs, svc_job_spec *specs,
+                                                           size_t n) SVC_NONNULL(1, 2);
+
+/* Enqueues inside the caller's PostgreSQL transaction: the job exists
+ * exactly when the transaction commits, and workers are woken at commit
+ * (NOTIFY). `jobs` may be NULL (defaults of svc_jobs_opts apply, no
+ * metrics); when given it must be a postgres handle (else SVC_EINVAL).
+ * Other statuses as svc_jobs_enqueue(); a failure leaves the caller's
+ * transaction aborted, as any failed statement does. Thread safety: as the
+ * transaction (one thread at a time). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_tx(struct svc_pg_tx *tx, svc_jobs *jobs,
+                                                        const char *kind, const char *payload,
+                                                        const svc_job_opts *opts, int64_t *id)
+    SVC_NONNULL(1, 3);
+/* The batch form of svc_jobs_enqueue_tx(). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_batch_tx(struct svc_pg_tx *tx,
+                                                              svc_jobs *jobs,
+                                                              svc_job_spec *specs, size_t n)
+    SVC_NONNULL(1, 3);
+
+/* ---- handlers ------------------------------------------------------------------ */
+
+typedef enum svc_job_result {
+    SVC_JOB_OK = 0,       /* completed */
+    SVC_JOB_RETRY = 1,    /* failed this attempt: retry after the backoff (or
+                             discard when attempts are used up) */
+    SVC_JOB_DISCARD = 2,  /* failed for good: straight to the dead letters */
+    SVC_JOB_CANCEL = 3,   /* cancelled: no retry, not a dead letter */
+    SVC_JOB_SNOOZE = 4    /* run again after svc_job_snooze()'s delay; the
+                             attempt is not counted */
+} svc_job_result;
+
+/* A handler: runs one job and says how it went. It may run concurrently
+ * with itself on other threads and other processes. */
+typedef svc_job_result (*svc_job_handler_fn)(svc_job *job, void *ud);
+
+/* Registers `fn` for jobs of `kind` (copied). `timeout_ms` 0 means the
+ * worker's job_timeout_ms. Registering a kind again replaces it.
+ * SVC_EINVAL for a bad kind or negative timeout; SVC_EBUSY once a worker
+ * of this handle runs. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_register(svc_jobs *jobs, const char *kind,
+                                                      svc_job_handler_fn fn, void *ud,
+                                                      int64_t timeout_ms)
+    SVC_NONNULL(1, 2, 3);
+
+/* What a handler can read about its job (borrowed strings, valid during
+ * the handler call). */
+SVC_EXPORT int64_t svc_job_id(const svc_job *job) SVC_NONNULL(1);
+SVC_EXPORT const char *svc_job_kind(const svc_job *job) SVC_NONNULL(1);
+SVC_EXPORT const char *svc_job_queue(const svc_job *job) SVC_NONNULL(1);
+SVC_EXPORT const char *svc_job_payload(const svc_job *job) SVC_NONNULL(1);
+/* This attempt's number, 1 for the first run. */
+SVC_EXPORT int svc_job_attempt(const svc_job *job) SVC_NONNULL(1);
+SVC_EXPORT int svc_job_max_attempts(const svc_job *job) SVC_NONNULL(1);
+/* Milliseconds left before the job's timeout (negative once past). C
+ * cannot stop a thread: a handler should pass this to its own waits. A
+ * handler that returns after its timeout counts as failed ("timed out")
+ * and is retried; past the timeout its lease is no longer renewed, so a
+ * stuck handler's job runs again elsewhere once the lease expires. */
+SVC_EXPORT int64_t svc_job_remaining_ms(const svc_job *job) SVC_NONNULL(1);
+/* 1 once the worker is shutting down (finish or give up quickly). */
+SVC_EXPORT int svc_job_stopping(const svc_job *job) SVC_NONNULL(1);
+/* Records the error text of this attempt (formatted, cut at
+ * SVC_JOBS_MAX_ERROR) and returns `result`, so a handler can write
+ *     return svc_job_fail(job, SVC_JOB_RETRY, "upstream said %d", code); */
+SVC_EXPORT svc_job_result svc_job_fail(svc_job *job, svc_job_result result, const char *fmt,
+                                       ...) SVC_NONNULL(1, 3) SVC_PRINTF(3, 4);
+/* Snoozes: returns SVC_JOB_SNOOZE and sets the delay (ms, >= 0). */
+SVC_EXPORT svc_job_result svc_job_snooze(svc_job *job, int64_t delay_ms) SVC_NONNULL(1);
+
+/* ---- workers ------------------------------------------------------------------- */
+
+typedef struct svc_jobs_worker_opts {
+    const char *const *queues;       /* NULL-terminated; NULL: {"default"} */
+    unsigned threads;                /* 4: handler threads (1..256) */
+    unsigned batch_size;             /* 0: 2 * threads, at most 1000: jobs per claim */
+    int64_t poll_interval_ms;        /* 1000: look for due jobs at least this often */
+    int64_t lease_ms;                /* 30000: a claimed job is held this long without
+                                        renewal; renewed every lease_ms / 3 */
+    int64_t job_timeout_ms;          /* 60000: default per-job timeout */
+    int64_t shutdown_grace_ms;       /* 10000: in-flight jobs get this long to finish */
+    int64_t maintenance_interval_ms; /* 60000: retention pruning (0: never prune) */
+    int listen;                      /* 1: LISTEN/NOTIFY wake-ups (postgres) */
+    const char *worker_id;           /* NULL: "<host>:<pid>:<random>" */
+    void *reserved[8];               /* zero */
+} svc_jobs_worker_opts;
+
+SVC_EXPORT void svc_jobs_worker_opts_default(svc_jobs_worker_opts *opts) SVC_NONNULL(1);
+
+/* Starts a worker pool on `jobs` (new; svc_jobs_worker_free()): one fetch
+ * thread that claims batches of due jobs of `queues` (in priority, then
+ * run_at order), renews leases and returns expired ones, one thread that
+ * records results in batches, and `threads` handler threads. A job of a
+ * kind with no handler is discarded with the error "no handler".
+ * Returns SVC_EINVAL for bad options, SVC_ENOMEM, SVC_EIO when a thread
+ * cannot start. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs *jobs,
+                                                          const svc_jobs_worker_opts *opts,
+                                                          svc_jobs_worker **out)
+    SVC_NONNULL(1, 3);
+
+/* Graceful stop: stop claiming, let running jobs finish for up to
+ * shutdown_grace_ms, put claimed jobs that did not start back in the
+ * queue, and return the running ones that did not finish in time to it
+ * (retryable at once). Then waits for the handler threads to return.
+ * Returns SVC_OK, or SVC_ETIMEDOUT when jobs had to be returned unfinished.
+ * Calling it again is a no-op. Any thread except a handler of this worker. */
+SVC_EXPORT svc_status svc_jobs_worker_stop(svc_jobs_worker *w) SVC_NONNULL(1);
+
+/* Stops (when running) and frees. NULL is a no-op. */
+SVC_EXPORT void svc_jobs_worker_free(svc_jobs_worker *w);
+
+typedef struct svc_jobs_worker_stats {
+    uint64_t claimed;      /* jobs claimed */
+    uint64_t completed;    /* handler returned OK */
+    uint64_t failed;       /* RETRY, DISCARD, timeouts, no handler */
+    uint64_t cancelled;
+    uint64_t snoozed;
+    uint64_t lost;         /* results ignored because the lease was lost */
+    unsigned in_flight;    /* claimed and not yet recorded */
+    uint64_t reserved[4];
+} svc_jobs_worker_stats;
+
+SVC_EXPORT void svc_jobs_worker_get_stats(svc_jobs_worker *w, svc_jobs_worker_stats *out)
+    SVC_NONNULL(1, 2);
+
+/* Runs due jobs of `queues` (NULL: "default") on the calling thread until
+ * none is due or `max_jobs` ran (0: no limit, but at most 1,000,000);
+ * `*ran` (when non-NULL) receives how many. For tests with a manual clock,
+ * one-shot command lines and cron-style batch processes. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_run_due(svc_jobs *jobs, const char *const *queues,
+                                                     size_t max_jobs, size_t *ran)
+    SVC_NONNULL(1);
+
+/* ---- inspection and administration -------------------------------------------- */
+
+typedef struct svc_job_error {
+    int attempt;
+    int64_t at_ms;         /* UNIX ms */
+    char *message;         /* owned by the info */
+} svc_job_error;
+
+typedef struct svc_job_info {
+    int64_t id;
+    char *queue, *kind, *payload;   /* owned */
+    char *unique_key;               /* owned; NULL when none */
+    svc_job_state state;
+    int priority;
+    int attempt;                    /* attempts started */
+    int max_attempts;
+    char *worker;                   /* owned; the worker holding or last holding it */
+    /* UNIX ms; 0 when the transition did not happen */
+    int64_t created_at_ms;
+    int64_t run_at_ms;              /* next (or last) scheduled run */
+    int64_t attempted_at_ms;        /* last claim */
+    int64_t completed_at_ms;
+    int64_t discarded_at_ms;
+    int64_t cancelled_at_ms;
+    int64_t updated_at_ms;          /* last transition */
+    int64_t lease_until_ms;         /* while running */
+    svc_job_error *errors;          /* the last error of each failed attempt, oldest first */
+    size_t nerrors;
+    void *reserved[4];
+} svc_job_info;
+
+/* Reads one job (`*out` filled; svc_job_info_clear() it). SVC_ENOTFOUND. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_get(svc_jobs *jobs, int64_t id, svc_job_info *out)
+    SVC_NONNULL(1, 3);
+SVC_EXPORT void svc_job_info_clear(svc_job_info *info);
+
+typedef struct svc_jobs_filter {
+    const char *queue;     /* NULL: all */
+    const char *kind;      /* NULL: all */
+    svc_job_state state;   /* 0: all */
+    int64_t after_id;      /* 0; list ids > after_id (paging) */
+    size_t limit;          /* 0: 100; at most 10000 */
+    void *reserved[4];
+} svc_jobs_filter;
+
+/* Lists jobs by id (`*out` new array of `*n`; svc_job_info_list_free()). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_list(svc_jobs *jobs, const svc_jobs_filter *filter,
+                                                  svc_job_info **out, size_t *n)
+    SVC_NONNULL(1, 3, 4);
+SVC_EXPORT void svc_job_info_list_free(svc_job_info *list, size_t n);
+
+/* Cancels a job that is not running or finished. SVC_ENOTFOUND;
+ * SVC_ECONFLICT when it is running, completed, discarded or cancelled. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_cancel(svc_jobs *jobs, int64_t id) SVC_NONNULL(1);
+
+/* Dead letters (state discarded). dlq_retry puts job `id` (0: every dead
+ * letter of `queue`, NULL: of all queues) back as available now, with a
+ * fresh attempt budget (attempt counter reset; its errors are kept).
+ * dlq_purge deletes dead letters of `queue` (NULL: all) discarded more
+ * than `older_than_ms` ago (0: all). `*count` (when non-NULL) gets how many.
+ * SVC_ENOTFOUND when `id` names no dead letter. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_dlq_retry(svc_jobs *jobs, const char *queue,
+                                                       int64_t id, size_t *count)
+    SVC_NONNULL(1);
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_dlq_purge(svc_jobs *jobs, const char *queue,
+                                                       int64_t older_than_ms, size_t *count)
+    SVC_NONNULL(1);
+
+/* Deletes completed jobs older than retention_completed_ms and discarded
+ * or cancelled ones older than retention_discarded_ms (by their finishing
+ * time). Workers call it every maintenance_interval_ms. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_prune(svc_jobs *jobs, size_t *count) SVC_NONNULL(1);
+
+/* Returns running jobs whose lease expired to the queue (retryable now,
+ * with the error "lease expired"), or discards them when out of attempts.
+ * Workers call it on their own; exposed for tools and tests. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_rescue(svc_jobs *jobs, size_t *count) SVC_NONNULL(1);
+
+/* Counts per state for one queue (NULL: all): counts[state], index 0
+ * unused. `due` counts available/scheduled/retryable jobs whose run time
+ * has come (the queue depth). */
+typedef struct svc_jobs_counts {
+    uint64_t counts[SVC_JOB_STATE_COUNT];
+    uint64_t due;
+    uint64_t reserved[4];
+} svc_jobs_counts;
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_stats(svc_jobs *jobs, const char *queue,
+                                                   svc_jobs_counts *out) SVC_NONNULL(1, 3);
+
+/* ---- cron schedules --------------------------------------------------------------
+ *
+ * A scheduler enqueues a job for each tick of each schedule with the unique
+ * key "cron:<name>:<tick UNIX s>", so however many instances of a fleet run
+ * the same schedules, each tick is enqueued once.
+ */
+typedef enum svc_jobs_missed {
+    SVC_JOBS_MISSED_SKIP = 0,     /* ticks that passed while no scheduler ran are skipped */
+    SVC_JOBS_MISSED_RUN_ONCE = 1  /* the most recent missed tick runs once at start */
+} svc_jobs_missed;
+
+typedef struct svc_jobs_schedule {
+    const char *name;           /* required: [A-Za-z0-9_.-:], unique per scheduler */
+    const char *cron;           /* required: 5 fields or a macro (cron.h) */
+    const char *tz;             /* NULL: UTC */
+    const char *kind;           /* required */
+    const char *payload;        /* NULL: "{}" */
+    const char *queue;          /* NULL: "default" */
+    int priority;               /* 0 */
+    int max_attempts;           /* 0: handle default */
+    svc_jobs_missed missed;     /* SKIP */
+    void *reserved[4];
+} svc_jobs_schedule;
+
+typedef struct svc_jobs_scheduler_opts {
+    int64_t check_interval_ms;  /* 1000: how often the thread looks for due ticks */
+    void *reserved[4];
+} svc_jobs_scheduler_opts;
+
+/* Creates a scheduler on `jobs` (new; svc_jobs_scheduler_free()). It holds
+ * schedules; svc_jobs_scheduler_start() runs a thread that fires them, or
+ * call svc_jobs_scheduler_tick() yourself. `opts` NULL: defaults. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_new(svc_jobs *jobs,
+                                                           const svc_jobs_scheduler_opts *opts,
+                                                           svc_jobs_scheduler **out)
+    SVC_NONNULL(1, 3);
+/* Adds a schedule (copied). SVC_EINVAL for a missing field or bad name,
+ * SVC_EPARSE for a bad cron expression (detail in svc_jobs_errmsg() of the
+ * handle), SVC_EEXIST for a name already added, SVC_EBUSY once started. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_add(svc_jobs_scheduler *s,
+                                                           const svc_jobs_schedule *sched)
+    SVC_NONNULL(1, 2);
+/* Adds the schedules of a configuration:
+ *     jobs:
+ *       schedules: [nightly]
+ *       schedule:
+ *         nightly: {cron: "0 3 * * *", kind: report.build, tz: Europe/Berlin,
+ *                   queue: default, payload: '{"full":true}', missed: run_once,
+ *                   priority: 0, max_attempts: 5}
+ * `prefix` NULL means "jobs". `*added` (when non-NULL) gets how many.
+ * SVC_ECONFIG for a bad value (detail in svc_jobs_errmsg()). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_load(svc_jobs_scheduler *s,
+                                                            const struct svc_config *cfg,
+                                                            const char *prefix, size_t *added)
+    SVC_NONNULL(1, 2);
+/* Enqueues the ticks due at `now_ms` (UNIX ms; 0: the handle's clock) since
+ * the previous call (the first call applies each schedule's missed policy).
+ * `*fired` (when non-NULL) gets how many new jobs this call enqueued
+ * (duplicates of another instance not counted). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_tick(svc_jobs_scheduler *s,
+                                                            int64_t now_ms, size_t *fired)
+    SVC_NONNULL(1);
+/* Starts / stops the scheduler thread. start: SVC_EBUSY when running. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_start(svc_jobs_scheduler *s)
+    SVC_NONNULL(1);
+SVC_EXPORT void svc_jobs_scheduler_stop(svc_jobs_scheduler *s) SVC_NONNULL(1);
+/* Stops and frees. NULL is a no-op. */
+SVC_EXPORT void svc_jobs_scheduler_free(svc_jobs_scheduler *s);
+
+/* ---- HTTP wiring ------------------------------------------------------------------ */
+
+typedef struct svc_jobs_http_opts {
+    svc_jobs *jobs;                   /* required (borrowed; outlives the app) */
+    const svc_jobs_worker_opts *worker; /* NULL: defaults */
+    int start_worker;                 /* 1: start a worker pool now, stopped
+                                         gracefully when the app is freed */
+    svc_jobs_scheduler *scheduler;    /* NULL; else started now, stopped at free */
+    int check_critical;               /* 1: /readyz fails when the backend is down */
+    void *reserved[4];
+} svc_jobs_http_opts;
+
+/* Wires jobs into an app: starts the worker pool (and scheduler), adds the
+ * readiness check "jobs" (the backend answers a count within the check's
+ * timeout and the worker runs) and the queue gauges to the app's metrics.
+ * SVC_EINVAL for a NULL jobs; statuses of svc_jobs_worker_start();
+ * SVC_ENOTSUP when built without HTTP. Call before svc_app_start(). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_jobs(struct svc_app *app,
+                                                 const svc_jobs_http_opts *opts)
+    SVC_NONNULL(1, 2);
+
+SVC_END_DECLS
+
+#endif /* SVCINFRA_JOBS_H */
