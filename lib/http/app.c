@@ -354,10 +354,11 @@ svc_status svc_app_on_free(svc_app *app, void (*fn)(void *ud), void *ud)
 /* ---- serving ---------------------------------------------------------------------- */
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
+                                      size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
-    return svc__req_add_header(cls, key, value) == SVC_OK ? MHD_YES : MHD_NO;
+    (void)value_size;
+    return svc__req_add_header(cls, key, key_size, value) == SVC_OK ? MHD_YES : MHD_NO;
 }
 
 static void client_addr(svc_req *req)
@@ -394,7 +395,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, svc__exchange 
         return MHD_NO;
     for (size_t i = 0; i < res->nhdrs; i++) {
         const char *n = res->hdrs[i].name;
-        if (strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Transfer-Encoding") == 0)
+        size_t nl = res->hdrs[i].nlen;
+        if ((nl == 14 && strcasecmp(n, "Content-Length") == 0) ||
+            (nl == 17 && strcasecmp(n, "Transfer-Encoding") == 0))
             continue; /* framing is libmicrohttpd's */
         if (MHD_add_response_header(r, n, res->hdrs[i].value) != MHD_YES)
             svc_logf(SVC_LOG_WARN, "http: response header %s refused", n);
@@ -461,7 +464,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->method = method;
         req->start_ns = svc_clock_mono_ns(app->clock);
         ex->state = SVC__EX_BODY;
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, req);
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, req);
         client_addr(req);
         if (svc__req_parse_target(req) != SVC_OK) {
             req->path = req->raw_path ? req->raw_path : "/";

@@ -28,6 +28,7 @@
 typedef struct svc__cors_origin {
     char *text;
     size_t len;
+    bool sendable; /* svc__header_value_ok(text) */
 } svc__cors_origin;
 
 typedef struct svc__cors {
@@ -39,6 +40,9 @@ typedef struct svc__cors {
     char *allow_headers;
     char *expose_headers; /* NULL when empty */
     char max_age[16];
+    /* svc__header_value_ok() of each, found once: a value that fails it is
+     * refused by every response (it goes through svc_res_header_set()). */
+    bool methods_ok, headers_ok, expose_ok;
 } svc__cors;
 
 static void cors_free(void *ud)
@@ -55,32 +59,33 @@ static void cors_free(void *ud)
     svc_free(c);
 }
 
-/* Header names and values here were checked at configuration time, so only
- * running out of memory can fail; the answer then leaves without it. */
-static void hdr_set(svc_res *res, const char *name, const char *value)
+/* Sets a header whose name is a literal (`nlen` bytes) and whose value
+ * lives as long as the app (a literal or the configuration). A value found
+ * sendable at configuration time is borrowed; any other goes through the
+ * checks of svc_res_header_set(), which refuse it, so the answer leaves
+ * without it, as it does when memory runs out. */
+static void hdr_put(svc_res *res, const char *name, size_t nlen, const char *value,
+                    bool sendable, unsigned flags)
 {
-    if (svc_res_header_set(res, name, value) != SVC_OK)
+    flags |= SVC__HDR_NAME_KEPT;
+    if (sendable)
+        flags |= SVC__HDR_VALUE_KEPT;
+    if (svc__res_header_put(res, name, nlen, value, flags) != SVC_OK)
         return;
 }
 
-/* Header names and values here were checked at configuration time, so only
- * running out of memory can fail; the answer then leaves without it. */
-static void hdr_add(svc_res *res, const char *name, const char *value)
-{
-    if (svc_res_header_add(res, name, value) != SVC_OK)
-        return;
-}
+#define hdr_set_kept(res, lit, value, sendable) \
+    hdr_put(res, SVC__LIT(lit), value, sendable, SVC__HDR_REPLACE)
 
-static bool cors_origin_allowed(const svc__cors *c, const char *origin)
+/* The allowlist entry equal to `origin`, or NULL. */
+static const svc__cors_origin *cors_origin_find(const svc__cors *c, const char *origin)
 {
-    if (c->any)
-        return true;
     size_t len = strlen(origin);
     for (size_t i = 0; i < c->norigins; i++) {
         if (c->origins[i].len == len && memcmp(c->origins[i].text, origin, len) == 0)
-            return true;
+            return &c->origins[i];
     }
-    return false;
+    return NULL;
 }
 
 /* True when the comma-separated list `value` has the token `tok`
@@ -108,25 +113,29 @@ static bool vary_lists(const char *value, const char *tok)
 /* Adds "Origin" to Vary unless a Vary header already names it (or is "*"). */
 static void cors_vary(svc_res *res)
 {
-    size_t n = svc_res_header_count(res);
-    for (size_t i = 0; i < n; i++) {
-        const char *name, *value;
-        if (!svc_res_header_nth(res, i, &name, &value) || strcasecmp(name, "Vary") != 0)
+    for (size_t i = 0; i < res->nhdrs; i++) {
+        const svc__hdr *h = &res->hdrs[i];
+        if (h->nlen != 4 || strcasecmp(h->name, "Vary") != 0)
             continue;
-        if (vary_lists(value, "Origin") || vary_lists(value, "*"))
+        if (vary_lists(h->value, "Origin") || vary_lists(h->value, "*"))
             return;
     }
-    hdr_add(res, "Vary", "Origin");
+    hdr_put(res, SVC__LIT("Vary"), "Origin", true, 0);
 }
 
-static void cors_allow_origin(const svc__cors *c, svc_res *res, const char *origin)
+/* `match` is the allowlist entry of the origin (NULL when "*" allowed it). */
+static void cors_allow_origin(const svc__cors *c, svc_res *res,
+                              const svc__cors_origin *match)
 {
     /* With "*" and no credentials the answer does not depend on the origin;
-     * otherwise echo the one origin that asked. */
-    const char *acao = (c->any && !c->credentials) ? "*" : origin;
-    hdr_set(res, "Access-Control-Allow-Origin", acao);
+     * otherwise echo the one origin that asked: its allowlist entry holds
+     * the same bytes. ("*" with credentials is refused at configuration.) */
+    if (c->any && !c->credentials)
+        hdr_set_kept(res, "Access-Control-Allow-Origin", "*", true);
+    else if (match)
+        hdr_set_kept(res, "Access-Control-Allow-Origin", match->text, match->sendable);
     if (c->credentials)
-        hdr_set(res, "Access-Control-Allow-Credentials", "true");
+        hdr_set_kept(res, "Access-Control-Allow-Credentials", "true", true);
 }
 
 static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
@@ -138,7 +147,8 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         cors_vary(res);
         return;
     }
-    bool allowed = cors_origin_allowed(c, origin);
+    const svc__cors_origin *match = c->any && !c->credentials ? NULL : cors_origin_find(c, origin);
+    bool allowed = c->any || match != NULL;
     bool preflight = strcmp(svc_req_method(req), "OPTIONS") == 0 &&
                      svc_req_header(req, "Access-Control-Request-Method") != NULL;
     if (preflight) {
@@ -150,18 +160,18 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
             return;
         }
         svc_res_status(res, 204);
-        cors_allow_origin(c, res, origin);
-        hdr_set(res, "Access-Control-Allow-Methods", c->allow_methods);
-        hdr_set(res, "Access-Control-Allow-Headers", c->allow_headers);
-        hdr_set(res, "Access-Control-Max-Age", c->max_age);
+        cors_allow_origin(c, res, match);
+        hdr_set_kept(res, "Access-Control-Allow-Methods", c->allow_methods, c->methods_ok);
+        hdr_set_kept(res, "Access-Control-Allow-Headers", c->allow_headers, c->headers_ok);
+        hdr_set_kept(res, "Access-Control-Max-Age", c->max_age, true);
         cors_vary(res);
         return;
     }
     svc_next(next);
     if (allowed) {
-        cors_allow_origin(c, res, origin);
+        cors_allow_origin(c, res, match);
         if (c->expose_headers)
-            hdr_set(res, "Access-Control-Expose-Headers", c->expose_headers);
+            hdr_set_kept(res, "Access-Control-Expose-Headers", c->expose_headers, c->expose_ok);
     }
     cors_vary(res);
 }
@@ -265,6 +275,7 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
             break;
         }
         slot->len = strlen(o);
+        slot->sendable = svc__header_value_ok(o);
         c->norigins++;
     }
     if (oom) {
@@ -272,6 +283,9 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
         return svc__err_set(&app->err, SVC_ENOMEM, "cors: out of memory");
     }
     snprintf(c->max_age, sizeof(c->max_age), "%u", opts->max_age_s);
+    c->methods_ok = svc__header_value_ok(c->allow_methods);
+    c->headers_ok = svc__header_value_ok(c->allow_headers);
+    c->expose_ok = !c->expose_headers || svc__header_value_ok(c->expose_headers);
 
     svc_status st = svc_app_on_free(app, cors_free, c);
     if (st != SVC_OK) {

@@ -4,7 +4,7 @@
  * Not installed. Files of lib/http may read every field below; they change
  * app fields only where a comment says so. Layout of one request:
  *
- *   MHD connection ──► svc__exchange (one allocation per request)
+ *   MHD connection ──► svc__exchange (one allocation, reused per thread)
  *                        ├─ svc_req   method, raw uri, decoded path, headers[],
  *                        │            params[], query[], kv[], body (svc__buf)
  *                        ├─ svc_res   status, headers[], body (svc__buf)
@@ -128,6 +128,15 @@ typedef struct svc__kv {
     const char *value;
 } svc__kv;
 
+/* A request or response header: the name's length is kept so lookups
+ * compare lengths (and, for the library's own constant names, pointers)
+ * before any case-insensitive compare. */
+typedef struct svc__hdr {
+    const char *name;
+    const char *value;
+    size_t nlen;
+} svc__hdr;
+
 typedef struct svc__slot {
     const char *key;
     void *value;
@@ -163,8 +172,7 @@ struct svc_req {
     svc__kv *query_kv;       /* decoded, parsed on first use */
     size_t nquery;
     bool query_parsed;
-    svc__kv hdr_inline[SVC__HTTP_INLINE_HDRS];
-    svc__kv *hdrs;           /* borrowed from libmicrohttpd */
+    svc__hdr *hdrs;          /* strings borrowed from libmicrohttpd */
     size_t nhdrs, hdrs_cap;
     svc__buf body;
     char id[SVC__HTTP_ID_MAX + 1];
@@ -183,8 +191,7 @@ struct svc_req {
 struct svc_res {
     svc__exchange *ex;
     int status;
-    svc__kv hdr_inline[SVC__HTTP_INLINE_HDRS];
-    svc__kv *hdrs; /* values in the arena; name NULL = removed */
+    svc__hdr *hdrs; /* copies in the arena, or borrowed strings that outlive the exchange */
     size_t nhdrs, hdrs_cap;
     svc__buf body;
 };
@@ -204,10 +211,14 @@ struct svc__exchange {
     bool handler_ran;
     int match;                /* svc__match of the router */
     size_t deepest_mw;        /* the last middleware entered (for diagnostics) */
-    char allow[128];          /* Allow header for a 405 */
-    svc_chain chains[SVC__HTTP_MAX_MW + 1];
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
+    /* Not zeroed when an exchange starts (each is written before it is
+     * read): from here to the end. */
+    char allow[128];          /* Allow header for a 405 */
+    svc_chain chains[SVC__HTTP_MAX_MW + 1];
+    svc__hdr req_hdr_inline[SVC__HTTP_INLINE_HDRS];
+    svc__hdr res_hdr_inline[SVC__HTTP_INLINE_HDRS];
     _Alignas(16) char arena[SVC__HTTP_ARENA_INLINE];
 };
 
@@ -223,8 +234,8 @@ void svc__exchange_free(svc__exchange *ex);
 /* Splits uri into raw path and query and decodes the path. Returns
  * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
 svc_status svc__req_parse_target(svc_req *req);
-/* Appends a request header (borrowed strings). */
-svc_status svc__req_add_header(svc_req *req, const char *name, const char *value);
+/* Appends a request header (borrowed strings; nlen = strlen(name)). */
+svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value);
 /* In-place percent-decoding of s[0..n) into out (may be s); returns the
  * decoded length or (size_t)-1 for an encoded NUL. `plus_space` turns '+'
  * into ' ' (query strings). Malformed escapes are kept literally. */
@@ -251,6 +262,25 @@ void svc__res_reset(svc_res *res);
 int svc__res_effective_status(const svc_res *res);
 /* True for a valid header name (RFC 9110 token). */
 bool svc__header_name_ok(const char *name);
+/* True for a header value svc_res_header_set() accepts (no CR, LF, other
+ * controls but TAB, nor DEL). */
+bool svc__header_value_ok(const char *value);
+/* How svc__res_header_put() treats its strings. */
+enum {
+    SVC__HDR_REPLACE = 1u << 0,  /* drop headers of the same name first (set) */
+    SVC__HDR_NAME_KEPT = 1u << 1, /* name is valid and lives as long as the exchange: borrowed */
+    SVC__HDR_VALUE_KEPT = 1u << 2 /* value is valid and lives as long as the exchange: borrowed */
+};
+/* Adds a header for the library itself. Strings without the _KEPT flag
+ * are validated and copied into the arena, exactly as svc_res_header_add()
+ * and svc_res_header_set() do; a _KEPT string must be one the library
+ * validated with svc__header_name_ok()/svc__header_value_ok() (a literal,
+ * the app's configuration, or a buffer of the exchange), and is not copied. `nlen` is
+ * strlen(name). */
+svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, const char *value,
+                               unsigned flags);
+/* Shorthand for a string literal name. */
+#define SVC__LIT(s) (s), (sizeof(s) - 1)
 
 /* ---- chain (lib/http/chain.c) ---------------------------------------------- */
 /* Runs the middleware and then the handler (or the 404/405 answer) for

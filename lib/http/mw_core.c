@@ -95,12 +95,24 @@ static void mw_request_id(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     svc_log_context_set(NULL);
     req->log_ctx_active = false;
 
+    /* Both values are ours and valid (checked or generated ids, lower hex):
+     * the request id is borrowed from the request, the traceparent is built
+     * in the arena. */
+    const unsigned kept = SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT;
     if (req->id[0])
-        svc__discard(svc_res_header_set(res, "X-Request-Id", req->id));
+        svc__discard(svc__res_header_put(res, SVC__LIT("X-Request-Id"), req->id, kept));
     if (req->trace_id[0] && req->span_id[0]) {
-        char out[56];
-        snprintf(out, sizeof out, "00-%s-%s-%s", req->trace_id, req->span_id, flags);
-        svc__discard(svc_res_header_set(res, "traceparent", out));
+        char *out = svc__ex_alloc(req->ex, 56); /* 00-<32>-<16>-<2> */
+        if (out) {
+            memcpy(out, "00-", 3);
+            memcpy(out + 3, req->trace_id, 32);
+            out[35] = '-';
+            memcpy(out + 36, req->span_id, 16);
+            out[52] = '-';
+            memcpy(out + 53, flags, 2);
+            out[55] = '\0';
+            svc__discard(svc__res_header_put(res, SVC__LIT("traceparent"), out, kept));
+        }
     }
 }
 

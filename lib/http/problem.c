@@ -112,7 +112,8 @@ svc_status svc_res_problem_ext(svc_res *res, int status, svc_problem_code code,
         return SVC_ENOMEM;
     }
     res->status = status;
-    return svc_res_header_set(res, "Content-Type", "application/problem+json");
+    return svc__res_header_put(res, SVC__LIT("Content-Type"), "application/problem+json",
+                               SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT);
 }
 
 svc_status svc_res_problem(svc_res *res, int status, svc_problem_code code, const char *detail)

@@ -7,6 +7,7 @@
  * are borrowed from libmicrohttpd, which keeps them until the request
  * completes, exactly as long as the exchange lives.
  */
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -57,19 +58,39 @@ char *svc__ex_strdup(svc__exchange *ex, const char *s)
     return s ? svc__ex_strndup(ex, s, strlen(s)) : NULL;
 }
 
+/*
+ * Exchanges are reused per thread: a request starts and completes on the
+ * same libmicrohttpd thread, so the one freed last on a thread is kept for
+ * the next request of that thread instead of going back to malloc (an
+ * exchange is several KiB, beyond the allocator's fast per-thread bins).
+ * A thread keeps at most one; it is freed when the thread exits.
+ */
+static _Thread_local svc__exchange *tl_spare;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_key_ok;
+
+static void spare_destroy(void *p) { svc_free(p); }
+
+static void spare_key_create(void) { spare_key_ok = pthread_key_create(&spare_key, spare_destroy) == 0; }
+
 svc__exchange *svc__exchange_new(svc_app *app, const char *uri)
 {
-    svc__exchange *ex = svc_malloc(sizeof *ex);
-    if (ex == NULL)
+    svc__exchange *ex = tl_spare;
+    if (ex) {
+        tl_spare = NULL;
+        pthread_setspecific(spare_key, NULL);
+    } else if ((ex = svc_malloc(sizeof *ex)) == NULL) {
         return NULL;
-    /* Zero the bookkeeping, not the arena. */
-    memset(ex, 0, offsetof(svc__exchange, arena));
+    }
+    /* Zero the bookkeeping, not the buffers written before they are read. */
+    memset(ex, 0, offsetof(svc__exchange, allow));
     ex->req.ex = ex;
     ex->req.app = app;
-    ex->req.hdrs = ex->req.hdr_inline;
+    ex->req.hdrs = ex->req_hdr_inline;
     ex->req.hdrs_cap = SVC__HTTP_INLINE_HDRS;
     ex->res.ex = ex;
-    ex->res.hdrs = ex->res.hdr_inline;
+    ex->res.hdrs = ex->res_hdr_inline;
     ex->res.hdrs_cap = SVC__HTTP_INLINE_HDRS;
     svc__buf_init(&ex->req.body);
     svc__buf_init(&ex->res.body);
@@ -100,6 +121,14 @@ void svc__exchange_free(svc__exchange *ex)
         svc__arena_chunk *n = c->next;
         svc_free(c);
         c = n;
+    }
+    if (tl_spare == NULL) {
+        pthread_once(&spare_once, spare_key_create);
+        /* registered with the key so the thread's exit frees it */
+        if (spare_key_ok && pthread_setspecific(spare_key, ex) == 0) {
+            tl_spare = ex;
+            return;
+        }
     }
     svc_free(ex);
 }
@@ -177,11 +206,11 @@ svc_status svc__req_parse_target(svc_req *req)
     return SVC_OK;
 }
 
-svc_status svc__req_add_header(svc_req *req, const char *name, const char *value)
+svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value)
 {
     if (req->nhdrs == req->hdrs_cap) {
         size_t cap = req->hdrs_cap * 2;
-        svc__kv *n = svc__ex_alloc(req->ex, cap * sizeof *n);
+        svc__hdr *n = svc__ex_alloc(req->ex, cap * sizeof *n);
         if (n == NULL)
             return SVC_ENOMEM;
         memcpy(n, req->hdrs, req->nhdrs * sizeof *n);
@@ -190,6 +219,7 @@ svc_status svc__req_add_header(svc_req *req, const char *name, const char *value
     }
     req->hdrs[req->nhdrs].name = name;
     req->hdrs[req->nhdrs].value = value ? value : "";
+    req->hdrs[req->nhdrs].nlen = nlen;
     req->nhdrs++;
     return SVC_OK;
 }
@@ -270,8 +300,10 @@ const char *svc_req_param(const svc_req *req, const char *name)
 
 const char *svc_req_header_at(const svc_req *req, const char *name, size_t index)
 {
+    size_t nlen = strlen(name);
     for (size_t i = 0; i < req->nhdrs; i++)
-        if (strcasecmp(req->hdrs[i].name, name) == 0 && index-- == 0)
+        if (req->hdrs[i].nlen == nlen && strcasecmp(req->hdrs[i].name, name) == 0 &&
+            index-- == 0)
             return req->hdrs[i].value;
     return NULL;
 }

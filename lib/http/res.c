@@ -2,9 +2,11 @@
  * lib/http/res.c - the buffered response: status, a header list that keeps
  * duplicates (Set-Cookie), and the body.
  *
- * Header strings are copied into the request arena; a removed header keeps
- * its slot with name NULL so indexes stay cheap (svc_res_header_nth skips
- * removed slots).
+ * Header strings are copied into the request arena, except those the
+ * library itself passes as kept (svc__res_header_put(): literals, the app's
+ * configuration, buffers of the exchange), which are borrowed as they are.
+ * Each entry keeps its name's length, so a lookup compares lengths before
+ * letters; removing a header closes the gap.
  */
 #include <string.h>
 #include <strings.h>
@@ -39,7 +41,7 @@ bool svc__header_name_ok(const char *name)
     return true;
 }
 
-static bool header_value_ok(const char *v)
+bool svc__header_value_ok(const char *v)
 {
     for (const unsigned char *p = (const unsigned char *)v; *p; p++)
         if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
@@ -69,56 +71,68 @@ void svc_res_status(svc_res *res, int status)
 
 int svc_res_get_status(const svc_res *res) { return res->status; }
 
-/* Appends a header already validated. */
-static svc_status header_append(svc_res *res, const char *name, const char *value)
+/* Same name: the same pointer (the library's constant names), else the same
+ * length and the same letters in any case. */
+static inline bool same_name(const svc__hdr *h, const char *name, size_t nlen)
 {
+    return h->name == name || (h->nlen == nlen && strcasecmp(h->name, name) == 0);
+}
+
+static void header_remove(svc_res *res, const char *name, size_t nlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < res->nhdrs; i++)
+        if (!same_name(&res->hdrs[i], name, nlen))
+            res->hdrs[o++] = res->hdrs[i];
+    res->nhdrs = o;
+}
+
+svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, const char *value,
+                               unsigned flags)
+{
+    if (!(flags & SVC__HDR_NAME_KEPT) && !svc__header_name_ok(name))
+        return SVC_EINVAL;
+    if (!(flags & SVC__HDR_VALUE_KEPT) && !svc__header_value_ok(value))
+        return SVC_EINVAL;
+    if (flags & SVC__HDR_REPLACE)
+        header_remove(res, name, nlen);
     if (res->nhdrs == res->hdrs_cap) {
         size_t cap = res->hdrs_cap * 2;
-        svc__kv *n = svc__ex_alloc(res->ex, cap * sizeof *n);
+        svc__hdr *n = svc__ex_alloc(res->ex, cap * sizeof *n);
         if (n == NULL)
             return SVC_ENOMEM;
         memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
         res->hdrs = n;
         res->hdrs_cap = cap;
     }
-    const char *nc = svc__ex_strdup(res->ex, name);
-    const char *vc = svc__ex_strdup(res->ex, value);
+    const char *nc = (flags & SVC__HDR_NAME_KEPT) ? name : svc__ex_strndup(res->ex, name, nlen);
+    const char *vc = (flags & SVC__HDR_VALUE_KEPT) ? value : svc__ex_strdup(res->ex, value);
     if (nc == NULL || vc == NULL)
         return SVC_ENOMEM;
-    res->hdrs[res->nhdrs].name = nc;
-    res->hdrs[res->nhdrs].value = vc;
-    res->nhdrs++;
+    res->hdrs[res->nhdrs++] = (svc__hdr){nc, vc, nlen};
     return SVC_OK;
 }
 
 svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
 {
-    if (!svc__header_name_ok(name) || !header_value_ok(value))
-        return SVC_EINVAL;
-    return header_append(res, name, value);
+    return svc__res_header_put(res, name, strlen(name), value, 0);
 }
 
 void svc_res_header_remove(svc_res *res, const char *name)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < res->nhdrs; i++)
-        if (strcasecmp(res->hdrs[i].name, name) != 0)
-            res->hdrs[o++] = res->hdrs[i];
-    res->nhdrs = o;
+    header_remove(res, name, strlen(name));
 }
 
 svc_status svc_res_header_set(svc_res *res, const char *name, const char *value)
 {
-    if (!svc__header_name_ok(name) || !header_value_ok(value))
-        return SVC_EINVAL;
-    svc_res_header_remove(res, name);
-    return header_append(res, name, value);
+    return svc__res_header_put(res, name, strlen(name), value, SVC__HDR_REPLACE);
 }
 
 const char *svc_res_header(const svc_res *res, const char *name)
 {
+    size_t nlen = strlen(name);
     for (size_t i = 0; i < res->nhdrs; i++)
-        if (strcasecmp(res->hdrs[i].name, name) == 0)
+        if (same_name(&res->hdrs[i], name, nlen))
             return res->hdrs[i].value;
     return NULL;
 }
@@ -156,10 +170,13 @@ const char *svc_res_get_body(const svc_res *res, size_t *len)
     return res->body.data ? res->body.data : "";
 }
 
+/* `ctype` is a literal of this file. */
 static svc_status answer(svc_res *res, int status, const char *ctype, const char *body,
                          size_t len)
 {
-    svc_status st = svc_res_header_set(res, "Content-Type", ctype);
+    svc_status st = svc__res_header_put(res, SVC__LIT("Content-Type"), ctype,
+                                        SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
+                                            SVC__HDR_VALUE_KEPT);
     if (st == SVC_OK)
         st = svc_res_body(res, body, len);
     if (st == SVC_OK)
@@ -185,7 +202,9 @@ static int dump_cb(const char *buf, size_t size, void *data)
 
 svc_status svc_res_json(svc_res *res, int status, const json_t *json)
 {
-    svc_status st = svc_res_header_set(res, "Content-Type", "application/json");
+    svc_status st = svc__res_header_put(res, SVC__LIT("Content-Type"), "application/json",
+                                        SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
+                                            SVC__HDR_VALUE_KEPT);
     if (st != SVC_OK)
         return st;
     svc__buf_reset(&res->body);

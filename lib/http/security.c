@@ -27,6 +27,7 @@ typedef struct svc__sec {
     char *names[SVC__SEC_MAX];
     char *values[SVC__SEC_MAX];
     size_t lens[SVC__SEC_MAX]; /* strlen(names[i]) */
+    uint32_t refused;          /* bit j: no response accepts values[j] */
 } svc__sec;
 
 static const char *const default_headers[] = {
@@ -61,24 +62,26 @@ static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     const svc__sec *s = ud;
     svc_next(next);
     /* One pass over the response headers marks the configured names that
-     * are already there (length first, then a case-insensitive compare). */
+     * are already there (same pointer, or length first and then a
+     * case-insensitive compare). */
     uint32_t present = 0;
-    size_t n = svc_res_header_count(res);
-    for (size_t i = 0; i < n; i++) {
-        const char *name, *value;
-        if (!svc_res_header_nth(res, i, &name, &value) || !name)
-            continue;
-        size_t len = strlen(name);
+    for (size_t i = 0; i < res->nhdrs; i++) {
+        const svc__hdr *h = &res->hdrs[i];
         for (size_t j = 0; j < s->n; j++) {
-            if (s->lens[j] == len && strcasecmp(s->names[j], name) == 0)
+            if (h->name == s->names[j] ||
+                (s->lens[j] == h->nlen && strcasecmp(s->names[j], h->name) == 0))
                 present |= UINT32_C(1) << j;
         }
     }
+    /* Names and values were validated when configured and live as long as
+     * the app: they are borrowed, not copied. Only running out of memory
+     * fails here, and the answer then leaves without the rest. */
     for (size_t j = 0; j < s->n; j++) {
-        /* Names and values were validated when configured: only running
-         * out of memory fails here, and the answer then leaves without it. */
-        if (!(present & (UINT32_C(1) << j)) &&
-            svc_res_header_add(res, s->names[j], s->values[j]) != SVC_OK)
+        uint32_t bit = UINT32_C(1) << j;
+        if (!(present & bit) &&
+            ((s->refused & bit) ||
+             svc__res_header_put(res, s->names[j], s->lens[j], s->values[j],
+                                 SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT) != SVC_OK))
             break;
     }
 }
@@ -182,6 +185,13 @@ static svc_status sec_configure(svc_app *app, const char *const *pairs, unsigned
         return st;
     }
     sec_clear(s);
+    /* A value with a control character other than CR/LF passes the check
+     * above but no response accepts it (svc_res_header_add() refuses it, and
+     * the middleware stops there): found once here, not on every request. */
+    fresh.refused = 0;
+    for (size_t j = 0; j < fresh.n; j++)
+        if (!svc__header_value_ok(fresh.values[j]))
+            fresh.refused |= UINT32_C(1) << j;
     *s = fresh;
     return SVC_OK;
 }
