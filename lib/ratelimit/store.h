@@ -108,6 +108,12 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
                                    int64_t timeout_ms, struct svc_metrics *metrics,
                                    char *err, size_t errlen);
 
+/* The Redis store's Lua script (static text), and the KEYS[1] and ARGV it
+ * sends for `req`; for the benchmark that runs the same script through
+ * redis-benchmark. */
+const char *svc__rl_redis_lua(void);
+void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char args[9][32]);
+
 /* Replaces the limiter's store with `s` (taking ownership; the previous one
  * is destroyed). For tests that need a store which fails; must not race
  * with any other call on `rl`. */

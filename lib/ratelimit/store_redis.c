@@ -142,6 +142,26 @@ static const char RL_LUA[] =
     "  return {1, rem, 0, 0, used, now}\n"
     "end\n";
 
+const char *svc__rl_redis_lua(void) { return RL_LUA; }
+
+/* Writes the script's KEYS[1] and ARGV (9 strings of up to 31 bytes) for
+ * `req`: the one encoding, used by the store and by the benchmark that
+ * replays it through redis-benchmark. */
+void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char args[9][32])
+{
+    snprintf(key, keylen, "{rl:%c|%s|%s}", req->kind == SVC__RL_QUOTA ? 'q' : 'p', req->name,
+             req->ukey);
+    snprintf(args[0], 32, "%d", (int)req->kind);
+    snprintf(args[1], 32, "%llu", (unsigned long long)req->limit);
+    snprintf(args[2], 32, "%llu", (unsigned long long)req->burst);
+    snprintf(args[3], 32, "%.17g", (double)req->period_ns / 1000.0);
+    snprintf(args[4], 32, "%.17g", (double)req->interval_ns / 1000.0);
+    snprintf(args[5], 32, "%llu", (unsigned long long)req->cost);
+    snprintf(args[6], 32, "%d", req->commit ? 1 : 0);
+    snprintf(args[7], 32, "%lld", (long long)(req->win_start / 1000));
+    snprintf(args[8], 32, "%lld", (long long)(req->win_end / 1000));
+}
+
 typedef struct redis_store {
     svc__rl_store base;
     svc_redis *pool;
@@ -154,18 +174,8 @@ static svc_status redis_apply(svc__rl_store *base, const svc__rl_req *req, svc__
 {
     redis_store *rs = (redis_store *)base;
     char key[SVC_RATELIMIT_MAX_NAME + SVC_RATELIMIT_MAX_KEY + 16];
-    snprintf(key, sizeof key, "{rl:%c|%s|%s}", req->kind == SVC__RL_QUOTA ? 'q' : 'p',
-             req->name, req->ukey);
     char a[9][32];
-    snprintf(a[0], sizeof a[0], "%d", (int)req->kind);
-    snprintf(a[1], sizeof a[1], "%llu", (unsigned long long)req->limit);
-    snprintf(a[2], sizeof a[2], "%llu", (unsigned long long)req->burst);
-    snprintf(a[3], sizeof a[3], "%.17g", (double)req->period_ns / 1000.0);
-    snprintf(a[4], sizeof a[4], "%.17g", (double)req->interval_ns / 1000.0);
-    snprintf(a[5], sizeof a[5], "%llu", (unsigned long long)req->cost);
-    snprintf(a[6], sizeof a[6], "%d", req->commit ? 1 : 0);
-    snprintf(a[7], sizeof a[7], "%lld", (long long)(req->win_start / 1000));
-    snprintf(a[8], sizeof a[8], "%lld", (long long)(req->win_end / 1000));
+    svc__rl_redis_args(req, key, sizeof key, a);
     const char *keys[] = {key};
     const char *args[] = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]};
     svc_redis_reply *rep = NULL;
