@@ -16,6 +16,7 @@
 
 #include "svcinfra/alloc.h"
 #include "svcinfra/clock.h"
+#include "svcinfra/log.h"
 #include "svcinfra/status.h"
 
 #define SVC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -106,6 +107,17 @@ static inline const svc_clock *svc__clock_or_system(const svc_clock *c)
  * per-thread buffer (refilled after fork), so an id costs no system call.
  * Not for keys or secrets: use svc_random_bytes() for those. */
 svc_status svc__random_id_hex(char *out, size_t nbytes);
+
+/* ---- logging ---------------------------------------------------------------- */
+/* True for a log key svc__log_kv_plain() may take: 1+ of [a-z0-9_], not a
+ * key the line itself uses (ts, level, msg, ...), not a secret's name. */
+bool svc__log_key_plain(const char *key);
+/* svc_log_kv() for fields whose keys the caller checked once with
+ * svc__log_key_plain() (its own constant keys): the keys are written as they
+ * are, without the per-line escaping and redaction checks of keys; values
+ * are formatted, masked and escaped exactly as by svc_log_kv(). */
+void svc__log_kv_plain(svc_log_level level, const char *msg, const svc_log_field *fields,
+                       size_t nfields);
 
 /* ---- environment --------------------------------------------------------- */
 /* getenv() that treats an empty value as unset. */

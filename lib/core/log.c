@@ -133,6 +133,13 @@ typedef struct log_tls {
 } log_tls;
 
 static _Thread_local log_tls tls = {.ts_sec = INT64_MIN};
+
+/* The thread's state, looked up once per entry point and passed down: in a
+ * shared library each direct use of `tls` may cost a __tls_get_addr call,
+ * and the compiler repeats them (it even specialises helpers on &tls.line).
+ * noipa keeps the returned pointer opaque so that cannot happen. */
+__attribute__((noipa)) static log_tls *tls_self(void) { return &tls; }
+
 static pthread_key_t tls_key;
 static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
 
@@ -147,23 +154,24 @@ static void tls_key_create(void) { pthread_key_create(&tls_key, tls_destroy); }
 
 /* Frees this thread's buffers at thread exit (the key's destructor runs
  * before the thread's _Thread_local storage goes away). */
-static void tls_register(void)
+static void tls_register(log_tls *t)
 {
-    if (tls.registered)
+    if (t->registered)
         return;
     pthread_once(&tls_key_once, tls_key_create);
-    pthread_setspecific(tls_key, &tls);
-    tls.registered = true;
+    pthread_setspecific(tls_key, t);
+    t->registered = true;
 }
 
 void svc_log_context_set(const svc_log_context *ctx)
 {
+    log_tls *t = tls_self();
     if (ctx) {
-        tls.ctx = *ctx;
-        tls.has_ctx = true;
+        t->ctx = *ctx;
+        t->has_ctx = true;
     } else {
-        tls.ctx = (svc_log_context){0};
-        tls.has_ctx = false;
+        t->ctx = (svc_log_context){0};
+        t->has_ctx = false;
     }
 }
 
@@ -257,15 +265,29 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 
 /* JSON-escapes s[0..n); bytes that are not UTF-8 become U+FFFD, so the
  * line stays valid JSON whatever the caller passed. */
+/* 1 for the bytes written as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x80..0xff: 0, UTF-8 is checked */
+};
+
 static void put_escaped(svc__buf *b, const char *s, size_t n)
 {
     size_t run = 0, i = 0; /* s[run..i) is pending and needs no escape */
+    const unsigned char *u = (const unsigned char *)s;
     while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+        while (i < n && json_plain[u[i]])
             i++;
-            continue;
-        }
+        if (i == n)
+            break;
+        unsigned char c = u[i];
         if (c >= 0x80) {
             size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
             if (l) {
@@ -449,7 +471,7 @@ static bool is_reserved(const char *key)
     return false;
 }
 
-static void put_ts(svc__buf *b, int64_t ns)
+static void put_ts(log_tls *t, svc__buf *b, int64_t ns)
 {
     int64_t sec = ns / SVC__NS_PER_SEC;
     int64_t rem = ns % SVC__NS_PER_SEC;
@@ -457,17 +479,17 @@ static void put_ts(svc__buf *b, int64_t ns)
         rem += SVC__NS_PER_SEC;
         sec--;
     }
-    if (sec != tls.ts_sec) {
-        time_t t = (time_t)sec;
+    if (sec != t->ts_sec) {
+        time_t tt = (time_t)sec;
         struct tm tm;
-        if (!gmtime_r(&t, &tm))
+        if (!gmtime_r(&tt, &tm))
             memset(&tm, 0, sizeof tm);
-        strftime(tls.ts_prefix, sizeof tls.ts_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
-        tls.ts_sec = sec;
+        strftime(t->ts_prefix, sizeof t->ts_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        t->ts_sec = sec;
     }
     int ms = (int)(rem / SVC__NS_PER_MS);
     char frac[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
-    svc__buf_puts(b, tls.ts_prefix);
+    svc__buf_puts(b, t->ts_prefix);
     svc__buf_append(b, frac, 5);
 }
 
@@ -511,27 +533,27 @@ static void put_key(svc__buf *b, const char *key)
     svc__buf_puts(b, "\":");
 }
 
-static void format_line(svc__buf *b, svc_log_level level, const char *msg,
-                        const svc_log_field *fields, size_t nfields)
+static void format_line(log_tls *t, svc__buf *b, svc_log_level level, const char *msg,
+                        const svc_log_field *fields, size_t nfields, bool plain_keys)
 {
     svc__buf_puts(b, "{\"ts\":\"");
-    put_ts(b, svc_clock_wall_ns(atomic_load_explicit(&g_clock, memory_order_relaxed)));
+    put_ts(t, b, svc_clock_wall_ns(atomic_load_explicit(&g_clock, memory_order_relaxed)));
     svc__buf_puts(b, "\",\"level\":\"");
     svc__buf_puts(b, level_names[level]);
     svc__buf_puts(b, "\",\"msg\":");
     put_string(b, msg ? msg : "");
-    if (tls.has_ctx) {
-        if (tls.ctx.request_id) {
+    if (t->has_ctx) {
+        if (t->ctx.request_id) {
             svc__buf_puts(b, ",\"request_id\":");
-            put_string(b, tls.ctx.request_id);
+            put_string(b, t->ctx.request_id);
         }
-        if (tls.ctx.tenant) {
+        if (t->ctx.tenant) {
             svc__buf_puts(b, ",\"tenant\":");
-            put_string(b, tls.ctx.tenant);
+            put_string(b, t->ctx.tenant);
         }
-        if (tls.ctx.trace_id) {
+        if (t->ctx.trace_id) {
             svc__buf_puts(b, ",\"trace_id\":");
-            put_string(b, tls.ctx.trace_id);
+            put_string(b, t->ctx.trace_id);
         }
     }
     if (!fields)
@@ -542,8 +564,14 @@ static void format_line(svc__buf *b, svc_log_level level, const char *msg,
         const svc_log_field *f = &fields[i];
         if (!f->key)
             continue;
-        put_key(b, f->key);
-        if (svc__log_key_is_secret(f->key)) {
+        if (plain_keys) { /* checked by svc__log_key_plain() */
+            svc__buf_puts(b, ",\"");
+            svc__buf_puts(b, f->key);
+            svc__buf_puts(b, "\":");
+        } else {
+            put_key(b, f->key);
+        }
+        if (!plain_keys && svc__log_key_is_secret(f->key)) {
             svc__buf_puts(b, "\"[REDACTED]\"");
             continue;
         }
@@ -710,16 +738,19 @@ void svc_log_flush(void)
 
 /* ---- entry points ------------------------------------------------------------ */
 
-void svc_log_kv(svc_log_level level, const char *msg, const svc_log_field *fields,
-                size_t nfields)
+static void log_line(svc_log_level level, const char *msg, const svc_log_field *fields,
+                     size_t nfields, bool plain_keys)
 {
-    if (!svc_log_enabled(level) || tls.busy)
+    if (!svc_log_enabled(level))
         return;
-    tls.busy = true;
-    tls_register();
-    svc__buf *b = &tls.line;
+    log_tls *t = tls_self();
+    if (t->busy)
+        return;
+    t->busy = true;
+    tls_register(t);
+    svc__buf *b = &t->line;
     svc__buf_reset(b);
-    format_line(b, level, msg, fields, nfields);
+    format_line(t, b, level, msg, fields, nfields, plain_keys);
     if (svc__buf_ok(b)) {
         pthread_rwlock_rdlock(&g_sink_lock);
         g_sink(level, b->data, b->len, g_sink_ctx);
@@ -727,15 +758,40 @@ void svc_log_kv(svc_log_level level, const char *msg, const svc_log_field *field
     }
     if (b->cap > LOG_TLS_KEEP || !svc__buf_ok(b))
         svc__buf_free(b); /* an outsized line does not pin its memory */
-    tls.busy = false;
+    t->busy = false;
+}
+
+void svc_log_kv(svc_log_level level, const char *msg, const svc_log_field *fields,
+                size_t nfields)
+{
+    log_line(level, msg, fields, nfields, false);
+}
+
+bool svc__log_key_plain(const char *key)
+{
+    if (!key || !*key || is_reserved(key) || svc__log_key_is_secret(key))
+        return false;
+    for (const char *p = key; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+void svc__log_kv_plain(svc_log_level level, const char *msg, const svc_log_field *fields,
+                       size_t nfields)
+{
+    log_line(level, msg, fields, nfields, true);
 }
 
 void svc_logf(svc_log_level level, const char *fmt, ...)
 {
-    if (!svc_log_enabled(level) || tls.busy || !fmt)
+    if (!svc_log_enabled(level) || !fmt)
         return;
-    tls_register();
-    svc__buf *m = &tls.scratch;
+    log_tls *t = tls_self();
+    if (t->busy)
+        return;
+    tls_register(t);
+    svc__buf *m = &t->scratch;
     svc__buf_reset(m);
     va_list ap;
     va_start(ap, fmt);

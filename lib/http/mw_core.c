@@ -123,6 +123,12 @@ svc_status svc__mw_install_request_id(svc_app *app)
 
 /* ---- access log ------------------------------------------------------------------------ */
 
+/* The keys of an access log line, checked once at installation with
+ * svc__log_key_plain(), so each line writes them without re-checking. */
+static const char *const access_keys[] = {"method", "path",      "route",  "status",
+                                          "duration_ms", "bytes_in", "bytes_out", "client",
+                                          "user_agent"};
+
 static void mw_access_log(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     (void)ud;
@@ -135,22 +141,28 @@ static void mw_access_log(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     int64_t us = (svc_clock_mono_ns(req->app->clock) - req->start_ns + 500) / 1000;
     double ms = (double)us / 1000.0;
     bool head = strcmp(req->method, "HEAD") == 0;
+    const char *const *k = access_keys;
     svc_log_field f[] = {
-        svc_log_field_str("method", req->method),
-        svc_log_field_str("path", svc_req_path(req)),
-        svc_log_field_str("route", svc_req_route(req)),
-        svc_log_field_int("status", status),
-        svc_log_field_dbl("duration_ms", ms),
-        svc_log_field_int("bytes_in", (int64_t)req->body.len),
-        svc_log_field_int("bytes_out", head ? 0 : (int64_t)res->body.len),
-        svc_log_field_str("client", req->client),
-        svc_log_field_str("user_agent", svc_req_header(req, "User-Agent")),
+        svc_log_field_str(k[0], req->method),
+        svc_log_field_str(k[1], svc_req_path(req)),
+        svc_log_field_str(k[2], svc_req_route(req)),
+        svc_log_field_int(k[3], status),
+        svc_log_field_dbl(k[4], ms),
+        svc_log_field_int(k[5], (int64_t)req->body.len),
+        svc_log_field_int(k[6], head ? 0 : (int64_t)res->body.len),
+        svc_log_field_str(k[7], req->client),
+        svc_log_field_str(k[8], svc_req_header(req, "User-Agent")),
     };
-    svc_log_kv(level, "request", f, SVC__ARRAY_LEN(f));
+    _Static_assert(SVC__ARRAY_LEN(f) == SVC__ARRAY_LEN(access_keys), "one key per field");
+    svc__log_kv_plain(level, "request", f, SVC__ARRAY_LEN(f));
 }
 
 svc_status svc__mw_install_access_log(svc_app *app)
 {
+    for (size_t i = 0; i < SVC__ARRAY_LEN(access_keys); i++)
+        if (!svc__log_key_plain(access_keys[i]))
+            return svc__err_set(&app->err, SVC_EINVAL, "access log: key %s is not plain",
+                                access_keys[i]);
     return svc_app_use_stage(app, SVC_STAGE_OBSERVE, "access_log", mw_access_log, NULL);
 }
 
