@@ -30,7 +30,7 @@ all: build
 deps:
 	@tools/ensure-deps.sh $(APT_PKGS)
 
-$(BUILD)/build.ninja:
+$(BUILD)/build.ninja: | deps
 	meson setup $(BUILD) --prefix=$(PREFIX) $(MESON_OPTS)
 
 build: deps $(BUILD)/build.ninja
@@ -45,7 +45,7 @@ run: build
 test: build
 	@tools/run-tests.sh $(BUILD) $(TESTENV) $(SUITES)
 
-$(ASAN)/build.ninja:
+$(ASAN)/build.ninja: | deps
 	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false \
 	    -Dbench=false -Dbuildtype=debug $(MESON_OPTS)
 
@@ -57,6 +57,9 @@ sanitize: deps $(ASAN)/build.ninja
 
 bench: build
 	bench/http/run.sh $(BUILD)
+	$(BUILD)/bench/ratelimit/bench_ratelimit_memory
+	bench/ratelimit/run_redis.sh $(BUILD)
+	bench/ratelimit/run_http.sh $(BUILD)
 
 install: build
 	meson install -C $(BUILD)

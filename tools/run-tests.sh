@@ -4,24 +4,35 @@
 # Starts throwaway PostgreSQL and Redis on loopback (tools/testenv.sh), runs
 # the meson test suites (all, or the ones named), stops the servers even on
 # failure, and ends with the plain line "N passed, N failed, N skipped",
-# counting individual test cases.
+# counting individual test cases. When the servers cannot start, it fails:
+# every suite is meant to run, and integration tests would otherwise skip.
 set -uo pipefail
 build=$1; envdir=$2; shift 2
 here=$(cd "$(dirname "$0")" && pwd)
+summary="$build/test-summary.txt"
+rm -f "$summary" "$build/meson-logs/testlog.json"
 
 cleanup() { "$here/testenv.sh" stop "$envdir" >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 
-if "$here/testenv.sh" start "$envdir"; then
-    # shellcheck disable=SC1091
-    . "$envdir/env"
-else
-    echo "warning: test servers did not start; integration tests will skip" >&2
+if ! "$here/testenv.sh" start "$envdir"; then
+    echo "run-tests: PostgreSQL/Redis did not start; not running the suites" >&2
+    echo "0 passed, 1 failed, 0 skipped" | tee "$summary"
+    exit 1
 fi
+# shellcheck disable=SC1091
+. "$envdir/env"
 
 args=()
 for s in "$@"; do args+=(--suite "$s"); done
 meson test -C "$build" --print-errorlogs --num-processes 2 "${args[@]}"
 rc=$?
-python3 "$here/test-summary.py" "$build/meson-logs/testlog.json" | tee "$build/test-summary.txt"
+if [ -f "$build/meson-logs/testlog.json" ] &&
+    python3 "$here/test-summary.py" "$build/meson-logs/testlog.json" >"$summary.tmp"; then
+    mv "$summary.tmp" "$summary"
+else
+    echo "0 passed, 1 failed, 0 skipped" >"$summary"   # no test log: the run itself failed
+    rc=1
+fi
+cat "$summary"
 exit $rc

@@ -87,43 +87,52 @@ start() {
     command -v redis-server >/dev/null || die "redis-server not found"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    if [ -f "$dir/pg/data/postmaster.pid" ] || [ -f "$dir/redis/redis.pid" ]; then
+    local old
+    old=$(cat "$dir/runtime" 2>/dev/null || true)
+    if [ -n "$old" ] && { [ -f "$old/pg/data/postmaster.pid" ] || [ -f "$old/redis/redis.pid" ]; }; then
         die "servers of $dir look alive; run '$0 stop $dir' first"
     fi
     ensure_user
-    rm -rf "$dir/pg" "$dir/redis" "$dir/env"
-    mkdir -p "$dir/pg/sock" "$dir/redis"
+    rm -rf "$dir/env"
+    # The servers' files live in a fresh directory under /tmp, not in $dir:
+    # run as root, the server user could not reach $dir when a parent is
+    # private (a clone under /root). $dir/runtime remembers where they are.
+    local rt
+    rt=$(mktemp -d "${TMPDIR:-/tmp}/svc-testenv.XXXXXX") || die "mktemp failed"
+    echo "$rt" >"$dir/runtime"
+    mkdir -p "$rt/pg/sock" "$rt/redis"
     if [ "$(id -u)" -eq 0 ]; then
-        chown -R "$RUN_USER" "$dir/pg" "$dir/redis"
-        chmod 755 "$dir"
+        chown -R "$RUN_USER" "$rt/pg" "$rt/redis"
+        chmod 755 "$rt"
     fi
+    as_user test -w "$rt/pg" || die "$RUN_USER cannot write $rt/pg"
 
     local pg_port redis_port
     pg_port=$(free_port)
     redis_port=$(free_port "$pg_port")
 
     # PostgreSQL: trust on the loopback and the private socket directory only.
-    as_user "$PG_BIN/initdb" -D "$dir/pg/data" -U postgres --auth=trust -E UTF8 \
-        --locale=C --no-instructions >"$dir/pg/initdb.log" 2>&1 ||
-        die "initdb failed, see $dir/pg/initdb.log"
-    as_user tee "$dir/pg/data/pg_hba.conf" >/dev/null <<EOF
+    as_user "$PG_BIN/initdb" -D "$rt/pg/data" -U postgres --auth=trust -E UTF8 \
+        --locale=C --no-instructions >"$rt/pg/initdb.log" 2>&1 ||
+        die "initdb failed, see $rt/pg/initdb.log"
+    as_user tee "$rt/pg/data/pg_hba.conf" >/dev/null <<EOF
 local all all trust
 host  all all 127.0.0.1/32 trust
 EOF
-    as_user tee -a "$dir/pg/data/postgresql.conf" >/dev/null <<EOF
+    as_user tee -a "$rt/pg/data/postgresql.conf" >/dev/null <<EOF
 listen_addresses = '127.0.0.1'
 port = $pg_port
-unix_socket_directories = '$dir/pg/sock'
+unix_socket_directories = '$rt/pg/sock'
 fsync = on
 max_connections = 100
 EOF
-    as_user "$PG_BIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 30 start \
-        >/dev/null || die "PostgreSQL did not start, see $dir/pg/server.log"
+    as_user "$PG_BIN/pg_ctl" -D "$rt/pg/data" -l "$rt/pg/server.log" -w -t 30 start \
+        >/dev/null || die "PostgreSQL did not start, see $rt/pg/server.log"
     wait_for "PostgreSQL" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port"
 
     as_user redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
-        --daemonize yes --pidfile "$dir/redis/redis.pid" --dir "$dir/redis" \
-        --logfile "$dir/redis/redis.log" || die "redis-server did not start"
+        --daemonize yes --pidfile "$rt/redis/redis.pid" --dir "$rt/redis" \
+        --logfile "$rt/redis/redis.log" || die "redis-server did not start"
     wait_for "redis-server" redis_ping "$redis_port"
 
     cat >"$dir/env" <<EOF
@@ -136,12 +145,17 @@ EOF
 stop() {
     local dir=$1 pid i
     [ -d "$dir" ] || { echo "testenv: $dir does not exist, nothing to stop"; return 0; }
-    if [ -f "$dir/pg/data/postmaster.pid" ]; then
-        as_user "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+    local rt
+    rt=$(cat "$dir/runtime" 2>/dev/null || true)
+    # servers started by an older testenv.sh kept their files in $dir itself
+    [ -z "$rt" ] && { [ -d "$dir/pg" ] || [ -d "$dir/redis" ]; } && rt=$dir
+    [ -n "$rt" ] && [ -d "$rt" ] || { echo "testenv: no servers recorded in $dir"; return 0; }
+    if [ -f "$rt/pg/data/postmaster.pid" ]; then
+        as_user "$PG_BIN/pg_ctl" -D "$rt/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
             echo "testenv: pg_ctl stop failed (already stopped?)" >&2
     fi
-    if [ -f "$dir/redis/redis.pid" ]; then
-        pid=$(cat "$dir/redis/redis.pid" 2>/dev/null || true)
+    if [ -f "$rt/redis/redis.pid" ]; then
+        pid=$(cat "$rt/redis/redis.pid" 2>/dev/null || true)
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             kill "$pid" 2>/dev/null || true
             for ((i = 0; i < WAIT_TRIES && ${#pid} > 0; i++)); do
@@ -150,8 +164,10 @@ stop() {
             done
             kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
         fi
-        rm -f "$dir/redis/redis.pid"
+        rm -f "$rt/redis/redis.pid"
     fi
+    [ "$rt" = "$dir" ] || rm -rf "$rt"
+    rm -f "$dir/runtime"
     echo "testenv: stopped servers of $dir"
 }
 
