@@ -223,6 +223,13 @@ static svc_status parse_network(const char *url, span scheme, svc_store_kind kin
     size_t alen = strcspn(rest, "/?#");
     span auth = {rest, alen};
     const char *after = rest + alen;
+    /* An '@' after the authority ended means the user info held a raw '/',
+     * '?' or '#': whatever follows could be a password, so say what to do
+     * without quoting any of it. */
+    if (!memchr(auth.p, '@', auth.n) && strchr(after, '@'))
+        return fail(errbuf, errlen, SVC_EINVAL,
+                    "%s URL: the user info contains '/', '?' or '#'; percent-encode them "
+                    "(%%2F, %%3F, %%23)", kname);
     if (strchr(after, '#'))
         return fail(errbuf, errlen, SVC_EINVAL, "%s URL: a '#fragment' is not allowed", kname);
 

@@ -139,6 +139,22 @@ static void error_text_never_contains_the_password(void **state)
     assert_int_equal(svc_store_url_parse("redis://u:hunter2@h:badport", &u, err, sizeof err), SVC_EINVAL);
     assert_null(strstr(err, "hunter2"));
     svc_store_url_clear(&u);
+    /* a raw '/', '?' or '#' in the password must not turn it into a "port"
+     * or "database" that the message quotes */
+    const char *raw[] = {
+        "postgres://app:hunter2/x@db/app", "redis://:s3cr3t/pw@cache/0",
+        "postgres://app:pa?ss@db/app",     "redis://u:ab#cd@h/0",
+        "postgres://app:hunter2:9/x@db/app",
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        assert_int_equal(svc_store_url_parse(raw[i], &u, err, sizeof err), SVC_EINVAL);
+        assert_null(strstr(err, "hunter2"));
+        assert_null(strstr(err, "s3cr3t"));
+        assert_null(strstr(err, "pa?ss"));
+        assert_null(strstr(err, "ab#cd"));
+        assert_non_null(strstr(err, "percent-encode"));
+        svc_store_url_clear(&u);
+    }
 }
 
 static void clear_twice_is_safe(void **state)
