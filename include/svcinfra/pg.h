@@ -64,6 +64,11 @@ typedef struct svc_pg_opts {
                                          checkout wait to time out) */
     struct svc_metrics *metrics;      /* NULL = svc_metrics_default() */
     int no_metrics;                   /* 1: register no pool gauges */
+    int keep_session;                 /* 0: a connection taken with svc_pg_checkout() is
+                                         reset with DISCARD ALL when checked in, so SET,
+                                         search_path, LISTEN, temp tables and session
+                                         advisory locks never reach the next borrower;
+                                         1: returned as it is (saves a round trip) */
     void *reserved[8];                /* zero */
 } svc_pg_opts;
 
@@ -99,8 +104,12 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **ou
     SVC_NONNULL(1, 2);
 
 /* Returns a connection to its pool. A connection inside an open
- * transaction (the caller's BEGIN without COMMIT) is rolled back first; a
- * broken one is closed. NULL is a no-op. */
+ * transaction (the caller's BEGIN without COMMIT) is rolled back first, a
+ * connection from svc_pg_checkout() is reset with DISCARD ALL (unless
+ * opts.keep_session), a broken one is closed. NULL is a no-op.
+ * svc_pg_exec() and svc_pg_tx_* do not reset: statements run through them
+ * must leave no session state behind (use SET LOCAL, or
+ * set_config(name, value, true), inside a transaction). */
 SVC_EXPORT void svc_pg_checkin(svc_pg_conn *conn);
 
 /* The libpq PGconn of `conn` as void * (cast to PGconn *). Borrowed: do

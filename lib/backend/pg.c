@@ -33,6 +33,7 @@ struct svc_pg_conn {
     PGconn *pq;
     bool in_use;
     bool broken;
+    bool reset; /* handed out by svc_pg_checkout(): DISCARD ALL at checkin */
 };
 
 struct svc_pg {
@@ -57,6 +58,7 @@ struct svc_pg {
     char *app_name;
 
     int64_t checkout_timeout_ms;
+    bool keep_session; /* opts.keep_session: no DISCARD ALL at checkin */
     int64_t statement_timeout_ms;
     const svc_clock *clock;
     svc__err err;
@@ -325,7 +327,10 @@ svc_status svc__pg_checkout_within(svc_pg *pg, int64_t timeout_ms, svc_pg_conn *
 
 svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
 {
-    return svc__pg_checkout_within(pg, pg->checkout_timeout_ms, out);
+    svc_status st = svc__pg_checkout_within(pg, pg->checkout_timeout_ms, out);
+    if (st == SVC_OK)
+        (*out)->reset = !pg->keep_session;
+    return st;
 }
 
 void svc_pg_checkin(svc_pg_conn *c)
@@ -346,8 +351,19 @@ void svc_pg_checkin(svc_pg_conn *c)
             } else if (ts != PQTRANS_IDLE) {
                 c->broken = true; /* a result still pending or unknown state */
             }
+            /* The caller drove this connection: drop whatever session
+             * state it left (SET, search_path, LISTEN, temp tables,
+             * session advisory locks, prepared statements) so the next
+             * borrower, maybe another tenant, starts clean. */
+            if (!c->broken && c->reset) {
+                PGresult *r = PQexec(c->pq, "DISCARD ALL");
+                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                    c->broken = true;
+                PQclear(r);
+            }
         }
     }
+    c->reset = false;
     if (c->pq && c->broken) {
         PQfinish(c->pq);
         c->pq = NULL;
@@ -452,7 +468,7 @@ svc_status svc_pg_exec(svc_pg *pg, const char *sql, int nparams, const char *con
     if (out)
         *out = NULL;
     svc_pg_conn *c;
-    svc_status st = svc_pg_checkout(pg, &c);
+    svc_status st = svc__pg_checkout_within(pg, pg->checkout_timeout_ms, &c);
     if (st)
         return st;
     st = svc_pg_conn_exec(c, sql, nparams, params, out);
@@ -517,7 +533,7 @@ svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg_isolation iso, svc_pg_tx
     if (!tx)
         return svc__err_set(&pg->err, SVC_ENOMEM, "tx: out of memory");
     tx->pg = pg;
-    svc_status st = svc_pg_checkout(pg, &tx->conn);
+    svc_status st = svc__pg_checkout_within(pg, pg->checkout_timeout_ms, &tx->conn);
     if (!st) {
         st = svc_pg_conn_exec(tx->conn, begin_sql[iso], 0, NULL, NULL);
         if (st)
@@ -675,6 +691,7 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     svc__err_init(&pg->err);
     pg->size = o.pool_size;
     pg->checkout_timeout_ms = o.checkout_timeout_ms;
+    pg->keep_session = o.keep_session != 0;
     pg->statement_timeout_ms = o.statement_timeout_ms;
     pg->clock = o.clock;
     pg->backoff_ms = BACKOFF_INITIAL_MS;

@@ -152,6 +152,70 @@ static void killed_connection_is_replaced_on_next_checkout(void **state)
     svc_pg_free(pg);
 }
 
+static char *setting_on(svc_pg_conn *c, const char *name)
+{
+    svc_pg_result *r;
+    const char *p[] = {name};
+    svc_status st = svc_pg_conn_exec(c, "SELECT current_setting($1)", 1, p, &r);
+    if (st)
+        fail_msg("current_setting: %s", svc_status_name(st));
+    char *v = strdup(svc_pg_result_value(r, 0, 0));
+    svc_pg_result_free(r);
+    return v;
+}
+
+/* One connection, two borrowers: what the first one SETs must not reach
+ * the second (another tenant, maybe) unless the pool keeps sessions. */
+static void session_state_does_not_leak_to_the_next_borrower(void **state)
+{
+    (void)state;
+    for (int keep = 0; keep <= 1; keep++) {
+        svc_pg_opts o;
+        svc_pg_opts_default(&o);
+        o.url = pg_url();
+        o.pool_size = 1;
+        o.no_metrics = 1;
+        o.keep_session = keep;
+        svc_pg *pg = NULL;
+        assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
+        svc_pg_conn *c;
+        must(pg, svc_pg_checkout(pg, &c));
+        char *pid1 = setting_on(c, "application_name");
+        free(pid1);
+        must(pg, svc_pg_conn_exec(c, "SET search_path TO tenant_a, public", 0, NULL, NULL));
+        must(pg, svc_pg_conn_exec(c, "SELECT set_config('app.tenant', 'a', false)", 0, NULL, NULL));
+        must(pg, svc_pg_conn_exec(c, "SELECT pg_advisory_lock(4242)", 0, NULL, NULL));
+        svc_pg_checkin(c);
+
+        must(pg, svc_pg_checkout(pg, &c));
+        char *sp = setting_on(c, "search_path");
+        svc_pg_result *r;
+        must(pg, svc_pg_conn_exec(c, "SELECT coalesce(current_setting('app.tenant', true), '')", 0,
+                                  NULL, &r));
+        char *tenant = strdup(svc_pg_result_value(r, 0, 0));
+        svc_pg_result_free(r);
+        must(pg, svc_pg_conn_exec(c, "SELECT count(*)::text FROM pg_locks WHERE locktype = "
+                                     "'advisory' AND pid = pg_backend_pid()", 0, NULL, &r));
+        char *locks = strdup(svc_pg_result_value(r, 0, 0));
+        svc_pg_result_free(r);
+        if (keep) {
+            assert_string_equal(sp, "tenant_a, public");
+            assert_string_equal(tenant, "a");
+            assert_string_equal(locks, "1");
+            must(pg, svc_pg_conn_exec(c, "SELECT pg_advisory_unlock_all()", 0, NULL, NULL));
+        } else {
+            assert_string_equal(sp, "\"$user\", public");
+            assert_string_equal(tenant, "");
+            assert_string_equal(locks, "0");
+        }
+        free(sp);
+        free(tenant);
+        free(locks);
+        svc_pg_checkin(c);
+        svc_pg_free(pg);
+    }
+}
+
 static void statement_timeout_maps_to_etimedout(void **state)
 {
     (void)state;
@@ -546,6 +610,7 @@ int main(void)
         cmocka_unit_test(params_with_nulls_and_quotes_round_trip),
         cmocka_unit_test(checkout_times_out_when_all_connections_are_busy),
         cmocka_unit_test(killed_connection_is_replaced_on_next_checkout),
+        cmocka_unit_test(session_state_does_not_leak_to_the_next_borrower),
         cmocka_unit_test(statement_timeout_maps_to_etimedout),
         cmocka_unit_test(tx_commit_is_visible_and_rollback_is_not),
         cmocka_unit_test(unique_violation_maps_to_eexist_and_failed_tx_cannot_commit),
