@@ -24,6 +24,23 @@ const svc__migration svc__pg_migrations[] = {
      "    acquired_at timestamptz NOT NULL DEFAULT now()\n"
      ");\n"
      "CREATE INDEX IF NOT EXISTS svc_leases_expires_at ON svc_leases (expires_at);\n"},
+    {2, "idempotency",
+     "-- Idempotency records (lib/idempotency): one row per scoped key. Times\n"
+     "-- are Unix ms of the engine's clock; headers is a blob of NUL-separated\n"
+     "-- name/value pairs. Expired rows go with svc_idem_pg_purge().\n"
+     "CREATE TABLE IF NOT EXISTS svc_idempotency (\n"
+     "    key          text PRIMARY KEY,\n"
+     "    fingerprint  text NOT NULL,\n"
+     "    state        smallint NOT NULL,\n"
+     "    token        text NOT NULL,\n"
+     "    lease_until  bigint NOT NULL,\n"
+     "    expires_at   bigint NOT NULL,\n"
+     "    status       integer,\n"
+     "    headers      bytea,\n"
+     "    body         bytea,\n"
+     "    created_at   timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS svc_idempotency_expires_at ON svc_idempotency (expires_at);\n"},
 };
 
 const size_t svc__pg_nmigrations = sizeof svc__pg_migrations / sizeof svc__pg_migrations[0];

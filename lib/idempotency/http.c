@@ -1,0 +1,509 @@
+/*
+ * http.c - svc_add_idempotency(): idempotency keys as svc_app middleware
+ * (stage IDEMPOTENCY, after tenancy and rate limits, before the app's own
+ * middleware and the handler).
+ *
+ *   covered method? ─no─► next
+ *   Idempotency-Key ─absent─► required here? 400 : next
+ *        │ parse (sf-string or bare token, min..255) ─bad─► 400
+ *        ▼
+ *   claim(tenant, principal, method, route, key; fingerprint)
+ *        ├─ MISMATCH    ─► 422 problem
+ *        ├─ IN_PROGRESS ─► 409 problem + Retry-After
+ *        ├─ COMPLETED   ─► stored status, headers, body + Idempotent-Replayed: true
+ *        ├─ error       ─► 503 problem
+ *        └─ CLAIMED     ─► next; then complete with the final response
+ *                          (release instead: 5xx with release_on_5xx, a response
+ *                          over max_response_bytes, a transactional handler)
+ *
+ * Middleware of earlier stages adds its headers (request id, traceparent,
+ * security headers, RateLimit) after this one returns, so what is stored is
+ * the handler's answer; the per-request headers listed in `not_stored` are
+ * dropped as well, in case a handler set one.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "svcinfra_config.h"
+#include "svcinfra/crypto.h"
+#include "svcinfra/idempotency.h"
+#include "svcinfra/log.h"
+
+#include "../internal.h"
+
+void svc_idem_http_opts_default(svc_idem_http_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->min_key_len = 8;
+}
+
+#if SVC_HAVE_HTTP
+
+#include <jansson.h>
+
+#include "svcinfra/http.h"
+
+static inline void discard(svc_status st) { (void)st; }
+
+#define MAX_METHODS 8
+#define SLOT "svc.idempotency"
+
+typedef struct req_route {
+    char *method; /* NULL: any covered method */
+    char *route;
+} req_route;
+
+typedef struct idem_http {
+    svc_idem *idem;
+    bool own;
+    char methods[MAX_METHODS][8];
+    size_t nmethods;
+    req_route *required;
+    size_t nrequired;
+    int require_all;
+    size_t min_len;
+    int release_5xx;
+    svc_idem_fingerprint_fn fp_fn;
+    void *fp_ud;
+} idem_http;
+
+/* The claim a request holds, for svc_idem_req_complete_tx(). */
+typedef struct idem_ctx {
+    idem_http *h;
+    svc_idem_scope scope;
+    char key[SVC_IDEM_MAX_KEY + 1];
+    char token[SVC_IDEM_TOKEN_LEN + 1];
+    bool tx_used;
+} idem_ctx;
+
+/* Hop-by-hop and per-request headers: never stored, never replayed. */
+static const char *const not_stored[] = {
+    "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer",
+    "Upgrade", "Content-Length", "Date", "X-Request-Id", "traceparent", "tracestate",
+    "Idempotent-Replayed",
+};
+
+static bool is_not_stored(const char *name)
+{
+    for (size_t i = 0; i < SVC__ARRAY_LEN(not_stored); i++)
+        if (strcasecmp(name, not_stored[i]) == 0)
+            return true;
+    return false;
+}
+
+static void problem(svc_res *res, int status, svc_problem_code code, const char *detail)
+{
+    if (svc_res_problem(res, status, code, detail) != SVC_OK)
+        svc_res_status(res, status);
+}
+
+/* Reads the header value: an sf-string ("...", with \" and \\ escapes) or
+ * a bare token of visible ASCII. Returns false for anything else. */
+static bool parse_key(const char *v, char out[SVC_IDEM_MAX_KEY + 1], size_t *len)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    size_t o = 0;
+    if (n && v[0] == '"') {
+        if (n < 2 || v[n - 1] != '"')
+            return false;
+        for (size_t i = 1; i < n - 1; i++) {
+            char c = v[i];
+            if (c == '\\') {
+                if (i + 1 >= n - 1 || (v[i + 1] != '"' && v[i + 1] != '\\'))
+                    return false;
+                c = v[++i];
+            } else if (c == '"' || (unsigned char)c < 0x20 || (unsigned char)c > 0x7e) {
+                return false;
+            }
+            if (o >= SVC_IDEM_MAX_KEY)
+                return false;
+            out[o++] = c;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)v[i];
+            if (c <= 0x20 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\')
+                return false;
+            if (o >= SVC_IDEM_MAX_KEY)
+                return false;
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    *len = o;
+    return true;
+}
+
+static bool covered(const idem_http *h, const char *method)
+{
+    for (size_t i = 0; i < h->nmethods; i++)
+        if (strcmp(h->methods[i], method) == 0)
+            return true;
+    return false;
+}
+
+static bool required(const idem_http *h, const char *method, const char *route)
+{
+    if (h->require_all)
+        return true;
+    for (size_t i = 0; i < h->nrequired; i++)
+        if (strcmp(h->required[i].route, route) == 0 &&
+            (!h->required[i].method || strcmp(h->required[i].method, method) == 0))
+            return true;
+    return false;
+}
+
+static svc_status default_fingerprint(svc_req *req, char out[65])
+{
+    const char *path = svc_req_path(req), *q = svc_req_query(req);
+    char stack[512];
+    char *pq = stack;
+    size_t need = strlen(path) + strlen(q) + 2;
+    if (need > sizeof stack && !(pq = svc_malloc(need)))
+        return SVC_ENOMEM;
+    size_t pl = strlen(path), ql = strlen(q);
+    memcpy(pq, path, pl);
+    if (ql) {
+        pq[pl++] = '?';
+        memcpy(pq + pl, q, ql);
+        pl += ql;
+    }
+    pq[pl] = '\0';
+    size_t blen = 0;
+    const char *body = svc_req_body(req, &blen);
+    svc_status st = svc_idem_fingerprint(svc_req_method(req), pq,
+                                         svc_req_header(req, "Content-Type"), body, blen, out);
+    if (pq != stack)
+        svc_free(pq);
+    return st;
+}
+
+static svc_status fingerprint(idem_http *h, svc_req *req, char out[65])
+{
+    if (!h->fp_fn)
+        return default_fingerprint(req, out);
+    svc_sha256_ctx c;
+    uint8_t d[32];
+    svc_status st = svc_sha256_init(&c);
+    if (st == SVC_OK)
+        st = h->fp_fn(req, &c, h->fp_ud);
+    if (st == SVC_OK)
+        st = svc_sha256_final(&c, d);
+    if (st == SVC_OK)
+        svc_hex_encode(d, sizeof d, out, 65);
+    return st;
+}
+
+static int effective_status(const svc_res *res)
+{
+    int s = svc_res_get_status(res);
+    if (s)
+        return s;
+    size_t n = 0;
+    (void)svc_res_get_body(res, &n);
+    return n ? 200 : 204;
+}
+
+/* The response as it stands, without the headers that are never stored.
+ * names/values point into `res` and live while it does. */
+#define MAX_STORED_HEADERS 64
+static void capture(svc_res *res, svc_idem_response *out, const char **names,
+                    const char **values)
+{
+    memset(out, 0, sizeof *out);
+    out->status = effective_status(res);
+    size_t n = svc_res_header_count(res);
+    for (size_t i = 0; i < n && out->nheaders < MAX_STORED_HEADERS; i++) {
+        const char *name, *value;
+        if (!svc_res_header_nth(res, i, &name, &value) || !name || is_not_stored(name))
+            continue;
+        names[out->nheaders] = name;
+        values[out->nheaders] = value;
+        out->nheaders++;
+    }
+    out->header_names = names;
+    out->header_values = values;
+    out->body = svc_res_get_body(res, &out->body_len);
+}
+
+static void replay(svc_res *res, const svc_idem_result *r)
+{
+    svc_res_status(res, r->status);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        bool again = false;
+        for (size_t j = 0; j < i && !again; j++)
+            again = strcasecmp(r->header_names[j], r->header_names[i]) == 0;
+        discard(again ? svc_res_header_add(res, r->header_names[i], r->header_values[i])
+                      : svc_res_header_set(res, r->header_names[i], r->header_values[i]));
+    }
+    discard(svc_res_body(res, r->body, r->body_len));
+    discard(svc_res_header_set(res, "Idempotent-Replayed", "true"));
+}
+
+static void in_progress(svc_res *res, int64_t retry_ms)
+{
+    char ra[24];
+    int64_t s = (retry_ms + 999) / 1000;
+    snprintf(ra, sizeof ra, "%lld", (long long)(s > 0 ? s : 1));
+    problem(res, 409, SVC_PROBLEM_CONFLICT,
+            "a request with this Idempotency-Key is still being processed; retry later");
+    discard(svc_res_header_set(res, "Retry-After", ra));
+}
+
+static void release_quietly(idem_ctx *c)
+{
+    svc_status st = svc_idem_release(c->h->idem, &c->scope, c->token);
+    if (st != SVC_OK && st != SVC_ECONFLICT && st != SVC_ENOTFOUND)
+        svc_logf(SVC_LOG_WARN, "idempotency: cannot release a key: %s",
+                 svc_idem_errmsg(c->h->idem));
+}
+
+static void finish(idem_ctx *c, svc_res *res)
+{
+    if (c->tx_used) {
+        /* committed: the record is COMPLETED and this is a no-op;
+         * rolled back: the claim is still ours and goes */
+        release_quietly(c);
+        return;
+    }
+    const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
+    svc_idem_response r;
+    capture(res, &r, names, values);
+    if (r.status >= 500 && c->h->release_5xx) {
+        release_quietly(c);
+        return;
+    }
+    svc_status st = svc_idem_complete(c->h->idem, &c->scope, c->token, &r);
+    if (st == SVC_OK)
+        return;
+    if (st == SVC_ETOOBIG)
+        svc_logf(SVC_LOG_WARN, "idempotency: response not stored, key released: %s",
+                 svc_idem_errmsg(c->h->idem));
+    else
+        svc_logf(SVC_LOG_ERROR, "idempotency: cannot store the response (%s): %s",
+                 svc_strerror(st), svc_idem_errmsg(c->h->idem));
+    if (st != SVC_ECONFLICT && st != SVC_ENOTFOUND)
+        release_quietly(c);
+}
+
+static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    idem_http *h = ud;
+    const char *method = svc_req_method(req);
+    const char *route = svc_req_route(req);
+    if (!route || !covered(h, method)) {
+        svc_next(next);
+        return;
+    }
+    const char *raw = svc_req_header(req, "Idempotency-Key");
+    if (!raw) {
+        if (required(h, method, route))
+            problem(res, 400, SVC_PROBLEM_VALIDATION,
+                    "this operation requires an Idempotency-Key header");
+        else
+            svc_next(next);
+        return;
+    }
+    idem_ctx *c = svc__calloc(1, sizeof *c);
+    if (!c) {
+        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "out of memory");
+        return;
+    }
+    size_t klen = 0;
+    if (!parse_key(raw, c->key, &klen) || klen < h->min_len) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "Idempotency-Key must be a string or token of %zu to %d characters",
+                 h->min_len, SVC_IDEM_MAX_KEY);
+        problem(res, 400, SVC_PROBLEM_VALIDATION, detail);
+        svc_free(c);
+        return;
+    }
+    char fp[65];
+    if (fingerprint(h, req, fp) != SVC_OK) {
+        problem(res, 400, SVC_PROBLEM_VALIDATION, "the request cannot be fingerprinted");
+        svc_free(c);
+        return;
+    }
+    c->h = h;
+    c->scope = (svc_idem_scope){.tenant = svc_req_tenant(req), .principal = svc_req_principal(req),
+                                .method = method, .route = route, .key = c->key};
+    svc_idem_result r;
+    svc_status st = svc_idem_claim(h->idem, &c->scope, fp, &r);
+    if (st != SVC_OK) {
+        svc_logf(SVC_LOG_ERROR, "idempotency store: %s", svc_idem_errmsg(h->idem));
+        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "idempotency store unavailable");
+        discard(svc_res_header_set(res, "Retry-After", "1"));
+        svc_free(c);
+        return;
+    }
+    switch (r.outcome) {
+    case SVC_IDEM_MISMATCH:
+        problem(res, 422, SVC_PROBLEM_UNPROCESSABLE,
+                "this Idempotency-Key was used with a different request");
+        break;
+    case SVC_IDEM_IN_PROGRESS:
+        in_progress(res, r.retry_after_ms);
+        break;
+    case SVC_IDEM_COMPLETED:
+        replay(res, &r);
+        break;
+    case SVC_IDEM_CLAIMED:
+        memcpy(c->token, r.token, sizeof c->token);
+        if (svc_req_set(req, SLOT, c, svc_free) != SVC_OK) {
+            release_quietly(c);
+            svc_free(c);
+            svc_idem_result_clear(&r);
+            problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "out of memory");
+            return;
+        }
+        svc_idem_result_clear(&r);
+        svc_next(next);
+        finish(c, res);
+        return; /* c is freed with the request */
+    }
+    svc_idem_result_clear(&r);
+    svc_free(c);
+}
+
+svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
+                                    struct svc_pg_tx *tx)
+{
+    idem_ctx *c = svc_req_get(req, SLOT);
+    if (!c)
+        return SVC_ENOTFOUND;
+    const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
+    svc_idem_response r;
+    capture(res, &r, names, values);
+    c->tx_used = true;
+    return svc_idem_complete_tx(c->h->idem, tx, &c->scope, c->token, &r);
+}
+
+/* ---- setup ------------------------------------------------------------------------- */
+
+static void idem_http_free(void *p)
+{
+    idem_http *h = p;
+    if (!h)
+        return;
+    if (h->own)
+        svc_idem_free(h->idem);
+    for (size_t i = 0; i < h->nrequired; i++) {
+        svc_free(h->required[i].method);
+        svc_free(h->required[i].route);
+    }
+    svc_free(h->required);
+    svc_free(h);
+}
+
+static bool method_ok(const char *m)
+{
+    static const char *const known[] = {"POST", "PATCH", "PUT", "DELETE"};
+    for (size_t i = 0; i < SVC__ARRAY_LEN(known); i++)
+        if (strcmp(m, known[i]) == 0)
+            return true;
+    return false;
+}
+
+static svc_status build(idem_http *h, const svc_idem_http_opts *o)
+{
+    static const char *const dflt[] = {"POST", "PATCH", NULL};
+    const char *const *m = o->methods ? o->methods : dflt;
+    for (; *m; m++) {
+        if (!method_ok(*m) || h->nmethods >= MAX_METHODS) {
+            svc_logf(SVC_LOG_ERROR, "idempotency: method '%.16s' not covered "
+                                    "(POST, PATCH, PUT, DELETE)", *m);
+            return SVC_EINVAL;
+        }
+        snprintf(h->methods[h->nmethods++], sizeof h->methods[0], "%s", *m);
+    }
+    if (o->min_key_len < 1 || o->min_key_len > SVC_IDEM_MAX_KEY) {
+        svc_logf(SVC_LOG_ERROR, "idempotency: min_key_len must be 1..%d", SVC_IDEM_MAX_KEY);
+        return SVC_EINVAL;
+    }
+    h->min_len = o->min_key_len;
+    h->require_all = o->require_all;
+    h->release_5xx = o->release_on_5xx;
+    h->fp_fn = o->fingerprint;
+    h->fp_ud = o->fingerprint_ud;
+    size_t n = 0;
+    while (o->required_routes && o->required_routes[n])
+        n++;
+    if (n && !(h->required = svc__calloc(n, sizeof *h->required)))
+        return SVC_ENOMEM;
+    for (size_t i = 0; i < n; i++, h->nrequired++) {
+        const char *e = o->required_routes[i];
+        const char *sp = strchr(e, ' ');
+        const char *route = sp ? sp + 1 : e;
+        char meth[8] = "";
+        if (sp && (size_t)(sp - e) < sizeof meth)
+            memcpy(meth, e, (size_t)(sp - e));
+        if (route[0] != '/' || (sp && !method_ok(meth))) {
+            svc_logf(SVC_LOG_ERROR, "idempotency: required route '%.80s' is not "
+                                    "\"METHOD /template\" or \"/template\"", e);
+            return SVC_EINVAL;
+        }
+        req_route *d = &h->required[i];
+        if (!(d->route = svc__strdup(route)) || (sp && !(d->method = svc__strdup(meth)))) {
+            h->nrequired++;
+            return SVC_ENOMEM;
+        }
+    }
+    if (o->idem) {
+        h->idem = o->idem;
+    } else {
+        svc_status st = svc_idem_new(&h->idem, NULL);
+        if (st != SVC_OK)
+            return st;
+        h->own = true;
+    }
+    return SVC_OK;
+}
+
+svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *opts)
+{
+    svc_idem_http_opts def;
+    if (!opts) {
+        svc_idem_http_opts_default(&def);
+        opts = &def;
+    }
+    idem_http *h = svc__calloc(1, sizeof *h);
+    if (!h)
+        return SVC_ENOMEM;
+    svc_status st = build(h, opts);
+    if (st == SVC_OK)
+        st = svc_app_use_stage(app, SVC_STAGE_IDEMPOTENCY, "idempotency", idem_mw, h);
+    if (st != SVC_OK) {
+        idem_http_free(h);
+        return st;
+    }
+    st = svc_app_on_free(app, idem_http_free, h);
+    if (st != SVC_OK)
+        svc_logf(SVC_LOG_ERROR, "idempotency: cannot register cleanup (%s)", svc_strerror(st));
+    return SVC_OK;
+}
+
+#else /* !SVC_HAVE_HTTP */
+
+svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *opts)
+{
+    SVC__UNUSED(app);
+    SVC__UNUSED(opts);
+    return SVC_ENOTSUP;
+}
+
+svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
+                                    struct svc_pg_tx *tx)
+{
+    SVC__UNUSED(req);
+    SVC__UNUSED(res);
+    SVC__UNUSED(tx);
+    return SVC_ENOTSUP;
+}
+
+#endif

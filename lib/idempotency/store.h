@@ -1,0 +1,84 @@
+/*
+ * lib/idempotency/store.h - the idempotency store interface.
+ *
+ * The engine (idempotency.c) turns a scope into a stored key (64 hex), reads
+ * the clock and makes the lease token; a store applies one step of the
+ * record's life to one key atomically:
+ *
+ *   claim    absent or expired          → insert IN PROGRESS  → CLAIMED
+ *            fingerprint differs        →                       MISMATCH
+ *            COMPLETED                  → the stored answer   → COMPLETED
+ *            IN PROGRESS, lease running →                       IN_PROGRESS
+ *            IN PROGRESS, lease over    → new token and lease → CLAIMED (taken over)
+ *   complete IN PROGRESS with the token → COMPLETED (status, headers, body)
+ *   release  IN PROGRESS with the token → absent
+ *
+ * complete and release answer SVC_ECONFLICT when the record is there but
+ * not the caller's claim, SVC_ENOTFOUND when it is absent or expired.
+ * Times are Unix milliseconds of the engine's clock.
+ *
+ * Stored headers travel as one blob "name\0value\0name\0value\0...".
+ */
+#ifndef SVCINFRA_IDEMPOTENCY_STORE_H
+#define SVCINFRA_IDEMPOTENCY_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "svcinfra/idempotency.h"
+
+#include "../internal.h"
+
+typedef struct svc__idem_claim_req {
+    const char *key;       /* 64 hex */
+    const char *fp;        /* fingerprint, 1..128 bytes */
+    const char *token;     /* SVC_IDEM_TOKEN_LEN hex */
+    int64_t now_ms;
+    int64_t lease_until_ms;
+    int64_t expires_ms;
+} svc__idem_claim_req;
+
+typedef struct svc__idem_done {
+    const char *key;
+    const char *token;
+    int64_t now_ms;
+    int status;
+    const char *hdrs;      /* blob */
+    size_t hdrs_len;
+    const void *body;
+    size_t body_len;
+} svc__idem_done;
+
+typedef struct svc__idem_store svc__idem_store;
+
+typedef struct svc__idem_store_ops {
+    const char *name;
+    svc_status (*claim)(svc__idem_store *s, const svc__idem_claim_req *req, svc_idem_result *out,
+                        svc__err *err);
+    svc_status (*complete)(svc__idem_store *s, const svc__idem_done *d, svc__err *err);
+    /* PostgreSQL only (NULL elsewhere): complete inside the caller's tx. */
+    svc_status (*complete_tx)(svc__idem_store *s, struct svc_pg_tx *tx, const svc__idem_done *d,
+                              svc__err *err);
+    svc_status (*release)(svc__idem_store *s, const char *key, const char *token, int64_t now_ms,
+                          svc__err *err);
+    svc_status (*purge)(svc__idem_store *s, int64_t now_ms, int64_t *removed, svc__err *err);
+    void (*destroy)(svc__idem_store *s);
+} svc__idem_store_ops;
+
+struct svc__idem_store {
+    const svc__idem_store_ops *ops;
+};
+
+svc_status svc__idem_store_memory_new(svc__idem_store **out, size_t max_records, size_t max_bytes);
+svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *pool,
+                                     const char *url, int64_t timeout_ms, char *err,
+                                     size_t errlen);
+svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, const char *url,
+                                  int64_t timeout_ms, bool migrate, char *err, size_t errlen);
+
+/* Fills the COMPLETED part of `out` from a stored status, header blob and
+ * body (copied). SVC_EBACKEND for a blob that does not parse. */
+svc_status svc__idem_result_fill(svc_idem_result *out, int status, const char *hdrs,
+                                 size_t hdrs_len, const void *body, size_t body_len);
+
+#endif /* SVCINFRA_IDEMPOTENCY_STORE_H */
