@@ -9,6 +9,7 @@
  *   GET  /hello/{name}       JSON greeting
  *   POST /echo               JSON in, JSON out; bad JSON → 400 problem+json
  *   GET  /orders/{id}        an order, or 404 problem+json for unknown ids
+ *   GET  /limited            rate limited: a burst of 3, then 429 + Retry-After
  *   GET  /healthz /readyz /startupz /metrics
  *   POST /admin/maintenance  only when HELLO_ADMIN_TOKEN is set (see below)
  *
@@ -119,6 +120,35 @@ static void order(svc_req *req, svc_res *res, void *ud)
     answer(res, 200, json_pack("{s:s, s:s, s:i}", "id", id, "item", "towel", "quantity", 1));
 }
 
+/* GET /limited: a route behind a rate limit (see add_ratelimit below). */
+static void limited(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    answer(res, 200, json_pack("{s:s}", "message", "within the limit"));
+}
+
+/* Rate limit: GET /limited admits a burst of 3 per client, refilled at 3 a
+ * minute (GCRA); the answers carry RateLimit-Policy and RateLimit headers,
+ * and the 4th quick request gets 429 problem+json with Retry-After. The
+ * limiter outlives the app, so it is freed after svc_app_free(). */
+static svc_ratelimit *limiter;
+static svc_status add_ratelimit(svc_app *app)
+{
+    static const svc_ratelimit_policy policy = {.name = "limited", .algorithm = SVC_RL_GCRA,
+                                                .limit = 3, .period_ms = 60000};
+    static const svc_ratelimit_route routes[] = {{"GET", "/limited", "limited", 1}};
+    svc_status st = svc_ratelimit_new(&limiter, NULL);
+    if (st == SVC_OK)
+        st = svc_ratelimit_policy_add(limiter, &policy);
+    svc_ratelimit_http_opts opts;
+    svc_ratelimit_http_opts_default(&opts);
+    opts.rl = limiter;
+    opts.routes = routes;
+    opts.nroutes = 1;
+    return st == SVC_OK ? svc_add_ratelimit(app, &opts) : st;
+}
+
 /* POST /admin/maintenance {"on": bool, "retry_after_s": n}, Bearer token. */
 static void admin_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
@@ -184,6 +214,8 @@ int main(void)
     TRY(svc_app_route(app, "GET", "/hello/{name}", hello_name, NULL));
     TRY(svc_app_route(app, "POST", "/echo", echo, NULL));
     TRY(svc_app_route(app, "GET", "/orders/{id}", order, &the_store));
+    TRY(svc_app_route(app, "GET", "/limited", limited, NULL));
+    TRY(add_ratelimit(app));                                     /* rate limit on /limited */
     const char *admin_token = getenv("HELLO_ADMIN_TOKEN");
     if (admin_token && admin_token[0])                           /* opt-in admin switch */
         TRY(svc_app_use_stage(app, SVC_STAGE_OBSERVE, "admin", admin_mw, (void *)admin_token));
@@ -195,5 +227,6 @@ int main(void)
     TRY(svc_app_run(app)); /* until SIGTERM / SIGINT, then a graceful shutdown */
     printf("hello: stopped gracefully\n");
     svc_app_free(app);
+    svc_ratelimit_free(limiter);
     return 0;
 }

@@ -223,6 +223,22 @@ step "…reads are still served" 200 "$BASE/hello/maintenance"
 step "Maintenance off" \
     200 -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"on":false}' "$BASE/admin/maintenance"
 
+RL_HEADERS='^(ratelimit|ratelimit-policy|retry-after|content-type):'
+HEADERS=$RL_HEADERS step "Rate limit on GET /limited (a burst of 3 per client): RateLimit-Policy and RateLimit headers" \
+    200 "$BASE/limited"
+expect_header RateLimit-Policy '^"limited";q=3;w=60$'
+expect_header RateLimit '^"limited";r=2;t=[0-9]+$'
+HEADERS=$RL_HEADERS step "…second request: one unit fewer remaining" 200 "$BASE/limited"
+expect_header RateLimit '^"limited";r=1;t=[0-9]+$'
+HEADERS=$RL_HEADERS step "…third request: the burst is spent" 200 "$BASE/limited"
+expect_header RateLimit '^"limited";r=0;t=[0-9]+$'
+HEADERS=$RL_HEADERS step "…fourth request: 429 problem+json with Retry-After (whole seconds, rounded up)" \
+    429 "$BASE/limited"
+expect_header Content-Type '^application/problem\+json'
+expect_header Retry-After '^[1-9][0-9]*$'
+expect_body '"code":"RATE_LIMIT"'
+expect_body '"policy":"limited"'
+
 BODY_GREP='^http_server_requests_total\{|^http_server_inflight_requests ' \
     step "/metrics: per-request metrics labelled by route template, never by raw path" 200 "$BASE/metrics"
 expect_header Content-Type '^text/plain; version=0\.0\.4'

@@ -113,13 +113,13 @@ typedef struct svc_ratelimit_opts {
     const svc_clock *clock;  /* NULL: svc_clock_system() */
     struct svc_metrics *metrics; /* NULL: no metrics. Else the counters
                                 ratelimit_decisions_total{policy,result}
-                                and ratelimit_store_errors_total{op} */
+                                and ratelimit_store_errors_total{store} */
     int fail_open;           /* 1 (default): a failing store admits (logged,
                                 counted, result.store_error = 1);
                                 0: it denies and the call returns the store's
                                 status */
     size_t max_keys;         /* memory store: most keys held (default
-                                262144, minimum 64; about 100-260 bytes
+                                262144, minimum 64; about 170-340 bytes
                                 each); beyond it the key closest to
                                 expiry is evicted */
     void *reserved[8];

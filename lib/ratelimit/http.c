@@ -40,6 +40,8 @@ void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
 
 #include "svcinfra/http.h"
 
+#include "http/http_internal.h"
+
 typedef struct cidr {
     int family; /* AF_INET or AF_INET6 */
     uint8_t addr[16];
@@ -271,24 +273,67 @@ static const char *choose(rl_http *h, svc_req *req, uint64_t *cost)
     return h->policy;
 }
 
+/* Header values are built by hand (no printf: this runs on every limited
+ * request). Names are literals, so they are passed as kept. */
+static char *put_str(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static void set_header(svc_res *res, const char *name, const char *value)
+{
+    discard(svc__res_header_put(res, name, strlen(name), value,
+                                SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT));
+}
+
+/* `"name";X=a;Y=b` */
+static void set_item(svc_res *res, const char *name, const char *policy, const char *x,
+                     uint64_t a, const char *y, uint64_t b)
+{
+    char v[SVC_RATELIMIT_MAX_NAME + 64];
+    char *p = v;
+    *p++ = '"';
+    p = put_str(p, policy);
+    p = put_str(p, x);
+    p = put_u64(p, a);
+    p = put_str(p, y);
+    p = put_u64(p, b);
+    *p = '\0';
+    set_header(res, name, v);
+}
+
+static void set_number(svc_res *res, const char *name, uint64_t n)
+{
+    char v[24];
+    *put_u64(v, n) = '\0';
+    set_header(res, name, v);
+}
+
 static void put_headers(const rl_http *h, svc_res *res, const svc_ratelimit_result *r)
 {
-    char v[SVC_RATELIMIT_MAX_NAME + 96];
-    int64_t w = (r->period_ms + 999) / 1000;
-    int64_t t = (r->reset_ms + 999) / 1000;
-    snprintf(v, sizeof v, "\"%s\";q=%llu;w=%lld", r->policy, (unsigned long long)r->quota,
-             (long long)w);
-    discard(svc_res_header_set(res, "RateLimit-Policy", v));
-    snprintf(v, sizeof v, "\"%s\";r=%llu;t=%lld", r->policy, (unsigned long long)r->remaining,
-             (long long)t);
-    discard(svc_res_header_set(res, "RateLimit", v));
+    uint64_t w = (uint64_t)(r->period_ms + 999) / 1000;
+    uint64_t t = r->reset_ms > 0 ? (uint64_t)(r->reset_ms + 999) / 1000 : 0;
+    set_item(res, "RateLimit-Policy", r->policy, "\";q=", r->quota, ";w=", w);
+    set_item(res, "RateLimit", r->policy, "\";r=", r->remaining, ";t=", t);
     if (h->legacy) {
-        snprintf(v, sizeof v, "%llu", (unsigned long long)r->limit);
-        discard(svc_res_header_set(res, "X-RateLimit-Limit", v));
-        snprintf(v, sizeof v, "%llu", (unsigned long long)r->remaining);
-        discard(svc_res_header_set(res, "X-RateLimit-Remaining", v));
-        snprintf(v, sizeof v, "%lld", (long long)t);
-        discard(svc_res_header_set(res, "X-RateLimit-Reset", v));
+        set_number(res, "X-RateLimit-Limit", r->limit);
+        set_number(res, "X-RateLimit-Remaining", r->remaining);
+        set_number(res, "X-RateLimit-Reset", t);
     }
 }
 
