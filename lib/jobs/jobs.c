@@ -1,0 +1,669 @@
+/*
+ * lib/jobs/jobs.c - the queue handle: options, validation, enqueue, the
+ * handler registry, backoff, metrics and the administrative calls, which
+ * forward to the store of the handle's URL.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "jobs_internal.h"
+
+static _Thread_local char last_new_error[512];
+
+const char *svc_jobs_last_error(void) { return last_new_error; }
+
+static const char *const state_names[SVC_JOB_STATE_COUNT] = {
+    NULL, "available", "scheduled", "running", "retryable", "completed", "discarded", "cancelled",
+};
+
+const char *svc_job_state_name(svc_job_state s)
+{
+    if ((int)s <= 0 || (int)s >= SVC_JOB_STATE_COUNT)
+        return "unknown";
+    return state_names[s];
+}
+
+svc_status svc_job_state_parse(const char *name, svc_job_state *out)
+{
+    for (int i = 1; i < SVC_JOB_STATE_COUNT; i++)
+        if (strcasecmp(name, state_names[i]) == 0) {
+            *out = (svc_job_state)i;
+            return SVC_OK;
+        }
+    if (strcasecmp(name, "dead") == 0) {
+        *out = SVC_JOB_DISCARDED;
+        return SVC_OK;
+    }
+    return SVC_EINVAL;
+}
+
+void svc_jobs_opts_default(svc_jobs_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool_size = 4;
+    o->migrate = 1;
+    o->default_max_attempts = 20;
+    o->backoff_base_ms = 1000;
+    o->backoff_max_ms = INT64_C(86400000);
+    o->backoff_jitter = 0.10;
+    o->retention_completed_ms = INT64_C(86400000);
+    o->retention_discarded_ms = INT64_C(604800000);
+    o->memory_max_jobs = 1000000;
+}
+
+__attribute__((noinline)) bool svc__jobs_name_ok(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':'))
+            return false;
+        if (n >= SVC_JOBS_MAX_NAME)
+            return false;
+    }
+    return true;
+}
+
+static svc_status check_opts(const svc_jobs_opts *o, char *msg, size_t len)
+{
+    if (o->default_max_attempts < 1 || o->default_max_attempts > 1000) {
+        snprintf(msg, len, "jobs: default_max_attempts must be 1..1000");
+        return SVC_EINVAL;
+    }
+    if (o->backoff_base_ms < 0 || o->backoff_max_ms < 0 || !(o->backoff_jitter >= 0.0) ||
+        o->backoff_jitter > 0.5) {
+        snprintf(msg, len, "jobs: backoff_base_ms and backoff_max_ms must be >= 0, "
+                           "backoff_jitter 0..0.5");
+        return SVC_EINVAL;
+    }
+    if (o->retention_completed_ms < 0 || o->retention_discarded_ms < 0) {
+        snprintf(msg, len, "jobs: retention ages must be >= 0");
+        return SVC_EINVAL;
+    }
+    if (o->memory_max_jobs == 0) {
+        snprintf(msg, len, "jobs: memory_max_jobs must be > 0");
+        return SVC_EINVAL;
+    }
+    if (o->pool_size == 0 || o->pool_size > 1024) {
+        snprintf(msg, len, "jobs: pool_size must be 1..1024");
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+static void jobs_collect(svc_metrics *m, void *ctx);
+
+static svc_status setup_metrics(svc_jobs *j, svc_metrics *m)
+{
+    static const char *const l_proc[] = {"queue", "kind", "result", NULL};
+    static const char *const l_dur[] = {"queue", "kind", NULL};
+    static const char *const l_q[] = {"queue", NULL};
+    svc_status st;
+    if ((st = svc_metrics_counter(m, "jobs_processed_total", "Jobs finished by workers, by result",
+                                  l_proc, &j->m_processed)) ||
+        (st = svc_metrics_histogram(m, "jobs_duration_seconds", "Handler run time of jobs",
+                                    l_dur, NULL, 0, &j->m_duration)) ||
+        (st = svc_metrics_gauge(m, "jobs_queue_depth", "Jobs due to run and not yet claimed",
+                                l_q, &j->m_depth)) ||
+        (st = svc_metrics_gauge(m, "jobs_dead_letters", "Discarded jobs kept as dead letters",
+                                l_q, &j->m_dead)))
+        return st;
+    st = svc_metrics_add_collector(m, jobs_collect, j);
+    if (st)
+        return st;
+    j->metrics = m;
+    return SVC_OK;
+}
+
+svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
+{
+    last_new_error[0] = '\0';
+    *out = NULL;
+    svc_jobs_opts o;
+    if (opts)
+        o = *opts;
+    else
+        svc_jobs_opts_default(&o);
+    svc_status st = check_opts(&o, last_new_error, sizeof last_new_error);
+    if (st)
+        return st;
+    const char *url = o.url ? o.url : svc__getenv("SVC_JOBS_URL");
+    svc_store_kind kind = SVC_STORE_MEMORY;
+    if (o.pg && !url) {
+        kind = SVC_STORE_POSTGRES;
+    } else if (url) {
+        svc_store_url u;
+        char eb[256];
+        st = svc_store_url_parse(url, &u, eb, sizeof eb);
+        kind = u.kind;
+        svc_store_url_clear(&u);
+        if (st) {
+            snprintf(last_new_error, sizeof last_new_error, "jobs: %s", eb);
+            return st;
+        }
+    }
+    if (kind == SVC_STORE_REDIS) {
+        snprintf(last_new_error, sizeof last_new_error,
+                 "jobs: the redis:// backend is not available; use postgres:// or memory:");
+        return SVC_ENOTSUP;
+    }
+#if !SVC_HAVE_POSTGRES
+    if (kind == SVC_STORE_POSTGRES) {
+        snprintf(last_new_error, sizeof last_new_error, "jobs: built without PostgreSQL");
+        return SVC_ENOTSUP;
+    }
+#endif
+    svc_jobs *j = svc__calloc(1, sizeof *j);
+    if (!j)
+        return SVC_ENOMEM;
+    svc__err_init(&j->err);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->subs.mu, NULL);
+    j->opts = o;
+    j->opts.url = NULL;
+    j->opts.pg = NULL;
+    j->opts.clock = NULL;
+    j->opts.metrics = NULL;
+    j->clock = svc__clock_or_system(o.clock);
+    j->kind = kind;
+    j->rng = (uint64_t)svc_clock_mono_ns(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)j;
+    if (url && !(j->url = svc__strdup(url))) {
+        st = SVC_ENOMEM;
+        goto fail;
+    }
+    if (kind == SVC_STORE_MEMORY) {
+        st = svc__jobs_store_memory_new(j, &j->store);
+    } else {
+#if SVC_HAVE_POSTGRES
+        if (o.pg) {
+            j->pg = o.pg;
+        } else {
+            svc_pg_opts po;
+            svc_pg_opts_default(&po);
+            po.url = url;
+            po.pool_size = o.pool_size;
+            po.application_name = "svcinfra-jobs";
+            po.metrics = o.metrics;
+            po.no_metrics = o.no_metrics;
+            po.clock = o.clock;
+            st = svc_pg_new(&j->pg, &po);
+            if (st) {
+                snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_pg_last_error());
+                goto fail;
+            }
+            j->own_pg = 1;
+        }
+        if (o.migrate && (st = svc_pg_migrate_up(j->pg, NULL))) {
+            snprintf(last_new_error, sizeof last_new_error, "jobs: migrations: %s",
+                     svc_pg_errmsg(j->pg));
+            goto fail;
+        }
+        st = svc__jobs_store_pg_new(j, &j->store);
+#endif
+    }
+    if (st)
+        goto fail;
+    if (!o.no_metrics) {
+        svc_metrics *m = o.metrics ? o.metrics : svc_metrics_default();
+        if (m && (st = setup_metrics(j, m))) {
+            snprintf(last_new_error, sizeof last_new_error, "jobs: metrics: %s",
+                     svc_metrics_errmsg(m));
+            goto fail;
+        }
+    }
+    *out = j;
+    return SVC_OK;
+fail:
+    if (!last_new_error[0])
+        snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_strerror(st));
+    svc_jobs_free(j);
+    return st;
+}
+
+void svc_jobs_free(svc_jobs *j)
+{
+    if (!j)
+        return;
+    if (j->metrics)
+        svc_metrics_remove_collector(j->metrics, jobs_collect, j);
+    if (j->store)
+        j->store->vt->free(j->store);
+#if SVC_HAVE_POSTGRES
+    if (j->own_pg)
+        svc_pg_free(j->pg);
+#endif
+    for (size_t i = 0; i < j->nhandlers; i++)
+        svc_free(j->handlers[i].kind);
+    svc_free(j->handlers);
+    svc_free(j->url);
+    pthread_mutex_destroy(&j->subs.mu);
+    pthread_mutex_destroy(&j->mu);
+    svc__err_destroy(&j->err);
+    svc_free(j);
+}
+
+const char *svc_jobs_errmsg(svc_jobs *j) { return svc__err_get(&j->err); }
+
+const char *svc_jobs_backend_name(const svc_jobs *j) { return j->store->vt->name; }
+
+/* ---- enqueue ------------------------------------------------------------------- */
+
+static bool json_ok(const char *s)
+{
+    json_error_t e;
+    json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
+    if (!v)
+        return false;
+    json_decref(v);
+    return true;
+}
+
+svc_status svc__jobs_resolve(const svc_jobs_opts *defaults, svc__err *err, const char *kind,
+                             const char *payload, const svc_job_opts *o, svc__jobs_enq *out)
+{
+    svc_jobs_opts dflt;
+    if (!defaults) {
+        svc_jobs_opts_default(&dflt);
+        defaults = &dflt;
+    }
+    static const svc_job_opts zero;
+    if (!o)
+        o = &zero;
+    memset(out, 0, sizeof *out);
+    if (!svc__jobs_name_ok(kind))
+        return svc__err_set(err, SVC_EINVAL,
+                            "jobs: kind '%.64s' must be 1-%d of [A-Za-z0-9_.:-]",
+                            kind ? kind : "(null)", SVC_JOBS_MAX_NAME);
+    const char *queue = o->queue ? o->queue : "default";
+    if (!svc__jobs_name_ok(queue))
+        return svc__err_set(err, SVC_EINVAL, "jobs: queue '%.64s' must be 1-%d of [A-Za-z0-9_.:-]",
+                            queue, SVC_JOBS_MAX_NAME);
+    if (!payload)
+        payload = "{}";
+    if (!json_ok(payload))
+        return svc__err_set(err, SVC_EINVAL, "jobs: payload of kind '%s' is not valid JSON", kind);
+    if (o->priority < -1000 || o->priority > 1000)
+        return svc__err_set(err, SVC_EINVAL, "jobs: priority %d is outside -1000..1000",
+                            o->priority);
+    int max_attempts = o->max_attempts ? o->max_attempts : defaults->default_max_attempts;
+    if (max_attempts < 1 || max_attempts > 1000)
+        return svc__err_set(err, SVC_EINVAL, "jobs: max_attempts %d is outside 1..1000",
+                            o->max_attempts);
+    if (o->run_at_ms < 0 || o->delay_ms < 0 || o->unique_window_ms < 0 ||
+        o->delay_ms > INT64_C(315360000000) || o->run_at_ms > INT64_C(253402300799000))
+        return svc__err_set(err, SVC_EINVAL,
+                            "jobs: run_at_ms, delay_ms and unique_window_ms must be >= 0 "
+                            "(and before year 10000)");
+    if (o->unique_key && (!*o->unique_key || strlen(o->unique_key) > SVC_JOBS_MAX_UNIQUE_KEY))
+        return svc__err_set(err, SVC_EINVAL, "jobs: unique_key must be 1-%d bytes",
+                            SVC_JOBS_MAX_UNIQUE_KEY);
+    out->queue = queue;
+    out->kind = kind;
+    out->payload = payload;
+    out->priority = o->priority;
+    out->run_at_ms = o->run_at_ms;
+    out->delay_ms = o->run_at_ms ? 0 : o->delay_ms;
+    out->max_attempts = max_attempts;
+    out->unique_key = o->unique_key;
+    out->unique_window_ms = o->unique_window_ms;
+    return SVC_OK;
+}
+
+static svc_status enqueue_specs(svc_jobs *j, svc_pg_tx *tx, svc__err *err,
+                                const svc_jobs_opts *dflt, svc_job_spec *specs, size_t n)
+{
+    if (n == 0 || n > SVC_JOBS_MAX_BATCH)
+        return svc__err_set(err, SVC_EINVAL, "jobs: a batch holds 1..%d jobs", SVC_JOBS_MAX_BATCH);
+    svc__jobs_enq *items = svc__calloc(n, sizeof *items);
+    if (!items)
+        return SVC_ENOMEM;
+    svc_status st = SVC_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        st = svc__jobs_resolve(dflt, err, specs[i].kind, specs[i].payload, &specs[i].opts,
+                               &items[i]);
+        if (st && n > 1) {
+            char m[512];
+            snprintf(m, sizeof m, "%s", svc__err_get(err));
+            svc__err_set(err, st, "%s (job %zu of the batch)", m, i);
+        }
+    }
+    if (!st) {
+        if (j) {
+            st = j->store->vt->enqueue(j->store, tx, items, n);
+        } else {
+#if SVC_HAVE_POSTGRES
+            st = svc__jobs_pg_insert(svc_pg_tx_conn(tx), err, items, n);
+#else
+            st = SVC_ENOTSUP;
+#endif
+        }
+    }
+    if (!st && j && !tx)
+        svc__jobs_wake_local(j);
+    if (!st)
+        for (size_t i = 0; i < n; i++) {
+            specs[i].id = items[i].id;
+            specs[i].duplicate = items[i].duplicate;
+        }
+    svc_free(items);
+    return st;
+}
+
+svc_status svc_jobs_enqueue_batch(svc_jobs *j, svc_job_spec *specs, size_t n)
+{
+    return enqueue_specs(j, NULL, &j->err, &j->opts, specs, n);
+}
+
+svc_status svc_jobs_enqueue(svc_jobs *j, const char *kind, const char *payload,
+                            const svc_job_opts *opts, int64_t *id)
+{
+    svc_job_spec s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.payload = payload;
+    if (opts)
+        s.opts = *opts;
+    svc_status st = enqueue_specs(j, NULL, &j->err, &j->opts, &s, 1);
+    if (!st && id)
+        *id = s.id;
+    return st;
+}
+
+/* A caller without a handle still gets a detail for its failure: it is
+ * logged at error level since there is no handle to read it from. */
+static svc__err tx_err = {PTHREAD_MUTEX_INITIALIZER, {0}};
+
+svc_status svc_jobs_enqueue_batch_tx(svc_pg_tx *tx, svc_jobs *j, svc_job_spec *specs, size_t n)
+{
+#if SVC_HAVE_POSTGRES
+    if (j && j->kind != SVC_STORE_POSTGRES)
+        return svc__err_set(&j->err, SVC_EINVAL,
+                            "jobs: enqueue in a PostgreSQL transaction needs a postgres:// handle");
+    if (!svc_pg_tx_conn(tx))
+        return SVC_ECLOSED;
+    return enqueue_specs(j, tx, j ? &j->err : &tx_err, j ? &j->opts : NULL, specs, n);
+#else
+    SVC__UNUSED(j);
+    SVC__UNUSED(n);
+    return SVC_ENOTSUP;
+#endif
+}
+
+svc_status svc_jobs_enqueue_tx(svc_pg_tx *tx, svc_jobs *j, const char *kind, const char *payload,
+                               const svc_job_opts *opts, int64_t *id)
+{
+    svc_job_spec s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.payload = payload;
+    if (opts)
+        s.opts = *opts;
+    svc_status st = svc_jobs_enqueue_batch_tx(tx, j, &s, 1);
+    if (!st && id)
+        *id = s.id;
+    return st;
+}
+
+/* ---- handlers -------------------------------------------------------------------- */
+
+svc_status svc_jobs_register(svc_jobs *j, const char *kind, svc_job_handler_fn fn, void *ud,
+                             int64_t timeout_ms)
+{
+    if (!svc__jobs_name_ok(kind))
+        return svc__err_set(&j->err, SVC_EINVAL, "jobs: bad handler kind '%.64s'", kind);
+    if (timeout_ms < 0)
+        return svc__err_set(&j->err, SVC_EINVAL, "jobs: handler timeout must be >= 0");
+    pthread_mutex_lock(&j->mu);
+    svc_status st = SVC_OK;
+    if (j->workers > 0) {
+        st = SVC_EBUSY;
+        goto out;
+    }
+    for (size_t i = 0; i < j->nhandlers; i++)
+        if (strcmp(j->handlers[i].kind, kind) == 0) {
+            j->handlers[i].fn = fn;
+            j->handlers[i].ud = ud;
+            j->handlers[i].timeout_ms = timeout_ms;
+            goto out;
+        }
+    svc__jobs_handler *h = svc_realloc(j->handlers, (j->nhandlers + 1) * sizeof *h);
+    if (!h) {
+        st = SVC_ENOMEM;
+        goto out;
+    }
+    j->handlers = h;
+    h[j->nhandlers].kind = svc__strdup(kind);
+    if (!h[j->nhandlers].kind) {
+        st = SVC_ENOMEM;
+        goto out;
+    }
+    h[j->nhandlers].fn = fn;
+    h[j->nhandlers].ud = ud;
+    h[j->nhandlers].timeout_ms = timeout_ms;
+    j->nhandlers++;
+out:
+    pthread_mutex_unlock(&j->mu);
+    if (st == SVC_EBUSY)
+        return svc__err_set(&j->err, st, "jobs: register handlers before starting workers");
+    return st;
+}
+
+bool svc__jobs_find_handler(svc_jobs *j, const char *kind, svc__jobs_handler *out)
+{
+    /* Handlers only change while no worker runs, so workers read without
+     * the lock. */
+    for (size_t i = 0; i < j->nhandlers; i++)
+        if (strcmp(j->handlers[i].kind, kind) == 0) {
+            *out = j->handlers[i];
+            return true;
+        }
+    return false;
+}
+
+void svc__jobs_workers_add(svc_jobs *j, int delta)
+{
+    pthread_mutex_lock(&j->mu);
+    j->workers += delta;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* ---- backoff ----------------------------------------------------------------------- */
+
+int64_t svc__jobs_backoff_ms(svc_jobs *j, int attempt)
+{
+    if (attempt < 1)
+        attempt = 1;
+    double a = (double)attempt;
+    double d = (double)j->opts.backoff_base_ms * a * a * a * a;
+    if (d > (double)j->opts.backoff_max_ms)
+        d = (double)j->opts.backoff_max_ms;
+    pthread_mutex_lock(&j->mu);
+    /* xorshift64*: jitter needs spread, not secrecy */
+    uint64_t x = j->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    j->rng = x;
+    pthread_mutex_unlock(&j->mu);
+    double u = (double)((x * UINT64_C(2685821657736338717)) >> 11) / 9007199254740992.0; /* [0,1) */
+    d *= 1.0 + j->opts.backoff_jitter * (2.0 * u - 1.0);
+    if (d < 0)
+        d = 0;
+    return (int64_t)llround(d);
+}
+
+/* ---- wake-ups ------------------------------------------------------------------------ */
+
+int svc__jobs_subscribe(svc_jobs *j, int fd)
+{
+    pthread_mutex_lock(&j->subs.mu);
+    int ok = j->subs.n < SVC__ARRAY_LEN(j->subs.fds);
+    if (ok)
+        j->subs.fds[j->subs.n++] = fd;
+    pthread_mutex_unlock(&j->subs.mu);
+    return ok;
+}
+
+void svc__jobs_unsubscribe(svc_jobs *j, int fd)
+{
+    pthread_mutex_lock(&j->subs.mu);
+    for (size_t i = 0; i < j->subs.n; i++)
+        if (j->subs.fds[i] == fd) {
+            j->subs.fds[i] = j->subs.fds[--j->subs.n];
+            break;
+        }
+    pthread_mutex_unlock(&j->subs.mu);
+}
+
+void svc__jobs_wake_local(svc_jobs *j)
+{
+    pthread_mutex_lock(&j->subs.mu);
+    for (size_t i = 0; i < j->subs.n; i++) {
+        uint64_t one = 1;
+        ssize_t r = write(j->subs.fds[i], &one, sizeof one);
+        SVC__UNUSED(r); /* a full counter already means "wake up" */
+    }
+    pthread_mutex_unlock(&j->subs.mu);
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+void svc__jobs_observe(svc_jobs *j, const char *queue, const char *kind, const char *result,
+                       double seconds)
+{
+    if (!j->metrics)
+        return;
+    const char *lp[] = {queue, kind, result};
+    svc_counter_inc(j->m_processed, lp);
+    if (seconds >= 0) {
+        const char *ld[] = {queue, kind};
+        svc_histogram_observe(j->m_duration, ld, seconds);
+    }
+}
+
+static void gauge_cb(void *ud, const char *queue, uint64_t due, uint64_t dead)
+{
+    svc_jobs *j = ud;
+    const char *l[] = {queue};
+    svc_gauge_set(j->m_depth, l, (double)due);
+    svc_gauge_set(j->m_dead, l, (double)dead);
+}
+
+static void jobs_collect(svc_metrics *m, void *ctx)
+{
+    SVC__UNUSED(m);
+    svc_jobs *j = ctx;
+    /* A failed read leaves the gauges at their last values. */
+    (void)j->store->vt->gauges(j->store, gauge_cb, j);
+}
+
+/* ---- administration ------------------------------------------------------------------- */
+
+void svc__jobs_info_clear(svc_job_info *info)
+{
+    if (!info)
+        return;
+    svc_free(info->queue);
+    svc_free(info->kind);
+    svc_free(info->payload);
+    svc_free(info->unique_key);
+    svc_free(info->worker);
+    for (size_t i = 0; i < info->nerrors; i++)
+        svc_free(info->errors[i].message);
+    svc_free(info->errors);
+    memset(info, 0, sizeof *info);
+}
+
+void svc_job_info_clear(svc_job_info *info) { svc__jobs_info_clear(info); }
+
+void svc_job_info_list_free(svc_job_info *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        svc__jobs_info_clear(&list[i]);
+    svc_free(list);
+}
+
+svc_status svc_jobs_get(svc_jobs *j, int64_t id, svc_job_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (id <= 0)
+        return svc__err_set(&j->err, SVC_ENOTFOUND, "jobs: no job %lld", (long long)id);
+    return j->store->vt->get(j->store, id, out);
+}
+
+svc_status svc_jobs_list(svc_jobs *j, const svc_jobs_filter *f, svc_job_info **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    static const svc_jobs_filter none;
+    if (!f)
+        f = &none;
+    if (f->limit > 10000 || f->after_id < 0 || (int)f->state < 0 ||
+        (int)f->state >= SVC_JOB_STATE_COUNT)
+        return svc__err_set(&j->err, SVC_EINVAL,
+                            "jobs: list limit is at most 10000, after_id >= 0, state valid");
+    return j->store->vt->list(j->store, f, f->limit ? f->limit : 100, out, n);
+}
+
+svc_status svc_jobs_cancel(svc_jobs *j, int64_t id)
+{
+    return j->store->vt->cancel(j->store, id);
+}
+
+svc_status svc_jobs_dlq_retry(svc_jobs *j, const char *queue, int64_t id, size_t *count)
+{
+    size_t c;
+    if (id < 0)
+        return SVC_EINVAL;
+    svc_status st = j->store->vt->dlq_retry(j->store, queue, id, count ? count : &c);
+    if (!st)
+        svc__jobs_wake_local(j);
+    return st;
+}
+
+svc_status svc_jobs_dlq_purge(svc_jobs *j, const char *queue, int64_t older_than_ms,
+                              size_t *count)
+{
+    size_t c;
+    if (older_than_ms < 0)
+        return SVC_EINVAL;
+    return j->store->vt->dlq_purge(j->store, queue, older_than_ms, count ? count : &c);
+}
+
+svc_status svc_jobs_prune(svc_jobs *j, size_t *count)
+{
+    size_t c;
+    return j->store->vt->prune(j->store, j->opts.retention_completed_ms,
+                               j->opts.retention_discarded_ms, count ? count : &c);
+}
+
+svc_status svc_jobs_rescue(svc_jobs *j, size_t *count)
+{
+    size_t c;
+    return j->store->vt->rescue(j->store, count ? count : &c);
+}
+
+svc_status svc_jobs_stats(svc_jobs *j, const char *queue, svc_jobs_counts *out)
+{
+    memset(out, 0, sizeof *out);
+    return j->store->vt->stats(j->store, queue, out);
+}
+
+void svc__jobs_row_clear(svc__jobs_row *r)
+{
+    svc_free(r->queue);
+    svc_free(r->kind);
+    svc_free(r->payload);
+    memset(r, 0, sizeof *r);
+}
