@@ -22,6 +22,8 @@
 #include "pg.h"
 #include "redis.h"
 #include "ratelimit.h"
+#include "outbox.h"
+#include "inbox.h"
 #include "idempotency.h"
 #include "concurrency.h"
 #include "tz.h"

@@ -75,6 +75,35 @@ const svc__migration svc__pg_migrations[] = {
      "    WHERE state IN ('completed', 'discarded', 'cancelled');\n"
      "CREATE UNIQUE INDEX IF NOT EXISTS svc_jobs_unique ON svc_jobs (unique_key)\n"
      "    WHERE unique_key IS NOT NULL;\n"},
+    {4, "outbox and inbox",
+     "-- Transactional outbox: one row per event, written in the business\n"
+     "-- transaction; relays claim the oldest unpublished row of each key.\n"
+     "CREATE TABLE IF NOT EXISTS svc_outbox (\n"
+     "    id              bigserial PRIMARY KEY,\n"
+     "    topic           text NOT NULL,\n"
+     "    aggregate_key   text NOT NULL,\n"
+     "    payload         json NOT NULL,\n"
+     "    headers         json NOT NULL DEFAULT '{}',\n"
+     "    created_at      timestamptz NOT NULL DEFAULT now(),\n"
+     "    attempts        integer NOT NULL DEFAULT 0,\n"
+     "    next_attempt_at timestamptz NOT NULL DEFAULT now(),\n"
+     "    last_error      text,\n"
+     "    published_at    timestamptz\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS svc_outbox_unpublished ON svc_outbox (id)\n"
+     "    WHERE published_at IS NULL;\n"
+     "CREATE INDEX IF NOT EXISTS svc_outbox_key_unpublished ON svc_outbox (aggregate_key, id)\n"
+     "    WHERE published_at IS NULL;\n"
+     "CREATE INDEX IF NOT EXISTS svc_outbox_published_at ON svc_outbox (published_at)\n"
+     "    WHERE published_at IS NOT NULL;\n"
+     "-- Inbox: one mark per (consumer, message id) handled.\n"
+     "CREATE TABLE IF NOT EXISTS svc_inbox (\n"
+     "    consumer    text NOT NULL,\n"
+     "    message_id  text NOT NULL,\n"
+     "    claimed_at  timestamptz NOT NULL DEFAULT now(),\n"
+     "    PRIMARY KEY (consumer, message_id)\n"
+     ");\n"
+     "CREATE INDEX IF NOT EXISTS svc_inbox_claimed_at ON svc_inbox (claimed_at);\n"},
 };
 
 const size_t svc__pg_nmigrations = sizeof svc__pg_migrations / sizeof svc__pg_migrations[0];

@@ -1,0 +1,372 @@
+/* inbox.c - "first time or duplicate" marks per (consumer, message id).
+ *
+ *   postgres  INSERT ... ON CONFLICT DO NOTHING into svc_inbox, in the
+ *             caller's transaction (svc_inbox_claim_tx) or one of its own
+ *   redis     SET svc:inbox:{consumer}:<id> 1 NX PX ttl
+ *   memory    a hash table of expiry times under one mutex, bounded by
+ *             max_entries (the mark closest to expiry is evicted)
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "svcinfra_config.h"
+#include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
+#include "svcinfra/store.h"
+
+#include "outbox_internal.h"
+
+static _Thread_local char last_error[256];
+
+const char *svc_inbox_last_error(void) { return last_error; }
+
+static svc_status check_args(const char *consumer, const char *id, svc__err *err)
+{
+    size_t cl = strlen(consumer), il = strlen(id);
+    if (cl == 0 || cl > SVC_INBOX_MAX_CONSUMER)
+        return svc__err_set(err, SVC_EINVAL, "inbox: consumer must be 1..%d bytes",
+                            SVC_INBOX_MAX_CONSUMER);
+    for (size_t i = 0; i < cl; i++) {
+        char c = consumer[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return svc__err_set(err, SVC_EINVAL,
+                                "inbox: consumer may hold only letters, digits and _.:-");
+    }
+    if (il == 0 || il > SVC_INBOX_MAX_MESSAGE_ID)
+        return svc__err_set(err, SVC_EINVAL, "inbox: message id must be 1..%d bytes",
+                            SVC_INBOX_MAX_MESSAGE_ID);
+    return SVC_OK;
+}
+
+static const char claim_sql[] =
+    "INSERT INTO svc_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+svc_status svc_inbox_claim_tx(svc_pg_tx *tx, const char *consumer, const char *message_id,
+                              int *first_time)
+{
+    *first_time = 0;
+    svc__err err;
+    svc__err_init(&err);
+    svc_status st = check_args(consumer, message_id, &err);
+    svc__err_destroy(&err);
+    if (st)
+        return st;
+    const char *params[] = {consumer, message_id};
+    svc_pg_result *r = NULL;
+    st = svc_pg_tx_exec(tx, claim_sql, 2, params, &r);
+    if (st)
+        return st;
+    *first_time = svc_pg_result_affected(r) == 1;
+    svc_pg_result_free(r);
+    return SVC_OK;
+}
+
+/* ---- the handle -------------------------------------------------------------- */
+
+typedef struct mem_mark {
+    int64_t expires_ns;
+} mem_mark;
+
+struct svc_inbox {
+    svc_store_kind kind;
+    svc_pg *pg, *own_pg;
+    svc_redis *redis, *own_redis;
+    int64_t ttl_ms;
+    const svc_clock *clock;
+    size_t max_entries;
+    pthread_mutex_t mu;
+    svc__ob_map marks;       /* memory: "consumer\0id" -> mem_mark */
+    _Atomic uint64_t evicted, first, dup;
+    svc__err err;
+};
+
+void svc_inbox_opts_default(svc_inbox_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->url = "memory:";
+    o->ttl_ms = INT64_C(7) * 24 * 3600 * 1000;
+    o->max_entries = 1000000;
+    const char *u = svc__getenv("SVC_INBOX_URL");
+    if (u)
+        o->url = u;
+}
+
+static svc_status fail_new(svc_inbox *in, svc_status st, const char *what, const char *detail)
+{
+    snprintf(last_error, sizeof last_error, "inbox: %s%s%s", what, detail ? ": " : "",
+             detail ? detail : "");
+    svc_inbox_free(in);
+    return st;
+}
+
+svc_status svc_inbox_new(svc_inbox **out, const svc_inbox_opts *opts)
+{
+    *out = NULL;
+    last_error[0] = '\0';
+    svc_inbox_opts defaults;
+    if (!opts) {
+        svc_inbox_opts_default(&defaults);
+        opts = &defaults;
+    }
+    svc_inbox *in = svc__calloc(1, sizeof *in);
+    if (!in)
+        return SVC_ENOMEM;
+    svc__err_init(&in->err);
+    pthread_mutex_init(&in->mu, NULL);
+    in->ttl_ms = opts->ttl_ms ? opts->ttl_ms : INT64_C(7) * 24 * 3600 * 1000;
+    in->clock = opts->clock;
+    in->max_entries = opts->max_entries ? opts->max_entries : 1000000;
+    if (in->ttl_ms < 1)
+        return fail_new(in, SVC_EINVAL, "ttl_ms must be positive", NULL);
+    if (in->max_entries < 16)
+        return fail_new(in, SVC_EINVAL, "max_entries must be at least 16", NULL);
+    if (opts->pg) {
+        in->kind = SVC_STORE_POSTGRES;
+        in->pg = opts->pg;
+    } else if (opts->redis) {
+        in->kind = SVC_STORE_REDIS;
+        in->redis = opts->redis;
+    } else {
+        svc_store_url u;
+        char why[200];
+        const char *url = opts->url ? opts->url : "memory:";
+        svc_status st = svc_store_url_parse(url, &u, why, sizeof why);
+        in->kind = u.kind;
+        svc_store_url_clear(&u);
+        if (st)
+            return fail_new(in, st, "bad store URL", why);
+        if (in->kind == SVC_STORE_POSTGRES) {
+            svc_pg_opts po;
+            svc_pg_opts_default(&po);
+            po.url = url;
+            po.application_name = "svcinfra-inbox";
+            if ((st = svc_pg_new(&in->own_pg, &po)))
+                return fail_new(in, st, "postgres", svc_pg_last_error());
+            in->pg = in->own_pg;
+        } else if (in->kind == SVC_STORE_REDIS) {
+            svc_redis_opts ro;
+            svc_redis_opts_default(&ro);
+            ro.url = url;
+            if ((st = svc_redis_new(&in->own_redis, &ro)))
+                return fail_new(in, st, "redis", svc_redis_last_error());
+            in->redis = in->own_redis;
+        }
+    }
+    if (in->kind == SVC_STORE_MEMORY && svc__ob_map_init(&in->marks))
+        return fail_new(in, SVC_ENOMEM, "out of memory", NULL);
+    *out = in;
+    return SVC_OK;
+}
+
+void svc_inbox_free(svc_inbox *in)
+{
+    if (!in)
+        return;
+    if (in->marks.slots) {
+        for (size_t i = 0; i < in->marks.nslots; i++)
+            for (svc__ob_map_entry *e = in->marks.slots[i]; e; e = e->next)
+                svc_free(e->value);
+        svc__ob_map_destroy(&in->marks);
+    }
+    svc_pg_free(in->own_pg);
+    svc_redis_free(in->own_redis);
+    pthread_mutex_destroy(&in->mu);
+    svc__err_destroy(&in->err);
+    svc_free(in);
+}
+
+const char *svc_inbox_errmsg(svc_inbox *in) { return svc__err_get(&in->err); }
+
+/* ---- memory -------------------------------------------------------------------- */
+
+/* "consumer\0message_id": consumer names hold no NUL, so pairs never collide. */
+static size_t pair_key(char *buf, const char *consumer, const char *id)
+{
+    size_t cl = strlen(consumer), il = strlen(id);
+    memcpy(buf, consumer, cl + 1);
+    memcpy(buf + cl + 1, id, il);
+    return cl + 1 + il;
+}
+
+/* Called with the lock held and the table full: drops expired marks, and
+ * if none was, the one closest to expiry. */
+static void make_room(svc_inbox *in, int64_t now)
+{
+    svc__ob_map_entry *soonest = NULL;
+    int64_t soonest_at = INT64_MAX;
+    size_t dropped = 0;
+    for (size_t i = 0; i < in->marks.nslots; i++) {
+        svc__ob_map_entry *e = in->marks.slots[i];
+        while (e) {
+            svc__ob_map_entry *next = e->next;
+            mem_mark *m = e->value;
+            if (m->expires_ns <= now) {
+                svc_free(m);
+                svc__ob_map_remove(&in->marks, e);
+                dropped++;
+            } else if (m->expires_ns < soonest_at) {
+                soonest_at = m->expires_ns;
+                soonest = e;
+            }
+            e = next;
+        }
+    }
+    if (!dropped && soonest) {
+        svc_free(soonest->value);
+        svc__ob_map_remove(&in->marks, soonest);
+        atomic_fetch_add(&in->evicted, 1);
+    }
+}
+
+static svc_status mem_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
+{
+    char key[SVC_INBOX_MAX_CONSUMER + SVC_INBOX_MAX_MESSAGE_ID + 2];
+    size_t kl = pair_key(key, consumer, id);
+    int64_t now = svc_clock_mono_ns(in->clock);
+    svc_status st = SVC_OK;
+    pthread_mutex_lock(&in->mu);
+    svc__ob_map_entry *e = svc__ob_map_find(&in->marks, key, kl);
+    if (e) {
+        mem_mark *m = e->value;
+        *first = m->expires_ns <= now;
+        if (*first)
+            m->expires_ns = now + in->ttl_ms * SVC__NS_PER_MS;
+    } else {
+        if (in->marks.count >= in->max_entries)
+            make_room(in, now);
+        mem_mark *m = svc_malloc(sizeof *m);
+        if (m)
+            m->expires_ns = now + in->ttl_ms * SVC__NS_PER_MS;
+        if (!m || !svc__ob_map_add(&in->marks, key, kl, m)) {
+            svc_free(m);
+            st = SVC_ENOMEM;
+        } else {
+            *first = 1;
+        }
+    }
+    pthread_mutex_unlock(&in->mu);
+    return st;
+}
+
+static svc_status mem_forget(svc_inbox *in, const char *consumer, const char *id)
+{
+    char key[SVC_INBOX_MAX_CONSUMER + SVC_INBOX_MAX_MESSAGE_ID + 2];
+    size_t kl = pair_key(key, consumer, id);
+    pthread_mutex_lock(&in->mu);
+    svc__ob_map_entry *e = svc__ob_map_find(&in->marks, key, kl);
+    if (e) {
+        svc_free(e->value);
+        svc__ob_map_remove(&in->marks, e);
+    }
+    pthread_mutex_unlock(&in->mu);
+    return SVC_OK;
+}
+
+/* ---- redis ------------------------------------------------------------------------ */
+
+/* svc:inbox:{consumer}:id - the hash tag keeps a consumer's marks on one
+ * cluster slot. */
+static char *redis_key(const char *consumer, const char *id)
+{
+    return svc__asprintf("svc:inbox:{%s}:%s", consumer, id);
+}
+
+static svc_status redis_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
+{
+    char *key = redis_key(consumer, id);
+    if (!key)
+        return SVC_ENOMEM;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)in->ttl_ms);
+    const char *argv[] = {"SET", key, "1", "NX", "PX", ttl};
+    svc_redis_reply *r = NULL;
+    svc_status st = svc_redis_command_argv(in->redis, 6, argv, NULL, &r);
+    svc_free(key);
+    if (st)
+        return svc__err_set(&in->err, st, "inbox: redis SET NX failed: %s",
+                            svc_redis_errmsg(in->redis));
+    *first = svc_redis_reply_type(r) == SVC_REDIS_STATUS; /* "+OK"; nil when present */
+    svc_redis_reply_free(r);
+    return SVC_OK;
+}
+
+static svc_status redis_forget(svc_inbox *in, const char *consumer, const char *id)
+{
+    char *key = redis_key(consumer, id);
+    if (!key)
+        return SVC_ENOMEM;
+    const char *argv[] = {"DEL", key};
+    svc_status st = svc_redis_command_argv(in->redis, 2, argv, NULL, NULL);
+    svc_free(key);
+    return st ? svc__err_set(&in->err, st, "inbox: redis DEL failed: %s",
+                             svc_redis_errmsg(in->redis))
+              : SVC_OK;
+}
+
+/* ---- postgres, one statement per call -------------------------------------------- */
+
+static svc_status pg_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
+{
+    svc_pg_tx *tx = NULL;
+    svc_status st = svc_pg_tx_begin(in->pg, &tx);
+    if (!st)
+        st = svc_inbox_claim_tx(tx, consumer, id, first);
+    if (!st)
+        st = svc_pg_tx_commit(tx);
+    svc_pg_tx_free(tx);
+    if (st)
+        *first = 0;
+    return st ? svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg)) : SVC_OK;
+}
+
+static svc_status pg_forget(svc_inbox *in, const char *consumer, const char *id)
+{
+    const char *params[] = {consumer, id};
+    svc_status st = svc_pg_exec(in->pg, "DELETE FROM svc_inbox WHERE consumer = $1 AND message_id = $2",
+                                2, params, NULL);
+    return st ? svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg)) : SVC_OK;
+}
+
+svc_status svc_inbox_claim(svc_inbox *in, const char *consumer, const char *message_id,
+                           int *first_time)
+{
+    *first_time = 0;
+    svc_status st = check_args(consumer, message_id, &in->err);
+    if (st)
+        return st;
+    switch (in->kind) {
+    case SVC_STORE_MEMORY: st = mem_claim(in, consumer, message_id, first_time); break;
+    case SVC_STORE_REDIS: st = redis_claim(in, consumer, message_id, first_time); break;
+    default: st = pg_claim(in, consumer, message_id, first_time); break;
+    }
+    if (!st)
+        atomic_fetch_add(*first_time ? &in->first : &in->dup, 1);
+    return st;
+}
+
+svc_status svc_inbox_forget(svc_inbox *in, const char *consumer, const char *message_id)
+{
+    svc_status st = check_args(consumer, message_id, &in->err);
+    if (st)
+        return st;
+    switch (in->kind) {
+    case SVC_STORE_MEMORY: return mem_forget(in, consumer, message_id);
+    case SVC_STORE_REDIS: return redis_forget(in, consumer, message_id);
+    default: return pg_forget(in, consumer, message_id);
+    }
+}
+
+void svc_inbox_stats_get(svc_inbox *in, svc_inbox_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (in->kind == SVC_STORE_MEMORY) {
+        pthread_mutex_lock(&in->mu);
+        out->entries = in->marks.count;
+        pthread_mutex_unlock(&in->mu);
+    }
+    out->evicted = atomic_load(&in->evicted);
+    out->first_time = atomic_load(&in->first);
+    out->duplicates = atomic_load(&in->dup);
+}

@@ -1,0 +1,125 @@
+/*
+ * lib/outbox/outbox_internal.h - the outbox's store interface, shared by
+ * the relay (outbox.c) and the backends (store_memory.c, store_pg.c).
+ *
+ * A relay round is claim → publish each → finish:
+ *
+ *   relay ──claim(max)──► store: oldest unpublished, due event of each key
+ *     │                    not held by another relay (postgres: row locks
+ *     │                    of an open transaction; memory: a claimed flag)
+ *     ├─ publisher->publish(item) ─► outcome: published | failed(delay, why)
+ *     └─finish(batch)──► store: marks applied together (postgres: one
+ *                        UPDATE + COMMIT), claims released
+ *
+ * A relay that dies before finish leaves nothing marked: every event of
+ * its batch is claimed again (at-least-once).
+ */
+#ifndef SVCINFRA_OUTBOX_INTERNAL_H
+#define SVCINFRA_OUTBOX_INTERNAL_H
+
+#include "svcinfra/inbox.h"
+#include "svcinfra/outbox.h"
+
+#include "../internal.h"
+
+/* ---- one claimed event ---------------------------------------------------- */
+typedef enum svc__ob_outcome {
+    SVC__OB_PENDING = 0,
+    SVC__OB_PUBLISHED = 1,
+    SVC__OB_FAILED = 2
+} svc__ob_outcome;
+
+typedef struct svc__ob_item {
+    svc_outbox_message msg;   /* strings point into the batch's storage */
+    char id_text[24];
+    svc__ob_outcome outcome;
+    int64_t retry_delay_ms;   /* FAILED: when to try again */
+    char error[256];          /* FAILED: the publisher's reason */
+    void *ref;                /* backend's handle of the event */
+} svc__ob_item;
+
+typedef struct svc__ob_batch {
+    size_t n;
+    svc__ob_item *items;      /* n entries */
+    void *backend;            /* postgres: the claim transaction and result */
+} svc__ob_batch;
+
+typedef struct svc__ob_store svc__ob_store;
+typedef struct svc__ob_listener svc__ob_listener;
+
+typedef struct svc__ob_store_ops {
+    const char *name;
+    /* Writes one event on its own (validated arguments). */
+    svc_status (*put)(svc__ob_store *s, const char *topic, const char *key, const char *payload,
+                      const char *headers, int64_t *id, svc__err *err);
+    /* Claims at most `max` events into *b (b->n = 0 when none is due). */
+    svc_status (*claim)(svc__ob_store *s, size_t max, svc__ob_batch *b, svc__err *err);
+    /* Applies the outcomes of b's items and releases the claim. */
+    svc_status (*finish)(svc__ob_store *s, svc__ob_batch *b, svc__err *err);
+    /* Releases what claim() allocated (a claim not finished is given up:
+     * its events stay unpublished). */
+    void (*batch_free)(svc__ob_store *s, svc__ob_batch *b);
+    /* A relay's wait for new work: new, wait (returns 1 when notified),
+     * wake (from another thread: ends a wait early), free. */
+    svc_status (*listener_new)(svc__ob_store *s, svc__ob_listener **out, svc__err *err);
+    int (*listener_wait)(svc__ob_listener *l, int64_t timeout_ms);
+    void (*listener_wake)(svc__ob_listener *l);
+    void (*listener_free)(svc__ob_listener *l);
+    svc_status (*stats)(svc__ob_store *s, svc_outbox_stats *out, svc__err *err);
+    svc_status (*prune)(svc__ob_store *s, int64_t older_than_ms, uint64_t *deleted, svc__err *err);
+    void (*destroy)(svc__ob_store *s);
+} svc__ob_store_ops;
+
+struct svc__ob_store {
+    const svc__ob_store_ops *ops;
+};
+
+svc_status svc__ob_store_memory_new(svc__ob_store **out, const svc_clock *clock, size_t max_messages);
+
+struct svc_pg;
+/* On the borrowed pool `pg`; `url` NULL: the LISTEN connection copies the
+ * parameters of a pooled connection. SVC_ENOTSUP without libpq. */
+svc_status svc__ob_store_pg_new(svc__ob_store **out, struct svc_pg *pg, const char *url);
+
+/* Checks topic, key, payload and headers; the reason goes to err. */
+svc_status svc__ob_validate(const char *topic, const char *key, const char *payload,
+                            const char *headers, svc__err *err);
+
+/* Test hooks: called at each step of a relay round (with the item for
+ * SVC__OB_STEP_PUBLISHED, else NULL). */
+typedef enum svc__ob_step {
+    SVC__OB_STEP_CLAIMED = 1,     /* batch claimed, nothing published yet */
+    SVC__OB_STEP_PUBLISHED = 2,   /* one item published, not yet marked */
+    SVC__OB_STEP_MARKED = 3       /* marks committed */
+} svc__ob_step;
+void svc__outbox_relay_set_hook(svc_outbox_relay *r,
+                                void (*fn)(void *ctx, svc__ob_step step, const svc__ob_item *it),
+                                void *ctx);
+
+/* ---- a string-keyed hash table (chained, doubling) ---------------------- */
+typedef struct svc__ob_map_entry {
+    struct svc__ob_map_entry *next;
+    uint64_t hash;
+    size_t klen;
+    void *value;
+    char key[];               /* klen bytes + NUL */
+} svc__ob_map_entry;
+
+typedef struct svc__ob_map {
+    svc__ob_map_entry **slots;
+    size_t nslots;            /* power of two */
+    size_t count;
+} svc__ob_map;
+
+uint64_t svc__ob_hash(const char *p, size_t n);
+svc_status svc__ob_map_init(svc__ob_map *m);
+void svc__ob_map_destroy(svc__ob_map *m);    /* frees entries, not values */
+svc__ob_map_entry *svc__ob_map_find(svc__ob_map *m, const char *key, size_t klen);
+/* Adds a key known to be absent; NULL when out of memory. */
+svc__ob_map_entry *svc__ob_map_add(svc__ob_map *m, const char *key, size_t klen, void *value);
+void svc__ob_map_remove(svc__ob_map *m, svc__ob_map_entry *e);
+
+/* Shared exponential backoff: initial * 2^(attempts) capped at max. */
+int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms);
+
+#endif /* SVCINFRA_OUTBOX_INTERNAL_H */

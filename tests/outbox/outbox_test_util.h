@@ -1,0 +1,11 @@
+/* outbox_test_util.h - checks shared by the memory and server suites. */
+#ifndef OUTBOX_TEST_UTIL_H
+#define OUTBOX_TEST_UTIL_H
+
+#include "svcinfra/inbox.h"
+
+/* 8 threads claim the same 500 message ids of `consumer` on `in` (which
+ * must hold none of them): each id gets exactly one first time. */
+void claims_race_on_threads(svc_inbox *in, const char *consumer);
+
+#endif

@@ -1,0 +1,533 @@
+/* test_outbox.c - the outbox and the inbox on their memory backends: claim
+ * order per key, retries with backoff, relays side by side, retention,
+ * bounds, relay thread wake-ups; inbox first-time/duplicate, expiry,
+ * forgetting, eviction and claims racing on threads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "svcinfra/inbox.h"
+#include "svcinfra/outbox.h"
+
+#include "outbox_test_util.h"
+
+#define NS_PER_MS INT64_C(1000000)
+
+/* ---- a recording publisher -------------------------------------------------- */
+
+#define MAX_REC 20000
+typedef struct recorder {
+    pthread_mutex_t mu;
+    int64_t ids[MAX_REC];
+    char keys[MAX_REC][16];
+    size_t n;
+    int fail_remaining;          /* fail this many publishes first */
+    const char *fail_key;        /* NULL: any key */
+    atomic_int in_flight[MAX_REC]; /* per id: publishes running now */
+    atomic_int overlaps;         /* a publish of an id that was already running */
+} recorder;
+
+static recorder *recorder_new(void)
+{
+    recorder *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+static void recorder_free(recorder *r)
+{
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static svc_status record(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    recorder *r = ctx;
+    if (m->id > 0 && m->id < MAX_REC && atomic_fetch_add(&r->in_flight[m->id], 1) != 0)
+        atomic_fetch_add(&r->overlaps, 1);
+    svc_status st = SVC_OK;
+    pthread_mutex_lock(&r->mu);
+    if (r->fail_remaining > 0 && (!r->fail_key || strcmp(r->fail_key, m->aggregate_key) == 0)) {
+        r->fail_remaining--;
+        snprintf(err, errlen, "broker down");
+        st = SVC_EUNAVAILABLE;
+    } else if (r->n < MAX_REC) {
+        r->ids[r->n] = m->id;
+        snprintf(r->keys[r->n], sizeof r->keys[r->n], "%s", m->aggregate_key);
+        r->n++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (m->id > 0 && m->id < MAX_REC)
+        atomic_fetch_sub(&r->in_flight[m->id], 1);
+    return st;
+}
+
+static svc_outbox *memory_outbox(const svc_clock *clock, size_t max)
+{
+    svc_outbox_opts o;
+    svc_outbox_opts_default(&o);
+    o.url = "memory:";
+    o.clock = clock;
+    o.max_messages = max;
+    svc_outbox *ob = NULL;
+    assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
+    assert_string_equal(svc_outbox_backend(ob), "memory");
+    return ob;
+}
+
+static svc_outbox_relay *relay_on(svc_outbox *ob, recorder *rec, unsigned batch)
+{
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    ro.batch_size = batch;
+    ro.backoff_initial_ms = 1000;
+    ro.backoff_max_ms = 4000;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    return r;
+}
+
+static void put(svc_outbox *ob, const char *key, int seq, int64_t *id)
+{
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"seq\":%d}", seq);
+    assert_int_equal(svc_outbox_put(ob, "test.event", key, payload, NULL, id), SVC_OK);
+}
+
+static void drain(svc_outbox_relay *r)
+{
+    for (int i = 0; i < 10000; i++) {
+        size_t n = 0, bad = 0;
+        assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+        if (n + bad == 0)
+            return;
+    }
+    fail_msg("relay did not drain");
+}
+
+/* ---- outbox --------------------------------------------------------------------- */
+
+static void bad_arguments_are_refused_with_a_reason(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    int64_t id = 0;
+    assert_int_equal(svc_outbox_put(ob, "", "k", "{}", NULL, &id), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put(ob, "t", "", "{}", NULL, &id), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{not json", NULL, &id), SVC_EINVAL);
+    assert_non_null(strstr(svc_outbox_errmsg(ob), "payload"));
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", "[1]", &id), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", "{\"x\":1}", &id), SVC_OK);
+    assert_true(id > 0);
+    char big[SVC_OUTBOX_MAX_KEY + 2];
+    memset(big, 'k', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(svc_outbox_put(ob, "t", big, "{}", NULL, &id), SVC_EINVAL);
+
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_EINVAL); /* no publisher */
+    assert_null(r);
+
+    svc_outbox_opts o;
+    svc_outbox_opts_default(&o);
+    o.url = "redis://127.0.0.1:1/0";
+    svc_outbox *bad = NULL;
+    assert_int_equal(svc_outbox_new(&bad, &o), SVC_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(svc_outbox_last_error(), "memory"));
+    o.url = "nonsense://";
+    assert_int_equal(svc_outbox_new(&bad, &o), SVC_EINVAL);
+    svc_outbox_free(NULL);
+    svc_outbox_relay_free(NULL);
+    svc_outbox_free(ob);
+}
+
+static void relay_publishes_each_event_once_in_put_order(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay *r = relay_on(ob, rec, 3);
+    int64_t ids[10];
+    for (int i = 0; i < 10; i++)
+        put(ob, i % 2 ? "b" : "a", i, &ids[i]);
+    drain(r);
+    assert_int_equal(rec->n, 10);
+    /* each id once; per key in put order */
+    for (int i = 0; i < 10; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < rec->n; j++)
+            seen += rec->ids[j] == ids[i];
+        assert_int_equal(seen, 1);
+    }
+    int64_t last_a = 0, last_b = 0;
+    for (size_t j = 0; j < rec->n; j++) {
+        int64_t *last = strcmp(rec->keys[j], "a") == 0 ? &last_a : &last_b;
+        assert_true(rec->ids[j] > *last);
+        *last = rec->ids[j];
+    }
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(s.published, 10);
+    svc_outbox_relay_stats rs;
+    svc_outbox_relay_stats_get(r, &rs);
+    assert_int_equal(rs.published, 10);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+static void failed_publish_waits_its_backoff_and_holds_back_only_its_key(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, INT64_C(1700000000) * 1000000000), SVC_OK);
+    svc_outbox *ob = memory_outbox(svc_manual_clock_get(mc), 0);
+    recorder *rec = recorder_new();
+    rec->fail_remaining = 2;
+    rec->fail_key = "slow";
+    svc_outbox_relay *r = relay_on(ob, rec, 10);
+    int64_t s1, s2, f1;
+    put(ob, "slow", 1, &s1);
+    put(ob, "slow", 2, &s2);
+    put(ob, "fast", 1, &f1);
+
+    size_t n, bad;
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(n, 1);   /* fast */
+    assert_int_equal(bad, 1); /* slow#1 failed; slow#2 waits behind it */
+    assert_int_equal(rec->ids[0], f1);
+    /* not due yet: nothing happens */
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(n + bad, 0);
+    svc_outbox_stats st;
+    assert_int_equal(svc_outbox_stats_get(ob, &st), SVC_OK);
+    assert_int_equal(st.pending, 2);
+    assert_int_equal(st.failing, 1);
+    /* first backoff is 1 s: fails again, then doubles to 2 s */
+    svc_manual_clock_advance(mc, 1000 * NS_PER_MS);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(bad, 1);
+    svc_manual_clock_advance(mc, 1999 * NS_PER_MS);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(n + bad, 0);
+    svc_manual_clock_advance(mc, 1 * NS_PER_MS);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rec->ids[1], s1);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rec->ids[2], s2);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+    svc_manual_clock_free(mc);
+}
+
+typedef struct relay_thread_arg {
+    svc_outbox_relay *relay;
+    atomic_int *stop;
+} relay_thread_arg;
+
+static void *run_relay(void *p)
+{
+    relay_thread_arg *a = p;
+    for (int i = 0; i < 1000000 && !atomic_load(a->stop); i++) {
+        size_t n = 0;
+        if (svc_outbox_relay_run_once(a->relay, &n, NULL) != SVC_OK)
+            break;
+        if (n == 0)
+            sched_yield();
+    }
+    return NULL;
+}
+
+/* Two relays on threads, many keys: no event is published twice or while
+ * the other relay publishes it, and each key's events come in put order. */
+static void two_relays_keep_key_order_and_never_overlap(void **state)
+{
+    (void)state;
+    enum { KEYS = 20, PER_KEY = 100 };
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay *r1 = relay_on(ob, rec, 7), *r2 = relay_on(ob, rec, 5);
+    atomic_int stop = 0;
+    relay_thread_arg a1 = {r1, &stop}, a2 = {r2, &stop};
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, run_relay, &a1), 0);
+    assert_int_equal(pthread_create(&t2, NULL, run_relay, &a2), 0);
+    for (int i = 0; i < PER_KEY; i++)
+        for (int k = 0; k < KEYS; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", k);
+            put(ob, key, i, NULL);
+        }
+    for (int i = 0; i < 100000; i++) {
+        pthread_mutex_lock(&rec->mu);
+        size_t n = rec->n;
+        pthread_mutex_unlock(&rec->mu);
+        if (n >= KEYS * PER_KEY)
+            break;
+        usleep(1000);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_int_equal(rec->n, KEYS * PER_KEY);
+    assert_int_equal(atomic_load(&rec->overlaps), 0);
+    int64_t last[KEYS] = {0};
+    for (size_t j = 0; j < rec->n; j++) {
+        int k = atoi(rec->keys[j] + 1);
+        assert_true(rec->ids[j] > last[k]); /* ids of a key grow with put order */
+        last[k] = rec->ids[j];
+    }
+    svc_outbox_relay_free(r1);
+    svc_outbox_relay_free(r2);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+static void prune_deletes_only_published_events_past_the_age(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_outbox *ob = memory_outbox(svc_manual_clock_get(mc), 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay *r = relay_on(ob, rec, 100);
+    put(ob, "a", 1, NULL);
+    put(ob, "b", 1, NULL);
+    drain(r);
+    svc_manual_clock_advance(mc, 10000 * NS_PER_MS);
+    put(ob, "c", 1, NULL);
+    drain(r);
+    put(ob, "d", 1, NULL); /* unpublished */
+    svc_manual_clock_advance(mc, 10000 * NS_PER_MS);
+    uint64_t n = 99;
+    assert_int_equal(svc_outbox_prune(ob, -1, &n), SVC_EINVAL);
+    assert_int_equal(svc_outbox_prune(ob, 15000, &n), SVC_OK);
+    assert_int_equal(n, 2);
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.published, 1);
+    assert_int_equal(s.pending, 1);
+    assert_int_equal(s.oldest_pending_ms, 10000);
+    assert_int_equal(svc_outbox_prune(ob, 0, &n), SVC_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.pending, 1);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+    svc_manual_clock_free(mc);
+}
+
+static void memory_store_is_bounded(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 16);
+    recorder *rec = recorder_new();
+    svc_outbox_relay *r = relay_on(ob, rec, 100);
+    for (int i = 0; i < 16; i++)
+        put(ob, "k", i, NULL);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_EBUSY);
+    drain(r);
+    /* published ones make room, oldest first */
+    for (int i = 0; i < 16; i++)
+        put(ob, "k", i, NULL);
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.pending + s.published, 16);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+static void relay_thread_wakes_on_put_and_stops(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    ro.poll_interval_ms = 3600000; /* only a wake-up can make it publish soon */
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_EBUSY);
+    assert_int_equal(svc_outbox_relay_run_once(r, NULL, NULL), SVC_EBUSY);
+    put(ob, "k", 1, NULL);
+    for (int i = 0; i < 30000; i++) {
+        pthread_mutex_lock(&rec->mu);
+        size_t n = rec->n;
+        pthread_mutex_unlock(&rec->mu);
+        if (n == 1)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(rec->n, 1);
+    svc_outbox_relay_stop(r);
+    svc_outbox_relay_stop(r);
+    svc_outbox_relay_stats rs;
+    svc_outbox_relay_stats_get(r, &rs);
+    assert_true(rs.wakeups >= 1);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+static int destroyed;
+static void count_destroy(void *ctx)
+{
+    (void)ctx;
+    destroyed++;
+}
+
+static void a_custom_publisher_is_destroyed_with_its_relay(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    ro.publisher = (svc_outbox_publisher){.name = "custom", .publish = record,
+                                          .destroy = count_destroy, .ctx = rec};
+    destroyed = 0;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    put(ob, "k", 1, NULL);
+    drain(r);
+    assert_int_equal(rec->n, 1);
+    svc_outbox_relay_free(r);
+    assert_int_equal(destroyed, 1);
+    ro.batch_size = 0; /* refused: the publisher is still destroyed */
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_EINVAL);
+    assert_int_equal(destroyed, 2);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+/* ---- inbox ----------------------------------------------------------------------- */
+
+static svc_inbox *memory_inbox(const svc_clock *clock, int64_t ttl_ms, size_t max)
+{
+    svc_inbox_opts o;
+    svc_inbox_opts_default(&o);
+    o.url = "memory:";
+    o.clock = clock;
+    o.ttl_ms = ttl_ms;
+    o.max_entries = max;
+    svc_inbox *in = NULL;
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_OK);
+    return in;
+}
+
+static void inbox_says_first_time_once_then_duplicate(void **state)
+{
+    (void)state;
+    svc_inbox *in = memory_inbox(NULL, 0, 0);
+    int first = -1;
+    assert_int_equal(svc_inbox_claim(in, "billing", "42", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(svc_inbox_claim(in, "billing", "42", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    /* another consumer has its own marks */
+    assert_int_equal(svc_inbox_claim(in, "shipping", "42", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    /* forget: the next delivery is a first time again */
+    assert_int_equal(svc_inbox_forget(in, "billing", "42"), SVC_OK);
+    assert_int_equal(svc_inbox_claim(in, "billing", "42", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(svc_inbox_claim(in, "bad consumer!", "1", &first), SVC_EINVAL);
+    assert_int_equal(svc_inbox_claim(in, "c", "", &first), SVC_EINVAL);
+    assert_int_equal(first, 0);
+    svc_inbox_stats s;
+    svc_inbox_stats_get(in, &s);
+    assert_int_equal(s.entries, 2);
+    assert_int_equal(s.first_time, 3);
+    assert_int_equal(s.duplicates, 1);
+    svc_inbox_free(in);
+    svc_inbox_free(NULL);
+}
+
+static void inbox_marks_expire_after_ttl(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_inbox *in = memory_inbox(svc_manual_clock_get(mc), 5000, 0);
+    int first;
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_manual_clock_advance(mc, 4999 * NS_PER_MS);
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    svc_manual_clock_advance(mc, 1 * NS_PER_MS);
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+}
+
+static void inbox_memory_is_bounded_and_counts_evictions(void **state)
+{
+    (void)state;
+    svc_inbox *in = memory_inbox(NULL, 0, 16);
+    int first;
+    char id[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        assert_int_equal(svc_inbox_claim(in, "c", id, &first), SVC_OK);
+        assert_int_equal(first, 1);
+    }
+    svc_inbox_stats s;
+    svc_inbox_stats_get(in, &s);
+    assert_true(s.entries <= 16);
+    assert_int_equal(s.evicted, 40 - 16);
+    /* the newest marks are still there */
+    assert_int_equal(svc_inbox_claim(in, "c", "39", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    svc_inbox_free(in);
+}
+
+static void inbox_duplicates_across_threads_have_one_first_time(void **state)
+{
+    (void)state;
+    svc_inbox *in = memory_inbox(NULL, 0, 0);
+    claims_race_on_threads(in, "racer");
+    svc_inbox_free(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_arguments_are_refused_with_a_reason),
+        cmocka_unit_test(relay_publishes_each_event_once_in_put_order),
+        cmocka_unit_test(failed_publish_waits_its_backoff_and_holds_back_only_its_key),
+        cmocka_unit_test(two_relays_keep_key_order_and_never_overlap),
+        cmocka_unit_test(prune_deletes_only_published_events_past_the_age),
+        cmocka_unit_test(memory_store_is_bounded),
+        cmocka_unit_test(relay_thread_wakes_on_put_and_stops),
+        cmocka_unit_test(a_custom_publisher_is_destroyed_with_its_relay),
+        cmocka_unit_test(inbox_says_first_time_once_then_duplicate),
+        cmocka_unit_test(inbox_marks_expire_after_ttl),
+        cmocka_unit_test(inbox_memory_is_bounded_and_counts_evictions),
+        cmocka_unit_test(inbox_duplicates_across_threads_have_one_first_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,686 @@
+/* test_outbox_pg.c - the outbox and inbox on the servers of
+ * SVC_TEST_PG_URL (and SVC_TEST_REDIS_URL for the redis inbox); every test
+ * skips when its variable is unset.
+ *
+ * Relays run in child processes (fork) where a test needs to kill one with
+ * SIGKILL or to have two of them side by side; the children record what
+ * they publish in a file (O_APPEND, one line per publish) or in shared
+ * memory, and the parent checks the records. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "svcinfra/crypto.h"
+#include "svcinfra/inbox.h"
+#include "svcinfra/jobs.h"
+#include "svcinfra/outbox.h"
+#include "svcinfra/pg.h"
+
+#include "outbox/ob_config.h"
+#include "outbox/outbox_internal.h"
+#include "outbox_test_util.h"
+
+static const char *pg_url;
+static svc_pg *pg;
+
+static int setup(void **state)
+{
+    (void)state;
+    pg_url = getenv("SVC_TEST_PG_URL");
+    if (!pg_url || !*pg_url)
+        return 0;
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url;
+    o.pool_size = 8;
+    o.no_metrics = 1;
+    assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
+    assert_int_equal(svc_pg_migrate_up(pg, NULL), SVC_OK);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    svc_pg_free(pg);
+    return 0;
+}
+
+/* Every test starts from an empty outbox. */
+static void need_pg(void)
+{
+    if (!pg)
+        skip();
+    assert_int_equal(svc_pg_exec(pg, "DELETE FROM svc_outbox", 0, NULL, NULL), SVC_OK);
+}
+
+static svc_outbox *pg_outbox(svc_pg *pool)
+{
+    svc_outbox_opts o;
+    svc_outbox_opts_default(&o);
+    o.url = pool ? NULL : pg_url;
+    o.pg = pool;
+    svc_outbox *ob = NULL;
+    assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
+    assert_string_equal(svc_outbox_backend(ob), "postgres");
+    return ob;
+}
+
+/* Puts one event {"seq":seq} for `key` in a transaction that commits or
+ * rolls back. */
+static int64_t put_tx(const char *key, int seq, int commit)
+{
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_pg_tx_exec(tx, "SELECT 1", 0, NULL, NULL), SVC_OK); /* the business write */
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"seq\":%d}", seq);
+    int64_t id = 0;
+    assert_int_equal(svc_outbox_put_tx(tx, "test.event", key, payload, "{\"h\":\"v\"}", &id), SVC_OK);
+    assert_true(id > 0);
+    if (commit)
+        assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+    else
+        assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    return id;
+}
+
+static uint64_t pending_count(svc_outbox *ob)
+{
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    return s.pending;
+}
+
+/* ---- a publisher that appends "id key payload" lines to a file ------------------- */
+
+typedef struct file_pub {
+    int fd;
+    int fail_first;              /* fail this many publishes */
+} file_pub;
+
+static svc_status file_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    file_pub *f = ctx;
+    if (f->fail_first > 0) {
+        f->fail_first--;
+        snprintf(err, errlen, "broker said no");
+        return SVC_EUNAVAILABLE;
+    }
+    char line[256];
+    int n = snprintf(line, sizeof line, "%lld %s %s\n", (long long)m->id, m->aggregate_key, m->payload);
+    return write(f->fd, line, (size_t)n) == n ? SVC_OK : SVC_EIO;
+}
+
+static svc_outbox_relay *file_relay(svc_outbox *ob, file_pub *f, unsigned batch)
+{
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, file_publish, f);
+    ro.batch_size = batch;
+    ro.backoff_initial_ms = 100;
+    ro.backoff_max_ms = 200;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    return r;
+}
+
+/* Reads the record file: counts[id - base] += 1 per line. Returns lines. */
+static size_t read_records(const char *path, int64_t base, int *counts, size_t n)
+{
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[256];
+    size_t lines = 0;
+    while (fgets(line, sizeof line, fp)) {
+        int64_t id = strtoll(line, NULL, 10);
+        assert_true(id >= base && id < base + (int64_t)n);
+        counts[id - base]++;
+        lines++;
+    }
+    fclose(fp);
+    return lines;
+}
+
+static void drain(svc_outbox_relay *r, svc_outbox *ob)
+{
+    for (int i = 0; i < 10000 && pending_count(ob) > 0; i++) {
+        size_t n = 0, bad = 0;
+        assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+        if (n + bad == 0)
+            usleep(10000);
+    }
+    assert_int_equal(pending_count(ob), 0);
+}
+
+/* ---- transactions ----------------------------------------------------------------- */
+
+static void rollback_leaves_no_event_and_commit_publishes_once(void **state)
+{
+    (void)state;
+    need_pg();
+    int64_t rolled = put_tx("order-1", 1, 0);
+    int64_t kept = put_tx("order-1", 2, 1);
+    assert_true(kept > rolled);
+    svc_outbox *ob = pg_outbox(pg);
+    assert_int_equal(pending_count(ob), 1);
+    char path[] = "/tmp/outbox-tx-XXXXXX";
+    file_pub f = {.fd = mkstemp(path)};
+    assert_true(f.fd >= 0);
+    svc_outbox_relay *r = file_relay(ob, &f, 10);
+    drain(r, ob);
+    size_t n = 0;
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, NULL), SVC_OK);
+    assert_int_equal(n, 0);
+    int counts[1] = {0};
+    assert_int_equal(read_records(path, kept, counts, 1), 1);
+    assert_int_equal(counts[0], 1);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    close(f.fd);
+    unlink(path);
+}
+
+static void bad_arguments_leave_the_transaction_usable(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{oops", NULL, NULL), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{}", "\"not an object\"", NULL), SVC_EINVAL);
+    int64_t id = 0;
+    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "[1,2]", NULL, &id), SVC_OK);
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{}", NULL, NULL), SVC_ECLOSED);
+    svc_pg_tx_free(tx);
+}
+
+/* ---- relays killed with SIGKILL at each step ------------------------------------------ */
+
+typedef struct kill_plan {
+    svc__ob_step step;
+    int after;                   /* PUBLISHED: kill after this many publishes */
+    int seen;
+} kill_plan;
+
+static void kill_hook(void *ctx, svc__ob_step step, const svc__ob_item *it)
+{
+    (void)it;
+    kill_plan *k = ctx;
+    if (step != k->step)
+        return;
+    if (step == SVC__OB_STEP_PUBLISHED && ++k->seen < k->after)
+        return;
+    raise(SIGKILL);
+}
+
+/* 20 events over 4 keys; a child relay (batch 5) dies at `step`; a new
+ * relay finishes. Returns how many times each event was published. */
+static void run_killed_relay(svc__ob_step step, int after, int counts[20], int64_t *base)
+{
+    int64_t first = 0;
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i % 4);
+        int64_t id = put_tx(key, i, 1);
+        if (i == 0)
+            first = id;
+        assert_int_equal(id, first + i);
+    }
+    char path[] = "/tmp/outbox-kill-XXXXXX";
+    file_pub f = {.fd = mkstemp(path)};
+    assert_true(f.fd >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The child uses nothing of the parent's: a pool of its own. */
+        svc_outbox_opts o;
+        svc_outbox_opts_default(&o);
+        o.url = pg_url;
+        svc_outbox *ob = NULL;
+        if (svc_outbox_new(&ob, &o))
+            _exit(3);
+        svc_outbox_relay_opts ro;
+        svc_outbox_relay_opts_default(&ro);
+        svc_outbox_publisher_callback(&ro.publisher, file_publish, &f);
+        ro.batch_size = 5;
+        svc_outbox_relay *r = NULL;
+        if (svc_outbox_relay_new(&r, ob, &ro))
+            _exit(4);
+        kill_plan k = {.step = step, .after = after};
+        svc__outbox_relay_set_hook(r, kill_hook, &k);
+        for (int i = 0; i < 100; i++)
+            if (svc_outbox_relay_run_once(r, NULL, NULL))
+                _exit(5);
+        _exit(6); /* never killed: the test failed */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+
+    /* A new relay takes over. */
+    svc_outbox *ob = pg_outbox(pg);
+    svc_outbox_relay *r = file_relay(ob, &f, 5);
+    drain(r, ob);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    memset(counts, 0, 20 * sizeof counts[0]);
+    read_records(path, first, counts, 20);
+    for (int i = 0; i < 20; i++)
+        assert_true(counts[i] >= 1); /* none lost */
+    close(f.fd);
+    unlink(path);
+    *base = first;
+}
+
+static void relay_killed_after_claim_loses_nothing(void **state)
+{
+    (void)state;
+    need_pg();
+    int counts[20];
+    int64_t base;
+    run_killed_relay(SVC__OB_STEP_CLAIMED, 0, counts, &base);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(counts[i], 1); /* nothing was published before the kill */
+}
+
+static void relay_killed_between_publish_and_mark_republishes(void **state)
+{
+    (void)state;
+    need_pg();
+    int counts[20];
+    int64_t base;
+    run_killed_relay(SVC__OB_STEP_PUBLISHED, 3, counts, &base);
+    /* The first batch holds the oldest event of each of the 4 keys (ids
+     * base..base+3); the child published 3 of them, marked none: those 3
+     * are published again (at-least-once), everything else once. */
+    int twice = 0;
+    for (int i = 0; i < 20; i++) {
+        assert_true(counts[i] <= 2);
+        twice += counts[i] == 2;
+        if (counts[i] == 2)
+            assert_true(i < 4);
+    }
+    assert_int_equal(twice, 3);
+}
+
+static void relay_killed_after_mark_publishes_nothing_twice(void **state)
+{
+    (void)state;
+    need_pg();
+    int counts[20];
+    int64_t base;
+    run_killed_relay(SVC__OB_STEP_MARKED, 0, counts, &base);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(counts[i], 1);
+}
+
+/* ---- two relay processes, concurrent puts ---------------------------------------------- */
+
+enum { KEYS = 24, PER_KEY = 40, PUTTERS = 4 };
+
+typedef struct shared {
+    atomic_int in_flight[KEYS * PER_KEY + 1];   /* by seq slot */
+    atomic_int published[KEYS * PER_KEY + 1];
+    atomic_int last_seq[KEYS];                 /* per key, -1 at start */
+    atomic_int overlaps, order_violations, total;
+} shared;
+
+static svc_status shared_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    shared *sh = ctx;
+    int key = atoi(m->aggregate_key + 1);
+    const char *p = strstr(m->payload, "\"seq\":");
+    int seq = p ? atoi(p + 6) : -1;
+    if (key < 0 || key >= KEYS || seq < 0 || seq >= PER_KEY)
+        return SVC_EINVAL;
+    int slot = key * PER_KEY + seq;
+    if (atomic_fetch_add(&sh->in_flight[slot], 1) != 0)
+        atomic_fetch_add(&sh->overlaps, 1);
+    usleep(200); /* widen the window another relay would need */
+    /* insertion order per key: seq 0, 1, 2, ... */
+    if (atomic_exchange(&sh->last_seq[key], seq) != seq - 1)
+        atomic_fetch_add(&sh->order_violations, 1);
+    atomic_fetch_add(&sh->published[slot], 1);
+    atomic_fetch_add(&sh->total, 1);
+    atomic_fetch_sub(&sh->in_flight[slot], 1);
+    return SVC_OK;
+}
+
+static void *putter(void *arg)
+{
+    int which = (int)(intptr_t)arg;
+    /* this putter owns keys which, which+PUTTERS, ...: their insertion
+     * order is this thread's order */
+    for (int seq = 0; seq < PER_KEY; seq++)
+        for (int k = which; k < KEYS; k += PUTTERS) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", k);
+            put_tx(key, seq, 1);
+        }
+    return NULL;
+}
+
+static void two_relay_processes_keep_key_order_and_never_publish_twice(void **state)
+{
+    (void)state;
+    need_pg();
+    shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    for (int k = 0; k < KEYS; k++)
+        atomic_store(&sh->last_seq[k], -1);
+    pid_t kids[2];
+    for (int c = 0; c < 2; c++) {
+        kids[c] = fork();
+        assert_true(kids[c] >= 0);
+        if (kids[c] == 0) {
+            svc_outbox_opts o;
+            svc_outbox_opts_default(&o);
+            o.url = pg_url;
+            svc_outbox *ob = NULL;
+            if (svc_outbox_new(&ob, &o))
+                _exit(3);
+            svc_outbox_relay_opts ro;
+            svc_outbox_relay_opts_default(&ro);
+            svc_outbox_publisher_callback(&ro.publisher, shared_publish, sh);
+            ro.batch_size = c ? 7 : 5;
+            svc_outbox_relay *r = NULL;
+            if (svc_outbox_relay_new(&r, ob, &ro))
+                _exit(4);
+            for (int i = 0; i < 200000 && atomic_load(&sh->total) < KEYS * PER_KEY; i++) {
+                size_t n = 0;
+                if (svc_outbox_relay_run_once(r, &n, NULL))
+                    _exit(5);
+                if (n == 0)
+                    usleep(1000);
+            }
+            svc_outbox_relay_free(r);
+            svc_outbox_free(ob);
+            _exit(atomic_load(&sh->total) == KEYS * PER_KEY ? 0 : 6);
+        }
+    }
+    pthread_t t[PUTTERS];
+    for (int i = 0; i < PUTTERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, putter, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < PUTTERS; i++)
+        pthread_join(t[i], NULL);
+    for (int c = 0; c < 2; c++) {
+        int status = 0;
+        assert_int_equal(waitpid(kids[c], &status, 0), kids[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(atomic_load(&sh->total), KEYS * PER_KEY);
+    assert_int_equal(atomic_load(&sh->overlaps), 0);
+    assert_int_equal(atomic_load(&sh->order_violations), 0);
+    for (int i = 0; i < KEYS * PER_KEY; i++)
+        assert_int_equal(atomic_load(&sh->published[i]), 1);
+    munmap(sh, sizeof *sh);
+}
+
+/* ---- retries, LISTEN, retention ------------------------------------------------------------ */
+
+static void failed_publish_is_retried_and_holds_back_its_key(void **state)
+{
+    (void)state;
+    need_pg();
+    int64_t a1 = put_tx("a", 0, 1);
+    int64_t a2 = put_tx("a", 1, 1);
+    int64_t b1 = put_tx("b", 0, 1);
+    svc_outbox *ob = pg_outbox(NULL); /* a pool of its own, from the URL */
+    char path[] = "/tmp/outbox-retry-XXXXXX";
+    file_pub f = {.fd = mkstemp(path), .fail_first = 1};
+    svc_outbox_relay *r = file_relay(ob, &f, 10);
+    size_t n, bad;
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+    assert_int_equal(bad, 1); /* a1 failed (the oldest comes first) */
+    assert_int_equal(n, 1);   /* b1; a2 waits behind a1 */
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.failing, 1);
+    drain(r, ob);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int64_t order[3];
+    for (int i = 0; i < 3; i++) {
+        char line[256];
+        assert_non_null(fgets(line, sizeof line, fp));
+        order[i] = strtoll(line, NULL, 10);
+    }
+    fclose(fp);
+    assert_int_equal(order[0], b1);
+    assert_int_equal(order[1], a1);
+    assert_int_equal(order[2], a2);
+    svc_pg_result *res;
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)a1);
+    const char *params[] = {id};
+    assert_int_equal(svc_pg_exec(pg, "SELECT attempts, last_error FROM svc_outbox WHERE id = $1", 1,
+                                 params, &res), SVC_OK);
+    assert_string_equal(svc_pg_result_value(res, 0, 0), "1");
+    assert_string_equal(svc_pg_result_value(res, 0, 1), "broker said no");
+    svc_pg_result_free(res);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    close(f.fd);
+    unlink(path);
+}
+
+static void relay_thread_wakes_on_commit_through_listen(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_outbox *ob = pg_outbox(pg); /* LISTEN parameters copied from the pool */
+    char path[] = "/tmp/outbox-listen-XXXXXX";
+    file_pub f = {.fd = mkstemp(path)};
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, file_publish, &f);
+    ro.poll_interval_ms = 3600000; /* only NOTIFY can wake it */
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+    put_tx("w", 0, 0); /* rolled back: no notification, nothing to publish */
+    put_tx("w", 1, 1);
+    svc_outbox_relay_stats rs = {0};
+    for (int i = 0; i < 3000 && rs.published < 1; i++) {
+        usleep(10000);
+        svc_outbox_relay_stats_get(r, &rs);
+    }
+    svc_outbox_relay_stop(r);
+    assert_int_equal(rs.published, 1);
+    assert_true(rs.wakeups >= 1);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    close(f.fd);
+    unlink(path);
+}
+
+static void prune_deletes_published_events_only(void **state)
+{
+    (void)state;
+    need_pg();
+    put_tx("p", 0, 1);
+    put_tx("q", 0, 1);
+    svc_outbox *ob = pg_outbox(pg);
+    char path[] = "/tmp/outbox-prune-XXXXXX";
+    file_pub f = {.fd = mkstemp(path)};
+    svc_outbox_relay *r = file_relay(ob, &f, 10);
+    drain(r, ob);
+    put_tx("p", 1, 1); /* unpublished */
+    uint64_t n = 0;
+    assert_int_equal(svc_outbox_prune(ob, 3600000, &n), SVC_OK);
+    assert_int_equal(n, 0); /* too young */
+    assert_int_equal(svc_outbox_prune(ob, 0, &n), SVC_OK);
+    assert_int_equal(n, 2);
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.pending, 1);
+    assert_int_equal(s.published, 0);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    close(f.fd);
+    unlink(path);
+}
+
+/* ---- the jobs publisher ------------------------------------------------------------------- */
+
+static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **state)
+{
+    (void)state;
+    need_pg();
+#if !SVC__OB_HAVE_JOBS
+    skip(); /* the jobs queue is not built */
+#else
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.pg = pg;
+    jo.url = pg_url;
+    jo.no_metrics = 1;
+    svc_jobs *jobs = NULL;
+    svc_status st = svc_jobs_new(&jobs, &jo);
+    if (st == SVC_ENOTSUP)
+        skip();
+    assert_int_equal(st, SVC_OK);
+    svc_outbox_jobs_opts po = {.jobs = jobs, .kind = "outbox.test", .queue = "outbox-test"};
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    assert_int_equal(svc_outbox_publisher_jobs(&ro.publisher, &po), SVC_OK);
+    int64_t id = put_tx("job-key", 7, 1);
+    svc_outbox *ob = pg_outbox(pg);
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    drain(r, ob);
+    svc_jobs_filter filt = {.queue = "outbox-test", .kind = "outbox.test", .limit = 10000};
+    svc_job_info *list = NULL;
+    size_t n = 0;
+    assert_int_equal(svc_jobs_list(jobs, &filt, &list, &n), SVC_OK);
+    char want[64];
+    snprintf(want, sizeof want, "outbox:%lld", (long long)id);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (list[i].unique_key && strcmp(list[i].unique_key, want) == 0) {
+            found++;
+            assert_non_null(strstr(list[i].payload, "\"seq\""));
+        }
+    svc_job_info_list_free(list, n);
+    assert_int_equal(found, 1);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    svc_jobs_free(jobs);
+#endif
+}
+
+/* ---- inbox --------------------------------------------------------------------------------- */
+
+static void random_consumer(char *out, size_t n)
+{
+    char hex[17];
+    assert_int_equal(svc_random_hex(hex, 8), SVC_OK);
+    snprintf(out, n, "test-%s", hex);
+}
+
+static void inbox_claim_commits_or_rolls_back_with_the_transaction(void **state)
+{
+    (void)state;
+    need_pg();
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    int first = -1;
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK); /* side effect undone: so is the mark */
+    svc_pg_tx_free(tx);
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    assert_int_equal(svc_inbox_claim_tx(tx, "bad name", "m1", &first), SVC_EINVAL);
+    svc_pg_tx_free(tx);
+    uint64_t del = 0;
+    assert_int_equal(svc_inbox_prune_pg(pg, 0, &del), SVC_OK);
+    assert_true(del >= 1);
+}
+
+static void inbox_postgres_duplicates_across_threads_have_one_first_time(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_inbox_opts o;
+    svc_inbox_opts_default(&o);
+    o.pg = pg;
+    svc_inbox *in = NULL;
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_OK);
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    claims_race_on_threads(in, consumer);
+    svc_inbox_free(in);
+}
+
+static void inbox_redis_duplicates_across_threads_have_one_first_time(void **state)
+{
+    (void)state;
+    const char *url = getenv("SVC_TEST_REDIS_URL");
+    if (!url || !*url)
+        skip();
+    svc_inbox_opts o;
+    svc_inbox_opts_default(&o);
+    o.url = url;
+    o.ttl_ms = 60000;
+    svc_inbox *in = NULL;
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_OK);
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    claims_race_on_threads(in, consumer);
+    int first = -1;
+    assert_int_equal(svc_inbox_forget(in, consumer, "m-0"), SVC_OK);
+    assert_int_equal(svc_inbox_claim(in, consumer, "m-0", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_inbox_free(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rollback_leaves_no_event_and_commit_publishes_once),
+        cmocka_unit_test(bad_arguments_leave_the_transaction_usable),
+        cmocka_unit_test(relay_killed_after_claim_loses_nothing),
+        cmocka_unit_test(relay_killed_between_publish_and_mark_republishes),
+        cmocka_unit_test(relay_killed_after_mark_publishes_nothing_twice),
+        cmocka_unit_test(two_relay_processes_keep_key_order_and_never_publish_twice),
+        cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
+        cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
+        cmocka_unit_test(prune_deletes_published_events_only),
+        cmocka_unit_test(jobs_publisher_enqueues_one_job_in_the_claim_transaction),
+        cmocka_unit_test(inbox_claim_commits_or_rolls_back_with_the_transaction),
+        cmocka_unit_test(inbox_postgres_duplicates_across_threads_have_one_first_time),
+        cmocka_unit_test(inbox_redis_duplicates_across_threads_have_one_first_time),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
