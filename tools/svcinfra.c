@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "svcinfra/svcinfra.h"
+#include "commands.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -235,6 +236,7 @@ static const command top_cmds[] = {
     {"version", "print the library version, the parts built in and the schema version", NULL, NULL,
      cmd_version},
     {"migrate", "the library's PostgreSQL schema", NULL, migrate_cmds, NULL},
+    {"outbox", "the transactional outbox: relay, stats, prune (see 'outbox --help')", NULL, NULL, cmd_outbox},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,354 @@
+/* cmd_outbox.c - `svcinfra outbox relay|stats|prune`.
+ *
+ *   svcinfra outbox relay [--db URL] [--once] [--batch N] [--poll MS]
+ *                         [--retention DUR] [--to stdout|jobs]
+ *                         [--jobs-kind K] [--jobs-queue Q]
+ *   svcinfra outbox stats [--db URL]
+ *   svcinfra outbox prune --older-than DUR [--db URL] [--inbox]
+ *
+ * DUR is a whole number with an optional unit: ms, s, m, h, d (default ms).
+ * The relay publishes to stdout (one JSON line per event) or to the jobs
+ * queue of the same database, until SIGINT/SIGTERM (or, with --once, until
+ * nothing is due).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "svcinfra/svcinfra.h"
+#include "svcinfra/jobs.h"
+
+#include "commands.h"
+
+enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
+
+static const char outbox_help[] =
+    "usage: svcinfra outbox <command> [options]\n\n"
+    "The transactional outbox (tables of migration 4).\n\n"
+    "Commands:\n"
+    "  relay      publish committed events: to stdout as JSON lines or to the jobs queue\n"
+    "  stats      count pending, failing and published events\n"
+    "  prune      delete events published longer ago than --older-than (and inbox marks)\n\n"
+    "Options (every command):\n"
+    "  --db URL           postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --help             this text\n"
+    "relay:\n"
+    "  --once             publish what is due, then exit\n"
+    "  --batch N          events claimed at once (default 100)\n"
+    "  --poll MS          poll interval besides LISTEN/NOTIFY (default 1000)\n"
+    "  --retention DUR    prune events published longer ago than DUR while running\n"
+    "  --to stdout|jobs   where events go (default stdout)\n"
+    "  --jobs-kind K      job kind (default: the event's topic)\n"
+    "  --jobs-queue Q     job queue (default: default)\n"
+    "prune:\n"
+    "  --older-than DUR   required; DUR = number with ms, s, m, h or d (default ms)\n"
+    "  --inbox            also delete inbox marks claimed longer ago than DUR\n\n"
+    "Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 backend unreachable.\n";
+
+typedef struct opts {
+    const char *db, *to, *kind, *queue;
+    int once, inbox;
+    long batch, poll_ms;
+    long long retention_ms, older_ms;
+} opts;
+
+static int exit_for(svc_status st)
+{
+    return st == SVC_EUNAVAILABLE || st == SVC_ETIMEDOUT ? UNREACHABLE
+           : st == SVC_EINVAL                           ? USAGE
+                                                        : RUNTIME;
+}
+
+/* "250", "250ms", "30s", "5m", "2h", "7d" -> ms; -1 when malformed. */
+static long long parse_duration(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    long long mul = 1;
+    if (!*end || strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else if (strcmp(end, "d") == 0)
+        mul = 86400000;
+    else
+        return -1;
+    return v > INT64_MAX / mul ? -1 : v * mul;
+}
+
+/* Parses the options of every subcommand; -1 to go on, else an exit code. */
+static int parse(int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->to = "stdout";
+    o->batch = 100;
+    o->poll_ms = 1000;
+    o->older_ms = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--db") == 0 || strcmp(a, "--batch") == 0 ||
+                    strcmp(a, "--poll") == 0 || strcmp(a, "--retention") == 0 ||
+                    strcmp(a, "--to") == 0 || strcmp(a, "--jobs-kind") == 0 ||
+                    strcmp(a, "--jobs-queue") == 0 || strcmp(a, "--older-than") == 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(outbox_help, stdout);
+            return OK;
+        } else if (strcmp(a, "--once") == 0) {
+            o->once = 1;
+        } else if (strcmp(a, "--inbox") == 0) {
+            o->inbox = 1;
+        } else if (takes && !v) {
+            fprintf(stderr, "svcinfra: %s needs a value\n", a);
+            return USAGE;
+        } else if (takes) {
+            i++;
+            if (strcmp(a, "--db") == 0)
+                o->db = v;
+            else if (strcmp(a, "--to") == 0)
+                o->to = v;
+            else if (strcmp(a, "--jobs-kind") == 0)
+                o->kind = v;
+            else if (strcmp(a, "--jobs-queue") == 0)
+                o->queue = v;
+            else if (strcmp(a, "--batch") == 0)
+                o->batch = strtol(v, NULL, 10);
+            else if (strcmp(a, "--poll") == 0)
+                o->poll_ms = strtol(v, NULL, 10);
+            else if (strcmp(a, "--retention") == 0 && (o->retention_ms = parse_duration(v)) < 0) {
+                fprintf(stderr, "svcinfra: bad duration '%s'\n", v);
+                return USAGE;
+            } else if (strcmp(a, "--older-than") == 0 && (o->older_ms = parse_duration(v)) < 0) {
+                fprintf(stderr, "svcinfra: bad duration '%s'\n", v);
+                return USAGE;
+            }
+        } else {
+            fprintf(stderr, "svcinfra: unknown option '%s' (see 'svcinfra outbox --help')\n", a);
+            return USAGE;
+        }
+    }
+    if (!o->db || !*o->db)
+        o->db = getenv("SVC_DATABASE_URL");
+    if (!o->db || !*o->db) {
+        fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_DATABASE_URL\n");
+        return USAGE;
+    }
+    return -1;
+}
+
+static int open_outbox(const opts *o, svc_outbox **ob)
+{
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.url = o->db;
+    svc_status st = svc_outbox_new(ob, &oo);
+    if (st) {
+        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_outbox_last_error());
+        return st == SVC_EINVAL ? USAGE : exit_for(st);
+    }
+    if (strcmp(svc_outbox_backend(*ob), "postgres") != 0) {
+        fprintf(stderr, "svcinfra: the outbox command needs a postgres:// URL\n");
+        svc_outbox_free(*ob);
+        return USAGE;
+    }
+    return -1;
+}
+
+/* ---- relay ---------------------------------------------------------------------- */
+
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* {"id":..,"topic":..,"aggregate_key":..,"payload":<json>,"headers":<json>} */
+static svc_status print_event(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    (void)ctx;
+    json_t *topic = json_string(m->topic), *key = json_string(m->aggregate_key);
+    char *t = topic ? json_dumps(topic, JSON_ENCODE_ANY) : NULL;
+    char *k = key ? json_dumps(key, JSON_ENCODE_ANY) : NULL;
+    svc_status st = SVC_ENOMEM;
+    if (t && k) {
+        pthread_mutex_lock(&out_mu);
+        int n = printf("{\"id\":%lld,\"topic\":%s,\"aggregate_key\":%s,\"payload\":%s,\"headers\":%s}\n",
+                       (long long)m->id, t, k, m->payload, m->headers);
+        st = n > 0 && fflush(stdout) == 0 ? SVC_OK : SVC_EIO;
+        pthread_mutex_unlock(&out_mu);
+        if (st)
+            snprintf(err, errlen, "stdout: %s", strerror(errno));
+    }
+    free(t);
+    free(k);
+    json_decref(topic);
+    json_decref(key);
+    return st;
+}
+
+static int cmd_relay(const opts *o)
+{
+    if (o->batch < 1 || o->batch > 10000 || o->poll_ms < 10) {
+        fprintf(stderr, "svcinfra: --batch must be 1..10000 and --poll at least 10\n");
+        return USAGE;
+    }
+    svc_outbox *ob;
+    int rc = open_outbox(o, &ob);
+    if (rc >= 0)
+        return rc;
+    svc_jobs *jobs = NULL;
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    ro.batch_size = (unsigned)o->batch;
+    ro.poll_interval_ms = o->poll_ms;
+    ro.retention_ms = o->retention_ms;
+    svc_status st = SVC_OK;
+    if (strcmp(o->to, "stdout") == 0) {
+        svc_outbox_publisher_callback(&ro.publisher, print_event, NULL);
+    } else if (strcmp(o->to, "jobs") == 0) {
+        svc_jobs_opts jo;
+        svc_jobs_opts_default(&jo);
+        jo.url = o->db;
+        jo.no_metrics = 1;
+        st = svc_jobs_new(&jobs, &jo);
+        if (st)
+            fprintf(stderr, "svcinfra: jobs: %s: %s\n", svc_strerror(st), svc_jobs_last_error());
+        svc_outbox_jobs_opts po = {.jobs = jobs, .kind = o->kind, .queue = o->queue};
+        if (!st && (st = svc_outbox_publisher_jobs(&ro.publisher, &po)))
+            fprintf(stderr, "svcinfra: jobs publisher: %s\n", svc_strerror(st));
+    } else {
+        fprintf(stderr, "svcinfra: --to must be stdout or jobs\n");
+        svc_outbox_free(ob);
+        return USAGE;
+    }
+    svc_outbox_relay *r = NULL;
+    if (!st && (st = svc_outbox_relay_new(&r, ob, &ro)))
+        fprintf(stderr, "svcinfra: relay: %s: %s\n", svc_strerror(st), svc_outbox_errmsg(ob));
+    if (!st && o->once) {
+        size_t total = 0, failed = 0, n, bad;
+        do {
+            n = bad = 0;
+            st = svc_outbox_relay_run_once(r, &n, &bad);
+            total += n;
+            failed += bad;
+        } while (!st && n + bad >= ro.batch_size);
+        if (st)
+            fprintf(stderr, "svcinfra: relay: %s: %s\n", svc_strerror(st), svc_outbox_errmsg(ob));
+        else
+            fprintf(stderr, "published %zu event(s), %zu failed (retried later)\n", total, failed);
+    } else if (!st) {
+        /* Signals are taken by sigwait on this thread, so the relay's
+         * thread (which inherits the mask) never sees them. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        if ((st = svc_outbox_relay_start(r))) {
+            fprintf(stderr, "svcinfra: relay: %s\n", svc_strerror(st));
+        } else {
+            fprintf(stderr, "relaying (Ctrl-C to stop)\n");
+            int sig = 0;
+            sigwait(&set, &sig);
+            svc_outbox_relay_stop(r);
+            svc_outbox_relay_stats rs;
+            svc_outbox_relay_stats_get(r, &rs);
+            fprintf(stderr, "stopped: published %llu, failed %llu, backend errors %llu\n",
+                    (unsigned long long)rs.published, (unsigned long long)rs.failures,
+                    (unsigned long long)rs.backend_errors);
+        }
+    }
+    svc_outbox_relay_free(r);
+    svc_jobs_free(jobs);
+    svc_outbox_free(ob);
+    return st ? exit_for(st) : OK;
+}
+
+/* ---- stats, prune ---------------------------------------------------------------------- */
+
+static int cmd_stats(const opts *o)
+{
+    svc_outbox *ob;
+    int rc = open_outbox(o, &ob);
+    if (rc >= 0)
+        return rc;
+    svc_outbox_stats s;
+    svc_status st = svc_outbox_stats_get(ob, &s);
+    if (st)
+        fprintf(stderr, "svcinfra: stats: %s: %s\n", svc_strerror(st), svc_outbox_errmsg(ob));
+    else
+        printf("pending %llu\nfailing %llu\npublished %llu\noldest_pending_ms %lld\n",
+               (unsigned long long)s.pending, (unsigned long long)s.failing,
+               (unsigned long long)s.published, (long long)s.oldest_pending_ms);
+    svc_outbox_free(ob);
+    return st ? exit_for(st) : OK;
+}
+
+static int cmd_prune(const opts *o)
+{
+    if (o->older_ms < 0) {
+        fprintf(stderr, "svcinfra: prune needs --older-than DUR\n");
+        return USAGE;
+    }
+    svc_outbox *ob;
+    int rc = open_outbox(o, &ob);
+    if (rc >= 0)
+        return rc;
+    uint64_t n = 0;
+    svc_status st = svc_outbox_prune(ob, o->older_ms, &n);
+    if (st)
+        fprintf(stderr, "svcinfra: prune: %s: %s\n", svc_strerror(st), svc_outbox_errmsg(ob));
+    else
+        printf("deleted %llu published event(s)\n", (unsigned long long)n);
+    svc_outbox_free(ob);
+    if (!st && o->inbox) {
+        svc_pg *pg;
+        svc_pg_opts po;
+        svc_pg_opts_default(&po);
+        po.url = o->db;
+        po.pool_size = 1;
+        po.no_metrics = 1;
+        if (!(st = svc_pg_new(&pg, &po))) {
+            st = svc_inbox_prune_pg(pg, o->older_ms, &n);
+            if (st)
+                fprintf(stderr, "svcinfra: inbox prune: %s: %s\n", svc_strerror(st), svc_pg_errmsg(pg));
+            else
+                printf("deleted %llu inbox mark(s)\n", (unsigned long long)n);
+            svc_pg_free(pg);
+        }
+    }
+    return st ? exit_for(st) : OK;
+}
+
+int cmd_outbox(const command *self, int argc, char **argv)
+{
+    (void)self;
+    if (argc < 1) {
+        fputs(outbox_help, stderr);
+        return USAGE;
+    }
+    const char *sub = argv[0];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        fputs(outbox_help, stdout);
+        return OK;
+    }
+    int (*run)(const opts *) = strcmp(sub, "relay") == 0   ? cmd_relay
+                               : strcmp(sub, "stats") == 0 ? cmd_stats
+                               : strcmp(sub, "prune") == 0 ? cmd_prune
+                                                           : NULL;
+    if (!run) {
+        fprintf(stderr, "svcinfra: unknown command 'outbox %s' (see 'svcinfra outbox --help')\n", sub);
+        return USAGE;
+    }
+    opts o;
+    int rc = parse(argc - 1, argv + 1, &o);
+    return rc >= 0 ? rc : run(&o);
+}
