@@ -237,6 +237,7 @@ static const command top_cmds[] = {
      cmd_version},
     {"migrate", "the library's PostgreSQL schema", NULL, migrate_cmds, NULL},
     {"outbox", "the transactional outbox: relay, stats, prune (see 'outbox --help')", NULL, NULL, cmd_outbox},
+    {"idempotency", "idempotency records: purge expired ones (see 'idempotency --help')", NULL, NULL, cmd_idempotency},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
