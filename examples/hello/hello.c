@@ -9,6 +9,7 @@
  *   GET  /hello/{name}       JSON greeting
  *   POST /echo               JSON in, JSON out; bad JSON → 400 problem+json
  *   GET  /orders/{id}        an order, or 404 problem+json for unknown ids
+ *   POST /payments           a payment; with Idempotency-Key a retry replays the first answer
  *   GET  /limited            rate limited: a burst of 3, then 429 + Retry-After
  *   GET  /healthz /readyz /startupz /metrics
  *   POST /admin/maintenance  only when HELLO_ADMIN_TOKEN is set (see below)
@@ -44,6 +45,7 @@
 typedef struct store {
     pthread_mutex_t mu;
     unsigned long orders_served;
+    unsigned long payments;
 } store;
 
 static store the_store = {PTHREAD_MUTEX_INITIALIZER, 0};
@@ -149,6 +151,28 @@ static svc_status add_ratelimit(svc_app *app)
     return st == SVC_OK ? svc_add_ratelimit(app, &opts) : st;
 }
 
+/* POST /payments {"amount": n}: creates a payment with a new id. A client
+ * that sends Idempotency-Key and retries gets the first answer again
+ * (Idempotent-Replayed: true), never a second payment. */
+static void payment(svc_req *req, svc_res *res, void *ud)
+{
+    store *s = ud;
+    json_t *in = NULL;
+    json_int_t amount = 0;
+    if (svc_req_json(req, &in) != SVC_OK || json_unpack(in, "{s:I}", "amount", &amount) != 0) {
+        json_decref(in);
+        problem(res, 400, SVC_PROBLEM_VALIDATION, "expected {\"amount\": n}");
+        return;
+    }
+    json_decref(in);
+    pthread_mutex_lock(&s->mu);
+    unsigned long id = ++s->payments;
+    pthread_mutex_unlock(&s->mu);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pay_%lu", id);
+    answer(res, 201, json_pack("{s:s, s:I}", "id", pid, "amount", amount));
+}
+
 /* POST /admin/maintenance {"on": bool, "retry_after_s": n}, Bearer token. */
 static void admin_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
@@ -216,6 +240,8 @@ int main(void)
     TRY(svc_app_route(app, "GET", "/orders/{id}", order, &the_store));
     TRY(svc_app_route(app, "GET", "/limited", limited, NULL));
     TRY(add_ratelimit(app));                                     /* rate limit on /limited */
+    TRY(svc_app_route(app, "POST", "/payments", payment, &the_store));
+    TRY(svc_add_idempotency(app, NULL));                         /* Idempotency-Key replays */
     const char *admin_token = getenv("HELLO_ADMIN_TOKEN");
     if (admin_token && admin_token[0])                           /* opt-in admin switch */
         TRY(svc_app_use_stage(app, SVC_STAGE_OBSERVE, "admin", admin_mw, (void *)admin_token));

@@ -239,6 +239,20 @@ expect_header Retry-After '^[1-9][0-9]*$'
 expect_body '"code":"RATE_LIMIT"'
 expect_body '"policy":"limited"'
 
+IDEM_HEADERS='^(idempotent-replayed|content-type|retry-after):'
+IDEM_KEY="demo-$RANDOM$RANDOM"
+HEADERS=$IDEM_HEADERS step "POST /payments with an Idempotency-Key: the payment is created" \
+    201 -X POST -H "Idempotency-Key: $IDEM_KEY" -H "Content-Type: application/json" -d '{"amount":100}' "$BASE/payments"
+expect_no_header Idempotent-Replayed
+FIRST_PAYMENT=$(cat "$TMP/b")
+HEADERS=$IDEM_HEADERS step "…the client retries (say after a timeout): the first answer is replayed, no second payment" \
+    201 -X POST -H "Idempotency-Key: $IDEM_KEY" -H "Content-Type: application/json" -d '{"amount":100}' "$BASE/payments"
+expect_header Idempotent-Replayed '^true$'
+if [[ "$(cat "$TMP/b")" == "$FIRST_PAYMENT" ]]; then echo "   ${G}✓ body identical to the first answer${N}"; else fail "step $NSTEPS: replayed body differs"; fi
+HEADERS=$IDEM_HEADERS step "…the same key with another payload: 422 problem+json" \
+    422 -X POST -H "Idempotency-Key: $IDEM_KEY" -H "Content-Type: application/json" -d '{"amount":999}' "$BASE/payments"
+expect_body '"code":"UNPROCESSABLE"'
+
 BODY_GREP='^http_server_requests_total\{|^http_server_inflight_requests ' \
     step "/metrics: per-request metrics labelled by route template, never by raw path" 200 "$BASE/metrics"
 expect_header Content-Type '^text/plain; version=0\.0\.4'
