@@ -295,45 +295,43 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-static void set_header(svc_res *res, const char *name, const char *value)
+/* Value bytes [v, end) go straight into the exchange's arena, and name and
+ * value are passed as kept: both are valid header text by construction. */
+static void set_header(svc_res *res, const char *name, size_t nlen, const char *v,
+                       const char *end)
 {
-    discard(svc__res_header_put(res, name, strlen(name), value,
-                                SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT));
+    char *copy = svc__ex_strndup(res->ex, v, (size_t)(end - v));
+    if (copy)
+        discard(svc__res_header_put(res, name, nlen, copy,
+                                    SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
+                                        SVC__HDR_VALUE_KEPT));
 }
 
+#define SET_HEADER(res, lit, v, end) set_header(res, lit, sizeof lit - 1, v, end)
+
 /* `"name";X=a;Y=b` */
-static void set_item(svc_res *res, const char *name, const char *policy, const char *x,
-                     uint64_t a, const char *y, uint64_t b)
+static char *item(char *p, const char *policy, const char *x, uint64_t a, const char *y,
+                  uint64_t b)
 {
-    char v[SVC_RATELIMIT_MAX_NAME + 64];
-    char *p = v;
     *p++ = '"';
     p = put_str(p, policy);
     p = put_str(p, x);
     p = put_u64(p, a);
     p = put_str(p, y);
-    p = put_u64(p, b);
-    *p = '\0';
-    set_header(res, name, v);
-}
-
-static void set_number(svc_res *res, const char *name, uint64_t n)
-{
-    char v[24];
-    *put_u64(v, n) = '\0';
-    set_header(res, name, v);
+    return put_u64(p, b);
 }
 
 static void put_headers(const rl_http *h, svc_res *res, const svc_ratelimit_result *r)
 {
     uint64_t w = (uint64_t)(r->period_ms + 999) / 1000;
     uint64_t t = r->reset_ms > 0 ? (uint64_t)(r->reset_ms + 999) / 1000 : 0;
-    set_item(res, "RateLimit-Policy", r->policy, "\";q=", r->quota, ";w=", w);
-    set_item(res, "RateLimit", r->policy, "\";r=", r->remaining, ";t=", t);
+    char v[SVC_RATELIMIT_MAX_NAME + 64];
+    SET_HEADER(res, "RateLimit-Policy", v, item(v, r->policy, "\";q=", r->quota, ";w=", w));
+    SET_HEADER(res, "RateLimit", v, item(v, r->policy, "\";r=", r->remaining, ";t=", t));
     if (h->legacy) {
-        set_number(res, "X-RateLimit-Limit", r->limit);
-        set_number(res, "X-RateLimit-Remaining", r->remaining);
-        set_number(res, "X-RateLimit-Reset", t);
+        SET_HEADER(res, "X-RateLimit-Limit", v, put_u64(v, r->limit));
+        SET_HEADER(res, "X-RateLimit-Remaining", v, put_u64(v, r->remaining));
+        SET_HEADER(res, "X-RateLimit-Reset", v, put_u64(v, t));
     }
 }
 
@@ -382,8 +380,12 @@ static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         else if (tenant)
             snprintf(key, sizeof key, "t:%s", tenant);
         else {
+            /* the common case, on every request: no printf */
             const char *addr = client_addr(h, req, abuf, sizeof abuf);
-            snprintf(key, sizeof key, "ip:%s", addr ? addr : "unknown");
+            size_t n = strnlen(addr ? addr : "unknown", sizeof key - 4);
+            memcpy(key, "ip:", 3);
+            memcpy(key + 3, addr ? addr : "unknown", n);
+            key[3 + n] = '\0';
         }
     }
     svc_ratelimit_result r;
