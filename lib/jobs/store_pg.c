@@ -655,7 +655,7 @@ static svc_status pg_dlq_retry(svc__jobs_store *bs, const char *queue, int64_t i
         "WITH r AS (UPDATE svc_jobs SET state = 'available', attempt = 0, run_at = now(),\n"
         "    updated_at = now(), worker = NULL\n"
         "  WHERE state = 'discarded' AND ($1::text IS NULL OR queue = $1)\n"
-        "    AND ($2::bigint = 0 OR id = $2::bigint) RETURNING id),\n"
+        "    AND ($2::bigint = 0 OR id = $2::bigint) RETURNING id)\n"
         "SELECT (SELECT count(*) FROM r), pg_notify('" SVC__JOBS_CHANNEL "', '')",
         2, p, &r);
     if (st)

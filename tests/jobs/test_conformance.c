@@ -1,0 +1,1047 @@
+/* test_conformance.c - the job queue's behaviour on one backend:
+ *   test_jobs_conformance memory     memory: with a manual clock
+ *   test_jobs_conformance postgres   SVC_TEST_PG_URL (exit 77, skipped, when unset)
+ *
+ * Every test uses queues and cron names of its own (process id + counter),
+ * so runs against a shared database do not see each other's jobs. Where
+ * time must pass, the memory run advances its manual clock and the
+ * postgres run sleeps a short, bounded time (intervals of tens of ms). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "svcinfra/alloc.h"
+#include "svcinfra/config.h"
+#include "svcinfra/jobs.h"
+#include "svcinfra/metrics.h"
+#include "svcinfra/pg.h"
+
+static int is_pg;
+static const char *pg_url;
+static svc_manual_clock *mclock;
+static char queue[64];
+static unsigned qseq;
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Lets `ms` of the backend's time pass. */
+static void pass_ms(int64_t ms)
+{
+    if (is_pg)
+        sleep_ms(ms);
+    else
+        svc_manual_clock_advance(mclock, ms * 1000000);
+}
+
+static int64_t backend_now_ms(void)
+{
+    return is_pg ? svc_clock_wall_ns(NULL) / 1000000
+                 : svc_clock_wall_ns(svc_manual_clock_get(mclock)) / 1000000;
+}
+
+static svc_jobs *open_jobs_with(void (*tweak)(svc_jobs_opts *))
+{
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = is_pg ? pg_url : "memory:";
+    o.no_metrics = 1;
+    o.clock = is_pg ? NULL : svc_manual_clock_get(mclock);
+    if (tweak)
+        tweak(&o);
+    svc_jobs *j = NULL;
+    svc_status st = svc_jobs_new(&j, &o);
+    if (st)
+        fail_msg("svc_jobs_new: %s: %s", svc_strerror(st), svc_jobs_last_error());
+    snprintf(queue, sizeof queue, "q%ld_%u", (long)getpid(), ++qseq);
+    return j;
+}
+
+static svc_jobs *open_jobs(void) { return open_jobs_with(NULL); }
+
+static int64_t enq(svc_jobs *j, const char *kind, const char *payload, svc_job_opts *o)
+{
+    svc_job_opts d;
+    memset(&d, 0, sizeof d);
+    if (!o)
+        o = &d;
+    o->queue = queue;
+    int64_t id = 0;
+    svc_status st = svc_jobs_enqueue(j, kind, payload, o, &id);
+    if (st)
+        fail_msg("enqueue: %s: %s", svc_strerror(st), svc_jobs_errmsg(j));
+    assert_true(id > 0);
+    return id;
+}
+
+static size_t run(svc_jobs *j)
+{
+    const char *qs[] = {queue, NULL};
+    size_t ran = 99;
+    assert_int_equal(svc_jobs_run_due(j, qs, 0, &ran), SVC_OK);
+    return ran;
+}
+
+static svc_job_state state_of(svc_jobs *j, int64_t id)
+{
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    svc_job_state s = in.state;
+    svc_job_info_clear(&in);
+    return s;
+}
+
+/* ---- handlers ------------------------------------------------------------------- */
+
+static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
+static char order[64][32];
+static size_t norder;
+
+static svc_job_result h_record(svc_job *job, void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&rec_mu);
+    if (norder < 64)
+        snprintf(order[norder++], sizeof order[0], "%s", svc_job_payload(job));
+    pthread_mutex_unlock(&rec_mu);
+    return SVC_JOB_OK;
+}
+
+static svc_job_result h_fail(svc_job *job, void *ud)
+{
+    (void)ud;
+    return svc_job_fail(job, SVC_JOB_RETRY, "boom %d", svc_job_attempt(job));
+}
+
+static svc_job_result h_discard(svc_job *job, void *ud)
+{
+    (void)ud;
+    return svc_job_fail(job, SVC_JOB_DISCARD, "bad input");
+}
+
+static svc_job_result h_cancel(svc_job *job, void *ud)
+{
+    (void)ud;
+    return svc_job_fail(job, SVC_JOB_CANCEL, "not needed any more");
+}
+
+static svc_job_result h_snooze(svc_job *job, void *ud)
+{
+    (void)ud;
+    return svc_job_snooze(job, 5000);
+}
+
+/* ---- enqueue ----------------------------------------------------------------------- */
+
+static void enqueue_stores_the_job_as_available(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    int64_t before = backend_now_ms();
+    svc_job_opts o = {.priority = 3, .max_attempts = 7};
+    int64_t id = enq(j, "mail.send", "{\"to\": \"a@b.c\"}", &o);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.id, id);
+    assert_string_equal(in.queue, queue);
+    assert_string_equal(in.kind, "mail.send");
+    assert_non_null(strstr(in.payload, "a@b.c"));
+    assert_int_equal(in.state, SVC_JOB_AVAILABLE);
+    assert_int_equal(in.priority, 3);
+    assert_int_equal(in.attempt, 0);
+    assert_int_equal(in.max_attempts, 7);
+    assert_null(in.unique_key);
+    assert_true(in.created_at_ms >= before - 1000 && in.created_at_ms <= backend_now_ms() + 1000);
+    assert_int_equal(in.nerrors, 0);
+    svc_job_info_clear(&in);
+    assert_int_equal(svc_jobs_get(j, id + 1000000, &in), SVC_ENOTFOUND);
+    svc_jobs_free(j);
+}
+
+static void enqueue_rejects_bad_input_with_einval(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    int64_t id = 0;
+    assert_int_equal(svc_jobs_enqueue(j, "", "{}", NULL, &id), SVC_EINVAL);
+    assert_int_equal(svc_jobs_enqueue(j, "bad kind", "{}", NULL, &id), SVC_EINVAL);
+    assert_int_equal(svc_jobs_enqueue(j, "k", "{not json", NULL, &id), SVC_EINVAL);
+    assert_non_null(strstr(svc_jobs_errmsg(j), "JSON"));
+    svc_job_opts o = {.priority = 5000};
+    assert_int_equal(svc_jobs_enqueue(j, "k", NULL, &o, &id), SVC_EINVAL);
+    svc_job_opts o2 = {.max_attempts = -1};
+    assert_int_equal(svc_jobs_enqueue(j, "k", NULL, &o2, &id), SVC_EINVAL);
+    svc_job_opts o3 = {.queue = "a b"};
+    assert_int_equal(svc_jobs_enqueue(j, "k", NULL, &o3, &id), SVC_EINVAL);
+    assert_int_equal(svc_jobs_enqueue_batch(j, (svc_job_spec[1]){{0}}, 0), SVC_EINVAL);
+    svc_jobs_free(j);
+}
+
+static void batch_enqueue_returns_ids_in_order_all_or_none(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    svc_job_spec sp[50];
+    memset(sp, 0, sizeof sp);
+    for (int i = 0; i < 50; i++) {
+        sp[i].kind = "batch";
+        sp[i].opts.queue = queue;
+    }
+    assert_int_equal(svc_jobs_enqueue_batch(j, sp, 50), SVC_OK);
+    for (int i = 1; i < 50; i++) {
+        assert_true(sp[i].id > sp[i - 1].id);
+        assert_int_equal(sp[i].duplicate, 0);
+    }
+    svc_jobs_counts c;
+    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(c.counts[SVC_JOB_AVAILABLE], 50);
+    assert_int_equal(c.due, 50);
+    /* one bad spec: nothing is inserted */
+    sp[10].payload = "[";
+    assert_int_equal(svc_jobs_enqueue_batch(j, sp, 50), SVC_EINVAL);
+    assert_non_null(strstr(svc_jobs_errmsg(j), "job 10"));
+    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(c.counts[SVC_JOB_AVAILABLE], 50);
+    svc_jobs_free(j);
+}
+
+static void unique_key_returns_the_existing_job_within_its_window(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    char key[80];
+    snprintf(key, sizeof key, "uniq:%s", queue);
+    svc_job_opts o = {.unique_key = key, .unique_window_ms = 300};
+    int64_t a = enq(j, "u", "{\"n\":1}", &o);
+    int64_t b = enq(j, "u", "{\"n\":2}", &o);
+    assert_int_equal(a, b);
+    /* the duplicate flag, through the batch form */
+    svc_job_spec sp = {.kind = "u", .opts = o};
+    sp.opts.queue = queue;
+    assert_int_equal(svc_jobs_enqueue_batch(j, &sp, 1), SVC_OK);
+    assert_int_equal(sp.id, a);
+    assert_int_equal(sp.duplicate, 1);
+    /* another key is another job */
+    char key2[90];
+    snprintf(key2, sizeof key2, "%s-2", key);
+    svc_job_opts o2 = {.unique_key = key2};
+    assert_true(enq(j, "u", NULL, &o2) != a);
+    /* after the window the key is free again */
+    pass_ms(400);
+    int64_t c = enq(j, "u", "{\"n\":3}", &o);
+    assert_true(c != a);
+    /* the first job was not touched */
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, a, &in), SVC_OK);
+    assert_non_null(strstr(in.payload, "1"));
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
+}
+
+static void lower_priority_number_runs_first_then_fifo(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    norder = 0;
+    svc_job_opts p5 = {.priority = 5}, pm1 = {.priority = -1}, p0 = {.priority = 0};
+    enq(j, "rec", "\"p5\"", &p5);
+    enq(j, "rec", "\"p0a\"", &p0);
+    enq(j, "rec", "\"pm1\"", &pm1);
+    enq(j, "rec", "\"p0b\"", &p0);
+    assert_int_equal(run(j), 4);
+    assert_int_equal(norder, 4);
+    assert_string_equal(order[0], "\"pm1\"");
+    assert_string_equal(order[1], "\"p0a\"");
+    assert_string_equal(order[2], "\"p0b\"");
+    assert_string_equal(order[3], "\"p5\"");
+    svc_jobs_free(j);
+}
+
+static void delayed_job_is_scheduled_until_its_time(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    svc_job_opts o = {.delay_ms = 300};
+    int64_t id = enq(j, "rec", NULL, &o);
+    assert_int_equal(state_of(j, id), SVC_JOB_SCHEDULED);
+    assert_int_equal(run(j), 0);
+    pass_ms(400);
+    assert_int_equal(run(j), 1);
+    assert_int_equal(state_of(j, id), SVC_JOB_COMPLETED);
+    /* run_at in the past runs at once */
+    svc_job_opts past = {.run_at_ms = backend_now_ms() - 60000};
+    id = enq(j, "rec", NULL, &past);
+    assert_int_equal(state_of(j, id), SVC_JOB_AVAILABLE);
+    svc_jobs_free(j);
+}
+
+/* ---- results ---------------------------------------------------------------------------- */
+
+static void completed_job_records_every_transition_time(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    int64_t id = enq(j, "rec", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 1);
+    assert_true(in.attempted_at_ms >= in.created_at_ms);
+    assert_true(in.completed_at_ms >= in.attempted_at_ms);
+    assert_int_equal(in.updated_at_ms, in.completed_at_ms);
+    assert_int_equal(in.discarded_at_ms, 0);
+    assert_int_equal(in.lease_until_ms, 0);
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
+}
+
+static void base_1s(svc_jobs_opts *o) { o->backoff_base_ms = 1000; }
+
+static void failed_job_is_retried_after_attempt_to_the_fourth_seconds(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs_with(base_1s);
+    assert_int_equal(svc_jobs_register(j, "f", h_fail, NULL, 0), SVC_OK);
+    svc_job_opts o = {.max_attempts = 3};
+    int64_t id = enq(j, "f", NULL, &o);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE);
+    assert_int_equal(in.attempt, 1);
+    assert_int_equal(in.nerrors, 1);
+    assert_int_equal(in.errors[0].attempt, 1);
+    assert_string_equal(in.errors[0].message, "boom 1");
+    /* delay(1) = 1 s +- 10 % */
+    int64_t d = in.run_at_ms - in.updated_at_ms;
+    assert_true(d >= 900 - 1 && d <= 1100 + 1);
+    svc_job_info_clear(&in);
+    assert_int_equal(run(j), 0);
+    if (is_pg) { /* the rest of the schedule is checked with the manual clock */
+        svc_jobs_free(j);
+        return;
+    }
+    pass_ms(1100);
+    assert_int_equal(run(j), 1);
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE);
+    d = in.run_at_ms - in.updated_at_ms; /* delay(2) = 16 s +- 10 % */
+    assert_true(d >= 14400 && d <= 17600);
+    assert_int_equal(in.nerrors, 2);
+    assert_string_equal(in.errors[1].message, "boom 2");
+    svc_job_info_clear(&in);
+    pass_ms(17600);
+    assert_int_equal(run(j), 1);
+    /* third failure of three: a dead letter */
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_DISCARDED);
+    assert_int_equal(in.attempt, 3);
+    assert_int_equal(in.nerrors, 3);
+    assert_true(in.discarded_at_ms > 0);
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
+}
+
+static void backoff_is_capped(void **state)
+{
+    (void)state;
+    if (is_pg)
+        skip();
+    svc_jobs *j = open_jobs();
+    svc_jobs_free(j);
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.backoff_max_ms = 5000;
+    o.backoff_jitter = 0;
+    o.no_metrics = 1;
+    o.clock = svc_manual_clock_get(mclock);
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "f", h_fail, NULL, 0), SVC_OK);
+    svc_job_opts jo = {.max_attempts = 10};
+    int64_t id = enq(j, "f", NULL, &jo);
+    int64_t expect[] = {1000, 5000, 5000, 5000};
+    for (int a = 0; a < 4; a++) {
+        assert_int_equal(run(j), 1);
+        svc_job_info in;
+        assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+        assert_int_equal(in.run_at_ms - in.updated_at_ms, expect[a]);
+        svc_job_info_clear(&in);
+        pass_ms(expect[a]);
+    }
+    svc_jobs_free(j);
+}
+
+static void handler_discard_goes_straight_to_dead_letters(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
+    svc_job_opts o = {.max_attempts = 10};
+    int64_t id = enq(j, "d", NULL, &o);
+    int64_t nh = enq(j, "no.handler", NULL, NULL);
+    assert_int_equal(run(j), 2);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_DISCARDED);
+    assert_int_equal(in.attempt, 1);
+    assert_string_equal(in.errors[0].message, "bad input");
+    svc_job_info_clear(&in);
+    assert_int_equal(svc_jobs_get(j, nh, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_DISCARDED);
+    assert_non_null(strstr(in.errors[0].message, "no handler"));
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
+}
+
+static void snooze_reschedules_without_counting_the_attempt(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "s", h_snooze, NULL, 0), SVC_OK);
+    int64_t id = enq(j, "s", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_SCHEDULED);
+    assert_int_equal(in.attempt, 0);
+    assert_int_equal(in.nerrors, 0);
+    int64_t d = in.run_at_ms - in.updated_at_ms;
+    assert_true(d >= 4999 && d <= 5001);
+    svc_job_info_clear(&in);
+    assert_int_equal(run(j), 0);
+    svc_jobs_free(j);
+}
+
+static void cancel_from_handler_and_from_api(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "c", h_cancel, NULL, 0), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    int64_t a = enq(j, "c", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, a, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_CANCELLED);
+    assert_true(in.cancelled_at_ms > 0);
+    assert_string_equal(in.errors[0].message, "not needed any more");
+    svc_job_info_clear(&in);
+    svc_job_opts later = {.delay_ms = 60000};
+    int64_t b = enq(j, "rec", NULL, &later);
+    assert_int_equal(svc_jobs_cancel(j, b), SVC_OK);
+    assert_int_equal(state_of(j, b), SVC_JOB_CANCELLED);
+    assert_int_equal(svc_jobs_cancel(j, b), SVC_ECONFLICT);
+    assert_int_equal(svc_jobs_cancel(j, a), SVC_ECONFLICT);
+    assert_int_equal(svc_jobs_cancel(j, b + 1000000), SVC_ENOTFOUND);
+    /* cancelled jobs are not dead letters and do not run */
+    svc_jobs_counts c;
+    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(c.counts[SVC_JOB_CANCELLED], 2);
+    assert_int_equal(c.counts[SVC_JOB_DISCARDED], 0);
+    svc_jobs_free(j);
+}
+
+static svc_job_result h_flaky(svc_job *job, void *ud)
+{
+    atomic_int *fail = ud;
+    if (atomic_load(fail))
+        return svc_job_fail(job, SVC_JOB_RETRY, "down");
+    return SVC_JOB_OK;
+}
+
+static void dead_letters_can_be_listed_retried_and_purged(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    static atomic_int failing;
+    atomic_store(&failing, 1);
+    assert_int_equal(svc_jobs_register(j, "x", h_flaky, &failing, 0), SVC_OK);
+    svc_job_opts one = {.max_attempts = 1};
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = enq(j, "x", NULL, &one);
+    assert_int_equal(run(j), 3);
+    svc_jobs_filter f = {.queue = queue, .state = SVC_JOB_DISCARDED};
+    svc_job_info *list;
+    size_t n;
+    assert_int_equal(svc_jobs_list(j, &f, &list, &n), SVC_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(list[0].id, ids[0]);
+    assert_string_equal(list[2].errors[0].message, "down");
+    svc_job_info_list_free(list, n);
+    /* retry one */
+    atomic_store(&failing, 0);
+    size_t cnt = 0;
+    assert_int_equal(svc_jobs_dlq_retry(j, queue, ids[0], &cnt), SVC_OK);
+    assert_int_equal(cnt, 1);
+    assert_int_equal(state_of(j, ids[0]), SVC_JOB_AVAILABLE);
+    assert_int_equal(svc_jobs_dlq_retry(j, queue, ids[0], &cnt), SVC_ENOTFOUND);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, ids[0], &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 1);     /* a fresh budget */
+    assert_int_equal(in.nerrors, 1);     /* history kept */
+    svc_job_info_clear(&in);
+    /* retry all of the queue */
+    atomic_store(&failing, 1);
+    assert_int_equal(svc_jobs_dlq_retry(j, queue, 0, &cnt), SVC_OK);
+    assert_int_equal(cnt, 2);
+    assert_int_equal(run(j), 2);
+    /* purge: older_than keeps recent ones, 0 takes all */
+    assert_int_equal(svc_jobs_dlq_purge(j, queue, 3600000, &cnt), SVC_OK);
+    assert_int_equal(cnt, 0);
+    assert_int_equal(svc_jobs_dlq_purge(j, queue, 0, &cnt), SVC_OK);
+    assert_int_equal(cnt, 2);
+    assert_int_equal(svc_jobs_get(j, ids[1], &in), SVC_ENOTFOUND);
+    assert_int_equal(state_of(j, ids[0]), SVC_JOB_COMPLETED);
+    svc_jobs_free(j);
+}
+
+static void short_retention(svc_jobs_opts *o)
+{
+    o->retention_completed_ms = 200;
+    o->retention_discarded_ms = 400;
+}
+
+static void retention_prunes_finished_jobs_after_their_age(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs_with(short_retention);
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
+    int64_t done = enq(j, "rec", NULL, NULL);
+    int64_t dead = enq(j, "d", NULL, NULL);
+    svc_job_opts later = {.delay_ms = 3600000};
+    int64_t waiting = enq(j, "rec", NULL, &later);
+    assert_int_equal(run(j), 2);
+    pass_ms(300);
+    size_t c = 0;
+    assert_int_equal(svc_jobs_prune(j, &c), SVC_OK);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, done, &in), SVC_ENOTFOUND);
+    assert_int_equal(state_of(j, dead), SVC_JOB_DISCARDED);
+    pass_ms(200);
+    assert_int_equal(svc_jobs_prune(j, &c), SVC_OK);
+    assert_int_equal(svc_jobs_get(j, dead, &in), SVC_ENOTFOUND);
+    assert_int_equal(state_of(j, waiting), SVC_JOB_SCHEDULED);
+    svc_jobs_free(j);
+}
+
+/* A result reported after the lease was lost changes nothing: the job ran
+ * again under a new attempt. */
+static svc_job_result h_lose_lease(svc_job *job, void *ud)
+{
+    svc_jobs *j = ud;
+    if (svc_job_attempt(job) == 1) {
+        pass_ms(61000); /* run_due claims with a 60 s lease */
+        size_t c = 0;
+        assert_int_equal(svc_jobs_rescue(j, &c), SVC_OK);
+        assert_true(c >= 1);
+    }
+    return SVC_JOB_OK;
+}
+
+static void result_after_a_lost_lease_is_ignored(void **state)
+{
+    (void)state;
+    if (is_pg)
+        skip(); /* the worker-level timeout test covers postgres in real time */
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "l", h_lose_lease, j, 0), SVC_OK);
+    int64_t id = enq(j, "l", NULL, NULL);
+    const char *qs[] = {queue, NULL};
+    size_t ran;
+    assert_int_equal(svc_jobs_run_due(j, qs, 1, &ran), SVC_OK);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE); /* the OK of attempt 1 was fenced */
+    assert_non_null(strstr(in.errors[0].message, "lease expired"));
+    svc_job_info_clear(&in);
+    assert_int_equal(run(j), 1);
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 2);
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
+}
+
+/* ---- workers (real time on both backends) --------------------------------------------- */
+
+#define NJOBS 300
+static atomic_int runs[NJOBS];
+static atomic_int running_now[NJOBS];
+static atomic_int overlaps;
+
+static svc_job_result h_count(svc_job *job, void *ud)
+{
+    (void)ud;
+    int i = atoi(svc_job_payload(job));
+    if (i < 0 || i >= NJOBS)
+        return SVC_JOB_DISCARD;
+    if (atomic_fetch_add(&running_now[i], 1) != 0)
+        atomic_fetch_add(&overlaps, 1);
+    atomic_fetch_add(&runs[i], 1);
+    if (i % 50 == 0)
+        sleep_ms(5);
+    atomic_fetch_sub(&running_now[i], 1);
+    return SVC_JOB_OK;
+}
+
+static svc_jobs *open_real(void)
+{
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = is_pg ? pg_url : "memory:";
+    o.no_metrics = 1;
+    svc_jobs *j = NULL;
+    if (svc_jobs_new(&j, &o))
+        fail_msg("svc_jobs_new: %s", svc_jobs_last_error());
+    return j;
+}
+
+static int wait_completed(svc_jobs *j, uint64_t want, int64_t max_ms)
+{
+    for (int64_t waited = 0; waited < max_ms; waited += 20) {
+        svc_jobs_counts c;
+        if (svc_jobs_stats(j, queue, &c) == SVC_OK && c.counts[SVC_JOB_COMPLETED] >= want)
+            return 1;
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+static void two_worker_pools_run_each_job_once_never_together(void **state)
+{
+    (void)state;
+    /* postgres: two handles (two pools, as two processes would have);
+     * memory: two pools on the one in-process queue */
+    svc_jobs *j1 = open_real(), *j2 = is_pg ? open_real() : j1;
+    snprintf(queue, sizeof queue, "w%ld_%u", (long)getpid(), ++qseq);
+    memset(runs, 0, sizeof runs);
+    memset(running_now, 0, sizeof running_now);
+    atomic_store(&overlaps, 0);
+    assert_int_equal(svc_jobs_register(j1, "count", h_count, NULL, 0), SVC_OK);
+    if (j2 != j1)
+        assert_int_equal(svc_jobs_register(j2, "count", h_count, NULL, 0), SVC_OK);
+    const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts wo;
+    svc_jobs_worker_opts_default(&wo);
+    wo.queues = qs;
+    wo.threads = 3;
+    wo.batch_size = 7;
+    wo.poll_interval_ms = 50;
+    svc_jobs_worker *w1, *w2;
+    assert_int_equal(svc_jobs_worker_start(j1, &wo, &w1), SVC_OK);
+    assert_int_equal(svc_jobs_worker_start(j2, &wo, &w2), SVC_OK);
+    assert_int_equal(svc_jobs_register(j1, "late", h_count, NULL, 0), SVC_EBUSY);
+    svc_job_spec sp[NJOBS];
+    memset(sp, 0, sizeof sp);
+    static char pl[NJOBS][8];
+    for (int i = 0; i < NJOBS; i++) {
+        snprintf(pl[i], sizeof pl[i], "%d", i);
+        sp[i].kind = "count";
+        sp[i].payload = pl[i];
+        sp[i].opts.queue = queue;
+    }
+    /* half through each handle: both pools see work */
+    assert_int_equal(svc_jobs_enqueue_batch(j1, sp, NJOBS / 2), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_batch(j2, sp + NJOBS / 2, NJOBS / 2), SVC_OK);
+    int ok = wait_completed(j1, NJOBS, 60000);
+    assert_int_equal(svc_jobs_worker_stop(w1), SVC_OK);
+    assert_int_equal(svc_jobs_worker_stop(w2), SVC_OK);
+    svc_jobs_worker_stats s1, s2;
+    svc_jobs_worker_get_stats(w1, &s1);
+    svc_jobs_worker_get_stats(w2, &s2);
+    svc_jobs_worker_free(w1);
+    svc_jobs_worker_free(w2);
+    assert_true(ok);
+    assert_int_equal(s1.completed + s2.completed, NJOBS);
+    for (int i = 0; i < NJOBS; i++)
+        assert_int_equal(atomic_load(&runs[i]), 1);
+    assert_int_equal(atomic_load(&overlaps), 0);
+    if (j2 != j1)
+        svc_jobs_free(j2);
+    svc_jobs_free(j1);
+}
+
+static atomic_int slow_runs;
+
+static svc_job_result h_slow_first(svc_job *job, void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&slow_runs, 1);
+    if (svc_job_attempt(job) == 1)
+        sleep_ms(900); /* past the 100 ms timeout: not renewed, rescued */
+    return SVC_JOB_OK;
+}
+
+static void job_past_its_timeout_loses_its_lease_and_runs_again(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real();
+    snprintf(queue, sizeof queue, "t%ld_%u", (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, "slow", h_slow_first, NULL, 100), SVC_OK);
+    atomic_store(&slow_runs, 0);
+    const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts wo;
+    svc_jobs_worker_opts_default(&wo);
+    wo.queues = qs;
+    wo.threads = 2;
+    wo.lease_ms = 300;
+    wo.poll_interval_ms = 50;
+    svc_jobs_worker *w;
+    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    svc_job_opts o = {.queue = queue};
+    int64_t id;
+    assert_int_equal(svc_jobs_enqueue(j, "slow", NULL, &o, &id), SVC_OK);
+    int ok = wait_completed(j, 1, 20000);
+    sleep_ms(1000); /* the first attempt returns late; its result must not count */
+    assert_int_equal(svc_jobs_worker_stop(w), SVC_OK);
+    svc_jobs_worker_stats ws;
+    svc_jobs_worker_get_stats(w, &ws);
+    svc_jobs_worker_free(w);
+    assert_true(ok);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 2);
+    assert_true(in.nerrors >= 1);
+    assert_non_null(strstr(in.errors[0].message, "lease expired"));
+    svc_job_info_clear(&in);
+    assert_int_equal(atomic_load(&slow_runs), 2);
+    assert_int_equal(ws.completed, 1);
+    assert_true(ws.lost >= 1 || ws.failed >= 1);
+    svc_jobs_free(j);
+}
+
+static atomic_int sleeper_started;
+
+static svc_job_result h_sleeper(svc_job *job, void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&sleeper_started, 1);
+    for (int i = 0; i < 100 && !svc_job_stopping(job); i++)
+        sleep_ms(10);
+    sleep_ms(400); /* still past the grace period */
+    return SVC_JOB_OK;
+}
+
+static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real();
+    snprintf(queue, sizeof queue, "g%ld_%u", (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, "sleep", h_sleeper, NULL, 0), SVC_OK);
+    atomic_store(&sleeper_started, 0);
+    const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts wo;
+    svc_jobs_worker_opts_default(&wo);
+    wo.queues = qs;
+    wo.threads = 1;
+    wo.batch_size = 3;
+    wo.poll_interval_ms = 50;
+    wo.shutdown_grace_ms = 100;
+    svc_jobs_worker *w;
+    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    svc_job_spec sp[3];
+    memset(sp, 0, sizeof sp);
+    for (int i = 0; i < 3; i++) {
+        sp[i].kind = "sleep";
+        sp[i].opts.queue = queue;
+    }
+    assert_int_equal(svc_jobs_enqueue_batch(j, sp, 3), SVC_OK);
+    for (int i = 0; i < 500 && atomic_load(&sleeper_started) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&sleeper_started), 1);
+    assert_int_equal(svc_jobs_worker_stop(w), SVC_ETIMEDOUT);
+    svc_jobs_worker_free(w);
+    svc_jobs_counts c;
+    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
+    assert_int_equal(c.counts[SVC_JOB_COMPLETED], 0);
+    assert_int_equal(c.due, 3); /* all three can run again now */
+    /* the unstarted ones did not use an attempt */
+    svc_jobs_filter f = {.queue = queue};
+    svc_job_info *list;
+    size_t n;
+    assert_int_equal(svc_jobs_list(j, &f, &list, &n), SVC_OK);
+    assert_int_equal(n, 3);
+    int used = 0;
+    for (size_t i = 0; i < n; i++)
+        used += list[i].attempt;
+    assert_int_equal(used, 1);
+    svc_job_info_list_free(list, n);
+    svc_jobs_free(j);
+}
+
+/* ---- cron ------------------------------------------------------------------------------- */
+
+static void cron_fires_each_tick_once_across_two_schedulers(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    svc_jobs *j2 = j;
+    if (is_pg) /* a second instance: its own handle and pool */
+        j2 = open_real();
+    char name[96];
+    snprintf(name, sizeof name, "every5-%s", queue);
+    svc_jobs_schedule sc = {.name = name, .cron = "*/5 * * * *", .kind = "tick",
+                            .queue = queue};
+    svc_jobs_scheduler *a, *b;
+    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &a), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(j2, NULL, &b), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_add(b, &sc), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_EEXIST);
+    svc_jobs_schedule bad = sc;
+    bad.name = "bad";
+    bad.cron = "61 * * * *";
+    assert_int_equal(svc_jobs_scheduler_add(a, &bad), SVC_EPARSE);
+    /* a fixed time far in the future: the ticks are ours alone */
+    int64_t t0 = (INT64_C(4102444800) + (int64_t)(getpid() % 1000) * 86400) * 1000 + 60000;
+    size_t fa = 0, fb = 0, total = 0;
+    assert_int_equal(svc_jobs_scheduler_tick(a, t0, &fa), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_tick(b, t0, &fb), SVC_OK);
+    assert_int_equal(fa + fb, 0); /* skip: nothing before the start */
+    for (int m = 1; m <= 30; m++) {
+        int64_t now = t0 + (int64_t)m * 60000;
+        if (m % 2) {
+            assert_int_equal(svc_jobs_scheduler_tick(a, now, &fa), SVC_OK);
+            assert_int_equal(svc_jobs_scheduler_tick(b, now, &fb), SVC_OK);
+        } else {
+            assert_int_equal(svc_jobs_scheduler_tick(b, now, &fb), SVC_OK);
+            assert_int_equal(svc_jobs_scheduler_tick(a, now, &fa), SVC_OK);
+        }
+        total += fa + fb;
+    }
+    assert_int_equal(total, 6); /* minutes 5, 10, ... 30 after t0 (t0 is :01) */
+    svc_jobs_filter f = {.queue = queue, .kind = "tick"};
+    svc_job_info *list;
+    size_t n;
+    assert_int_equal(svc_jobs_list(j, &f, &list, &n), SVC_OK);
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(list[i].unique_key);
+        assert_int_equal(strncmp(list[i].unique_key, "cron:", 5), 0);
+    }
+    svc_job_info_list_free(list, n);
+    svc_jobs_scheduler_free(a);
+    svc_jobs_scheduler_free(b);
+    if (j2 != j)
+        svc_jobs_free(j2);
+    svc_jobs_free(j);
+}
+
+static void cron_run_once_catches_up_the_latest_missed_tick(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    char name[96];
+    snprintf(name, sizeof name, "hourly-%s", queue);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "jobs:\n  schedules: [%s]\n  schedule:\n    %s:\n      cron: \"0 * * * *\"\n"
+             "      kind: report\n      queue: %s\n      missed: run_once\n",
+             name, name, queue);
+    svc_config *cfg;
+    char eb[256];
+    assert_int_equal(svc_config_parse(&cfg, yaml, eb, sizeof eb), SVC_OK);
+    svc_jobs_scheduler *s;
+    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &s), SVC_OK);
+    size_t added = 0;
+    assert_int_equal(svc_jobs_scheduler_load(s, cfg, NULL, &added), SVC_OK);
+    assert_int_equal(added, 1);
+    int64_t t0 = (INT64_C(4133980800) + (int64_t)(getpid() % 1000) * 86400) * 1000;
+    size_t f = 0;
+    /* started at 05:30 after missing ticks: 05:00 runs once */
+    assert_int_equal(svc_jobs_scheduler_tick(s, t0 + 5 * 3600000 + 1800000, &f), SVC_OK);
+    assert_int_equal(f, 1);
+    assert_int_equal(svc_jobs_scheduler_tick(s, t0 + 5 * 3600000 + 1900000, &f), SVC_OK);
+    assert_int_equal(f, 0);
+    assert_int_equal(svc_jobs_scheduler_tick(s, t0 + 6 * 3600000, &f), SVC_OK);
+    assert_int_equal(f, 1);
+    svc_jobs_scheduler_free(s);
+    svc_config_free(cfg);
+    /* a bad config value is named */
+    assert_int_equal(svc_config_parse(&cfg,
+                                      "jobs:\n  schedules: [x]\n  schedule:\n    x:\n"
+                                      "      cron: \"* * * * *\"\n      kind: k\n"
+                                      "      missed: sometimes\n",
+                                      eb, sizeof eb),
+                     SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &s), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_load(s, cfg, NULL, NULL), SVC_ECONFIG);
+    assert_non_null(strstr(svc_jobs_errmsg(j), "missed"));
+    svc_jobs_scheduler_free(s);
+    svc_config_free(cfg);
+    svc_jobs_free(j);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+static void metrics_count_results_and_show_queue_gauges(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = is_pg ? pg_url : "memory:";
+    o.clock = is_pg ? NULL : svc_manual_clock_get(mclock);
+    o.metrics = m;
+    svc_jobs *j;
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
+    snprintf(queue, sizeof queue, "m%ld_%u", (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
+    enq(j, "rec", NULL, NULL);
+    enq(j, "d", NULL, NULL);
+    assert_int_equal(run(j), 2);
+    enq(j, "rec", NULL, NULL);
+    char *text;
+    assert_int_equal(svc_metrics_render(m, &text, NULL), SVC_OK);
+    char line[256];
+    snprintf(line, sizeof line,
+             "jobs_processed_total{queue=\"%s\",kind=\"rec\",result=\"completed\"} 1", queue);
+    assert_non_null(strstr(text, line));
+    snprintf(line, sizeof line,
+             "jobs_processed_total{queue=\"%s\",kind=\"d\",result=\"discarded\"} 1", queue);
+    assert_non_null(strstr(text, line));
+    snprintf(line, sizeof line, "jobs_queue_depth{queue=\"%s\"} 1", queue);
+    assert_non_null(strstr(text, line));
+    snprintf(line, sizeof line, "jobs_dead_letters{queue=\"%s\"} 1", queue);
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "jobs_duration_seconds_bucket"));
+    svc_free(text);
+    svc_jobs_free(j);
+    svc_metrics_free(m);
+}
+
+/* ---- postgres only: the caller's transaction ---------------------------------------------- */
+
+static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
+{
+    (void)state;
+    if (!is_pg)
+        skip();
+    svc_jobs *j = open_jobs();
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = pg_url;
+    po.no_metrics = 1;
+    svc_pg *pg;
+    assert_int_equal(svc_pg_new(&pg, &po), SVC_OK);
+    svc_job_opts o = {.queue = queue};
+    svc_pg_tx *tx;
+    int64_t id1 = 0, id2 = 0;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_tx(tx, j, "txjob", "{}", &o, &id1), SVC_OK);
+    assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id1, &in), SVC_ENOTFOUND);
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_tx(tx, NULL, "txjob", "{\"a\":1}", &o, &id2), SVC_OK);
+    svc_job_spec sp[2] = {{.kind = "txjob", .opts = {.queue = queue}},
+                          {.kind = "txjob", .opts = {.queue = queue}}};
+    assert_int_equal(svc_jobs_enqueue_batch_tx(tx, j, sp, 2), SVC_OK);
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    assert_int_equal(state_of(j, id2), SVC_JOB_AVAILABLE);
+    assert_int_equal(state_of(j, sp[1].id), SVC_JOB_AVAILABLE);
+    /* a memory handle cannot join a PostgreSQL transaction */
+    svc_jobs_opts mo;
+    svc_jobs_opts_default(&mo);
+    mo.url = "memory:";
+    mo.no_metrics = 1;
+    svc_jobs *mj;
+    assert_int_equal(svc_jobs_new(&mj, &mo), SVC_OK);
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_tx(tx, mj, "txjob", NULL, &o, &id1), SVC_EINVAL);
+    svc_pg_tx_free(tx);
+    svc_jobs_free(mj);
+    svc_pg_free(pg);
+    svc_jobs_free(j);
+}
+
+static void handle_rejects_bad_urls_and_options(void **state)
+{
+    (void)state;
+    svc_jobs *j = NULL;
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = "redis://127.0.0.1:1/0";
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_ENOTSUP);
+    assert_non_null(strstr(svc_jobs_last_error(), "redis"));
+    o.url = "ftp://x";
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_EINVAL);
+    o.url = "memory:";
+    o.backoff_jitter = 0.9;
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_EINVAL);
+    assert_null(j);
+    svc_jobs_free(NULL);
+    svc_jobs_worker_free(NULL);
+    svc_jobs_scheduler_free(NULL);
+}
+
+int main(int argc, char **argv)
+{
+    const char *backend = argc > 1 ? argv[1] : "memory";
+    if (strcmp(backend, "postgres") == 0) {
+        pg_url = getenv("SVC_TEST_PG_URL");
+        if (!pg_url || !*pg_url) {
+            fprintf(stderr, "SVC_TEST_PG_URL not set: skipping\n");
+            return 77;
+        }
+        is_pg = 1;
+    } else if (svc_manual_clock_new(&mclock, 1000000000, INT64_C(1700000000) * 1000000000)) {
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(handle_rejects_bad_urls_and_options),
+        cmocka_unit_test(enqueue_stores_the_job_as_available),
+        cmocka_unit_test(enqueue_rejects_bad_input_with_einval),
+        cmocka_unit_test(batch_enqueue_returns_ids_in_order_all_or_none),
+        cmocka_unit_test(unique_key_returns_the_existing_job_within_its_window),
+        cmocka_unit_test(lower_priority_number_runs_first_then_fifo),
+        cmocka_unit_test(delayed_job_is_scheduled_until_its_time),
+        cmocka_unit_test(completed_job_records_every_transition_time),
+        cmocka_unit_test(failed_job_is_retried_after_attempt_to_the_fourth_seconds),
+        cmocka_unit_test(backoff_is_capped),
+        cmocka_unit_test(handler_discard_goes_straight_to_dead_letters),
+        cmocka_unit_test(snooze_reschedules_without_counting_the_attempt),
+        cmocka_unit_test(cancel_from_handler_and_from_api),
+        cmocka_unit_test(dead_letters_can_be_listed_retried_and_purged),
+        cmocka_unit_test(retention_prunes_finished_jobs_after_their_age),
+        cmocka_unit_test(result_after_a_lost_lease_is_ignored),
+        cmocka_unit_test(two_worker_pools_run_each_job_once_never_together),
+        cmocka_unit_test(job_past_its_timeout_loses_its_lease_and_runs_again),
+        cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
+        cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
+        cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
+        cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
+        cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
+    };
+    int rc = cmocka_run_group_tests_name(is_pg ? "jobs_postgres" : "jobs_memory", tests, NULL,
+                                         NULL);
+    svc_manual_clock_free(mclock);
+    return rc;
+}
