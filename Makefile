@@ -60,6 +60,7 @@ bench: build
 	$(BUILD)/bench/ratelimit/bench_ratelimit_memory
 	bench/ratelimit/run_redis.sh $(BUILD)
 	bench/ratelimit/run_http.sh $(BUILD)
+	bench/outbox/run.sh $(BUILD)
 
 install: build
 	meson install -C $(BUILD)

@@ -81,6 +81,12 @@ struct svc_pg;
  * parameters of a pooled connection. SVC_ENOTSUP without libpq. */
 svc_status svc__ob_store_pg_new(svc__ob_store **out, struct svc_pg *pg, const char *url);
 
+/* The relay's claim statement ($1 = batch size), for the benchmark's
+ * pgbench run of the same SQL. */
+extern const char svc__ob_claim_sql[];
+/* svc_outbox_put_tx()'s statement ($1 topic, $2 key, $3 payload, $4 headers). */
+extern const char svc__ob_put_sql[];
+
 /* Checks topic, key, payload and headers; the reason goes to err. */
 svc_status svc__ob_validate(const char *topic, const char *key, const char *payload,
                             const char *headers, svc__err *err);

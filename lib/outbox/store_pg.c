@@ -44,13 +44,13 @@
  * two-int form keeps it apart from other users' single-bigint locks). */
 #define OB_LOCK_CLASS "7401"
 
-static const char put_sql[] =
+const char svc__ob_put_sql[] =
     "WITH l AS (SELECT pg_advisory_xact_lock(" OB_LOCK_CLASS ", hashtext($2))),\n"
     " ins AS (INSERT INTO svc_outbox (topic, aggregate_key, payload, headers)\n"
     "         SELECT $1, $2, $3::json, $4::json FROM l RETURNING id)\n"
     "SELECT id, pg_notify('" SVC_OUTBOX_CHANNEL "', '') FROM ins";
 
-static const char claim_sql[] =
+const char svc__ob_claim_sql[] =
     "SELECT o.id, o.topic, o.aggregate_key, o.payload, o.headers, o.attempts,\n"
     "       (extract(epoch FROM o.created_at) * 1000)::bigint\n"
     "  FROM svc_outbox o\n"
@@ -81,7 +81,7 @@ svc_status svc_outbox_put_tx(svc_pg_tx *tx, const char *topic, const char *aggre
         return st;
     const char *params[] = {topic, aggregate_key, payload_json, headers_json ? headers_json : "{}"};
     svc_pg_result *res = NULL;
-    st = svc_pg_tx_exec(tx, put_sql, 4, params, &res);
+    st = svc_pg_tx_exec(tx, svc__ob_put_sql, 4, params, &res);
     if (st)
         return st;
     const char *v = svc_pg_result_value(res, 0, 0);
@@ -141,7 +141,7 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
     char lim[24];
     snprintf(lim, sizeof lim, "%zu", max);
     const char *params[] = {lim};
-    st = svc_pg_tx_exec(pb->tx, claim_sql, 1, params, &pb->res);
+    st = svc_pg_tx_exec(pb->tx, svc__ob_claim_sql, 1, params, &pb->res);
     if (st)
         return pg_fail(s, err, st, "claim");
     int rows = svc_pg_result_rows(pb->res);
