@@ -59,6 +59,7 @@ bench: build
 	bench/http/run.sh $(BUILD)
 	$(BUILD)/bench/ratelimit/bench_ratelimit_memory
 	bench/ratelimit/run_redis.sh $(BUILD)
+	bench/idempotency/run.sh $(BUILD)
 	bench/ratelimit/run_http.sh $(BUILD)
 	bench/outbox/run.sh $(BUILD)
 

@@ -2,6 +2,8 @@
  * bench_store.c - claims + completes per second through the library.
  *
  *   idem_bench_store URL THREADS SECONDS
+ *   idem_bench_store lua claim|complete    prints the redis store's script
+ *   idem_bench_store sql claim|complete    prints the postgres store's statement
  *
  * Each thread claims a fresh key and completes it with a small response
  * (201, one header, a 64-byte body), in a loop, for SECONDS. Prints
@@ -14,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <svcinfra/svcinfra.h>
+#include "svcinfra/svcinfra.h"
+
+#include "idempotency/store.h"
 
 static svc_idem *idem;
 static atomic_long pairs, failures;
@@ -51,6 +55,13 @@ static void *worker(void *p)
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && (strcmp(argv[1], "lua") == 0 || strcmp(argv[1], "sql") == 0)) {
+        const char *t = argv[1][0] == 'l' ? svc__idem_redis_lua(argv[2]) : svc__idem_pg_sql(argv[2]);
+        if (!t)
+            return 2;
+        fputs(t, stdout);
+        return 0;
+    }
     if (argc < 4) {
         fprintf(stderr, "usage: %s URL THREADS SECONDS\n", argv[0]);
         return 2;

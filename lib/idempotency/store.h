@@ -76,6 +76,12 @@ svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *po
 svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, const char *url,
                                   int64_t timeout_ms, bool migrate, char *err, size_t errlen);
 
+/* The statements the stores send, for benchmarks that run them through
+ * redis-benchmark and pgbench: `which` is "claim" or "complete"; NULL for
+ * any other name. */
+const char *svc__idem_redis_lua(const char *which);
+const char *svc__idem_pg_sql(const char *which);
+
 /* Fills the COMPLETED part of `out` from a stored status, header blob and
  * body (copied). SVC_EBACKEND for a blob that does not parse. */
 svc_status svc__idem_result_fill(svc_idem_result *out, int status, const char *hdrs,

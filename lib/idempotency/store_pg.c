@@ -60,6 +60,12 @@ static const char PURGE_SQL[] =
     "DELETE FROM svc_idempotency WHERE key IN"
     " (SELECT key FROM svc_idempotency WHERE expires_at <= $1 LIMIT 5000)";
 
+const char *svc__idem_pg_sql(const char *which)
+{
+    return strcmp(which, "claim") == 0 ? CLAIM_SQL
+         : strcmp(which, "complete") == 0 ? COMPLETE_SQL : NULL;
+}
+
 typedef struct pg_store {
     svc__idem_store base;
     svc_pg *pool;

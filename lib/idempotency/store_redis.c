@@ -59,6 +59,12 @@ static const char RELEASE_LUA[] = OWN_LUA "redis.call('DEL', k)\nreturn 1\n";
 enum { S_CLAIM, S_COMPLETE, S_RELEASE, S_N };
 static const char *const SOURCES[S_N] = {CLAIM_LUA, COMPLETE_LUA, RELEASE_LUA};
 
+const char *svc__idem_redis_lua(const char *which)
+{
+    return strcmp(which, "claim") == 0 ? CLAIM_LUA
+         : strcmp(which, "complete") == 0 ? COMPLETE_LUA : NULL;
+}
+
 typedef struct redis_store {
     svc__idem_store base;
     svc_redis *pool;
