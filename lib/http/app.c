@@ -5,7 +5,8 @@
  * One request through libmicrohttpd (all on one MHD worker thread):
  *
  *   uri_cb         exchange allocated, raw target copied, inflight++
- *   on_request #1  headers collected, Content-Length > max_body → 413 now
+ *   on_request #1  headers collected, Transfer-Encoding with Content-Length or
+ *                  other than "chunked" → 400 now, Content-Length > max_body → 413 now
  *   on_request #k  body bytes appended; over max_body → 413, arriving after
  *                  start + read_timeout → 408
  *   on_request end route match, middleware chain, handler, response queued
@@ -13,7 +14,7 @@
  *
  * Rejections decided before the handler (400 bad target, 408, 413) still
  * pass through the EARLY and OBSERVE middleware (request id, access log,
- * metrics), never through the later stages.
+ * metrics), never through the later stages, and close the connection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -394,6 +395,27 @@ static bool past_read_deadline(const svc__exchange *ex)
            (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS;
 }
 
+/* True unless the body's framing could be read two ways (request
+ * smuggling, RFC 9112 6.1 and 6.3): Transfer-Encoding next to
+ * Content-Length, more than one Transfer-Encoding field, or a coding other
+ * than a lone "chunked". libmicrohttpd 0.9.75 would pick one reading and
+ * serve what follows as the next request; a proxy in front may have picked
+ * the other. */
+static bool framing_ok(const svc_req *req, bool has_content_length)
+{
+    const char *te = svc_req_header(req, "Transfer-Encoding");
+    if (te == NULL)
+        return true;
+    if (has_content_length || svc_req_header_at(req, "Transfer-Encoding", 1) != NULL)
+        return false;
+    while (*te == ' ' || *te == '\t')
+        te++;
+    size_t n = strlen(te);
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+        n--;
+    return n == 7 && strncasecmp(te, "chunked", 7) == 0;
+}
+
 /* Hands the buffered response to libmicrohttpd. The body is passed as
  * persistent memory: the exchange outlives the response (freed in
  * completed_cb, after the response was sent). */
@@ -482,6 +504,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return reject(conn, ex, 400, true);
         }
         const char *cl = svc_req_header(req, "Content-Length");
+        if (!framing_ok(req, cl != NULL)) {
+            ex->reject_detail = "the request has both Transfer-Encoding and Content-Length, "
+                                "or a Transfer-Encoding other than chunked";
+            return reject(conn, ex, 400, true);
+        }
         if (cl) {
             char *end;
             errno = 0;

@@ -23,13 +23,15 @@ static void run_handler(svc__exchange *ex)
         svc_problem_code code = ex->reject_status == 413   ? SVC_PROBLEM_PAYLOAD_TOO_LARGE
                                 : ex->reject_status == 408 ? SVC_PROBLEM_TIMEOUT
                                                            : SVC_PROBLEM_VALIDATION;
-        const char *detail = ex->reject_status == 413   ? "the request body is larger than allowed"
+        const char *detail = ex->reject_detail                 ? ex->reject_detail
+                             : ex->reject_status == 413 ? "the request body is larger than allowed"
                              : ex->reject_status == 408 ? "the request did not arrive in time"
                                                         : "the request target is malformed";
         if (svc_res_problem(res, ex->reject_status, code, detail) != SVC_OK)
             res->status = ex->reject_status;
-        if (ex->reject_status != 400)
-            svc__discard(svc_res_header_set(res, "Connection", "close"));
+        /* Whatever follows on this connection cannot be trusted to start
+         * where this request ends (a body not read, a framing refused). */
+        svc__discard(svc_res_header_set(res, "Connection", "close"));
         return;
     }
     switch ((svc__match)ex->match) {

@@ -207,7 +207,8 @@ struct svc__exchange {
     svc_req req;
     svc_res res;
     svc__ex_state state;
-    int reject_status;        /* 408 or 413 while REJECTED */
+    int reject_status;        /* 400, 408 or 413 while REJECTED */
+    const char *reject_detail;/* the problem's detail for reject_status (a literal) */
     bool handler_ran;
     int match;                /* svc__match of the router */
     size_t deepest_mw;        /* the last middleware entered (for diagnostics) */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -354,6 +355,84 @@ static void slow_body_gets_408(void **state)
     svc_app_free(app);
 }
 
+/* Sends `raw` (a request with a keep-alive follow-up pipelined behind it)
+ * on one socket; returns the first answer and whether anything else came
+ * back before the server closed the socket (*closed: EOF was seen). */
+static void pipelined(uint16_t port, const char *raw, htu_response *r, size_t *extra,
+                      bool *closed)
+{
+    int fd = htu_connect(port);
+    assert_true(fd >= 0);
+    assert_int_equal(htu_send(fd, raw, strlen(raw)), 0);
+    assert_int_equal(htu_read_response(fd, r), 0);
+    *extra = 0;
+    *closed = false;
+    char buf[4096];
+    for (int i = 0; i < 64; i++) { /* bounded: each recv waits at most the socket timeout */
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            *closed = true;
+        if (n <= 0)
+            break;
+        *extra += (size_t)n;
+    }
+    close(fd);
+}
+
+static void te_with_content_length_is_refused_and_the_connection_closed(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/up", h_body_len, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    uint16_t port = start(app);
+    static const char *const smuggles[] = {
+        /* both framings: a front end using Content-Length sees one request */
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        /* a coding other than a lone "chunked" */
+        "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        "0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Transfer-Encoding: identity\r\n\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        /* a malformed target is refused before the handler: closed as well */
+        "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof smuggles / sizeof *smuggles; i++) {
+        htu_response r;
+        size_t extra;
+        bool closed;
+        pipelined(port, smuggles[i], &r, &extra, &closed);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "\"code\":\"VALIDATION\""));
+        assert_string_equal(htu_header(&r, "Content-Type"), "application/problem+json");
+        assert_non_null(htu_header(&r, "Connection"));
+        assert_string_equal(htu_header(&r, "Connection"), "close");
+        assert_null(strstr(r.raw + 12, "HTTP/1.1 200")); /* the follow-up was not served */
+        htu_response_free(&r);
+        assert_int_equal(extra, 0);
+        assert_true(closed);
+    }
+    /* a lone chunked coding is still served, keep-alive and all */
+    htu_response r;
+    size_t extra;
+    bool closed;
+    pipelined(port,
+              "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+              "2\r\nab\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              &r, &extra, &closed);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "2");
+    htu_response_free(&r);
+    assert_true(extra > 0);
+    svc_app_free(app);
+}
+
 static void h_slow(svc_req *req, svc_res *res, void *ud)
 {
     (void)ud;
@@ -619,6 +698,7 @@ int main(void)
         cmocka_unit_test(duplicate_response_headers_survive_on_the_wire),
         cmocka_unit_test(oversized_bodies_get_413),
         cmocka_unit_test(slow_body_gets_408),
+        cmocka_unit_test(te_with_content_length_is_refused_and_the_connection_closed),
         cmocka_unit_test(handler_past_deadline_is_replaced_by_503_timeout),
         cmocka_unit_test(request_id_is_echoed_when_valid_else_generated),
         cmocka_unit_test(traceparent_keeps_the_trace_and_makes_a_new_span),
