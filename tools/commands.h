@@ -10,5 +10,6 @@ typedef struct command command;
 
 int cmd_outbox(const command *self, int argc, char **argv);
 int cmd_idempotency(const command *self, int argc, char **argv);
+int cmd_jobs(const command *self, int argc, char **argv);
 
 #endif

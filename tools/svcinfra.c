@@ -238,6 +238,7 @@ static const command top_cmds[] = {
     {"migrate", "the library's PostgreSQL schema", NULL, migrate_cmds, NULL},
     {"outbox", "the transactional outbox: relay, stats, prune (see 'outbox --help')", NULL, NULL, cmd_outbox},
     {"idempotency", "idempotency records: purge expired ones (see 'idempotency --help')", NULL, NULL, cmd_idempotency},
+    {"jobs", "background jobs: run, enqueue, list, stats, dead letters (see 'jobs --help')", NULL, NULL, cmd_jobs},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -38,11 +38,17 @@
  * (defaults: base 1 s, jitter 0.10, cap 24 h: 1 s, 16 s, 81 s, 256 s, 625 s
  * ...), until max_attempts attempts were made; then it is discarded.
  *
- * Backends by URL: "postgres://..." (the reference: tables svc_jobs and
- * svc_job_uniques from migration 3, FOR UPDATE SKIP LOCKED batch claims,
+ * Backends by URL: "postgres://..." (the reference: table svc_jobs from
+ * migration 3, FOR UPDATE SKIP LOCKED batch claims, batch completions,
  * LISTEN/NOTIFY wake-ups on a dedicated connection) and "memory:" (one
  * process, the same semantics, time from opts.clock). redis:// is not
  * supported (SVC_ENOTSUP).
+ *
+ * Metrics (registry opts.metrics): jobs_processed_total{queue,kind,result}
+ * (result: completed, retryable, discarded, cancelled, snoozed),
+ * jobs_duration_seconds{queue,kind} (histogram of handler time), and the
+ * gauges jobs_queue_depth{queue} (due, unclaimed jobs) and
+ * jobs_dead_letters{queue}, read from the store when /metrics renders.
  *
  * Time: the memory backend reads opts.clock; the PostgreSQL backend uses
  * the server's clock (now()), so schedules agree across a fleet.
@@ -222,8 +228,9 @@ typedef enum svc_job_result {
  * with itself on other threads and other processes. */
 typedef svc_job_result (*svc_job_handler_fn)(svc_job *job, void *ud);
 
-/* Registers `fn` for jobs of `kind` (copied). `timeout_ms` 0 means the
- * worker's job_timeout_ms. Registering a kind again replaces it.
+/* Registers `fn` for jobs of `kind` (copied); the kind "*" registers a
+ * handler for every kind that has none of its own. `timeout_ms` 0 means
+ * the worker's job_timeout_ms. Registering a kind again replaces it.
  * SVC_EINVAL for a bad kind or negative timeout; SVC_EBUSY once a worker
  * of this handle runs. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_register(svc_jobs *jobs, const char *kind,

@@ -418,7 +418,7 @@ svc_status svc_jobs_enqueue_tx(svc_pg_tx *tx, svc_jobs *j, const char *kind, con
 svc_status svc_jobs_register(svc_jobs *j, const char *kind, svc_job_handler_fn fn, void *ud,
                              int64_t timeout_ms)
 {
-    if (!svc__jobs_name_ok(kind))
+    if (strcmp(kind, "*") != 0 && !svc__jobs_name_ok(kind))
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: bad handler kind '%.64s'", kind);
     if (timeout_ms < 0)
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: handler timeout must be >= 0");
@@ -461,12 +461,18 @@ bool svc__jobs_find_handler(svc_jobs *j, const char *kind, svc__jobs_handler *ou
 {
     /* Handlers only change while no worker runs, so workers read without
      * the lock. */
-    for (size_t i = 0; i < j->nhandlers; i++)
+    const svc__jobs_handler *any = NULL;
+    for (size_t i = 0; i < j->nhandlers; i++) {
         if (strcmp(j->handlers[i].kind, kind) == 0) {
             *out = j->handlers[i];
             return true;
         }
-    return false;
+        if (strcmp(j->handlers[i].kind, "*") == 0)
+            any = &j->handlers[i];
+    }
+    if (any)
+        *out = *any;
+    return any != NULL;
 }
 
 void svc__jobs_workers_add(svc_jobs *j, int delta)
