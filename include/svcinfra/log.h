@@ -54,7 +54,9 @@ typedef enum svc_log_type {
     SVC_LOG_T_BOOL,   /* v.b: 0 false, anything else true */
     SVC_LOG_T_RAWJSON /* v.s: a JSON text, embedded as a value after checking
                          it parses and redacting it; invalid JSON is written
-                         as a string */
+                         as a string. A text over 16 KiB, and any object or
+                         array nested 64 levels deep, is written as the
+                         string "[TRUNCATED]" (never unredacted) */
 } svc_log_type;
 
 typedef struct svc_log_field {

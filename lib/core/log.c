@@ -40,7 +40,9 @@ bool svc__log_key_is_secret(const char *key);
 svc_status svc__config_fail(const svc_config *c, const char *key, const char *expected);
 
 #define LOG_MAX_FIELDS 64
-#define LOG_MAX_VALUE 16384            /* bytes of one string value */
+#define LOG_MAX_VALUE 16384            /* bytes of one string value, and of one raw JSON text */
+#define LOG_MAX_JSON_DEPTH 64          /* raw JSON nesting walked by the redaction */
+#define LOG_TRUNCATED "[TRUNCATED]"    /* stands for raw JSON not logged (too deep, too large) */
 #define LOG_TLS_KEEP (64 * 1024)       /* per-thread buffer kept between lines */
 #define FILE_BUF_CAP (64 * 1024)       /* file sink buffer */
 #define FILE_MAX_AGE_NS SVC__NS_PER_SEC
@@ -381,12 +383,16 @@ static void put_string(svc__buf *b, const char *s)
     svc__buf_putc(b, '"');
 }
 
-/* Redacts a parsed JSON value in place: secret keys and URL passwords. */
-static void redact_json(json_t *v, int depth)
+/* Redacts a parsed JSON value in place: secret keys and URL passwords.
+ * An object or array at LOG_MAX_JSON_DEPTH is not walked (the walk is
+ * recursive and must stay bounded), so what it holds was not checked: the
+ * function returns true and the caller replaces the whole subtree with
+ * LOG_TRUNCATED rather than print it unredacted. */
+static bool redact_json(json_t *v, int depth)
 {
-    if (depth > 64)
-        return;
     if (json_is_object(v)) {
+        if (depth >= LOG_MAX_JSON_DEPTH)
+            return true;
         const char *k;
         json_t *child;
         void *tmp;
@@ -394,13 +400,19 @@ static void redact_json(json_t *v, int depth)
         {
             if (svc__log_key_is_secret(k))
                 json_object_set_new(v, k, json_string("[REDACTED]"));
-            else
-                redact_json(child, depth + 1);
+            else if (redact_json(child, depth + 1))
+                json_object_set_new(v, k, json_string(LOG_TRUNCATED));
         }
     } else if (json_is_array(v)) {
+        if (depth >= LOG_MAX_JSON_DEPTH)
+            return true;
         size_t i;
         json_t *child;
-        json_array_foreach(v, i, child) redact_json(child, depth + 1);
+        json_array_foreach(v, i, child)
+        {
+            if (redact_json(child, depth + 1))
+                json_array_set_new(v, i, json_string(LOG_TRUNCATED));
+        }
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
@@ -425,6 +437,7 @@ static void redact_json(json_t *v, int depth)
             svc__buf_free(&tmp);
         }
     }
+    return false;
 }
 
 static void put_rawjson(svc__buf *b, const char *text)
@@ -433,12 +446,23 @@ static void put_rawjson(svc__buf *b, const char *text)
         svc__buf_puts(b, "null");
         return;
     }
+    /* Bounded like a string value; cutting JSON text would leave neither
+     * valid JSON nor anything the redaction could parse, so a marker stands
+     * for the whole value. */
+    if (strnlen(text, LOG_MAX_VALUE + 1) > LOG_MAX_VALUE) {
+        svc__buf_puts(b, "\"" LOG_TRUNCATED "\"");
+        return;
+    }
     json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
     if (!v) {
         put_string(b, text);
         return;
     }
-    redact_json(v, 0);
+    if (redact_json(v, 0)) {
+        json_decref(v);
+        svc__buf_puts(b, "\"" LOG_TRUNCATED "\"");
+        return;
+    }
     char *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
     if (!out) {

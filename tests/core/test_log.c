@@ -368,6 +368,48 @@ static void raw_json_is_embedded_and_redacted(void **state)
     json_decref(j);
 }
 
+static void raw_json_too_deep_or_too_large_is_truncated_not_leaked(void **state)
+{
+    (void)state;
+    /* 70 objects around a secret: deeper than the redaction walks */
+    char deep[4096];
+    size_t n = 0;
+    for (int i = 0; i < 70; i++)
+        n += (size_t)snprintf(deep + n, sizeof deep - n, "{\"a\":");
+    n += (size_t)snprintf(deep + n, sizeof deep - n, "{\"password\":\"hunter2\"}");
+    for (int i = 0; i < 70; i++)
+        deep[n++] = '}';
+    deep[n] = '\0';
+    /* the same secret inside a value larger than any logged string */
+    size_t big_len = 20000;
+    char *big = malloc(big_len + 64);
+    assert_non_null(big);
+    size_t b = (size_t)snprintf(big, 64, "{\"pad\":\"");
+    memset(big + b, 'x', big_len);
+    b += big_len;
+    snprintf(big + b, 64, "\",\"token\":\"hunter2\"}");
+    svc_log_field f[] = {SVC_LOG_RAWJSON("deep", deep), SVC_LOG_RAWJSON("big", big),
+                         SVC_LOG_RAWJSON("shallow", "{\"a\":{\"b\":[1,2]}}")};
+    svc_log_kv(SVC_LOG_INFO, "raw", f, 3);
+    free(big);
+    assert_null(strstr(cap.lines[0], "hunter2"));
+    json_t *j = line_json(0); /* still one valid JSON object */
+    json_t *v = json_object_get(j, "deep");
+    int depth = 0;
+    while (json_is_object(v) && depth < 100) {
+        v = json_object_get(v, "a");
+        depth++;
+    }
+    assert_true(depth > 0);
+    assert_string_equal(json_string_value(v), "[TRUNCATED]");
+    assert_string_equal(str_of(j, "big"), "[TRUNCATED]");
+    assert_int_equal(json_integer_value(json_array_get(
+                         json_object_get(json_object_get(json_object_get(j, "shallow"), "a"), "b"),
+                         1)),
+                     2);
+    json_decref(j);
+}
+
 static void reserved_keys_are_prefixed(void **state)
 {
     (void)state;
@@ -623,6 +665,7 @@ int main(void)
         T(numbers_are_written_exactly),
         T(url_passwords_are_masked_in_msg_and_values),
         T(raw_json_is_embedded_and_redacted),
+        T(raw_json_too_deep_or_too_large_is_truncated_not_leaked),
         T(reserved_keys_are_prefixed),
         T(awkward_strings_stay_valid_json),
         T(logging_from_inside_a_sink_is_dropped),
