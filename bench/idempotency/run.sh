@@ -8,6 +8,9 @@
 #    replays:     idem_server idem with one key replayed (wrk -s replay.lua,
 #                 after one priming POST)  vs  plain running the handler on
 #                 the same requests; goal >= 1.0
+#    Fresh-key rounds run the server with a TTL of FRESH_TTL_MS (2000): the
+#    memory store is bounded (100 000 records) and reclaims expired records,
+#    so a short TTL is its steady state under an endless stream of new keys.
 #    The handler does a realistic small amount of work: parses the JSON
 #    body, HMAC-SHA-256 over it, answers a JSON document (idem_server.c).
 # 2. Stores: claims+completes per second through the library
@@ -20,7 +23,7 @@
 #    ones from tools/testenv.sh.
 #
 # Knobs: SERVER_THREADS=1 WRK_CONNS=32 WRK_DURATION=5s ROUNDS=2 PIN=1
-#        STORE_THREADS=4 STORE_SECS=5
+#        STORE_THREADS=4 STORE_SECS=5 FRESH_TTL_MS=2000
 set -euo pipefail
 
 BUILD=${1:?usage: bench/idempotency/run.sh BUILD_DIR}
@@ -31,6 +34,7 @@ WRK_DURATION=${WRK_DURATION:-5s}
 ROUNDS=${ROUNDS:-2}
 PIN=${PIN:-1}
 STORE_THREADS=${STORE_THREADS:-4}
+FRESH_TTL_MS=${FRESH_TTL_MS:-2000}
 STORE_SECS=${STORE_SECS:-5}
 SRV="$BUILD/bench/idempotency/idem_server"
 STORE="$BUILD/bench/idempotency/idem_bench_store"
@@ -54,8 +58,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # MODE
-    "${SERVER_CPU[@]}" "$SRV" 0 "$SERVER_THREADS" "$1" >"$TMP/out" 2>"$TMP/err" &
+start() { # MODE [TTL_MS]
+    SVC_IDEMPOTENCY_TTL_MS=${2:-86400000} "${SERVER_CPU[@]}" "$SRV" 0 "$SERVER_THREADS" "$1" \
+        >"$TMP/out" 2>"$TMP/err" &
     PID=$!
     PORT=""
     for _ in $(seq 1 100); do
@@ -69,7 +74,9 @@ stop() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true;
 
 # round MODE SCRIPT [prime]: sets RESULT (requests/s)
 round() {
-    start "$1"
+    local ttl=""
+    [[ "$2" == fresh.lua ]] && ttl=$FRESH_TTL_MS
+    start "$1" $ttl
     local url="http://127.0.0.1:$PORT/pay"
     if [[ "${3:-}" == prime ]]; then
         curl -fsS -o /dev/null -X POST -H "Content-Type: application/json" \
