@@ -51,6 +51,9 @@ HZ=$(getconf CLK_TCK)
 # (requests/s) and CPU_US (server CPU microseconds per request).
 measure() {
     local mode=$1
+    # a fresh file: the background job truncates it only when it starts, and
+    # the previous round's "listening on" must not be read meanwhile
+    rm -f "$TMP/$mode.out"
     "${SERVER_CPU[@]}" "$BIN" 0 "$SERVER_THREADS" "$TMP/access-$mode.log" "$mode" \
         >"$TMP/$mode.out" 2>"$TMP/$mode.err" &
     PID=$!
@@ -63,7 +66,12 @@ measure() {
     done
     [[ -n "$port" ]] || { echo "bench: rl_hello $mode did not start:" >&2; cat "$TMP/$mode.err" >&2; exit 1; }
     local url="http://127.0.0.1:$port/hello"
-    curl -fsS -D "$TMP/$mode.h" -o /dev/null "$url" || { echo "bench: rl_hello $mode does not answer" >&2; exit 1; }
+    if ! curl -fsS --retry 3 --retry-connrefused -D "$TMP/$mode.h" -o /dev/null "$url"; then
+        echo "bench: rl_hello $mode does not answer $url:" >&2
+        kill -0 "$PID" 2>/dev/null && echo "  (the server is running)" >&2 || echo "  (the server exited)" >&2
+        cat "$TMP/$mode.err" >&2
+        exit 1
+    fi
     if [[ "$mode" == on ]] && ! grep -qi '^RateLimit:' "$TMP/$mode.h"; then
         echo "bench: rl_hello on answered without a RateLimit header" >&2
         exit 1
