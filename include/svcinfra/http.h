@@ -84,7 +84,8 @@ SVC_EXPORT void svc_app_opts_default(svc_app_opts *opts) SVC_NONNULL(1);
  * level), SVC_ENOMEM, SVC_ENOTSUP when built without libmicrohttpd. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_new(svc_app **out, const svc_app_opts *opts);
 
-/* Stops the server if it runs (graceful, see svc_app_shutdown()) and frees
+/* Stops the server if it runs (graceful, see svc_app_shutdown()), waits for
+ * readiness checks still running (see svc_app_add_check()) and frees
  * everything. svc_app_free(NULL) is a no-op. */
 SVC_EXPORT void svc_app_free(svc_app *app);
 
@@ -163,7 +164,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_app_run(svc_app *app) SVC_NONNULL(1);
 SVC_EXPORT void svc_app_stop(svc_app *app) SVC_NONNULL(1);
 
 /* Graceful shutdown: stop accepting, let in-flight requests finish for up
- * to shutdown_grace_ms, then close. Returns SVC_ETIMEDOUT when requests
+ * to shutdown_grace_ms, then close; then wait for readiness checks still
+ * running (see svc_app_add_check()). Returns SVC_ETIMEDOUT when requests
  * were still running at the end of the grace period (they are cut off). */
 SVC_EXPORT svc_status svc_app_shutdown(svc_app *app) SVC_NONNULL(1);
 
@@ -387,7 +389,18 @@ typedef struct svc_probes_opts {
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
     SVC_NONNULL(1);
 /* Registers a readiness check (name copied). `critical`: failure makes
- * /readyz answer 503; otherwise it is reported but the answer stays 200. */
+ * /readyz answer 503; otherwise it is reported but the answer stays 200.
+ * `fn(ud, ...)` runs on a thread of its own; one that overruns timeout_ms
+ * (1..60000) is reported "timeout" and left running (a thread cannot be
+ * cancelled safely).
+ * When `ud` may be freed: once svc_app_shutdown() or svc_app_free() has
+ * returned, provided no warning "readiness check still running after
+ * shutdown" was logged. Both wait for running checks, at most the longest
+ * check timeout plus shutdown_grace_ms (no new run starts: the server is
+ * stopped first); a check still running after that is named in that
+ * warning and may use `ud` until its `fn` returns. So
+ * `svc_app_free(app); svc_pg_free(pg);` is safe for a check on `pg` that
+ * honours its `timeout_ms`. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_add_check(svc_app *app, const char *name,
                                                       svc_check_fn fn, void *ud,
                                                       unsigned timeout_ms, int critical)

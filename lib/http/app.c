@@ -660,10 +660,23 @@ static void sleep_ms(long ms)
     }
 }
 
+/* Readiness checks hold the caller's `ud`: the caller may free it once the
+ * app is shut down, so wait for them (the server is stopped: none starts). */
+static void wait_checks(svc_app *app)
+{
+#if SVC__HTTP_HAVE_PROBES
+    svc__probes_wait(app);
+#else
+    (void)app;
+#endif
+}
+
 svc_status svc_app_shutdown(svc_app *app)
 {
-    if (app->daemon == NULL)
+    if (app->daemon == NULL) {
+        wait_checks(app);
         return SVC_OK;
+    }
     atomic_store(&app->draining, 1);
     MHD_socket lfd = MHD_quiesce_daemon(app->daemon);
     if (lfd != MHD_INVALID_SOCKET)
@@ -679,6 +692,7 @@ svc_status svc_app_shutdown(svc_app *app)
     long left = atomic_load(&app->inflight);
     MHD_stop_daemon(app->daemon);
     app->daemon = NULL;
+    wait_checks(app);
     atomic_store(&app->draining, 0);
     atomic_store(&app->started, 0);
     if (left > 0) {

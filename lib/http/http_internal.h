@@ -308,5 +308,9 @@ bool svc__traceparent_parse(const char *s, char trace_id[33]);
 /* security.c: installs the default security headers middleware. Called by
  * svc_app_new() with default_middleware when SVC__HTTP_HAVE_SECURITY. */
 svc_status svc__security_install_default(svc_app *app);
+/* probes.c: waits until no readiness check runs, at most the longest check
+ * timeout plus shutdown_grace_ms, and logs at warn each one still running
+ * then. Called by svc_app_shutdown() once no request can start a check. */
+void svc__probes_wait(svc_app *app);
 
 #endif /* SVCINFRA_HTTP_INTERNAL_H */

@@ -11,7 +11,13 @@
  *                 mu, cond, running, gen/done_gen, last result
  *              ◄──ref── each /readyz request while it waits
  *
- * The last holder frees it, so svc_app_free() may run while a check hangs.
+ * The last holder frees it, so the app's memory never outlives a check.
+ * The check's `ud` is the caller's, though (a pool, a client): the usual
+ * `svc_app_free(app); svc_pg_free(pg);` is only safe when no check still
+ * runs. So svc_app_shutdown() and svc_app_free() wait for running checks
+ * (svc__probes_wait(): at most the longest check timeout plus
+ * shutdown_grace_ms, the server being stopped so no new run can start) and
+ * log at warn each check still running after that.
  * A check runs at most once at a time: a /readyz arriving while a run is
  * under way waits for that run instead of starting another, so a hanging
  * check costs one thread, not one per probe.
@@ -28,6 +34,7 @@
 #include <time.h>
 
 #include "http/http_internal.h"
+#include "svcinfra/log.h"
 
 #define SVC__PROBE_MAX_CHECKS 64
 #define SVC__PROBE_DETAIL 256
@@ -220,6 +227,39 @@ static bool run_checks(svc__probes *p, check_result *out)
     for (size_t i = 0; i < p->nchecks; i++)
         check_unref(p->checks[i]);
     return ok;
+}
+
+/* Waits until no check runs; see the top of the file. */
+void svc__probes_wait(svc_app *app)
+{
+    svc__probes *p = app->ext_probes;
+    if (!p || p->nchecks == 0)
+        return;
+    unsigned longest = 0;
+    for (size_t i = 0; i < p->nchecks; i++)
+        if (p->checks[i]->timeout_ms > longest)
+            longest = p->checks[i]->timeout_ms;
+    unsigned bound_ms = longest + app->opts.shutdown_grace_ms; /* <= 60 s + 1 h */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct timespec dl = deadline_after(&start, bound_ms);
+    for (size_t i = 0; i < p->nchecks; i++) {
+        svc__check *c = p->checks[i];
+        pthread_mutex_lock(&c->mu);
+        int rc = 0;
+        while (c->running && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+        bool still = c->running;
+        pthread_mutex_unlock(&c->mu);
+        if (still) {
+            svc_log_field f[] = {svc_log_field_str("check", c->name),
+                                 svc_log_field_int("waited_ms", bound_ms)};
+            svc_log_kv(SVC_LOG_WARN,
+                       "readiness check still running after shutdown; its user data must "
+                       "stay valid until it returns",
+                       f, SVC__ARRAY_LEN(f));
+        }
+    }
 }
 
 /* ---- handlers --------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,7 +30,7 @@ typedef struct fixture {
     uint16_t port;
 } fixture;
 
-static void fx_new(fixture *fx, int default_mw)
+static void fx_new_grace(fixture *fx, int default_mw, unsigned shutdown_grace_ms)
 {
     memset(fx, 0, sizeof(*fx));
     assert_int_equal(svc_metrics_new(&fx->metrics), SVC_OK);
@@ -39,8 +40,14 @@ static void fx_new(fixture *fx, int default_mw)
     o.threads = 2;
     o.access_log = 0;
     o.default_middleware = default_mw;
+    o.shutdown_grace_ms = shutdown_grace_ms;
     o.metrics = fx->metrics;
     assert_int_equal(svc_app_new(&fx->app, &o), SVC_OK);
+}
+
+static void fx_new(fixture *fx, int default_mw)
+{
+    fx_new_grace(fx, default_mw, 10000);
 }
 
 static void fx_start(fixture *fx)
@@ -532,7 +539,7 @@ static void hanging_check_is_reported_as_timeout_without_blocking_readyz(void **
     check_ctl quick = {.result = SVC_OK};
     atomic_store(&hang.hold, 1);
     fixture fx;
-    fx_new(&fx, 1);
+    fx_new_grace(&fx, 1, 0); /* svc_app_free() waits for the check 100 ms at most */
     assert_int_equal(svc_add_probes(fx.app, NULL), SVC_OK);
     assert_int_equal(svc_app_add_check(fx.app, "hang", test_check, &hang, 100, 1), SVC_OK);
     assert_int_equal(svc_app_add_check(fx.app, "quick", test_check, &quick, 1000, 1), SVC_OK);
@@ -553,14 +560,61 @@ static void hanging_check_is_reported_as_timeout_without_blocking_readyz(void **
     assert_int_equal(atomic_load(&hang.calls), 1);
     assert_int_equal(atomic_load(&quick.calls), 2);
 
-    /* The app goes away while the check still hangs; the check thread then
-     * finishes on memory it owns (ASan builds would catch a use after free). */
+    /* The app goes away while the check still hangs past the wait of
+     * svc_app_free() (its timeout + the grace, logged at warn); the check
+     * thread then finishes on memory it owns (ASan builds would catch a use
+     * after free). */
     fx_free(&fx);
     atomic_store(&hang.hold, 0);
     for (int i = 0; i < 1000 && atomic_load(&hang.running); i++) /* at most 10 s */
         htu_sleep_ms(10);
     assert_int_equal(atomic_load(&hang.running), 0);
     htu_sleep_ms(20); /* let the thread drop its reference */
+}
+
+typedef struct free_ctl {
+    fixture *fx;
+    check_ctl *check;
+    atomic_int returned;
+    atomic_int check_running_at_return;
+} free_ctl;
+
+static void *free_app_thread(void *arg)
+{
+    free_ctl *f = arg;
+    fx_free(f->fx);
+    atomic_store(&f->check_running_at_return, atomic_load(&f->check->running));
+    atomic_store(&f->returned, 1);
+    return NULL;
+}
+
+static void app_free_waits_for_a_check_that_outlived_its_timeout(void **state)
+{
+    (void)state;
+    check_ctl slow = {.result = SVC_OK};
+    atomic_store(&slow.hold, 1);
+    fixture fx;
+    fx_new(&fx, 1); /* grace 10 s: the wait is bounded by 50 ms + 10 s */
+    assert_int_equal(svc_add_probes(fx.app, NULL), SVC_OK);
+    assert_int_equal(svc_app_add_check(fx.app, "slow", test_check, &slow, 50, 1), SVC_OK);
+    fx_start(&fx);
+    json_t *j = readyz(&fx, 503);
+    assert_string_equal(check_field(j, "slow", "status"), "timeout");
+    json_decref(j);
+    assert_int_equal(atomic_load(&slow.running), 1);
+
+    /* `slow` stands for a pool the caller frees right after svc_app_free() */
+    free_ctl f = {.fx = &fx, .check = &slow};
+    atomic_store(&f.check_running_at_return, -1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, free_app_thread, &f), 0);
+    htu_sleep_ms(200); /* give svc_app_free() time to get to its wait */
+    assert_int_equal(atomic_load(&f.returned), 0); /* still waiting for the check */
+    atomic_store(&slow.hold, 0);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&f.returned), 1);
+    assert_int_equal(atomic_load(&f.check_running_at_return), 0);
+    assert_int_equal(atomic_load(&slow.calls), 1);
 }
 
 static void startup_gate_holds_until_set_started(void **state)
@@ -770,6 +824,7 @@ int main(void)
         cmocka_unit_test(failing_critical_check_makes_readyz_503_with_the_report),
         cmocka_unit_test(failing_noncritical_check_is_reported_but_readyz_stays_200),
         cmocka_unit_test(hanging_check_is_reported_as_timeout_without_blocking_readyz),
+        cmocka_unit_test(app_free_waits_for_a_check_that_outlived_its_timeout),
         cmocka_unit_test(startup_gate_holds_until_set_started),
         cmocka_unit_test(probe_paths_can_be_renamed),
         cmocka_unit_test(metrics_endpoint_renders_valid_exposition_with_route_labels),
