@@ -410,7 +410,9 @@ SVC_EXPORT void svc_app_set_started(svc_app *app) SVC_NONNULL(1);
 /* /metrics in Prometheus text format, and per-request metrics:
  * http_server_requests_total{method,route,code},
  * http_server_request_duration_seconds{method,route} (histogram),
- * http_server_inflight_requests. Unmatched paths share route="<unmatched>". */
+ * http_server_inflight_requests. Unmatched paths share route="<unmatched>".
+ * (svc_app_start() itself registers http_server_requests_dropped_total{reason}
+ * in svc_app_metrics(): requests ended without an answer, docs/http.md.) */
 typedef struct svc_metrics_http_opts {
     const char *path;           /* "/metrics" */
     void *reserved[4];

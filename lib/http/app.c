@@ -525,8 +525,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex->state == SVC__EX_REJECTED) {
             /* discarding; a sender that keeps going twice the read timeout is cut off */
             if (svc_clock_mono_ns(app->clock) - req->start_ns >
-                2 * (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS)
+                2 * (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS) {
+                ex->cut_off = true; /* counted and logged by completed_cb */
                 return MHD_NO;
+            }
             return MHD_YES;
         }
         if (ex->state != SVC__EX_BODY)
@@ -566,16 +568,68 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     return ex;
 }
 
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "completed";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR: return "error";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "shutdown";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "read_error";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client_abort";
+    default: return "other";
+    }
+}
+
+/* A request that ends without an answer because its sender was too slow:
+ * cut off mid-body at twice the read timeout (on_request returned MHD_NO),
+ * or silent for libmicrohttpd's connection timeout. Nothing can be sent
+ * then, so it is counted and logged instead. */
+static void note_dropped(svc_app *app, svc__exchange *ex, enum MHD_RequestTerminationCode toe)
+{
+    if (ex->state == SVC__EX_ANSWERED || ex->state == SVC__EX_NEW)
+        return;
+    if (!ex->cut_off && toe != MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+        return;
+    static const char *const reason[] = {"read_timeout"};
+    svc_counter_inc(app->dropped, reason);
+    svc_req *req = &ex->req;
+    /* the line carries the request id as the request's own lines do */
+    svc_log_context saved = {0};
+    const svc_log_context *cur = svc_log_context_get();
+    bool had = cur != NULL;
+    if (had)
+        saved = *cur;
+    svc_log_context ctx = {0};
+    ctx.request_id = svc_req_id(req);
+    ctx.tenant = req->tenant;
+    ctx.trace_id = req->trace_id[0] ? req->trace_id : NULL;
+    svc_log_context_set(&ctx);
+    svc_log_field f[] = {
+        svc_log_field_str("reason", "read_timeout"),
+        svc_log_field_str("client", req->client),
+        svc_log_field_str("method", req->method ? req->method : ""),
+        svc_log_field_str("path", req->path ? req->path : ""),
+        svc_log_field_str("termination", termination_name(toe)),
+        svc_log_field_int("read_timeout_ms", app->opts.read_timeout_ms),
+        svc_log_field_int("elapsed_ms",
+                          (svc_clock_mono_ns(app->clock) - req->start_ns) / SVC__NS_PER_MS),
+    };
+    svc_log_kv(SVC_LOG_WARN, "request dropped without an answer: body too slow", f,
+               SVC__ARRAY_LEN(f));
+    svc_log_context_set(had ? &saved : NULL);
+}
+
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     svc_app *app = cls;
     (void)conn;
-    (void)toe;
     svc__exchange *ex = *con_cls;
     if (ex == NULL)
         return;
     *con_cls = NULL;
+    note_dropped(app, ex, toe);
     svc__exchange_free(ex);
     atomic_fetch_sub(&app->inflight, 1);
 }
@@ -620,6 +674,15 @@ svc_status svc_app_start(svc_app *app)
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
+    }
+    if (app->dropped == NULL) {
+        static const char *const labels[] = {"reason", NULL};
+        svc_metrics *m = svc_app_metrics(app);
+        if (svc_metrics_counter(m, "http_server_requests_dropped_total",
+                                "Requests dropped without an answer, by reason", labels,
+                                &app->dropped) != SVC_OK)
+            svc_logf(SVC_LOG_WARN, "http: cannot register http_server_requests_dropped_total: %s",
+                     svc_metrics_errmsg(m));
     }
     unsigned timeout_s = (app->opts.read_timeout_ms + 999) / 1000;
     atomic_store(&app->inflight, 0);

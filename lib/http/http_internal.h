@@ -111,6 +111,8 @@ struct svc_app {
     int stop_pipe[2];        /* svc_app_stop() → svc_app_run() */
 
     struct svc_metrics *metrics;
+    struct svc_counter *dropped; /* http_server_requests_dropped_total{reason}; NULL if
+                                    it could not be registered (set by svc_app_start) */
     const svc_clock *clock;
     svc__err err;
 
@@ -210,6 +212,7 @@ struct svc__exchange {
     int reject_status;        /* 400, 408 or 413 while REJECTED */
     const char *reject_detail;/* the problem's detail for reject_status (a literal) */
     bool handler_ran;
+    bool cut_off;             /* the sender was disconnected mid-body (2 × read timeout) */
     int match;                /* svc__match of the router */
     size_t deepest_mw;        /* the last middleware entered (for diagnostics) */
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
