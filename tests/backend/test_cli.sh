@@ -57,7 +57,10 @@ if [ -n "${SVC_TEST_PG_URL:-}" ]; then
     psql -q "$SVC_TEST_PG_URL" -c "CREATE DATABASE $db" >/dev/null || { echo "FAIL: createdb"; exit 1; }
     url="${SVC_TEST_PG_URL%/*}/$db"
     expect_out "pending" migrate status --db "$url"
-    expect_out "applied 1 migration(s)" migrate up --db "$url"
+    # every step the library ships is applied, whatever their number
+    nsteps=$("$exe" version | sed -n 's/.*schema version \([0-9]*\).*/\1/p')
+    [ -n "$nsteps" ] || { echo "FAIL: svcinfra version does not print the schema version"; fails=$((fails + 1)); }
+    expect_out "applied $nsteps migration(s)" migrate up --db "$url"
     SVC_DATABASE_URL="$url" expect_out "applied 0 migration(s)" migrate up
     expect_out "0 pending, 0 changed" migrate status --db "$url"
     psql -q "$url" -c "UPDATE svc_schema_migrations SET checksum = 'x' WHERE version = 1" >/dev/null

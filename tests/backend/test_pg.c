@@ -463,14 +463,24 @@ static svc_pg *pool_for(const char *url, unsigned size)
 }
 
 /* The real step 1 plus two test steps that fail when run twice. */
-static svc__migration test_steps[3];
+/* The library's own steps, then two more numbered past its latest, so the
+ * tests keep working as modules add migrations. */
+#define MAX_TEST_STEPS 64
+static svc__migration test_steps[MAX_TEST_STEPS];
+static size_t n_test_steps;
+static size_t n_lib_steps;
 
 static void init_test_steps(void)
 {
-    test_steps[0] = svc__pg_migrations[0];
-    test_steps[1] = (svc__migration){2, "test two", "CREATE TABLE mig_two (x int);"};
-    test_steps[2] = (svc__migration){3, "test three",
-                                     "CREATE TABLE mig_three (x int); INSERT INTO mig_three VALUES (1);"};
+    n_lib_steps = svc__pg_nmigrations;
+    assert_true(n_lib_steps + 2 <= MAX_TEST_STEPS);
+    for (size_t i = 0; i < n_lib_steps; i++)
+        test_steps[i] = svc__pg_migrations[i];
+    int v = svc_pg_migrate_latest();
+    test_steps[n_lib_steps] = (svc__migration){v + 1, "test two", "CREATE TABLE mig_two (x int);"};
+    test_steps[n_lib_steps + 1] = (svc__migration){
+        v + 2, "test three", "CREATE TABLE mig_three (x int); INSERT INTO mig_three VALUES (1);"};
+    n_test_steps = n_lib_steps + 2;
 }
 
 typedef struct mig_arg {
@@ -486,7 +496,7 @@ static void *migrate_thread(void *p)
     mig_arg *a = p;
     svc_pg *pg = pool_for(a->url, 1);
     pthread_barrier_wait(a->barrier);
-    a->st = svc__pg_migrate_steps(pg, test_steps, 3, &a->applied);
+    a->st = svc__pg_migrate_steps(pg, test_steps, n_test_steps, &a->applied);
     snprintf(a->err, sizeof a->err, "%s", svc_pg_errmsg(pg));
     svc_pg_free(pg);
     return NULL;
@@ -517,18 +527,18 @@ static void concurrent_migrations_apply_each_step_once(void **state)
         total += args[i].applied;
     }
     pthread_barrier_destroy(&barrier);
-    assert_int_equal(total, 3);
+    assert_int_equal(total, (int)n_test_steps); /* each step applied exactly once */
 
     svc_pg *pg = pool_for(d.url, 2);
-    assert_int_equal(count_rows(pg, "svc_schema_migrations"), 3);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), (int64_t)n_test_steps);
     assert_int_equal(count_rows(pg, "mig_three"), 1);
 
     svc_pg_migration_info *list;
     size_t n;
-    must(pg, svc__pg_migrate_status_steps(pg, test_steps, 3, &list, &n));
-    assert_int_equal(n, 3);
+    must(pg, svc__pg_migrate_status_steps(pg, test_steps, n_test_steps, &list, &n));
+    assert_int_equal(n, n_test_steps);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(list[i].version, (int)i + 1);
+        assert_int_equal(list[i].version, test_steps[i].version);
         assert_true(list[i].applied);
         assert_true(list[i].checksum_ok);
         assert_true(list[i].known);
@@ -536,24 +546,25 @@ static void concurrent_migrations_apply_each_step_once(void **state)
         assert_int_equal(strlen(list[i].checksum), 64);
         assert_string_equal(list[i].checksum, list[i].db_checksum);
     }
-    assert_string_equal(list[1].name, "test two");
+    assert_string_equal(list[n_lib_steps].name, "test two");
     svc_pg_migration_info_free(list, n);
 
     /* rerun: nothing to do, with the test table and with the library's own */
     int applied = -1;
-    must(pg, svc__pg_migrate_steps(pg, test_steps, 3, &applied));
+    must(pg, svc__pg_migrate_steps(pg, test_steps, n_test_steps, &applied));
     assert_int_equal(applied, 0);
     must(pg, svc_pg_migrate_up(pg, &applied));
     assert_int_equal(applied, 0);
 
     /* the library's status shows the versions it does not know */
     must(pg, svc_pg_migrate_status(pg, &list, &n));
-    assert_int_equal(n, 3);
+    assert_int_equal(n, n_test_steps);
     assert_true(list[0].known);
-    assert_int_equal(list[0].version, svc_pg_migrate_latest());
-    assert_false(list[2].known);
-    assert_true(list[2].applied);
-    assert_string_equal(list[2].name, "test three");
+    assert_int_equal(list[n_lib_steps - 1].version, svc_pg_migrate_latest());
+    assert_true(list[n_lib_steps - 1].known);
+    assert_false(list[n_test_steps - 1].known);
+    assert_true(list[n_test_steps - 1].applied);
+    assert_string_equal(list[n_test_steps - 1].name, "test three");
     svc_pg_migration_info_free(list, n);
 
     svc_pg_free(pg);
@@ -591,9 +602,13 @@ static void changed_step_checksum_is_an_error(void **state)
     svc_pg_migration_info_free(list, n);
 
     /* a failing step is rolled back and named */
-    svc__migration broken[2] = {svc__pg_migrations[0], {2, "broken step", "CREATE TABLE t_ok (x int); SELEC 1;"}};
+    int bv = svc_pg_migrate_latest() + 1;
+    svc__migration broken[2] = {svc__pg_migrations[0],
+                                {bv, "broken step", "CREATE TABLE t_ok (x int); SELEC 1;"}};
     assert_int_equal(svc__pg_migrate_steps(pg, broken, 2, &applied), SVC_EBACKEND);
-    assert_non_null(strstr(svc_pg_errmsg(pg), "migration 2 (broken step)"));
+    char want[64];
+    snprintf(want, sizeof want, "migration %d (broken step)", bv);
+    assert_non_null(strstr(svc_pg_errmsg(pg), want));
     svc_pg_result *r;
     must(pg, svc_pg_exec(pg, "SELECT to_regclass('t_ok') IS NULL", 0, NULL, &r));
     assert_string_equal(svc_pg_result_value(r, 0, 0), "t");
