@@ -344,7 +344,10 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_add_cors(svc_app *app, const svc_cors_op
  * Content-Security-Policy: default-src 'none'; frame-ancestors 'none',
  * Strict-Transport-Security only when hsts_max_age_s > 0). `headers`
  * replaces the list: pairs name, value, ..., NULL. Installed by default with
- * default_middleware; calling this replaces that list. */
+ * default_middleware; calling this replaces that list. Returns SVC_EINVAL
+ * (the previous list stays) for a name that is not a token or a value that
+ * svc_res_header_set() would refuse (a control character other than HTAB,
+ * or DEL), SVC_ERANGE for more than 31 pairs, SVC_EBUSY once started. */
 typedef struct svc_security_headers_opts {
     const char *const *headers;   /* NULL: the defaults above */
     unsigned hsts_max_age_s;      /* 0: no HSTS */

@@ -28,7 +28,6 @@
 typedef struct svc__cors_origin {
     char *text;
     size_t len;
-    bool sendable; /* svc__header_value_ok(text) */
 } svc__cors_origin;
 
 typedef struct svc__cors {
@@ -40,9 +39,6 @@ typedef struct svc__cors {
     char *allow_headers;
     char *expose_headers; /* NULL when empty */
     char max_age[16];
-    /* svc__header_value_ok() of each, found once: a value that fails it is
-     * refused by every response (it goes through svc_res_header_set()). */
-    bool methods_ok, headers_ok, expose_ok;
 } svc__cors;
 
 static void cors_free(void *ud)
@@ -60,22 +56,17 @@ static void cors_free(void *ud)
 }
 
 /* Sets a header whose name is a literal (`nlen` bytes) and whose value
- * lives as long as the app (a literal or the configuration). A value found
- * sendable at configuration time is borrowed; any other goes through the
- * checks of svc_res_header_set(), which refuse it, so the answer leaves
- * without it, as it does when memory runs out. */
+ * lives as long as the app (a literal, or the configuration, validated by
+ * svc_add_cors() with svc__header_value_ok()): both are borrowed. Only
+ * running out of memory fails; the answer then leaves without it. */
 static void hdr_put(svc_res *res, const char *name, size_t nlen, const char *value,
-                    bool sendable, unsigned flags)
+                    unsigned flags)
 {
-    flags |= SVC__HDR_NAME_KEPT;
-    if (sendable)
-        flags |= SVC__HDR_VALUE_KEPT;
-    if (svc__res_header_put(res, name, nlen, value, flags) != SVC_OK)
-        return;
+    svc__discard(svc__res_header_put(res, name, nlen, value,
+                                     flags | SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT));
 }
 
-#define hdr_set_kept(res, lit, value, sendable) \
-    hdr_put(res, SVC__LIT(lit), value, sendable, SVC__HDR_REPLACE)
+#define hdr_set_kept(res, lit, value) hdr_put(res, SVC__LIT(lit), value, SVC__HDR_REPLACE)
 
 /* The allowlist entry equal to `origin`, or NULL. */
 static const svc__cors_origin *cors_origin_find(const svc__cors *c, const char *origin)
@@ -120,7 +111,7 @@ static void cors_vary(svc_res *res)
         if (vary_lists(h->value, "Origin") || vary_lists(h->value, "*"))
             return;
     }
-    hdr_put(res, SVC__LIT("Vary"), "Origin", true, 0);
+    hdr_put(res, SVC__LIT("Vary"), "Origin", 0);
 }
 
 /* `match` is the allowlist entry of the origin (NULL when "*" allowed it). */
@@ -131,11 +122,11 @@ static void cors_allow_origin(const svc__cors *c, svc_res *res,
      * otherwise echo the one origin that asked: its allowlist entry holds
      * the same bytes. ("*" with credentials is refused at configuration.) */
     if (c->any && !c->credentials)
-        hdr_set_kept(res, "Access-Control-Allow-Origin", "*", true);
+        hdr_set_kept(res, "Access-Control-Allow-Origin", "*");
     else if (match)
-        hdr_set_kept(res, "Access-Control-Allow-Origin", match->text, match->sendable);
+        hdr_set_kept(res, "Access-Control-Allow-Origin", match->text);
     if (c->credentials)
-        hdr_set_kept(res, "Access-Control-Allow-Credentials", "true", true);
+        hdr_set_kept(res, "Access-Control-Allow-Credentials", "true");
 }
 
 static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
@@ -161,9 +152,9 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         }
         svc_res_status(res, 204);
         cors_allow_origin(c, res, match);
-        hdr_set_kept(res, "Access-Control-Allow-Methods", c->allow_methods, c->methods_ok);
-        hdr_set_kept(res, "Access-Control-Allow-Headers", c->allow_headers, c->headers_ok);
-        hdr_set_kept(res, "Access-Control-Max-Age", c->max_age, true);
+        hdr_set_kept(res, "Access-Control-Allow-Methods", c->allow_methods);
+        hdr_set_kept(res, "Access-Control-Allow-Headers", c->allow_headers);
+        hdr_set_kept(res, "Access-Control-Max-Age", c->max_age);
         cors_vary(res);
         return;
     }
@@ -171,7 +162,7 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     if (allowed) {
         cors_allow_origin(c, res, match);
         if (c->expose_headers)
-            hdr_set_kept(res, "Access-Control-Expose-Headers", c->expose_headers, c->expose_ok);
+            hdr_set_kept(res, "Access-Control-Expose-Headers", c->expose_headers);
     }
     cors_vary(res);
 }
@@ -187,15 +178,13 @@ void svc_cors_opts_default(svc_cors_opts *opts)
     opts->max_age_s = 600;
 }
 
-static bool has_crlf(const char *s)
-{
-    return strpbrk(s, "\r\n") != NULL;
-}
-
 /* An origin as browsers send it: scheme "://" host [":" port], nothing
- * after (no path, no trailing slash), no spaces. */
+ * after (no path, no trailing slash), no spaces, and a valid header value
+ * (it is echoed in Access-Control-Allow-Origin). */
 static bool origin_ok(const char *o)
 {
+    if (!svc__header_value_ok(o))
+        return false;
     const char *sep = strstr(o, "://");
     if (!sep || sep == o || sep[3] == '\0')
         return false;
@@ -224,10 +213,12 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
     const char *methods = opts->allow_methods ? opts->allow_methods : d.allow_methods;
     const char *headers = opts->allow_headers ? opts->allow_headers : d.allow_headers;
     const char *expose = opts->expose_headers ? opts->expose_headers : d.expose_headers;
-    if (has_crlf(methods) || has_crlf(headers) || has_crlf(expose))
+    /* the rule of svc_res_header_set(), so every configured value is sendable */
+    if (!svc__header_value_ok(methods) || !svc__header_value_ok(headers) ||
+        !svc__header_value_ok(expose))
         return svc__err_set(&app->err, SVC_EINVAL,
                             "cors: allow_methods, allow_headers and expose_headers may not "
-                            "contain CR or LF");
+                            "contain control characters (only HTAB is allowed)");
 
     size_t n = 0;
     bool any = false;
@@ -275,7 +266,6 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
             break;
         }
         slot->len = strlen(o);
-        slot->sendable = svc__header_value_ok(o);
         c->norigins++;
     }
     if (oom) {
@@ -283,9 +273,6 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
         return svc__err_set(&app->err, SVC_ENOMEM, "cors: out of memory");
     }
     snprintf(c->max_age, sizeof(c->max_age), "%u", opts->max_age_s);
-    c->methods_ok = svc__header_value_ok(c->allow_methods);
-    c->headers_ok = svc__header_value_ok(c->allow_headers);
-    c->expose_ok = !c->expose_headers || svc__header_value_ok(c->expose_headers);
 
     svc_status st = svc_app_on_free(app, cors_free, c);
     if (st != SVC_OK) {

@@ -27,7 +27,6 @@ typedef struct svc__sec {
     char *names[SVC__SEC_MAX];
     char *values[SVC__SEC_MAX];
     size_t lens[SVC__SEC_MAX]; /* strlen(names[i]) */
-    uint32_t refused;          /* bit j: no response accepts values[j] */
 } svc__sec;
 
 static const char *const default_headers[] = {
@@ -73,26 +72,15 @@ static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
                 present |= UINT32_C(1) << j;
         }
     }
-    /* Names and values were validated when configured and live as long as
-     * the app: they are borrowed, not copied. Only running out of memory
-     * fails here, and the answer then leaves without the rest. */
+    /* Names and values were validated when configured (with the checks of
+     * svc_res_header_set()) and live as long as the app: they are
+     * borrowed, not copied. Only running out of memory fails here; that
+     * header is left out and the others are still added. */
     for (size_t j = 0; j < s->n; j++) {
-        uint32_t bit = UINT32_C(1) << j;
-        if (!(present & bit) &&
-            ((s->refused & bit) ||
-             svc__res_header_put(res, s->names[j], s->lens[j], s->values[j],
-                                 SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT) != SVC_OK))
-            break;
+        if (!(present & (UINT32_C(1) << j)))
+            svc__discard(svc__res_header_put(res, s->names[j], s->lens[j], s->values[j],
+                                             SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT));
     }
-}
-
-static bool value_ok(const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\r' || *v == '\n')
-            return false;
-    }
-    return true;
 }
 
 /* Builds the list into `out` (empty on entry). On failure `out` holds what
@@ -110,9 +98,11 @@ static svc_status sec_build(svc_app *app, svc__sec *out, const char *const *pair
         if (!svc__header_name_ok(name))
             return svc__err_set(&app->err, SVC_EINVAL,
                                 "security headers: \"%s\" is not a valid header name", name);
-        if (!value_ok(value))
+        if (!svc__header_value_ok(value))
             return svc__err_set(&app->err, SVC_EINVAL,
-                                "security headers: the value of %s contains CR or LF", name);
+                                "security headers: the value of %s contains a control "
+                                "character (only HTAB is allowed)",
+                                name);
         if (out->n + 1 >= SVC__SEC_MAX) /* one slot kept for HSTS */
             return svc__err_set(&app->err, SVC_ERANGE,
                                 "security headers: more than %d headers", SVC__SEC_MAX - 1);
@@ -185,13 +175,6 @@ static svc_status sec_configure(svc_app *app, const char *const *pairs, unsigned
         return st;
     }
     sec_clear(s);
-    /* A value with a control character other than CR/LF passes the check
-     * above but no response accepts it (svc_res_header_add() refuses it, and
-     * the middleware stops there): found once here, not on every request. */
-    fresh.refused = 0;
-    for (size_t j = 0; j < fresh.n; j++)
-        if (!svc__header_value_ok(fresh.values[j]))
-            fresh.refused |= UINT32_C(1) << j;
     *s = fresh;
     return SVC_OK;
 }

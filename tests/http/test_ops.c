@@ -214,6 +214,47 @@ static void bad_security_header_lists_are_refused(void **state)
     fx_free(&fx);
 }
 
+static void security_header_values_with_control_bytes_are_refused_at_configuration(void **state)
+{
+    (void)state;
+    fixture fx;
+    fx_new(&fx, 1);
+    svc_security_headers_opts so = {0};
+    static const char *const custom[] = {"X-Custom", "kept", NULL};
+    so.headers = custom;
+    assert_int_equal(svc_add_security_headers(fx.app, &so), SVC_OK);
+    /* the same rule as svc_res_header_set(): every control byte but HTAB, and DEL */
+    static const char *const soh[] = {"X-Ok", "fine", "X-Bad", "a\x01" "b", NULL};
+    static const char *const del[] = {"X-Bad", "a\x7f", NULL};
+    static const char *const tab[] = {"X-Custom", "a\tb", "X-Other", "x", NULL};
+    so.headers = soh;
+    assert_int_equal(svc_add_security_headers(fx.app, &so), SVC_EINVAL);
+    assert_non_null(strstr(svc_app_errmsg(fx.app), "X-Bad"));
+    so.headers = del;
+    assert_int_equal(svc_add_security_headers(fx.app, &so), SVC_EINVAL);
+    assert_int_equal(svc_app_route(fx.app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    fx_start(&fx);
+    htu_response r;
+    get(&fx, "/hello", NULL, &r);
+    assert_string_equal(htu_header(&r, "X-Custom"), "kept"); /* the previous list stays */
+    assert_null(htu_header(&r, "X-Ok"));
+    assert_null(htu_header(&r, "X-Bad"));
+    htu_response_free(&r);
+    fx_free(&fx);
+
+    /* a tab is fine, and every header of the list is sent */
+    fx_new(&fx, 1);
+    so.headers = tab;
+    assert_int_equal(svc_add_security_headers(fx.app, &so), SVC_OK);
+    assert_int_equal(svc_app_route(fx.app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    fx_start(&fx);
+    get(&fx, "/hello", NULL, &r);
+    assert_string_equal(htu_header(&r, "X-Custom"), "a\tb");
+    assert_string_equal(htu_header(&r, "X-Other"), "x");
+    htu_response_free(&r);
+    fx_free(&fx);
+}
+
 /* ---- CORS ---------------------------------------------------------------------- */
 
 static const char *const origins[] = {"https://app.example.com", "http://localhost:3000", NULL};
@@ -405,6 +446,16 @@ static void cors_configuration_errors_are_refused(void **state)
     co.allow_origins = origins;
     co.allow_headers = "Content-Type\r\nX-Evil: 1";
     assert_int_equal(svc_add_cors(fx.app, &co), SVC_EINVAL);
+    co.allow_headers = "Content-Type\x01";
+    assert_int_equal(svc_add_cors(fx.app, &co), SVC_EINVAL);
+    co.allow_headers = NULL;
+    co.expose_headers = "X-Request-Id\x7f";
+    assert_int_equal(svc_add_cors(fx.app, &co), SVC_EINVAL);
+    co.expose_headers = NULL;
+    static const char *const ctl[] = {"https://ok\x01.example", NULL};
+    co.allow_origins = ctl;
+    assert_int_equal(svc_add_cors(fx.app, &co), SVC_EINVAL);
+    co.allow_origins = origins;
     co.allow_headers = NULL; /* NULL: the default */
     assert_int_equal(svc_add_cors(fx.app, &co), SVC_OK);
     assert_int_equal(svc_add_cors(fx.app, &co), SVC_EEXIST);
@@ -814,6 +865,7 @@ int main(void)
         cmocka_unit_test(custom_security_headers_replace_the_default_list),
         cmocka_unit_test(security_headers_without_default_middleware_are_installed_once),
         cmocka_unit_test(bad_security_header_lists_are_refused),
+        cmocka_unit_test(security_header_values_with_control_bytes_are_refused_at_configuration),
         cmocka_unit_test(cors_allowed_origin_is_echoed_with_vary),
         cmocka_unit_test(cors_vary_is_merged_with_the_handlers_own),
         cmocka_unit_test(cors_denied_origin_gets_no_cors_headers),
