@@ -14,7 +14,8 @@
  *        ├─ error       ─► 503 problem
  *        └─ CLAIMED     ─► next; then complete with the final response
  *                          (release instead: 5xx with release_on_5xx, a response
- *                          over max_response_bytes, a transactional handler)
+ *                          over max_response_bytes or with more than 64 headers,
+ *                          a transactional handler)
  *
  * Middleware of earlier stages adds its headers (request id, traceparent,
  * security headers, RateLimit) after this one returns, so what is stored is
@@ -210,18 +211,22 @@ static int effective_status(const svc_res *res)
 }
 
 /* The response as it stands, without the headers that are never stored.
- * names/values point into `res` and live while it does. */
+ * names/values point into `res` and live while it does. Returns false when
+ * the response has more headers than a record holds: it is then not stored
+ * at all (never a replay missing some of its headers). */
 #define MAX_STORED_HEADERS 64
-static void capture(svc_res *res, svc_idem_response *out, const char **names,
+static bool capture(svc_res *res, svc_idem_response *out, const char **names,
                     const char **values)
 {
     memset(out, 0, sizeof *out);
     out->status = effective_status(res);
     size_t n = svc_res_header_count(res);
-    for (size_t i = 0; i < n && out->nheaders < MAX_STORED_HEADERS; i++) {
+    for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         if (!svc_res_header_nth(res, i, &name, &value) || !name || is_not_stored(name))
             continue;
+        if (out->nheaders == MAX_STORED_HEADERS)
+            return false;
         names[out->nheaders] = name;
         values[out->nheaders] = value;
         out->nheaders++;
@@ -229,6 +234,7 @@ static void capture(svc_res *res, svc_idem_response *out, const char **names,
     out->header_names = names;
     out->header_values = values;
     out->body = svc_res_get_body(res, &out->body_len);
+    return true;
 }
 
 static void replay(svc_res *res, const svc_idem_result *r)
@@ -273,7 +279,12 @@ static void finish(idem_ctx *c, svc_res *res)
     }
     const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
     svc_idem_response r;
-    capture(res, &r, names, values);
+    if (!capture(res, &r, names, values)) {
+        svc_logf(SVC_LOG_WARN, "idempotency: response has more than %d headers; not stored, "
+                 "key released", MAX_STORED_HEADERS);
+        release_quietly(c);
+        return;
+    }
     if (r.status >= 500 && c->h->release_5xx) {
         release_quietly(c);
         return;
