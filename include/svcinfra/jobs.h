@@ -268,7 +268,8 @@ SVC_EXPORT svc_job_result svc_job_snooze(svc_job *job, int64_t delay_ms) SVC_NON
 typedef struct svc_jobs_worker_opts {
     const char *const *queues;       /* NULL-terminated; NULL: {"default"} */
     unsigned threads;                /* 4: handler threads (1..256) */
-    unsigned batch_size;             /* 0: 2 * threads, at most 1000: jobs per claim */
+    unsigned batch_size;             /* 0: 50 * threads, at most 1000: jobs per claim;
+                                        up to 2 batches are held at once */
     int64_t poll_interval_ms;        /* 1000: look for due jobs at least this often */
     int64_t lease_ms;                /* 30000: a claimed job is held this long without
                                         renewal; renewed every lease_ms / 3 */

@@ -170,6 +170,9 @@ svc_status svc__jobs_store_pg_new(svc_jobs *j, svc__jobs_store **out);
  * of a single statement); `err` receives the detail. */
 svc_status svc__jobs_pg_insert(svc_pg_conn *conn, svc__err *err, svc__jobs_enq *items,
                                size_t n);
+/* The text of the store's "claim", "complete" and "insert" statements
+ * (for the benchmark's pgbench runs); NULL for another name. */
+const char *svc__jobs_pg_sql(const char *name);
 /* The LISTEN channel. */
 #define SVC__JOBS_CHANNEL "svc_jobs"
 #endif

@@ -15,6 +15,7 @@
  * Times are the server's now(); arrays travel as text literals.
  */
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,6 +26,7 @@
 typedef struct pg_store {
     svc__jobs_store base;
     svc_jobs *j;
+    atomic_uint rotate; /* first queue of the next claim */
 } pg_store;
 
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
@@ -247,7 +249,7 @@ static svc_status pg_enqueue(svc__jobs_store *bs, svc_pg_tx *tx, svc__jobs_enq *
 static const char SQL_CLAIM[] =
     "WITH c AS (\n"
     "  SELECT id FROM svc_jobs\n"
-    "  WHERE state IN " DUE_STATES " AND queue = ANY($1::text[]) AND run_at <= now()\n"
+    "  WHERE state IN " DUE_STATES " AND queue = $1 AND run_at <= now()\n"
     "  ORDER BY priority, run_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)\n"
     "UPDATE svc_jobs j SET state = 'running', attempt = j.attempt + 1, worker = $3,\n"
     "  attempted_at = now(), updated_at = now(),\n"
@@ -255,46 +257,44 @@ static const char SQL_CLAIM[] =
     "FROM c WHERE j.id = c.id\n"
     "RETURNING j.id, j.queue, j.kind, j.payload::text, j.attempt, j.max_attempts, j.priority";
 
+/* One statement per queue: `queue = $1` lets the claim read svc_jobs_fetch
+ * in order and stop after LIMIT rows (an ANY() over queues would read every
+ * due row and sort). Queues are served in turn, starting at a rotating
+ * one, so priorities order jobs within a queue. */
 static svc_status pg_claim(svc__jobs_store *bs, const char *const *queues, size_t nq,
                            const char *worker, int64_t lease_ms, size_t max, svc__jobs_row *out,
                            size_t *n)
 {
     pg_store *s = (pg_store *)bs;
     *n = 0;
-    svc__buf qa;
-    svc__buf_init(&qa);
-    svc__buf_putc(&qa, '{');
-    for (size_t i = 0; i < nq; i++)
-        arr_elem(&qa, queues[i]);
-    svc__buf_putc(&qa, '}');
-    if (!svc__buf_ok(&qa)) {
-        svc__buf_free(&qa);
-        return SVC_ENOMEM;
-    }
-    char lim[24], lease[24];
-    snprintf(lim, sizeof lim, "%zu", max);
+    char lease[24];
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
-    const char *p[] = {qa.data, lim, worker, lease};
-    svc_pg_result *r = NULL;
-    svc_status st = svc_pg_exec(s->j->pg, SQL_CLAIM, 4, p, &r);
-    svc__buf_free(&qa);
-    if (st)
-        return fail_pg(s, st, "claim");
-    int rows = svc_pg_result_rows(r);
-    for (int i = 0; i < rows && (size_t)i < max; i++) {
-        svc__jobs_row *o = &out[*n];
-        o->id = val_i64(r, i, 0);
-        o->queue = val_dup(r, i, 1);
-        o->kind = val_dup(r, i, 2);
-        o->payload = val_dup(r, i, 3);
-        o->attempt = (int)val_i64(r, i, 4);
-        o->max_attempts = (int)val_i64(r, i, 5);
-        o->priority = (int)val_i64(r, i, 6);
-        (*n)++;
-        if (!o->queue || !o->kind || !o->payload)
-            st = SVC_ENOMEM; /* the row stays claimed; its lease brings it back */
+    size_t start = nq > 1 ? (size_t)atomic_fetch_add(&s->rotate, 1) % nq : 0;
+    svc_status st = SVC_OK;
+    for (size_t qi = 0; qi < nq && *n < max && !st; qi++) {
+        char lim[24];
+        snprintf(lim, sizeof lim, "%zu", max - *n);
+        const char *p[] = {queues[(start + qi) % nq], lim, worker, lease};
+        svc_pg_result *r = NULL;
+        st = svc_pg_exec(s->j->pg, SQL_CLAIM, 4, p, &r);
+        if (st)
+            return fail_pg(s, st, "claim");
+        int rows = svc_pg_result_rows(r);
+        for (int i = 0; i < rows && *n < max; i++) {
+            svc__jobs_row *o = &out[*n];
+            o->id = val_i64(r, i, 0);
+            o->queue = val_dup(r, i, 1);
+            o->kind = val_dup(r, i, 2);
+            o->payload = val_dup(r, i, 3);
+            o->attempt = (int)val_i64(r, i, 4);
+            o->max_attempts = (int)val_i64(r, i, 5);
+            o->priority = (int)val_i64(r, i, 6);
+            (*n)++;
+            if (!o->queue || !o->kind || !o->payload)
+                st = SVC_ENOMEM; /* the row stays claimed; its lease brings it back */
+        }
+        svc_pg_result_free(r);
     }
-    svc_pg_result_free(r);
     return st;
 }
 
@@ -709,6 +709,17 @@ static svc_status pg_prune(svc__jobs_store *bs, int64_t completed_ms, int64_t di
             break;
     }
     return SVC_OK;
+}
+
+const char *svc__jobs_pg_sql(const char *name)
+{
+    if (strcmp(name, "claim") == 0)
+        return SQL_CLAIM;
+    if (strcmp(name, "complete") == 0)
+        return SQL_COMPLETE;
+    if (strcmp(name, "insert") == 0)
+        return SQL_INSERT_MANY;
+    return NULL;
 }
 
 static void pg_free(svc__jobs_store *bs) { svc_free(bs); }

@@ -12,8 +12,8 @@
  *            result thread: records the whole done list (completions in
  *            one statement), frees the slots, wakes the fetch thread
  *
- * Slots: at most threads + batch_size jobs are claimed and unrecorded at
- * once (`inflight`), so a worker never holds more leases than it can run
+ * Slots: at most 2 * batch_size (at least `threads`) jobs are claimed and
+ * unrecorded at once (`inflight`), so a worker never holds more leases than it can run
  * soon. Every claimed job is also on the `all` list so its lease is renewed
  * until it is recorded, except once its handler is past its timeout.
  */
@@ -320,7 +320,7 @@ static void *handler_main(void *arg)
         } else {
             done_push(w, job);
         }
-        if (w->nready < w->o.threads)
+        if (w->nready == 0 && w->inflight < w->cap)
             wake(w);
     }
     pthread_mutex_unlock(&w->mu);
@@ -559,7 +559,9 @@ static void *fetch_main(void *arg)
             next_prune = now + w->o.maintenance_interval_ms * SVC__NS_PER_MS;
         }
         int full = 0;
-        if (free_slots > 0 && (nready < w->o.threads || free_slots >= w->o.batch_size)) {
+        /* whole batches only, two in flight: one runs while the other's
+         * results are recorded */
+        if (free_slots >= w->o.batch_size || (nready == 0 && free_slots > 0)) {
             size_t want = free_slots < w->o.batch_size ? free_slots : w->o.batch_size;
             size_t got = claim_some(w, want);
             full = got == want;
@@ -635,7 +637,7 @@ static svc_status check_worker_opts(svc_jobs *j, svc_jobs_worker_opts *o)
     if (o->threads == 0 || o->threads > 256)
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: worker threads must be 1..256");
     if (o->batch_size == 0)
-        o->batch_size = 2 * o->threads;
+        o->batch_size = 50 * o->threads > 1000 ? 1000 : 50 * o->threads;
     if (o->batch_size > 1000)
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: batch_size must be 1..1000");
     if (o->poll_interval_ms < 1 || o->lease_ms < 30 || o->job_timeout_ms < 1 ||
@@ -677,7 +679,7 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     w->o = o;
     w->o.queues = NULL;
     w->o.worker_id = NULL;
-    w->cap = o.threads + o.batch_size;
+    w->cap = 2 * o.batch_size > o.threads ? 2 * o.batch_size : o.threads;
     w->wake_fd = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_ready, NULL);
