@@ -369,7 +369,9 @@ typedef struct svc_tenancy_opts {
     const char *api_key_header;      /* "X-API-Key" (Authorization: Bearer also read) */
     const char *trusted_header;      /* NULL: never trust a header (e.g. "X-Tenant-Id") */
     int required;                    /* 0 */
-    const char *const *skip_paths;   /* NULL-terminated; default: probes and /metrics */
+    const char *const *skip_paths;   /* NULL-terminated exact raw paths (compared
+                                        before percent-decoding, as the router
+                                        sees them); default: probes and /metrics */
     void *reserved[4];
 } svc_tenancy_opts;
 SVC_EXPORT void svc_tenancy_opts_default(svc_tenancy_opts *opts) SVC_NONNULL(1);

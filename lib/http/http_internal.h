@@ -238,6 +238,11 @@ void svc__exchange_free(svc__exchange *ex);
 /* Splits uri into raw path and query and decodes the path. Returns
  * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
 svc_status svc__req_parse_target(svc_req *req);
+/* The raw (undecoded) path, without the query: what the router splits into
+ * segments before decoding each. Skip lists compare against this, never the
+ * decoded svc_req_path(), so "/api%2Fpublic" cannot pass for "/api/public"
+ * while routing to another route. "" when the target was not parsed. */
+const char *svc__req_raw_path(const svc_req *req);
 /* Appends a request header (borrowed strings; nlen = strlen(name)). */
 svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value);
 /* In-place percent-decoding of s[0..n) into out (may be s); returns the

@@ -360,7 +360,7 @@ static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     rl_http *h = ud;
     uint64_t cost;
-    const char *name = skipped(h, svc_req_path(req)) ? NULL : choose(h, req, &cost);
+    const char *name = skipped(h, svc__req_raw_path(req)) ? NULL : choose(h, req, &cost);
     if (!name) {
         svc_next(next);
         return;

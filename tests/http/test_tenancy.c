@@ -112,12 +112,44 @@ static void required_tenant_answers_401_except_on_skip_paths(void **state)
     svc_app_free(app);
 }
 
+static void skip_paths_compare_the_path_the_router_sees(void **state)
+{
+    (void)state;
+    static const char *const skip[] = {"/api/public", NULL};
+    svc_tenancy_opts t;
+    svc_tenancy_opts_default(&t);
+    t.lookup = lookup;
+    t.required = 1;
+    t.skip_paths = skip;
+    svc_app_opts o;
+    svc_app_opts_default(&o);
+    o.port = 0;
+    o.threads = 1;
+    o.access_log = 0;
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, &o), SVC_OK);
+    assert_int_equal(svc_add_tenancy(app, &t), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/api/public", h_who, NULL), SVC_OK);
+    /* a private route that a decoded "/api%2Fpublic" would look like */
+    assert_int_equal(svc_app_route(app, "GET", "/{name}", h_who, NULL), SVC_OK);
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    uint16_t port = svc_app_port(app);
+    expect(port, "/api/public", NULL, 200, "-/-");
+    expect(port, "/api/public?x=1", NULL, 200, "-/-");
+    /* one segment "api/public" for the router: /{name}, which needs a tenant */
+    expect(port, "/api%2Fpublic", NULL, 401, NULL);
+    expect(port, "/api%2fpublic", NULL, 401, NULL);
+    expect(port, "/api%2Fpublic", "Authorization: Bearer k-acme\r\n", 200, "acme/key-1");
+    svc_app_free(app);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(api_key_lookup_sets_tenant_and_principal),
         cmocka_unit_test(trusted_header_is_used_and_untrusted_ignored),
         cmocka_unit_test(required_tenant_answers_401_except_on_skip_paths),
+        cmocka_unit_test(skip_paths_compare_the_path_the_router_sees),
     };
     return cmocka_run_group_tests_name("http_tenancy", tests, NULL, NULL);
 }
