@@ -160,7 +160,9 @@ SVC_EXPORT uint16_t svc_app_port(const svc_app *app) SVC_NONNULL(1);
  * for SIGTERM and SIGINT for its duration and restores the old ones. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_run(svc_app *app) SVC_NONNULL(1);
 
-/* Asks svc_app_run() to return. Async-signal-safe; any thread. */
+/* Asks svc_app_run() to return. Async-signal-safe; any thread. Called
+ * before svc_app_run(), that run returns at once; the stop is consumed
+ * when the run returns, so a later svc_app_run() is not affected. */
 SVC_EXPORT void svc_app_stop(svc_app *app) SVC_NONNULL(1);
 
 /* Graceful shutdown: stop accepting, let in-flight requests finish for up

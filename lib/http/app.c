@@ -796,6 +796,14 @@ void svc_app_stop(svc_app *app)
     }
 }
 
+/* Reads every byte waiting in the stop pipe (non-blocking). */
+static void drain_stop_pipe(svc_app *app)
+{
+    char buf[64];
+    while (read(app->stop_pipe[0], buf, sizeof buf) > 0) {
+    }
+}
+
 svc_status svc_app_run(svc_app *app)
 {
     svc_status st;
@@ -816,12 +824,8 @@ svc_status svc_app_run(svc_app *app)
     while (!atomic_load(&app->stop_requested)) {
         struct pollfd p = {app->stop_pipe[0], POLLIN, 0};
         int r = poll(&p, 1, 1000);
-        if (r > 0) {
-            char buf[64];
-            while (read(app->stop_pipe[0], buf, sizeof buf) > 0) {
-            }
+        if (r > 0)
             break;
-        }
     }
     if (signals) {
         sigaction(SIGTERM, &old_term, NULL);
@@ -830,6 +834,10 @@ svc_status svc_app_run(svc_app *app)
     }
     svc_logf(SVC_LOG_INFO, "http: shutting down");
     st = svc_app_shutdown(app);
+    /* Consume this run's stop: the byte of a svc_app_stop() that came before
+     * svc_app_run() (the loop above never polled), or of a signal, must not
+     * stop the next run at once. */
+    drain_stop_pipe(app);
     atomic_store(&app->stop_requested, 0);
     return st;
 }

@@ -718,6 +718,48 @@ static void run_returns_after_stop(void **state)
     svc_app_free(app);
 }
 
+typedef struct run_ctl {
+    svc_app *app;
+    atomic_int done;
+    svc_status st;
+} run_ctl;
+
+static void *run_thread(void *arg)
+{
+    run_ctl *c = arg;
+    c->st = svc_app_run(c->app);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static void stop_before_run_does_not_stop_the_next_run(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    svc_app_stop(app);
+    assert_int_equal(svc_app_run(app), SVC_OK); /* returns at once: stop came first */
+
+    run_ctl c = {.app = app};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_thread, &c), 0);
+    for (int i = 0; i < 1000 && svc_app_port(app) == 0 && !atomic_load(&c.done); i++)
+        htu_sleep_ms(10); /* bounded: 10 s */
+    uint16_t port = svc_app_port(app);
+    assert_true(port > 0);
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/hello", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&c.done), 0); /* the second run still serves */
+    svc_app_stop(app);
+    pthread_join(t, NULL);
+    assert_int_equal(c.st, SVC_OK);
+    svc_app_free(app);
+}
+
 static void options_are_validated(void **state)
 {
     (void)state;
@@ -753,6 +795,7 @@ int main(void)
         cmocka_unit_test(maintenance_pauses_writes_but_serves_reads),
         cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
         cmocka_unit_test(run_returns_after_stop),
+        cmocka_unit_test(stop_before_run_does_not_stop_the_next_run),
         cmocka_unit_test(options_are_validated),
     };
     return cmocka_run_group_tests_name("http_app", tests, NULL, NULL);
