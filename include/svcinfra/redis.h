@@ -158,6 +158,12 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_redis_script_eval(svc_redis *r, const sv
                                                           int nargs, const char *const *args,
                                                           svc_redis_reply **out)
     SVC_NONNULL(1, 2);
+/* The same with binary-safe keys and arguments: `keylens`/`arglens` give
+ * their lengths (NULL: each is a NUL-terminated string). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_redis_script_evalv(
+    svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
+    const size_t *keylens, int nargs, const char *const *args, const size_t *arglens,
+    svc_redis_reply **out) SVC_NONNULL(1, 2);
 
 /* ---- operations ------------------------------------------------------------------- */
 typedef struct svc_redis_pool_stats {

@@ -454,8 +454,10 @@ void svc_redis_script_free(svc_redis_script *s)
     svc_free(s);
 }
 
-svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
-                                 int nargs, const char *const *args, svc_redis_reply **out)
+svc_status svc_redis_script_evalv(svc_redis *r, const svc_redis_script *s, int nkeys,
+                                  const char *const *keys, const size_t *keylens, int nargs,
+                                  const char *const *args, const size_t *arglens,
+                                  svc_redis_reply **out)
 {
     if (out)
         *out = NULL;
@@ -464,26 +466,39 @@ svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nk
         return svc__err_set(&r->err, SVC_EINVAL, "redis script: bad key or argument count");
     int argc = 3 + nkeys + nargs;
     const char **argv = svc_malloc((size_t)argc * sizeof *argv);
-    if (!argv)
+    size_t *argl = svc_malloc((size_t)argc * sizeof *argl);
+    if (!argv || !argl) {
+        svc_free(argv);
+        svc_free(argl);
         return svc__err_set(&r->err, SVC_ENOMEM, "redis script: out of memory");
+    }
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
     argv[0] = "EVALSHA";
     argv[1] = s->sha;
     argv[2] = nk;
-    for (int i = 0; i < nkeys; i++)
+    for (int i = 0; i < nkeys; i++) {
         argv[3 + i] = keys[i];
-    for (int i = 0; i < nargs; i++)
+        argl[3 + i] = keylens ? keylens[i] : strlen(keys[i]);
+    }
+    for (int i = 0; i < nargs; i++) {
         argv[3 + nkeys + i] = args[i];
+        argl[3 + nkeys + i] = arglens ? arglens[i] : strlen(args[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        argl[i] = strlen(argv[i]);
 
     svc_redis_conn *c;
     svc_status st = svc_redis_checkout(r, &c);
     if (st) {
         svc_free(argv);
+        svc_free(argl);
         return st;
     }
+    /* NOSCRIPT is read from this call's own reply on this connection, so
+     * concurrent callers never mistake each other's errors for it. */
     redisReply *rep = NULL;
-    st = send_raw(c, argc, argv, NULL, &rep);
+    st = send_raw(c, argc, argv, argl, &rep);
     if (!st && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(rep);
         rep = NULL;
@@ -499,7 +514,7 @@ svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nk
             if (!same)
                 st = svc__err_set(&r->err, SVC_EBACKEND, "redis SCRIPT LOAD returned another SHA1");
             else
-                st = send_raw(c, argc, argv, NULL, &rep);
+                st = send_raw(c, argc, argv, argl, &rep);
         }
     }
     if (!st && rep->type == REDIS_REPLY_ERROR) {
@@ -510,7 +525,14 @@ svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nk
         hand_out(rep, out);
     svc_redis_checkin(c);
     svc_free(argv);
+    svc_free(argl);
     return st;
+}
+
+svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
+                                 int nargs, const char *const *args, svc_redis_reply **out)
+{
+    return svc_redis_script_evalv(r, s, nkeys, keys, NULL, nargs, args, NULL, out);
 }
 
 /* ---- lifecycle, stats, ping ------------------------------------------------------- */

@@ -177,6 +177,16 @@ svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script 
 }
 const char *svc_redis_script_sha(const svc_redis_script *s) { (void)s; return ""; }
 void svc_redis_script_free(svc_redis_script *s) { (void)s; }
+svc_status svc_redis_script_evalv(svc_redis *r, const svc_redis_script *s, int nkeys,
+                                  const char *const *keys, const size_t *keylens, int nargs,
+                                  const char *const *args, const size_t *arglens,
+                                  svc_redis_reply **out)
+{
+    (void)r, (void)s, (void)nkeys, (void)keys, (void)keylens, (void)nargs, (void)args, (void)arglens;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
 svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nkeys, const char *const *keys,
                                  int nargs, const char *const *args, svc_redis_reply **out)
 {

@@ -12,7 +12,7 @@
  *
  * Scripts go out as EVALSHA with binary-safe arguments (bodies and header
  * blobs hold NUL bytes); after NOSCRIPT (a restarted or flushed server) the
- * same call is repeated as EVAL, which also caches the script again.
+ * pool loads the script again and repeats the call on the same connection.
  */
 #include <stdio.h>
 #include <string.h>
@@ -74,31 +74,17 @@ typedef struct redis_store {
 
 #define MAX_ARGS 8
 
-/* Runs script `which` on `key` with `n` binary-safe arguments. */
+/* Runs script `which` on `key` with `n` binary-safe arguments (EVALSHA,
+ * reloaded on NOSCRIPT by the pool on the same connection). */
 static svc_status eval(redis_store *rs, int which, const char *key, int n,
                        const char *const *args, const size_t *lens, svc_redis_reply **rep,
                        svc__err *err)
 {
-    const char *argv[4 + MAX_ARGS];
-    size_t argl[4 + MAX_ARGS];
-    argv[0] = "EVALSHA";
-    argv[1] = svc_redis_script_sha(rs->scripts[which]);
-    argv[2] = "1";
-    argv[3] = key;
-    for (int i = 0; i < 4; i++)
-        argl[i] = strlen(argv[i]);
-    for (int i = 0; i < n; i++) {
-        argv[4 + i] = args[i];
-        argl[4 + i] = lens ? lens[i] : strlen(args[i]);
-    }
-    svc_status st = svc_redis_command_argv(rs->pool, 4 + n, argv, argl, rep);
-    if (st == SVC_EBACKEND && strstr(svc_redis_errmsg(rs->pool), "NOSCRIPT")) {
-        argv[0] = "EVAL";
-        argv[1] = SOURCES[which];
-        argl[0] = 4;
-        argl[1] = strlen(SOURCES[which]);
-        st = svc_redis_command_argv(rs->pool, 4 + n, argv, argl, rep);
-    }
+    if (n > MAX_ARGS)
+        return svc__err_set(err, SVC_EINVAL, "redis store: too many script arguments");
+    const char *keys[1] = {key};
+    svc_status st = svc_redis_script_evalv(rs->pool, rs->scripts[which], 1, keys, NULL, n, args,
+                                           lens, rep);
     if (st != SVC_OK)
         return svc__err_set(err, st, "redis store: %s", svc_redis_errmsg(rs->pool));
     return SVC_OK;

@@ -211,6 +211,28 @@ static void evalsha_reloads_the_script_after_script_flush(void **state)
     assert_int_equal(svc_redis_reply_integer(svc_redis_reply_element(rep, 0)), 1);
     svc_redis_reply_free(rep);
 
+    /* binary-safe keys and arguments, NOSCRIPT handled the same way */
+    svc_redis_script *echo;
+    must(r, svc_redis_script_new(r, "return {KEYS[1], ARGV[1], string.len(ARGV[1])}", &echo));
+    svc_redis_reply_free(cmd(r, 2, flush));
+    const char bkey[] = {'k', '\0', 'y'};
+    const char barg[] = {'a', '\0', 'b', '\0'};
+    const char *bkeys[] = {bkey};
+    const char *bargs[] = {barg};
+    const size_t bkl[] = {sizeof bkey}, bal[] = {sizeof barg};
+    must(r, svc_redis_script_evalv(r, echo, 1, bkeys, bkl, 1, bargs, bal, &rep));
+    assert_int_equal(svc_redis_reply_len(rep), 3);
+    size_t blen = 0;
+    const char *got = svc_redis_reply_string(svc_redis_reply_element(rep, 0), &blen);
+    assert_int_equal(blen, sizeof bkey);
+    assert_memory_equal(got, bkey, sizeof bkey);
+    got = svc_redis_reply_string(svc_redis_reply_element(rep, 1), &blen);
+    assert_int_equal(blen, sizeof barg);
+    assert_memory_equal(got, barg, sizeof barg);
+    assert_int_equal(svc_redis_reply_integer(svc_redis_reply_element(rep, 2)), (long long)sizeof barg);
+    svc_redis_reply_free(rep);
+    svc_redis_script_free(echo);
+
     /* a Lua error is a failure with the server's text */
     const char *bad[] = {"not a number"};
     assert_int_equal(svc_redis_script_eval(r, s, 1, keys, 1, bad, &rep), SVC_EBACKEND);
