@@ -171,9 +171,19 @@ SVC_EXPORT void svc_log_set_sink(svc_log_sink_fn fn, void *ctx);
 
 /* Installs a sink appending to the file at `path` (created 0640 when
  * missing, opened O_APPEND). Lines are kept in a 64 KiB buffer guarded by a
- * mutex and written whole when the buffer fills, on svc_log_flush(), at
- * process exit, for every record at SVC_LOG_ERROR and above, and when the
- * oldest buffered line is more than a second old as the next one arrives.
+ * mutex and written whole (never a partial line):
+ *   - when the buffer fills;
+ *   - at once for every record at SVC_LOG_WARN and above;
+ *   - at once for a record logged when the last write is more than a
+ *     second old, so on a quiet service a line goes out with its own call
+ *     and a buffered line waits at most a second after the previous write
+ *     plus the time until the next record (there is no background thread);
+ *   - on svc_log_flush(), at process exit (atexit), and when svc_app
+ *     shuts down (svc_app_shutdown(), svc_app_run() returning).
+ * Lines still buffered are lost if the process is killed (SIGKILL) or
+ * crashes; call svc_log_flush() where that matters. After fork() the child
+ * starts with an empty buffer: lines the parent buffered before the fork
+ * are written by the parent only, never twice.
  * Returns SVC_EINVAL for a NULL or empty path, SVC_EIO when the file cannot
  * be opened (the current sink stays), SVC_ENOMEM when allocation fails. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_log_open_file(const char *path);

@@ -12,7 +12,13 @@
  *
  * The file sink keeps whole lines in a buffer under its own mutex and hands
  * the buffer to write(2) in one piece, so a partial line never reaches the
- * file even with many threads and many processes appending.
+ * file even with many threads and many processes appending. Without a
+ * background thread, a line waits in the buffer at most FILE_MAX_AGE_NS
+ * after the previous write: a line logged when the last write is older than
+ * that goes out at once with everything before it, and so does every
+ * warning and error; svc_log_flush() (also at exit and from svc_app's
+ * shutdown) writes the rest. A fork()ed child drops the buffer it inherits
+ * (pthread_atfork): those lines are the parent's, which writes them.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -633,7 +639,7 @@ typedef struct file_sink {
     int fd;
     char *buf;
     size_t len;
-    int64_t oldest_ns; /* mono time of the first buffered line */
+    int64_t flushed_ns; /* mono time of the last write (or of the opening) */
 } file_sink;
 
 static void stderr_sink(svc_log_level level, const char *line, size_t len, void *ctx)
@@ -662,12 +668,13 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-static void file_flush_locked(file_sink *fs)
+static void file_flush_locked(file_sink *fs, int64_t now)
 {
     if (fs->len) {
         write_all(fs->fd, fs->buf, fs->len);
         fs->len = 0;
     }
+    fs->flushed_ns = now;
 }
 
 static void file_sink_write(svc_log_level level, const char *line, size_t len, void *ctx)
@@ -675,17 +682,18 @@ static void file_sink_write(svc_log_level level, const char *line, size_t len, v
     file_sink *fs = ctx;
     int64_t now = svc_clock_mono_ns(NULL);
     pthread_mutex_lock(&fs->mu);
-    if (fs->len && (fs->len + len > FILE_BUF_CAP || now - fs->oldest_ns > FILE_MAX_AGE_NS))
-        file_flush_locked(fs);
+    if (fs->len && fs->len + len > FILE_BUF_CAP)
+        file_flush_locked(fs, now);
     if (len > FILE_BUF_CAP) {
         write_all(fs->fd, line, len);
+        fs->flushed_ns = now;
     } else {
-        if (fs->len == 0)
-            fs->oldest_ns = now;
         memcpy(fs->buf + fs->len, line, len);
         fs->len += len;
-        if (level >= SVC_LOG_ERROR)
-            file_flush_locked(fs);
+        /* A quiet service must not keep a line until the next one: when the
+         * last write is older than the max age, this line goes out now. */
+        if (level >= SVC_LOG_WARN || now - fs->flushed_ns > FILE_MAX_AGE_NS)
+            file_flush_locked(fs, now);
     }
     pthread_mutex_unlock(&fs->mu);
 }
@@ -695,7 +703,7 @@ static void file_sink_close(file_sink *fs)
     if (!fs)
         return;
     pthread_mutex_lock(&fs->mu);
-    file_flush_locked(fs);
+    file_flush_locked(fs, 0);
     pthread_mutex_unlock(&fs->mu);
     close(fs->fd);
     pthread_mutex_destroy(&fs->mu);
@@ -704,7 +712,39 @@ static void file_sink_close(file_sink *fs)
 }
 
 static void log_atexit(void) { svc_log_flush(); }
-static void register_atexit(void) { atexit(log_atexit); }
+
+/* fork(): the child must not write the lines the parent has buffered (the
+ * parent writes them), and must not inherit a sink lock held by a thread
+ * that does not exist in it. So the locks are taken around fork() and the
+ * child empties the buffer before releasing them. */
+static void fork_prepare(void)
+{
+    pthread_rwlock_rdlock(&g_sink_lock);
+    if (g_file)
+        pthread_mutex_lock(&g_file->mu);
+}
+
+static void fork_parent(void)
+{
+    if (g_file)
+        pthread_mutex_unlock(&g_file->mu);
+    pthread_rwlock_unlock(&g_sink_lock);
+}
+
+static void fork_child(void)
+{
+    if (g_file) {
+        g_file->len = 0;
+        pthread_mutex_unlock(&g_file->mu);
+    }
+    pthread_rwlock_unlock(&g_sink_lock);
+}
+
+static void register_atexit(void)
+{
+    atexit(log_atexit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
 /* Swaps in a sink; returns the file sink it replaced (to close). */
@@ -744,6 +784,7 @@ svc_status svc_log_open_file(const char *path)
     pthread_mutex_init(&fs->mu, NULL);
     fs->fd = fd;
     fs->buf = buf;
+    fs->flushed_ns = svc_clock_mono_ns(NULL);
     pthread_once(&atexit_once, register_atexit);
     file_sink_close(install_sink(file_sink_write, fs, fs));
     return SVC_OK;
@@ -754,7 +795,7 @@ void svc_log_flush(void)
     pthread_rwlock_rdlock(&g_sink_lock);
     if (g_file) {
         pthread_mutex_lock(&g_file->mu);
-        file_flush_locked(g_file);
+        file_flush_locked(g_file, svc_clock_mono_ns(NULL));
         pthread_mutex_unlock(&g_file->mu);
     }
     pthread_rwlock_unlock(&g_sink_lock);

@@ -760,12 +760,13 @@ svc_status svc_app_shutdown(svc_app *app)
     atomic_store(&app->started, 0);
     if (left > 0) {
         svc_logf(SVC_LOG_WARN, "http: %ld request(s) cut off at the end of the shutdown grace",
-                 left);
+                 left); /* a warning is written out at once */
         return svc__err_set(&app->err, SVC_ETIMEDOUT,
                             "%ld request(s) still running after %u ms", left,
                             app->opts.shutdown_grace_ms);
     }
     svc_logf(SVC_LOG_INFO, "http server stopped");
+    svc_log_flush(); /* a stopping service writes out its buffered lines */
     return SVC_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -603,6 +604,64 @@ static void file_sink_writes_errors_at_once_and_buffers_the_rest(void **state)
     free(path);
 }
 
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void file_sink_lines_buffered_before_fork_are_written_once(void **state)
+{
+    (void)state;
+    char *path = temp_path();
+    assert_int_equal(svc_log_open_file(path), SVC_OK);
+    svc_log_kv(SVC_LOG_INFO, "parent line", NULL, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* the child logs nothing; its flush and its exit must not write
+         * the parent's buffered line a second time */
+        svc_log_flush();
+        exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    svc_log_flush();
+    size_t len;
+    char *d = slurp(path, &len);
+    assert_int_equal(count_of(d, "parent line"), 1);
+    free(d);
+    svc_log_set_sink(capture_sink, &cap);
+    unlink(path);
+    free(path);
+}
+
+static void file_sink_writes_warnings_and_lines_after_a_quiet_spell_at_once(void **state)
+{
+    (void)state;
+    char *path = temp_path();
+    assert_int_equal(svc_log_open_file(path), SVC_OK);
+    size_t len;
+    svc_log_kv(SVC_LOG_WARN, "warned", NULL, 0);
+    char *d = slurp(path, &len);
+    assert_non_null(strstr(d, "warned"));
+    free(d);
+    /* nothing written for longer than the buffer's max age (1 s): the next
+     * line goes out with the call that logs it, not with a later one */
+    usleep(1100 * 1000);
+    svc_log_kv(SVC_LOG_INFO, "after a quiet spell", NULL, 0);
+    d = slurp(path, &len);
+    assert_non_null(strstr(d, "after a quiet spell"));
+    free(d);
+    svc_log_set_sink(capture_sink, &cap);
+    unlink(path);
+    free(path);
+}
+
 static void file_sink_open_errors(void **state)
 {
     (void)state;
@@ -671,6 +730,8 @@ int main(void)
         T(logging_from_inside_a_sink_is_dropped),
         T(file_sink_from_four_threads_has_only_whole_lines),
         T(file_sink_writes_errors_at_once_and_buffers_the_rest),
+        T(file_sink_lines_buffered_before_fork_are_written_once),
+        T(file_sink_writes_warnings_and_lines_after_a_quiet_spell_at_once),
         T(file_sink_open_errors),
         T(configure_applies_level_from_config),
     };
