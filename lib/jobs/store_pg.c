@@ -92,6 +92,18 @@ static const char SQL_INSERT_MANY[] =
     "n AS (SELECT pg_notify('" SVC__JOBS_CHANNEL "', ''))\n"
     "SELECT ins.id FROM ins CROSS JOIN n ORDER BY ins.id";
 
+/* One job: the same insert without arrays to build and unpack. */
+static const char SQL_INSERT_ONE[] =
+    "WITH ins AS (\n"
+    "  INSERT INTO svc_jobs (queue, kind, payload, state, priority, max_attempts, run_at)\n"
+    "  SELECT $1, $2, $3::jsonb, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END,\n"
+    "         $4::int, $5::int, r\n"
+    "  FROM (SELECT CASE WHEN $6::bigint > 0 THEN to_timestamp($6::bigint / 1000.0)\n"
+    "                    ELSE now() + $7::bigint * interval '1 millisecond' END AS r) s\n"
+    "  RETURNING id),\n"
+    "n AS (SELECT pg_notify('" SVC__JOBS_CHANNEL "', ''))\n"
+    "SELECT ins.id FROM ins CROSS JOIN n";
+
 static const char SQL_UNIQUE_EXPIRE[] =
     "UPDATE svc_jobs SET unique_key = NULL, unique_until = NULL\n"
     "WHERE unique_key = $1 AND unique_until <= now()";
@@ -110,6 +122,15 @@ static const char SQL_INSERT_UNIQUE[] =
     "n AS (SELECT pg_notify('" SVC__JOBS_CHANNEL "', ''))\n"
     "SELECT ins.id FROM ins CROSS JOIN n";
 
+static void enq_numbers(const svc__jobs_enq *it, char pr[16], char ma[16], char ra[24],
+                        char d[24])
+{
+    snprintf(pr, 16, "%d", it->priority);
+    snprintf(ma, 16, "%d", it->max_attempts);
+    snprintf(ra, 24, "%lld", (long long)it->run_at_ms);
+    snprintf(d, 24, "%lld", (long long)it->delay_ms);
+}
+
 static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it)
 {
     const char *p1[] = {it->unique_key};
@@ -118,10 +139,7 @@ static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it
         if ((st = svc_pg_conn_exec(c, SQL_UNIQUE_EXPIRE, 1, p1, NULL)))
             return st;
         char pr[16], ma[16], ra[24], d[24], w[24];
-        snprintf(pr, sizeof pr, "%d", it->priority);
-        snprintf(ma, sizeof ma, "%d", it->max_attempts);
-        snprintf(ra, sizeof ra, "%lld", (long long)it->run_at_ms);
-        snprintf(d, sizeof d, "%lld", (long long)it->delay_ms);
+        enq_numbers(it, pr, ma, ra, d);
         snprintf(w, sizeof w, "%lld", (long long)it->unique_window_ms);
         const char *p[] = {it->queue, it->kind, it->payload, pr, ma, ra, d, it->unique_key, w};
         svc_pg_result *r = NULL;
@@ -150,8 +168,29 @@ static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it
     return svc__err_set(err, SVC_ECONFLICT, "jobs: unique key kept changing under enqueue");
 }
 
+static svc_status insert_one(svc_pg_conn *c, svc__jobs_enq *it)
+{
+    char pr[16], ma[16], ra[24], d[24];
+    enq_numbers(it, pr, ma, ra, d);
+    const char *p[] = {it->queue, it->kind, it->payload, pr, ma, ra, d};
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_conn_exec(c, SQL_INSERT_ONE, 7, p, &r);
+    if (!st && svc_pg_result_rows(r) != 1)
+        st = SVC_EINTERNAL;
+    if (!st) {
+        it->id = val_i64(r, 0, 0);
+        it->duplicate = 0;
+    }
+    svc_pg_result_free(r);
+    return st;
+}
+
 static svc_status insert_plain(svc_pg_conn *c, svc__jobs_enq *items, size_t n, size_t nplain)
 {
+    if (nplain == 1)
+        for (size_t i = 0; i < n; i++)
+            if (!items[i].unique_key)
+                return insert_one(c, &items[i]);
     svc__buf a[7];
     for (int i = 0; i < 7; i++) {
         svc__buf_init(&a[i]);
@@ -719,6 +758,8 @@ const char *svc__jobs_pg_sql(const char *name)
         return SQL_COMPLETE;
     if (strcmp(name, "insert") == 0)
         return SQL_INSERT_MANY;
+    if (strcmp(name, "insert1") == 0)
+        return SQL_INSERT_ONE;
     return NULL;
 }
 
