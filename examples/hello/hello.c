@@ -11,6 +11,7 @@
  *   GET  /orders/{id}        an order, or 404 problem+json for unknown ids
  *   POST /payments           a payment; with Idempotency-Key a retry replays the first answer
  *   GET  /limited            rate limited: a burst of 3, then 429 + Retry-After
+ *   POST /signup             enqueues a background job (202 + job id); GET /jobs/{id} its state
  *   GET  /healthz /readyz /startupz /metrics
  *   POST /admin/maintenance  only when HELLO_ADMIN_TOKEN is set (see below)
  *
@@ -173,6 +174,74 @@ static void payment(svc_req *req, svc_res *res, void *ud)
     answer(res, 201, json_pack("{s:s, s:I}", "id", pid, "amount", amount));
 }
 
+/* Background jobs (memory: backend, in this process): POST /signup
+ * {"email": s} enqueues a "welcome.email" job and answers 202 with its id
+ * at once; the worker pool that svc_add_jobs() starts with the app runs it;
+ * GET /jobs/{id} shows its state. The queue outlives the app, so it is
+ * freed after svc_app_free() (which stops the workers gracefully). */
+static svc_jobs *jobs;
+static svc_job_result send_welcome(svc_job *job, void *ud)
+{
+    (void)ud;
+    svc_logf(SVC_LOG_INFO, "job %lld: welcome email sent (%s)", (long long)svc_job_id(job),
+             svc_job_payload(job));
+    return SVC_JOB_OK;
+}
+
+static void signup(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    json_t *in = NULL;
+    const char *email = NULL;
+    if (svc_req_json(req, &in) != SVC_OK || json_unpack(in, "{s:s}", "email", &email) != 0) {
+        json_decref(in);
+        problem(res, 400, SVC_PROBLEM_VALIDATION, "expected {\"email\": \"...\"}");
+        return;
+    }
+    char *payload = json_dumps(in, JSON_COMPACT);
+    json_decref(in);
+    int64_t id = 0;
+    svc_status st = payload ? svc_jobs_enqueue(jobs, "welcome.email", payload, NULL, &id)
+                            : SVC_ENOMEM;
+    free(payload);
+    if (st != SVC_OK) {
+        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, svc_jobs_errmsg(jobs));
+        return;
+    }
+    answer(res, 202, json_pack("{s:I}", "job_id", (json_int_t)id));
+}
+
+static void job_status(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    svc_job_info info;
+    int64_t id = strtoll(svc_req_param(req, "id"), NULL, 10);
+    if (svc_jobs_get(jobs, id, &info) != SVC_OK) {
+        problem(res, 404, SVC_PROBLEM_NOT_FOUND, "no such job");
+        return;
+    }
+    answer(res, 200, json_pack("{s:I, s:s, s:s, s:i}", "id", (json_int_t)info.id, "kind",
+                               info.kind, "state", svc_job_state_name(info.state), "attempt",
+                               info.attempt));
+    svc_job_info_clear(&info);
+}
+
+static svc_status add_jobs(svc_app *app)
+{
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = "memory:";
+    svc_status st = svc_jobs_new(&jobs, &o);
+    if (st == SVC_OK)
+        st = svc_jobs_register(jobs, "welcome.email", send_welcome, NULL, 0);
+    if (st == SVC_OK)
+        st = svc_app_route(app, "POST", "/signup", signup, NULL);
+    if (st == SVC_OK)
+        st = svc_app_route(app, "GET", "/jobs/{id}", job_status, NULL);
+    svc_jobs_http_opts jo = {.jobs = jobs, .start_worker = 1, .check_critical = 1};
+    return st == SVC_OK ? svc_add_jobs(app, &jo) : st;
+}
+
 /* POST /admin/maintenance {"on": bool, "retry_after_s": n}, Bearer token. */
 static void admin_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
@@ -242,6 +311,7 @@ int main(void)
     TRY(add_ratelimit(app));                                     /* rate limit on /limited */
     TRY(svc_app_route(app, "POST", "/payments", payment, &the_store));
     TRY(svc_add_idempotency(app, NULL));                         /* Idempotency-Key replays */
+    TRY(add_jobs(app));                                          /* POST /signup → a background job */
     const char *admin_token = getenv("HELLO_ADMIN_TOKEN");
     if (admin_token && admin_token[0])                           /* opt-in admin switch */
         TRY(svc_app_use_stage(app, SVC_STAGE_OBSERVE, "admin", admin_mw, (void *)admin_token));
@@ -254,5 +324,6 @@ int main(void)
     printf("hello: stopped gracefully\n");
     svc_app_free(app);
     svc_ratelimit_free(limiter);
+    svc_jobs_free(jobs);
     return 0;
 }

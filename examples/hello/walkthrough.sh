@@ -253,6 +253,22 @@ HEADERS=$IDEM_HEADERS step "…the same key with another payload: 422 problem+js
     422 -X POST -H "Idempotency-Key: $IDEM_KEY" -H "Content-Type: application/json" -d '{"amount":999}' "$BASE/payments"
 expect_body '"code":"UNPROCESSABLE"'
 
+step "POST /signup: the welcome email becomes a background job; 202 with its id at once" \
+    202 -X POST -H "Content-Type: application/json" -d '{"email":"ada@example.com"}' "$BASE/signup"
+expect_body '"job_id":[0-9]+'
+JOB_ID=$(sed -E 's/.*"job_id":([0-9]+).*/\1/' "$TMP/b")
+for _ in $(seq 1 50); do                    # the worker wakes at once; wait up to 5 s
+    curl -s "$BASE/jobs/$JOB_ID" | grep -q '"state":"completed"' && break
+    sleep 0.1
+done
+step "…the app's worker pool ran it: GET /jobs/{id} shows it completed on its first attempt" \
+    200 "$BASE/jobs/$JOB_ID"
+expect_body '"state":"completed"'
+expect_body '"attempt":1'
+BODY_GREP='^jobs_processed_total|^jobs_queue_depth|^jobs_dead_letters' \
+    step "/metrics: jobs processed by queue, kind and result; queue depth and dead letters" 200 "$BASE/metrics"
+expect_body 'jobs_processed_total\{queue="default",kind="welcome.email",result="completed"\} 1'
+
 BODY_GREP='^http_server_requests_total\{|^http_server_inflight_requests ' \
     step "/metrics: per-request metrics labelled by route template, never by raw path" 200 "$BASE/metrics"
 expect_header Content-Type '^text/plain; version=0\.0\.4'
