@@ -62,6 +62,7 @@ bench: build
 	bench/idempotency/run.sh $(BUILD)
 	bench/ratelimit/run_http.sh $(BUILD)
 	bench/outbox/run.sh $(BUILD)
+	bench/jobs/run.sh $(BUILD)
 
 install: build
 	meson install -C $(BUILD)
