@@ -169,65 +169,101 @@ static void clean_hop(const char *s, size_t n, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* Most hops examined, from the right. A client writes the left part of a
+ * forwarding header at will; only the hops appended by trusted proxies, at
+ * the right end, say anything. */
 #define MAX_HOPS 32
 
-/* The hops of X-Forwarded-For (else of Forwarded's for=), left to right. */
-static size_t forwarded_hops(svc_req *req, char hops[MAX_HOPS][64])
+typedef struct hops {
+    char v[MAX_HOPS][64]; /* v[0] is the rightmost hop */
+    size_t n;
+    bool more; /* there are hops to the left of v[n - 1] */
+} hops;
+
+/* Adds the element [s, s + len) of a forwarding header: for X-Forwarded-For
+ * the element is the hop, for Forwarded its for= parameter is. */
+static void add_hop(hops *h, const char *s, size_t len, bool fwd)
 {
-    size_t n = 0;
-    for (size_t k = 0;; k++) {
-        const char *v = svc_req_header_at(req, "X-Forwarded-For", k);
-        if (!v)
-            break;
-        while (*v && n < MAX_HOPS) {
-            const char *comma = strchr(v, ',');
-            size_t len = comma ? (size_t)(comma - v) : strlen(v);
-            clean_hop(v, len, hops[n], 64);
-            if (hops[n][0])
-                n++;
-            v += len + (comma ? 1 : 0);
-        }
-    }
-    if (n)
-        return n;
-    for (size_t k = 0;; k++) {
-        const char *v = svc_req_header_at(req, "Forwarded", k);
-        if (!v)
-            break;
-        for (const char *p = v; *p && n < MAX_HOPS;) {
-            while (*p == ' ' || *p == ',' || *p == ';')
+    if (fwd) {
+        const char *end = s + len, *p = s;
+        for (;;) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
                 p++;
-            size_t len = strcspn(p, ",;");
-            if (len > 4 && strncasecmp(p, "for=", 4) == 0) {
-                clean_hop(p + 4, len - 4, hops[n], 64);
-                if (hops[n][0])
-                    n++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            size_t plen = semi ? (size_t)(semi - p) : (size_t)(end - p);
+            if (plen > 4 && strncasecmp(p, "for=", 4) == 0) {
+                s = p + 4;
+                len = plen - 4;
+                break;
             }
-            p += len;
+            if (!semi)
+                return; /* an element without for= names no hop */
+            p = semi + 1;
         }
     }
-    return n;
+    char hop[64];
+    clean_hop(s, len, hop, sizeof hop);
+    if (!hop[0])
+        return;
+    if (h->n == MAX_HOPS) {
+        h->more = true;
+        return;
+    }
+    memcpy(h->v[h->n++], hop, sizeof hop);
 }
 
+/* Collects the rightmost MAX_HOPS hops of header `name`, right to left
+ * (later header lines were appended later, so they come first). */
+static void hops_of(svc_req *req, const char *name, bool fwd, hops *h)
+{
+    size_t lines = 0;
+    while (svc_req_header_at(req, name, lines))
+        lines++;
+    for (size_t k = lines; k-- > 0 && !h->more;) {
+        const char *v = svc_req_header_at(req, name, k);
+        size_t end = strlen(v);
+        while (!h->more) {
+            size_t start = end;
+            while (start && v[start - 1] != ',')
+                start--;
+            add_hop(h, v + start, end - start, fwd);
+            if (!start)
+                break;
+            end = start - 1;
+        }
+    }
+}
+
+/* The client address: the peer, or, when the peer is a trusted proxy, the
+ * rightmost hop of X-Forwarded-For (else of Forwarded) that is not a
+ * trusted proxy. Whatever stands left of that hop was written by the
+ * client and is never believed. When the hops cannot be read, or more
+ * trusted hops follow one another than are examined, the answer is the
+ * peer: never an address the client could have chosen. */
 static const char *client_addr(const rl_http *h, svc_req *req, char *buf, size_t cap)
 {
     const char *peer = svc_req_client_addr(req);
     if (!h->nproxies || !peer || !in_ranges(h, peer))
         return peer;
-    char hops[MAX_HOPS][64];
-    size_t n = forwarded_hops(req, hops);
-    for (size_t i = n; i-- > 0;) {
+    hops hp;
+    hp.n = 0;
+    hp.more = false;
+    hops_of(req, "X-Forwarded-For", false, &hp);
+    if (!hp.n && !hp.more)
+        hops_of(req, "Forwarded", true, &hp);
+    for (size_t i = 0; i < hp.n; i++) {
         int fam;
         uint8_t a[16];
-        if (!parse_addr(hops[i], &fam, a))
+        if (!parse_addr(hp.v[i], &fam, a))
             return peer; /* a hop we cannot read: trust nothing beyond it */
-        if (!in_ranges(h, hops[i])) {
-            snprintf(buf, cap, "%s", hops[i]);
+        if (!in_ranges(h, hp.v[i])) {
+            snprintf(buf, cap, "%s", hp.v[i]);
             return buf;
         }
     }
-    if (n) {
-        snprintf(buf, cap, "%s", hops[0]); /* every hop is a trusted proxy */
+    if (hp.n && !hp.more) {
+        /* every hop is a trusted proxy: the first one is the client */
+        snprintf(buf, cap, "%s", hp.v[hp.n - 1]);
         return buf;
     }
     return peer;

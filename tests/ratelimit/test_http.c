@@ -210,6 +210,76 @@ static void forwarded_for_is_trusted_only_from_listed_proxies(void **state)
     env_close(&e);
 }
 
+/* `fake` client-chosen hops (rotated by `round`), then `tail`. */
+static void fake_hops(char *buf, size_t cap, int round, int fake, const char *tail)
+{
+    size_t n = (size_t)snprintf(buf, cap, "X-Forwarded-For: ");
+    for (int k = 0; k < fake; k++)
+        n += (size_t)snprintf(buf + n, cap - n, "10.%d.%d.%d, ", round, k / 250, k % 250 + 1);
+    snprintf(buf + n, cap - n, "%s\r\n", tail);
+}
+
+static void client_is_the_rightmost_untrusted_hop_however_many_hops_precede_it(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    add_policy(e.rl, "hour", SVC_RL_FIXED_WINDOW, 1, 3600000);
+    const char *const proxies[] = {"127.0.0.1/32", NULL};
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "hour";
+    o.trusted_proxies = proxies;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    char h[2048];
+    /* the client rotates 40 fake hops; the proxy appended the real address */
+    fake_hops(h, sizeof h, 1, 40, "198.51.100.1");
+    status_of(&e, "GET", "/x", h, 200);
+    fake_hops(h, sizeof h, 2, 40, "198.51.100.1");
+    status_of(&e, "GET", "/x", h, 429);
+    /* the same through Forwarded */
+    size_t n = (size_t)snprintf(h, sizeof h, "Forwarded: ");
+    for (int k = 0; k < 40; k++)
+        n += (size_t)snprintf(h + n, sizeof h - n, "for=10.3.0.%d, ", k + 1);
+    snprintf(h + n, sizeof h - n, "for=198.51.100.2;proto=https\r\n");
+    status_of(&e, "GET", "/x", h, 200);
+    h[strlen("Forwarded: for=10.")] = '4';
+    status_of(&e, "GET", "/x", h, 429);
+    env_close(&e);
+}
+
+static void more_trusted_hops_than_examined_fall_back_to_the_peer(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    add_policy(e.rl, "hour", SVC_RL_FIXED_WINDOW, 1, 3600000);
+    const char *const proxies[] = {"127.0.0.1/32", "10.0.0.0/8", NULL};
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "hour";
+    o.trusted_proxies = proxies;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    char h[2048];
+    /* 40 hops of trusted proxies hide the client: the key is the peer's */
+    fake_hops(h, sizeof h, 0, 0, "203.0.113.9");
+    char many[2048];
+    snprintf(many, sizeof many, "X-Forwarded-For: 203.0.113.9");
+    for (int k = 0; k < 40; k++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), ", 10.0.0.%d", k + 1);
+    strcat(many, "\r\n");
+    status_of(&e, "GET", "/x", many, 200);
+    status_of(&e, "GET", "/x", NULL, 429);  /* the peer, 127.0.0.1, has spent */
+    status_of(&e, "GET", "/x", h, 200);     /* 203.0.113.9 has not */
+    /* a hop that is not an address ends the trust there */
+    status_of(&e, "GET", "/x", "X-Forwarded-For: 203.0.113.10, bogus, 10.0.0.1\r\n", 429);
+    env_close(&e);
+}
+
 static int user_key(struct svc_req *req, char *buf, size_t len, void *ud)
 {
     (void)ud;
@@ -335,6 +405,8 @@ int main(void)
         cmocka_unit_test(limited_routes_carry_ratelimit_headers_and_429_problem),
         cmocka_unit_test(per_route_policies_and_costs),
         cmocka_unit_test(forwarded_for_is_trusted_only_from_listed_proxies),
+        cmocka_unit_test(client_is_the_rightmost_untrusted_hop_however_many_hops_precede_it),
+        cmocka_unit_test(more_trusted_hops_than_examined_fall_back_to_the_peer),
         cmocka_unit_test(keys_from_callback_and_tenant_and_selected_policy),
         cmocka_unit_test(shadow_mode_never_denies),
         cmocka_unit_test(store_down_fails_closed_with_503_or_open),
