@@ -297,10 +297,10 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
     atomic_fetch_add(&r->batches, 1);
     svc_status st = s->ops->claim(s, r->o.batch_size, &b, &r->ob->err);
     if (st) {
+        /* A failed claim may still hold what it took (postgres: a pooled
+         * connection inside an aborted transaction): give it back. */
         atomic_fetch_add(&r->backend_errors, 1);
-        return st;
-    }
-    if (b.n) {
+    } else if (b.n) {
         hook(r, SVC__OB_STEP_CLAIMED, NULL);
         for (size_t i = 0; i < b.n; i++) {
             svc__ob_item *it = &b.items[i];

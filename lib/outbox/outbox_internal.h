@@ -52,7 +52,9 @@ typedef struct svc__ob_store_ops {
     /* Writes one event on its own (validated arguments). */
     svc_status (*put)(svc__ob_store *s, const char *topic, const char *key, const char *payload,
                       const char *headers, int64_t *id, svc__err *err);
-    /* Claims at most `max` events into *b (b->n = 0 when none is due). */
+    /* Claims at most `max` events into *b (b->n = 0 when none is due).
+     * batch_free() follows every claim, the failed ones included: a
+     * failed claim may hold resources (postgres: a pooled connection). */
     svc_status (*claim)(svc__ob_store *s, size_t max, svc__ob_batch *b, svc__err *err);
     /* Applies the outcomes of b's items and releases the claim. */
     svc_status (*finish)(svc__ob_store *s, svc__ob_batch *b, svc__err *err);

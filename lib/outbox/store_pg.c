@@ -133,8 +133,8 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
     memset(b, 0, sizeof *b);
     pg_batch *pb = svc__calloc(1, sizeof *pb);
     if (!pb)
-        return SVC_ENOMEM;
-    b->backend = pb;
+        return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
+    b->backend = pb; /* freed by pg_batch_free(), also after a failure below */
     svc_status st = svc_pg_tx_begin(s->pg, &pb->tx);
     if (st)
         return pg_fail(s, err, st, "claim");
@@ -149,7 +149,7 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
         return SVC_OK;
     b->items = svc__calloc((size_t)rows, sizeof *b->items);
     if (!b->items)
-        return SVC_ENOMEM;
+        return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
     for (int i = 0; i < rows; i++) {
         svc__ob_item *it = &b->items[i];
         const svc_pg_result *r = pb->res;

@@ -541,6 +541,65 @@ static void prune_deletes_published_events_only(void **state)
     unlink(path);
 }
 
+/* ---- backend failures ------------------------------------------------------------------- */
+
+/* SVC_TEST_PG_URL with its database replaced by `db`. */
+static void url_for_database(char *out, size_t n, const char *db)
+{
+    const char *slash = strrchr(pg_url, '/');
+    assert_non_null(slash);
+    assert_true(slash > pg_url && slash[-1] != '/'); /* a database part is there */
+    snprintf(out, n, "%.*s/%s", (int)(slash - pg_url), pg_url, db);
+}
+
+/* A claim that fails (here: the table is missing, migration 4 was never
+ * applied) gives its pooled connection back: on a pool of 2, round after
+ * round reports the claim's own error, never a checkout timeout, and no
+ * connection stays checked out. */
+static void a_failed_claim_returns_its_connection_to_the_pool(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg, "DROP DATABASE IF EXISTS svc_outbox_test_bare", 0, NULL, NULL),
+                     SVC_OK);
+    assert_int_equal(svc_pg_exec(pg, "CREATE DATABASE svc_outbox_test_bare", 0, NULL, NULL), SVC_OK);
+    char url[512];
+    url_for_database(url, sizeof url, "svc_outbox_test_bare");
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = url;
+    po.pool_size = 2;
+    po.checkout_timeout_ms = 500;
+    po.no_metrics = 1;
+    svc_pg *bare = NULL;
+    assert_int_equal(svc_pg_new(&bare, &po), SVC_OK);
+    svc_outbox *ob = pg_outbox(bare);
+    file_pub f = {.fd = -1};
+    svc_outbox_relay *r = file_relay(ob, &f, 10);
+    svc_status first = SVC_OK;
+    for (int i = 0; i < 5; i++) {
+        size_t n = 99, bad = 99;
+        svc_status st = svc_outbox_relay_run_once(r, &n, &bad);
+        assert_int_not_equal(st, SVC_OK);
+        assert_int_not_equal(st, SVC_ETIMEDOUT);
+        if (i == 0)
+            first = st;
+        assert_int_equal(st, first); /* the real error every time */
+        assert_non_null(strstr(svc_outbox_errmsg(ob), "svc_outbox"));
+        assert_int_equal(n + bad, 0);
+        svc_pg_pool_stats ps;
+        svc_pg_stats(bare, &ps);
+        assert_int_equal(ps.in_use, 0);
+    }
+    svc_outbox_relay_stats rs;
+    svc_outbox_relay_stats_get(r, &rs);
+    assert_int_equal(rs.backend_errors, 5);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    svc_pg_free(bare);
+    assert_int_equal(svc_pg_exec(pg, "DROP DATABASE svc_outbox_test_bare", 0, NULL, NULL), SVC_OK);
+}
+
 /* ---- the jobs publisher ------------------------------------------------------------------- */
 
 static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **state)
@@ -677,6 +736,7 @@ int main(void)
         cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(prune_deletes_published_events_only),
+        cmocka_unit_test(a_failed_claim_returns_its_connection_to_the_pool),
         cmocka_unit_test(jobs_publisher_enqueues_one_job_in_the_claim_transaction),
         cmocka_unit_test(inbox_claim_commits_or_rolls_back_with_the_transaction),
         cmocka_unit_test(inbox_postgres_duplicates_across_threads_have_one_first_time),
