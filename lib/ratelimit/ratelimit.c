@@ -14,14 +14,14 @@
  *
  * With sequentially consistent atomics a reader that loaded `old` is counted
  * on its stripe until it leaves, so seeing a stripe at zero after the swap
- * means every reader of that stripe that could hold `old` is gone. Readers
+ * means every reader of that stripe that could hold `old` is gone
+ * (svc__rl_readers in readers.c; the memory store's tables use the same). Readers
  * on different threads touch different cache lines, so checks on different
  * keys scale across cores; the store (sharded) is the only other shared
  * structure on the path.
  */
 #include <ctype.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +43,6 @@
 
 __extension__ typedef unsigned __int128 rl_u128;
 
-#define NSTRIPES 64
 #define NAME_CAP (SVC_RATELIMIT_MAX_NAME + 1)
 #define MAX_LIMIT UINT64_C(1000000000000)
 #define MAX_PERIOD_MS (INT64_C(366) * 24 * 3600 * 1000)
@@ -84,12 +83,8 @@ typedef struct rl_table {
     size_t nquotas;
 } rl_table;
 
-typedef struct rl_stripe {
-    _Alignas(SVC__RL_LINE) _Atomic unsigned long n;
-} rl_stripe;
-
 struct svc_ratelimit {
-    rl_stripe stripes[NSTRIPES];
+    svc__rl_readers readers;
     _Atomic(rl_table *) table;
     pthread_mutex_t wmu; /* writers */
     svc__rl_store *store;
@@ -239,38 +234,26 @@ static rl_quota *table_quota(const rl_table *t, const char *name)
 
 /* ---- readers and the swap ------------------------------------------------- */
 
-static _Atomic unsigned next_stripe;
 static _Atomic uint64_t next_rl_id = 1;
-static _Thread_local unsigned tl_stripe = UINT_MAX;
-
-static unsigned my_stripe(void)
-{
-    if (tl_stripe == UINT_MAX)
-        tl_stripe = atomic_fetch_add(&next_stripe, 1) % NSTRIPES;
-    return tl_stripe;
-}
 
 static const rl_table *read_begin(svc_ratelimit *rl, unsigned *stripe)
 {
-    *stripe = my_stripe();
-    atomic_fetch_add(&rl->stripes[*stripe].n, 1);
-    return atomic_load(&rl->table);
+    *stripe = svc__rl_read_enter(&rl->readers);
+    return atomic_load(&rl->table); /* seq_cst: see svc__rl_readers */
 }
 
 static void read_end(svc_ratelimit *rl, unsigned stripe)
 {
-    atomic_fetch_sub_explicit(&rl->stripes[stripe].n, 1, memory_order_release);
+    svc__rl_read_leave(&rl->readers, stripe);
 }
 
 /* Publishes `t` (caller holds wmu) and frees the previous table once no
  * reader can hold it. */
 static void publish(svc_ratelimit *rl, rl_table *t)
 {
-    rl_table *old = atomic_exchange(&rl->table, t);
+    rl_table *old = atomic_exchange(&rl->table, t); /* seq_cst: see svc__rl_readers */
     atomic_fetch_add(&rl->gen, 1); /* before returning: later checks miss their caches */
-    for (unsigned i = 0; i < NSTRIPES; i++)
-        while (atomic_load(&rl->stripes[i].n) != 0)
-            sched_yield();
+    svc__rl_readers_wait(&rl->readers);
     table_free(old);
 }
 
@@ -393,8 +376,7 @@ svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts
     }
     rl->store = store;
     atomic_init(&rl->table, t);
-    for (unsigned i = 0; i < NSTRIPES; i++)
-        atomic_init(&rl->stripes[i].n, 0);
+    svc__rl_readers_init(&rl->readers);
     atomic_init(&rl->store_errors, 0);
     atomic_init(&rl->last_log_ns, INT64_MIN);
     atomic_init(&rl->gen, 0);

@@ -22,6 +22,7 @@
 #ifndef SVCINFRA_RATELIMIT_STORE_H
 #define SVCINFRA_RATELIMIT_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -126,6 +127,26 @@ void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
 #define SVC__RL_LINE 64
 void *svc__rl_calloc_aligned(size_t size);
 void svc__rl_free_aligned(void *p);
+
+/* Readers of a pointer that writers replace (readers.c explains the
+ * handshake): a reader calls svc__rl_read_enter(), loads the pointer with a
+ * sequentially consistent load (atomic_load()), uses it and calls
+ * svc__rl_read_leave(); a writer stores the new pointer with a sequentially
+ * consistent store or exchange (atomic_store() / atomic_exchange()), then
+ * svc__rl_readers_wait(), then frees the old one. Weaker orders on either
+ * pointer access break the handshake. Readers never wait; each thread uses
+ * one of SVC__RL_NSTRIPES padded counters. */
+#define SVC__RL_NSTRIPES 64
+typedef struct svc__rl_stripe {
+    _Alignas(SVC__RL_LINE) _Atomic unsigned long n;
+} svc__rl_stripe;
+typedef struct svc__rl_readers {
+    svc__rl_stripe s[SVC__RL_NSTRIPES];
+} svc__rl_readers;
+void svc__rl_readers_init(svc__rl_readers *r);
+unsigned svc__rl_read_enter(svc__rl_readers *r);
+void svc__rl_read_leave(svc__rl_readers *r, unsigned stripe);
+void svc__rl_readers_wait(svc__rl_readers *r);
 
 /* One algorithm step on `st` (a fresh key when !present). Writes the new
  * state to *st when req->commit and the request is admitted, and the time

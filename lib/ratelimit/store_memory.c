@@ -23,7 +23,9 @@
  * freed once no reader can still be probing it: readers announce themselves
  * on one of 64 padded counters (their thread's stripe) while they probe, and
  * the resizer, after publishing the new table, waits until it has seen each
- * counter at zero. Readers never wait on a mutex while announced.
+ * counter at zero (svc__rl_readers, readers.c: the table pointer is stored
+ * and loaded sequentially consistent, or a reader could load a table the
+ * resizer already freed). Readers never wait on a mutex while announced.
  *
  * Memory is bounded by max_keys (split evenly across shards):
  *   - each insert looks at the next four slots at the shard's cursor and
@@ -51,7 +53,6 @@
 
 #define SHARD_BITS 6
 #define NSHARDS (1u << SHARD_BITS)
-#define NSTRIPES 64
 #define SWEEP_PER_INSERT 4
 #define EVICT_SAMPLES 16
 #define MIN_TABLE 16
@@ -104,15 +105,11 @@ typedef struct shard_padded {
     _Alignas(SVC__RL_LINE) shard s;
 } shard_padded;
 
-typedef struct stripe {
-    _Alignas(SVC__RL_LINE) _Atomic unsigned long n;
-} stripe;
-
 typedef struct mem_store {
     svc__rl_store base;
     uint64_t seed;
     size_t max_keys;
-    stripe stripes[NSTRIPES];
+    svc__rl_readers readers;
     shard_padded shards[NSHARDS];
 } mem_store;
 
@@ -174,29 +171,6 @@ static void slot_lock(mentry *e)
 static void slot_unlock(mentry *e) { atomic_store_explicit(&e->lock, 0, memory_order_release); }
 
 static uint64_t slot_hash(mentry *e) { return atomic_load_explicit(&e->hash, memory_order_acquire); }
-
-/* ---- readers' stripes ------------------------------------------------------------ */
-
-static _Atomic unsigned next_stripe;
-static _Thread_local unsigned tl_stripe = NSTRIPES;
-
-static stripe *enter(mem_store *ms)
-{
-    if (tl_stripe == NSTRIPES)
-        tl_stripe = atomic_fetch_add(&next_stripe, 1) % NSTRIPES;
-    stripe *s = &ms->stripes[tl_stripe];
-    atomic_fetch_add(&s->n, 1);
-    return s;
-}
-
-static void leave(stripe *s) { atomic_fetch_sub_explicit(&s->n, 1, memory_order_release); }
-
-static void wait_readers(mem_store *ms)
-{
-    for (unsigned i = 0; i < NSTRIPES; i++)
-        while (atomic_load(&ms->stripes[i].n) != 0)
-            sched_yield();
-}
 
 /* ---- probing ------------------------------------------------------------------------ */
 
@@ -332,9 +306,9 @@ static bool resize(mem_store *ms, shard *s, size_t cap)
         atomic_store_explicit(&e->hash, H_TOMB, memory_order_release);
         slot_unlock(e);
     }
-    atomic_store_explicit(&s->tab, nt, memory_order_release);
+    atomic_store(&s->tab, nt); /* seq_cst: see svc__rl_readers */
     s->tombs = 0;
-    wait_readers(ms);
+    svc__rl_readers_wait(&ms->readers);
     svc__rl_free_aligned(old);
     return true;
 }
@@ -350,16 +324,16 @@ static svc_status mem_apply(svc__rl_store *base, const svc__rl_req *req, svc__rl
     const int64_t now = req->now;
 
     /* fast path: an existing key, no shard lock */
-    stripe *sp = enter(ms);
-    mentry *e = probe(atomic_load_explicit(&s->tab, memory_order_acquire), h, req->key,
+    unsigned sp = svc__rl_read_enter(&ms->readers);
+    mentry *e = probe(atomic_load(&s->tab) /* seq_cst: see svc__rl_readers */, h, req->key,
                       req->klen);
     if (e) {
         apply_slot(e, req, out);
         slot_unlock(e);
-        leave(sp);
+        svc__rl_read_leave(&ms->readers, sp);
         return SVC_OK;
     }
-    leave(sp);
+    svc__rl_read_leave(&ms->readers, sp);
 
     pthread_mutex_lock(&s->mu);
     mtable *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
@@ -475,8 +449,7 @@ svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys)
     ms->max_keys = max_keys;
     if (svc_random_bytes(&ms->seed, sizeof ms->seed) != SVC_OK)
         ms->seed = (uint64_t)svc_clock_mono_ns(NULL) * UINT64_C(0x9e3779b97f4a7c15);
-    for (unsigned i = 0; i < NSTRIPES; i++)
-        atomic_init(&ms->stripes[i].n, 0);
+    svc__rl_readers_init(&ms->readers);
     size_t per = max_keys / NSHARDS; /* floor: the total never passes max_keys */
     bool ok = true;
     for (unsigned i = 0; i < NSHARDS; i++) {

@@ -518,6 +518,57 @@ static void counts_stay_exact_while_tables_grow_under_threads(void **state)
     assert_int_equal(st.keys, 4 * 3000);
 }
 
+/* Threads probing fresh keys (the lock-free path misses, then inserts)
+ * while every shard's table doubles several times, on limiters that start
+ * empty: a reader that still probed a table after the resizer freed it
+ * shows up under AddressSanitizer. The window is a few instructions wide,
+ * so a pass does not prove its absence. */
+typedef struct fresher {
+    svc_ratelimit *rl;
+    int id;
+    int wrong;
+} fresher;
+
+static void *fresh_worker(void *arg)
+{
+    fresher *w = arg;
+    char key[32];
+    for (int k = 0; k < 4000; k++) {
+        snprintf(key, sizeof key, "f%d-%d", w->id, k);
+        svc_ratelimit_result r;
+        if (svc_ratelimit_check(w->rl, "fresh", key, 1, &r) != SVC_OK || !r.allowed)
+            w->wrong++;
+    }
+    return NULL;
+}
+
+static void fresh_keys_while_tables_grow_never_touch_a_freed_table(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 6; round++) {
+        svc_ratelimit_opts o;
+        svc_ratelimit_opts_default(&o);
+        o.store_url = "memory:";
+        svc_ratelimit *rl;
+        assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+        add_policy(rl, "fresh", SVC_RL_FIXED_WINDOW, 1, 3600000, 0);
+        fresher w[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            w[i] = (fresher){.rl = rl, .id = i};
+            assert_int_equal(pthread_create(&th[i], NULL, fresh_worker, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(w[i].wrong, 0);
+        }
+        svc_ratelimit_stats st;
+        assert_int_equal(svc_ratelimit_stats_get(rl, &st), SVC_OK);
+        assert_int_equal(st.keys, 4 * 4000);
+        svc_ratelimit_free(rl);
+    }
+}
+
 typedef struct swapper {
     svc_ratelimit *rl;
     _Atomic int stop;
@@ -1004,6 +1055,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(policy_change_takes_effect_without_restart, setup,
                                         teardown),
+        cmocka_unit_test(fresh_keys_while_tables_grow_never_touch_a_freed_table),
         cmocka_unit_test(limiters_do_not_share_policies),
         cmocka_unit_test(memory_cap_holds_under_a_million_unique_keys),
         cmocka_unit_test_setup_teardown(expired_keys_are_reclaimed, setup, teardown),
