@@ -169,8 +169,8 @@ typedef struct svc_job_opts {
 
 /* Enqueues one job of `kind` with the JSON text `payload` (NULL: "{}";
  * must be valid JSON, else SVC_EINVAL). `*id` (when non-NULL) receives the
- * new job's id, or the existing job's id when the unique key matched.
- * `*duplicate` (via svc_jobs_enqueue_ex) tells which.
+ * new job's id, or the existing job's id when the unique key matched (the
+ * batch form tells which in svc_job_spec.duplicate).
  * Returns SVC_OK; SVC_EINVAL for a bad name, payload or option (detail in
  * svc_jobs_errmsg()); SVC_ETOOBIG when the memory backend is full; backend
  * statuses as svc_pg_exec(). */
@@ -499,8 +499,8 @@ typedef struct svc_jobs_http_opts {
 } svc_jobs_http_opts;
 
 /* Wires jobs into an app: starts the worker pool (and scheduler), adds the
- * readiness check "jobs" (the backend answers a count within the check's
- * timeout and the worker runs) and the queue gauges to the app's metrics.
+ * readiness check "jobs" (PostgreSQL answers SELECT 1 within the
+ * check's timeout) and the queue gauges to the app's metrics.
  * SVC_EINVAL for a NULL jobs; statuses of svc_jobs_worker_start();
  * SVC_ENOTSUP when built without HTTP. Call before svc_app_start(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_jobs(struct svc_app *app,
