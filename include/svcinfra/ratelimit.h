@@ -94,8 +94,8 @@ typedef struct svc_ratelimit_result {
     int store_error;        /* 1 when the store failed and the outcome was
                                decided by fail_open */
     char policy[SVC_RATELIMIT_MAX_NAME + 1]; /* the policy reported: for a
-                               plan, the one that denied, else the one with
-                               the fewest remaining */
+                               plan, the denying one with the longest retry,
+                               else the one with the fewest remaining */
     void *reserved[2];
 } svc_ratelimit_result;
 
@@ -228,11 +228,16 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_peek(svc_ratelimit *rl, const 
                                                        svc_ratelimit_result *out)
     SVC_NONNULL(1, 2, 3, 5);
 
-/* Checks every policy of plan `plan` for `key`, in the plan's order,
- * stopping at the first that denies (units already spent on earlier
- * policies stay spent). out->policy names the denying policy, or when all
- * admit the one with the fewest units remaining. Unknown policies named by
- * the plan are skipped. SVC_ENOTFOUND for an unknown plan; otherwise as
+/* Checks every policy of plan `plan` for `key` at one instant: first peeks
+ * them all; when any denies, spends nothing and reports the denying policy
+ * with the longest retry_after_ms (-1, never, is the longest), so the retry
+ * is never earlier than the instant all of them admit. Otherwise spends
+ * `cost` on each in the plan's order and reports the one with the fewest
+ * units remaining. Not atomic across policies: a concurrent request on the
+ * same key may spend between the peeks and the spends; a policy that then
+ * denies is reported with its own retry, and units already spent on the
+ * policies before it stay spent. Unknown policies named by the plan are
+ * skipped. SVC_ENOTFOUND for an unknown plan; otherwise as
  * svc_ratelimit_check(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan,
                                                              const char *key, uint64_t cost,

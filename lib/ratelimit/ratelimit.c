@@ -1046,6 +1046,12 @@ svc_status svc_ratelimit_peek(svc_ratelimit *rl, const char *policy, const char 
     return check_or_peek(rl, policy, key, cost, out, false);
 }
 
+/* Retry a (ms, -1 = never) is later than retry b. */
+static bool waits_longer(int64_t a, int64_t b)
+{
+    return b >= 0 && (a < 0 || a > b);
+}
+
 svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const char *key,
                                     uint64_t cost, svc_ratelimit_result *out)
 {
@@ -1072,8 +1078,31 @@ svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const c
     if (n == 0)
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "plan '%.80s' names no known policy",
                             plan);
-    bool have = false;
     const int64_t now = wall_now(rl); /* one instant for every policy of the plan */
+    /* 1. peek every policy: a request any of them denies spends nothing, and
+     *    waits for the longest of their retries (-1, never, is the longest) */
+    bool denied = false;
+    for (size_t i = 0; i < n; i++) {
+        svc_ratelimit_result r;
+        st = run_policy(rl, &pols[i], key, klen, cost, false, now, &r);
+        if (st != SVC_OK) {
+            *out = r;
+            return st;
+        }
+        if (!r.allowed && (!denied || waits_longer(r.retry_after_ms, out->retry_after_ms))) {
+            *out = r;
+            denied = true;
+        }
+    }
+    if (denied) {
+        count_decision(rl, out->policy, "denied");
+        return SVC_OK;
+    }
+    /* 2. spend on every policy. Another request on the same key may spend
+     *    between the peeks and here; then a policy can deny now, after the
+     *    ones before it spent: that denial is reported as it stands (its
+     *    own retry), and the units spent before it stay spent. */
+    bool have = false;
     for (size_t i = 0; i < n; i++) {
         svc_ratelimit_result r;
         st = run_policy(rl, &pols[i], key, klen, cost, true, now, &r);

@@ -811,6 +811,41 @@ static void plan_checks_every_policy_and_names_the_one_that_denies(void **state)
     assert_int_equal(svc_ratelimit_plan_add(f->rl, "empty", pro, 0), SVC_EINVAL);
 }
 
+static void denied_plan_spends_nothing_and_reports_the_longest_wait(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "sec", SVC_RL_FIXED_WINDOW, 1, 1000, 0);
+    add_policy(f->rl, "hour", SVC_RL_FIXED_WINDOW, 2, 3600000, 0);
+    const char *pols[] = {"sec", "hour"};
+    assert_int_equal(svc_ratelimit_plan_add(f->rl, "p", pols, 2), SVC_OK);
+    svc_ratelimit_result r, hour, sec;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(svc_ratelimit_check_plan(f->rl, "p", "k", 1, &r), SVC_OK);
+        assert_true(r.allowed);
+        svc_manual_clock_advance(f->mc, 1000 * MS);
+    }
+    /* the hour is spent; the second is not */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(svc_ratelimit_check_plan(f->rl, "p", "k", 1, &r), SVC_OK);
+        assert_false(r.allowed);
+        assert_string_equal(r.policy, "hour");
+        assert_int_equal(r.period_ms, 3600000);
+        assert_int_equal(svc_ratelimit_peek(f->rl, "hour", "k", 1, &hour), SVC_OK);
+        assert_int_equal(r.retry_after_ms, hour.retry_after_ms);
+        assert_true(r.retry_after_ms > 1000);
+        /* denied requests left the per-second policy untouched */
+        assert_int_equal(svc_ratelimit_peek(f->rl, "sec", "k", 0, &sec), SVC_OK);
+        assert_int_equal(sec.remaining, 1);
+    }
+    /* admitted once the longest wait is over, never before */
+    svc_manual_clock_advance(f->mc, (r.retry_after_ms - 1) * MS);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "p", "k", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    svc_manual_clock_advance(f->mc, 1 * MS);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "p", "k", 1, &r), SVC_OK);
+    assert_true(r.allowed);
+}
+
 static void policies_plans_quotas_load_from_config(void **state)
 {
     fixture *f = *state;
@@ -1064,6 +1099,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(quota_in_a_named_zone_rolls_at_local_midnight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(plan_checks_every_policy_and_names_the_one_that_denies,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(denied_plan_spends_nothing_and_reports_the_longest_wait,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
                                         teardown),
