@@ -72,6 +72,49 @@ svc_status svc__ob_validate(const char *topic, const char *key, const char *payl
     return SVC_OK;
 }
 
+void svc__ob_utf8_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t i = 0;
+    while (p[i]) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* RFC 3629: the continuation bytes after a lead, the first of
+         * them in [lo, hi] (no overlong form, no surrogate, <= U+10FFFF). */
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1;
+        else if (c == 0xE0)
+            n = 2, lo = 0xA0;
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+            n = 2;
+        else if (c == 0xED)
+            n = 2, hi = 0x9F;
+        else if (c == 0xF0)
+            n = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3)
+            n = 3;
+        else if (c == 0xF4)
+            n = 3, hi = 0x8F;
+        else
+            n = 0; /* a stray continuation byte or a lead that is never valid */
+        size_t k = 1;
+        while (n && k <= n && p[i + k] >= (k == 1 ? lo : 0x80) && p[i + k] <= (k == 1 ? hi : 0xBF))
+            k++;
+        if (n && k > n) {
+            i += n + 1;
+        } else if (n && !p[i + k]) {
+            p[i] = '\0'; /* a character cut by the end of the text: drop it */
+        } else {
+            p[i++] = '?';
+        }
+    }
+}
+
 int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms)
 {
     int64_t d = initial_ms;
@@ -315,8 +358,13 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
                 it->outcome = SVC__OB_FAILED;
                 it->retry_delay_ms = svc__ob_backoff_ms(it->msg.attempts, r->o.backoff_initial_ms,
                                                         r->o.backoff_max_ms);
+                it->error[sizeof it->error - 1] = '\0';
                 if (!it->error[0])
                     snprintf(it->error, sizeof it->error, "%s", svc_strerror(ps));
+                /* A reason cut to the buffer may end inside a character, and a
+                 * publisher may pass on any bytes: the store and the log take
+                 * UTF-8 only. */
+                svc__ob_utf8_clean(it->error);
                 svc_logf(SVC_LOG_WARN, "outbox: publish of event %s (%s) via %s failed: %s; retry in %lld ms",
                          it->msg.message_id, it->msg.topic,
                          r->o.publisher.name ? r->o.publisher.name : "publisher", it->error,

@@ -127,6 +127,11 @@ svc__ob_map_entry *svc__ob_map_find(svc__ob_map *m, const char *key, size_t klen
 svc__ob_map_entry *svc__ob_map_add(svc__ob_map *m, const char *key, size_t klen, void *value);
 void svc__ob_map_remove(svc__ob_map *m, svc__ob_map_entry *e);
 
+/* Makes the NUL-terminated `s` valid UTF-8 in place: a character cut by
+ * the end is dropped, every other byte that does not belong to a valid
+ * sequence becomes '?'. */
+void svc__ob_utf8_clean(char *s);
+
 /* Shared exponential backoff: initial * 2^(attempts) capped at max. */
 int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms);
 

@@ -168,37 +168,69 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
     return SVC_OK;
 }
 
+/* Records the failed publishes of b (attempts + 1, next attempt after the
+ * backoff, last_error: the reason, or `plain_error` instead when not NULL). */
+static svc_status mark_failures(pg_batch *pb, svc__ob_batch *b, const char *plain_error)
+{
+    svc_status st = SVC_OK;
+    for (size_t i = 0; i < b->n && !st; i++) {
+        svc__ob_item *it = &b->items[i];
+        if (it->outcome == SVC__OB_PUBLISHED)
+            continue;
+        char delay[24];
+        snprintf(delay, sizeof delay, "%lld", (long long)it->retry_delay_ms);
+        const char *why = plain_error                       ? plain_error
+                          : it->outcome == SVC__OB_FAILED ? it->error
+                                                          : "not published";
+        const char *params[] = {it->id_text, delay, why};
+        st = svc_pg_tx_exec(pb->tx, mark_failed_sql, 3, params, NULL);
+    }
+    return st;
+}
+
+/* The published marks go first, in one statement; the failure marks
+ * follow inside a savepoint, so that a failure mark the server refuses
+ * can never undo the published marks (which would publish those events
+ * again on every round). A refused failure mark is written again without
+ * its reason, so the event still backs off; if even that is refused, the
+ * failed events stay as they were (claimed again next round) and the
+ * published marks commit. */
 static svc_status pg_finish(svc__ob_store *base, svc__ob_batch *b, svc__err *err)
 {
+    static const char sp[] = "svc_outbox_failures";
     pg_store *s = (pg_store *)base;
     pg_batch *pb = b->backend;
     svc__buf ids;
     svc__buf_init(&ids);
     svc__buf_putc(&ids, '{');
     size_t nok = 0;
-    svc_status st = SVC_OK;
-    for (size_t i = 0; i < b->n && !st; i++) {
+    for (size_t i = 0; i < b->n; i++) {
         svc__ob_item *it = &b->items[i];
         if (it->outcome == SVC__OB_PUBLISHED) {
             if (nok++)
                 svc__buf_putc(&ids, ',');
             svc__buf_puts(&ids, it->id_text);
-        } else {
-            char delay[24];
-            snprintf(delay, sizeof delay, "%lld", (long long)it->retry_delay_ms);
-            const char *params[] = {it->id_text, delay,
-                                    it->outcome == SVC__OB_FAILED ? it->error : "not published"};
-            st = svc_pg_tx_exec(pb->tx, mark_failed_sql, 3, params, NULL);
         }
     }
     svc__buf_putc(&ids, '}');
-    if (!svc__buf_ok(&ids))
-        st = SVC_ENOMEM;
+    svc_status st = svc__buf_ok(&ids) ? SVC_OK : SVC_ENOMEM;
     if (!st && nok) {
         const char *params[] = {ids.data};
         st = svc_pg_tx_exec(pb->tx, mark_ok_sql, 1, params, NULL);
     }
     svc__buf_free(&ids);
+    if (!st && nok < b->n)
+        st = svc_pg_tx_savepoint(pb->tx, sp);
+    if (!st && nok < b->n && mark_failures(pb, b, NULL)) {
+        svc_logf(SVC_LOG_WARN, "outbox: recording failed publishes was refused (%s); "
+                 "recording them without their reasons", svc_pg_errmsg(s->pg));
+        st = svc_pg_tx_rollback_to(pb->tx, sp);
+        if (!st && mark_failures(pb, b, "publish failed (its reason could not be stored)")) {
+            svc_logf(SVC_LOG_WARN, "outbox: recording failed publishes was refused again (%s); "
+                     "they are retried without backoff", svc_pg_errmsg(s->pg));
+            st = svc_pg_tx_rollback_to(pb->tx, sp);
+        }
+    }
     if (!st)
         st = svc_pg_tx_commit(pb->tx);
     return st ? pg_fail(s, err, st, "marking events") : SVC_OK;

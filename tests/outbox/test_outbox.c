@@ -18,6 +18,7 @@
 #include "svcinfra/inbox.h"
 #include "svcinfra/outbox.h"
 
+#include "outbox/outbox_internal.h"
 #include "outbox_test_util.h"
 
 #define NS_PER_MS INT64_C(1000000)
@@ -422,6 +423,30 @@ static void a_custom_publisher_is_destroyed_with_its_relay(void **state)
     svc_outbox_free(ob);
 }
 
+static void clean(const char *in, const char *want)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", in);
+    svc__ob_utf8_clean(buf);
+    assert_string_equal(buf, want);
+}
+
+static void failure_reasons_are_made_valid_utf8(void **state)
+{
+    (void)state;
+    clean("plain ascii", "plain ascii");
+    clean("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    clean("cut \xc3", "cut ");                      /* a character cut by the end */
+    clean("cut \xe2\x82", "cut ");
+    clean("cut \xf0\x9f\x98", "cut ");
+    clean("a\xff" "b\x80" "c", "a?b?c");               /* never valid, stray continuation */
+    clean("\xc0\xaf", "??");                       /* overlong */
+    clean("\xed\xa0\x80x", "???x");               /* a surrogate */
+    clean("\xf4\x90\x80\x80", "????");           /* above U+10FFFF */
+    clean("\xc3x\xc3\xa9", "?x\xc3\xa9");       /* a lead without its continuation */
+    clean("", "");
+}
+
 /* ---- inbox ----------------------------------------------------------------------- */
 
 static svc_inbox *memory_inbox(const svc_clock *clock, int64_t ttl_ms, size_t max)
@@ -524,6 +549,7 @@ int main(void)
         cmocka_unit_test(memory_store_is_bounded),
         cmocka_unit_test(relay_thread_wakes_on_put_and_stops),
         cmocka_unit_test(a_custom_publisher_is_destroyed_with_its_relay),
+        cmocka_unit_test(failure_reasons_are_made_valid_utf8),
         cmocka_unit_test(inbox_says_first_time_once_then_duplicate),
         cmocka_unit_test(inbox_marks_expire_after_ttl),
         cmocka_unit_test(inbox_memory_is_bounded_and_counts_evictions),

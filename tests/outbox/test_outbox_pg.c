@@ -600,6 +600,152 @@ static void a_failed_claim_returns_its_connection_to_the_pool(void **state)
     assert_int_equal(svc_pg_exec(pg, "DROP DATABASE svc_outbox_test_bare", 0, NULL, NULL), SVC_OK);
 }
 
+/* Fails the events of key "bad" with the reason in `ctx`, publishes the
+ * others; counts publishes of each. */
+typedef struct reason_pub {
+    const char *reason;
+    int good_publishes, bad_publishes;
+} reason_pub;
+
+static svc_status reason_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    reason_pub *p = ctx;
+    if (strcmp(m->aggregate_key, "bad") != 0) {
+        p->good_publishes++;
+        return SVC_OK;
+    }
+    p->bad_publishes++;
+    snprintf(err, errlen, "%s", p->reason); /* cut to errlen bytes */
+    return SVC_EBACKEND;
+}
+
+static svc_outbox_relay *reason_relay(svc_outbox *ob, reason_pub *p)
+{
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, reason_publish, p);
+    ro.batch_size = 10;
+    ro.backoff_initial_ms = 60000; /* nothing becomes due again by itself */
+    ro.backoff_max_ms = 600000;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    return r;
+}
+
+static int attempts_of(int64_t id, char *last_error, size_t n)
+{
+    char idt[24];
+    snprintf(idt, sizeof idt, "%lld", (long long)id);
+    const char *params[] = {idt};
+    svc_pg_result *res;
+    assert_int_equal(svc_pg_exec(pg, "SELECT attempts, coalesce(last_error, ''),\n"
+                                     "       next_attempt_at > now() FROM svc_outbox WHERE id = $1",
+                                 1, params, &res), SVC_OK);
+    assert_int_equal(svc_pg_result_rows(res), 1);
+    int attempts = atoi(svc_pg_result_value(res, 0, 0));
+    if (last_error)
+        snprintf(last_error, n, "%s", svc_pg_result_value(res, 0, 1));
+    assert_string_equal(svc_pg_result_value(res, 0, 2), attempts ? "t" : "f"); /* backing off */
+    svc_pg_result_free(res);
+    return attempts;
+}
+
+/* Makes the event due now (instead of waiting out its backoff). */
+static void make_due(int64_t id)
+{
+    char idt[24];
+    snprintf(idt, sizeof idt, "%lld", (long long)id);
+    const char *params[] = {idt};
+    assert_int_equal(svc_pg_exec(pg, "UPDATE svc_outbox SET next_attempt_at = now() WHERE id = $1",
+                                 1, params, NULL), SVC_OK);
+}
+
+/* Runs `rounds` rounds of `r`, each successful. */
+static void rounds(svc_outbox_relay *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(svc_outbox_relay_run_once(r, NULL, NULL), SVC_OK);
+}
+
+/* A reason of 200 "é" is cut to the 256-byte buffer in the middle of a
+ * character: it is stored as valid UTF-8, the good event of the same
+ * batch is published once, the bad one backs off. */
+static void a_reason_cut_inside_a_character_is_stored_and_backs_off(void **state)
+{
+    (void)state;
+    need_pg();
+    char reason[512] = "";
+    for (int i = 0; i < 200; i++)
+        strcat(reason, "\xc3\xa9");
+    reason_pub p = {.reason = reason};
+    int64_t good = put_tx("good", 0, 1), bad = put_tx("bad", 0, 1);
+    svc_outbox *ob = pg_outbox(pg);
+    svc_outbox_relay *r = reason_relay(ob, &p);
+    rounds(r, 4);
+    assert_int_equal(p.good_publishes, 1);
+    assert_int_equal(p.bad_publishes, 1);
+    char stored[1024];
+    assert_int_equal(attempts_of(bad, stored, sizeof stored), 1);
+    assert_int_equal(strlen(stored), 254); /* 127 whole characters of the 255 bytes */
+    assert_int_equal(strncmp(stored, reason, 254), 0);
+    make_due(bad);
+    rounds(r, 3);
+    assert_int_equal(attempts_of(bad, NULL, 0), 2);
+    assert_int_equal(p.bad_publishes, 2);
+    assert_int_equal(p.good_publishes, 1);
+    assert_int_equal(attempts_of(good, NULL, 0), 0);
+    svc_outbox_stats s;
+    assert_int_equal(svc_outbox_stats_get(ob, &s), SVC_OK);
+    assert_int_equal(s.published, 1);
+    assert_int_equal(s.pending, 1);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+}
+
+/* The server refuses a failure mark (a trigger here): the published marks
+ * of the batch still commit, and the failure is recorded without its
+ * reason, so it backs off all the same. */
+static void a_refused_failure_mark_does_not_undo_the_published_marks(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(
+        svc_pg_exec(pg,
+                    "CREATE OR REPLACE FUNCTION svc_outbox_test_refuse() RETURNS trigger\n"
+                    "LANGUAGE plpgsql AS $$ BEGIN\n"
+                    "  RAISE EXCEPTION 'refused by the test trigger';\n"
+                    "END $$",
+                    0, NULL, NULL),
+        SVC_OK);
+    assert_int_equal(svc_pg_exec(pg, "DROP TRIGGER IF EXISTS svc_outbox_test_refuse ON svc_outbox",
+                                 0, NULL, NULL), SVC_OK); /* left by an earlier failed run */
+    assert_int_equal(svc_pg_exec(pg,
+                                 "CREATE TRIGGER svc_outbox_test_refuse BEFORE UPDATE ON svc_outbox\n"
+                                 "FOR EACH ROW WHEN (NEW.last_error LIKE 'refuse-me%')\n"
+                                 "EXECUTE FUNCTION svc_outbox_test_refuse()",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    reason_pub p = {.reason = "refuse-me: the broker said no"};
+    int64_t good = put_tx("good", 0, 1), bad = put_tx("bad", 0, 1);
+    svc_outbox *ob = pg_outbox(pg);
+    svc_outbox_relay *r = reason_relay(ob, &p);
+    rounds(r, 3);
+    char stored[256];
+    int bad_attempts = attempts_of(bad, stored, sizeof stored);
+    int good_attempts = attempts_of(good, NULL, 0);
+    int good_publishes = p.good_publishes, bad_publishes = p.bad_publishes;
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    assert_int_equal(svc_pg_exec(pg, "DROP TRIGGER svc_outbox_test_refuse ON svc_outbox", 0, NULL,
+                                 NULL), SVC_OK);
+    assert_int_equal(svc_pg_exec(pg, "DROP FUNCTION svc_outbox_test_refuse()", 0, NULL, NULL), SVC_OK);
+    assert_int_equal(good_publishes, 1);
+    assert_int_equal(good_attempts, 0);
+    assert_int_equal(bad_publishes, 1);
+    assert_int_equal(bad_attempts, 1);
+    assert_non_null(strstr(stored, "could not be stored"));
+}
+
 /* ---- the jobs publisher ------------------------------------------------------------------- */
 
 static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **state)
@@ -737,6 +883,8 @@ int main(void)
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(prune_deletes_published_events_only),
         cmocka_unit_test(a_failed_claim_returns_its_connection_to_the_pool),
+        cmocka_unit_test(a_reason_cut_inside_a_character_is_stored_and_backs_off),
+        cmocka_unit_test(a_refused_failure_mark_does_not_undo_the_published_marks),
         cmocka_unit_test(jobs_publisher_enqueues_one_job_in_the_claim_transaction),
         cmocka_unit_test(inbox_claim_commits_or_rolls_back_with_the_transaction),
         cmocka_unit_test(inbox_postgres_duplicates_across_threads_have_one_first_time),
