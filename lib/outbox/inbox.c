@@ -19,6 +19,11 @@
 
 static _Thread_local char last_error[256];
 
+/* The longest mark lifetime: 100 years ("keep forever" in practice), far
+ * below the int64 nanoseconds an expiry is computed in and within the
+ * range of Redis' PX. */
+#define INBOX_MAX_TTL_MS (INT64_C(36500) * 24 * 3600 * 1000)
+
 const char *svc_inbox_last_error(void) { return last_error; }
 
 static svc_status check_args(const char *consumer, const char *id, svc__err *err)
@@ -118,8 +123,8 @@ svc_status svc_inbox_new(svc_inbox **out, const svc_inbox_opts *opts)
     in->ttl_ms = opts->ttl_ms ? opts->ttl_ms : INT64_C(7) * 24 * 3600 * 1000;
     in->clock = opts->clock;
     in->max_entries = opts->max_entries ? opts->max_entries : 1000000;
-    if (in->ttl_ms < 1)
-        return fail_new(in, SVC_EINVAL, "ttl_ms must be positive", NULL);
+    if (in->ttl_ms < 1 || in->ttl_ms > INBOX_MAX_TTL_MS)
+        return fail_new(in, SVC_EINVAL, "ttl_ms must be 1..3153600000000 (100 years)", NULL);
     if (in->max_entries < 16)
         return fail_new(in, SVC_EINVAL, "max_entries must be at least 16", NULL);
     if (opts->pg) {
@@ -220,6 +225,14 @@ static void make_room(svc_inbox *in, int64_t now)
     }
 }
 
+/* When a mark armed at `now` expires: saturates instead of wrapping (a
+ * clock far in the future must not make every claim a first time). */
+static int64_t expiry_at(const svc_inbox *in, int64_t now)
+{
+    int64_t ttl_ns = in->ttl_ms * SVC__NS_PER_MS; /* ttl_ms <= INBOX_MAX_TTL_MS: no overflow */
+    return now > INT64_MAX - ttl_ns ? INT64_MAX : now + ttl_ns;
+}
+
 static svc_status mem_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
 {
     char key[SVC_INBOX_MAX_CONSUMER + SVC_INBOX_MAX_MESSAGE_ID + 2];
@@ -232,13 +245,13 @@ static svc_status mem_claim(svc_inbox *in, const char *consumer, const char *id,
         mem_mark *m = e->value;
         *first = m->expires_ns <= now;
         if (*first)
-            m->expires_ns = now + in->ttl_ms * SVC__NS_PER_MS;
+            m->expires_ns = expiry_at(in, now);
     } else {
         if (in->marks.count >= in->max_entries)
             make_room(in, now);
         mem_mark *m = svc_malloc(sizeof *m);
         if (m)
-            m->expires_ns = now + in->ttl_ms * SVC__NS_PER_MS;
+            m->expires_ns = expiry_at(in, now);
         if (!m || !svc__ob_map_add(&in->marks, key, kl, m)) {
             svc_free(m);
             st = SVC_ENOMEM;

@@ -509,6 +509,40 @@ static void inbox_marks_expire_after_ttl(void **state)
     svc_manual_clock_free(mc);
 }
 
+static void inbox_ttl_is_bounded_and_expiry_does_not_wrap(void **state)
+{
+    (void)state;
+    const int64_t max_ttl = INT64_C(36500) * 24 * 3600 * 1000; /* 100 years */
+    int64_t bad[] = {INT64_MAX / 1000, INT64_MAX / 1000000 + 1, max_ttl + 1, INT64_MAX, -1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        svc_inbox_opts o;
+        svc_inbox_opts_default(&o);
+        o.url = "memory:";
+        o.ttl_ms = bad[i];
+        svc_inbox *in = (svc_inbox *)&o; /* any non-NULL value: must become NULL */
+        assert_int_equal(svc_inbox_new(&in, &o), SVC_EINVAL);
+        assert_null(in);
+        assert_non_null(strstr(svc_inbox_last_error(), "ttl_ms"));
+        o.url = "redis://127.0.0.1:1/0"; /* checked before any connection */
+        assert_int_equal(svc_inbox_new(&in, &o), SVC_EINVAL);
+    }
+    /* The longest lifetime, on a clock close to the end of int64: the
+     * expiry saturates and the mark stays a duplicate. */
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, INT64_MAX - 1000 * NS_PER_MS, 1), SVC_OK);
+    svc_inbox *in = memory_inbox(svc_manual_clock_get(mc), max_ttl, 0);
+    int first = -1;
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    for (int i = 0; i < 3; i++) {
+        svc_manual_clock_advance(mc, 100 * NS_PER_MS);
+        assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+        assert_int_equal(first, 0);
+    }
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+}
+
 static void inbox_memory_is_bounded_and_counts_evictions(void **state)
 {
     (void)state;
@@ -552,6 +586,7 @@ int main(void)
         cmocka_unit_test(failure_reasons_are_made_valid_utf8),
         cmocka_unit_test(inbox_says_first_time_once_then_duplicate),
         cmocka_unit_test(inbox_marks_expire_after_ttl),
+        cmocka_unit_test(inbox_ttl_is_bounded_and_expiry_does_not_wrap),
         cmocka_unit_test(inbox_memory_is_bounded_and_counts_evictions),
         cmocka_unit_test(inbox_duplicates_across_threads_have_one_first_time),
     };
