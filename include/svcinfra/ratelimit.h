@@ -21,7 +21,8 @@
  *                          of it still overlaps the sliding period, plus the
  *                          current window's count, at most `limit`.
  *
- * Quotas count usage per tenant in calendar windows (a UTC day or month)
+ * Quotas count usage per tenant in calendar windows (a day or month, in UTC
+ * or a named zone)
  * that roll over at the boundary, for plans and billing (svc_quota_*).
  *
  * Time is the wall clock of opts.clock (windows are aligned to UTC).
@@ -162,13 +163,15 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_add(svc_ratelimit *rl,
                                                              const svc_ratelimit_policy *p)
     SVC_NONNULL(1, 2);
 
-/* Removes the policy `name`. SVC_OK, SVC_ENOTFOUND, SVC_EINVAL, SVC_ENOMEM. */
+/* Removes the policy `name`. SVC_OK, SVC_ENOTFOUND, SVC_EINVAL for a name
+ * that is not a valid policy name, SVC_ENOMEM. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_remove(svc_ratelimit *rl,
                                                                 const char *name)
     SVC_NONNULL(1, 2);
 
 /* Copies the policy `name` into *out; out->name is borrowed from `name`.
- * SVC_OK, SVC_ENOTFOUND, SVC_EINVAL. */
+ * SVC_OK, SVC_ENOTFOUND, SVC_EINVAL for a name that is not a valid policy
+ * name. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_policy_get(svc_ratelimit *rl,
                                                              const char *name,
                                                              svc_ratelimit_policy *out)
@@ -247,15 +250,19 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, 
 /* ---- quotas -------------------------------------------------------------- */
 
 typedef enum svc_quota_period {
-    SVC_QUOTA_DAY = 1,   /* 00:00:00 UTC to the next midnight */
-    SVC_QUOTA_MONTH = 2  /* the 1st 00:00:00 UTC to the next month's 1st */
+    SVC_QUOTA_DAY = 1,   /* 00:00:00 to the next midnight (UTC or tz) */
+    SVC_QUOTA_MONTH = 2  /* the 1st 00:00:00 to the next month's 1st */
 } svc_quota_period;
 
 typedef struct svc_quota {
     const char *name;        /* required, copied */
     svc_quota_period period;
-    uint64_t limit;          /* units per window; 0 = count only, never deny */
-    const char *tz;          /* NULL or "UTC"; other zones: SVC_ENOTSUP */
+    uint64_t limit;          /* units per window, at most 2^53; 0 = count
+                                only, never deny */
+    const char *tz;          /* NULL or "UTC", or an IANA zone name
+                                ("Europe/Berlin": windows follow its local
+                                days and months); SVC_ENOTSUP for a named
+                                zone when built without time zones */
     void *reserved[4];
 } svc_quota;
 
@@ -272,8 +279,13 @@ typedef struct svc_quota_usage_info {
 
 /* Adds or replaces a quota. Counters are keyed by quota name, tenant and
  * window, so replacing a quota keeps the current window's usage.
- * SVC_OK; SVC_EINVAL for a bad name or period; SVC_ENOTSUP for a time zone
- * other than UTC; SVC_ERANGE past the cap; SVC_ENOMEM. */
+ * SVC_OK; SVC_EINVAL for a bad name or period, or a limit above 2^53;
+ * a zone that cannot be loaded: svc_tz_load_opts()'s status (SVC_ENOTFOUND
+ * for an unknown zone, SVC_EPARSE, SVC_EIO ...; detail in
+ * svc_ratelimit_errmsg()); SVC_ENOTSUP for a zone other than UTC when the
+ * library was built without time zones; SVC_ERANGE past the cap (quotas,
+ * or 1024 zones); SVC_ENOMEM. A zone is loaded once, and kept only when
+ * the quota is added. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_quota_add(svc_ratelimit *rl, const svc_quota *q)
     SVC_NONNULL(1, 2);
 

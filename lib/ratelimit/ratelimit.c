@@ -45,6 +45,9 @@ __extension__ typedef unsigned __int128 rl_u128;
 
 #define NAME_CAP (SVC_RATELIMIT_MAX_NAME + 1)
 #define MAX_LIMIT UINT64_C(1000000000000)
+/* quota counters stay exact in the Redis script's doubles, and used + cost
+ * (each at most this) cannot wrap */
+#define MAX_QUOTA_LIMIT (UINT64_C(1) << 53)
 #define MAX_PERIOD_MS (INT64_C(366) * 24 * 3600 * 1000)
 #define DEFAULT_MAX_KEYS ((size_t)1 << 18)
 #define LOG_EVERY_NS (INT64_C(10) * SVC__NS_PER_SEC)
@@ -95,8 +98,11 @@ struct svc_ratelimit {
     svc_counter *m_store_errors;
     _Atomic uint64_t store_errors;
     _Atomic int64_t last_log_ns;
-    void **zones; /* loaded svc_tz, freed with the limiter (under wmu) */
+    void **zones; /* loaded svc_tz, freed with the limiter (under wmu);
+                     [nzones, nzones + npending) were loaded by the edit in
+                     progress and are kept only when it commits */
     size_t nzones;
+    size_t npending;
     /* read by every check; written only by publish: a line of its own, away
      * from the counters above that errors write */
     _Alignas(SVC__RL_LINE) _Atomic uint64_t gen; /* bumped by every publish */
@@ -126,6 +132,16 @@ static bool valid_name(const char *s)
             return false;
     }
     return n > 0;
+}
+
+/* SVC_OK for a valid name; else SVC_EINVAL with the detail in rl's error. */
+static svc_status check_name(svc_ratelimit *rl, const char *what, const char *name)
+{
+    if (!name || !valid_name(name))
+        return svc__err_set(&rl->err, SVC_EINVAL,
+                            "%s name '%.80s' must be 1-%d letters, digits or _-.:", what,
+                            name ? name : "(null)", SVC_RATELIMIT_MAX_NAME);
+    return SVC_OK;
 }
 
 static int64_t ns_to_ms_up(int64_t ns)
@@ -261,10 +277,9 @@ static void publish(svc_ratelimit *rl, rl_table *t)
 
 static svc_status make_policy(svc_ratelimit *rl, const svc_ratelimit_policy *p, rl_pol *out)
 {
-    if (!p->name || !valid_name(p->name))
-        return svc__err_set(&rl->err, SVC_EINVAL,
-                            "policy name '%.80s' must be 1-%d letters, digits or _-.:",
-                            p->name ? p->name : "(null)", SVC_RATELIMIT_MAX_NAME);
+    svc_status st = check_name(rl, "policy", p->name);
+    if (st != SVC_OK)
+        return st;
     if ((int)p->algorithm < SVC_RL_GCRA || (int)p->algorithm > SVC_RL_SLIDING_WINDOW)
         return svc__err_set(&rl->err, SVC_EINVAL, "policy '%s': unknown algorithm %d", p->name,
                             (int)p->algorithm);
@@ -426,6 +441,14 @@ void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s)
     rl->store = s;
 }
 
+size_t svc__ratelimit_zone_count(svc_ratelimit *rl)
+{
+    pthread_mutex_lock(&rl->wmu);
+    size_t n = rl->nzones;
+    pthread_mutex_unlock(&rl->wmu);
+    return n;
+}
+
 const char *svc_ratelimit_errmsg(svc_ratelimit *rl)
 {
     return rl ? svc__err_get(&rl->err) : "";
@@ -486,10 +509,17 @@ static svc_status edit(svc_ratelimit *rl, edit_fn fn, const void *arg)
     svc_status st = t ? fn(rl, t, arg) : SVC_ENOMEM;
     if (st == SVC_OK && !table_index(t))
         st = SVC_ENOMEM;
-    if (st == SVC_OK)
+    if (st == SVC_OK) {
         publish(rl, t);
-    else
+        rl->nzones += rl->npending; /* zones the new table uses */
+    } else {
         table_free(t);
+#if SVC__RL_HAVE_TZ
+        for (size_t i = 0; i < rl->npending; i++)
+            svc_tz_free(rl->zones[rl->nzones + i]);
+#endif
+    }
+    rl->npending = 0;
     pthread_mutex_unlock(&rl->wmu);
     return st;
 }
@@ -523,11 +553,15 @@ static svc_status edit_remove_policy(svc_ratelimit *rl, rl_table *t, const void 
 
 svc_status svc_ratelimit_policy_remove(svc_ratelimit *rl, const char *name)
 {
-    return edit(rl, edit_remove_policy, name);
+    svc_status st = check_name(rl, "policy", name);
+    return st == SVC_OK ? edit(rl, edit_remove_policy, name) : st;
 }
 
 svc_status svc_ratelimit_policy_get(svc_ratelimit *rl, const char *name, svc_ratelimit_policy *out)
 {
+    svc_status st = check_name(rl, "policy", name);
+    if (st != SVC_OK)
+        return st;
     unsigned s;
     const rl_table *t = read_begin(rl, &s);
     const rl_pol *p = table_policy(t, name);
@@ -546,9 +580,9 @@ svc_status svc_ratelimit_policy_get(svc_ratelimit *rl, const char *name, svc_rat
 static svc_status make_plan(svc_ratelimit *rl, const char *plan, const char *const *policies,
                             size_t n, rl_plan *out)
 {
-    if (!valid_name(plan))
-        return svc__err_set(&rl->err, SVC_EINVAL, "plan name '%.80s' is not a valid name",
-                            plan);
+    svc_status st = check_name(rl, "plan", plan);
+    if (st != SVC_OK)
+        return st;
     if (n < 1 || n > SVC_RATELIMIT_MAX_PLAN_POLICIES)
         return svc__err_set(&rl->err, SVC_EINVAL, "plan '%s': needs 1..%d policies, got %zu",
                             plan, SVC_RATELIMIT_MAX_PLAN_POLICIES, n);
@@ -580,23 +614,26 @@ svc_status svc_ratelimit_plan_add(svc_ratelimit *rl, const char *plan,
     return edit(rl, edit_put_plan, &p);
 }
 
-/* Finds or loads the zone `name` (caller holds wmu). */
+/* Finds or loads the zone `name` (caller holds wmu, inside edit()). A zone
+ * loaded here is pending: edit() keeps it when the edit commits and frees it
+ * otherwise. */
 static svc_status zone_get(svc_ratelimit *rl, const char *name, void **out)
 {
     *out = NULL;
     if (!name || !*name || strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0)
         return SVC_OK;
 #if SVC__RL_HAVE_TZ
-    for (size_t i = 0; i < rl->nzones; i++) {
+    size_t held = rl->nzones + rl->npending;
+    for (size_t i = 0; i < held; i++) {
         if (strcmp(svc_tz_name(rl->zones[i]), name) == 0) {
             *out = rl->zones[i];
             return SVC_OK;
         }
     }
-    if (rl->nzones >= SVC_RATELIMIT_MAX_POLICIES)
+    if (held >= SVC_RATELIMIT_MAX_POLICIES)
         return svc__err_set(&rl->err, SVC_ERANGE, "more than %d time zones",
                             SVC_RATELIMIT_MAX_POLICIES);
-    void **nz = svc_realloc(rl->zones, (rl->nzones + 1) * sizeof *nz);
+    void **nz = svc_realloc(rl->zones, (held + 1) * sizeof *nz);
     if (!nz)
         return SVC_ENOMEM;
     rl->zones = nz;
@@ -605,7 +642,8 @@ static svc_status zone_get(svc_ratelimit *rl, const char *name, void **out)
     svc_status st = svc_tz_load_opts(&tz, name, NULL, why, sizeof why);
     if (st != SVC_OK)
         return svc__err_set(&rl->err, st, "quota time zone: %s", why);
-    rl->zones[rl->nzones++] = tz;
+    rl->zones[held] = tz;
+    rl->npending++;
     *out = tz;
     return SVC_OK;
 #else
@@ -620,12 +658,17 @@ typedef struct quota_arg {
 
 static svc_status make_quota(svc_ratelimit *rl, const svc_quota *q, rl_quota *out)
 {
-    if (!q->name || !valid_name(q->name))
-        return svc__err_set(&rl->err, SVC_EINVAL, "quota name '%.80s' is not a valid name",
-                            q->name ? q->name : "(null)");
+    svc_status st = check_name(rl, "quota", q->name);
+    if (st != SVC_OK)
+        return st;
     if (q->period != SVC_QUOTA_DAY && q->period != SVC_QUOTA_MONTH)
         return svc__err_set(&rl->err, SVC_EINVAL, "quota '%s': period must be day or month",
                             q->name);
+    if (q->limit > MAX_QUOTA_LIMIT)
+        return svc__err_set(&rl->err, SVC_EINVAL,
+                            "quota '%s': limit must be at most 2^53 (9007199254740992), got "
+                            "%llu",
+                            q->name, (unsigned long long)q->limit);
     memset(out, 0, sizeof *out);
     copy_name(out->name, q->name);
     out->period = q->period;

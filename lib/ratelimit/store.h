@@ -120,6 +120,9 @@ void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char a
  * with any other call on `rl`. */
 void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
 
+/* Time zones the limiter holds for its quotas (for tests). */
+size_t svc__ratelimit_zone_count(svc_ratelimit *rl);
+
 /* Cache-line aligned blocks for structures that threads write side by side
  * (shards, slots, reader stripes): `size` bytes, zeroed, starting on a
  * multiple of SVC__RL_LINE, through the library's allocator. NULL on

@@ -903,6 +903,71 @@ static void policies_plans_quotas_load_from_config(void **state)
     assert_int_equal(p.period_ms, 1000);
 }
 
+static void quota_limits_stay_exact_and_names_are_checked(void **state)
+{
+    fixture *f = *state;
+    /* limits above 2^53 are not exact in the Redis script's doubles */
+    svc_quota q = {.name = "big", .period = SVC_QUOTA_DAY, .limit = UINT64_C(1) << 53};
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &q), SVC_OK);
+    q.limit = (UINT64_C(1) << 53) + 1;
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &q), SVC_EINVAL);
+    assert_non_null(strstr(svc_ratelimit_errmsg(f->rl), "limit"));
+    q.limit = UINT64_MAX;
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &q), SVC_EINVAL);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_usage(f->rl, "t", "big", &u), SVC_OK);
+    assert_true(u.limit == UINT64_C(1) << 53); /* the refused edits changed nothing */
+    svc_config *cfg;
+    char err[256];
+    assert_int_equal(svc_config_parse(&cfg, "ratelimit:\n  quotas: [\"huge day "
+                                            "18446744073709551615\"]\n",
+                                      err, sizeof err),
+                     SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(f->rl, cfg), SVC_ECONFIG);
+    svc_config_free(cfg);
+
+    /* names of removals and reads are validated like those of additions */
+    svc_ratelimit_policy p;
+    assert_int_equal(svc_ratelimit_policy_remove(f->rl, "no such name!"), SVC_EINVAL);
+    assert_non_null(strstr(svc_ratelimit_errmsg(f->rl), "no such name!"));
+    assert_int_equal(svc_ratelimit_policy_remove(f->rl, ""), SVC_EINVAL);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "a b", &p), SVC_EINVAL);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "", &p), SVC_EINVAL);
+    assert_int_equal(svc_ratelimit_policy_remove(f->rl, "absent"), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "absent", &p), SVC_ENOTFOUND);
+}
+
+static void a_zone_is_kept_only_when_its_edit_commits(void **state)
+{
+    fixture *f = *state;
+    /* the zone loads, then the edit fails on a later entry */
+    svc_config *cfg;
+    char err[256];
+    const char *bad = "ratelimit:\n  quotas:\n    - berlin day 10 Europe/Berlin\n"
+                      "    - broken week 10\n";
+    assert_int_equal(svc_config_parse(&cfg, bad, err, sizeof err), SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(f->rl, cfg), SVC_ECONFIG);
+    svc_config_free(cfg);
+    assert_int_equal(svc__ratelimit_zone_count(f->rl), 0);
+    svc_quota q = {.name = "berlin", .period = SVC_QUOTA_DAY, .limit = 10, .tz = "Europe/Berlin"};
+    svc_status st = svc_ratelimit_quota_add(f->rl, &q);
+    if (st == SVC_ENOTFOUND || st == SVC_EIO)
+        skip(); /* no zone files on this machine */
+    assert_int_equal(st, SVC_OK);
+    assert_int_equal(svc__ratelimit_zone_count(f->rl), 1);
+    q.name = "berlin-2";
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &q), SVC_OK);
+    assert_int_equal(svc__ratelimit_zone_count(f->rl), 1); /* loaded once, shared */
+    /* a refused quota in a new zone keeps nothing */
+    svc_quota bq = {.name = "tokyo", .period = SVC_QUOTA_DAY, .limit = UINT64_MAX,
+                    .tz = "Asia/Tokyo"};
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &bq), SVC_EINVAL);
+    assert_int_equal(svc__ratelimit_zone_count(f->rl), 1);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(f->rl, "t", "berlin-2", 3, &u), SVC_OK);
+    assert_int_equal(u.used, 3);
+}
+
 static void bad_input_gets_a_status(void **state)
 {
     fixture *f = *state;
@@ -1105,6 +1170,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bad_input_gets_a_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(quota_limits_stay_exact_and_names_are_checked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_zone_is_kept_only_when_its_edit_commits, setup,
+                                        teardown),
         cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
         cmocka_unit_test(unreachable_redis_store_fails_open_or_closed),
         cmocka_unit_test(decisions_are_counted_by_policy_and_result),
