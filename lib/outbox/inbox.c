@@ -4,7 +4,8 @@
  *             caller's transaction (svc_inbox_claim_tx) or one of its own
  *   redis     SET svc:inbox:{consumer}:<id> 1 NX PX ttl
  *   memory    a hash table of expiry times under one mutex, bounded by
- *             max_entries (the mark closest to expiry is evicted)
+ *             max_entries; a list in expiry order makes room in O(1)
+ *             (expired marks first, else the mark closest to expiry)
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -70,8 +71,14 @@ svc_status svc_inbox_claim_tx(svc_pg_tx *tx, const char *consumer, const char *m
 
 /* ---- the handle -------------------------------------------------------------- */
 
+/* A memory mark. Marks are also on a list in the order they were armed;
+ * the lifetime is the same for every mark of an inbox, so that is expiry
+ * order: the head is always the mark closest to expiry, and expired ones
+ * are at the front. */
 typedef struct mem_mark {
     int64_t expires_ns;
+    struct mem_mark *prev, *next;
+    svc__ob_map_entry *entry;  /* the map entry whose value this is */
 } mem_mark;
 
 struct svc_inbox {
@@ -83,6 +90,7 @@ struct svc_inbox {
     size_t max_entries;
     pthread_mutex_t mu;
     svc__ob_map marks;       /* memory: "consumer\0id" -> mem_mark */
+    mem_mark *oldest, *newest; /* memory: marks in expiry order */
     _Atomic uint64_t evicted, first, dup;
     svc__err err;
 };
@@ -169,12 +177,11 @@ void svc_inbox_free(svc_inbox *in)
 {
     if (!in)
         return;
-    if (in->marks.slots) {
-        for (size_t i = 0; i < in->marks.nslots; i++)
-            for (svc__ob_map_entry *e = in->marks.slots[i]; e; e = e->next)
-                svc_free(e->value);
-        svc__ob_map_destroy(&in->marks);
+    for (mem_mark *m = in->oldest, *next; m; m = next) {
+        next = m->next;
+        svc_free(m);
     }
+    svc__ob_map_destroy(&in->marks);
     svc_pg_free(in->own_pg);
     svc_redis_free(in->own_redis);
     pthread_mutex_destroy(&in->mu);
@@ -195,32 +202,40 @@ static size_t pair_key(char *buf, const char *consumer, const char *id)
     return cl + 1 + il;
 }
 
-/* Called with the lock held and the table full: drops expired marks, and
- * if none was, the one closest to expiry. */
+static void mark_unlink(svc_inbox *in, mem_mark *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        in->oldest = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        in->newest = m->prev;
+    m->prev = m->next = NULL;
+}
+
+/* Removes a mark from the list and the table and frees it. */
+static void mark_drop(svc_inbox *in, mem_mark *m)
+{
+    mark_unlink(in, m);
+    svc__ob_map_remove(&in->marks, m->entry);
+    svc_free(m);
+}
+
+/* Called with the lock held and the table full: drops expired marks (the
+ * front of the list; at most a bounded number per call, the rest go on
+ * later calls), and if none was, the live one closest to expiry. O(1)
+ * amortised: every mark is dropped at most once. */
 static void make_room(svc_inbox *in, int64_t now)
 {
-    svc__ob_map_entry *soonest = NULL;
-    int64_t soonest_at = INT64_MAX;
     size_t dropped = 0;
-    for (size_t i = 0; i < in->marks.nslots; i++) {
-        svc__ob_map_entry *e = in->marks.slots[i];
-        while (e) {
-            svc__ob_map_entry *next = e->next;
-            mem_mark *m = e->value;
-            if (m->expires_ns <= now) {
-                svc_free(m);
-                svc__ob_map_remove(&in->marks, e);
-                dropped++;
-            } else if (m->expires_ns < soonest_at) {
-                soonest_at = m->expires_ns;
-                soonest = e;
-            }
-            e = next;
-        }
+    while (in->oldest && in->oldest->expires_ns <= now && dropped < 64) {
+        mark_drop(in, in->oldest);
+        dropped++;
     }
-    if (!dropped && soonest) {
-        svc_free(soonest->value);
-        svc__ob_map_remove(&in->marks, soonest);
+    if (!dropped && in->oldest) {
+        mark_drop(in, in->oldest);
         atomic_fetch_add(&in->evicted, 1);
     }
 }
@@ -231,6 +246,21 @@ static int64_t expiry_at(const svc_inbox *in, int64_t now)
 {
     int64_t ttl_ns = in->ttl_ms * SVC__NS_PER_MS; /* ttl_ms <= INBOX_MAX_TTL_MS: no overflow */
     return now > INT64_MAX - ttl_ns ? INT64_MAX : now + ttl_ns;
+}
+
+/* (Re)arms `m` at `now`: a new expiry, and the newest end of the list. */
+static void mark_arm(svc_inbox *in, mem_mark *m, int64_t now, bool linked)
+{
+    if (linked)
+        mark_unlink(in, m);
+    m->expires_ns = expiry_at(in, now);
+    m->prev = in->newest;
+    m->next = NULL;
+    if (in->newest)
+        in->newest->next = m;
+    else
+        in->oldest = m;
+    in->newest = m;
 }
 
 static svc_status mem_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
@@ -245,17 +275,18 @@ static svc_status mem_claim(svc_inbox *in, const char *consumer, const char *id,
         mem_mark *m = e->value;
         *first = m->expires_ns <= now;
         if (*first)
-            m->expires_ns = expiry_at(in, now);
+            mark_arm(in, m, now, true);
     } else {
         if (in->marks.count >= in->max_entries)
             make_room(in, now);
-        mem_mark *m = svc_malloc(sizeof *m);
-        if (m)
-            m->expires_ns = expiry_at(in, now);
-        if (!m || !svc__ob_map_add(&in->marks, key, kl, m)) {
+        mem_mark *m = svc__calloc(1, sizeof *m);
+        svc__ob_map_entry *added = m ? svc__ob_map_add(&in->marks, key, kl, m) : NULL;
+        if (!added) {
             svc_free(m);
             st = SVC_ENOMEM;
         } else {
+            m->entry = added;
+            mark_arm(in, m, now, false);
             *first = 1;
         }
     }
@@ -269,10 +300,8 @@ static svc_status mem_forget(svc_inbox *in, const char *consumer, const char *id
     size_t kl = pair_key(key, consumer, id);
     pthread_mutex_lock(&in->mu);
     svc__ob_map_entry *e = svc__ob_map_find(&in->marks, key, kl);
-    if (e) {
-        svc_free(e->value);
-        svc__ob_map_remove(&in->marks, e);
-    }
+    if (e)
+        mark_drop(in, e->value);
     pthread_mutex_unlock(&in->mu);
     return SVC_OK;
 }

@@ -564,6 +564,85 @@ static void inbox_memory_is_bounded_and_counts_evictions(void **state)
     svc_inbox_free(in);
 }
 
+static int claim_first(svc_inbox *in, int i)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", i);
+    int first = -1;
+    assert_int_equal(svc_inbox_claim(in, "c", id, &first), SVC_OK);
+    return first;
+}
+
+/* A clock that never moves gives every mark the same expiry: a full
+ * inbox evicts in claim order, one mark per new claim. */
+static void inbox_full_evicts_the_oldest_mark_first(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_inbox *in = memory_inbox(svc_manual_clock_get(mc), 0, 16);
+    svc_inbox_stats s;
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(claim_first(in, i), 1);
+        svc_inbox_stats_get(in, &s);
+        assert_int_equal(s.entries, i < 16 ? i + 1 : 16);
+        assert_int_equal(s.evicted, i < 16 ? 0 : i - 15);
+    }
+    /* the newest 16 are kept (a duplicate changes nothing) ... */
+    for (int i = 984; i < 1000; i++)
+        assert_int_equal(claim_first(in, i), 0);
+    /* ... the older ones went, oldest first */
+    assert_int_equal(claim_first(in, 983), 1); /* evicts 984 */
+    assert_int_equal(claim_first(in, 984), 1); /* evicts 985 */
+    assert_int_equal(claim_first(in, 999), 0);
+    assert_int_equal(claim_first(in, 986), 0);
+    /* a forgotten mark leaves room: nothing is evicted for the next */
+    assert_int_equal(svc_inbox_forget(in, "c", "990"), SVC_OK);
+    svc_inbox_stats_get(in, &s);
+    uint64_t evicted = s.evicted;
+    assert_int_equal(claim_first(in, 5000), 1);
+    svc_inbox_stats_get(in, &s);
+    assert_int_equal(s.evicted, evicted);
+    assert_int_equal(s.entries, 16);
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+}
+
+/* A full inbox drops expired marks before it evicts a live one. */
+static void inbox_full_drops_expired_marks_before_live_ones(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_inbox *in = memory_inbox(svc_manual_clock_get(mc), 1000, 16);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(claim_first(in, i), 1);
+    svc_manual_clock_advance(mc, 500 * NS_PER_MS);
+    for (int i = 100; i < 108; i++)
+        assert_int_equal(claim_first(in, i), 1);
+    /* 0..7 expire, 100..107 live on */
+    svc_manual_clock_advance(mc, 600 * NS_PER_MS);
+    assert_int_equal(claim_first(in, 200), 1);
+    svc_inbox_stats s;
+    svc_inbox_stats_get(in, &s);
+    assert_int_equal(s.evicted, 0);
+    assert_int_equal(s.entries, 9);
+    for (int i = 100; i < 108; i++)
+        assert_int_equal(claim_first(in, i), 0);
+    /* an expired mark claimed again is armed anew, at the young end */
+    assert_int_equal(claim_first(in, 0), 1);
+    for (int i = 300; i < 306; i++)
+        assert_int_equal(claim_first(in, i), 1); /* 16 again: 8 + 200 + 0 + 6 */
+    assert_int_equal(claim_first(in, 400), 1);   /* evicts 100, the oldest live */
+    svc_inbox_stats_get(in, &s);
+    assert_int_equal(s.evicted, 1);
+    assert_int_equal(claim_first(in, 0), 0);
+    assert_int_equal(claim_first(in, 101), 0);
+    assert_int_equal(claim_first(in, 100), 1);
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+}
+
 static void inbox_duplicates_across_threads_have_one_first_time(void **state)
 {
     (void)state;
@@ -588,6 +667,8 @@ int main(void)
         cmocka_unit_test(inbox_marks_expire_after_ttl),
         cmocka_unit_test(inbox_ttl_is_bounded_and_expiry_does_not_wrap),
         cmocka_unit_test(inbox_memory_is_bounded_and_counts_evictions),
+        cmocka_unit_test(inbox_full_evicts_the_oldest_mark_first),
+        cmocka_unit_test(inbox_full_drops_expired_marks_before_live_ones),
         cmocka_unit_test(inbox_duplicates_across_threads_have_one_first_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
