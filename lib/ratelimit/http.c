@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +56,16 @@ typedef struct rroute {
     uint64_t cost;
 } rroute;
 
+/* A RateLimit-Policy value rendered once: it changes only with the policy
+ * (name, quota, window), not per request. Immutable once listed, freed with
+ * the middleware, so responses borrow it. */
+#define POLICY_VALUES 32
+typedef struct policy_value {
+    uint64_t q, w;
+    char policy[SVC_RATELIMIT_MAX_NAME + 1];
+    char v[SVC_RATELIMIT_MAX_NAME + 64]; /* item() writes at most 111 bytes */
+} policy_value;
+
 typedef struct rl_http {
     svc_ratelimit *rl;
     char *policy;
@@ -71,6 +82,9 @@ typedef struct rl_http {
     char **skip;
     size_t nskip;
     atomic_bool warned_unknown;
+    pthread_mutex_t pv_mu; /* adds to pv */
+    _Atomic size_t npv;    /* pv[0, npv) are complete */
+    policy_value *pv[POLICY_VALUES];
 } rl_http;
 
 static const char *const default_skip[] = {"/healthz", "/readyz", "/startupz", "/metrics", NULL};
@@ -357,12 +371,51 @@ static char *item(char *p, const char *policy, const char *x, uint64_t a, const 
     return put_u64(p, b);
 }
 
-static void put_headers(const rl_http *h, svc_res *res, const svc_ratelimit_result *r)
+/* The pre-rendered RateLimit-Policy value for r's policy and window `w`;
+ * NULL when POLICY_VALUES different ones are listed already (the caller
+ * renders it then) or memory runs out. */
+static const char *policy_header(rl_http *h, const svc_ratelimit_result *r, uint64_t w)
+{
+    size_t n = atomic_load_explicit(&h->npv, memory_order_acquire);
+    for (size_t i = 0;; i++) {
+        if (i == n) {
+            pthread_mutex_lock(&h->pv_mu);
+            size_t now = atomic_load_explicit(&h->npv, memory_order_relaxed);
+            if (now == n)
+                break; /* nobody added one meanwhile: add it */
+            pthread_mutex_unlock(&h->pv_mu);
+            n = now;
+        }
+        const policy_value *p = h->pv[i];
+        if (p->q == r->quota && p->w == w && strcmp(p->policy, r->policy) == 0)
+            return p->v;
+    }
+    policy_value *p = n < POLICY_VALUES ? svc_malloc(sizeof *p) : NULL;
+    if (p) {
+        p->q = r->quota;
+        p->w = w;
+        memcpy(p->policy, r->policy, sizeof p->policy);
+        *item(p->v, r->policy, "\";q=", r->quota, ";w=", w) = '\0';
+        h->pv[n] = p;
+        atomic_store_explicit(&h->npv, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&h->pv_mu);
+    return p ? p->v : NULL;
+}
+
+static void put_headers(rl_http *h, svc_res *res, const svc_ratelimit_result *r)
 {
     uint64_t w = (uint64_t)(r->period_ms + 999) / 1000;
     uint64_t t = r->reset_ms > 0 ? (uint64_t)(r->reset_ms + 999) / 1000 : 0;
     char v[SVC_RATELIMIT_MAX_NAME + 64];
-    SET_HEADER(res, "RateLimit-Policy", v, item(v, r->policy, "\";q=", r->quota, ";w=", w));
+    const char *pv = policy_header(h, r, w);
+    if (pv)
+        discard(svc__res_header_put(res, "RateLimit-Policy", sizeof "RateLimit-Policy" - 1, pv,
+                                    SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
+                                        SVC__HDR_VALUE_KEPT));
+    else
+        SET_HEADER(res, "RateLimit-Policy", v,
+                   item(v, r->policy, "\";q=", r->quota, ";w=", w));
     SET_HEADER(res, "RateLimit", v, item(v, r->policy, "\";r=", r->remaining, ";t=", t));
     if (h->legacy) {
         SET_HEADER(res, "X-RateLimit-Limit", v, put_u64(v, r->limit));
@@ -483,6 +536,9 @@ static void rl_http_free(void *p)
     for (size_t i = 0; i < h->nskip; i++)
         svc_free(h->skip[i]);
     svc_free(h->skip);
+    for (size_t i = 0; i < atomic_load(&h->npv); i++)
+        svc_free(h->pv[i]);
+    pthread_mutex_destroy(&h->pv_mu);
     svc_free(h);
 }
 
@@ -560,6 +616,8 @@ svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts 
     rl_http *h = svc__calloc(1, sizeof *h);
     if (!h)
         return SVC_ENOMEM;
+    pthread_mutex_init(&h->pv_mu, NULL);
+    atomic_init(&h->npv, 0);
     svc_status st = build(h, opts);
     if (st == SVC_OK)
         st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h);

@@ -280,6 +280,39 @@ static void more_trusted_hops_than_examined_fall_back_to_the_peer(void **state)
     env_close(&e);
 }
 
+static void ratelimit_policy_header_follows_a_replaced_policy(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    htu_response r;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+        assert_string_equal(htu_header(&r, "RateLimit-Policy"), "\"api\";q=3;w=60");
+        htu_response_free(&r);
+    }
+    add_policy(e.rl, "api", SVC_RL_FIXED_WINDOW, 50, 3600000);
+    assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit-Policy"), "\"api\";q=50;w=3600");
+    htu_response_free(&r);
+    /* more distinct values than are kept pre-rendered still come out right */
+    for (uint64_t q = 1; q <= 40; q++) {
+        add_policy(e.rl, "api", SVC_RL_FIXED_WINDOW, 1000 + q, 60000);
+        assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+        char want[64];
+        snprintf(want, sizeof want, "\"api\";q=%llu;w=60", (unsigned long long)(1000 + q));
+        assert_string_equal(htu_header(&r, "RateLimit-Policy"), want);
+        htu_response_free(&r);
+    }
+    env_close(&e);
+}
+
 static int user_key(struct svc_req *req, char *buf, size_t len, void *ud)
 {
     (void)ud;
@@ -407,6 +440,7 @@ int main(void)
         cmocka_unit_test(forwarded_for_is_trusted_only_from_listed_proxies),
         cmocka_unit_test(client_is_the_rightmost_untrusted_hop_however_many_hops_precede_it),
         cmocka_unit_test(more_trusted_hops_than_examined_fall_back_to_the_peer),
+        cmocka_unit_test(ratelimit_policy_header_follows_a_replaced_policy),
         cmocka_unit_test(keys_from_callback_and_tenant_and_selected_policy),
         cmocka_unit_test(shadow_mode_never_denies),
         cmocka_unit_test(store_down_fails_closed_with_503_or_open),
