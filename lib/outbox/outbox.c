@@ -119,8 +119,18 @@ int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms)
 {
     int64_t d = initial_ms;
     for (int i = 0; i < attempts && d < max_ms; i++)
-        d *= 2;
+        d = d > max_ms / 2 ? max_ms : d * 2; /* never past the cap: no overflow */
     return d < max_ms ? d : max_ms;
+}
+
+int64_t svc__ob_add_ms(int64_t t_ns, int64_t ms)
+{
+    if (ms <= 0)
+        return t_ns;
+    if (ms > INT64_MAX / SVC__NS_PER_MS)
+        return INT64_MAX;
+    int64_t ns = ms * SVC__NS_PER_MS;
+    return t_ns > INT64_MAX - ns ? INT64_MAX : t_ns + ns;
 }
 
 /* ---- the handle ------------------------------------------------------------ */
@@ -297,8 +307,10 @@ svc_status svc_outbox_relay_new(svc_outbox_relay **out, svc_outbox *ob,
         bad = "batch_size must be 1..10000";
     else if (opts->poll_interval_ms < 10 || opts->poll_interval_ms > 3600000)
         bad = "poll_interval_ms must be 10..3600000";
-    else if (opts->backoff_initial_ms < 1 || opts->backoff_max_ms < opts->backoff_initial_ms)
-        bad = "backoff_initial_ms must be >= 1 and backoff_max_ms >= backoff_initial_ms";
+    else if (opts->backoff_initial_ms < 1 || opts->backoff_max_ms < opts->backoff_initial_ms ||
+             opts->backoff_max_ms > SVC__OB_MAX_BACKOFF_MS)
+        bad = "backoff_initial_ms must be >= 1, backoff_max_ms >= backoff_initial_ms and "
+              "backoff_max_ms <= 604800000 (7 days)";
     else if (opts->retention_ms < 0 || (opts->retention_ms > 0 && opts->prune_interval_ms < 1))
         bad = "retention_ms must be >= 0 and prune_interval_ms >= 1";
     if (bad) {
@@ -408,7 +420,7 @@ static void maybe_prune(svc_outbox_relay *r)
     int64_t now = svc_clock_mono_ns(NULL);
     if (now < r->next_prune_ns)
         return;
-    r->next_prune_ns = now + r->o.prune_interval_ms * SVC__NS_PER_MS;
+    r->next_prune_ns = svc__ob_add_ms(now, r->o.prune_interval_ms);
     uint64_t n = 0;
     svc_status st = r->ob->store->ops->prune(r->ob->store, r->o.retention_ms, &n, &r->ob->err);
     if (st)

@@ -132,7 +132,14 @@ void svc__ob_map_remove(svc__ob_map *m, svc__ob_map_entry *e);
  * sequence becomes '?'. */
 void svc__ob_utf8_clean(char *s);
 
-/* Shared exponential backoff: initial * 2^(attempts) capped at max. */
+/* The longest backoff a relay accepts (backoff_max_ms): 7 days. */
+#define SVC__OB_MAX_BACKOFF_MS (INT64_C(7) * 24 * 3600 * 1000)
+
+/* Shared exponential backoff: initial * 2^(attempts) capped at max
+ * (1 <= initial <= max); saturates at max, never overflows. */
 int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms);
+
+/* t_ns + ms milliseconds, saturating at INT64_MAX; ms <= 0 adds nothing. */
+int64_t svc__ob_add_ms(int64_t t_ns, int64_t ms);
 
 #endif /* SVCINFRA_OUTBOX_INTERNAL_H */

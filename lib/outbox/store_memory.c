@@ -225,7 +225,7 @@ static void mem_release(mem_store *s, svc__ob_batch *b, bool apply)
             list_push(&s->published, m);
         } else {
             m->attempts++;
-            m->due_mono_ns = now + it->retry_delay_ms * SVC__NS_PER_MS;
+            m->due_mono_ns = svc__ob_add_ms(now, it->retry_delay_ms);
         }
         it->ref = NULL;
     }
@@ -316,7 +316,12 @@ static svc_status mem_prune(svc__ob_store *base, int64_t older_than_ms, uint64_t
 {
     (void)err;
     mem_store *s = (mem_store *)base;
-    int64_t cutoff = svc_clock_mono_ns(s->clock) - older_than_ms * SVC__NS_PER_MS;
+    int64_t now = svc_clock_mono_ns(s->clock);
+    /* now - age, saturating: an age beyond the clock's past prunes nothing */
+    int64_t cutoff = older_than_ms > INT64_MAX / SVC__NS_PER_MS ? INT64_MIN
+                     : now < INT64_MIN + older_than_ms * SVC__NS_PER_MS
+                         ? INT64_MIN
+                         : now - older_than_ms * SVC__NS_PER_MS;
     uint64_t n = 0;
     pthread_mutex_lock(&s->mu);
     /* The published list is in publish order: the old ones are in front. */

@@ -423,6 +423,68 @@ static void a_custom_publisher_is_destroyed_with_its_relay(void **state)
     svc_outbox_free(ob);
 }
 
+static void backoff_is_bounded_and_never_wraps(void **state)
+{
+    (void)state;
+    const int64_t week = INT64_C(7) * 24 * 3600 * 1000;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_relay *r = NULL;
+    int64_t bad_max[] = {INT64_MAX, week + 1, INT64_MAX / 1000000 + 1};
+    for (size_t i = 0; i < sizeof bad_max / sizeof bad_max[0]; i++) {
+        svc_outbox_publisher_callback(&ro.publisher, record, rec);
+        ro.backoff_max_ms = bad_max[i];
+        assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_EINVAL);
+        assert_null(r);
+        assert_non_null(strstr(svc_outbox_errmsg(ob), "backoff_max_ms"));
+    }
+    ro.backoff_initial_ms = week + 1; /* above the cap through the initial delay */
+    ro.backoff_max_ms = week + 1;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_EINVAL);
+    ro.backoff_initial_ms = 0;
+    ro.backoff_max_ms = week;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_EINVAL);
+    svc_outbox_free(ob);
+
+    /* the doubling saturates at the cap */
+    assert_int_equal(svc__ob_backoff_ms(0, 1000, week), 1000);
+    assert_int_equal(svc__ob_backoff_ms(3, 1000, week), 8000);
+    assert_int_equal(svc__ob_backoff_ms(100, 1000, week), week);
+    assert_int_equal(svc__ob_backoff_ms(INT32_MAX, 1000, week), week);
+    assert_int_equal(svc__ob_backoff_ms(62, 1, INT64_MAX), INT64_C(1) << 62);
+    assert_int_equal(svc__ob_backoff_ms(70, 1, INT64_MAX), INT64_MAX);
+    assert_int_equal(svc__ob_backoff_ms(70, 3, INT64_MAX - 1), INT64_MAX - 1);
+    assert_int_equal(svc__ob_add_ms(INT64_MAX - 5, 1), INT64_MAX);
+    assert_int_equal(svc__ob_add_ms(10, INT64_MAX), INT64_MAX);
+    assert_int_equal(svc__ob_add_ms(10, 2), 10 + 2 * NS_PER_MS);
+
+    /* at the largest cap an event failing for ever waits the full week
+     * each time: never due early, never a hot loop */
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    ob = memory_outbox(svc_manual_clock_get(mc), 0);
+    rec->fail_remaining = 1000;
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    ro.backoff_initial_ms = 1000;
+    ro.backoff_max_ms = week;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    put(ob, "k", 1, NULL);
+    size_t n, bad;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+        assert_int_equal(bad, 1);
+        assert_int_equal(svc_outbox_relay_run_once(r, &n, &bad), SVC_OK);
+        assert_int_equal(n + bad, 0); /* backing off */
+        svc_manual_clock_advance(mc, svc__ob_backoff_ms(i, 1000, week) * NS_PER_MS);
+    }
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+    svc_manual_clock_free(mc);
+}
+
 static void clean(const char *in, const char *want)
 {
     char buf[64];
@@ -663,6 +725,7 @@ int main(void)
         cmocka_unit_test(relay_thread_wakes_on_put_and_stops),
         cmocka_unit_test(a_custom_publisher_is_destroyed_with_its_relay),
         cmocka_unit_test(failure_reasons_are_made_valid_utf8),
+        cmocka_unit_test(backoff_is_bounded_and_never_wraps),
         cmocka_unit_test(inbox_says_first_time_once_then_duplicate),
         cmocka_unit_test(inbox_marks_expire_after_ttl),
         cmocka_unit_test(inbox_ttl_is_bounded_and_expiry_does_not_wrap),
