@@ -28,5 +28,6 @@
 #include "concurrency.h"
 #include "tz.h"
 #include "cron.h"
+#include "jobs.h"
 
 #endif /* SVCINFRA_SVCINFRA_H */
