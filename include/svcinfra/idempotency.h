@@ -267,7 +267,10 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_add_idempotency(struct svc_app *app,
  * with the handler's writes. Call it last, just before svc_pg_tx_commit().
  * When the transaction rolls back the middleware releases the key after
  * the handler returns. SVC_ENOTFOUND when the request holds no claim (no
- * key, or not a covered method), else as svc_idem_complete_tx(). */
+ * key, or not a covered method); SVC_ETOOBIG when the response has more
+ * than 64 headers or is larger than max_response_bytes (nothing is written
+ * to `tx`; the key is released after the handler, so a retry runs again);
+ * else as svc_idem_complete_tx(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_idem_req_complete_tx(struct svc_req *req,
                                                              struct svc_res *res,
                                                              struct svc_pg_tx *tx)

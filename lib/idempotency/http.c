@@ -44,6 +44,8 @@ void svc_idem_http_opts_default(svc_idem_http_opts *opts)
 #include <jansson.h>
 
 #include "svcinfra/http.h"
+#include "http/http_internal.h"
+#include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
 
@@ -159,9 +161,12 @@ static bool required(const idem_http *h, const char *method, const char *route)
     return false;
 }
 
+/* The fingerprint takes the request target as it came on the wire (raw
+ * path '?' raw query): in the raw form a '?' can only start the query, so
+ * /a%3Fb and /a?b stay different, as they are different requests. */
 static svc_status default_fingerprint(svc_req *req, char out[65])
 {
-    const char *path = svc_req_path(req), *q = svc_req_query(req);
+    const char *path = svc__req_raw_path(req), *q = svc_req_query(req);
     char stack[512];
     char *pq = stack;
     size_t need = strlen(path) + strlen(q) + 2;
@@ -390,7 +395,10 @@ svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
         return SVC_ENOTFOUND;
     const char *names[MAX_STORED_HEADERS], *values[MAX_STORED_HEADERS];
     svc_idem_response r;
-    capture(res, &r, names, values);
+    if (!capture(res, &r, names, values))
+        return svc__err_set(svc__idem_err(c->h->idem), SVC_ETOOBIG,
+                            "idempotency: the response has more than %d headers; it cannot be "
+                            "stored (the transaction may commit without it)", MAX_STORED_HEADERS);
     c->tx_used = true;
     return svc_idem_complete_tx(c->h->idem, tx, &c->scope, c->token, &r);
 }

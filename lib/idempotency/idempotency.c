@@ -135,6 +135,7 @@ void svc_idem_free(svc_idem *idem)
 }
 
 const char *svc_idem_errmsg(svc_idem *idem) { return svc__err_get(&idem->err); }
+svc__err *svc__idem_err(svc_idem *idem) { return &idem->err; }
 const char *svc_idem_store_name(const svc_idem *idem) { return idem->store->ops->name; }
 int64_t svc_idem_lease_ms(const svc_idem *idem) { return idem->lease_ms; }
 

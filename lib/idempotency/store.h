@@ -87,4 +87,7 @@ const char *svc__idem_pg_sql(const char *which);
 svc_status svc__idem_result_fill(svc_idem_result *out, int status, const char *hdrs,
                                  size_t hdrs_len, const void *body, size_t body_len);
 
+/* The engine's error detail, for the HTTP wiring's own failures. */
+svc__err *svc__idem_err(svc_idem *idem);
+
 #endif /* SVCINFRA_IDEMPOTENCY_STORE_H */

@@ -132,6 +132,7 @@ static void start(int release_on_5xx)
     assert_int_equal(svc_app_route(E.app, "POST", "/fail", h_fail, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "POST", "/big", h_big, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "POST", "/many", h_many_headers, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(E.app, "POST", "/items/{id}", h_pay, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "GET", "/read", h_get, NULL), SVC_OK);
     assert_int_equal(svc_app_start(E.app), SVC_OK);
     E.port = svc_app_port(E.app);
@@ -410,6 +411,20 @@ static void response_with_too_many_headers_is_not_stored_partially(void **state)
     htu_response_free(&b);
 }
 
+/* /items/a%3Fb (one segment "a?b") and /items/a?b (segment "a", query "b")
+ * are different requests: the same key on both must not replay. */
+static void encoded_question_mark_and_query_do_not_share_a_fingerprint(void **state)
+{
+    (void)state;
+    htu_response a, b;
+    post("/items/a%3Fb", JSON "Idempotency-Key: items-0001\r\n", "{}", &a);
+    assert_int_equal(a.status, 201);
+    post("/items/a?b", JSON "Idempotency-Key: items-0001\r\n", "{}", &b);
+    assert_int_equal(b.status, 422);
+    htu_response_free(&a);
+    htu_response_free(&b);
+}
+
 /* ---- 1,000 concurrent requests, one key ------------------------------------------------ */
 
 #define CLIENTS 8
@@ -504,6 +519,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(release_on_5xx_lets_the_retry_run, setup_release,
                                         teardown),
         cmocka_unit_test_setup_teardown(response_with_too_many_headers_is_not_stored_partially,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(encoded_question_mark_and_query_do_not_share_a_fingerprint,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_response_is_sent_whole_but_not_stored, setup,
                                         teardown),
