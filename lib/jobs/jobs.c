@@ -151,11 +151,6 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
             return st;
         }
     }
-    if (kind == SVC_STORE_REDIS) {
-        snprintf(last_new_error, sizeof last_new_error,
-                 "jobs: the redis:// backend is not available; use postgres:// or memory:");
-        return SVC_ENOTSUP;
-    }
 #if !SVC_HAVE_POSTGRES
     if (kind == SVC_STORE_POSTGRES) {
         snprintf(last_new_error, sizeof last_new_error, "jobs: built without PostgreSQL");
@@ -182,6 +177,9 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
     }
     if (kind == SVC_STORE_MEMORY) {
         st = svc__jobs_store_memory_new(j, &j->store);
+    } else if (kind == SVC_STORE_REDIS) {
+        st = svc__jobs_store_redis_new(j, &o, url, last_new_error, sizeof last_new_error,
+                                       &j->store);
     } else {
 #if SVC_HAVE_POSTGRES
         if (o.pg) {

@@ -1,11 +1,13 @@
 /* test_conformance.c - the job queue's behaviour on one backend:
  *   test_jobs_conformance memory     memory: with a manual clock
  *   test_jobs_conformance postgres   SVC_TEST_PG_URL (exit 77, skipped, when unset)
+ *   test_jobs_conformance redis      SVC_TEST_REDIS_URL (exit 77, skipped, when unset)
  *
  * Every test uses queues and cron names of its own (process id + counter),
  * so runs against a shared database do not see each other's jobs. Where
  * time must pass, the memory run advances its manual clock and the
- * postgres run sleeps a short, bounded time (intervals of tens of ms). */
+ * server runs (postgres, redis) sleep a short, bounded time (intervals of
+ * tens of ms). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -26,8 +28,9 @@
 #include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 
-static int is_pg;
-static const char *pg_url;
+static int is_server; /* postgres or redis: a server, real time */
+static int is_redis;  /* the server is redis */
+static const char *server_url;
 static svc_manual_clock *mclock;
 static char queue[64];
 static unsigned qseq;
@@ -41,7 +44,7 @@ static void sleep_ms(int64_t ms)
 /* Lets `ms` of the backend's time pass. */
 static void pass_ms(int64_t ms)
 {
-    if (is_pg)
+    if (is_server)
         sleep_ms(ms);
     else
         svc_manual_clock_advance(mclock, ms * 1000000);
@@ -49,7 +52,7 @@ static void pass_ms(int64_t ms)
 
 static int64_t backend_now_ms(void)
 {
-    return is_pg ? svc_clock_wall_ns(NULL) / 1000000
+    return is_server ? svc_clock_wall_ns(NULL) / 1000000
                  : svc_clock_wall_ns(svc_manual_clock_get(mclock)) / 1000000;
 }
 
@@ -57,9 +60,9 @@ static svc_jobs *open_jobs_with(void (*tweak)(svc_jobs_opts *))
 {
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
-    o.url = is_pg ? pg_url : "memory:";
+    o.url = is_server ? server_url : "memory:";
     o.no_metrics = 1;
-    o.clock = is_pg ? NULL : svc_manual_clock_get(mclock);
+    o.clock = is_server ? NULL : svc_manual_clock_get(mclock);
     if (tweak)
         tweak(&o);
     svc_jobs *j = NULL;
@@ -334,7 +337,7 @@ static void failed_job_is_retried_after_attempt_to_the_fourth_seconds(void **sta
     assert_true(d >= 900 - 1 && d <= 1100 + 1);
     svc_job_info_clear(&in);
     assert_int_equal(run(j), 0);
-    if (is_pg) { /* the rest of the schedule is checked with the manual clock */
+    if (is_server) { /* the rest of the schedule is checked with the manual clock */
         svc_jobs_free(j);
         return;
     }
@@ -362,7 +365,7 @@ static void failed_job_is_retried_after_attempt_to_the_fourth_seconds(void **sta
 static void backoff_is_capped(void **state)
 {
     (void)state;
-    if (is_pg)
+    if (is_server)
         skip();
     svc_jobs *j = open_jobs();
     svc_jobs_free(j);
@@ -562,7 +565,7 @@ static svc_job_result h_lose_lease(svc_job *job, void *ud)
 static void result_after_a_lost_lease_is_ignored(void **state)
 {
     (void)state;
-    if (is_pg)
+    if (is_server)
         skip(); /* the worker-level timeout test covers postgres in real time */
     svc_jobs *j = open_jobs();
     assert_int_equal(svc_jobs_register(j, "l", h_lose_lease, j, 0), SVC_OK);
@@ -609,7 +612,7 @@ static svc_jobs *open_real(void)
 {
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
-    o.url = is_pg ? pg_url : "memory:";
+    o.url = is_server ? server_url : "memory:";
     o.no_metrics = 1;
     svc_jobs *j = NULL;
     if (svc_jobs_new(&j, &o))
@@ -633,7 +636,7 @@ static void two_worker_pools_run_each_job_once_never_together(void **state)
     (void)state;
     /* postgres: two handles (two pools, as two processes would have);
      * memory: two pools on the one in-process queue */
-    svc_jobs *j1 = open_real(), *j2 = is_pg ? open_real() : j1;
+    svc_jobs *j1 = open_real(), *j2 = is_server ? open_real() : j1;
     snprintf(queue, sizeof queue, "w%ld_%u", (long)getpid(), ++qseq);
     memset(runs, 0, sizeof runs);
     memset(running_now, 0, sizeof running_now);
@@ -799,7 +802,7 @@ static void cron_fires_each_tick_once_across_two_schedulers(void **state)
     (void)state;
     svc_jobs *j = open_jobs();
     svc_jobs *j2 = j;
-    if (is_pg) /* a second instance: its own handle and pool */
+    if (is_server) /* a second instance: its own handle and pool */
         j2 = open_real();
     char name[96];
     snprintf(name, sizeof name, "every5-%s", queue);
@@ -904,8 +907,8 @@ static void metrics_count_results_and_show_queue_gauges(void **state)
     assert_int_equal(svc_metrics_new(&m), SVC_OK);
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
-    o.url = is_pg ? pg_url : "memory:";
-    o.clock = is_pg ? NULL : svc_manual_clock_get(mclock);
+    o.url = is_server ? server_url : "memory:";
+    o.clock = is_server ? NULL : svc_manual_clock_get(mclock);
     o.metrics = m;
     svc_jobs *j;
     assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
@@ -940,12 +943,12 @@ static void metrics_count_results_and_show_queue_gauges(void **state)
 static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
 {
     (void)state;
-    if (!is_pg)
+    if (!is_server || is_redis)
         skip();
     svc_jobs *j = open_jobs();
     svc_pg_opts po;
     svc_pg_opts_default(&po);
-    po.url = pg_url;
+    po.url = server_url;
     po.no_metrics = 1;
     svc_pg *pg;
     assert_int_equal(svc_pg_new(&pg, &po), SVC_OK);
@@ -988,9 +991,19 @@ static void handle_rejects_bad_urls_and_options(void **state)
     svc_jobs *j = NULL;
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
+    /* redis://: the server must answer when `migrate` is on (the default) */
     o.url = "redis://127.0.0.1:1/0";
-    assert_int_equal(svc_jobs_new(&j, &o), SVC_ENOTSUP);
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_EUNAVAILABLE);
     assert_non_null(strstr(svc_jobs_last_error(), "redis"));
+    assert_null(j);
+    o.migrate = 0;
+    o.no_metrics = 1;
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
+    assert_string_equal(svc_jobs_backend_name(j), "redis");
+    svc_jobs_free(j);
+    j = NULL;
+    o.url = "rediss://127.0.0.1:1/0";
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_ENOTSUP);
     o.url = "ftp://x";
     assert_int_equal(svc_jobs_new(&j, &o), SVC_EINVAL);
     o.url = "memory:";
@@ -1006,12 +1019,19 @@ int main(int argc, char **argv)
 {
     const char *backend = argc > 1 ? argv[1] : "memory";
     if (strcmp(backend, "postgres") == 0) {
-        pg_url = getenv("SVC_TEST_PG_URL");
-        if (!pg_url || !*pg_url) {
+        server_url = getenv("SVC_TEST_PG_URL");
+        if (!server_url || !*server_url) {
             fprintf(stderr, "SVC_TEST_PG_URL not set: skipping\n");
             return 77;
         }
-        is_pg = 1;
+        is_server = 1;
+    } else if (strcmp(backend, "redis") == 0) {
+        server_url = getenv("SVC_TEST_REDIS_URL");
+        if (!server_url || !*server_url) {
+            fprintf(stderr, "SVC_TEST_REDIS_URL not set: skipping\n");
+            return 77;
+        }
+        is_server = is_redis = 1;
     } else if (svc_manual_clock_new(&mclock, 1000000000, INT64_C(1700000000) * 1000000000)) {
         return 1;
     }
@@ -1040,8 +1060,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
         cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
     };
-    int rc = cmocka_run_group_tests_name(is_pg ? "jobs_postgres" : "jobs_memory", tests, NULL,
-                                         NULL);
+    int rc = cmocka_run_group_tests_name(
+        is_redis ? "jobs_redis" : is_server ? "jobs_postgres" : "jobs_memory", tests, NULL, NULL);
     svc_manual_clock_free(mclock);
     return rc;
 }
