@@ -743,6 +743,15 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     return SVC_OK;
 }
 
+/* The result recorded for a running job that the stop gives up on. */
+static svc__jobs_done abandon_result(svc_jobs_worker *w, const svc_job *p)
+{
+    (void)w;
+    return (svc__jobs_done){.id = p->row.id, .attempt = p->row.attempt,
+                            .kind = SVC__DONE_RETRY, .delay_ms = 0,
+                            .error = "the worker stopped before the job finished"};
+}
+
 svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -789,20 +798,31 @@ svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
         pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
     }
     /* the rest: handlers still running past the grace period are returned
-     * to the queue; their late results are dropped */
+     * to the queue; their late results are dropped. The results are
+     * collected under the lock and recorded after it: a handler returning
+     * meanwhile frees its job, so no list node is touched once unlocked. */
+    size_t nab = 0;
+    for (svc_job *p = w->all; p; p = p->next_all)
+        if (p->started && !p->finished && !p->abandoned)
+            nab++;
+    svc__jobs_done *ab = nab ? svc__calloc(nab, sizeof *ab) : NULL;
+    size_t k = 0;
     for (svc_job *p = w->all; p; p = p->next_all) {
         if (p->started && !p->finished && !p->abandoned) {
             p->abandoned = 1;
             st = SVC_ETIMEDOUT;
-            svc__jobs_done d = {.id = p->row.id, .attempt = p->row.attempt,
-                                .kind = SVC__DONE_RETRY, .delay_ms = 0,
-                                .error = "the worker stopped before the job finished"};
-            size_t applied;
-            pthread_mutex_unlock(&w->mu);
-            (void)w->j->store->vt->finish(w->j->store, w->id, &d, 1, &applied);
-            pthread_mutex_lock(&w->mu);
+            if (ab)
+                ab[k++] = abandon_result(w, p);
         }
     }
+    pthread_mutex_unlock(&w->mu);
+    if (k) {
+        size_t applied;
+        /* on failure (or no memory for `ab`) the leases bring the jobs back */
+        (void)w->j->store->vt->finish(w->j->store, w->id, ab, k, &applied);
+    }
+    svc_free(ab);
+    pthread_mutex_lock(&w->mu);
     w->handlers_exit = 1;
     pthread_cond_broadcast(&w->cv_ready);
     pthread_mutex_unlock(&w->mu);

@@ -795,6 +795,58 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     svc_jobs_free(j);
 }
 
+static atomic_int straggler_seq;
+
+static svc_job_result h_straggler(svc_job *job, void *ud)
+{
+    (void)ud;
+    int k = atomic_fetch_add(&straggler_seq, 1);
+    for (int i = 0; i < 1000 && !svc_job_stopping(job); i++)
+        sleep_ms(2);
+    /* return around the end of the grace period, staggered, so some
+     * return while stop() records the ones it gave up on */
+    sleep_ms(40 + (k % 16) * 2);
+    return SVC_JOB_OK;
+}
+
+static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real();
+    assert_int_equal(svc_jobs_register(j, "strag", h_straggler, NULL, 0), SVC_OK);
+    for (int round = 0; round < 4; round++) {
+        snprintf(queue, sizeof queue, "s%ld_%u", (long)getpid(), ++qseq);
+        atomic_store(&straggler_seq, 0);
+        const char *qs[] = {queue, NULL};
+        svc_jobs_worker_opts wo;
+        svc_jobs_worker_opts_default(&wo);
+        wo.queues = qs;
+        wo.threads = 16;
+        wo.poll_interval_ms = 20;
+        wo.shutdown_grace_ms = 50;
+        svc_jobs_worker *w;
+        assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+        svc_job_spec sp[16];
+        memset(sp, 0, sizeof sp);
+        for (int i = 0; i < 16; i++) {
+            sp[i].kind = "strag";
+            sp[i].opts.queue = queue;
+        }
+        assert_int_equal(svc_jobs_enqueue_batch(j, sp, 16), SVC_OK);
+        for (int i = 0; i < 1000 && atomic_load(&straggler_seq) < 16; i++)
+            sleep_ms(5);
+        assert_int_equal(atomic_load(&straggler_seq), 16);
+        svc_status st = svc_jobs_worker_stop(w);
+        assert_true(st == SVC_OK || st == SVC_ETIMEDOUT);
+        svc_jobs_worker_free(w);
+        svc_jobs_counts c;
+        assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+        assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
+        assert_int_equal(c.counts[SVC_JOB_COMPLETED] + c.due, 16);
+    }
+    svc_jobs_free(j);
+}
+
 /* ---- cron ------------------------------------------------------------------------------- */
 
 static void cron_fires_each_tick_once_across_two_schedulers(void **state)
@@ -1055,6 +1107,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(two_worker_pools_run_each_job_once_never_together),
         cmocka_unit_test(job_past_its_timeout_loses_its_lease_and_runs_again),
         cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
+        cmocka_unit_test(stop_survives_handlers_returning_while_it_gives_up_on_them),
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
