@@ -54,6 +54,7 @@ vacuum
 echo "== svcinfra jobs: $N jobs, $THREADS handler threads, claims of $FETCH"
 OURS=$("$BIN" e2e "$URL" "$N" 1000 "$THREADS" "$FETCH")
 echo "$OURS"
+[[ -n "${SVC_TEST_REDIS_URL:-}" ]] && echo "redis: $("$BIN" e2e "$SVC_TEST_REDIS_URL" "$N" 1000 "$THREADS" "$FETCH" | grep '^drain')"
 DRAIN=$(echo "$OURS" | awk '/^drain/ {print $(NF-1)}')
 ENQ=$(echo "$OURS" | awk '/^enqueue/ {print $(NF-1)}')
 
