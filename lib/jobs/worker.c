@@ -743,12 +743,16 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     return SVC_OK;
 }
 
-/* The result recorded for a running job that the stop gives up on. */
+/* The result recorded for a running job that the stop gives up on: a
+ * failed attempt, retryable at once, or discarded when it was the last one
+ * (as run_job decides for a handler's failure). */
 static svc__jobs_done abandon_result(svc_jobs_worker *w, const svc_job *p)
 {
     (void)w;
     return (svc__jobs_done){.id = p->row.id, .attempt = p->row.attempt,
-                            .kind = SVC__DONE_RETRY, .delay_ms = 0,
+                            .kind = p->row.attempt >= p->row.max_attempts ? SVC__DONE_DISCARD
+                                                                          : SVC__DONE_RETRY,
+                            .delay_ms = 0,
                             .error = "the worker stopped before the job finished"};
 }
 

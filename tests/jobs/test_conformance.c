@@ -795,6 +795,42 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     svc_jobs_free(j);
 }
 
+static void stop_discards_an_unfinished_job_on_its_last_attempt(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real();
+    snprintf(queue, sizeof queue, "l%ld_%u", (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, "sleep", h_sleeper, NULL, 0), SVC_OK);
+    atomic_store(&sleeper_started, 0);
+    const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts wo;
+    svc_jobs_worker_opts_default(&wo);
+    wo.queues = qs;
+    wo.threads = 1;
+    wo.poll_interval_ms = 50;
+    wo.shutdown_grace_ms = 100;
+    svc_jobs_worker *w;
+    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    svc_job_opts o = {.queue = queue, .max_attempts = 1};
+    int64_t id;
+    assert_int_equal(svc_jobs_enqueue(j, "sleep", NULL, &o, &id), SVC_OK);
+    for (int i = 0; i < 500 && atomic_load(&sleeper_started) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&sleeper_started), 1);
+    assert_int_equal(svc_jobs_worker_stop(w), SVC_ETIMEDOUT);
+    svc_jobs_worker_free(w);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_DISCARDED);
+    assert_int_equal(in.attempt, 1);
+    assert_true(in.nerrors == 1);
+    assert_non_null(strstr(in.errors[0].message, "stopped"));
+    svc_job_info_clear(&in);
+    /* nothing runs it again: it is a dead letter */
+    assert_int_equal(run(j), 0);
+    svc_jobs_free(j);
+}
+
 static atomic_int straggler_seq;
 
 static svc_job_result h_straggler(svc_job *job, void *ud)
@@ -1108,6 +1144,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(job_past_its_timeout_loses_its_lease_and_runs_again),
         cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
         cmocka_unit_test(stop_survives_handlers_returning_while_it_gives_up_on_them),
+        cmocka_unit_test(stop_discards_an_unfinished_job_on_its_last_attempt),
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
