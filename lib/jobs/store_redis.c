@@ -595,7 +595,7 @@ static void unindex_reply(redis_store *s, const svc_redis_reply *r, size_t from)
     svc_free(ids);
 }
 
-/* The known queues (SMEMBERS {jobs}:queues), at most 10000. */
+/* The known queues (SMEMBERS {jobs}:queues). */
 static svc_status all_queues(redis_store *s, svc_redis_reply **out)
 {
     const char *argv[] = {"SMEMBERS", QSKEY};
