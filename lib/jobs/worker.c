@@ -36,8 +36,9 @@
 struct svc_job {
     svc__jobs_row row;
     svc_jobs_worker *w;           /* NULL when run by svc_jobs_run_due */
-    int64_t deadline_ns;          /* mono; 0 before the handler starts */
-    int64_t started_ns;
+    int64_t deadline_ns;          /* mono; 0 before the handler starts; written under
+                                     w->mu (the lease renewal reads it) */
+    int64_t started_ns;           /* written with deadline_ns */
     int started, finished, abandoned; /* under w->mu */
     svc_job_result result;
     int64_t snooze_ms;
@@ -146,15 +147,23 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
     d->delay_ms = 0;
     d->error = NULL;
     svc__jobs_handler h;
-    job->started_ns = svc_clock_mono_ns(j->clock);
-    if (!svc__jobs_find_handler(j, job->row.kind, &h)) {
+    int64_t started = svc_clock_mono_ns(j->clock);
+    bool found = svc__jobs_find_handler(j, job->row.kind, &h);
+    int64_t timeout = !found ? 0 : h.timeout_ms ? h.timeout_ms : default_timeout_ms;
+    /* the fetch thread's lease renewal reads deadline_ns under w->mu */
+    if (job->w)
+        pthread_mutex_lock(&job->w->mu);
+    job->started_ns = started;
+    if (found)
+        job->deadline_ns = started + timeout * SVC__NS_PER_MS;
+    if (job->w)
+        pthread_mutex_unlock(&job->w->mu);
+    if (!found) {
         svc_job_fail(job, SVC_JOB_DISCARD, "no handler for kind '%s'", job->row.kind);
         d->kind = SVC__DONE_DISCARD;
         d->error = job->error;
         return;
     }
-    int64_t timeout = h.timeout_ms ? h.timeout_ms : default_timeout_ms;
-    job->deadline_ns = job->started_ns + timeout * SVC__NS_PER_MS;
     svc_job_result r = h.fn(job, h.ud);
     int64_t end = svc_clock_mono_ns(j->clock);
     if (end > job->deadline_ns && r != SVC_JOB_CANCEL && r != SVC_JOB_DISCARD) {
