@@ -87,6 +87,10 @@ typedef struct svc_jobs_scheduler svc_jobs_scheduler;
 #define SVC_JOBS_MAX_ERROR 1024
 /* Most jobs one svc_jobs_enqueue_batch() call takes. */
 #define SVC_JOBS_MAX_BATCH 10000
+/* Longest duration (ms) a handler timeout or a worker's interval, lease,
+ * job timeout or grace period may be: 30 days. Larger values (INT64_MAX
+ * for "never", say) are SVC_EINVAL. */
+#define SVC_JOBS_MAX_DURATION_MS INT64_C(2592000000)
 
 typedef enum svc_job_state {
     SVC_JOB_AVAILABLE = 1,  /* ready to run now */
@@ -231,8 +235,8 @@ typedef svc_job_result (*svc_job_handler_fn)(svc_job *job, void *ud);
 /* Registers `fn` for jobs of `kind` (copied); the kind "*" registers a
  * handler for every kind that has none of its own. `timeout_ms` 0 means
  * the worker's job_timeout_ms. Registering a kind again replaces it.
- * SVC_EINVAL for a bad kind or negative timeout; SVC_EBUSY once a worker
- * of this handle runs. */
+ * SVC_EINVAL for a bad kind or a timeout below 0 or above
+ * SVC_JOBS_MAX_DURATION_MS; SVC_EBUSY once a worker of this handle runs. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_register(svc_jobs *jobs, const char *kind,
                                                       svc_job_handler_fn fn, void *ud,
                                                       int64_t timeout_ms)
@@ -289,7 +293,8 @@ SVC_EXPORT void svc_jobs_worker_opts_default(svc_jobs_worker_opts *opts) SVC_NON
  * records results in batches, and `threads` handler threads. A job of a
  * kind with no handler is discarded with the error "no handler".
  * Returns SVC_EINVAL for bad options, SVC_ENOMEM, SVC_EIO when a thread
- * cannot start. */
+ * cannot start. Every duration option must be at most
+ * SVC_JOBS_MAX_DURATION_MS (30 days), else SVC_EINVAL. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs *jobs,
                                                           const svc_jobs_worker_opts *opts,
                                                           svc_jobs_worker **out)

@@ -418,8 +418,10 @@ svc_status svc_jobs_register(svc_jobs *j, const char *kind, svc_job_handler_fn f
 {
     if (strcmp(kind, "*") != 0 && !svc__jobs_name_ok(kind))
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: bad handler kind '%.64s'", kind);
-    if (timeout_ms < 0)
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: handler timeout must be >= 0");
+    if (timeout_ms < 0 || timeout_ms > SVC_JOBS_MAX_DURATION_MS)
+        return svc__err_set(&j->err, SVC_EINVAL,
+                            "jobs: handler timeout must be 0..%lld ms (30 days)",
+                            (long long)SVC_JOBS_MAX_DURATION_MS);
     pthread_mutex_lock(&j->mu);
     svc_status st = SVC_OK;
     if (j->workers > 0) {

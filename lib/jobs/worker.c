@@ -654,6 +654,14 @@ static svc_status check_worker_opts(svc_jobs *j, svc_jobs_worker_opts *o)
         return svc__err_set(&j->err, SVC_EINVAL,
                             "jobs: poll_interval_ms >= 1, lease_ms >= 30, job_timeout_ms >= 1, "
                             "shutdown_grace_ms and maintenance_interval_ms >= 0");
+    const int64_t max = SVC_JOBS_MAX_DURATION_MS;
+    if (o->poll_interval_ms > max || o->lease_ms > max || o->job_timeout_ms > max ||
+        o->shutdown_grace_ms > max || o->maintenance_interval_ms > max)
+        return svc__err_set(&j->err, SVC_EINVAL,
+                            "jobs: poll_interval_ms, lease_ms, job_timeout_ms, "
+                            "shutdown_grace_ms and maintenance_interval_ms must be at most "
+                            "%lld ms (30 days)",
+                            (long long)max);
     if (o->worker_id && (!*o->worker_id || strlen(o->worker_id) > 200))
         return svc__err_set(&j->err, SVC_EINVAL, "jobs: worker_id must be 1..200 bytes");
     return SVC_OK;

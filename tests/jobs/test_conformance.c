@@ -1103,6 +1103,31 @@ static void handle_rejects_bad_urls_and_options(void **state)
     svc_jobs_scheduler_free(NULL);
 }
 
+static void durations_above_30_days_are_rejected(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "k", h_record, NULL, INT64_MAX), SVC_EINVAL);
+    assert_int_equal(svc_jobs_register(j, "k", h_record, NULL, SVC_JOBS_MAX_DURATION_MS + 1),
+                     SVC_EINVAL);
+    assert_int_equal(svc_jobs_register(j, "k", h_record, NULL, SVC_JOBS_MAX_DURATION_MS),
+                     SVC_OK);
+    const char *qs[] = {queue, NULL};
+    for (int field = 0; field < 5; field++) {
+        svc_jobs_worker_opts wo;
+        svc_jobs_worker_opts_default(&wo);
+        wo.queues = qs;
+        int64_t *f[] = {&wo.poll_interval_ms, &wo.lease_ms, &wo.job_timeout_ms,
+                        &wo.shutdown_grace_ms, &wo.maintenance_interval_ms};
+        *f[field] = INT64_MAX;
+        svc_jobs_worker *w = (svc_jobs_worker *)1;
+        assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_EINVAL);
+        assert_null(w);
+        assert_non_null(strstr(svc_jobs_errmsg(j), "30 days"));
+    }
+    svc_jobs_free(j);
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = argc > 1 ? argv[1] : "memory";
@@ -1125,6 +1150,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handle_rejects_bad_urls_and_options),
+        cmocka_unit_test(durations_above_30_days_are_rejected),
         cmocka_unit_test(enqueue_stores_the_job_as_available),
         cmocka_unit_test(enqueue_rejects_bad_input_with_einval),
         cmocka_unit_test(batch_enqueue_returns_ids_in_order_all_or_none),
