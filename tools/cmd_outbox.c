@@ -23,6 +23,7 @@
 #include "svcinfra/svcinfra.h"
 #include "svcinfra/jobs.h"
 
+#include "cli_util.h"
 #include "commands.h"
 
 enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
@@ -39,8 +40,8 @@ static const char outbox_help[] =
     "  --help             this text\n"
     "relay:\n"
     "  --once             publish what is due, then exit\n"
-    "  --batch N          events claimed at once (default 100)\n"
-    "  --poll MS          poll interval besides LISTEN/NOTIFY (default 1000)\n"
+    "  --batch N          events claimed at once, 1..10000 (default 100)\n"
+    "  --poll MS          poll interval besides LISTEN/NOTIFY, 10..3600000 (default 1000)\n"
     "  --retention DUR    prune events published longer ago than DUR while running\n"
     "  --to stdout|jobs   where events go (default stdout)\n"
     "  --jobs-kind K      job kind (default: the event's topic)\n"
@@ -53,7 +54,7 @@ static const char outbox_help[] =
 typedef struct opts {
     const char *db, *to, *kind, *queue;
     int once, inbox;
-    long batch, poll_ms;
+    long long batch, poll_ms;
     long long retention_ms, older_ms;
 } opts;
 
@@ -62,30 +63,6 @@ static int exit_for(svc_status st)
     return st == SVC_EUNAVAILABLE || st == SVC_ETIMEDOUT ? UNREACHABLE
            : st == SVC_EINVAL                           ? USAGE
                                                         : RUNTIME;
-}
-
-/* "250", "250ms", "30s", "5m", "2h", "7d" -> ms; -1 when malformed. */
-static long long parse_duration(const char *s)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || v < 0)
-        return -1;
-    long long mul = 1;
-    if (!*end || strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else if (strcmp(end, "d") == 0)
-        mul = 86400000;
-    else
-        return -1;
-    return v > INT64_MAX / mul ? -1 : v * mul;
 }
 
 /* Parses the options of every subcommand; -1 to go on, else an exit code. */
@@ -123,15 +100,17 @@ static int parse(int argc, char **argv, opts *o)
                 o->kind = v;
             else if (strcmp(a, "--jobs-queue") == 0)
                 o->queue = v;
-            else if (strcmp(a, "--batch") == 0)
-                o->batch = strtol(v, NULL, 10);
-            else if (strcmp(a, "--poll") == 0)
-                o->poll_ms = strtol(v, NULL, 10);
-            else if (strcmp(a, "--retention") == 0 && (o->retention_ms = parse_duration(v)) < 0) {
-                fprintf(stderr, "svcinfra: bad duration '%s'\n", v);
+            else if (strcmp(a, "--batch") == 0 &&
+                     !cli_number("svcinfra outbox", a, v, 1, 10000, &o->batch))
                 return USAGE;
-            } else if (strcmp(a, "--older-than") == 0 && (o->older_ms = parse_duration(v)) < 0) {
-                fprintf(stderr, "svcinfra: bad duration '%s'\n", v);
+            else if (strcmp(a, "--poll") == 0 &&
+                     !cli_number("svcinfra outbox", a, v, 10, 3600000, &o->poll_ms))
+                return USAGE;
+            else if (strcmp(a, "--retention") == 0 && (o->retention_ms = cli_duration_ms(v)) < 0) {
+                fprintf(stderr, "svcinfra outbox: bad duration '%s' for %s\n", v, a);
+                return USAGE;
+            } else if (strcmp(a, "--older-than") == 0 && (o->older_ms = cli_duration_ms(v)) < 0) {
+                fprintf(stderr, "svcinfra outbox: bad duration '%s' for %s\n", v, a);
                 return USAGE;
             }
         } else {
@@ -196,10 +175,6 @@ static svc_status print_event(void *ctx, const svc_outbox_message *m, char *err,
 
 static int cmd_relay(const opts *o)
 {
-    if (o->batch < 1 || o->batch > 10000 || o->poll_ms < 10) {
-        fprintf(stderr, "svcinfra: --batch must be 1..10000 and --poll at least 10\n");
-        return USAGE;
-    }
     svc_outbox *ob;
     int rc = open_outbox(o, &ob);
     if (rc >= 0)
