@@ -3,7 +3,7 @@
  *
  *            ┌────────────── fetch thread ───────────────┐
  *   store ◄──┤ claim a batch when slots are free          │
- *            │ renew leases (every lease/3), rescue, prune│
+ *            │ rescue, prune (a bounded slice at a time)  │
  *            │ sleep in poll(eventfd, LISTEN socket)      │
  *            └──────┬─────────────────────────────────────┘
  *                   ▼ ready list (FIFO)
@@ -16,6 +16,12 @@
  * unrecorded at once (`inflight`), so a worker never holds more leases than it can run
  * soon. Every claimed job is also on the `all` list so its lease is renewed
  * until it is recorded, except once its handler is past its timeout.
+ *
+ * Leases are renewed by a thread of their own (every lease/3), so nothing
+ * slow on the fetch thread (connecting, pruning, a claim that waits for the
+ * database) lets them expire, and it runs until svc_jobs_worker_stop() has
+ * recorded or returned every claimed job: the fetch thread stops first (no
+ * more claims), the renewals go on through the grace period.
  */
 #include <errno.h>
 #include <poll.h>
@@ -56,18 +62,18 @@ struct svc_jobs_worker {
     char *id;
     size_t cap;                   /* threads + batch */
     pthread_mutex_t mu;
-    pthread_cond_t cv_ready, cv_done, cv_idle;
+    pthread_cond_t cv_ready, cv_done, cv_idle, cv_renew;
     svc_job *ready_head, *ready_tail;
     size_t nready;
     svc_job *done_head, *done_tail;
     svc_job *all;                 /* every claimed, unrecorded job */
     size_t inflight;
-    int stopping, handlers_exit, result_exit, stopped;
+    int stopping, handlers_exit, result_exit, renew_exit, stopped;
     atomic_int stop_flag;         /* read by svc_job_stopping() */
     int wake_fd;
-    pthread_t fetch_th, result_th, *handler_th;
+    pthread_t fetch_th, result_th, renew_th, *handler_th;
     unsigned nhandler_th;
-    int fetch_started, result_started;
+    int fetch_started, result_started, renew_started;
     svc_jobs_worker_stats stats;
 #if SVC_HAVE_POSTGRES
     PGconn *listen;
@@ -150,7 +156,7 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
     int64_t started = svc_clock_mono_ns(j->clock);
     bool found = svc__jobs_find_handler(j, job->row.kind, &h);
     int64_t timeout = !found ? 0 : h.timeout_ms ? h.timeout_ms : default_timeout_ms;
-    /* the fetch thread's lease renewal reads deadline_ns under w->mu */
+    /* the lease renewal reads deadline_ns under w->mu */
     if (job->w)
         pthread_mutex_lock(&job->w->mu);
     job->started_ns = started;
@@ -490,6 +496,39 @@ static void renew_leases(svc_jobs_worker *w)
     svc_free(ids);
 }
 
+/* Waits on `cv` (with `w->mu` held) for at most `ns` of real time. */
+static void cond_wait_ns(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t t = ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(t / SVC__NS_PER_SEC);
+    ts.tv_nsec = (long)(t % SVC__NS_PER_SEC);
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* The lease renewer: every lease/3 until the stop has accounted for every
+ * claimed job. */
+static void *renew_main(void *arg)
+{
+    svc_jobs_worker *w = arg;
+    int64_t every = w->o.lease_ms / 3 * SVC__NS_PER_MS;
+    pthread_mutex_lock(&w->mu);
+    while (!w->renew_exit) {
+        int64_t due = svc_clock_mono_ns(NULL) + every;
+        for (int64_t left = every; left > 0 && !w->renew_exit;
+             left = due - svc_clock_mono_ns(NULL))
+            cond_wait_ns(&w->cv_renew, &w->mu, left);
+        if (w->renew_exit)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        renew_leases(w);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
 static size_t claim_some(svc_jobs_worker *w, size_t want)
 {
     svc__jobs_row *rows = svc__calloc(want, sizeof *rows);
@@ -532,12 +571,11 @@ static void *fetch_main(void *arg)
 {
     svc_jobs_worker *w = arg;
     const svc_clock *clk = w->j->clock;
-    int64_t renew_every = w->o.lease_ms / 3 * SVC__NS_PER_MS;
     int64_t rescue_every = (w->o.lease_ms < w->o.poll_interval_ms ? w->o.lease_ms
                                                                   : w->o.poll_interval_ms) *
                            SVC__NS_PER_MS;
     int64_t now = svc_clock_mono_ns(clk);
-    int64_t next_renew = now + renew_every, next_rescue = now,
+    int64_t next_rescue = now,
             next_prune = now + w->o.maintenance_interval_ms * SVC__NS_PER_MS;
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -551,10 +589,6 @@ static void *fetch_main(void *arg)
 #if SVC_HAVE_POSTGRES
         listen_open(w, now);
 #endif
-        if (now >= next_renew) {
-            renew_leases(w);
-            next_renew = now + renew_every;
-        }
         if (now >= next_rescue) {
             size_t c = 0;
             if (svc_jobs_rescue(w->j, &c) == SVC_OK && c)
@@ -578,10 +612,10 @@ static void *fetch_main(void *arg)
         if (full)
             continue;
         /* sleep until a notification, a freed slot, a stop, the poll
-         * interval or the next renewal */
+         * interval or the next rescue */
         int64_t until = now + w->o.poll_interval_ms * SVC__NS_PER_MS;
-        if (next_renew < until)
-            until = next_renew;
+        if (next_rescue < until)
+            until = next_rescue;
         int64_t wait_ms = (until - svc_clock_mono_ns(clk)) / SVC__NS_PER_MS;
         if (wait_ms < 1)
             wait_ms = 1;
@@ -637,6 +671,7 @@ static void worker_destroy(svc_jobs_worker *w)
     pthread_cond_destroy(&w->cv_ready);
     pthread_cond_destroy(&w->cv_done);
     pthread_cond_destroy(&w->cv_idle);
+    pthread_cond_destroy(&w->cv_renew);
     pthread_mutex_destroy(&w->mu);
     svc_free(w);
 }
@@ -702,6 +737,7 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     pthread_cond_init(&w->cv_ready, NULL);
     pthread_cond_init(&w->cv_done, NULL);
     pthread_cond_init(&w->cv_idle, NULL);
+    pthread_cond_init(&w->cv_renew, NULL);
     w->queues = svc__calloc(nq, sizeof *w->queues);
     w->handler_th = svc__calloc(o.threads, sizeof *w->handler_th);
     if (!w->queues || !w->handler_th) {
@@ -739,8 +775,12 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
         worker_destroy(w);
         return svc__err_set(&j->err, SVC_EBUSY, "jobs: too many workers on one handle");
     }
-    int rc = pthread_create(&w->result_th, NULL, result_main, w);
-    w->result_started = rc == 0;
+    int rc = pthread_create(&w->renew_th, NULL, renew_main, w);
+    w->renew_started = rc == 0;
+    if (rc == 0) {
+        rc = pthread_create(&w->result_th, NULL, result_main, w);
+        w->result_started = rc == 0;
+    }
     for (unsigned i = 0; rc == 0 && i < o.threads; i++) {
         rc = pthread_create(&w->handler_th[i], NULL, handler_main, w);
         if (rc == 0)
@@ -811,12 +851,7 @@ svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
             break;
         if (left > 50 * SVC__NS_PER_MS)
             left = 50 * SVC__NS_PER_MS; /* re-read the (possibly manual) clock */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + left;
-        ts.tv_sec += (time_t)(ns / SVC__NS_PER_SEC);
-        ts.tv_nsec = (long)(ns % SVC__NS_PER_SEC);
-        pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
+        cond_wait_ns(&w->cv_idle, &w->mu, left);
     }
     /* the rest: handlers still running past the grace period are returned
      * to the queue; their late results are dropped. The results are
@@ -855,6 +890,13 @@ svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
     pthread_mutex_unlock(&w->mu);
     if (w->result_started)
         pthread_join(w->result_th, NULL);
+    /* every claimed job is recorded or returned: no lease left to renew */
+    pthread_mutex_lock(&w->mu);
+    w->renew_exit = 1;
+    pthread_cond_broadcast(&w->cv_renew);
+    pthread_mutex_unlock(&w->mu);
+    if (w->renew_started)
+        pthread_join(w->renew_th, NULL);
     svc__jobs_unsubscribe(w->j, w->wake_fd);
     svc__jobs_workers_add(w->j, -1);
     return st;

@@ -795,6 +795,68 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     svc_jobs_free(j);
 }
 
+static atomic_int slow2_running, slow2_max, slow2_runs;
+
+static svc_job_result h_two_seconds(svc_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    int c = atomic_fetch_add(&slow2_running, 1) + 1;
+    atomic_fetch_add(&slow2_runs, 1);
+    int m = atomic_load(&slow2_max);
+    while (c > m && !atomic_compare_exchange_weak(&slow2_max, &m, c))
+        ;
+    sleep_ms(2000);
+    atomic_fetch_sub(&slow2_running, 1);
+    return SVC_JOB_OK;
+}
+
+static void leases_are_renewed_through_the_shutdown_grace_period(void **state)
+{
+    (void)state;
+    svc_jobs *j1 = open_real(), *j2 = is_server ? open_real() : j1;
+    snprintf(queue, sizeof queue, "d%ld_%u", (long)getpid(), ++qseq);
+    atomic_store(&slow2_running, 0);
+    atomic_store(&slow2_max, 0);
+    atomic_store(&slow2_runs, 0);
+    assert_int_equal(svc_jobs_register(j1, "slow2", h_two_seconds, NULL, 0), SVC_OK);
+    if (j2 != j1)
+        assert_int_equal(svc_jobs_register(j2, "slow2", h_two_seconds, NULL, 0), SVC_OK);
+    const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts wo;
+    svc_jobs_worker_opts_default(&wo);
+    wo.queues = qs;
+    wo.threads = 1;
+    wo.lease_ms = 300;
+    wo.poll_interval_ms = 50;
+    wo.shutdown_grace_ms = 5000;
+    svc_jobs_worker *w1, *w2;
+    assert_int_equal(svc_jobs_worker_start(j1, &wo, &w1), SVC_OK);
+    svc_job_opts o = {.queue = queue};
+    int64_t id;
+    assert_int_equal(svc_jobs_enqueue(j1, "slow2", NULL, &o, &id), SVC_OK);
+    for (int i = 0; i < 1000 && atomic_load(&slow2_runs) == 0; i++)
+        sleep_ms(5);
+    assert_int_equal(atomic_load(&slow2_runs), 1);
+    /* another worker of the fleet polls the queue while the first stops */
+    assert_int_equal(svc_jobs_worker_start(j2, &wo, &w2), SVC_OK);
+    assert_int_equal(svc_jobs_worker_stop(w1), SVC_OK); /* finished within the grace */
+    int ok = wait_completed(j1, 1, 10000);
+    svc_jobs_worker_free(w2);
+    svc_jobs_worker_free(w1);
+    assert_true(ok);
+    assert_int_equal(atomic_load(&slow2_runs), 1);
+    assert_int_equal(atomic_load(&slow2_max), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j1, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 1);
+    svc_job_info_clear(&in);
+    if (j2 != j1)
+        svc_jobs_free(j2);
+    svc_jobs_free(j1);
+}
+
 static void stop_discards_an_unfinished_job_on_its_last_attempt(void **state)
 {
     (void)state;
@@ -1171,6 +1233,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
         cmocka_unit_test(stop_survives_handlers_returning_while_it_gives_up_on_them),
         cmocka_unit_test(stop_discards_an_unfinished_job_on_its_last_attempt),
+        cmocka_unit_test(leases_are_renewed_through_the_shutdown_grace_period),
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
