@@ -42,6 +42,7 @@
 struct svc_job {
     svc__jobs_row row;
     svc_jobs_worker *w;           /* NULL when run by svc_jobs_run_due */
+    const svc_clock *clock;       /* the handle's (deadline_ns is on it) */
     int64_t deadline_ns;          /* mono; 0 before the handler starts; written under
                                      w->mu (the lease renewal reads it) */
     int64_t started_ns;           /* written with deadline_ns */
@@ -94,8 +95,7 @@ int64_t svc_job_remaining_ms(const svc_job *job)
 {
     if (!job->deadline_ns)
         return INT64_MAX;
-    const svc_clock *c = job->w ? job->w->j->clock : NULL;
-    return (job->deadline_ns - svc_clock_mono_ns(c)) / SVC__NS_PER_MS;
+    return (job->deadline_ns - svc_clock_mono_ns(job->clock)) / SVC__NS_PER_MS;
 }
 
 int svc_job_stopping(const svc_job *job)
@@ -153,6 +153,7 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
     d->delay_ms = 0;
     d->error = NULL;
     svc__jobs_handler h;
+    job->clock = j->clock;
     int64_t started = svc_clock_mono_ns(j->clock);
     bool found = svc__jobs_find_handler(j, job->row.kind, &h);
     int64_t timeout = !found ? 0 : h.timeout_ms ? h.timeout_ms : default_timeout_ms;
@@ -216,6 +217,25 @@ static double job_seconds(svc_jobs *j, const svc_job *job)
 
 /* ---- svc_jobs_run_due: the same path on the calling thread ------------------------ */
 
+/* run_due's handlers get their default timeout of 60 s. */
+#define RUN_DUE_TIMEOUT_MS 60000
+/* What run_due's lease adds to the longest handler timeout. */
+#define RUN_DUE_LEASE_SLACK_MS 30000
+
+/* The lease run_due claims with: nothing renews it while the handler runs
+ * on the calling thread, so it covers the longest timeout of any handler
+ * (at most SVC_JOBS_MAX_DURATION_MS) plus time to record the result. */
+static int64_t run_due_lease_ms(svc_jobs *j)
+{
+    int64_t longest = RUN_DUE_TIMEOUT_MS;
+    pthread_mutex_lock(&j->mu);
+    for (size_t i = 0; i < j->nhandlers; i++)
+        if (j->handlers[i].timeout_ms > longest)
+            longest = j->handlers[i].timeout_ms;
+    pthread_mutex_unlock(&j->mu);
+    return longest + RUN_DUE_LEASE_SLACK_MS;
+}
+
 svc_status svc_jobs_run_due(svc_jobs *j, const char *const *queues, size_t max_jobs, size_t *ran)
 {
     static const char *const dflt[] = {"default", NULL};
@@ -235,11 +255,12 @@ svc_status svc_jobs_run_due(svc_jobs *j, const char *const *queues, size_t max_j
     snprintf(wid, sizeof wid, "inline:%ld:%s", (long)getpid(), hex);
     size_t total = 0;
     svc_status st = SVC_OK;
+    int64_t lease_ms = run_due_lease_ms(j);
     while (total < max_jobs) {
         svc__jobs_row row;
         size_t n = 0;
         memset(&row, 0, sizeof row);
-        st = j->store->vt->claim(j->store, queues, nq, wid, 60000, 1, &row, &n);
+        st = j->store->vt->claim(j->store, queues, nq, wid, lease_ms, 1, &row, &n);
         if (st || n == 0) {
             svc__jobs_row_clear(&row);
             break;
@@ -251,7 +272,7 @@ svc_status svc_jobs_run_due(svc_jobs *j, const char *const *queues, size_t max_j
             break;
         }
         job->row = row;
-        run_job(j, job, 60000);
+        run_job(j, job, RUN_DUE_TIMEOUT_MS);
         size_t applied = 0;
         st = j->store->vt->finish(j->store, wid, &job->done, 1, &applied);
         svc__jobs_observe(j, job->row.queue, job->row.kind, result_label(job->done.kind),

@@ -554,12 +554,41 @@ static svc_job_result h_lose_lease(svc_job *job, void *ud)
 {
     svc_jobs *j = ud;
     if (svc_job_attempt(job) == 1) {
-        pass_ms(61000); /* run_due claims with a 60 s lease */
+        pass_ms(91000); /* run_due's lease: the 60 s timeout + 30 s */
         size_t c = 0;
         assert_int_equal(svc_jobs_rescue(j, &c), SVC_OK);
         assert_true(c >= 1);
     }
     return SVC_JOB_OK;
+}
+
+static svc_job_result h_long_but_in_time(svc_job *job, void *ud)
+{
+    svc_jobs *j = ud;
+    if (!is_server) {
+        pass_ms(100000); /* 100 s of a 120 s timeout, past a 60 s lease */
+        size_t c = 9;
+        assert_int_equal(svc_jobs_rescue(j, &c), SVC_OK);
+        assert_int_equal(c, 0);
+    }
+    assert_true(svc_job_remaining_ms(job) > 0);
+    return SVC_JOB_OK;
+}
+
+static void run_due_lease_covers_the_handler_timeout(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    assert_int_equal(svc_jobs_register(j, "long", h_long_but_in_time, j, 120000), SVC_OK);
+    int64_t id = enq(j, "long", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_COMPLETED);
+    assert_int_equal(in.attempt, 1);
+    assert_int_equal(in.nerrors, 0);
+    svc_job_info_clear(&in);
+    svc_jobs_free(j);
 }
 
 static void result_after_a_lost_lease_is_ignored(void **state)
@@ -1228,6 +1257,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(dead_letters_can_be_listed_retried_and_purged),
         cmocka_unit_test(retention_prunes_finished_jobs_after_their_age),
         cmocka_unit_test(result_after_a_lost_lease_is_ignored),
+        cmocka_unit_test(run_due_lease_covers_the_handler_timeout),
         cmocka_unit_test(two_worker_pools_run_each_job_once_never_together),
         cmocka_unit_test(job_past_its_timeout_loses_its_lease_and_runs_again),
         cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
