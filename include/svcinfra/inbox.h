@@ -69,7 +69,8 @@ typedef struct svc_inbox_opts {
     struct svc_redis *redis;  /* NULL, or a pool to use (borrowed) instead of url */
     struct svc_pg *pg;        /* NULL, or a pool to use (borrowed) instead of url */
     int64_t ttl_ms;           /* 604800000 (7 days): lifetime of a mark
-                                 (memory, redis; postgres: see prune) */
+                                 (memory, redis; postgres: see prune);
+                                 1 .. 100 years (3153600000000), else SVC_EINVAL */
     size_t max_entries;       /* memory: most marks (default 1000000, minimum
                                  16); beyond it the mark closest to expiry is
                                  evicted (counted in stats) */

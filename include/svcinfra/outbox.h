@@ -220,8 +220,10 @@ typedef struct svc_outbox_relay_opts {
     unsigned batch_size;            /* 100: most events claimed at once (1..10000) */
     int64_t poll_interval_ms;       /* 1000: look for work this often without a
                                        notification (10 .. 3600000) */
-    int64_t backoff_initial_ms;     /* 1000: wait after a first failed publish */
-    int64_t backoff_max_ms;         /* 300000: cap of the doubling backoff */
+    int64_t backoff_initial_ms;     /* 1000: wait after a first failed publish
+                                       (1 .. backoff_max_ms) */
+    int64_t backoff_max_ms;         /* 300000: cap of the doubling backoff
+                                       (at most 7 days: 604800000) */
     int64_t retention_ms;           /* 0: keep published events; else the relay
                                        prunes those published longer ago than this */
     int64_t prune_interval_ms;      /* 60000: how often the relay prunes */
