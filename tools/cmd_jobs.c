@@ -277,6 +277,7 @@ static svc_job_result h_exec(svc_job *job, void *ud)
         setenv("SVC_JOB_KIND", svc_job_kind(job), 1);
         setenv("SVC_JOB_QUEUE", svc_job_queue(job), 1);
         setenv("SVC_JOB_ATTEMPT", at, 1);
+        signal(SIGPIPE, SIG_DFL); /* the command gets the usual disposition */
         dup2(in[0], 0);
         close(in[0]);
         close(in[1]);
@@ -286,15 +287,13 @@ static svc_job_result h_exec(svc_job *job, void *ud)
     close(in[0]);
     const char *p = svc_job_payload(job);
     size_t len = strlen(p);
-    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
-    while (len > 0) {
+    while (len > 0) { /* SIGPIPE is ignored (do_run): EPIPE instead */
         ssize_t w = write(in[1], p, len);
         if (w <= 0)
             break; /* the command does not read its input: fine */
         p += w;
         len -= (size_t)w;
     }
-    signal(SIGPIPE, old);
     close(in[1]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -315,6 +314,10 @@ static int do_run(const opts *o)
         fprintf(stderr, "svcinfra jobs run: give one of --exec CMD or --noop\n");
         return USAGE;
     }
+    /* a command that exits without reading its input makes the write of
+     * the payload fail with EPIPE; the disposition is process-wide, so it
+     * is set once here, never per handler thread */
+    signal(SIGPIPE, SIG_IGN);
     svc_jobs *j;
     int rc = open_jobs(o, &j);
     if (rc >= 0)
