@@ -21,7 +21,10 @@
  * gracefully, or with --once until nothing is due.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,8 @@
 #include "svcinfra/jobs.h"
 
 #include "commands.h"
+
+extern char **environ;
 
 enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
 
@@ -257,47 +262,182 @@ static svc_job_result h_noop(svc_job *job, void *ud)
     return SVC_JOB_OK;
 }
 
+/* The command's environment: ours without any SVC_JOB_* of our own, plus
+ * the job's four variables. Built before spawning: nothing may allocate or
+ * touch the environment between fork and exec in a threaded process.
+ * NULL when out of memory; free with env_free(). */
+#define JOB_ENV_N 4
+static char **job_env(svc_job *job)
+{
+    size_t n = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **env = svc_malloc((n + JOB_ENV_N + 1) * sizeof *env);
+    if (!env)
+        return NULL;
+    char *own[JOB_ENV_N];
+    char id[32], at[16];
+    snprintf(id, sizeof id, "%lld", (long long)svc_job_id(job));
+    snprintf(at, sizeof at, "%d", svc_job_attempt(job));
+    const char *names[JOB_ENV_N] = {"SVC_JOB_ID", "SVC_JOB_KIND", "SVC_JOB_QUEUE",
+                                    "SVC_JOB_ATTEMPT"};
+    const char *vals[JOB_ENV_N] = {id, svc_job_kind(job), svc_job_queue(job), at};
+    int ok = 1;
+    for (size_t i = 0; i < JOB_ENV_N; i++) {
+        size_t len = strlen(names[i]) + strlen(vals[i]) + 2;
+        own[i] = svc_malloc(len);
+        if (own[i])
+            snprintf(own[i], len, "%s=%s", names[i], vals[i]);
+        else
+            ok = 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < JOB_ENV_N; i++)
+        env[k++] = own[i];
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "SVC_JOB_", 8) != 0)
+            env[k++] = *e;
+    env[k] = NULL;
+    if (!ok) {
+        for (size_t i = 0; i < JOB_ENV_N; i++)
+            svc_free(own[i]);
+        svc_free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void env_free(char **env)
+{
+    if (!env)
+        return;
+    for (size_t i = 0; i < JOB_ENV_N; i++)
+        svc_free(env[i]); /* ours come first; the rest are borrowed */
+    svc_free(env);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Milliseconds to wait next: at most `cap`, at least 1, 0 once the job's
+ * time is up. */
+static int wait_slice(svc_job *job, int cap)
+{
+    int64_t left = svc_job_remaining_ms(job);
+    if (left <= 0)
+        return 0;
+    return left < cap ? (int)left : cap;
+}
+
+/* Writes the payload to the command's stdin (non-blocking), giving up when
+ * the command closes it (EPIPE: SIGPIPE is ignored, see do_run) or the
+ * job's time runs out. */
+static void feed(svc_job *job, int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w > 0) {
+            p += w;
+            len -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int ms = wait_slice(job, 100);
+            if (ms == 0)
+                return;
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pf, 1, ms);
+            continue;
+        }
+        return; /* the command does not read its input: fine */
+    }
+}
+
+/* Waits for `pid`; once the job's time is up, sends SIGTERM, then after
+ * 5 s SIGKILL. Returns the wait status. */
+static int reap(svc_job *job, pid_t pid, int *killed)
+{
+    int status = 0;
+    *killed = 0;
+    long after_term = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return status;
+        if (*killed == 0 && wait_slice(job, 20) == 0) {
+            kill(pid, SIGTERM);
+            *killed = SIGTERM;
+        } else if (*killed == SIGTERM && after_term >= 5000) {
+            kill(pid, SIGKILL);
+            *killed = SIGKILL;
+        }
+        if (*killed == SIGKILL) {
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            return status;
+        }
+        int ms = *killed ? 20 : wait_slice(job, 20);
+        sleep_ms(ms < 1 ? 1 : ms);
+        if (*killed)
+            after_term += ms < 1 ? 1 : ms;
+    }
+}
+
 static svc_job_result h_exec(svc_job *job, void *ud)
 {
     const char *cmd = ud;
     int in[2];
-    if (pipe(in) != 0)
+    /* close-on-exec: other jobs' commands must not hold this pipe open */
+    if (pipe2(in, O_CLOEXEC) != 0)
         return svc_job_fail(job, SVC_JOB_RETRY, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(in[0]);
-        close(in[1]);
-        return svc_job_fail(job, SVC_JOB_RETRY, "fork: %s", strerror(errno));
+    char **env = job_env(job);
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t sa;
+    int fa_ok = 0, sa_ok = 0, rc = ENOMEM;
+    if (env && (rc = posix_spawn_file_actions_init(&fa)) == 0) {
+        fa_ok = 1;
+        rc = posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     }
-    if (pid == 0) {
-        char id[32], at[16];
-        snprintf(id, sizeof id, "%lld", (long long)svc_job_id(job));
-        snprintf(at, sizeof at, "%d", svc_job_attempt(job));
-        setenv("SVC_JOB_ID", id, 1);
-        setenv("SVC_JOB_KIND", svc_job_kind(job), 1);
-        setenv("SVC_JOB_QUEUE", svc_job_queue(job), 1);
-        setenv("SVC_JOB_ATTEMPT", at, 1);
-        signal(SIGPIPE, SIG_DFL); /* the command gets the usual disposition */
-        dup2(in[0], 0);
-        close(in[0]);
-        close(in[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
+    if (rc == 0 && (rc = posix_spawnattr_init(&sa)) == 0) {
+        sa_ok = 1;
+        sigset_t def;
+        sigemptyset(&def);
+        sigaddset(&def, SIGPIPE); /* the command gets the usual disposition */
+        rc = posix_spawnattr_setsigdefault(&sa, &def);
+        if (rc == 0)
+            rc = posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGDEF);
     }
+    pid_t pid = -1;
+    if (rc == 0) {
+        char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+        rc = posix_spawn(&pid, "/bin/sh", &fa, &sa, argv, env);
+    }
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    if (sa_ok)
+        posix_spawnattr_destroy(&sa);
+    env_free(env);
     close(in[0]);
-    const char *p = svc_job_payload(job);
-    size_t len = strlen(p);
-    while (len > 0) { /* SIGPIPE is ignored (do_run): EPIPE instead */
-        ssize_t w = write(in[1], p, len);
-        if (w <= 0)
-            break; /* the command does not read its input: fine */
-        p += w;
-        len -= (size_t)w;
+    if (rc != 0) {
+        close(in[1]);
+        return svc_job_fail(job, SVC_JOB_RETRY, "spawn: %s", strerror(rc));
     }
+    int fl = fcntl(in[1], F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(in[1], F_SETFL, fl | O_NONBLOCK);
+    const char *p = svc_job_payload(job);
+    feed(job, in[1], p, strlen(p));
     close(in[1]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    int killed;
+    int status = reap(job, pid, &killed);
+    if (killed)
+        return svc_job_fail(job, SVC_JOB_RETRY, "command timed out (%s)",
+                            killed == SIGKILL ? "killed" : "terminated");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return SVC_JOB_OK;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 75)

@@ -68,4 +68,10 @@ qb=cliexec_big_$$
 enqueue "$qb" 40 "$big"
 run_all big_payloads_exec_true "$qb" 40 true
 
+# commands that read their input to the end: each must see EOF, which it
+# does not while another job's command holds the write end of its pipe
+qc=cliexec_cat_$$
+enqueue "$qc" 200 '{"n":1}'
+run_all cat_reads_every_payload "$qc" 200 'cat >/dev/null'
+
 [ "$fails" -eq 0 ]
