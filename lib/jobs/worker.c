@@ -461,7 +461,11 @@ static void listen_open(svc_jobs_worker *w, int64_t now)
         now < w->listen_retry_ns)
         return;
     w->listen_retry_ns = now + 5 * SVC__NS_PER_SEC;
-    PGconn *c = PQconnectdb(w->j->url);
+    /* bounded: a server that accepts and never answers must not hold the
+     * fetch thread (a connect_timeout of the URL itself comes later and wins) */
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const vals[] = {"5", w->j->url, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
         if (c)
             PQfinish(c);
