@@ -40,9 +40,13 @@
  *
  * Backends by URL: "postgres://..." (the reference: table svc_jobs from
  * migration 3, FOR UPDATE SKIP LOCKED batch claims, batch completions,
- * LISTEN/NOTIFY wake-ups on a dedicated connection) and "memory:" (one
- * process, the same semantics, time from opts.clock). redis:// is not
- * supported (SVC_ENOTSUP).
+ * LISTEN/NOTIFY wake-ups on a dedicated connection), "redis://..." (a hash
+ * per job and sorted sets per queue, each transition one Lua script in the
+ * queue's {jobs:<queue>} hash slot, leases as visibility timeouts; wake-ups
+ * within one process, polling across processes) and "memory:" (one
+ * process). All three have the same semantics (one conformance suite runs
+ * on them); docs/jobs.md lists where they differ (unique keys are per queue
+ * on Redis, global on PostgreSQL). rediss:// is not supported (SVC_ENOTSUP).
  *
  * Metrics (registry opts.metrics): jobs_processed_total{queue,kind,result}
  * (result: completed, retryable, discarded, cancelled, snoozed),
@@ -50,8 +54,9 @@
  * gauges jobs_queue_depth{queue} (due, unclaimed jobs) and
  * jobs_dead_letters{queue}, read from the store when /metrics renders.
  *
- * Time: the memory backend reads opts.clock; the PostgreSQL backend uses
- * the server's clock (now()), so schedules agree across a fleet.
+ * Time: the memory and Redis backends read opts.clock (hosts sharing a
+ * Redis queue need synchronised clocks); the PostgreSQL backend uses the
+ * server's clock (now()), so schedules agree across a fleet.
  *
  * Thread safety: an svc_jobs may be used from any number of threads at
  * once (enqueue, admin calls, workers), except svc_jobs_register(), which
@@ -140,7 +145,7 @@ SVC_EXPORT void svc_jobs_opts_default(svc_jobs_opts *opts) SVC_NONNULL(1);
 
 /* Opens a queue handle (new; svc_jobs_free()). `opts` NULL: all defaults.
  * Returns SVC_EINVAL for a bad URL or option (svc_jobs_last_error() says
- * which), SVC_ENOTSUP for redis:// or a backend not built,
+ * which), SVC_ENOTSUP for rediss:// or a backend not built,
  * SVC_EUNAVAILABLE / SVC_EBACKEND when `migrate` could not reach or update
  * the database, SVC_ENOMEM. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
@@ -152,7 +157,7 @@ SVC_EXPORT void svc_jobs_free(svc_jobs *jobs);
 /* Detail of the handle's most recent failure, "" when none; a thread-local
  * copy valid until the calling thread's next call. */
 SVC_EXPORT const char *svc_jobs_errmsg(svc_jobs *jobs) SVC_NONNULL(1);
-/* "memory" or "postgres". */
+/* "memory", "postgres" or "redis". */
 SVC_EXPORT const char *svc_jobs_backend_name(const svc_jobs *jobs) SVC_NONNULL(1);
 
 /* ---- enqueue ---------------------------------------------------------------- */
