@@ -23,7 +23,7 @@
 #    ones from tools/testenv.sh.
 #
 # Knobs: SERVER_THREADS=1 WRK_CONNS=32 WRK_DURATION=5s ROUNDS=2 PIN=1
-#        STORE_THREADS=4 STORE_SECS=5 FRESH_TTL_MS=2000
+#        STORE_THREADS=4 STORE_SECS=5 FRESH_TTL_MS=2000 FRESH_MAX_RECORDS=1000000
 set -euo pipefail
 
 BUILD=${1:?usage: bench/idempotency/run.sh BUILD_DIR}
@@ -35,6 +35,9 @@ ROUNDS=${ROUNDS:-2}
 PIN=${PIN:-1}
 STORE_THREADS=${STORE_THREADS:-4}
 FRESH_TTL_MS=${FRESH_TTL_MS:-2000}
+# The memory store refuses (503) when full of live records, so size it for
+# the rate x TTL of the fresh-key rounds (about 1 KiB per record here).
+FRESH_MAX_RECORDS=${FRESH_MAX_RECORDS:-1000000}
 STORE_SECS=${STORE_SECS:-5}
 SRV="$BUILD/bench/idempotency/idem_server"
 STORE="$BUILD/bench/idempotency/idem_bench_store"
@@ -59,7 +62,9 @@ cleanup() {
 trap cleanup EXIT
 
 start() { # MODE [TTL_MS]
-    SVC_IDEMPOTENCY_TTL_MS=${2:-86400000} "${SERVER_CPU[@]}" "$SRV" 0 "$SERVER_THREADS" "$1" \
+    SVC_IDEMPOTENCY_TTL_MS=${2:-86400000} SVC_IDEMPOTENCY_MAX_RECORDS=$FRESH_MAX_RECORDS \
+    SVC_IDEMPOTENCY_MAX_BYTES=$((FRESH_MAX_RECORDS * 1024)) \
+    "${SERVER_CPU[@]}" "$SRV" 0 "$SERVER_THREADS" "$1" \
         >"$TMP/out" 2>"$TMP/err" &
     PID=$!
     PORT=""

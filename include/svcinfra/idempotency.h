@@ -71,8 +71,12 @@ typedef struct svc_idem_opts {
     int64_t ttl_ms;              /* 86400000 (24 h): a record lives this long after
                                     its claim (env SVC_IDEMPOTENCY_TTL_MS) */
     int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this */
-    size_t max_records;          /* 100000: memory store bound (>= 64) */
-    size_t max_bytes;            /* 64 MiB: memory store bound on stored responses */
+    size_t max_records;          /* 100000: memory store bound (>= 64)
+                                    (env SVC_IDEMPOTENCY_MAX_RECORDS); a store full
+                                    of live records answers 503 (UNAVAILABLE): size
+                                    it for requests/s x ttl */
+    size_t max_bytes;            /* 64 MiB: memory store bound on stored responses
+                                    (env SVC_IDEMPOTENCY_MAX_BYTES) */
     size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored;
                                     larger: svc_idem_complete() returns SVC_ETOOBIG */
     int64_t store_timeout_ms;    /* 2000: connect/command timeout of an own pool */

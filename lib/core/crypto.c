@@ -1,24 +1,31 @@
 /* crypto.c - random bytes, SHA-256, HMAC-SHA-256, constant-time compare and
  * the strict hex/base64 codecs of svcinfra/crypto.h.
  *
- * One-shot SHA-256 and HMAC go through OpenSSL; the incremental SHA-256 uses
- * libsodium's fixed-size state so a caller's context needs no heap and no
- * cleanup. libsodium is initialised once with pthread_once. */
+ * SHA-256 uses OpenSSL's low-level SHA256_* functions: they run the CPU's
+ * SHA extensions or vector code where it has them (libsodium's portable
+ * SHA-256 is several times slower, and idempotency keys, fingerprints and
+ * webhook signatures hash on every request), and their fixed-size state
+ * lives in the caller's svc_sha256_ctx with no heap and no cleanup. HMAC is
+ * built on the same primitive (RFC 2104) rather than OpenSSL's HMAC(),
+ * whose algorithm fetch per call costs more than the hashing. Random bytes
+ * and wiping come from libsodium, initialised once with pthread_once. */
+/* SHA256_Init & co. are deprecated in OpenSSL 3 in favour of EVP, whose
+ * context needs the heap; the low-level API stays available and fast. */
+#define OPENSSL_API_COMPAT 0x10100000L
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <sodium.h>
 
 #include "svcinfra/crypto.h"
 #include "../internal.h"
 
-_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(svc_sha256_ctx),
-               "svc_sha256_ctx too small for the libsodium state");
-_Static_assert(_Alignof(crypto_hash_sha256_state) <= _Alignof(svc_sha256_ctx),
-               "svc_sha256_ctx under-aligned for the libsodium state");
+_Static_assert(sizeof(SHA256_CTX) <= sizeof(svc_sha256_ctx),
+               "svc_sha256_ctx too small for the SHA-256 state");
+_Static_assert(_Alignof(SHA256_CTX) <= _Alignof(svc_sha256_ctx),
+               "svc_sha256_ctx under-aligned for the SHA-256 state");
 
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 static int sodium_ok;
@@ -130,27 +137,26 @@ svc_status svc_sha256(const void *data, size_t n, uint8_t out[SVC_SHA256_LEN])
     if (!out || (!data && n > 0))
         return SVC_EINVAL;
     static const uint8_t empty[1];
-    unsigned int len = 0;
-    if (EVP_Digest(n ? data : empty, n, out, &len, EVP_sha256(), NULL) != 1 ||
-        len != SVC_SHA256_LEN)
+    if (!SHA256(n ? data : empty, n, out))
         return SVC_ECRYPTO;
     return SVC_OK;
 }
+
+static inline SHA256_CTX *sha_state(svc_sha256_ctx *ctx) { return (SHA256_CTX *)(void *)ctx; }
 
 svc_status svc_sha256_init(svc_sha256_ctx *ctx)
 {
     if (!ctx)
         return SVC_EINVAL;
-    crypto_hash_sha256_init((crypto_hash_sha256_state *)(void *)ctx);
-    return SVC_OK;
+    return SHA256_Init(sha_state(ctx)) == 1 ? SVC_OK : SVC_ECRYPTO;
 }
 
 svc_status svc_sha256_update(svc_sha256_ctx *ctx, const void *data, size_t n)
 {
     if (!ctx || (!data && n > 0))
         return SVC_EINVAL;
-    if (n)
-        crypto_hash_sha256_update((crypto_hash_sha256_state *)(void *)ctx, data, n);
+    if (n && SHA256_Update(sha_state(ctx), data, n) != 1)
+        return SVC_ECRYPTO;
     return SVC_OK;
 }
 
@@ -158,11 +164,16 @@ svc_status svc_sha256_final(svc_sha256_ctx *ctx, uint8_t out[SVC_SHA256_LEN])
 {
     if (!ctx || !out)
         return SVC_EINVAL;
-    crypto_hash_sha256_final((crypto_hash_sha256_state *)(void *)ctx, out);
+    int ok = SHA256_Final(out, sha_state(ctx));
     sodium_memzero(ctx, sizeof *ctx);
-    return SVC_OK;
+    return ok == 1 ? SVC_OK : SVC_ECRYPTO;
 }
 
+/*
+ * HMAC-SHA256 (RFC 2104):  H((K0 ^ opad) || H((K0 ^ ipad) || data))
+ * where K0 is the key padded with zeros to the 64-byte block, or H(key)
+ * padded when the key is longer than a block.
+ */
 svc_status svc_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
                            uint8_t out[SVC_HMAC_SHA256_LEN])
 {
@@ -170,13 +181,32 @@ svc_status svc_hmac_sha256(const void *key, size_t keylen, const void *data, siz
         return SVC_EINVAL;
     if (keylen > INT32_MAX)
         return SVC_ERANGE;
-    /* OpenSSL rejects a NULL key even with length 0; hand it an empty one. */
-    static const uint8_t empty[1];
-    unsigned int len = 0;
-    if (!HMAC(EVP_sha256(), keylen ? key : empty, (int)keylen, n ? data : empty, n, out, &len) ||
-        len != SVC_HMAC_SHA256_LEN)
-        return SVC_ECRYPTO;
-    return SVC_OK;
+    enum { BLOCK = 64 };
+    uint8_t k0[BLOCK] = {0}, pad[BLOCK], inner[SVC_SHA256_LEN];
+    if (keylen > BLOCK) {
+        if (!SHA256(key, keylen, k0))
+            return SVC_ECRYPTO;
+    } else if (keylen) {
+        memcpy(k0, key, keylen);
+    }
+    SHA256_CTX c;
+    int ok = SHA256_Init(&c);
+    for (int i = 0; i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x36;
+    ok = ok && SHA256_Update(&c, pad, BLOCK);
+    ok = ok && (n == 0 || SHA256_Update(&c, data, n));
+    ok = ok && SHA256_Final(inner, &c);
+    for (int i = 0; i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    ok = ok && SHA256_Init(&c);
+    ok = ok && SHA256_Update(&c, pad, BLOCK);
+    ok = ok && SHA256_Update(&c, inner, sizeof inner);
+    ok = ok && SHA256_Final(out, &c);
+    sodium_memzero(k0, sizeof k0);
+    sodium_memzero(pad, sizeof pad);
+    sodium_memzero(inner, sizeof inner);
+    sodium_memzero(&c, sizeof c);
+    return ok ? SVC_OK : SVC_ECRYPTO;
 }
 
 int svc_ct_equal(const void *a, const void *b, size_t n)
