@@ -1,13 +1,7 @@
-/* pg.c - svc_pg: a fixed-size pool of libpq connections.
- *
- *   slots[0 .. size-1]      conn == NULL   : not open (opened on demand)
- *                           in_use         : reserved by one thread
- *                           conn && !in_use: idle, ready for checkout
- *
- * The mutex guards the slot flags and counters only; connecting, health
- * checks and queries run with the mutex released, on a slot the thread has
- * reserved by setting in_use. Waiters sleep on `cv` in short slices so the
- * checkout deadline is read from the injectable clock.
+/* pg.c - svc_pg: libpq connections in an svc__pool (pool.h holds the
+ * mechanism: slots, checkout, backoff, stats); here is what is Postgres:
+ * connecting, the health of an idle connection, and the cleanup at checkin
+ * that lets the next borrower start with a clean session.
  */
 #include "svcinfra/pg.h"
 
@@ -17,37 +11,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../internal.h"
 #include "pg_internal.h"
+#include "pool.h"
 #include "svcinfra/store.h"
 
 #define BACKOFF_INITIAL_MS 100
 #define BACKOFF_MAX_MS 5000
-#define WAIT_SLICE_MS 50
 #define MAX_POOL 1024
 
 struct svc_pg_conn {
-    svc_pg *pool;
-    PGconn *pq;
-    bool in_use;
-    bool broken;
+    svc__pool_slot slot; /* first: the pool hands out slots; handle is the PGconn */
+    svc_pg *pg;
     bool reset; /* handed out by svc_pg_checkout(): DISCARD ALL at checkin */
 };
 
 struct svc_pg {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    svc_pg_conn *slots;
-    unsigned size;
-    unsigned in_use;
-    unsigned waiting;
-    uint64_t total_connects;
-    uint64_t connect_failures;
-    int64_t backoff_ms;
-    int64_t next_connect_ns;
-    bool closing;
+    svc__pool pool;
 
     /* connection parameters, built once from the URL */
     svc_store_url url;
@@ -60,9 +41,6 @@ struct svc_pg {
     int64_t checkout_timeout_ms;
     bool keep_session; /* opts.keep_session: no DISCARD ALL at checkin */
     int64_t statement_timeout_ms;
-    const svc_clock *clock;
-    svc__err err;
-    svc__pool_metrics metrics;
 };
 
 struct svc_pg_result {
@@ -98,18 +76,7 @@ void svc_pg_opts_default(svc_pg_opts *o)
     o->application_name = "svcinfra";
 }
 
-/* libpq messages end in a newline, sometimes several lines; keep one line. */
-static void one_line(char *dst, size_t cap, const char *src)
-{
-    size_t o = 0;
-    for (const char *p = src ? src : ""; *p && o + 1 < cap; p++)
-        dst[o++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
-    while (o > 0 && dst[o - 1] == ' ')
-        o--;
-    dst[o] = '\0';
-}
-
-static int64_t now_ns(svc_pg *pg) { return svc_clock_mono_ns(pg->clock); }
+static PGconn *pq_of(const svc_pg_conn *c) { return c->slot.handle; }
 
 /* ---- connecting ---------------------------------------------------------- */
 
@@ -154,16 +121,17 @@ static svc_status build_params(svc_pg *pg, const svc_pg_opts *o)
 }
 
 /* Opens a connection for a reserved slot. Called without the mutex. */
-static svc_status open_conn(svc_pg *pg, svc_pg_conn *c)
+static svc_status open_conn(void *backend, void **handle)
 {
+    svc_pg *pg = backend;
     char msg[400];
     PGconn *pq = PQconnectdbParams(pg->kw, pg->val, 0);
     if (!pq)
-        return svc__err_set(&pg->err, SVC_ENOMEM, "connect: out of memory");
+        return svc__err_set(&pg->pool.err, SVC_ENOMEM, "connect: out of memory");
     if (PQstatus(pq) != CONNECTION_OK) {
-        one_line(msg, sizeof msg, PQerrorMessage(pq));
+        svc__pool_one_line(msg, sizeof msg, PQerrorMessage(pq));
         PQfinish(pq);
-        return svc__err_set(&pg->err, SVC_EUNAVAILABLE, "connect to %s failed: %s",
+        return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "connect to %s failed: %s",
                             pg->url.redacted, msg);
     }
     if (pg->statement_timeout_ms > 0) {
@@ -171,15 +139,14 @@ static svc_status open_conn(svc_pg *pg, svc_pg_conn *c)
         snprintf(sql, sizeof sql, "SET statement_timeout = %lld", (long long)pg->statement_timeout_ms);
         PGresult *r = PQexec(pq, sql);
         bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-        one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq));
+        svc__pool_one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq));
         PQclear(r);
         if (!ok) {
             PQfinish(pq);
-            return svc__err_set(&pg->err, SVC_EBACKEND, "connect: setting statement_timeout failed: %s", msg);
+            return svc__err_set(&pg->pool.err, SVC_EBACKEND, "connect: setting statement_timeout failed: %s", msg);
         }
     }
-    c->pq = pq;
-    c->broken = false;
+    *handle = pq;
     return SVC_OK;
 }
 
@@ -187,8 +154,9 @@ static svc_status open_conn(svc_pg *pg, svc_pg_conn *c)
  * it while it sat in the pool (restart, pg_terminate_backend, idle
  * timeout): libpq only notices on the next read, so read now, without
  * blocking, whatever is pending. */
-static bool conn_healthy(PGconn *pq)
+static bool conn_healthy(void *handle)
 {
+    PGconn *pq = handle;
     if (PQstatus(pq) != CONNECTION_OK)
         return false;
     int fd = PQsocket(pq);
@@ -215,114 +183,57 @@ static bool conn_healthy(PGconn *pq)
     return PQtransactionStatus(pq) == PQTRANS_IDLE;
 }
 
-static void release_slot_locked(svc_pg *pg, svc_pg_conn *c)
-{
-    c->in_use = false;
-    pg->in_use--;
-    pthread_cond_signal(&pg->cv);
-}
+static void close_conn(void *handle) { PQfinish(handle); }
 
-static void note_connect_locked(svc_pg *pg, bool ok)
+/* Runs on the borrower's thread at checkin, before the slot is free. */
+static void checkin_cleanup(svc__pool_slot *slot)
 {
-    if (ok) {
-        pg->total_connects++;
-        pg->backoff_ms = BACKOFF_INITIAL_MS;
-        pg->next_connect_ns = 0;
-    } else {
-        pg->connect_failures++;
-        pg->next_connect_ns = now_ns(pg) + pg->backoff_ms * SVC__NS_PER_MS;
-        pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    svc_pg_conn *c = (svc_pg_conn *)slot;
+    PGconn *pq = slot->handle;
+    if (pq && !slot->broken) {
+        if (PQstatus(pq) != CONNECTION_OK) {
+            slot->broken = true;
+        } else {
+            PGTransactionStatusType ts = PQtransactionStatus(pq);
+            if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+                PGresult *r = PQexec(pq, "ROLLBACK");
+                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                    slot->broken = true;
+                PQclear(r);
+            } else if (ts != PQTRANS_IDLE) {
+                slot->broken = true; /* a result still pending or unknown state */
+            }
+            /* The caller drove this connection: drop whatever session
+             * state it left (SET, search_path, LISTEN, temp tables,
+             * session advisory locks, prepared statements) so the next
+             * borrower, maybe another tenant, starts clean. */
+            if (!slot->broken && c->reset) {
+                PGresult *r = PQexec(pq, "DISCARD ALL");
+                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                    slot->broken = true;
+                PQclear(r);
+            }
+        }
     }
+    c->reset = false;
 }
 
-/* Connects slot `c` (reserved by the caller, pq NULL), honouring backoff. */
-static svc_status connect_slot(svc_pg *pg, svc_pg_conn *c)
-{
-    pthread_mutex_lock(&pg->mu);
-    int64_t wait = pg->next_connect_ns - now_ns(pg);
-    if (pg->next_connect_ns && wait > 0) {
-        release_slot_locked(pg, c);
-        pthread_mutex_unlock(&pg->mu);
-        char prev[400];
-        one_line(prev, sizeof prev, svc__err_get(&pg->err));
-        return svc__err_set(&pg->err, SVC_EUNAVAILABLE,
-                            "database unavailable, next connect attempt in %lld ms (last error: %s)",
-                            (long long)(wait / SVC__NS_PER_MS), prev);
-    }
-    pthread_mutex_unlock(&pg->mu);
-
-    svc_status st = open_conn(pg, c);
-
-    pthread_mutex_lock(&pg->mu);
-    note_connect_locked(pg, st == SVC_OK);
-    if (st)
-        release_slot_locked(pg, c);
-    pthread_mutex_unlock(&pg->mu);
-    return st;
-}
-
-static void cond_wait_ms(svc_pg *pg, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&pg->cv, &pg->mu, &ts);
-}
+static const svc__pool_ops pg_pool_ops = {
+    .connect = open_conn,
+    .healthy = conn_healthy,
+    .close = close_conn,
+    .checkin = checkin_cleanup,
+    .unavailable_what = "database",
+    .closing_msg = "pool is closing",
+    .conn_noun = "connection",
+};
 
 svc_status svc__pg_checkout_within(svc_pg *pg, int64_t timeout_ms, svc_pg_conn **out)
 {
-    *out = NULL;
-    int64_t deadline = now_ns(pg) + timeout_ms * SVC__NS_PER_MS;
-    pthread_mutex_lock(&pg->mu);
-    for (;;) {
-        if (pg->closing) {
-            pthread_mutex_unlock(&pg->mu);
-            return svc__err_set(&pg->err, SVC_ECLOSED, "pool is closing");
-        }
-        svc_pg_conn *idle = NULL, *unopened = NULL;
-        for (unsigned i = 0; i < pg->size && !idle; i++) {
-            svc_pg_conn *c = &pg->slots[i];
-            if (c->in_use)
-                continue;
-            if (c->pq)
-                idle = c;
-            else if (!unopened)
-                unopened = c;
-        }
-        svc_pg_conn *c = idle ? idle : unopened;
-        if (c) {
-            c->in_use = true;
-            pg->in_use++;
-            pthread_mutex_unlock(&pg->mu);
-            if (c->pq && !conn_healthy(c->pq)) {
-                PQfinish(c->pq);
-                c->pq = NULL;
-            }
-            if (!c->pq) {
-                svc_status st = connect_slot(pg, c);
-                if (st)
-                    return st;
-            }
-            *out = c;
-            return SVC_OK;
-        }
-        int64_t remaining = deadline - now_ns(pg);
-        if (remaining <= 0) {
-            pthread_mutex_unlock(&pg->mu);
-            return svc__err_set(&pg->err, SVC_ETIMEDOUT,
-                                "no free connection within %lld ms (pool size %u, all in use)",
-                                (long long)timeout_ms, pg->size);
-        }
-        int64_t slice = remaining / SVC__NS_PER_MS + 1;
-        pg->waiting++;
-        cond_wait_ms(pg, slice < WAIT_SLICE_MS ? slice : WAIT_SLICE_MS);
-        pg->waiting--;
-    }
+    svc__pool_slot *s;
+    svc_status st = svc__pool_checkout(&pg->pool, timeout_ms, &s);
+    *out = st ? NULL : (svc_pg_conn *)s;
+    return st;
 }
 
 svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
@@ -335,46 +246,11 @@ svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
 
 void svc_pg_checkin(svc_pg_conn *c)
 {
-    if (!c)
-        return;
-    svc_pg *pg = c->pool;
-    if (c->pq && !c->broken) {
-        if (PQstatus(c->pq) != CONNECTION_OK) {
-            c->broken = true;
-        } else {
-            PGTransactionStatusType ts = PQtransactionStatus(c->pq);
-            if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
-                PGresult *r = PQexec(c->pq, "ROLLBACK");
-                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
-                    c->broken = true;
-                PQclear(r);
-            } else if (ts != PQTRANS_IDLE) {
-                c->broken = true; /* a result still pending or unknown state */
-            }
-            /* The caller drove this connection: drop whatever session
-             * state it left (SET, search_path, LISTEN, temp tables,
-             * session advisory locks, prepared statements) so the next
-             * borrower, maybe another tenant, starts clean. */
-            if (!c->broken && c->reset) {
-                PGresult *r = PQexec(c->pq, "DISCARD ALL");
-                if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
-                    c->broken = true;
-                PQclear(r);
-            }
-        }
-    }
-    c->reset = false;
-    if (c->pq && c->broken) {
-        PQfinish(c->pq);
-        c->pq = NULL;
-    }
-    c->broken = false;
-    pthread_mutex_lock(&pg->mu);
-    release_slot_locked(pg, c);
-    pthread_mutex_unlock(&pg->mu);
+    if (c)
+        svc__pool_checkin(&c->pg->pool, &c->slot);
 }
 
-void *svc_pg_conn_raw(svc_pg_conn *c) { return c->pq; }
+void *svc_pg_conn_raw(svc_pg_conn *c) { return c->slot.handle; }
 
 /* ---- queries ------------------------------------------------------------- */
 
@@ -398,15 +274,15 @@ svc_status svc__pg_map_sqlstate(const char *s)
  * text; frees `r`. */
 static svc_status result_error(svc_pg_conn *c, PGresult *r)
 {
-    svc_pg *pg = c->pool;
+    svc_pg *pg = c->pg;
     char msg[400];
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(c->pq));
+    svc__pool_one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq_of(c)));
     if (!msg[0])
-        one_line(msg, sizeof msg, PQerrorMessage(c->pq));
+        svc__pool_one_line(msg, sizeof msg, PQerrorMessage(pq_of(c)));
     svc_status st = svc__pg_map_sqlstate(state);
-    if (PQstatus(c->pq) != CONNECTION_OK) {
-        c->broken = true;
+    if (PQstatus(pq_of(c)) != CONNECTION_OK) {
+        c->slot.broken = true;
         st = SVC_EUNAVAILABLE;
     }
     char statebuf[6] = "";
@@ -414,29 +290,29 @@ static svc_status result_error(svc_pg_conn *c, PGresult *r)
         snprintf(statebuf, sizeof statebuf, "%s", state);
     PQclear(r);
     if (statebuf[0])
-        return svc__err_set(&pg->err, st, "%s (SQLSTATE %s)", msg, statebuf);
-    return svc__err_set(&pg->err, st, "%s", msg[0] ? msg : "query failed");
+        return svc__err_set(&pg->pool.err, st, "%s (SQLSTATE %s)", msg, statebuf);
+    return svc__err_set(&pg->pool.err, st, "%s", msg[0] ? msg : "query failed");
 }
 
 svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const char *const *params,
                             svc_pg_result **out)
 {
-    svc_pg *pg = c->pool;
+    svc_pg *pg = c->pg;
     if (out)
         *out = NULL;
     if (nparams < 0 || (nparams > 0 && !params))
-        return svc__err_set(&pg->err, SVC_EINVAL, "exec: %d parameters but no parameter array", nparams);
-    if (!c->pq || c->broken)
-        return svc__err_set(&pg->err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
+        return svc__err_set(&pg->pool.err, SVC_EINVAL, "exec: %d parameters but no parameter array", nparams);
+    if (!pq_of(c) || c->slot.broken)
+        return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
 
-    PGresult *r = PQexecParams(c->pq, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(pq_of(c), sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY)) {
         if (out) {
             svc_pg_result *res = svc_malloc(sizeof *res);
             if (!res) {
                 PQclear(r);
-                return svc__err_set(&pg->err, SVC_ENOMEM, "exec: out of memory");
+                return svc__err_set(&pg->pool.err, SVC_ENOMEM, "exec: out of memory");
             }
             res->res = r;
             *out = res;
@@ -451,9 +327,9 @@ svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const 
 
 svc_status svc__pg_conn_exec_script(svc_pg_conn *c, const char *sql)
 {
-    if (!c->pq || c->broken)
-        return svc__err_set(&c->pool->err, SVC_EUNAVAILABLE, "exec: connection is broken");
-    PGresult *r = PQexec(c->pq, sql);
+    if (!pq_of(c) || c->slot.broken)
+        return svc__err_set(&c->pg->pool.err, SVC_EUNAVAILABLE, "exec: connection is broken");
+    PGresult *r = PQexec(pq_of(c), sql);
     ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY)) {
         PQclear(r);
@@ -528,10 +404,10 @@ svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg_isolation iso, svc_pg_tx
     };
     *out = NULL;
     if ((int)iso < 0 || (size_t)iso >= SVC__ARRAY_LEN(begin_sql))
-        return svc__err_set(&pg->err, SVC_EINVAL, "tx: unknown isolation level %d", (int)iso);
+        return svc__err_set(&pg->pool.err, SVC_EINVAL, "tx: unknown isolation level %d", (int)iso);
     svc_pg_tx *tx = svc__calloc(1, sizeof *tx);
     if (!tx)
-        return svc__err_set(&pg->err, SVC_ENOMEM, "tx: out of memory");
+        return svc__err_set(&pg->pool.err, SVC_ENOMEM, "tx: out of memory");
     tx->pg = pg;
     svc_status st = svc__pg_checkout_within(pg, pg->checkout_timeout_ms, &tx->conn);
     if (!st) {
@@ -554,7 +430,7 @@ svc_status svc_pg_tx_begin(svc_pg *pg, svc_pg_tx **out)
 
 static svc_status tx_closed(svc_pg_tx *tx)
 {
-    return svc__err_set(&tx->pg->err, SVC_ECLOSED, "tx: transaction already ended");
+    return svc__err_set(&tx->pg->pool.err, SVC_ECLOSED, "tx: transaction already ended");
 }
 
 svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int nparams, const char *const *params,
@@ -583,9 +459,9 @@ svc_status svc_pg_tx_commit(svc_pg_tx *tx)
         return tx_closed(tx);
     /* COMMIT of a transaction whose statement failed silently rolls back:
      * report that instead of a success. */
-    if (tx->conn->pq && PQtransactionStatus(tx->conn->pq) == PQTRANS_INERROR) {
+    if (pq_of(tx->conn) && PQtransactionStatus(pq_of(tx->conn)) == PQTRANS_INERROR) {
         (void)tx_end(tx, "ROLLBACK");
-        return svc__err_set(&tx->pg->err, SVC_ECONFLICT,
+        return svc__err_set(&tx->pg->pool.err, SVC_ECONFLICT,
                             "tx: commit of a failed transaction; it was rolled back");
     }
     return tx_end(tx, "COMMIT");
@@ -609,7 +485,7 @@ static svc_status tx_savepoint_cmd(svc_pg_tx *tx, const char *verb, const char *
     if (!tx->conn)
         return tx_closed(tx);
     if (!valid_ident(name))
-        return svc__err_set(&tx->pg->err, SVC_EINVAL,
+        return svc__err_set(&tx->pg->pool.err, SVC_EINVAL,
                             "tx: savepoint name must be an identifier [A-Za-z_][A-Za-z0-9_]*");
     char sql[128];
     snprintf(sql, sizeof sql, "%s %s", verb, name);
@@ -638,28 +514,12 @@ void svc_pg_tx_free(svc_pg_tx *tx)
 
 static void pool_destroy(svc_pg *pg)
 {
-    svc__pool_metrics_unregister(&pg->metrics);
-    for (unsigned i = 0; pg->slots && i < pg->size; i++)
-        if (pg->slots[i].pq)
-            PQfinish(pg->slots[i].pq);
-    svc_free(pg->slots);
+    svc__pool_destroy(&pg->pool);
     svc_free(pg->kw);
     svc_free(pg->val);
     svc_free(pg->app_name);
     svc_store_url_clear(&pg->url);
-    svc__err_destroy(&pg->err);
-    pthread_cond_destroy(&pg->cv);
-    pthread_mutex_destroy(&pg->mu);
     svc_free(pg);
-}
-
-static void read_counts(void *ctx, unsigned *idle, unsigned *in_use, unsigned *waiting)
-{
-    svc_pg_pool_stats s;
-    svc_pg_stats(ctx, &s);
-    *idle = s.idle;
-    *in_use = s.in_use;
-    *waiting = s.waiting;
 }
 
 svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
@@ -682,19 +542,22 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     svc_pg *pg = svc__calloc(1, sizeof *pg);
     if (!pg)
         return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
-    pthread_mutex_init(&pg->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pg->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    svc__err_init(&pg->err);
-    pg->size = o.pool_size;
+    svc__pool_cfg pc = {
+        .ops = &pg_pool_ops,
+        .backend = pg,
+        .size = o.pool_size,
+        .slot_size = sizeof(svc_pg_conn),
+        .backoff_initial_ms = BACKOFF_INITIAL_MS,
+        .backoff_max_ms = BACKOFF_MAX_MS,
+        .clock = o.clock,
+    };
+    if (svc__pool_init(&pg->pool, &pc)) {
+        pool_destroy(pg);
+        return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
+    }
     pg->checkout_timeout_ms = o.checkout_timeout_ms;
     pg->keep_session = o.keep_session != 0;
     pg->statement_timeout_ms = o.statement_timeout_ms;
-    pg->clock = o.clock;
-    pg->backoff_ms = BACKOFF_INITIAL_MS;
 
     char err[256];
     svc_status st = svc_store_url_parse(url, &pg->url, err, sizeof err);
@@ -708,28 +571,27 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
         return new_fail(SVC_EINVAL, "svc_pg: not a postgres:// URL (got a %s URL)",
                         svc_store_kind_name(kind));
     }
-    pg->slots = svc__calloc(pg->size, sizeof *pg->slots);
     if (o.application_name && !(pg->app_name = svc__strdup(o.application_name)))
         st = SVC_ENOMEM;
-    if (!pg->slots || st || build_params(pg, &o)) {
+    if (st || build_params(pg, &o)) {
         pool_destroy(pg);
         return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
     }
-    for (unsigned i = 0; i < pg->size; i++)
-        pg->slots[i].pool = pg;
+    for (unsigned i = 0; i < o.pool_size; i++)
+        ((svc_pg_conn *)svc__pool_slot_at(&pg->pool, i))->pg = pg;
 
     if (o.eager) {
         svc_pg_conn *c;
         st = svc_pg_checkout(pg, &c);
         if (st) {
-            new_fail(st, "%s", svc__err_get(&pg->err));
+            new_fail(st, "%s", svc__err_get(&pg->pool.err));
             pool_destroy(pg);
             return st;
         }
         svc_pg_checkin(c);
     }
     if (!o.no_metrics &&
-        (st = svc__pool_metrics_register(&pg->metrics, o.metrics, "svc_pg_pool", read_counts, pg))) {
+        (st = svc__pool_register_metrics(&pg->pool, o.metrics, "svc_pg_pool"))) {
         pool_destroy(pg);
         return new_fail(st, "svc_pg: registering pool metrics failed");
     }
@@ -741,28 +603,17 @@ void svc_pg_free(svc_pg *pg)
 {
     if (!pg)
         return;
-    pthread_mutex_lock(&pg->mu);
-    pg->closing = true;
-    pthread_cond_broadcast(&pg->cv);
-    pthread_mutex_unlock(&pg->mu);
+    svc__pool_close(&pg->pool);
     pool_destroy(pg);
 }
 
-const char *svc_pg_errmsg(svc_pg *pg) { return svc__err_get(&pg->err); }
+const char *svc_pg_errmsg(svc_pg *pg) { return svc__err_get(&pg->pool.err); }
 
 void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&pg->mu);
-    out->size = pg->size;
-    out->in_use = pg->in_use;
-    for (unsigned i = 0; i < pg->size; i++)
-        if (pg->slots[i].pq && !pg->slots[i].in_use)
-            out->idle++;
-    out->waiting = pg->waiting;
-    out->total_connects = pg->total_connects;
-    out->connect_failures = pg->connect_failures;
-    pthread_mutex_unlock(&pg->mu);
+    svc__pool_stats_get(&pg->pool, &out->size, &out->in_use, &out->idle, &out->waiting,
+                        &out->total_connects, &out->connect_failures);
 }
 
 svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms)
@@ -776,4 +627,4 @@ svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms)
     return st;
 }
 
-svc__err *svc__pg_err(svc_pg *pg) { return &pg->err; }
+svc__err *svc__pg_err(svc_pg *pg) { return &pg->pool.err; }

@@ -1,8 +1,6 @@
-/* redis.c - svc_redis: a fixed-size pool of hiredis connections.
- *
- * Same shape as svc_pg's pool (see pg.c): slots with a connection or not,
- * reserved by one thread via in_use; the mutex guards only flags and
- * counters, network I/O runs unlocked.
+/* redis.c - svc_redis: hiredis connections in an svc__pool (pool.h holds
+ * the mechanism, shared with svc_pg); here is connecting with AUTH/SELECT,
+ * the health of an idle connection, commands, replies and scripts.
  *
  * An svc_redis_reply is a hiredis redisReply under another name: no
  * wrapper allocation, elements of arrays are replies too.
@@ -20,37 +18,21 @@
 #include <time.h>
 
 #include "../internal.h"
-#include "pool_metrics.h"
+#include "pool.h"
 #include "svcinfra/store.h"
 
-#define WAIT_SLICE_MS 50
 #define MAX_POOL 1024
 #define MAX_ARGC 1048576
 
 struct svc_redis_conn {
-    svc_redis *pool;
-    redisContext *ctx;
-    bool in_use;
-    bool broken;
+    svc__pool_slot slot; /* first: the pool hands out slots; handle is the redisContext */
+    svc_redis *r;
 };
 
 struct svc_redis {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    svc_redis_conn *slots;
-    unsigned size;
-    unsigned in_use;
-    unsigned waiting;
-    uint64_t total_connects;
-    uint64_t connect_failures;
-    int64_t backoff_ms;
-    int64_t next_connect_ns;
-    bool closing;
-
+    svc__pool pool;
     svc_store_url url;
     svc_redis_opts o;   /* copy; o.url not kept */
-    svc__err err;
-    svc__pool_metrics metrics;
 };
 
 struct svc_redis_script {
@@ -83,7 +65,7 @@ void svc_redis_opts_default(svc_redis_opts *o)
     o->backoff_max_ms = 5000;
 }
 
-static int64_t now_ns(svc_redis *r) { return svc_clock_mono_ns(r->o.clock); }
+static redisContext *ctx_of(const svc_redis_conn *c) { return c->slot.handle; }
 
 static struct timeval tv_ms(int64_t ms)
 {
@@ -98,28 +80,29 @@ static svc_status setup_cmd(svc_redis *r, redisContext *ctx, int argc, const cha
 {
     redisReply *rep = redisCommandArgv(ctx, argc, argv, NULL);
     if (!rep)
-        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, ctx->errstr);
+        return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, ctx->errstr);
     svc_status st = SVC_OK;
     if (rep->type == REDIS_REPLY_ERROR)
-        st = svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, rep->str);
+        st = svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, rep->str);
     freeReplyObject(rep);
     return st;
 }
 
-static svc_status open_conn(svc_redis *r, svc_redis_conn *c)
+static svc_status open_conn(void *backend, void **handle)
 {
+    svc_redis *r = backend;
     redisContext *ctx = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(r->o.connect_timeout_ms));
     if (!ctx)
-        return svc__err_set(&r->err, SVC_ENOMEM, "redis connect: out of memory");
+        return svc__err_set(&r->pool.err, SVC_ENOMEM, "redis connect: out of memory");
     if (ctx->err) {
-        svc_status st = svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connect to %s failed: %s",
+        svc_status st = svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connect to %s failed: %s",
                                      r->url.redacted, ctx->errstr);
         redisFree(ctx);
         return st;
     }
     if (r->o.command_timeout_ms > 0 && redisSetTimeout(ctx, tv_ms(r->o.command_timeout_ms)) != REDIS_OK) {
         redisFree(ctx);
-        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connect: cannot set the command timeout");
+        return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connect: cannot set the command timeout");
     }
     svc_status st = SVC_OK;
     if (r->url.password) {
@@ -136,122 +119,47 @@ static svc_status open_conn(svc_redis *r, svc_redis_conn *c)
         redisFree(ctx);
         return st;
     }
-    c->ctx = ctx;
-    c->broken = false;
+    *handle = ctx;
     return SVC_OK;
 }
 
 /* An idle RESP connection hears nothing unless asked: anything readable
  * (EOF after CLIENT KILL or a server timeout, stray bytes) means broken. */
-static bool conn_healthy(redisContext *ctx)
+static bool conn_healthy(void *handle)
 {
+    redisContext *ctx = handle;
     if (ctx->err || ctx->fd < 0)
         return false;
     struct pollfd p = {.fd = ctx->fd, .events = POLLIN};
     return poll(&p, 1, 0) == 0;
 }
 
-static void release_slot_locked(svc_redis *r, svc_redis_conn *c)
+static void close_conn(void *handle) { redisFree(handle); }
+
+/* hiredis marks a context whose I/O failed; it never recovers. */
+static void checkin_check(svc__pool_slot *slot)
 {
-    c->in_use = false;
-    r->in_use--;
-    pthread_cond_signal(&r->cv);
+    redisContext *ctx = slot->handle;
+    if (ctx && ctx->err)
+        slot->broken = true;
 }
 
-static svc_status connect_slot(svc_redis *r, svc_redis_conn *c)
-{
-    pthread_mutex_lock(&r->mu);
-    int64_t wait = r->next_connect_ns - now_ns(r);
-    if (r->next_connect_ns && wait > 0) {
-        release_slot_locked(r, c);
-        pthread_mutex_unlock(&r->mu);
-        char prev[400];
-        snprintf(prev, sizeof prev, "%s", svc__err_get(&r->err));
-        return svc__err_set(&r->err, SVC_EUNAVAILABLE,
-                            "redis unavailable, next connect attempt in %lld ms (last error: %s)",
-                            (long long)(wait / SVC__NS_PER_MS), prev);
-    }
-    pthread_mutex_unlock(&r->mu);
-
-    svc_status st = open_conn(r, c);
-
-    pthread_mutex_lock(&r->mu);
-    if (!st) {
-        r->total_connects++;
-        r->backoff_ms = r->o.backoff_initial_ms;
-        r->next_connect_ns = 0;
-    } else {
-        r->connect_failures++;
-        r->next_connect_ns = now_ns(r) + r->backoff_ms * SVC__NS_PER_MS;
-        r->backoff_ms = r->backoff_ms * 2 > r->o.backoff_max_ms ? r->o.backoff_max_ms : r->backoff_ms * 2;
-        release_slot_locked(r, c);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return st;
-}
-
-static void cond_wait_ms(svc_redis *r, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-}
+static const svc__pool_ops redis_pool_ops = {
+    .connect = open_conn,
+    .healthy = conn_healthy,
+    .close = close_conn,
+    .checkin = checkin_check,
+    .unavailable_what = "redis",
+    .closing_msg = "redis pool is closing",
+    .conn_noun = "redis connection",
+};
 
 static svc_status checkout_within(svc_redis *r, int64_t timeout_ms, svc_redis_conn **out)
 {
-    *out = NULL;
-    int64_t deadline = now_ns(r) + timeout_ms * SVC__NS_PER_MS;
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        if (r->closing) {
-            pthread_mutex_unlock(&r->mu);
-            return svc__err_set(&r->err, SVC_ECLOSED, "redis pool is closing");
-        }
-        svc_redis_conn *idle = NULL, *unopened = NULL;
-        for (unsigned i = 0; i < r->size && !idle; i++) {
-            svc_redis_conn *c = &r->slots[i];
-            if (c->in_use)
-                continue;
-            if (c->ctx)
-                idle = c;
-            else if (!unopened)
-                unopened = c;
-        }
-        svc_redis_conn *c = idle ? idle : unopened;
-        if (c) {
-            c->in_use = true;
-            r->in_use++;
-            pthread_mutex_unlock(&r->mu);
-            if (c->ctx && !conn_healthy(c->ctx)) {
-                redisFree(c->ctx);
-                c->ctx = NULL;
-            }
-            if (!c->ctx) {
-                svc_status st = connect_slot(r, c);
-                if (st)
-                    return st;
-            }
-            *out = c;
-            return SVC_OK;
-        }
-        int64_t remaining = deadline - now_ns(r);
-        if (remaining <= 0) {
-            pthread_mutex_unlock(&r->mu);
-            return svc__err_set(&r->err, SVC_ETIMEDOUT,
-                                "no free redis connection within %lld ms (pool size %u, all in use)",
-                                (long long)timeout_ms, r->size);
-        }
-        int64_t slice = remaining / SVC__NS_PER_MS + 1;
-        r->waiting++;
-        cond_wait_ms(r, slice < WAIT_SLICE_MS ? slice : WAIT_SLICE_MS);
-        r->waiting--;
-    }
+    svc__pool_slot *s;
+    svc_status st = svc__pool_checkout(&r->pool, timeout_ms, &s);
+    *out = st ? NULL : (svc_redis_conn *)s;
+    return st;
 }
 
 svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
@@ -261,33 +169,24 @@ svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
 
 void svc_redis_checkin(svc_redis_conn *c)
 {
-    if (!c)
-        return;
-    svc_redis *r = c->pool;
-    if (c->ctx && (c->broken || c->ctx->err)) {
-        redisFree(c->ctx);
-        c->ctx = NULL;
-    }
-    c->broken = false;
-    pthread_mutex_lock(&r->mu);
-    release_slot_locked(r, c);
-    pthread_mutex_unlock(&r->mu);
+    if (c)
+        svc__pool_checkin(&c->r->pool, &c->slot);
 }
 
-void *svc_redis_conn_raw(svc_redis_conn *c) { return c->ctx; }
+void *svc_redis_conn_raw(svc_redis_conn *c) { return c->slot.handle; }
 
 /* ---- commands -------------------------------------------------------------- */
 
 static svc_status io_error(svc_redis_conn *c)
 {
-    svc_redis *r = c->pool;
-    c->broken = true;
-    bool timeout = c->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-    if (timeout || strstr(c->ctx->errstr, "temporarily unavailable"))
-        return svc__err_set(&r->err, SVC_ETIMEDOUT, "redis command timed out after %lld ms",
+    svc_redis *r = c->r;
+    c->slot.broken = true;
+    bool timeout = ctx_of(c)->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (timeout || strstr(ctx_of(c)->errstr, "temporarily unavailable"))
+        return svc__err_set(&r->pool.err, SVC_ETIMEDOUT, "redis command timed out after %lld ms",
                             (long long)r->o.command_timeout_ms);
-    return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connection lost: %s",
-                        c->ctx->errstr[0] ? c->ctx->errstr : "I/O error");
+    return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connection lost: %s",
+                        ctx_of(c)->errstr[0] ? ctx_of(c)->errstr : "I/O error");
 }
 
 /* Sends argv and takes the raw reply; error replies are returned as such
@@ -295,25 +194,25 @@ static svc_status io_error(svc_redis_conn *c)
 static svc_status send_raw(svc_redis_conn *c, int argc, const char *const *argv, const size_t *argvlen,
                            redisReply **out)
 {
-    svc_redis *r = c->pool;
+    svc_redis *r = c->r;
     *out = NULL;
     if (argc < 1 || argc > MAX_ARGC)
-        return svc__err_set(&r->err, SVC_EINVAL, "redis command: argc %d out of range 1..%d", argc, MAX_ARGC);
+        return svc__err_set(&r->pool.err, SVC_EINVAL, "redis command: argc %d out of range 1..%d", argc, MAX_ARGC);
     for (int i = 0; i < argc; i++)
         if (!argv[i])
-            return svc__err_set(&r->err, SVC_EINVAL, "redis command: argument %d is NULL", i);
-    if (!c->ctx || c->broken || c->ctx->err)
-        return svc__err_set(&r->err, SVC_EUNAVAILABLE, "redis connection is broken; check it in and out again");
+            return svc__err_set(&r->pool.err, SVC_EINVAL, "redis command: argument %d is NULL", i);
+    if (!ctx_of(c) || c->slot.broken || ctx_of(c)->err)
+        return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connection is broken; check it in and out again");
     size_t *lens = NULL;
     if (!argvlen) {
         lens = svc_malloc((size_t)argc * sizeof *lens);
         if (!lens)
-            return svc__err_set(&r->err, SVC_ENOMEM, "redis command: out of memory");
+            return svc__err_set(&r->pool.err, SVC_ENOMEM, "redis command: out of memory");
         for (int i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
     }
     errno = 0;
-    redisReply *rep = redisCommandArgv(c->ctx, argc, (const char **)argv, argvlen ? argvlen : lens);
+    redisReply *rep = redisCommandArgv(ctx_of(c), argc, (const char **)argv, argvlen ? argvlen : lens);
     svc_free(lens);
     if (!rep)
         return io_error(c);
@@ -324,7 +223,7 @@ static svc_status send_raw(svc_redis_conn *c, int argc, const char *const *argv,
 static svc_status error_reply(svc_redis *r, redisReply *rep)
 {
     svc_status st = strncmp(rep->str, "LOADING", 7) == 0 ? SVC_EUNAVAILABLE : SVC_EBACKEND;
-    st = svc__err_set(&r->err, st, "redis: %.*s", (int)(rep->len > 400 ? 400 : rep->len), rep->str);
+    st = svc__err_set(&r->pool.err, st, "redis: %.*s", (int)(rep->len > 400 ? 400 : rep->len), rep->str);
     freeReplyObject(rep);
     return st;
 }
@@ -347,7 +246,7 @@ svc_status svc_redis_conn_command_argv(svc_redis_conn *c, int argc, const char *
     if (st)
         return st;
     if (rep->type == REDIS_REPLY_ERROR)
-        return error_reply(c->pool, rep);
+        return error_reply(c->r, rep);
     hand_out(rep, out);
     return SVC_OK;
 }
@@ -422,17 +321,17 @@ svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script 
 {
     *out = NULL;
     if (!*lua)
-        return svc__err_set(&r->err, SVC_EINVAL, "redis script: empty source");
+        return svc__err_set(&r->pool.err, SVC_EINVAL, "redis script: empty source");
     svc_redis_script *s = svc__calloc(1, sizeof *s);
     if (!s || !(s->source = svc__strdup(lua))) {
         svc_free(s);
-        return svc__err_set(&r->err, SVC_ENOMEM, "redis script: out of memory");
+        return svc__err_set(&r->pool.err, SVC_ENOMEM, "redis script: out of memory");
     }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     if (!EVP_Digest(lua, strlen(lua), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
         svc_redis_script_free(s);
-        return svc__err_set(&r->err, SVC_ECRYPTO, "redis script: SHA1 failed");
+        return svc__err_set(&r->pool.err, SVC_ECRYPTO, "redis script: SHA1 failed");
     }
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < 20; i++) {
@@ -463,14 +362,14 @@ svc_status svc_redis_script_evalv(svc_redis *r, const svc_redis_script *s, int n
         *out = NULL;
     if (nkeys < 0 || nargs < 0 || nkeys > MAX_ARGC / 2 || nargs > MAX_ARGC / 2 || (nkeys && !keys) ||
         (nargs && !args))
-        return svc__err_set(&r->err, SVC_EINVAL, "redis script: bad key or argument count");
+        return svc__err_set(&r->pool.err, SVC_EINVAL, "redis script: bad key or argument count");
     int argc = 3 + nkeys + nargs;
     const char **argv = svc_malloc((size_t)argc * sizeof *argv);
     size_t *argl = svc_malloc((size_t)argc * sizeof *argl);
     if (!argv || !argl) {
         svc_free(argv);
         svc_free(argl);
-        return svc__err_set(&r->err, SVC_ENOMEM, "redis script: out of memory");
+        return svc__err_set(&r->pool.err, SVC_ENOMEM, "redis script: out of memory");
     }
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
@@ -512,7 +411,7 @@ svc_status svc_redis_script_evalv(svc_redis *r, const svc_redis_script *s, int n
             freeReplyObject(rep);
             rep = NULL;
             if (!same)
-                st = svc__err_set(&r->err, SVC_EBACKEND, "redis SCRIPT LOAD returned another SHA1");
+                st = svc__err_set(&r->pool.err, SVC_EBACKEND, "redis SCRIPT LOAD returned another SHA1");
             else
                 st = send_raw(c, argc, argv, argl, &rep);
         }
@@ -539,25 +438,9 @@ svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nk
 
 static void pool_destroy(svc_redis *r)
 {
-    svc__pool_metrics_unregister(&r->metrics);
-    for (unsigned i = 0; r->slots && i < r->size; i++)
-        if (r->slots[i].ctx)
-            redisFree(r->slots[i].ctx);
-    svc_free(r->slots);
+    svc__pool_destroy(&r->pool);
     svc_store_url_clear(&r->url);
-    svc__err_destroy(&r->err);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
     svc_free(r);
-}
-
-static void read_counts(void *ctx, unsigned *idle, unsigned *in_use, unsigned *waiting)
-{
-    svc_redis_pool_stats s;
-    svc_redis_stats(ctx, &s);
-    *idle = s.idle;
-    *in_use = s.in_use;
-    *waiting = s.waiting;
 }
 
 svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
@@ -582,17 +465,21 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
     svc_redis *r = svc__calloc(1, sizeof *r);
     if (!r)
         return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    svc__err_init(&r->err);
+    svc__pool_cfg pc = {
+        .ops = &redis_pool_ops,
+        .backend = r,
+        .size = o.pool_size,
+        .slot_size = sizeof(svc_redis_conn),
+        .backoff_initial_ms = o.backoff_initial_ms,
+        .backoff_max_ms = o.backoff_max_ms,
+        .clock = o.clock,
+    };
+    if (svc__pool_init(&r->pool, &pc)) {
+        pool_destroy(r);
+        return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
+    }
     r->o = o;
     r->o.url = NULL;
-    r->size = o.pool_size;
-    r->backoff_ms = o.backoff_initial_ms;
 
     char err[256];
     svc_status st = svc_store_url_parse(url, &r->url, err, sizeof err);
@@ -606,23 +493,19 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
         return new_fail(SVC_EINVAL, "svc_redis: not a redis:// URL (got a %s URL)",
                         svc_store_kind_name(kind));
     }
-    if (!(r->slots = svc__calloc(r->size, sizeof *r->slots))) {
-        pool_destroy(r);
-        return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
-    }
-    for (unsigned i = 0; i < r->size; i++)
-        r->slots[i].pool = r;
+    for (unsigned i = 0; i < o.pool_size; i++)
+        ((svc_redis_conn *)svc__pool_slot_at(&r->pool, i))->r = r;
     if (o.eager) {
         svc_redis_conn *c;
         if ((st = svc_redis_checkout(r, &c))) {
-            new_fail(st, "%s", svc__err_get(&r->err));
+            new_fail(st, "%s", svc__err_get(&r->pool.err));
             pool_destroy(r);
             return st;
         }
         svc_redis_checkin(c);
     }
     if (!o.no_metrics &&
-        (st = svc__pool_metrics_register(&r->metrics, o.metrics, "svc_redis_pool", read_counts, r))) {
+        (st = svc__pool_register_metrics(&r->pool, o.metrics, "svc_redis_pool"))) {
         pool_destroy(r);
         return new_fail(st, "svc_redis: registering pool metrics failed");
     }
@@ -634,28 +517,17 @@ void svc_redis_free(svc_redis *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->mu);
-    r->closing = true;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    svc__pool_close(&r->pool);
     pool_destroy(r);
 }
 
-const char *svc_redis_errmsg(svc_redis *r) { return svc__err_get(&r->err); }
+const char *svc_redis_errmsg(svc_redis *r) { return svc__err_get(&r->pool.err); }
 
 void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&r->mu);
-    out->size = r->size;
-    out->in_use = r->in_use;
-    for (unsigned i = 0; i < r->size; i++)
-        if (r->slots[i].ctx && !r->slots[i].in_use)
-            out->idle++;
-    out->waiting = r->waiting;
-    out->total_connects = r->total_connects;
-    out->connect_failures = r->connect_failures;
-    pthread_mutex_unlock(&r->mu);
+    svc__pool_stats_get(&r->pool, &out->size, &out->in_use, &out->idle, &out->waiting,
+                        &out->total_connects, &out->connect_failures);
 }
 
 svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms)
