@@ -119,6 +119,16 @@ bool svc__log_key_plain(const char *key);
 void svc__log_kv_plain(svc_log_level level, const char *msg, const svc_log_field *fields,
                        size_t nfields);
 
+/* ---- PostgreSQL, for the library's own stores --------------------------------- */
+struct svc_pg;
+struct svc_pg_conn;
+/* svc_pg_checkout() for statements of the library's own modules, which leave
+ * no session state behind (no SET, LISTEN, session locks, prepared or temp
+ * objects): the checkin skips DISCARD ALL, a round trip per checkout that
+ * would halve the rate of a one-statement operation. An open transaction is
+ * still rolled back at checkin. SVC_ENOTSUP in a build without libpq. */
+svc_status svc__pg_checkout_lib(struct svc_pg *pg, struct svc_pg_conn **out);
+
 /* ---- environment --------------------------------------------------------- */
 /* getenv() that treats an empty value as unset. */
 const char *svc__getenv(const char *name);

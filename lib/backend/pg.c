@@ -244,6 +244,11 @@ svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
     return st;
 }
 
+svc_status svc__pg_checkout_lib(svc_pg *pg, svc_pg_conn **out)
+{
+    return svc__pg_checkout_within(pg, pg->checkout_timeout_ms, out);
+}
+
 void svc_pg_checkin(svc_pg_conn *c)
 {
     if (c)

@@ -35,6 +35,10 @@ svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
     *out = NULL;
     return SVC_ENOTSUP;
 }
+svc_status svc__pg_checkout_lib(svc_pg *pg, svc_pg_conn **out)
+{
+    return svc_pg_checkout(pg, out);
+}
 void svc_pg_checkin(svc_pg_conn *conn) { (void)conn; }
 void *svc_pg_conn_raw(svc_pg_conn *conn) { (void)conn; return NULL; }
 svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int n, const char *const *p, svc_pg_result **out)

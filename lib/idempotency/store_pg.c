@@ -171,7 +171,7 @@ static svc_status pg_claim(svc__idem_store *base, const svc__idem_claim_req *req
     snprintf(ex, sizeof ex, "%lld", (long long)req->expires_ms);
     const char *p[] = {req->key, req->fp, req->token, lu, ex, now};
     svc_pg_conn *conn = NULL;
-    svc_status st = svc_pg_checkout(ps->pool, &conn);
+    svc_status st = svc__pg_checkout_lib(ps->pool, &conn);
     if (st != SVC_OK)
         return pg_fail(ps, st, err);
     for (int i = 0; i < CLAIM_TRIES; i++) {

@@ -267,7 +267,7 @@ static svc_status pg_enqueue(svc__jobs_store *bs, svc_pg_tx *tx, svc__jobs_enq *
     if (nunique == 0) {
         /* one statement: atomic on its own */
         svc_pg_conn *c;
-        if ((st = svc_pg_checkout(s->j->pg, &c)))
+        if ((st = svc__pg_checkout_lib(s->j->pg, &c)))
             return fail_pg(s, st, "enqueue");
         st = svc__jobs_pg_insert(c, s->base.err, items, n);
         svc_pg_checkin(c);
@@ -374,7 +374,7 @@ static svc_status pg_finish(svc__jobs_store *bs, const char *worker, const svc__
     pg_store *s = (pg_store *)bs;
     *applied = 0;
     svc_pg_conn *c;
-    svc_status st = svc_pg_checkout(s->j->pg, &c);
+    svc_status st = svc__pg_checkout_lib(s->j->pg, &c);
     if (st)
         return fail_pg(s, st, "finish");
     svc__buf ids, att;

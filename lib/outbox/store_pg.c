@@ -358,7 +358,7 @@ static void free_params(pg_store *s)
 static int copy_params(pg_store *s)
 {
     svc_pg_conn *c;
-    if (svc_pg_checkout(s->pg, &c))
+    if (svc__pg_checkout_lib(s->pg, &c))
         return 0;
     PQconninfoOption *opts = PQconninfo(svc_pg_conn_raw(c));
     int ok = opts != NULL;
