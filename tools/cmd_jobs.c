@@ -35,6 +35,7 @@
 #include "svcinfra/svcinfra.h"
 #include "svcinfra/jobs.h"
 
+#include "cli_util.h"
 #include "commands.h"
 
 extern char **environ;
@@ -92,35 +93,6 @@ static int exit_for(svc_status st)
                                                         : RUNTIME;
 }
 
-/* "250", "250ms", "30s", "5m", "2h", "7d" -> ms; -1 when malformed. */
-static long long duration_ms(const char *s)
-{
-    static const struct { const char *u; long long mul; } units[] = {
-        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || v < 0)
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(end, units[i].u) == 0)
-            return v > INT64_MAX / units[i].mul ? -1 : v * units[i].mul;
-    return -1;
-}
-
-static int number(const char *flag, const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "svcinfra jobs: %s needs an integer %lld..%lld\n", flag, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* Returns -1 to go on, else an exit code. */
 static int parse(int argc, char **argv, opts *o)
 {
@@ -174,7 +146,7 @@ static int parse(int argc, char **argv, opts *o)
                    strcmp(a, "--priority") == 0 || strcmp(a, "--max-attempts") == 0 ||
                    strcmp(a, "--limit") == 0 || strcmp(a, "--after") == 0) {
             NEED_VALUE();
-            if (!number(a, v, a[2] == 'p' ? -1000 : 0, a[2] == 'a' ? INT64_MAX : 100000, &n))
+            if (!cli_number("svcinfra jobs", a, v, a[2] == 'p' ? -1000 : 0, a[2] == 'a' ? INT64_MAX : 100000, &n))
                 return USAGE;
             if (a[2] == 't')
                 o->threads = (long)n;
@@ -191,7 +163,7 @@ static int parse(int argc, char **argv, opts *o)
         } else if (strcmp(a, "--delay") == 0 || strcmp(a, "--unique-window") == 0 ||
                    strcmp(a, "--older-than") == 0) {
             NEED_VALUE();
-            long long d = duration_ms(v);
+            long long d = cli_duration_ms(v);
             if (d < 0) {
                 fprintf(stderr, "svcinfra jobs: %s needs a duration like 30s, 5m, 2h\n", a);
                 return USAGE;
@@ -614,7 +586,7 @@ static int do_stats(const opts *o)
 static int id_arg(const char *s, int64_t *id)
 {
     long long v;
-    if (!number("ID", s, 1, INT64_MAX, &v))
+    if (!cli_number("svcinfra jobs", "ID", s, 1, INT64_MAX, &v))
         return 0;
     *id = v;
     return 1;
