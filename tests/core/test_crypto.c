@@ -349,11 +349,13 @@ static void ids_are_hex_unique_and_differ_after_fork(void **state)
     assert_int_equal(svc__random_id_hex(a, 16), SVC_OK);
     assert_int_equal(strlen(a), 32);
     assert_int_equal(strspn(a, "0123456789abcdef"), 32);
-    for (int i = 0; i < 200; i++) { /* crosses several pool refills */
+    for (int i = 0; i < 600; i++) { /* 9600 bytes: crosses pool refills */
         assert_int_equal(svc__random_id_hex(b, 16), SVC_OK);
         assert_string_not_equal(a, b);
     }
-    assert_int_equal(svc__random_id_hex(b, 257), SVC_EINVAL);
+    strcpy(b, "unchanged");
+    assert_int_equal(svc__random_id_hex(b, SVC__ID_MAX_BYTES + 1), SVC_EINVAL);
+    assert_string_equal(b, "unchanged"); /* nothing written */
 
     /* parent and child must not hand out the same next id */
     int fds[2];
