@@ -43,7 +43,9 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_etag_from_content(const void *data, size
  * representation (etag non-NULL). `weak` 1: weak comparison (W/ prefixes
  * ignored, for If-None-Match); 0: strong (a W/ tag never matches, for
  * If-Match). A NULL header or etag (no representation) matches nothing but
- * "*"-with-etag. Malformed list members never match. */
+ * "*"-with-etag. A malformed list member (not W/"..." or "...") never
+ * matches and is skipped: the members after its next comma are still
+ * compared ("foo, \"v3\"" matches "v3"). */
 SVC_EXPORT int svc_etag_match(const char *header, const char *etag, int weak);
 
 /* Evaluates the request's preconditions against the resource's current
@@ -78,7 +80,9 @@ typedef struct svc_rowversion_update {
  * Returns SVC_OK with *new_version; SVC_ECONFLICT when the row's version is
  * not the expected one (*current_version, when non-NULL, receives it);
  * SVC_ENOTFOUND when no row has this id; SVC_EINVAL for a bad identifier or
- * missing member; statuses of svc_pg_conn_exec(). */
+ * missing member; SVC_EBACKEND (logged at error level, outputs untouched;
+ * roll the transaction back) when the version column holds NULL or a
+ * non-integer; statuses of svc_pg_conn_exec(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_rowversion_pg_update(struct svc_pg_conn *conn,
                                                              const svc_rowversion_update *u,
                                                              int64_t *new_version,

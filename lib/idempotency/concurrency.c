@@ -10,6 +10,7 @@
 #include "svcinfra_config.h"
 #include "svcinfra/concurrency.h"
 #include "svcinfra/crypto.h"
+#include "svcinfra/log.h"
 #include "svcinfra/pg.h"
 
 #include "../internal.h"
@@ -71,15 +72,24 @@ int svc_etag_match(const char *header, const char *etag, int weak)
             w = true;
             p += 2;
         }
-        if (*p != '"')
-            return 0; /* malformed: stop, match nothing further */
-        const char *close = strchr(p + 1, '"');
-        if (!close)
-            return 0;
+        /* A member is W/? "..." then optional whitespace, then ',' or the
+         * end. Anything else is malformed: it matches nothing, and the
+         * members after its next comma are still compared. */
+        const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+        const char *after = close ? close + 1 : p;
+        while (close && (*after == ' ' || *after == '\t'))
+            after++;
+        if (!close || (*after != ',' && *after != '\0')) {
+            after = strchr(after, ',');
+            if (!after)
+                break;
+            p = after;
+            continue;
+        }
         size_t len = (size_t)(close - p) + 1;
         if ((weak || !w) && len == elen && memcmp(p, e, len) == 0)
             return 1;
-        p = close + 1;
+        p = after;
     }
     return 0;
 }
@@ -180,6 +190,24 @@ static bool ident_ok(const char *s)
 
 #define MAX_ROW_PARAMS 64
 
+/* The version in the first column of the first row: SVC_EBACKEND (logged)
+ * when it is NULL or not an integer, as a nullable or non-integer version
+ * column gives. */
+static svc_status version_of(const svc_pg_result *res, const char *table, const char *column,
+                             int64_t *out)
+{
+    const char *v = svc_pg_result_value(res, 0, 0);
+    char *end = NULL;
+    long long n = v ? strtoll(v, &end, 10) : 0;
+    if (!v || end == v || *end != '\0') {
+        svc_logf(SVC_LOG_ERROR, "rowversion: %.64s.%.64s holds %s where an integer version "
+                 "belongs", table, column, v ? "a non-integer value" : "NULL");
+        return SVC_EBACKEND;
+    }
+    *out = (int64_t)n;
+    return SVC_OK;
+}
+
 svc_status svc_rowversion_pg_update(struct svc_pg_conn *conn, const svc_rowversion_update *u,
                                     int64_t *new_version, int64_t *current_version)
 {
@@ -208,9 +236,9 @@ svc_status svc_rowversion_pg_update(struct svc_pg_conn *conn, const svc_rowversi
     if (st != SVC_OK)
         return st;
     if (svc_pg_result_rows(res) == 1) {
-        *new_version = strtoll(svc_pg_result_value(res, 0, 0), NULL, 10);
+        st = version_of(res, u->table, vc, new_version);
         svc_pg_result_free(res);
-        return SVC_OK;
+        return st;
     }
     svc_pg_result_free(res);
     sql = svc__asprintf("SELECT %s FROM %s WHERE %s = $1", vc, u->table, idc);
@@ -222,9 +250,13 @@ svc_status svc_rowversion_pg_update(struct svc_pg_conn *conn, const svc_rowversi
         return st;
     st = SVC_ENOTFOUND;
     if (svc_pg_result_rows(res) == 1) {
-        st = SVC_ECONFLICT;
-        if (current_version)
-            *current_version = strtoll(svc_pg_result_value(res, 0, 0), NULL, 10);
+        int64_t cur = 0;
+        st = version_of(res, u->table, vc, &cur);
+        if (st == SVC_OK) {
+            st = SVC_ECONFLICT;
+            if (current_version)
+                *current_version = cur;
+        }
     }
     svc_pg_result_free(res);
     return st;

@@ -1,7 +1,7 @@
 /*
  * test_concurrency.c - strong ETags and HTTP preconditions: If-None-Match
  * → 304 on reads, If-Match → 412 on a mismatch, a required If-Match → 428,
- * the 409 of a lost update.
+ * malformed list members skipped, the 409 of a lost update.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +43,18 @@ static void match_follows_strong_and_weak_comparison(void **state)
     assert_true(svc_etag_match("W/\"v2\"", "\"v2\"", 1));
     assert_false(svc_etag_match("v2", "\"v2\"", 1)); /* malformed */
     assert_false(svc_etag_match(NULL, "\"v2\"", 1));
+}
+
+static void malformed_list_member_is_skipped_not_the_rest_of_the_list(void **state)
+{
+    (void)state;
+    assert_true(svc_etag_match("foo, \"v3\"", "\"v3\"", 0));
+    assert_true(svc_etag_match("W/, \"v3\"", "\"v3\"", 1));
+    assert_true(svc_etag_match("\"v1\"x, \"v3\"", "\"v3\"", 0));
+    assert_false(svc_etag_match("\"v3\"x, \"v1\"", "\"v3\"", 0)); /* "v3"x is not "v3" */
+    assert_true(svc_etag_match(" \"v1\" , bad , \"v3\" ", "\"v3\"", 0));
+    assert_false(svc_etag_match("foo, bar", "\"v3\"", 0));
+    assert_false(svc_etag_match("\"v3", "\"v3\"", 0)); /* unterminated */
 }
 
 static const char *current = "\"v3\"";
@@ -114,6 +126,9 @@ static void preconditions_over_http(void **state)
     assert_int_equal(call("PUT", "If-Match: \"v2\"\r\n", &r), 412);
     assert_non_null(strstr(r.body, "\"code\":\"PRECONDITION\""));
     htu_response_free(&r);
+    /* a malformed member before the current ETag does not hide it */
+    assert_int_equal(call("PUT", "If-Match: foo, \"v3\"\r\n", &r), 409);
+    htu_response_free(&r);
     /* matching If-Match proceeds; the handler then reports a lost update */
     assert_int_equal(call("PUT", "If-Match: \"v3\"\r\n", &r), 409);
     assert_non_null(strstr(r.body, "\"current_version\":3"));
@@ -131,6 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(etags_from_versions_and_content),
         cmocka_unit_test(match_follows_strong_and_weak_comparison),
+        cmocka_unit_test(malformed_list_member_is_skipped_not_the_rest_of_the_list),
         cmocka_unit_test_setup_teardown(preconditions_over_http, setup, teardown),
     };
     return cmocka_run_group_tests_name("optimistic concurrency", tests, NULL, NULL);

@@ -4,7 +4,7 @@
  * handler that writes and completes in one transaction through
  * svc_idem_req_complete_tx(): a commit keeps both the row and the stored
  * answer, a rollback leaves neither (the key is released for a retry).
- * Also the version-column helper of concurrency.h.
+ * Also the version-column helper of concurrency.h (NULL versions included).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,6 +223,34 @@ static void version_column_update_detects_lost_updates(void **state)
     svc_pg_checkin(conn);
 }
 
+/* A NULL version (a nullable column, or a trigger clearing it) is a backend
+ * error, not a crash: on the conflict path and on the RETURNING path. */
+static void null_version_is_a_backend_error(void **state)
+{
+    (void)state;
+    char a[40], b[40];
+    snprintf(a, sizeof a, "%s-nullv", prefix);
+    snprintf(b, sizeof b, "%s-cleared", prefix);
+    const char *p[] = {a, b};
+    assert_int_equal(svc_pg_exec(pg, "INSERT INTO idem_test_nullable (id, title, version) "
+                                     "VALUES ($1, 'a', NULL), ($2, 'a', 1)",
+                                 2, p, NULL),
+                     SVC_OK);
+    svc_pg_conn *conn = NULL;
+    assert_int_equal(svc_pg_checkout(pg, &conn), SVC_OK);
+    const char *title[] = {"b"};
+    svc_rowversion_update u = {.table = "idem_test_nullable", .id = a, .set_sql = "title = $1",
+                               .nparams = 1, .params = title, .expected_version = 1};
+    int64_t nv = -5, cur = -5;
+    assert_int_equal(svc_rowversion_pg_update(conn, &u, &nv, &cur), SVC_EBACKEND);
+    assert_int_equal(cur, -5);
+    u.id = b;
+    u.set_sql = "title = $1, cleared = true"; /* the trigger then sets version NULL */
+    assert_int_equal(svc_rowversion_pg_update(conn, &u, &nv, &cur), SVC_EBACKEND);
+    assert_int_equal(nv, -5);
+    svc_pg_checkin(conn);
+}
+
 int main(void)
 {
     const char *url = getenv("SVC_TEST_PG_URL");
@@ -245,6 +273,18 @@ int main(void)
                     NULL, NULL) != SVC_OK ||
         svc_pg_exec(pg, "CREATE TABLE IF NOT EXISTS idem_test_docs (id text PRIMARY KEY, "
                         "title text NOT NULL, version bigint NOT NULL)",
+                    0, NULL, NULL) != SVC_OK ||
+        svc_pg_exec(pg, "CREATE TABLE IF NOT EXISTS idem_test_nullable (id text PRIMARY KEY, "
+                        "title text NOT NULL, cleared boolean NOT NULL DEFAULT false, "
+                        "version bigint)",
+                    0, NULL, NULL) != SVC_OK ||
+        svc_pg_exec(pg, "CREATE OR REPLACE FUNCTION idem_test_clear_version() RETURNS trigger "
+                        "LANGUAGE plpgsql AS $$BEGIN IF NEW.cleared THEN NEW.version := NULL; "
+                        "END IF; RETURN NEW; END$$",
+                    0, NULL, NULL) != SVC_OK ||
+        svc_pg_exec(pg, "CREATE OR REPLACE TRIGGER idem_test_clear_version BEFORE UPDATE ON "
+                        "idem_test_nullable FOR EACH ROW EXECUTE FUNCTION "
+                        "idem_test_clear_version()",
                     0, NULL, NULL) != SVC_OK)
         return 1;
     const struct CMUnitTest tests[] = {
@@ -252,6 +292,7 @@ int main(void)
         cmocka_unit_test(memory_engine_refuses_transactional_completion),
         cmocka_unit_test(handler_that_rolls_back_leaves_no_completed_record),
         cmocka_unit_test(version_column_update_detects_lost_updates),
+        cmocka_unit_test(null_version_is_a_backend_error),
     };
     int failed = cmocka_run_group_tests_name("idempotency on postgres", tests, NULL, NULL);
     svc_idem_free(idem);
