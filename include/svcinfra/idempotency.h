@@ -30,8 +30,8 @@
  * engine's clock in every store, so instances sharing Redis or PostgreSQL
  * should run NTP-synchronised clocks (skew shortens or lengthens a lease).
  *
- * Stores (by URL): memory: (bounded: max_records and max_bytes, expired
- * records reclaimed), redis:// (claim, complete and release are each one Lua
+ * Stores (by URL): memory: (bounded: max_records, and max_bytes of stored
+ * responses for the whole store; expired records reclaimed), redis:// (claim, complete and release are each one Lua
  * script on one {idem:...} hash-tagged key), postgres:// (table
  * svc_idempotency from migration 2; INSERT ... ON CONFLICT; completion may
  * join the caller's transaction with svc_idem_complete_tx()).
@@ -70,13 +70,18 @@ typedef struct svc_idem_opts {
     struct svc_redis *redis;     /* NULL; else this pool (borrowed) is the store */
     int64_t ttl_ms;              /* 86400000 (24 h): a record lives this long after
                                     its claim (env SVC_IDEMPOTENCY_TTL_MS) */
-    int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this */
+    int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this;
+                                    must be < ttl_ms, and with svc_add_idempotency()
+                                    > the app's handler_timeout_ms */
     size_t max_records;          /* 100000: memory store bound (>= 64)
                                     (env SVC_IDEMPOTENCY_MAX_RECORDS); a store full
                                     of live records answers 503 (UNAVAILABLE): size
                                     it for requests/s x ttl */
-    size_t max_bytes;            /* 64 MiB: memory store bound on stored responses
-                                    (env SVC_IDEMPOTENCY_MAX_BYTES) */
+    size_t max_bytes;            /* 64 MiB: memory store bound on the stored responses
+                                    (body + headers) of all records together
+                                    (env SVC_IDEMPOTENCY_MAX_BYTES); a completion that
+                                    does not fit once expired records are reclaimed
+                                    gets SVC_EBUSY: not stored */
     size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored;
                                     larger: svc_idem_complete() returns SVC_ETOOBIG */
     int64_t store_timeout_ms;    /* 2000: connect/command timeout of an own pool */
@@ -92,7 +97,7 @@ SVC_EXPORT void svc_idem_opts_default(svc_idem_opts *opts) SVC_NONNULL(1);
 
 /* Creates an engine (new; svc_idem_free()). `opts` NULL: all defaults.
  * Returns SVC_EINVAL for a bad URL or option (ttl_ms or lease_ms <= 0,
- * max_records < 64), SVC_ENOTSUP for a store this build lacks,
+ * lease_ms >= ttl_ms, max_records < 64), SVC_ENOTSUP for a store this build lacks,
  * SVC_EUNAVAILABLE when a postgres store cannot migrate, SVC_ENOMEM.
  * The detail of a failure is logged at error level. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
@@ -184,9 +189,10 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_idem_claim(svc_idem *idem, const svc_ide
 /* Stores `resp` as the answer of the claim holding `token`. Returns
  * SVC_ECONFLICT when the claim is no longer the caller's (lease taken over,
  * released, completed), SVC_ENOTFOUND when the record expired or never
- * existed, SVC_ETOOBIG when the response exceeds max_response_bytes (the
- * claim stays; release it), SVC_EINVAL for a bad status or token, backend
- * statuses. */
+ * existed, SVC_ETOOBIG when the response exceeds max_response_bytes, SVC_EBUSY
+ * when the memory store's max_bytes is spent by live records (in both
+ * cases nothing is stored and the claim stays; release it), SVC_EINVAL for
+ * a bad status or token, backend statuses. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_idem_complete(svc_idem *idem,
                                                       const svc_idem_scope *scope,
                                                       const char *token,

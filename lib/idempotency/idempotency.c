@@ -70,6 +70,13 @@ svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
                                 "store_timeout_ms >= 0, max_records 0 or >= 64");
         return SVC_EINVAL;
     }
+    /* A record that expires under a running claim lets a retry claim the
+     * key afresh and run the operation a second time. */
+    if (opts->lease_ms >= opts->ttl_ms) {
+        svc_logf(SVC_LOG_ERROR, "idempotency: lease_ms (%lld) must be shorter than ttl_ms (%lld)",
+                 (long long)opts->lease_ms, (long long)opts->ttl_ms);
+        return SVC_EINVAL;
+    }
     char why[256] = "";
     svc_store_kind kind;
     const char *url = opts->store_url ? opts->store_url : "memory:";

@@ -4,14 +4,21 @@
  *   key (64 hex) ─► first 16 hex = hash ─► shard (hash % NSHARDS)
  *                                          ├─ mutex
  *                                          ├─ buckets[] ─► rec ─► rec ...
- *                                          └─ count, bytes (bounded)
+ *                                          └─ count (bounded)
+ *   bytes: one atomic counter for the whole store (bounded by max_bytes)
  *
- * Each shard holds at most ceil(max_records / NSHARDS) records and
- * max_bytes / NSHARDS bytes of stored responses. A claim or completion that
- * finds its shard full first reclaims the shard's expired records; when
- * that frees nothing it fails with SVC_EBUSY rather than evicting a live
- * record (evicting one would let a retry run twice).
+ * Each shard holds at most ceil(max_records / NSHARDS) records; stored
+ * responses share max_bytes across all shards, so any response up to
+ * max_bytes fits however the keys hash. A claim that finds its shard full
+ * first reclaims the shard's expired records; a completion that finds the
+ * byte budget spent first reclaims the expired records of every shard
+ * (one shard lock at a time, never two). When that frees too little they
+ * fail with SVC_EBUSY rather than evict a live record (evicting one would
+ * let a retry run twice). A completion reserves its bytes with a
+ * compare-and-swap before it takes its shard lock, so the counter never
+ * passes max_bytes.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,11 +44,13 @@ typedef struct shard {
     rec **buckets;
     size_t nbuckets; /* power of two */
     size_t count, cap;
-    size_t bytes, max_bytes;
+    atomic_size_t *bytes; /* the store's counter */
 } shard;
 
 typedef struct mem_store {
     svc__idem_store base;
+    atomic_size_t bytes; /* stored header blobs and bodies, all shards */
+    size_t max_bytes;
     shard shards[NSHARDS];
 } mem_store;
 
@@ -77,7 +86,7 @@ static size_t rec_bytes(const rec *r) { return r->hdrs_len + r->body_len; }
 
 static void drop_data(shard *s, rec *r)
 {
-    s->bytes -= rec_bytes(r);
+    atomic_fetch_sub(s->bytes, rec_bytes(r));
     svc_free(r->data);
     r->data = NULL;
     r->hdrs_len = r->body_len = 0;
@@ -108,6 +117,34 @@ static int64_t sweep(shard *s, int64_t now)
         }
     }
     return n;
+}
+
+/* Sweeps every shard, taking one shard lock at a time. */
+static int64_t sweep_all(mem_store *m, int64_t now)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        pthread_mutex_lock(&m->shards[i].mu);
+        n += sweep(&m->shards[i], now);
+        pthread_mutex_unlock(&m->shards[i].mu);
+    }
+    return n;
+}
+
+/* Adds `need` to the byte counter unless that passes max_bytes; when it
+ * would, reclaims expired records everywhere and tries once more. Called
+ * without any shard lock held. */
+static bool reserve(mem_store *m, size_t need, int64_t now)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t cur = atomic_load(&m->bytes);
+        while (cur <= m->max_bytes && need <= m->max_bytes - cur)
+            if (atomic_compare_exchange_weak(&m->bytes, &cur, cur + need))
+                return true;
+        if (attempt == 0)
+            sweep_all(m, now);
+    }
+    return false;
 }
 
 static void set_claim(rec *r, const svc__idem_claim_req *req)
@@ -195,15 +232,17 @@ static svc_status mem_complete(svc__idem_store *base, const svc__idem_done *d, s
         memcpy(data, d->hdrs, d->hdrs_len);
     if (d->body_len)
         memcpy(data + d->hdrs_len, d->body, d->body_len);
+    /* our record is live at now_ms: the sweep of reserve() keeps it */
+    if (!reserve(m, need, d->now_ms)) {
+        svc_free(data);
+        return svc__err_set(err, SVC_EBUSY,
+                            "memory store full: a %zu-byte response does not fit in "
+                            "max_bytes %zu (%zu in use by live records)",
+                            need, m->max_bytes, atomic_load(&m->bytes));
+    }
     rec *r = NULL;
     pthread_mutex_lock(&s->mu);
     svc_status st = own_claim(s, slot, d->key, d->token, d->now_ms, &r, &link);
-    if (st == SVC_OK && s->bytes + need > s->max_bytes) {
-        sweep(s, d->now_ms); /* our record is live: the sweep keeps it */
-        if (s->bytes + need > s->max_bytes)
-            st = svc__err_set(err, SVC_EBUSY, "memory store full (%zu bytes per shard)",
-                              s->max_bytes);
-    }
     if (st == SVC_OK) {
         r->state = 2;
         r->status = d->status;
@@ -211,9 +250,9 @@ static svc_status mem_complete(svc__idem_store *base, const svc__idem_done *d, s
         r->hdrs_len = d->hdrs_len;
         r->body_len = d->body_len;
         r->lease_until = 0;
-        s->bytes += need;
         data = NULL;
-    } else if (st != SVC_EBUSY) {
+    } else {
+        atomic_fetch_sub(&m->bytes, need);
         svc__err_set(err, st, st == SVC_ENOTFOUND ? "no live record for this key"
                                                   : "the claim is no longer the caller's");
     }
@@ -243,14 +282,7 @@ static svc_status mem_release(svc__idem_store *base, const char *key, const char
 static svc_status mem_purge(svc__idem_store *base, int64_t now, int64_t *removed, svc__err *err)
 {
     (void)err;
-    mem_store *m = (mem_store *)base;
-    int64_t n = 0;
-    for (size_t i = 0; i < NSHARDS; i++) {
-        pthread_mutex_lock(&m->shards[i].mu);
-        n += sweep(&m->shards[i], now);
-        pthread_mutex_unlock(&m->shards[i].mu);
-    }
-    *removed = n;
+    *removed = sweep_all((mem_store *)base, now);
     return SVC_OK;
 }
 
@@ -288,6 +320,8 @@ svc_status svc__idem_store_memory_new(svc__idem_store **out, size_t max_records,
     if (!m)
         return SVC_ENOMEM;
     m->base.ops = &mem_ops;
+    atomic_init(&m->bytes, 0);
+    m->max_bytes = max_bytes;
     size_t cap = (max_records + NSHARDS - 1) / NSHARDS;
     size_t nb = 16;
     while (nb < cap)
@@ -296,7 +330,7 @@ svc_status svc__idem_store_memory_new(svc__idem_store **out, size_t max_records,
         shard *s = &m->shards[i];
         pthread_mutex_init(&s->mu, NULL);
         s->cap = cap;
-        s->max_bytes = max_bytes / NSHARDS ? max_bytes / NSHARDS : 1;
+        s->bytes = &m->bytes;
         s->nbuckets = nb;
         s->buckets = svc__calloc(nb, sizeof *s->buckets);
         if (!s->buckets) {

@@ -1,7 +1,9 @@
 /*
  * test_idempotency.c - the engine's pure parts and the memory store's
- * bounds: fingerprints and scoped keys, option checks, a full store that
- * refuses instead of evicting, and expired records reclaimed to make room.
+ * bounds: fingerprints and scoped keys, option checks (lease shorter than
+ * the TTL), a full store that refuses instead of evicting, expired records
+ * reclaimed by a claim and by a completion, and max_bytes as one budget for
+ * the whole store.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,6 +86,16 @@ static void bad_options_are_refused(void **state)
     svc_idem_opts_default(&o);
     o.max_records = 10;
     assert_int_equal(svc_idem_new(&idem, &o), SVC_EINVAL);
+    /* a lease as long as the record's life would let the record expire
+     * under a running claim */
+    svc_idem_opts_default(&o);
+    o.ttl_ms = 1000;
+    o.lease_ms = 1000;
+    assert_int_equal(svc_idem_new(&idem, &o), SVC_EINVAL);
+    o.lease_ms = 999;
+    assert_int_equal(svc_idem_new(&idem, &o), SVC_OK);
+    svc_idem_free(idem);
+    idem = NULL;
     svc_idem_opts_default(&o);
     o.store_url = "ftp://x";
     assert_int_equal(svc_idem_new(&idem, &o), SVC_EINVAL);
@@ -94,18 +106,36 @@ static void bad_options_are_refused(void **state)
     svc_idem_free(NULL);
 }
 
-/* Fills a 64-record store; returns the engine. */
-static svc_idem *small_store(svc_manual_clock *mc)
+/* A memory engine on the manual clock: records live 1 s, leases 0.5 s. */
+static svc_idem *memory_engine(svc_manual_clock *mc, size_t max_records, size_t max_bytes,
+                               size_t max_response_bytes)
 {
     svc_idem_opts o;
     svc_idem_opts_default(&o);
     o.store_url = "memory:";
-    o.max_records = 64;
+    o.max_records = max_records;
+    o.max_bytes = max_bytes;
+    o.max_response_bytes = max_response_bytes;
     o.ttl_ms = 1000;
+    o.lease_ms = 500;
     o.clock = svc_manual_clock_get(mc);
     svc_idem *idem = NULL;
     assert_int_equal(svc_idem_new(&idem, &o), SVC_OK);
     return idem;
+}
+
+static svc_manual_clock *manual_clock(void)
+{
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, INT64_C(1700000000000) * MS), SVC_OK);
+    return mc;
+}
+
+/* Claims `key` with fingerprint "fp"; the result (to clear) in *r. */
+static svc_status claim(svc_idem *idem, const char *key, svc_idem_result *r)
+{
+    svc_idem_scope s = {.key = key};
+    return svc_idem_claim(idem, &s, "fp", r);
 }
 
 /* Claims keys until one is refused; returns how many were claimed. */
@@ -114,9 +144,8 @@ static int claim_until_full(svc_idem *idem, const char *prefix)
     char key[32];
     for (int i = 0; i < 10000; i++) {
         snprintf(key, sizeof key, "%s-%d", prefix, i);
-        svc_idem_scope s = {.key = key};
         svc_idem_result r;
-        svc_status st = svc_idem_claim(idem, &s, "fp", &r);
+        svc_status st = claim(idem, key, &r);
         svc_idem_result_clear(&r);
         if (st == SVC_EBUSY)
             return i;
@@ -128,20 +157,99 @@ static int claim_until_full(svc_idem *idem, const char *prefix)
 static void full_store_refuses_instead_of_evicting_live_records(void **state)
 {
     (void)state;
-    svc_manual_clock *mc;
-    assert_int_equal(svc_manual_clock_new(&mc, 1, INT64_C(1700000000000) * MS), SVC_OK);
-    svc_idem *idem = small_store(mc);
+    svc_manual_clock *mc = manual_clock();
+    svc_idem *idem = memory_engine(mc, 64, 0, 0);
     int n = claim_until_full(idem, "a");
     assert_true(n >= 1 && n <= 64); /* bounded: per-shard share of 64 */
     /* the first key is still there: nothing was evicted */
-    svc_idem_scope s = {.key = "a-0"};
     svc_idem_result r;
-    assert_int_equal(svc_idem_claim(idem, &s, "fp", &r), SVC_OK);
+    assert_int_equal(claim(idem, "a-0", &r), SVC_OK);
     assert_int_equal(r.outcome, SVC_IDEM_IN_PROGRESS);
     svc_idem_result_clear(&r);
-    /* once they expire, the full shard reclaims them for new keys */
-    svc_manual_clock_advance(mc, 1001 * MS);
-    assert_true(claim_until_full(idem, "b") >= 1);
+    svc_idem_free(idem);
+    svc_manual_clock_free(mc);
+}
+
+/* The key refused by a full shard is refused again while the shard's
+ * records live, and claimed once they expired: the claim itself reclaims
+ * them (no purge runs). */
+static void full_shard_reclaims_expired_records_on_claim(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc = manual_clock();
+    svc_idem *idem = memory_engine(mc, 64, 0, 0);
+    int n = claim_until_full(idem, "a");
+    assert_true(n >= 1);
+    char refused[32];
+    snprintf(refused, sizeof refused, "a-%d", n);
+    svc_idem_result r;
+    svc_manual_clock_advance(mc, 999 * MS);
+    assert_int_equal(claim(idem, refused, &r), SVC_EBUSY);
+    svc_manual_clock_advance(mc, 1 * MS); /* now the first records expire */
+    assert_int_equal(claim(idem, refused, &r), SVC_OK);
+    assert_int_equal(r.outcome, SVC_IDEM_CLAIMED);
+    assert_int_equal(r.taken_over, 0);
+    svc_idem_result_clear(&r);
+    svc_idem_free(idem);
+    svc_manual_clock_free(mc);
+}
+
+/* Claims and completes `key` with a body of `len` bytes. */
+static svc_status claim_and_complete(svc_idem *idem, const char *key, size_t len)
+{
+    static char body[600 << 10];
+    assert_true(len <= sizeof body);
+    memset(body, 'b', len);
+    svc_idem_result r;
+    assert_int_equal(claim(idem, key, &r), SVC_OK);
+    assert_int_equal(r.outcome, SVC_IDEM_CLAIMED);
+    svc_idem_scope s = {.key = key};
+    svc_idem_response resp = {.status = 201, .body = body, .body_len = len};
+    svc_status st = svc_idem_complete(idem, &s, r.token, &resp);
+    if (st != SVC_OK)
+        assert_int_equal(svc_idem_release(idem, &s, r.token), SVC_OK);
+    svc_idem_result_clear(&r);
+    return st;
+}
+
+/* max_bytes bounds the whole store, not a 32nd of it per shard: a 600 KiB
+ * response fits in 16 MiB whatever shard its key falls in. */
+static void response_up_to_max_bytes_is_stored_in_any_shard(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc = manual_clock();
+    svc_idem *idem = memory_engine(mc, 0, (size_t)16 << 20, (size_t)1 << 20);
+    char key[32];
+    for (int i = 0; i < 8; i++) { /* keys in several shards */
+        snprintf(key, sizeof key, "big-%d", i);
+        assert_int_equal(claim_and_complete(idem, key, 600 << 10), SVC_OK);
+    }
+    svc_idem_result r;
+    assert_int_equal(claim(idem, "big-0", &r), SVC_OK);
+    assert_int_equal(r.outcome, SVC_IDEM_COMPLETED);
+    assert_int_equal(r.body_len, 600 << 10);
+    svc_idem_result_clear(&r);
+    svc_idem_free(idem);
+    svc_manual_clock_free(mc);
+}
+
+/* Three 300 KiB responses fill 1 MiB; the fourth is refused (SVC_EBUSY,
+ * the claim stays the caller's to release); once the three expired, a
+ * completion reclaims them, whatever shards they are in. */
+static void full_byte_budget_refuses_then_reclaims_expired_records(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc = manual_clock();
+    svc_idem *idem = memory_engine(mc, 0, (size_t)1 << 20, (size_t)1 << 20);
+    assert_int_equal(claim_and_complete(idem, "fill-0", 300 << 10), SVC_OK);
+    assert_int_equal(claim_and_complete(idem, "fill-1", 300 << 10), SVC_OK);
+    assert_int_equal(claim_and_complete(idem, "fill-2", 300 << 10), SVC_OK);
+    assert_int_equal(claim_and_complete(idem, "fill-3", 300 << 10), SVC_EBUSY);
+    assert_non_null(strstr(svc_idem_errmsg(idem), "max_bytes"));
+    svc_manual_clock_advance(mc, 1000 * MS);
+    assert_int_equal(claim_and_complete(idem, "fill-4", 300 << 10), SVC_OK);
+    assert_int_equal(claim_and_complete(idem, "fill-5", 300 << 10), SVC_OK);
+    assert_int_equal(claim_and_complete(idem, "fill-6", 300 << 10), SVC_OK);
     svc_idem_free(idem);
     svc_manual_clock_free(mc);
 }
@@ -154,6 +262,9 @@ int main(void)
         cmocka_unit_test(scope_key_needs_a_client_key_of_1_to_255),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(full_store_refuses_instead_of_evicting_live_records),
+        cmocka_unit_test(full_shard_reclaims_expired_records_on_claim),
+        cmocka_unit_test(response_up_to_max_bytes_is_stored_in_any_shard),
+        cmocka_unit_test(full_byte_budget_refuses_then_reclaims_expired_records),
     };
     return cmocka_run_group_tests_name("idempotency engine", tests, NULL, NULL);
 }
