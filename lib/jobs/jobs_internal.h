@@ -164,6 +164,9 @@ void svc__jobs_info_clear(svc_job_info *info);
 
 /* ---- stores -------------------------------------------------------------------- */
 svc_status svc__jobs_store_memory_new(svc_jobs *j, svc__jobs_store **out);
+/* Slots of the memory store's id table (0 for another backend); for tests
+ * of its bound. */
+size_t svc__jobs_memory_table_cap(svc_jobs *j);
 /* The redis:// store (its own pool for `url`); a failure's detail goes to errbuf. */
 svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const char *url,
                                      char *errbuf, size_t errlen, svc__jobs_store **out);

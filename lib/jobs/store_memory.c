@@ -5,7 +5,8 @@
  * time from the handle's clock (so tests move time instead of sleeping):
  *
  *   jobs[]   live jobs, unordered (swap-remove); each knows its index
- *   byid     open-addressing table id → index (linear probing)
+ *   byid     open-addressing table id → index (linear probing); deletes
+ *            leave tombstones, cleared when the table is rebuilt
  *
  * Claims scan for the best due jobs (priority, run_at, id), which is fine
  * for the in-process sizes this store is for; memory is bounded by
@@ -48,10 +49,16 @@ static int64_t now_ms(mem_store *s) { return svc_clock_wall_ns(s->base.clock) / 
 
 static size_t h64(int64_t id) { return (size_t)((uint64_t)id * UINT64_C(0x9E3779B97F4A7C15) >> 17); }
 
-static bool tab_grow(mem_store *s)
+/* Rebuilds the id table for the live jobs, sized from their count (not
+ * from the old size): deletions leave tombstones that count toward the
+ * load, so a table that only grew would keep every id ever enqueued. The
+ * new table is at most a quarter full, so the next rebuild is at least
+ * cap / 4 insertions away (amortised O(1)); one that is mostly tombstones
+ * is rebuilt at the same size or smaller. */
+static bool tab_rebuild(mem_store *s)
 {
-    size_t nc = s->tab_cap ? s->tab_cap * 2 : 1024;
-    while (nc < 2 * (s->n + 1))
+    size_t nc = 1024;
+    while (nc < 4 * (s->n + 1))
         nc *= 2;
     size_t *t = svc__calloc(nc, sizeof *t);
     int64_t *ti = svc__calloc(nc, sizeof *ti);
@@ -135,7 +142,8 @@ static svc_status add_job(mem_store *s, mjob *m)
         s->jobs = nj;
         s->cap = nc;
     }
-    if ((s->tab_used + 1) * 2 > s->tab_cap && !tab_grow(s))
+    /* tab_used counts tombstones too: at half load, rebuild */
+    if ((s->tab_used + 1) * 2 > s->tab_cap && !tab_rebuild(s))
         return SVC_ENOMEM;
     m->idx = s->n;
     s->jobs[s->n++] = m;
@@ -744,4 +752,15 @@ svc_status svc__jobs_store_memory_new(svc_jobs *j, svc__jobs_store **out)
     pthread_mutex_init(&s->mu, NULL);
     *out = &s->base;
     return SVC_OK;
+}
+
+size_t svc__jobs_memory_table_cap(svc_jobs *j)
+{
+    if (j->store->vt != &mem_vt)
+        return 0;
+    mem_store *s = (mem_store *)j->store;
+    pthread_mutex_lock(&s->mu);
+    size_t cap = s->tab_cap;
+    pthread_mutex_unlock(&s->mu);
+    return cap;
 }

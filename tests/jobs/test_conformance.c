@@ -28,6 +28,8 @@
 #include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 
+#include "jobs/jobs_internal.h" /* svc__jobs_memory_table_cap */
+
 static int is_server; /* postgres or redis: a server, real time */
 static int is_redis;  /* the server is redis */
 static const char *server_url;
@@ -1117,6 +1119,55 @@ static void metrics_count_results_and_show_queue_gauges(void **state)
     svc_metrics_free(m);
 }
 
+/* ---- memory only: bounds -------------------------------------------------------------- */
+
+static void tiny_store(svc_jobs_opts *o)
+{
+    o->memory_max_jobs = 2000;
+    o->retention_discarded_ms = 1;
+}
+
+/* Jobs that come and go leave no trace: the id table is sized by the live
+ * jobs, not by every id ever enqueued. */
+static void memory_store_stays_bounded_through_enqueue_cancel_prune_cycles(void **state)
+{
+    (void)state;
+    if (is_server)
+        skip();
+    svc_jobs *j = open_jobs_with(tiny_store);
+    static svc_job_spec sp[1000];
+    size_t first_cap = 0;
+    for (int round = 0; round < 300; round++) { /* 300,000 jobs in all */
+        memset(sp, 0, sizeof sp);
+        for (int i = 0; i < 1000; i++) {
+            sp[i].kind = "k";
+            sp[i].opts.queue = queue;
+        }
+        assert_int_equal(svc_jobs_enqueue_batch(j, sp, 1000), SVC_OK);
+        for (int i = 0; i < 1000; i++)
+            assert_int_equal(svc_jobs_cancel(j, sp[i].id), SVC_OK);
+        pass_ms(10);
+        size_t pruned = 0;
+        assert_int_equal(svc_jobs_prune(j, &pruned), SVC_OK);
+        assert_int_equal(pruned, 1000);
+        if (round == 0)
+            first_cap = svc__jobs_memory_table_cap(j);
+    }
+    size_t cap = svc__jobs_memory_table_cap(j);
+    assert_true(first_cap > 0);
+    /* 4 x (memory_max_jobs + 1) rounded up to a power of two at most */
+    assert_true(cap <= 8192);
+    /* the jobs are gone and the store still works */
+    svc_jobs_counts c;
+    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(c.counts[SVC_JOB_CANCELLED], 0);
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    int64_t id = enq(j, "rec", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    assert_int_equal(state_of(j, id), SVC_JOB_COMPLETED);
+    svc_jobs_free(j);
+}
+
 /* ---- postgres only: the caller's transaction ---------------------------------------------- */
 
 static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
@@ -1268,6 +1319,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
         cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
+        cmocka_unit_test(memory_store_stays_bounded_through_enqueue_cancel_prune_cycles),
     };
     int rc = cmocka_run_group_tests_name(
         is_redis ? "jobs_redis" : is_server ? "jobs_postgres" : "jobs_memory", tests, NULL, NULL);
