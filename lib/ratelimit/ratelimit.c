@@ -51,7 +51,8 @@ __extension__ typedef unsigned __int128 rl_u128;
 #define MAX_PERIOD_MS (INT64_C(366) * 24 * 3600 * 1000)
 #define DEFAULT_MAX_KEYS ((size_t)1 << 18)
 #define LOG_EVERY_NS (INT64_C(10) * SVC__NS_PER_SEC)
-#define KEYBUF_CAP (NAME_CAP + 4 + SVC_RATELIMIT_MAX_KEY)
+/* prefix (a quota's carries its window start), name, separator, key */
+#define KEYBUF_CAP (32 + NAME_CAP + 1 + SVC_RATELIMIT_MAX_KEY)
 
 typedef struct rl_pol {
     char name[NAME_CAP];
@@ -1242,7 +1243,10 @@ static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *q
     st = quota_window(rl, &q, now, &ws, &we);
     if (st != SVC_OK)
         return st;
-    char kb[KEYBUF_CAP];
+    /* one key per window: instances whose clocks straddle a boundary count
+     * in the windows they each see, never in one another's */
+    char kb[KEYBUF_CAP], prefix[32];
+    snprintf(prefix, sizeof prefix, "\x1eq%lld:", (long long)(ws / SVC__NS_PER_MS));
     svc__rl_req req = {
         .kind = SVC__RL_QUOTA,
         .limit = q.limit,
@@ -1253,7 +1257,7 @@ static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *q
         .now = now,
         .key = kb,
     };
-    req.klen = make_key(kb, "\x1eq:", q.name, tenant, klen);
+    req.klen = make_key(kb, prefix, q.name, tenant, klen);
     req.name = q.name;
     req.ukey = tenant;
     out->limit = q.limit;

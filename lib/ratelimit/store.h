@@ -109,9 +109,10 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
                                    int64_t timeout_ms, struct svc_metrics *metrics,
                                    char *err, size_t errlen);
 
-/* The Redis store's Lua script (static text), and the KEYS[1] and ARGV it
- * sends for `req`; for the benchmark that runs the same script through
- * redis-benchmark. */
+/* The Redis store's Lua script (static text), and the KEYS[1] (at most
+ * SVC__RL_REDIS_KEY_CAP bytes with its NUL) and ARGV it sends for `req`;
+ * for the benchmark that runs the same script through redis-benchmark. */
+#define SVC__RL_REDIS_KEY_CAP (8 + SVC_RATELIMIT_MAX_NAME + 1 + SVC_RATELIMIT_MAX_KEY + 24)
 const char *svc__rl_redis_lua(void);
 void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char args[9][32]);
 

@@ -6,10 +6,14 @@
  * instances whose clocks disagree still share one notion of "now"; only
  * quota windows (calendar days and months) are computed by the caller.
  *
- * Keys: {rl:p|<policy>|<key>} for policies, {rl:q|<quota>|<tenant>} for
- * quotas. The braces make the whole name the Redis Cluster hash tag, so the
- * script touches one slot. Policy and quota names cannot contain '|', so
- * the first two bars split a name unambiguously. Each key is a hash
+ * Keys: {rl:p|<policy>|<key>} for policies, {rl:q|<quota>|<tenant>}:<ms>
+ * for quotas, one per calendar window (<ms>: its first instant, UNIX ms), so
+ * instances whose clocks straddle a window boundary each count in the
+ * window they see and never reset one another's counter. The braces make
+ * the name (all windows of a quota and tenant alike) one Redis Cluster hash
+ * tag; each script touches one key. Policy and quota names cannot contain
+ * '|', so the first two bars split a name unambiguously, and the window
+ * after the last "}:" is digits only. Each key is a hash
  *   k = kind, a, b, c = the state of store.h
  * with PEXPIRE set to when its state is as good as absent (plus a second),
  * so idle keys vanish from the server by themselves.
@@ -149,8 +153,11 @@ const char *svc__rl_redis_lua(void) { return RL_LUA; }
  * replays it through redis-benchmark. */
 void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char args[9][32])
 {
-    snprintf(key, keylen, "{rl:%c|%s|%s}", req->kind == SVC__RL_QUOTA ? 'q' : 'p', req->name,
-             req->ukey);
+    if (req->kind == SVC__RL_QUOTA)
+        snprintf(key, keylen, "{rl:q|%s|%s}:%lld", req->name, req->ukey,
+                 (long long)(req->win_start / SVC__NS_PER_MS));
+    else
+        snprintf(key, keylen, "{rl:p|%s|%s}", req->name, req->ukey);
     snprintf(args[0], 32, "%d", (int)req->kind);
     snprintf(args[1], 32, "%llu", (unsigned long long)req->limit);
     snprintf(args[2], 32, "%llu", (unsigned long long)req->burst);
@@ -173,7 +180,7 @@ static svc_status redis_apply(svc__rl_store *base, const svc__rl_req *req, svc__
                               svc__err *err)
 {
     redis_store *rs = (redis_store *)base;
-    char key[SVC_RATELIMIT_MAX_NAME + SVC_RATELIMIT_MAX_KEY + 16];
+    char key[SVC__RL_REDIS_KEY_CAP];
     char a[9][32];
     svc__rl_redis_args(req, key, sizeof key, a);
     const char *keys[] = {key};

@@ -17,12 +17,13 @@
 #define HOUR_MS INT64_C(3600000)
 #define DAY_MS (24 * HOUR_MS)
 
-static svc_ratelimit *open_rl(const char *url)
+svc_ratelimit *rl_conformance_open(const char *url, const svc_clock *clock)
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
     o.store_url = url;
-    o.fail_open = 0; /* a failing store must show, not pass */
+    o.clock = clock;
+    o.fail_open = 0;
     svc_ratelimit *rl = NULL;
     svc_status st = svc_ratelimit_new(&rl, &o);
     if (st != SVC_OK)
@@ -30,12 +31,25 @@ static svc_ratelimit *open_rl(const char *url)
     return rl;
 }
 
-/* A key unique to this run. */
-static void fresh_key(char *buf, size_t cap, const char *what)
+static svc_ratelimit *open_rl(const char *url) { return rl_conformance_open(url, NULL); }
+
+void rl_conformance_key(char *buf, size_t cap, const char *what)
 {
     char hex[17];
     assert_int_equal(svc_random_hex(hex, 8), SVC_OK);
     snprintf(buf, cap, "conf-%s-%s", hex, what);
+}
+
+#define fresh_key rl_conformance_key
+
+void rl_conformance_consume(svc_ratelimit *rl, const char *tenant, const char *quota, int times,
+                            int want_allowed)
+{
+    for (int i = 0; i < times; i++) {
+        svc_quota_usage_info u;
+        assert_int_equal(svc_quota_consume(rl, tenant, quota, 1, &u), SVC_OK);
+        assert_int_equal(u.allowed, want_allowed);
+    }
 }
 
 static void add(svc_ratelimit *rl, const char *name, svc_ratelimit_algorithm a, uint64_t limit,
@@ -203,6 +217,41 @@ static void quotas_count_and_read_back(const char *url)
     svc_ratelimit_free(rl);
 }
 
+/* Quota windows come from the caller's clock. A clock that steps back over
+ * midnight (or, across a fleet, instances on either side of it) must find
+ * the earlier window's count where it left it, not reset by the later
+ * window's first use. */
+static void quota_windows_keep_their_counts_when_the_clock_steps_back(const char *url)
+{
+    const int64_t s = INT64_C(1000000000);
+    int64_t midnight = (svc_clock_wall_ns(NULL) / (86400 * s) + 1) * 86400 * s;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 0, midnight - 10 * s), SVC_OK);
+    svc_ratelimit *rl = rl_conformance_open(url, svc_manual_clock_get(mc));
+    svc_quota q = {.name = "conf-quota-day", .period = SVC_QUOTA_DAY, .limit = 5};
+    assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+    char tenant[64];
+    fresh_key(tenant, sizeof tenant, "straddle");
+    rl_conformance_consume(rl, tenant, "conf-quota-day", 5, 1);
+    svc_quota_usage_info u;
+    svc_manual_clock_set_wall(mc, midnight + 5 * s); /* the next day */
+    assert_int_equal(svc_quota_consume(rl, tenant, "conf-quota-day", 1, &u), SVC_OK);
+    assert_true(u.allowed);
+    assert_int_equal(u.used, 1);
+    assert_int_equal(u.window_start_ms, midnight / 1000000);
+    svc_manual_clock_set_wall(mc, midnight - 9 * s); /* back before midnight */
+    assert_int_equal(svc_quota_usage(rl, tenant, "conf-quota-day", &u), SVC_OK);
+    assert_int_equal(u.used, 5);
+    assert_int_equal(svc_quota_consume(rl, tenant, "conf-quota-day", 1, &u), SVC_OK);
+    assert_false(u.allowed);
+    assert_int_equal(u.used, 5);
+    svc_manual_clock_set_wall(mc, midnight + 6 * s);
+    assert_int_equal(svc_quota_usage(rl, tenant, "conf-quota-day", &u), SVC_OK);
+    assert_int_equal(u.used, 1);
+    svc_ratelimit_free(rl);
+    svc_manual_clock_free(mc);
+}
+
 const rl_conformance_case rl_conformance_cases[] = {
     {"gcra_admits_the_burst_then_denies", gcra_admits_the_burst_then_denies},
     {"windows_admit_the_limit_then_deny", windows_admit_the_limit_then_deny},
@@ -211,6 +260,8 @@ const rl_conformance_case rl_conformance_cases[] = {
     {"cost_counts_and_above_limit_never_passes", cost_counts_and_above_limit_never_passes},
     {"changing_the_algorithm_starts_afresh", changing_the_algorithm_starts_afresh},
     {"quotas_count_and_read_back", quotas_count_and_read_back},
+    {"quota_windows_keep_their_counts_when_the_clock_steps_back",
+     quota_windows_keep_their_counts_when_the_clock_steps_back},
 };
 const size_t rl_conformance_ncases = sizeof rl_conformance_cases / sizeof rl_conformance_cases[0];
 

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "svcinfra/ratelimit.h"
+
 typedef struct rl_conformance_case {
     const char *name;
     void (*fn)(const char *store_url);
@@ -19,6 +21,18 @@ typedef struct rl_conformance_case {
 
 extern const rl_conformance_case rl_conformance_cases[];
 extern const size_t rl_conformance_ncases;
+
+/* A limiter on `store_url` that fails closed (a failing store must show,
+ * not pass), with `clock` (NULL: the system's). */
+svc_ratelimit *rl_conformance_open(const char *store_url, const svc_clock *clock);
+
+/* A key (or tenant) unique to this run: "conf-<random>-<what>". */
+void rl_conformance_key(char *buf, size_t cap, const char *what);
+
+/* Consumes 1 unit of `quota` for `tenant` `times` times, each answered
+ * SVC_OK with allowed == want_allowed. */
+void rl_conformance_consume(svc_ratelimit *rl, const char *tenant, const char *quota, int times,
+                            int want_allowed);
 
 /* Runs every case against `store_url` as one cmocka group named `group`.
  * Returns the number of failures (cmocka's convention). */

@@ -22,13 +22,7 @@ static const char *redis_url;
 
 static svc_ratelimit *open_with_clock(const svc_clock *clock)
 {
-    svc_ratelimit_opts o;
-    svc_ratelimit_opts_default(&o);
-    o.store_url = redis_url;
-    o.clock = clock;
-    o.fail_open = 0;
-    svc_ratelimit *rl = NULL;
-    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    svc_ratelimit *rl = rl_conformance_open(redis_url, clock);
     svc_ratelimit_policy p = {.name = "conf-skew", .algorithm = SVC_RL_GCRA, .limit = 3,
                               .period_ms = 3600000};
     assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
@@ -65,6 +59,44 @@ static void instances_with_skewed_clocks_share_one_limit(void **state)
     svc_manual_clock_free(late);
 }
 
+static svc_ratelimit *open_quota_limiter(const svc_clock *clock)
+{
+    svc_ratelimit *rl = rl_conformance_open(redis_url, clock);
+    svc_quota q = {.name = "conf-calls", .period = SVC_QUOTA_DAY, .limit = 5};
+    assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+    return rl;
+}
+
+/* Instance A 10 s before midnight UTC, B 5 s after (15 s of skew): B's use
+ * counts in B's day and leaves A's spent day spent. */
+static void instances_straddling_midnight_keep_separate_quota_windows(void **state)
+{
+    (void)state;
+    const int64_t s = INT64_C(1000000000);
+    int64_t midnight = (svc_clock_wall_ns(NULL) / (86400 * s) + 1) * 86400 * s;
+    svc_manual_clock *ca, *cb;
+    assert_int_equal(svc_manual_clock_new(&ca, 0, midnight - 10 * s), SVC_OK);
+    assert_int_equal(svc_manual_clock_new(&cb, 0, midnight + 5 * s), SVC_OK);
+    svc_ratelimit *a = open_quota_limiter(svc_manual_clock_get(ca));
+    svc_ratelimit *b = open_quota_limiter(svc_manual_clock_get(cb));
+    char tenant[64];
+    rl_conformance_key(tenant, sizeof tenant, "straddle");
+    rl_conformance_consume(a, tenant, "conf-calls", 5, 1);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(b, tenant, "conf-calls", 1, &u), SVC_OK);
+    assert_true(u.allowed);
+    assert_int_equal(u.used, 1);
+    assert_int_equal(svc_quota_usage(a, tenant, "conf-calls", &u), SVC_OK);
+    assert_int_equal(u.used, 5);
+    rl_conformance_consume(a, tenant, "conf-calls", 5, 0);
+    assert_int_equal(svc_quota_usage(b, tenant, "conf-calls", &u), SVC_OK);
+    assert_int_equal(u.used, 1);
+    svc_ratelimit_free(a);
+    svc_ratelimit_free(b);
+    svc_manual_clock_free(ca);
+    svc_manual_clock_free(cb);
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "memory";
@@ -79,6 +111,7 @@ int main(int argc, char **argv)
         int failed = rl_conformance_run("ratelimit store conformance (redis)", redis_url);
         const struct CMUnitTest shared[] = {
             cmocka_unit_test(instances_with_skewed_clocks_share_one_limit),
+            cmocka_unit_test(instances_straddling_midnight_keep_separate_quota_windows),
         };
         return failed + cmocka_run_group_tests_name("ratelimit redis store", shared, NULL, NULL);
     }
