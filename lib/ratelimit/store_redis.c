@@ -16,7 +16,10 @@
  * after the last "}:" is digits only. Each key is a hash
  *   k = kind, a, b, c = the state of store.h
  * with PEXPIRE set to when its state is as good as absent (plus a second),
- * so idle keys vanish from the server by themselves.
+ * so idle keys vanish from the server by themselves. A quota key lives its
+ * window's length plus a day after its last use, counted by the server
+ * from now (PEXPIRE, not PEXPIREAT of the caller's window end): a caller
+ * whose clock is behind the server's must not see its counter expire.
  *
  * Arithmetic in the script is in microseconds as Lua numbers (doubles):
  * UNIX time in µs is below 2^53, so it is exact to a fraction of a µs;
@@ -139,7 +142,7 @@ static const char RL_LUA[] =
     "  used = used + cost\n"
     "  if commit then\n"
     "    redis.call('HSET', key, 'k', kind, 'a', f(ws), 'b', '0', 'c', f(used))\n"
-    "    redis.call('PEXPIREAT', key, ceil(we / 1000) + 60000)\n"
+    "    redis.call('PEXPIRE', key, ceil((we - ws) / 1000) + 86400000)\n"
     "  end\n"
     "  local rem = 0\n"
     "  if limit > 0 then rem = limit - used end\n"

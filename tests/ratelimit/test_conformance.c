@@ -15,6 +15,7 @@
 
 #include "svcinfra/crypto.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/redis.h"
 
 #include "conformance.h"
 
@@ -97,6 +98,52 @@ static void instances_straddling_midnight_keep_separate_quota_windows(void **sta
     svc_manual_clock_free(cb);
 }
 
+/* PTTL of `key` on the test server: ms, -1 no expiry, -2 no such key. */
+static int64_t pttl(const char *key)
+{
+    svc_redis_opts o;
+    svc_redis_opts_default(&o);
+    o.url = redis_url;
+    o.pool_size = 1;
+    o.no_metrics = 1;
+    svc_redis *r = NULL;
+    assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
+    const char *argv[] = {"PTTL", key};
+    svc_redis_reply *rep = NULL;
+    assert_int_equal(svc_redis_command_argv(r, 2, argv, NULL, &rep), SVC_OK);
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_INTEGER);
+    int64_t ms = svc_redis_reply_integer(rep);
+    svc_redis_reply_free(rep);
+    svc_redis_free(r);
+    return ms;
+}
+
+/* A caller whose clock runs two days behind the server: its window ended
+ * (by the server's clock) long ago, yet the counter it writes must live
+ * the window's length plus a day from now, not expire at once. */
+static void a_caller_behind_the_server_keeps_its_quota_counter(void **state)
+{
+    (void)state;
+    const int64_t day_ns = INT64_C(86400) * 1000000000;
+    svc_manual_clock *behind;
+    assert_int_equal(svc_manual_clock_new(&behind, 0, svc_clock_wall_ns(NULL) - 2 * day_ns),
+                     SVC_OK);
+    svc_ratelimit *rl = open_quota_limiter(svc_manual_clock_get(behind));
+    char tenant[64];
+    rl_conformance_key(tenant, sizeof tenant, "behind");
+    rl_conformance_consume(rl, tenant, "conf-calls", 3, 1);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_usage(rl, tenant, "conf-calls", &u), SVC_OK);
+    assert_int_equal(u.used, 3);
+    char key[128];
+    snprintf(key, sizeof key, "{rl:q|conf-calls|%s}:%lld", tenant, (long long)u.window_start_ms);
+    int64_t ttl = pttl(key);
+    const int64_t day_ms = 86400000;
+    assert_true(ttl > 2 * day_ms - 60000 && ttl <= 2 * day_ms);
+    svc_ratelimit_free(rl);
+    svc_manual_clock_free(behind);
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "memory";
@@ -112,6 +159,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest shared[] = {
             cmocka_unit_test(instances_with_skewed_clocks_share_one_limit),
             cmocka_unit_test(instances_straddling_midnight_keep_separate_quota_windows),
+            cmocka_unit_test(a_caller_behind_the_server_keeps_its_quota_counter),
         };
         return failed + cmocka_run_group_tests_name("ratelimit redis store", shared, NULL, NULL);
     }
