@@ -233,8 +233,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_idem_pg_purge(struct svc_pg *pg, const s
  * ---------------------------------------------------------------------- */
 
 /* Feeds the fields that identify a request into `ctx` (svc_sha256_update),
- * replacing the default fingerprint. Return SVC_OK, or an error to answer
- * 400. */
+ * replacing the default fingerprint. Return SVC_OK, or any error to answer
+ * 400 (VALIDATION): a refusal is taken as the request's fault. */
 typedef svc_status (*svc_idem_fingerprint_fn)(struct svc_req *req, struct svc_sha256_ctx *ctx,
                                               void *ud);
 
@@ -259,15 +259,21 @@ SVC_EXPORT void svc_idem_http_opts_default(svc_idem_http_opts *opts) SVC_NONNULL
 /* Installs the middleware (`opts` NULL: defaults, memory store). A covered
  * request with an Idempotency-Key header (an sf-string "..." or a bare
  * token) is claimed under tenant + principal + method + route + key:
- *   claimed      → the handler runs; its final response is stored
+ *   claimed      → the handler runs; its final response is stored (a
+ *                  handler past the app's handler deadline: its own answer
+ *                  is stored, the client gets 503 TIMEOUT, a retry replays)
  *   completed    → the stored status, headers and body, Idempotent-Replayed: true
  *   in progress  → 409 problem+json (CONFLICT) with Retry-After
  *   mismatch     → 422 problem+json (UNPROCESSABLE)
- *   bad key      → 400 problem+json (VALIDATION); missing where required → 400
- *   store down   → 503 problem+json (UNAVAILABLE)
+ *   bad key      → 400 problem+json (VALIDATION); missing where required → 400;
+ *                  the fingerprint callback refused the request → 400
+ *   store down, or out of memory → 503 problem+json (UNAVAILABLE), Retry-After: 1
  * See docs/idempotency.md for what is stored and replayed. Returns
- * SVC_EINVAL for a bad option (min_key_len, unknown method, malformed
- * route entry), SVC_EBUSY once the app started, SVC_ENOTSUP without HTTP. */
+ * SVC_EINVAL (logged at error level, nothing installed) for a bad option
+ * (min_key_len, unknown method, malformed route entry) or an engine whose
+ * lease_ms is not longer than the app's handler_timeout_ms (a retry could
+ * take over the claim of a handler still within its deadline),
+ * SVC_EBUSY once the app started, SVC_ENOTSUP without HTTP. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_idempotency(struct svc_app *app,
                                                         const svc_idem_http_opts *opts)
     SVC_NONNULL(1);

@@ -46,6 +46,8 @@ static void run_handler(svc__exchange *ex)
             };
             svc_log_kv(SVC_LOG_WARN, "handler exceeded its deadline; answer replaced with 503",
                        f, SVC__ARRAY_LEN(f));
+            if (ex->late_fn)
+                ex->late_fn(req, res, ex->late_ud);
             svc__res_reset(res);
             if (svc_res_problem(res, 503, SVC_PROBLEM_TIMEOUT,
                                 "the request took longer than the handler deadline") != SVC_OK)
@@ -90,6 +92,12 @@ void svc_next(svc_chain *next)
     } else {
         run_handler(ex);
     }
+}
+
+void svc__req_on_late_answer(svc_req *req, svc__late_answer_fn fn, void *ud)
+{
+    req->ex->late_fn = fn;
+    req->ex->late_ud = ud;
 }
 
 void svc__chain_run(svc__exchange *ex)

@@ -153,6 +153,9 @@ typedef struct svc__arena_chunk {
 
 typedef struct svc__exchange svc__exchange;
 
+/* See svc__req_on_late_answer(). */
+typedef void (*svc__late_answer_fn)(svc_req *req, svc_res *res, void *ud);
+
 struct svc_chain {
     svc__exchange *ex;
     size_t idx;  /* next middleware to run; == nmws: the handler */
@@ -215,6 +218,8 @@ struct svc__exchange {
     bool cut_off;             /* the sender was disconnected mid-body (2 × read timeout) */
     int match;                /* svc__match of the router */
     size_t deepest_mw;        /* the last middleware entered (for diagnostics) */
+    svc__late_answer_fn late_fn; /* svc__req_on_late_answer(); NULL: none */
+    void *late_ud;
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
     /* Not zeroed when an exchange starts (each is written before it is
@@ -295,6 +300,12 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
 /* Runs the middleware and then the handler (or the 404/405 answer) for
  * ex->match / ex->allow; fills in the status when nothing was set. */
 void svc__chain_run(svc__exchange *ex);
+/* Registers the request's one late-answer hook (a second call replaces
+ * it): when the handler returns past its deadline, `fn` runs once on the
+ * request thread with the handler's own answer still in `res`, just before
+ * the 503 TIMEOUT replaces it (the idempotency middleware stores the
+ * answer whose side effects happened). `fn` must not change `res`. */
+void svc__req_on_late_answer(svc_req *req, svc__late_answer_fn fn, void *ud);
 
 /* ---- problems (lib/http/problem.c) ------------------------------------------- */
 /* The `type` URI for `code` into buf: base + "not-found". */

@@ -15,7 +15,15 @@
  *        └─ CLAIMED     ─► next; then complete with the final response
  *                          (release instead: 5xx with release_on_5xx, a response
  *                          over max_response_bytes or with more than 64 headers,
- *                          a transactional handler)
+ *                          a store full or failing, a transactional handler)
+ *
+ * A handler that returns past the app's handler deadline has done its work,
+ * but the client gets a 503 TIMEOUT in place of its answer. The handler's
+ * own answer is what a retry must see, so it is stored from the late-answer
+ * hook (svc__req_on_late_answer), before the 503 replaces it; the 503 is
+ * never stored and never releases the key. svc_add_idempotency() refuses a
+ * lease not longer than the handler deadline, so a retry cannot take over
+ * the claim of a handler still inside its deadline.
  *
  * Middleware of earlier stages adds its headers (request id, traceparent,
  * security headers, RateLimit) after this one returns, so what is stored is
@@ -78,6 +86,7 @@ typedef struct idem_ctx {
     char key[SVC_IDEM_MAX_KEY + 1];
     char token[SVC_IDEM_TOKEN_LEN + 1];
     bool tx_used;
+    bool finished; /* finish() ran (from the late-answer hook, or after the chain) */
 } idem_ctx;
 
 /* Hop-by-hop and per-request headers: never stored, never replayed. */
@@ -99,6 +108,13 @@ static void problem(svc_res *res, int status, svc_problem_code code, const char 
 {
     if (svc_res_problem(res, status, code, detail) != SVC_OK)
         svc_res_status(res, status);
+}
+
+/* 503 UNAVAILABLE with Retry-After: 1, for failures a retry may not meet. */
+static void unavailable(svc_res *res, const char *detail)
+{
+    problem(res, 503, SVC_PROBLEM_UNAVAILABLE, detail);
+    discard(svc_res_header_set(res, "Retry-After", "1"));
 }
 
 /* Reads the header value: an sf-string ("...", with \" and \\ escapes) or
@@ -189,6 +205,8 @@ static svc_status default_fingerprint(svc_req *req, char out[65])
     return st;
 }
 
+/* SVC_EINVAL when the application's callback refused the request (its
+ * fault: 400); any other failure (memory, hashing) is the server's (503). */
 static svc_status fingerprint(idem_http *h, svc_req *req, char out[65])
 {
     if (!h->fp_fn)
@@ -196,8 +214,8 @@ static svc_status fingerprint(idem_http *h, svc_req *req, char out[65])
     svc_sha256_ctx c;
     uint8_t d[32];
     svc_status st = svc_sha256_init(&c);
-    if (st == SVC_OK)
-        st = h->fp_fn(req, &c, h->fp_ud);
+    if (st == SVC_OK && h->fp_fn(req, &c, h->fp_ud) != SVC_OK)
+        return SVC_EINVAL;
     if (st == SVC_OK)
         st = svc_sha256_final(&c, d);
     if (st == SVC_OK)
@@ -276,6 +294,9 @@ static void release_quietly(idem_ctx *c)
 
 static void finish(idem_ctx *c, svc_res *res)
 {
+    if (c->finished)
+        return; /* stored from the late-answer hook: `res` is now the 503 TIMEOUT */
+    c->finished = true;
     if (c->tx_used) {
         /* committed: the record is COMPLETED and this is a no-op;
          * rolled back: the claim is still ours and goes */
@@ -307,6 +328,13 @@ static void finish(idem_ctx *c, svc_res *res)
         release_quietly(c);
 }
 
+/* The handler returned past its deadline: store its own answer now. */
+static void late_answer(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req;
+    finish(ud, res);
+}
+
 static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     idem_http *h = ud;
@@ -327,7 +355,7 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     }
     idem_ctx *c = svc__calloc(1, sizeof *c);
     if (!c) {
-        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "out of memory");
+        unavailable(res, "out of memory");
         return;
     }
     size_t klen = 0;
@@ -341,8 +369,12 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         return;
     }
     char fp[65];
-    if (fingerprint(h, req, fp) != SVC_OK) {
-        problem(res, 400, SVC_PROBLEM_VALIDATION, "the request cannot be fingerprinted");
+    svc_status st = fingerprint(h, req, fp);
+    if (st != SVC_OK) {
+        if (st == SVC_EINVAL)
+            problem(res, 400, SVC_PROBLEM_VALIDATION, "the request cannot be fingerprinted");
+        else
+            unavailable(res, "the request cannot be fingerprinted now");
         svc_free(c);
         return;
     }
@@ -350,11 +382,10 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     c->scope = (svc_idem_scope){.tenant = svc_req_tenant(req), .principal = svc_req_principal(req),
                                 .method = method, .route = route, .key = c->key};
     svc_idem_result r;
-    svc_status st = svc_idem_claim(h->idem, &c->scope, fp, &r);
+    st = svc_idem_claim(h->idem, &c->scope, fp, &r);
     if (st != SVC_OK) {
         svc_logf(SVC_LOG_ERROR, "idempotency store: %s", svc_idem_errmsg(h->idem));
-        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "idempotency store unavailable");
-        discard(svc_res_header_set(res, "Retry-After", "1"));
+        unavailable(res, "idempotency store unavailable");
         svc_free(c);
         return;
     }
@@ -375,10 +406,11 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
             release_quietly(c);
             svc_free(c);
             svc_idem_result_clear(&r);
-            problem(res, 503, SVC_PROBLEM_UNAVAILABLE, "out of memory");
+            unavailable(res, "out of memory");
             return;
         }
         svc_idem_result_clear(&r);
+        svc__req_on_late_answer(req, late_answer, c);
         svc_next(next);
         finish(c, res);
         return; /* c is freed with the request */
@@ -495,6 +527,13 @@ svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *op
     if (!h)
         return SVC_ENOMEM;
     svc_status st = build(h, opts);
+    if (st == SVC_OK && svc_idem_lease_ms(h->idem) <= (int64_t)app->opts.handler_timeout_ms) {
+        svc_logf(SVC_LOG_ERROR, "idempotency: lease_ms (%lld) must be longer than the app's "
+                                "handler_timeout_ms (%u), else a retry takes over the claim of "
+                                "a handler still running",
+                 (long long)svc_idem_lease_ms(h->idem), app->opts.handler_timeout_ms);
+        st = SVC_EINVAL;
+    }
     if (st == SVC_OK)
         st = svc_app_use_stage(app, SVC_STAGE_IDEMPOTENCY, "idempotency", idem_mw, h);
     if (st != SVC_OK) {

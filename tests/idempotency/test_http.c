@@ -3,7 +3,10 @@
  * replays byte for byte with Idempotent-Replayed, 422 for another payload,
  * 409 + Retry-After while the first request runs, 400 for bad or missing
  * keys, tenants kept apart, 5xx stored or released, oversized responses not
- * stored, and 1,000 concurrent requests with one key running the handler once.
+ * stored, a fingerprint callback, out of memory while fingerprinting (503),
+ * a handler past its deadline (its own answer stored, never run twice), the
+ * lease checked against the handler deadline, and a burst of connections
+ * released together on one key running the handler once.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,24 +16,56 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../http/http_test_util.h"
+#include "svcinfra/alloc.h"
+#include "svcinfra/crypto.h"
 #include "svcinfra/http.h"
 #include "svcinfra/idempotency.h"
+
+#define MS INT64_C(1000000)
 
 typedef struct env {
     svc_app *app;
     svc_idem *idem;
+    svc_manual_clock *mc;   /* app and engine clock of the "late" setups */
     uint16_t port;
     atomic_int runs;
-    atomic_int gate_closed; /* /slow waits while 1 */
+    atomic_int gate_closed; /* /slow and /gated wait while 1 */
     atomic_int in_slow;
 } env;
 
 static env E;
+
+/* ---- allocator: one malloc of a chosen size fails --------------------------------------- */
+
+static atomic_size_t fail_size; /* 0: none; consumed by the failure */
+
+static void *t_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    size_t want = atomic_load(&fail_size);
+    if (want && n == want && atomic_compare_exchange_strong(&fail_size, &want, 0))
+        return NULL;
+    return malloc(n);
+}
+
+static void *t_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    return realloc(p, n);
+}
+
+static void t_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
 
 static void h_pay(svc_req *req, svc_res *res, void *ud)
 {
@@ -90,6 +125,42 @@ static void h_many_headers(svc_req *req, svc_res *res, void *ud)
     assert_int_equal(svc_res_json_str(res, 200, "{}"), SVC_OK);
 }
 
+/* Does its work, then returns past the handler deadline (1 s) by moving
+ * the manual clock 2 s: the app answers 503 TIMEOUT instead. */
+static void h_late(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    atomic_fetch_add(&E.runs, 1);
+    assert_int_equal(svc_res_header_set(res, "Location", "/late/1"), SVC_OK);
+    assert_int_equal(svc_res_json_str(res, 201, "{\"effect\":\"done\"}"), SVC_OK);
+    svc_manual_clock_advance(E.mc, 2000 * MS);
+}
+
+/* Holds its request until the gate opens (bounded), then answers 201. */
+static void h_gated(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    int n = atomic_fetch_add(&E.runs, 1) + 1;
+    atomic_store(&E.in_slow, 1);
+    for (int i = 0; i < 1000 && atomic_load(&E.gate_closed); i++)
+        htu_sleep_ms(10);
+    char out[64];
+    snprintf(out, sizeof out, "{\"run\":%d}", n);
+    assert_int_equal(svc_res_header_add(res, "Set-Cookie", "s=1"), SVC_OK);
+    assert_int_equal(svc_res_json_str(res, 201, out), SVC_OK);
+}
+
+/* Fingerprints the body only; refuses (400) an empty body. */
+static svc_status body_only(svc_req *req, svc_sha256_ctx *ctx, void *ud)
+{
+    (void)ud;
+    size_t n = 0;
+    const char *body = svc_req_body(req, &n);
+    return n ? svc_sha256_update(ctx, body, n) : SVC_EINVAL;
+}
+
 static void h_get(svc_req *req, svc_res *res, void *ud)
 {
     (void)req;
@@ -98,7 +169,13 @@ static void h_get(svc_req *req, svc_res *res, void *ud)
     assert_int_equal(svc_res_text(res, 200, "read"), SVC_OK);
 }
 
-static void start(int release_on_5xx)
+typedef struct cfg {
+    int release_on_5xx;
+    svc_idem_fingerprint_fn fingerprint;
+    bool late;  /* app and engine on the manual clock E.mc, handler deadline 1 s */
+} cfg;
+
+static void start_cfg(const cfg *c)
 {
     memset(&E, 0, sizeof E);
     svc_app_opts ao;
@@ -106,11 +183,17 @@ static void start(int release_on_5xx)
     ao.port = 0;
     ao.threads = 4;
     ao.access_log = 0;
+    if (c->late) {
+        assert_int_equal(svc_manual_clock_new(&E.mc, 1, svc_clock_wall_ns(NULL)), SVC_OK);
+        ao.clock = svc_manual_clock_get(E.mc);
+        ao.handler_timeout_ms = 1000;
+    }
     assert_int_equal(svc_app_new(&E.app, &ao), SVC_OK);
     svc_idem_opts io;
     svc_idem_opts_default(&io);
     io.store_url = "memory:";
     io.max_response_bytes = 4096;
+    io.clock = ao.clock;
     assert_int_equal(svc_idem_new(&E.idem, &io), SVC_OK);
     svc_tenancy_opts to;
     svc_tenancy_opts_default(&to);
@@ -123,7 +206,8 @@ static void start(int release_on_5xx)
     o.idem = E.idem;
     o.required_routes = required;
     o.methods = methods;
-    o.release_on_5xx = release_on_5xx;
+    o.release_on_5xx = c->release_on_5xx;
+    o.fingerprint = c->fingerprint;
     assert_int_equal(svc_add_idempotency(E.app, &o), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "POST", "/pay", h_pay, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "PUT", "/pay-put", h_pay, NULL), SVC_OK);
@@ -134,6 +218,9 @@ static void start(int release_on_5xx)
     assert_int_equal(svc_app_route(E.app, "POST", "/many", h_many_headers, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "POST", "/items/{id}", h_pay, NULL), SVC_OK);
     assert_int_equal(svc_app_route(E.app, "GET", "/read", h_get, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(E.app, "POST", "/gated", h_gated, NULL), SVC_OK);
+    if (c->late)
+        assert_int_equal(svc_app_route(E.app, "POST", "/late", h_late, NULL), SVC_OK);
     assert_int_equal(svc_app_start(E.app), SVC_OK);
     E.port = svc_app_port(E.app);
 }
@@ -141,14 +228,35 @@ static void start(int release_on_5xx)
 static int setup(void **state)
 {
     (void)state;
-    start(0);
+    start_cfg(&(cfg){0});
     return 0;
 }
 
 static int setup_release(void **state)
 {
     (void)state;
-    start(1);
+    start_cfg(&(cfg){.release_on_5xx = 1});
+    return 0;
+}
+
+static int setup_body_fingerprint(void **state)
+{
+    (void)state;
+    start_cfg(&(cfg){.fingerprint = body_only});
+    return 0;
+}
+
+static int setup_late(void **state)
+{
+    (void)state;
+    start_cfg(&(cfg){.late = true});
+    return 0;
+}
+
+static int setup_late_release(void **state)
+{
+    (void)state;
+    start_cfg(&(cfg){.late = true, .release_on_5xx = 1});
     return 0;
 }
 
@@ -157,6 +265,7 @@ static int teardown(void **state)
     (void)state;
     svc_app_free(E.app);
     svc_idem_free(E.idem);
+    svc_manual_clock_free(E.mc);
     return 0;
 }
 
@@ -425,66 +534,200 @@ static void encoded_question_mark_and_query_do_not_share_a_fingerprint(void **st
     htu_response_free(&b);
 }
 
-/* ---- 1,000 concurrent requests, one key ------------------------------------------------ */
+/* ---- the handler deadline --------------------------------------------------------------- */
 
-#define CLIENTS 8
-#define PER_CLIENT 125
-
-typedef struct tally {
-    atomic_int created, replayed, conflict, other;
-} tally;
-
-static void *hammer(void *p)
+/* The handler ran and did its work, but returned past its deadline: the
+ * client got 503 TIMEOUT. A retry must replay what the handler did, not
+ * the 503 and not a second run. */
+static void late_answer_is_replayed_and_the_handler_runs_once(const char *key)
 {
-    tally *t = p;
-    for (int i = 0; i < PER_CLIENT; i++) {
-        htu_response r;
-        memset(&r, 0, sizeof r);
-        if (htu_request(E.port, "POST", "/pay", JSON "Idempotency-Key: storm-000001\r\n",
-                        "{\"amount\":5}", &r) != 0) {
-            atomic_fetch_add(&t->other, 1);
-            continue;
-        }
-        if (r.status == 201 && htu_header(&r, "Idempotent-Replayed"))
-            atomic_fetch_add(&t->replayed, 1);
-        else if (r.status == 201)
-            atomic_fetch_add(&t->created, 1);
-        else if (r.status == 409 && htu_header(&r, "Retry-After"))
-            atomic_fetch_add(&t->conflict, 1);
-        else
-            atomic_fetch_add(&t->other, 1);
-        htu_response_free(&r);
-    }
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, JSON "Idempotency-Key: %s\r\n", key);
+    htu_response a, b;
+    post("/late", hdr, "{}", &a);
+    assert_int_equal(a.status, 503);
+    assert_non_null(strstr(a.body, "\"code\":\"TIMEOUT\""));
+    post("/late", hdr, "{}", &b);
+    assert_int_equal(b.status, 201);
+    assert_string_equal(htu_header(&b, "Idempotent-Replayed"), "true");
+    assert_string_equal(htu_header(&b, "Location"), "/late/1");
+    assert_string_equal(b.body, "{\"effect\":\"done\"}");
+    assert_int_equal(atomic_load(&E.runs), 1);
+    htu_response_free(&a);
+    htu_response_free(&b);
+}
+
+static void handler_past_its_deadline_has_its_own_answer_stored(void **state)
+{
+    (void)state;
+    late_answer_is_replayed_and_the_handler_runs_once("late-0001");
+}
+
+static void handler_past_its_deadline_is_not_released_by_release_on_5xx(void **state)
+{
+    (void)state;
+    late_answer_is_replayed_and_the_handler_runs_once("late-0002");
+}
+
+/* ---- fingerprints --------------------------------------------------------------------- */
+
+static void fingerprint_callback_replaces_the_default(void **state)
+{
+    (void)state;
+    htu_response r;
+    post("/pay?x=1", JSON "Idempotency-Key: fpcb-0001\r\n", "{\"a\":1}", &r);
+    assert_int_equal(r.status, 201);
+    htu_response_free(&r);
+    /* another query string, same body: the callback hashes the body only */
+    post("/pay?x=2", JSON "Idempotency-Key: fpcb-0001\r\n", "{\"a\":1}", &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(htu_header(&r, "Idempotent-Replayed"), "true");
+    htu_response_free(&r);
+    post("/pay?x=1", JSON "Idempotency-Key: fpcb-0001\r\n", "{\"a\":2}", &r);
+    assert_int_equal(r.status, 422);
+    htu_response_free(&r);
+    /* the callback's error is the client's: 400 */
+    post("/pay", JSON "Idempotency-Key: fpcb-0002\r\n", "", &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"code\":\"VALIDATION\""));
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&E.runs), 1);
+}
+
+/* The default fingerprint copies "path?query" to the heap above 512 bytes
+ * (path + query + 2): that allocation fails once. */
+static void out_of_memory_while_fingerprinting_is_503_not_400(void **state)
+{
+    (void)state;
+    char path[800];
+    size_t pl = 777;
+    memcpy(path, "/items/", 7);
+    memset(path + 7, 'p', pl - 7);
+    path[pl] = '\0';
+    atomic_store(&fail_size, pl + 2);
+    htu_response r;
+    post(path, JSON "Idempotency-Key: oom-00001\r\n", "{}", &r);
+    assert_int_equal(atomic_load(&fail_size), 0); /* the failure happened */
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"UNAVAILABLE\""));
+    assert_string_equal(htu_header(&r, "Retry-After"), "1");
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&E.runs), 0);
+    /* nothing was claimed: the retry runs */
+    post(path, JSON "Idempotency-Key: oom-00001\r\n", "{}", &r);
+    assert_int_equal(r.status, 201);
+    htu_response_free(&r);
+    assert_int_equal(atomic_load(&E.runs), 1);
+}
+
+/* ---- a burst of connections, one key ---------------------------------------------------- */
+
+#define BURST 64
+
+typedef struct burst {
+    pthread_barrier_t go;
+    const char *request;
+    atomic_int conflict; /* 409s received so far */
+    htu_response r[BURST];
+} burst;
+
+typedef struct client {
+    burst *b;
+    int i;
+} client;
+
+/* Connects, waits for every other client, then sends and reads. */
+static void *burst_client(void *p)
+{
+    client *c = p;
+    htu_response *r = &c->b->r[c->i];
+    memset(r, 0, sizeof *r);
+    int fd = htu_connect(E.port);
+    pthread_barrier_wait(&c->b->go);
+    if (fd < 0)
+        return NULL;
+    if (htu_send(fd, c->b->request, strlen(c->b->request)) == 0 &&
+        htu_read_response(fd, r) == 0 && r->status == 409)
+        atomic_fetch_add(&c->b->conflict, 1);
+    close(fd);
     return NULL;
 }
 
-static void thousand_concurrent_requests_run_the_handler_once(void **state)
+/* BURST connections send the same keyed request at once while the first
+ * one's handler is held: the handler runs once, the others get 409 with
+ * Retry-After (at least one: the gate opens only after one arrived) or,
+ * once the handler answered, a byte-identical replay. */
+static void burst_of_connections_on_one_key_runs_the_handler_once(void **state)
 {
     (void)state;
-    tally t;
-    memset(&t, 0, sizeof t);
-    pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, hammer, &t), 0);
-    for (int i = 0; i < CLIENTS; i++)
+    static burst b;
+    memset(&b, 0, sizeof b);
+    b.request = "POST /gated HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" JSON
+                "Idempotency-Key: burst-000001\r\nContent-Length: 12\r\n\r\n{\"amount\":5}";
+    assert_int_equal(pthread_barrier_init(&b.go, NULL, BURST + 1), 0);
+    atomic_store(&E.gate_closed, 1);
+    pthread_t th[BURST];
+    client cl[BURST];
+    for (int i = 0; i < BURST; i++) {
+        cl[i] = (client){.b = &b, .i = i};
+        assert_int_equal(pthread_create(&th[i], NULL, burst_client, &cl[i]), 0);
+    }
+    pthread_barrier_wait(&b.go);
+    for (int i = 0; i < 1000 && atomic_load(&b.conflict) == 0; i++)
+        htu_sleep_ms(10);
+    atomic_store(&E.gate_closed, 0);
+    for (int i = 0; i < BURST; i++)
         pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&b.go);
     assert_int_equal(atomic_load(&E.runs), 1);
-    assert_int_equal(atomic_load(&t.created), 1);
-    assert_int_equal(atomic_load(&t.other), 0);
-    assert_int_equal(atomic_load(&t.created) + atomic_load(&t.replayed) +
-                         atomic_load(&t.conflict),
-                     CLIENTS * PER_CLIENT);
+    int created = -1, replayed = 0, conflict = 0;
+    for (int i = 0; i < BURST; i++) {
+        const htu_response *r = &b.r[i];
+        if (r->status == 201 && !htu_header(r, "Idempotent-Replayed")) {
+            assert_int_equal(created, -1); /* exactly one first answer */
+            created = i;
+        } else if (r->status == 409) {
+            assert_non_null(htu_header(r, "Retry-After"));
+            conflict++;
+        } else {
+            assert_int_equal(r->status, 201);
+            replayed++;
+        }
+    }
+    assert_int_not_equal(created, -1);
+    assert_true(conflict > 0);
+    assert_int_equal(1 + replayed + conflict, BURST);
+    char first[4096], other[4096];
+    stable_part(&b.r[created], first, sizeof first);
+    for (int i = 0; i < BURST; i++) {
+        if (b.r[i].status == 201 && i != created) {
+            assert_int_equal(b.r[i].body_len, b.r[created].body_len);
+            assert_memory_equal(b.r[i].body, b.r[created].body, b.r[created].body_len);
+            stable_part(&b.r[i], other, sizeof other);
+            assert_string_equal(first, other);
+        }
+    }
+    for (int i = 0; i < BURST; i++)
+        htu_response_free(&b.r[i]);
 }
 
-static void bad_options_are_refused(void **state)
+/* An app not started, with the given handler deadline. */
+static svc_app *idle_app(unsigned handler_timeout_ms)
 {
-    (void)state;
     svc_app *app = NULL;
     svc_app_opts ao;
     svc_app_opts_default(&ao);
     ao.port = 0;
     ao.access_log = 0;
+    ao.handler_timeout_ms = handler_timeout_ms;
     assert_int_equal(svc_app_new(&app, &ao), SVC_OK);
+    return app;
+}
+
+static void bad_options_are_refused(void **state)
+{
+    (void)state;
+    svc_app *app = idle_app(30000);
     svc_idem_http_opts o;
     svc_idem_http_opts_default(&o);
     o.min_key_len = 0;
@@ -501,8 +744,33 @@ static void bad_options_are_refused(void **state)
     svc_app_free(app);
 }
 
+/* A lease not longer than the handler deadline would let a retry take over
+ * the claim of a handler still inside its deadline. */
+static void lease_not_longer_than_the_handler_deadline_is_refused(void **state)
+{
+    (void)state;
+    svc_app *app = idle_app(60000);
+    assert_int_equal(svc_add_idempotency(app, NULL), SVC_EINVAL); /* lease 60000 */
+    svc_idem_opts io;
+    svc_idem_opts_default(&io);
+    io.store_url = "memory:";
+    io.lease_ms = 60001;
+    svc_idem *idem = NULL;
+    assert_int_equal(svc_idem_new(&idem, &io), SVC_OK);
+    svc_idem_http_opts o;
+    svc_idem_http_opts_default(&o);
+    o.idem = idem;
+    assert_int_equal(svc_add_idempotency(app, &o), SVC_OK);
+    svc_app_free(app);
+    svc_idem_free(idem);
+}
+
 int main(void)
 {
+    /* first, before any other svc_ call */
+    const svc_allocator a = {.malloc_fn = t_malloc, .realloc_fn = t_realloc, .free_fn = t_free};
+    if (svc_set_allocator(&a) != SVC_OK)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(replay_is_byte_identical_and_marked, setup, teardown),
         cmocka_unit_test_setup_teardown(sf_string_and_bare_token_name_the_same_key, setup,
@@ -524,9 +792,19 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_response_is_sent_whole_but_not_stored, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(thousand_concurrent_requests_run_the_handler_once, setup,
+        cmocka_unit_test_setup_teardown(burst_of_connections_on_one_key_runs_the_handler_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(fingerprint_callback_replaces_the_default,
+                                        setup_body_fingerprint, teardown),
+        cmocka_unit_test_setup_teardown(out_of_memory_while_fingerprinting_is_503_not_400, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(handler_past_its_deadline_has_its_own_answer_stored,
+                                        setup_late, teardown),
+        cmocka_unit_test_setup_teardown(
+            handler_past_its_deadline_is_not_released_by_release_on_5xx, setup_late_release,
+            teardown),
         cmocka_unit_test(bad_options_are_refused),
+        cmocka_unit_test(lease_not_longer_than_the_handler_deadline_is_refused),
     };
     return cmocka_run_group_tests_name("idempotency over HTTP", tests, NULL, NULL);
 }
