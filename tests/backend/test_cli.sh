@@ -63,6 +63,15 @@ if [ -n "${SVC_TEST_PG_URL:-}" ]; then
     expect_out "applied $nsteps migration(s)" migrate up --db "$url"
     SVC_DATABASE_URL="$url" expect_out "applied 0 migration(s)" migrate up
     expect_out "0 pending, 0 changed" migrate status --db "$url"
+    # idempotency purge: the two expired records go, the live one stays
+    psql -q "$url" -c "INSERT INTO svc_idempotency (key, fingerprint, state, token, lease_until, expires_at)
+        VALUES ('old-1', 'fp', 2, 't', 0, 1), ('old-2', 'fp', 1, 't', 0, 2),
+               ('live-1', 'fp', 2, 't', 0, 9999999999999)" >/dev/null
+    expect 0 idempotency purge --db "$url"
+    grep -qF "purged 2 expired idempotency record(s)" /tmp/svc_cli_out.$$ ||
+        { echo "FAIL: idempotency purge did not report 2 records"; fails=$((fails + 1)); }
+    [ "$(psql -tA "$url" -c "SELECT string_agg(key, ',') FROM svc_idempotency")" = live-1 ] ||
+        { echo "FAIL: idempotency purge left the wrong records"; fails=$((fails + 1)); }
     psql -q "$url" -c "UPDATE svc_schema_migrations SET checksum = 'x' WHERE version = 1" >/dev/null
     expect 1 migrate status --db "$url"
     expect 1 migrate up --db "$url"
