@@ -50,7 +50,7 @@ static void print_args(void)
         .limit = policy.limit,
         .burst = policy.limit,
         .period_ns = period_ns,
-        .interval_ns = period_ns / (int64_t)policy.limit + (period_ns % (int64_t)policy.limit != 0),
+        .interval_ns = svc__rl_gcra_interval_ns(policy.period_ms, policy.limit),
         .cost = 1,
         .commit = true,
         .name = policy.name,

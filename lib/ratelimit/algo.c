@@ -39,6 +39,14 @@ void svc__rl_free_aligned(void *p)
 
 __extension__ typedef unsigned __int128 u128;
 
+int64_t svc__rl_gcra_interval_ns(int64_t period_ms, uint64_t limit)
+{
+    const int64_t us = period_ms * 1000;
+    if (limit >= (uint64_t)us)
+        return 1000;
+    return (us / (int64_t)limit + (us % (int64_t)limit != 0)) * 1000;
+}
+
 static int64_t floor_to(int64_t t, int64_t p)
 {
     int64_t q = t / p;

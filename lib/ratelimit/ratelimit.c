@@ -60,7 +60,7 @@ typedef struct rl_pol {
     uint64_t limit;
     uint64_t burst;       /* GCRA capacity (burst or limit) */
     int64_t period_ms;
-    int64_t interval_ns;  /* GCRA: ceil(period / limit) */
+    int64_t interval_ns;  /* GCRA: svc__rl_gcra_interval_ns() */
 } rl_pol;
 
 typedef struct rl_plan {
@@ -301,13 +301,23 @@ static svc_status make_policy(svc_ratelimit *rl, const svc_ratelimit_policy *p, 
     out->limit = p->limit;
     out->period_ms = p->period_ms;
     out->burst = p->algorithm == SVC_RL_GCRA ? (p->burst ? p->burst : p->limit) : p->limit;
-    int64_t period_ns = p->period_ms * SVC__NS_PER_MS;
-    out->interval_ns = period_ns / (int64_t)p->limit + (period_ns % (int64_t)p->limit != 0);
-    /* tau = interval * burst, and tat may run that far ahead of now */
+    out->interval_ns = svc__rl_gcra_interval_ns(p->period_ms, p->limit);
+    /* tau = interval * burst, and tat may run that far ahead of now; in µs
+     * that stays below 2^53 for the Redis script */
     if ((rl_u128)out->interval_ns * out->burst > (rl_u128)(INT64_MAX / 4))
         return svc__err_set(&rl->err, SVC_EINVAL,
                             "policy '%s': burst too large for its rate (burst / rate > 70 years)",
                             p->name);
+    /* the interval is whole µs: say so when that slows the rate noticeably */
+    if (p->algorithm == SVC_RL_GCRA &&
+        (rl_u128)out->interval_ns * p->limit * 100 >
+            (rl_u128)p->period_ms * SVC__NS_PER_MS * 101)
+        svc_logf(SVC_LOG_WARN,
+                 "rate limit policy '%s': GCRA rounds its interval up to a whole "
+                 "microsecond, so %llu per %lld ms admits one unit every %lld us, more than "
+                 "1%% below that rate",
+                 p->name, (unsigned long long)p->limit, (long long)p->period_ms,
+                 (long long)(out->interval_ns / 1000));
     return SVC_OK;
 }
 

@@ -56,7 +56,7 @@ typedef struct svc__rl_req {
     uint64_t limit;      /* windows, quota (0 = unlimited quota) */
     uint64_t burst;      /* GCRA capacity */
     int64_t period_ns;   /* windows, GCRA */
-    int64_t interval_ns; /* GCRA emission interval: ceil(period / limit) */
+    int64_t interval_ns; /* GCRA emission interval: svc__rl_gcra_interval_ns() */
     int64_t win_start;   /* QUOTA window [win_start, win_end) */
     int64_t win_end;
     uint64_t cost;
@@ -151,6 +151,13 @@ void svc__rl_readers_init(svc__rl_readers *r);
 unsigned svc__rl_read_enter(svc__rl_readers *r);
 void svc__rl_read_leave(svc__rl_readers *r, unsigned stripe);
 void svc__rl_readers_wait(svc__rl_readers *r);
+
+/* GCRA's emission interval for `limit` units per `period_ms`, in ns:
+ * period / limit rounded up to a whole microsecond (at least 1 µs). Whole
+ * µs keep the Redis script's arithmetic exact (store_redis.c), so both
+ * stores compute the same figures; rounding up never admits faster than
+ * the policy says. */
+int64_t svc__rl_gcra_interval_ns(int64_t period_ms, uint64_t limit);
 
 /* One algorithm step on `st` (a fresh key when !present). Writes the new
  * state to *st when req->commit and the request is admitted, and the time

@@ -21,11 +21,20 @@
  * from now (PEXPIRE, not PEXPIREAT of the caller's window end): a caller
  * whose clock is behind the server's must not see its counter expire.
  *
- * Arithmetic in the script is in microseconds as Lua numbers (doubles):
- * UNIX time in µs is below 2^53, so it is exact to a fraction of a µs;
- * stored numbers are written with 17 significant digits so they read back
- * unchanged. Results are rounded up (reset, retry_after), so a client that
- * waits them is never early.
+ * Arithmetic in the script is on whole microseconds and whole units held
+ * in Lua numbers (doubles), every value below 2^53, so it is exact integer
+ * arithmetic: UNIX time in µs, periods (at most 366 days) and the GCRA
+ * interval are whole µs (svc__rl_gcra_interval_ns() rounds it up to one),
+ * tau = T x burst is bounded by policy validation, and a quotient of two
+ * such integers floors exactly. The sliding window's weighted estimate
+ * (a count times a time, up to 2^85) goes through muldiv(), a long division
+ * 7 bits at a time. So at a whole-µs instant the script and svc__rl_apply()
+ * give the same figures; only a sliding-window retry may come out up to
+ * 1 µs later (µs here, ns there). Stored numbers are integers written with
+ * 17 significant digits, so they read back unchanged.
+ *
+ * ARGV[10], when present, is "now" in µs instead of TIME: the test that
+ * compares the script with svc__rl_apply() drives both with one clock.
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,14 +56,31 @@ static const char RL_LUA[] =
     "local commit = ARGV[7] == '1'\n"
     "local ws = tonumber(ARGV[8])\n"
     "local we = tonumber(ARGV[9])\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local now\n"
+    "if ARGV[10] then now = tonumber(ARGV[10]) else\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "end\n"
     "local st = redis.call('HMGET', key, 'k', 'a', 'b', 'c')\n"
     "local present = st[1] and tonumber(st[1]) == kind\n"
     "local a, b, c = 0, 0, 0\n"
     "if present then a = tonumber(st[2]); b = tonumber(st[3]); c = tonumber(st[4]) end\n"
     "local floor, ceil = math.floor, math.ceil\n"
     "local function f(x) return string.format('%.17g', x) end\n"
+    /* floor(x * y / z) for whole x < 2^40 and y, z < 2^45: x is taken 7
+     * bits at a time (long division), so nothing passes 2^53 */
+    "local function muldiv(x, y, z)\n"
+    "  local d, n = {}, 0\n"
+    "  while x > 0 do n = n + 1; d[n] = x % 128; x = (x - d[n]) / 128 end\n"
+    "  local q, r = 0, 0\n"
+    "  for i = n, 1, -1 do\n"
+    "    local t = r * 128 + d[i] * y\n"
+    "    local g = floor(t / z)\n"
+    "    q = q * 128 + g\n"
+    "    r = t - g * z\n"
+    "  end\n"
+    "  return q\n"
+    "end\n"
     "local function keep(na, nb, nc, until_us)\n"
     "  if not commit then return end\n"
     "  redis.call('HSET', key, 'k', kind, 'a', f(na), 'b', f(nb), 'c', f(nc))\n"
@@ -68,67 +94,66 @@ static const char RL_LUA[] =
     "  if present and a > now then tat = a end\n"
     "  local have = now - (tat - tau)\n"
     "  if have < 0 then have = 0 end\n"
-    "  local rem = floor(have / T + 1e-9)\n"
-    "  if cost > burst then return {0, rem, ceil(tat - now), -1, 0, now} end\n"
+    "  local rem = floor(have / T)\n"
+    "  if cost > burst then return {0, rem, tat - now, -1, 0, now} end\n"
     "  local new_tat = tat + T * cost\n"
     "  local allow_at = new_tat - tau\n"
-    "  if allow_at > now then return {0, rem, ceil(tat - now), ceil(allow_at - now), 0, now} end\n"
+    "  if allow_at > now then return {0, rem, tat - now, allow_at - now, 0, now} end\n"
     "  keep(new_tat, 0, 0, new_tat)\n"
-    "  return {1, floor((now - (new_tat - tau)) / T + 1e-9), ceil(new_tat - now), 0, 0, now}\n"
+    "  return {1, floor((now - (new_tat - tau)) / T), new_tat - now, 0, 0, now}\n"
     "elseif kind == 2 then\n" /* fixed window */
-    "  local w = floor(now / P) * P\n"
+    "  local w = now - now % P\n"
     "  local count = 0\n"
     "  if present and a == w then count = c end\n"
     "  local rem = limit - count\n"
     "  if rem < 0 then rem = 0 end\n"
     "  if cost > limit or count + cost > limit then\n"
     "    local reset = 0\n"
-    "    if count > 0 then reset = ceil(w + P - now) end\n"
+    "    if count > 0 then reset = w + P - now end\n"
     "    local retry = -1\n"
-    "    if cost <= limit then retry = ceil(w + P - now) end\n"
+    "    if cost <= limit then retry = w + P - now end\n"
     "    return {0, rem, reset, retry, 0, now}\n"
     "  end\n"
     "  count = count + cost\n"
     "  keep(w, 0, count, w + P)\n"
     "  local reset = 0\n"
-    "  if count > 0 then reset = ceil(w + P - now) end\n"
+    "  if count > 0 then reset = w + P - now end\n"
     "  return {1, limit - count, reset, 0, 0, now}\n"
     "elseif kind == 3 then\n" /* sliding window */
-    "  local w = floor(now / P) * P\n"
+    "  local w = now - now % P\n"
     "  local prev, curr = 0, 0\n"
     "  if present and a == w then prev = b; curr = c\n"
     "  elseif present and a == w - P then prev = c end\n"
     "  local e = now - w\n"
-    "  local est = prev * (P - e) / P + curr\n"
+    /* the previous window's weight, rounded up: ceil(prev * (P - e) / P) */
+    "  local pw = 0\n"
+    "  if prev > 0 then pw = prev - muldiv(prev, e, P) end\n"
     "  local function reset_of(cu)\n"
-    "    if cu > 0 then return ceil(w + 2 * P - now) end\n"
-    "    if prev > 0 then return ceil(w + P - now) end\n"
+    "    if cu > 0 then return w + 2 * P - now end\n"
+    "    if prev > 0 then return w + P - now end\n"
     "    return 0\n"
     "  end\n"
-    "  if cost > limit or est + cost > limit + 1e-9 then\n"
-    "    local rem = floor(limit - est + 1e-9)\n"
+    "  if cost > limit or curr + cost + pw > limit then\n"
+    "    local rem = limit - curr - pw\n"
     "    if rem < 0 then rem = 0 end\n"
     "    local retry = -1\n"
     "    if cost <= limit then\n"
     "      if curr + cost <= limit then\n"
-    "        local x = (limit - curr - cost) * P / prev\n"
-    "        retry = ceil(w + P - x - now)\n"
+    "        retry = w + P - muldiv(limit - curr - cost, P, prev) - now\n"
     "      else\n"
-    "        local x = (limit - cost) * P / curr\n"
     "        local ee = 0\n"
-    "        if x < P then ee = P - x end\n"
-    "        retry = ceil(w + P + ee - now)\n"
+    "        if limit - cost < curr then ee = P - muldiv(limit - cost, P, curr) end\n"
+    "        retry = w + P + ee - now\n"
     "      end\n"
     "      if retry < 1 then retry = 1 end\n"
     "    end\n"
     "    return {0, rem, reset_of(curr), retry, 0, now}\n"
     "  end\n"
     "  curr = curr + cost\n"
-    "  est = est + cost\n"
     "  local until_us = w + P\n"
     "  if curr > 0 then until_us = w + 2 * P end\n"
     "  keep(w, prev, curr, until_us)\n"
-    "  return {1, floor(limit - est + 1e-9), reset_of(curr), 0, 0, now}\n"
+    "  return {1, limit - curr - pw, reset_of(curr), 0, 0, now}\n"
     "else\n" /* quota in the caller's window [ws, we) */
     "  local used = 0\n"
     "  if present and a == ws then used = c end\n"
@@ -164,8 +189,8 @@ void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char a
     snprintf(args[0], 32, "%d", (int)req->kind);
     snprintf(args[1], 32, "%llu", (unsigned long long)req->limit);
     snprintf(args[2], 32, "%llu", (unsigned long long)req->burst);
-    snprintf(args[3], 32, "%.17g", (double)req->period_ns / 1000.0);
-    snprintf(args[4], 32, "%.17g", (double)req->interval_ns / 1000.0);
+    snprintf(args[3], 32, "%lld", (long long)(req->period_ns / 1000));
+    snprintf(args[4], 32, "%lld", (long long)(req->interval_ns / 1000));
     snprintf(args[5], 32, "%llu", (unsigned long long)req->cost);
     snprintf(args[6], 32, "%d", req->commit ? 1 : 0);
     snprintf(args[7], 32, "%lld", (long long)(req->win_start / 1000));

@@ -217,6 +217,27 @@ static void quotas_count_and_read_back(const char *url)
     svc_ratelimit_free(rl);
 }
 
+/* A rate that does not divide evenly (3 per second: T = 333 333.3 µs) is
+ * rounded up to a whole µs by every store, and the figures are exact:
+ * 3000 units at once take 3000 x 333 334 µs = 1 000 002 ms to refill. */
+static void gcra_with_an_uneven_rate_is_exact_in_whole_microseconds(const char *url)
+{
+    svc_ratelimit *rl = open_rl(url);
+    add(rl, "conf-uneven", SVC_RL_GCRA, 3, 1000, 3000);
+    char key[64];
+    fresh_key(key, sizeof key, "uneven");
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(rl, "conf-uneven", key, 3000, &r), SVC_OK);
+    assert_true(r.allowed);
+    assert_int_equal(r.remaining, 0);
+    assert_int_equal(r.reset_ms, 1000002);
+    assert_int_equal(svc_ratelimit_check(rl, "conf-uneven", key, 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    /* one unit comes back after 333.334 ms, less the time since the check */
+    assert_true(r.retry_after_ms >= 1 && r.retry_after_ms <= 334);
+    svc_ratelimit_free(rl);
+}
+
 /* Quota windows come from the caller's clock. A clock that steps back over
  * midnight (or, across a fleet, instances on either side of it) must find
  * the earlier window's count where it left it, not reset by the later
@@ -260,6 +281,8 @@ const rl_conformance_case rl_conformance_cases[] = {
     {"cost_counts_and_above_limit_never_passes", cost_counts_and_above_limit_never_passes},
     {"changing_the_algorithm_starts_afresh", changing_the_algorithm_starts_afresh},
     {"quotas_count_and_read_back", quotas_count_and_read_back},
+    {"gcra_with_an_uneven_rate_is_exact_in_whole_microseconds",
+     gcra_with_an_uneven_rate_is_exact_in_whole_microseconds},
     {"quota_windows_keep_their_counts_when_the_clock_steps_back",
      quota_windows_keep_their_counts_when_the_clock_steps_back},
 };

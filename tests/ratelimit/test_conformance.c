@@ -17,6 +17,8 @@
 #include "svcinfra/ratelimit.h"
 #include "svcinfra/redis.h"
 
+#include "ratelimit/store.h"
+
 #include "conformance.h"
 
 static const char *redis_url;
@@ -98,8 +100,8 @@ static void instances_straddling_midnight_keep_separate_quota_windows(void **sta
     svc_manual_clock_free(cb);
 }
 
-/* PTTL of `key` on the test server: ms, -1 no expiry, -2 no such key. */
-static int64_t pttl(const char *key)
+/* A one-connection pool on the test server. */
+static svc_redis *test_pool(void)
 {
     svc_redis_opts o;
     svc_redis_opts_default(&o);
@@ -108,6 +110,13 @@ static int64_t pttl(const char *key)
     o.no_metrics = 1;
     svc_redis *r = NULL;
     assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
+    return r;
+}
+
+/* PTTL of `key` on the test server: ms, -1 no expiry, -2 no such key. */
+static int64_t pttl(const char *key)
+{
+    svc_redis *r = test_pool();
     const char *argv[] = {"PTTL", key};
     svc_redis_reply *rep = NULL;
     assert_int_equal(svc_redis_command_argv(r, 2, argv, NULL, &rep), SVC_OK);
@@ -144,6 +153,129 @@ static void a_caller_behind_the_server_keeps_its_quota_counter(void **state)
     svc_manual_clock_free(behind);
 }
 
+/* ---- the script against the engine ------------------------------------------------
+ * The Redis store's Lua script and svc__rl_apply() (the memory store's
+ * arithmetic) driven with one injected clock (the script's ARGV[10]) over
+ * random walks, at whole-µs instants: rates that do not divide evenly,
+ * sub-ms steps, long idles, costs above the burst, peeks. Every figure
+ * must agree exactly; only a sliding-window retry may be later by less
+ * than 1 µs (the script works in whole µs, the engine in ns). */
+
+typedef struct diff_policy {
+    svc__rl_kind kind;
+    uint64_t limit, burst;
+    int64_t period_ms;
+    uint64_t max_cost;
+    int steps; /* the walk stays below 2^53 µs (the year 2255) */
+} diff_policy;
+
+static uint64_t diff_rng = 88172645463325252u;
+static uint64_t diff_rnd(uint64_t n)
+{
+    diff_rng ^= diff_rng << 13;
+    diff_rng ^= diff_rng >> 7;
+    diff_rng ^= diff_rng << 17;
+    return diff_rng % n;
+}
+
+static void script_apply(svc_redis *pool, const svc_redis_script *script, const svc__rl_req *req,
+                         svc__rl_out *o)
+{
+    char key[SVC__RL_REDIS_KEY_CAP], a[10][32];
+    svc__rl_redis_args(req, key, sizeof key, a);
+    snprintf(a[9], sizeof a[9], "%lld", (long long)(req->now / 1000));
+    const char *keys[] = {key};
+    const char *args[10];
+    for (int i = 0; i < 10; i++)
+        args[i] = a[i];
+    svc_redis_reply *rep = NULL;
+    assert_int_equal(svc_redis_script_eval(pool, script, 1, keys, 10, args, &rep), SVC_OK);
+    assert_int_equal(svc_redis_reply_len(rep), 6);
+    int64_t v[6];
+    for (size_t i = 0; i < 6; i++)
+        v[i] = svc_redis_reply_integer(svc_redis_reply_element(rep, i));
+    svc_redis_reply_free(rep);
+    assert_int_equal(v[5], req->now / 1000); /* the injected time was used */
+    *o = (svc__rl_out){.allowed = v[0] == 1, .remaining = (uint64_t)v[1],
+                       .reset_ns = v[2] * 1000, .retry_ns = v[3] < 0 ? -1 : v[3] * 1000};
+}
+
+static void diff_walk(svc_redis *pool, const svc_redis_script *script, const diff_policy *dp,
+                      int steps)
+{
+    char ukey[64];
+    rl_conformance_key(ukey, sizeof ukey, "diff");
+    const int64_t P = dp->period_ms * INT64_C(1000000);
+    svc__rl_req req = {.kind = dp->kind, .limit = dp->limit, .burst = dp->burst, .period_ns = P,
+                       .interval_ns = svc__rl_gcra_interval_ns(dp->period_ms, dp->limit),
+                       .name = "diff", .ukey = ukey};
+    svc__rl_state st = {0};
+    bool present = false;
+    int64_t now = (svc_clock_wall_ns(NULL) / 1000 + (int64_t)diff_rnd(1000000)) * 1000;
+    for (int i = 0; i < steps; i++) {
+        int64_t adv;
+        switch (diff_rnd(8)) {
+        case 0: adv = 0; break;
+        case 1: adv = (int64_t)diff_rnd(1000000); break;          /* sub-ms */
+        case 2: adv = P * (int64_t)(1 + diff_rnd(2)); break;      /* long idle */
+        default: adv = (int64_t)diff_rnd((uint64_t)P / 4 + 1); break;
+        }
+        now += adv - adv % 1000;
+        req.now = now;
+        req.cost = 1 + diff_rnd(dp->max_cost);
+        req.commit = diff_rnd(5) != 0;
+        svc__rl_state next = st;
+        svc__rl_out e, l;
+        int64_t expire_at;
+        svc__rl_apply(&req, &next, present, now, &e, &expire_at);
+        if (req.commit && e.allowed) {
+            st = next;
+            present = true;
+        }
+        script_apply(pool, script, &req, &l);
+        if (e.allowed != l.allowed || e.remaining != l.remaining || e.reset_ns != l.reset_ns)
+            print_error("kind %d limit %llu step %d cost %llu: engine %d/%llu/%lld, script "
+                        "%d/%llu/%lld (allowed/remaining/reset ns)\n",
+                        (int)dp->kind, (unsigned long long)dp->limit, i,
+                        (unsigned long long)req.cost, e.allowed, (unsigned long long)e.remaining,
+                        (long long)e.reset_ns, l.allowed, (unsigned long long)l.remaining,
+                        (long long)l.reset_ns);
+        assert_int_equal(e.allowed, l.allowed);
+        assert_int_equal(e.remaining, l.remaining);
+        assert_int_equal(e.reset_ns, l.reset_ns);
+        if (dp->kind == SVC__RL_SLIDING && e.retry_ns > 0) {
+            assert_true(l.retry_ns >= e.retry_ns && l.retry_ns < e.retry_ns + 1000);
+        } else {
+            assert_int_equal(e.retry_ns, l.retry_ns);
+        }
+    }
+}
+
+static void redis_script_matches_the_engine_exactly(void **state)
+{
+    (void)state;
+    static const diff_policy pols[] = {
+        {SVC__RL_GCRA, 7, 3, 1000, 4, 2000},     /* T = 142 857.1 µs */
+        {SVC__RL_GCRA, 3, 3, 1000, 4, 2000},     /* T = 333 333.3 µs */
+        {SVC__RL_GCRA, 100, 20, 60000, 25, 2000},
+        {SVC__RL_GCRA, 999, 50, 997, 60, 2000},
+        {SVC__RL_FIXED, 10, 10, 1000, 4, 2000},
+        {SVC__RL_FIXED, 7, 7, 3001, 4, 2000},
+        {SVC__RL_SLIDING, 10, 10, 1000, 4, 2000},
+        {SVC__RL_SLIDING, 7, 7, 3000, 4, 2000},
+        /* counts x times far past 2^53 */
+        {SVC__RL_SLIDING, 1000000, 1000000, 86400000, 400000, 2000},
+        {SVC__RL_SLIDING, 999999999999, 999999999999, 31622400000, 400000000000, 150},
+    };
+    svc_redis *pool = test_pool();
+    svc_redis_script *script = NULL;
+    assert_int_equal(svc_redis_script_new(pool, svc__rl_redis_lua(), &script), SVC_OK);
+    for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++)
+        diff_walk(pool, script, &pols[i], pols[i].steps);
+    svc_redis_script_free(script);
+    svc_redis_free(pool);
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "memory";
@@ -160,6 +292,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(instances_with_skewed_clocks_share_one_limit),
             cmocka_unit_test(instances_straddling_midnight_keep_separate_quota_windows),
             cmocka_unit_test(a_caller_behind_the_server_keeps_its_quota_counter),
+            cmocka_unit_test(redis_script_matches_the_engine_exactly),
         };
         return failed + cmocka_run_group_tests_name("ratelimit redis store", shared, NULL, NULL);
     }

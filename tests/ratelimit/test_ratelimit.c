@@ -95,8 +95,9 @@ typedef struct ref_bucket {
 static void bucket_init(ref_bucket *b, uint64_t limit, int64_t period_ms, uint64_t burst,
                         int64_t now)
 {
-    int64_t p = period_ms * MS;
-    b->T = p / (int64_t)limit + (p % (int64_t)limit != 0);
+    /* period / limit, rounded up to a whole µs */
+    int64_t us = period_ms * 1000;
+    b->T = (us / (int64_t)limit + (us % (int64_t)limit != 0)) * 1000;
     b->burst = burst;
     b->cap = b->T * (int64_t)burst;
     b->credit = b->cap;
@@ -266,7 +267,7 @@ static void gcra_matches_token_bucket_model(void **state)
 static void gcra_default_burst_is_limit_and_rate_not_divisible(void **state)
 {
     fixture *f = *state;
-    add_policy(f->rl, "g3", SVC_RL_GCRA, 3, 1000, 0); /* T = 333333334 ns */
+    add_policy(f->rl, "g3", SVC_RL_GCRA, 3, 1000, 0); /* T = 333334 µs */
     ref_bucket b;
     bucket_init(&b, 3, 1000, 3, now_ns(f));
     walk(f, "g3", 2000, 1000, bucket_model, &b, 2);
