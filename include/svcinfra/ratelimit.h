@@ -341,8 +341,11 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_stats_get(svc_ratelimit *rl,
  * the real reset. A store failure under fail_open = 0 answers 503
  * problem+json (code UNAVAILABLE).
  *
- * The key is, in order: key_fn's answer; "t:<tenant>:<principal>" (or
- * "t:<tenant>") when tenancy resolved a tenant; else "ip:<client address>",
+ * The key is, in order: key_fn's answer; "t:<n>:<tenant>:<principal>" (or
+ * "t:<n>:<tenant>"), n being the tenant's length in bytes, when tenancy
+ * resolved a tenant (longer than SVC_RATELIMIT_MAX_KEY: "t#" and the
+ * SHA-256 in hex of that form, never a truncation); else
+ * "ip:<client address>",
  * where X-Forwarded-For / Forwarded are believed only when the peer is in
  * trusted_proxies (and then the rightmost address that is not a trusted
  * proxy is the client).

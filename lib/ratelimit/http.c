@@ -2,7 +2,7 @@
  * http.c - svc_add_ratelimit(): the rate limiter as svc_app middleware.
  *
  *   request ─► skip path? ─► policy: select_fn, else route table, else default
- *           ─► key: key_fn, else tenant[:principal], else client address
+ *           ─► key: key_fn, else tenant (+ principal), else client address
  *               (X-Forwarded-For / Forwarded only from trusted proxies)
  *           ─► svc_ratelimit_check (a plan when no policy has the name)
  *           ─► denied: 429 problem+json + Retry-After (whole s, rounded up)
@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "svcinfra_config.h"
+#include "svcinfra/crypto.h"
 #include "svcinfra/log.h"
 #include "svcinfra/ratelimit.h"
 
@@ -445,6 +446,36 @@ static void deny(svc_res *res, const svc_ratelimit_result *r)
     json_decref(ext);
 }
 
+/* The default key of a request with a tenant: "t:<n>:<tenant>" or
+ * "t:<n>:<tenant>:<principal>", n being the tenant's length in bytes, so no
+ * pair of tenant and principal (either may contain ':') reads as another.
+ * One that would pass SVC_RATELIMIT_MAX_KEY becomes "t#" and the SHA-256
+ * (hex) of that whole form: still one key per pair, never a truncation
+ * that two pairs could share. False when hashing fails. */
+static bool tenant_key(char *key, size_t cap, const char *tenant, const char *principal)
+{
+    char len[24];
+    int ln = snprintf(len, sizeof len, "t:%zu:", strlen(tenant));
+    size_t tl = strlen(tenant), pl = principal ? strlen(principal) : 0;
+    size_t need = (size_t)ln + tl + (principal ? 1 + pl : 0);
+    if (need <= SVC_RATELIMIT_MAX_KEY && need < cap) {
+        snprintf(key, cap, "%s%s%s%s", len, tenant, principal ? ":" : "",
+                 principal ? principal : "");
+        return true;
+    }
+    svc_sha256_ctx c;
+    uint8_t d[SVC_SHA256_LEN];
+    if (svc_sha256_init(&c) != SVC_OK || svc_sha256_update(&c, len, (size_t)ln) != SVC_OK ||
+        svc_sha256_update(&c, tenant, tl) != SVC_OK ||
+        (principal && (svc_sha256_update(&c, ":", 1) != SVC_OK ||
+                       svc_sha256_update(&c, principal, pl) != SVC_OK)) ||
+        svc_sha256_final(&c, d) != SVC_OK)
+        return false;
+    memcpy(key, "t#", 2);
+    svc_hex_encode(d, sizeof d, key + 2, cap - 2);
+    return true;
+}
+
 static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     rl_http *h = ud;
@@ -462,13 +493,15 @@ static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     }
     if (k == 0) {
         const char *tenant = svc_req_tenant(req);
-        const char *principal = svc_req_principal(req);
         char abuf[64];
-        if (tenant && principal)
-            snprintf(key, sizeof key, "t:%s:%s", tenant, principal);
-        else if (tenant)
-            snprintf(key, sizeof key, "t:%s", tenant);
-        else {
+        if (tenant) {
+            if (!tenant_key(key, sizeof key, tenant, svc_req_principal(req))) {
+                svc_logf(SVC_LOG_ERROR, "rate limit: cannot hash an over-long tenant key "
+                                        "(request passes unlimited)");
+                svc_next(next);
+                return;
+            }
+        } else {
             /* the common case, on every request: no printf */
             const char *addr = client_addr(h, req, abuf, sizeof abuf);
             size_t n = strnlen(addr ? addr : "unknown", sizeof key - 4);

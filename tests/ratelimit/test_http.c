@@ -368,6 +368,83 @@ static void keys_from_callback_and_tenant_and_selected_policy(void **state)
     env_close(&e);
 }
 
+/* Tenant and principal from X-T and X-P, as an authentication middleware
+ * would set them. */
+static void who_from_headers(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    (void)res;
+    (void)ud;
+    const char *t = svc_req_header(req, "X-T"), *p = svc_req_header(req, "X-P");
+    if (t)
+        assert_int_equal(svc_req_set_tenant(req, t), SVC_OK);
+    if (p)
+        assert_int_equal(svc_req_set_principal(req, p), SVC_OK);
+    svc_next(next);
+}
+
+static void who(char *buf, size_t cap, const char *tenant, const char *principal)
+{
+    snprintf(buf, cap, "X-T: %s\r\n%s%s%s", tenant, principal ? "X-P: " : "",
+             principal ? principal : "", principal ? "\r\n" : "");
+}
+
+/* Spends the limit of "api" (3) as `tenant`/`principal` and sees the 4th
+ * request refused. */
+static void spend_api(env *e, const char *tenant, const char *principal)
+{
+    char h[2048];
+    who(h, sizeof h, tenant, principal);
+    for (int i = 0; i < 3; i++)
+        status_of(e, "GET", "/x", h, 200);
+    status_of(e, "GET", "/x", h, 429);
+}
+
+static void tenant_and_principal_keys_never_collide(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    assert_int_equal(svc_app_use_stage(e.app, SVC_STAGE_TENANT, "who", who_from_headers, NULL),
+                     SVC_OK);
+    svc_ratelimit_http_opts o;
+    svc_ratelimit_http_opts_default(&o);
+    o.rl = e.rl;
+    o.policy = "api";
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    char h[2048];
+    /* tenant "a:b", principal "c" against tenant "a", principal "b:c" */
+    spend_api(&e, "a:b", "c");
+    who(h, sizeof h, "a", "b:c");
+    status_of(&e, "GET", "/x", h, 200);
+    /* tenant "a:b" alone against tenant "a", principal "b" */
+    who(h, sizeof h, "a:b", NULL);
+    status_of(&e, "GET", "/x", h, 200);
+    who(h, sizeof h, "a", "b");
+    status_of(&e, "GET", "/x", h, 200);
+    /* the key is "t:<tenant length>:<tenant>[:<principal>]" */
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_peek(e.rl, "api", "t:3:a:b:c", 1, &r), SVC_OK);
+    assert_false(r.allowed);
+    assert_int_equal(svc_ratelimit_peek(e.rl, "api", "t:1:a:b:c", 0, &r), SVC_OK);
+    assert_int_equal(r.remaining, 2);
+    assert_int_equal(svc_ratelimit_peek(e.rl, "api", "t:3:a:b", 0, &r), SVC_OK);
+    assert_int_equal(r.remaining, 2);
+
+    /* pairs too long for a key are hashed whole, never cut short: two that
+     * differ only in their last byte stay apart */
+    char tenant[301], principal[301];
+    memset(tenant, 't', 300);
+    tenant[300] = '\0';
+    memset(principal, 'p', 300);
+    principal[300] = '\0';
+    spend_api(&e, tenant, principal);
+    principal[299] = 'q';
+    who(h, sizeof h, tenant, principal);
+    status_of(&e, "GET", "/x", h, 200);
+    env_close(&e);
+}
+
 static void shadow_mode_never_denies(void **state)
 {
     (void)state;
@@ -442,6 +519,7 @@ int main(void)
         cmocka_unit_test(more_trusted_hops_than_examined_fall_back_to_the_peer),
         cmocka_unit_test(ratelimit_policy_header_follows_a_replaced_policy),
         cmocka_unit_test(keys_from_callback_and_tenant_and_selected_policy),
+        cmocka_unit_test(tenant_and_principal_keys_never_collide),
         cmocka_unit_test(shadow_mode_never_denies),
         cmocka_unit_test(store_down_fails_closed_with_503_or_open),
     };
