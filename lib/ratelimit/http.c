@@ -27,6 +27,7 @@
 #include "svcinfra/ratelimit.h"
 
 #include "../internal.h"
+#include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
 
@@ -511,9 +512,7 @@ static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         }
     }
     svc_ratelimit_result r;
-    svc_status st = svc_ratelimit_check(h->rl, name, key, cost, &r);
-    if (st == SVC_ENOTFOUND)
-        st = svc_ratelimit_check_plan(h->rl, name, key, cost, &r);
+    svc_status st = svc__ratelimit_check_named(h->rl, name, key, cost, h->shadow, &r);
     if (st == SVC_ENOTFOUND || st == SVC_EINVAL) {
         /* a configuration mistake must not take the service down */
         if (!atomic_exchange(&h->warned_unknown, true))

@@ -971,8 +971,11 @@ static size_t make_key(char *buf, const char *prefix, const char *name, const ch
     return pl + nl + 1 + klen;
 }
 
+/* Decisions are counted as result="allowed", `denied` (the label of a
+ * denial: "denied", or "shadow_denied" for a dry run), "fail_open" or
+ * "fail_closed"; peeks (!commit) are not counted. */
 static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key, size_t klen,
-                             uint64_t cost, bool commit, int64_t now,
+                             uint64_t cost, bool commit, int64_t now, const char *denied,
                              svc_ratelimit_result *out)
 {
     char kb[KEYBUF_CAP];
@@ -1018,7 +1021,7 @@ static svc_status run_policy(svc_ratelimit *rl, const rl_pol *p, const char *key
     out->reset_ms = ns_to_ms_up(o.reset_ns);
     out->retry_after_ms = o.allowed ? 0 : ns_to_ms_up(o.retry_ns);
     if (commit)
-        count_decision(rl, p->name, o.allowed ? "allowed" : "denied");
+        count_decision(rl, p->name, o.allowed ? "allowed" : denied);
     return SVC_OK;
 }
 
@@ -1070,7 +1073,8 @@ static bool find_policy(svc_ratelimit *rl, const char *name, rl_pol *out)
 }
 
 static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const char *key,
-                                uint64_t cost, svc_ratelimit_result *out, bool commit)
+                                uint64_t cost, svc_ratelimit_result *out, bool commit,
+                                const char *denied)
 {
     if (!rl || !policy || !key || !out)
         return SVC_EINVAL;
@@ -1085,19 +1089,20 @@ static svc_status check_or_peek(svc_ratelimit *rl, const char *policy, const cha
         memset(out, 0, sizeof *out);
         return svc__err_set(&rl->err, SVC_ENOTFOUND, "no policy named '%.80s'", policy);
     }
-    return run_policy(rl, &p, key, klen, cost, commit, wall_now(rl), out); /* fills *out */
+    return run_policy(rl, &p, key, klen, cost, commit, wall_now(rl), denied,
+                      out); /* fills *out */
 }
 
 svc_status svc_ratelimit_check(svc_ratelimit *rl, const char *policy, const char *key,
                                uint64_t cost, svc_ratelimit_result *out)
 {
-    return check_or_peek(rl, policy, key, cost, out, true);
+    return check_or_peek(rl, policy, key, cost, out, true, "denied");
 }
 
 svc_status svc_ratelimit_peek(svc_ratelimit *rl, const char *policy, const char *key,
                               uint64_t cost, svc_ratelimit_result *out)
 {
-    return check_or_peek(rl, policy, key, cost, out, false);
+    return check_or_peek(rl, policy, key, cost, out, false, "denied");
 }
 
 /* Retry a (ms, -1 = never) is later than retry b. */
@@ -1106,8 +1111,8 @@ static bool waits_longer(int64_t a, int64_t b)
     return b >= 0 && (a < 0 || a > b);
 }
 
-svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const char *key,
-                                    uint64_t cost, svc_ratelimit_result *out)
+static svc_status check_plan(svc_ratelimit *rl, const char *plan, const char *key,
+                             uint64_t cost, const char *denied, svc_ratelimit_result *out)
 {
     memset(out, 0, sizeof *out);
     size_t klen;
@@ -1135,21 +1140,22 @@ svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const c
     const int64_t now = wall_now(rl); /* one instant for every policy of the plan */
     /* 1. peek every policy: a request any of them denies spends nothing, and
      *    waits for the longest of their retries (-1, never, is the longest) */
-    bool denied = false;
+    bool any_denies = false;
     for (size_t i = 0; i < n; i++) {
         svc_ratelimit_result r;
-        st = run_policy(rl, &pols[i], key, klen, cost, false, now, &r);
+        st = run_policy(rl, &pols[i], key, klen, cost, false, now, denied, &r);
         if (st != SVC_OK) {
             *out = r;
             return st;
         }
-        if (!r.allowed && (!denied || waits_longer(r.retry_after_ms, out->retry_after_ms))) {
+        if (!r.allowed &&
+            (!any_denies || waits_longer(r.retry_after_ms, out->retry_after_ms))) {
             *out = r;
-            denied = true;
+            any_denies = true;
         }
     }
-    if (denied) {
-        count_decision(rl, out->policy, "denied");
+    if (any_denies) {
+        count_decision(rl, out->policy, denied);
         return SVC_OK;
     }
     /* 2. spend on every policy. Another request on the same key may spend
@@ -1159,7 +1165,7 @@ svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const c
     bool have = false;
     for (size_t i = 0; i < n; i++) {
         svc_ratelimit_result r;
-        st = run_policy(rl, &pols[i], key, klen, cost, true, now, &r);
+        st = run_policy(rl, &pols[i], key, klen, cost, true, now, denied, &r);
         if (st != SVC_OK || !r.allowed) {
             *out = r;
             return st;
@@ -1171,6 +1177,20 @@ svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const c
         }
     }
     return SVC_OK;
+}
+
+svc_status svc_ratelimit_check_plan(svc_ratelimit *rl, const char *plan, const char *key,
+                                    uint64_t cost, svc_ratelimit_result *out)
+{
+    return check_plan(rl, plan, key, cost, "denied", out);
+}
+
+svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const char *key,
+                                      uint64_t cost, bool shadow, svc_ratelimit_result *out)
+{
+    const char *denied = shadow ? "shadow_denied" : "denied";
+    svc_status st = check_or_peek(rl, name, key, cost, out, true, denied);
+    return st == SVC_ENOTFOUND ? check_plan(rl, name, key, cost, denied, out) : st;
 }
 
 /* ---- quotas ------------------------------------------------------------------ */

@@ -121,6 +121,12 @@ void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char a
  * with any other call on `rl`. */
 void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
 
+/* svc_ratelimit_check() of `name`, or svc_ratelimit_check_plan() when no
+ * policy has that name: the HTTP middleware's check. With `shadow` (a dry
+ * run that never denies) a denial is counted as result="shadow_denied". */
+svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const char *key,
+                                      uint64_t cost, bool shadow, svc_ratelimit_result *out);
+
 /* Time zones the limiter holds for its quotas (for tests). */
 size_t svc__ratelimit_zone_count(svc_ratelimit *rl);
 

@@ -16,6 +16,7 @@
 
 #include "../http/http_test_util.h"
 #include "svcinfra/http.h"
+#include "svcinfra/metrics.h"
 #include "svcinfra/ratelimit.h"
 
 #include "ratelimit/store.h"
@@ -46,7 +47,7 @@ static void add_policy(svc_ratelimit *rl, const char *name, svc_ratelimit_algori
     assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
 }
 
-static void env_open(env *e, int fail_open)
+static void env_open_metrics(env *e, int fail_open, svc_metrics *m)
 {
     memset(e, 0, sizeof *e);
     assert_int_equal(svc_manual_clock_new(&e->mc, 1, WALL0), SVC_OK);
@@ -55,6 +56,7 @@ static void env_open(env *e, int fail_open)
     o.store_url = "memory:";
     o.clock = svc_manual_clock_get(e->mc);
     o.fail_open = fail_open;
+    o.metrics = m;
     assert_int_equal(svc_ratelimit_new(&e->rl, &o), SVC_OK);
     add_policy(e->rl, "api", SVC_RL_FIXED_WINDOW, 3, 60000);
     add_policy(e->rl, "up", SVC_RL_FIXED_WINDOW, 4, 60000);
@@ -68,6 +70,27 @@ static void env_open(env *e, int fail_open)
     assert_int_equal(svc_app_route(e->app, "POST", "/upload", h_ok, NULL), SVC_OK);
     assert_int_equal(svc_app_route(e->app, "GET", "/free", h_ok, NULL), SVC_OK);
     assert_int_equal(svc_app_route(e->app, "GET", "/healthz", h_ok, NULL), SVC_OK);
+}
+
+static void env_open(env *e, int fail_open) { env_open_metrics(e, fail_open, NULL); }
+
+/* Options for "api" (or `policy`) on e's limiter, the rest default. */
+static void opts_for(env *e, svc_ratelimit_http_opts *o, const char *policy)
+{
+    svc_ratelimit_http_opts_default(o);
+    o->rl = e->rl;
+    o->policy = policy;
+}
+
+/* ratelimit_decisions_total{policy, result}; 0 when never counted. */
+static double decisions(svc_metrics *m, const char *policy, const char *result)
+{
+    svc_counter *c;
+    const char *const dl[] = {"policy", "result", NULL};
+    assert_int_equal(svc_metrics_counter(m, "ratelimit_decisions_total", NULL, dl, &c), SVC_OK);
+    const char *lv[] = {policy, result};
+    double v = 0;
+    return svc_counter_get(c, lv, &v) == SVC_OK ? v : 0;
 }
 
 static void env_start(env *e)
@@ -407,9 +430,7 @@ static void tenant_and_principal_keys_never_collide(void **state)
     assert_int_equal(svc_app_use_stage(e.app, SVC_STAGE_TENANT, "who", who_from_headers, NULL),
                      SVC_OK);
     svc_ratelimit_http_opts o;
-    svc_ratelimit_http_opts_default(&o);
-    o.rl = e.rl;
-    o.policy = "api";
+    opts_for(&e, &o, "api");
     assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
     env_start(&e);
     char h[2048];
@@ -448,12 +469,12 @@ static void tenant_and_principal_keys_never_collide(void **state)
 static void shadow_mode_never_denies(void **state)
 {
     (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
     env e;
-    env_open(&e, 1);
+    env_open_metrics(&e, 1, m);
     svc_ratelimit_http_opts o;
-    svc_ratelimit_http_opts_default(&o);
-    o.rl = e.rl;
-    o.policy = "api";
+    opts_for(&e, &o, "api");
     o.shadow = 1;
     assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
     env_start(&e);
@@ -466,7 +487,12 @@ static void shadow_mode_never_denies(void **state)
     svc_ratelimit_result res;
     assert_int_equal(svc_ratelimit_peek(e.rl, "api", "ip:127.0.0.1", 1, &res), SVC_OK);
     assert_false(res.allowed); /* the would-be denials were counted */
+    /* ... as what they were: not denials */
+    assert_true(decisions(m, "api", "allowed") == 3);
+    assert_true(decisions(m, "api", "shadow_denied") == 3);
+    assert_true(decisions(m, "api", "denied") == 0);
     env_close(&e);
+    svc_metrics_free(m);
 }
 
 static svc_status down_apply(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
