@@ -1144,8 +1144,9 @@ static svc_status check_plan(svc_ratelimit *rl, const char *plan, const char *ke
     for (size_t i = 0; i < n; i++) {
         svc_ratelimit_result r;
         st = run_policy(rl, &pols[i], key, klen, cost, false, now, denied, &r);
-        if (st != SVC_OK) {
+        if (st != SVC_OK) { /* the store failed, and fail_open is off */
             *out = r;
+            count_decision(rl, r.policy, "fail_closed");
             return st;
         }
         if (!r.allowed &&

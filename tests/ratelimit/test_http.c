@@ -20,6 +20,7 @@
 #include "svcinfra/ratelimit.h"
 
 #include "ratelimit/store.h"
+#include "rl_test_util.h"
 
 #define MS INT64_C(1000000)
 /* 2026-03-10T12:00:00Z: a minute boundary, so window resets are whole */
@@ -82,16 +83,7 @@ static void opts_for(env *e, svc_ratelimit_http_opts *o, const char *policy)
     o->policy = policy;
 }
 
-/* ratelimit_decisions_total{policy, result}; 0 when never counted. */
-static double decisions(svc_metrics *m, const char *policy, const char *result)
-{
-    svc_counter *c;
-    const char *const dl[] = {"policy", "result", NULL};
-    assert_int_equal(svc_metrics_counter(m, "ratelimit_decisions_total", NULL, dl, &c), SVC_OK);
-    const char *lv[] = {policy, result};
-    double v = 0;
-    return svc_counter_get(c, lv, &v) == SVC_OK ? v : 0;
-}
+#define decisions rl_test_decisions
 
 static void env_start(env *e)
 {
@@ -495,31 +487,13 @@ static void shadow_mode_never_denies(void **state)
     svc_metrics_free(m);
 }
 
-static svc_status down_apply(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
-                             svc__err *err)
-{
-    (void)s;
-    (void)req;
-    (void)out;
-    return svc__err_set(err, SVC_EUNAVAILABLE, "connection refused");
-}
-static void down_stats(svc__rl_store *s, svc__rl_store_stats *out)
-{
-    (void)s;
-    memset(out, 0, sizeof *out);
-}
-static void down_destroy(svc__rl_store *s) { free(s); }
-static const svc__rl_store_ops down_ops = {"down", down_apply, down_stats, down_destroy};
-
 static void store_down_fails_closed_with_503_or_open(void **state)
 {
     (void)state;
     for (int open = 0; open <= 1; open++) {
         env e;
         env_open(&e, open);
-        svc__rl_store *down = malloc(sizeof *down);
-        down->ops = &down_ops;
-        svc__ratelimit_set_store(e.rl, down);
+        svc__ratelimit_set_store(e.rl, rl_test_down_store());
         svc_ratelimit_http_opts o;
         svc_ratelimit_http_opts_default(&o);
         o.rl = e.rl;

@@ -22,6 +22,7 @@
 #include "svcinfra/version.h"
 
 #include "ratelimit/store.h"
+#include "rl_test_util.h"
 
 #define MS INT64_C(1000000)
 /* 2026-03-10T12:34:56.789Z, not aligned to any window */
@@ -1013,22 +1014,21 @@ static void bad_input_gets_a_status(void **state)
     assert_string_equal(svc_ratelimit_algorithm_name(SVC_RL_FIXED_WINDOW), "fixed_window");
 }
 
-/* A store that is down. */
-static svc_status down_apply(svc__rl_store *s, const svc__rl_req *req, svc__rl_out *out,
-                             svc__err *err)
+/* A limiter on a store that is down, failing open or closed. */
+static svc_ratelimit *open_down(int fail_open, svc_metrics *m)
 {
-    (void)s;
-    (void)req;
-    (void)out;
-    return svc__err_set(err, SVC_EUNAVAILABLE, "connection refused");
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.store_url = "memory:";
+    o.fail_open = fail_open;
+    o.metrics = m;
+    svc_ratelimit *rl;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    svc__ratelimit_set_store(rl, rl_test_down_store());
+    return rl;
 }
-static void down_stats(svc__rl_store *s, svc__rl_store_stats *out)
-{
-    (void)s;
-    memset(out, 0, sizeof *out);
-}
-static void down_destroy(svc__rl_store *s) { free(s); }
-static const svc__rl_store_ops down_ops = {"down", down_apply, down_stats, down_destroy};
+
+#define decisions rl_test_decisions
 
 static void failing_store_fails_open_or_closed_as_configured(void **state)
 {
@@ -1036,16 +1036,7 @@ static void failing_store_fails_open_or_closed_as_configured(void **state)
     svc_metrics *m;
     assert_int_equal(svc_metrics_new(&m), SVC_OK);
     for (int open = 0; open <= 1; open++) {
-        svc_ratelimit_opts o;
-        svc_ratelimit_opts_default(&o);
-        o.store_url = "memory:";
-        o.fail_open = open;
-        o.metrics = m;
-        svc_ratelimit *rl;
-        assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
-        svc__rl_store *down = malloc(sizeof *down);
-        down->ops = &down_ops;
-        svc__ratelimit_set_store(rl, down);
+        svc_ratelimit *rl = open_down(open, m);
         add_policy(rl, "p", SVC_RL_GCRA, 1, 1000, 0);
         svc_ratelimit_result r;
         svc_status st = svc_ratelimit_check(rl, "p", "k", 1, &r);
@@ -1063,15 +1054,31 @@ static void failing_store_fails_open_or_closed_as_configured(void **state)
         assert_int_equal(s.store_errors, 1);
         svc_ratelimit_free(rl);
     }
-    svc_counter *c;
-    const char *const dl[] = {"policy", "result", NULL};
-    assert_int_equal(svc_metrics_counter(m, "ratelimit_decisions_total", NULL, dl, &c), SVC_OK);
-    double v = 0;
-    const char *fo[] = {"p", "fail_open"}, *fc[] = {"p", "fail_closed"};
-    assert_int_equal(svc_counter_get(c, fo, &v), SVC_OK);
-    assert_true(v == 1.0);
-    assert_int_equal(svc_counter_get(c, fc, &v), SVC_OK);
-    assert_true(v == 1.0);
+    assert_true(decisions(m, "p", "fail_open") == 1);
+    assert_true(decisions(m, "p", "fail_closed") == 1);
+    svc_metrics_free(m);
+}
+
+/* A plan whose first peek already fails closed is a fail_closed decision
+ * too, counted once, for the policy that failed. */
+static void plan_failing_closed_counts_a_fail_closed_decision(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_ratelimit *rl = open_down(0, m);
+    add_policy(rl, "sec", SVC_RL_GCRA, 1, 1000, 0);
+    add_policy(rl, "day", SVC_RL_FIXED_WINDOW, 100, 86400000, 0);
+    const char *pols[] = {"sec", "day"};
+    assert_int_equal(svc_ratelimit_plan_add(rl, "plan", pols, 2), SVC_OK);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check_plan(rl, "plan", "k", 1, &r), SVC_EUNAVAILABLE);
+    assert_false(r.allowed);
+    assert_int_equal(r.store_error, 1);
+    assert_string_equal(r.policy, "sec");
+    assert_true(decisions(m, "sec", "fail_closed") == 1);
+    assert_true(decisions(m, "day", "fail_closed") == 0);
+    svc_ratelimit_free(rl);
     svc_metrics_free(m);
 }
 
@@ -1176,6 +1183,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_zone_is_kept_only_when_its_edit_commits, setup,
                                         teardown),
         cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
+        cmocka_unit_test(plan_failing_closed_counts_a_fail_closed_decision),
         cmocka_unit_test(unreachable_redis_store_fails_open_or_closed),
         cmocka_unit_test(decisions_are_counted_by_policy_and_result),
     };
