@@ -186,8 +186,13 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_plan_add(svc_ratelimit *rl, co
                                                            const char *const *policies, size_t n)
     SVC_NONNULL(1, 2, 3);
 
-/* Reads policies, plans and quotas from `cfg` and adds or replaces them all
- * in one swap (nothing changes when any entry is bad):
+/* Reads policies, plans and quotas from `cfg` and makes them the limiter's
+ * configured set in one swap (nothing changes when any entry is bad): the
+ * entries the previous load defined and this one no longer lists are
+ * removed (a reload is the configuration's whole truth); entries added
+ * from code (svc_ratelimit_policy_add() ...) stay, unless the
+ * configuration defines the same name, which then belongs to it until code
+ * adds that name again:
  *
  *   ratelimit:
  *     policies:                 # "<name> <algorithm> <limit>/<period> [burst <n>]"
@@ -202,7 +207,7 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_plan_add(svc_ratelimit *rl, co
  * Each list may also be one comma-separated string (so SVC_RATELIMIT_POLICIES
  * overrides it from the environment). Algorithms: gcra, fixed_window (or
  * fixed), sliding_window (or sliding). Periods: <int><unit>... with ms, s,
- * m, h, d, or a bare integer in ms. Absent keys add nothing.
+ * m, h, d, or a bare integer in ms. An absent list defines none of its kind.
  * Returns SVC_OK; SVC_ECONFIG for a malformed entry (svc_ratelimit_errmsg()
  * names the key and the entry); SVC_ERANGE past a cap; SVC_ENOMEM. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_load_config(svc_ratelimit *rl,

@@ -22,6 +22,7 @@
  */
 #include <ctype.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,12 +62,14 @@ typedef struct rl_pol {
     uint64_t burst;       /* GCRA capacity (burst or limit) */
     int64_t period_ms;
     int64_t interval_ns;  /* GCRA: svc__rl_gcra_interval_ns() */
+    bool cfg;             /* defined by the configuration last loaded */
 } rl_pol;
 
 typedef struct rl_plan {
     char name[NAME_CAP];
     size_t n;
     char pol[SVC_RATELIMIT_MAX_PLAN_POLICIES][NAME_CAP];
+    bool cfg;
 } rl_plan;
 
 typedef struct rl_quota {
@@ -74,6 +77,7 @@ typedef struct rl_quota {
     svc_quota_period period;
     uint64_t limit;
     void *tz; /* svc_tz * owned by the limiter's zone list; NULL = UTC */
+    bool cfg;
 } rl_quota;
 
 typedef struct rl_table {
@@ -811,6 +815,7 @@ static svc_status cfg_policy(svc_ratelimit *rl, rl_table *t, const char *entry)
     svc_status st = make_policy(rl, &p, &np);
     if (st != SVC_OK)
         return bad_entry(rl, key, entry, svc_ratelimit_errmsg(rl));
+    np.cfg = true;
     return put_policy(rl, t, &np);
 }
 
@@ -837,6 +842,7 @@ static svc_status cfg_plan(svc_ratelimit *rl, rl_table *t, const char *entry)
                               n > SVC_RATELIMIT_MAX_PLAN_POLICIES ? 0 : n, &p);
     if (st != SVC_OK)
         return bad_entry(rl, key, entry, svc_ratelimit_errmsg(rl));
+    p.cfg = true;
     return put_plan(rl, t, &p);
 }
 
@@ -866,6 +872,7 @@ static svc_status cfg_quota(svc_ratelimit *rl, rl_table *t, const char *entry)
         bad_entry(rl, key, entry, svc_ratelimit_errmsg(rl));
         return st == SVC_ENOMEM ? st : (st == SVC_ENOTSUP ? st : SVC_ECONFIG);
     }
+    nq.cfg = true;
     return put_quota(rl, t, &nq);
 }
 
@@ -882,6 +889,24 @@ static svc_status cfg_list(svc_ratelimit *rl, rl_table *t, const svc_config *cfg
         st = fn(rl, t, items[i]);
     svc_config_strings_free(items, n);
     return st;
+}
+
+/* Removes, keeping the order, the `n` entries of `size` bytes at `v` whose
+ * bool at `flag` is set; returns how many are left. */
+static size_t drop_cfg(void *v, size_t n, size_t size, size_t flag)
+{
+    unsigned char *p = v;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool cfg;
+        memcpy(&cfg, p + i * size + flag, sizeof cfg);
+        if (!cfg) {
+            if (kept != i)
+                memmove(p + kept * size, p + i * size, size);
+            kept++;
+        }
+    }
+    return kept;
 }
 
 static svc_status edit_config(svc_ratelimit *rl, rl_table *t, const void *arg)
@@ -903,6 +928,11 @@ static svc_status edit_config(svc_ratelimit *rl, rl_table *t, const void *arg)
     if (!quotas)
         return SVC_ENOMEM;
     grown->quotas = quotas;
+    /* the configuration replaces what the previous load defined; entries
+     * added from code stay */
+    t->npol = drop_cfg(t->pol, t->npol, sizeof *t->pol, offsetof(rl_pol, cfg));
+    t->nplans = drop_cfg(t->plans, t->nplans, sizeof *t->plans, offsetof(rl_plan, cfg));
+    t->nquotas = drop_cfg(t->quotas, t->nquotas, sizeof *t->quotas, offsetof(rl_quota, cfg));
     st = cfg_list(rl, t, cfg, "ratelimit.policies", cfg_policy);
     if (st == SVC_OK)
         st = cfg_list(rl, t, cfg, "ratelimit.plans", cfg_plan);

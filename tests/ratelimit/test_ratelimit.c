@@ -905,6 +905,56 @@ static void policies_plans_quotas_load_from_config(void **state)
     assert_int_equal(p.period_ms, 1000);
 }
 
+static void load_yaml(svc_ratelimit *rl, const char *yaml)
+{
+    svc_config *cfg;
+    char err[256];
+    assert_int_equal(svc_config_parse(&cfg, yaml, err, sizeof err), SVC_OK);
+    assert_int_equal(svc_ratelimit_load_config(rl, cfg), SVC_OK);
+    svc_config_free(cfg);
+}
+
+/* A reload is the configuration's whole truth: what it no longer lists is
+ * gone; what code added stays. */
+static void config_reload_removes_what_it_no_longer_lists(void **state)
+{
+    fixture *f = *state;
+    add_policy(f->rl, "from-code", SVC_RL_GCRA, 5, 1000, 0);
+    svc_quota cq = {.name = "code-quota", .period = SVC_QUOTA_DAY, .limit = 5};
+    assert_int_equal(svc_ratelimit_quota_add(f->rl, &cq), SVC_OK);
+    load_yaml(f->rl, "ratelimit:\n"
+                     "  policies: [\"a gcra 5/1s\", \"b fixed 5/1s\"]\n"
+                     "  plans: [\"both: a b\"]\n"
+                     "  quotas: [\"qa day 10\"]\n");
+    svc_ratelimit_policy p;
+    svc_ratelimit_result r;
+    svc_quota_usage_info u;
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "b", &p), SVC_OK);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "both", "k", 1, &r), SVC_OK);
+    assert_int_equal(svc_quota_usage(f->rl, "t", "qa", &u), SVC_OK);
+
+    load_yaml(f->rl, "ratelimit:\n  policies: [\"a gcra 7/1s\"]\n");
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "a", &p), SVC_OK);
+    assert_int_equal(p.limit, 7);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "b", &p), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_check(f->rl, "b", "k", 1, &r), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_check_plan(f->rl, "both", "k", 1, &r), SVC_ENOTFOUND);
+    assert_int_equal(svc_quota_usage(f->rl, "t", "qa", &u), SVC_ENOTFOUND);
+    /* added from code: untouched by reloads */
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "from-code", &p), SVC_OK);
+    assert_int_equal(svc_quota_usage(f->rl, "t", "code-quota", &u), SVC_OK);
+
+    /* a name the configuration defined is its own until code adds it again */
+    load_yaml(f->rl, "ratelimit:\n  policies: [\"from-code fixed 9/1s\"]\n");
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "a", &p), SVC_ENOTFOUND);
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "from-code", &p), SVC_OK);
+    assert_int_equal(p.limit, 9);
+    add_policy(f->rl, "from-code", SVC_RL_GCRA, 5, 1000, 0);
+    load_yaml(f->rl, "ratelimit:\n  policies: []\n");
+    assert_int_equal(svc_ratelimit_policy_get(f->rl, "from-code", &p), SVC_OK);
+    assert_int_equal(p.limit, 5);
+}
+
 static void quota_limits_stay_exact_and_names_are_checked(void **state)
 {
     fixture *f = *state;
@@ -1176,6 +1226,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(denied_plan_spends_nothing_and_reports_the_longest_wait,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(config_reload_removes_what_it_no_longer_lists, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bad_input_gets_a_status, setup, teardown),
         cmocka_unit_test_setup_teardown(quota_limits_stay_exact_and_names_are_checked, setup,
