@@ -279,7 +279,10 @@ typedef struct svc_quota_usage_info {
     int64_t window_start_ms; /* UNIX ms of the window's first instant */
     int64_t window_end_ms;   /* UNIX ms of the next window's first instant */
     int64_t reset_ms;        /* ms until window_end_ms */
-    void *reserved[2];
+    int store_error;         /* 1 when the store failed: nothing was counted,
+                                `allowed` is fail_open's answer (and used,
+                                remaining are unknown, 0) */
+    void *reserved[1];       /* (store_error took one word: same size) */
 } svc_quota_usage_info;
 
 /* Adds or replaces a quota. Counters are keyed by quota name, tenant and
@@ -298,7 +301,9 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_quota_add(svc_ratelimit *rl, c
  * when they fit under the limit (out->allowed), and fills *out.
  * SVC_OK; SVC_ENOTFOUND for an unknown quota; SVC_EINVAL for an empty or
  * too long tenant; a store failure as in svc_ratelimit_check(), except that
- * a failing store never counts (out->allowed follows fail_open). */
+ * a failing store never counts: out->store_error = 1, and under fail_open
+ * SVC_OK with out->allowed = 1 (a billing caller tells that apart from a
+ * counted use by store_error), else the store's status. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_quota_consume(svc_ratelimit *rl, const char *tenant,
                                                       const char *quota, uint64_t amount,
                                                       svc_quota_usage_info *out)
@@ -306,7 +311,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_quota_consume(svc_ratelimit *rl, const c
 
 /* Reads the usage of `quota` for `tenant` in the current window without
  * counting. Same returns as svc_quota_consume(), store failures included
- * (a read never fails open: it returns the store's status). */
+ * (a read never fails open: it returns the store's status, with
+ * out->store_error = 1). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_quota_usage(svc_ratelimit *rl, const char *tenant,
                                                     const char *quota,
                                                     svc_quota_usage_info *out)

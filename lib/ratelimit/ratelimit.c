@@ -1280,6 +1280,17 @@ static svc_status quota_window(svc_ratelimit *rl, const rl_quota *q, int64_t now
     return SVC_OK;
 }
 
+/* store_error took one of the two reserved words: the struct keeps the
+ * size (and every other offset) of the release without it */
+typedef struct quota_usage_before_store_error {
+    int allowed;
+    uint64_t used, limit, remaining;
+    int64_t window_start_ms, window_end_ms, reset_ms;
+    void *reserved[2];
+} quota_usage_before_store_error;
+_Static_assert(sizeof(svc_quota_usage_info) == sizeof(quota_usage_before_store_error),
+               "svc_quota_usage_info changed size");
+
 static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *quota,
                             uint64_t amount, bool commit, svc_quota_usage_info *out)
 {
@@ -1329,6 +1340,7 @@ static svc_status quota_run(svc_ratelimit *rl, const char *tenant, const char *q
     st = rl->store->ops->apply(rl->store, &req, &o, &rl->err);
     if (st != SVC_OK) {
         store_failed(rl, q.name, st);
+        out->store_error = 1;
         out->allowed = commit && rl->fail_open;
         return out->allowed ? SVC_OK : st;
     }

@@ -1109,6 +1109,44 @@ static void failing_store_fails_open_or_closed_as_configured(void **state)
     svc_metrics_free(m);
 }
 
+/* A quota on a failing store counts nothing, and says so: under fail_open
+ * the use is admitted with store_error set, so billing can tell it from a
+ * counted one. */
+static void quota_on_a_failing_store_reports_store_error(void **state)
+{
+    (void)state;
+    for (int open = 0; open <= 1; open++) {
+        svc_ratelimit *rl = open_down(open, NULL);
+        svc_quota q = {.name = "calls", .period = SVC_QUOTA_DAY, .limit = 5};
+        assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+        svc_quota_usage_info u;
+        svc_status st = svc_quota_consume(rl, "t", "calls", 1, &u);
+        assert_int_equal(u.store_error, 1);
+        assert_int_equal(u.used, 0);
+        if (open) {
+            assert_int_equal(st, SVC_OK);
+            assert_true(u.allowed);
+        } else {
+            assert_int_equal(st, SVC_EUNAVAILABLE);
+            assert_false(u.allowed);
+        }
+        assert_int_equal(svc_quota_usage(rl, "t", "calls", &u), SVC_EUNAVAILABLE);
+        assert_int_equal(u.store_error, 1);
+        svc_ratelimit_free(rl);
+    }
+    /* a working store: 0 */
+    svc_ratelimit *rl;
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_OK);
+    svc_quota q = {.name = "calls", .period = SVC_QUOTA_DAY, .limit = 5};
+    assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+    svc_quota_usage_info u;
+    memset(&u, 0xff, sizeof u);
+    assert_int_equal(svc_quota_consume(rl, "t", "calls", 1, &u), SVC_OK);
+    assert_int_equal(u.store_error, 0);
+    assert_true(u.allowed);
+    svc_ratelimit_free(rl);
+}
+
 /* A plan whose first peek already fails closed is a fail_closed decision
  * too, counted once, for the policy that failed. */
 static void plan_failing_closed_counts_a_fail_closed_decision(void **state)
@@ -1236,6 +1274,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
         cmocka_unit_test(plan_failing_closed_counts_a_fail_closed_decision),
+        cmocka_unit_test(quota_on_a_failing_store_reports_store_error),
         cmocka_unit_test(unreachable_redis_store_fails_open_or_closed),
         cmocka_unit_test(decisions_are_counted_by_policy_and_result),
     };
