@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,4 +46,44 @@ double rl_test_decisions(svc_metrics *m, const char *policy, const char *result)
     const char *lv[] = {policy, result};
     double v = 0;
     return svc_counter_get(c, lv, &v) == SVC_OK ? v : 0;
+}
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static svc_log_level log_was;
+
+static void log_sink(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    (void)level;
+    rl_test_log *log = ctx;
+    pthread_mutex_lock(&log_mu);
+    if (strstr(line, log->needle)) {
+        log->lines++;
+        size_t n = len < sizeof log->last - 1 ? len : sizeof log->last - 1;
+        memcpy(log->last, line, n);
+        log->last[n] = '\0';
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+void rl_test_log_start(rl_test_log *log, const char *needle)
+{
+    memset(log, 0, sizeof *log);
+    log->needle = needle;
+    log_was = svc_log_get_level();
+    svc_log_set_level(SVC_LOG_INFO);
+    svc_log_set_sink(log_sink, log);
+}
+
+int rl_test_log_count(rl_test_log *log)
+{
+    pthread_mutex_lock(&log_mu);
+    int n = log->lines;
+    pthread_mutex_unlock(&log_mu);
+    return n;
+}
+
+void rl_test_log_stop(void)
+{
+    svc_log_set_sink(NULL, NULL);
+    svc_log_set_level(log_was);
 }

@@ -5,6 +5,7 @@
 #ifndef SVC_TEST_RL_UTIL_H
 #define SVC_TEST_RL_UTIL_H
 
+#include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/ratelimit.h"
 
@@ -16,5 +17,18 @@ svc__rl_store *rl_test_down_store(void);
 
 /* ratelimit_decisions_total{policy, result} in `m`; 0 when never counted. */
 double rl_test_decisions(svc_metrics *m, const char *policy, const char *result);
+
+/* Log lines that contain `needle`, captured from the global log sink
+ * between rl_test_log_start() and rl_test_log_stop() (at INFO and above). */
+typedef struct rl_test_log {
+    const char *needle;
+    int lines;      /* how many matched */
+    char last[1024]; /* the latest match, cut to fit */
+} rl_test_log;
+
+void rl_test_log_start(rl_test_log *log, const char *needle);
+/* The number of matches so far (lines of any thread). */
+int rl_test_log_count(rl_test_log *log);
+void rl_test_log_stop(void);
 
 #endif

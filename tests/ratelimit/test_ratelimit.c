@@ -1065,17 +1065,23 @@ static void bad_input_gets_a_status(void **state)
 }
 
 /* A limiter on a store that is down, failing open or closed. */
-static svc_ratelimit *open_down(int fail_open, svc_metrics *m)
+static svc_ratelimit *open_down_clock(int fail_open, svc_metrics *m, const svc_clock *clock)
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
     o.store_url = "memory:";
     o.fail_open = fail_open;
     o.metrics = m;
+    o.clock = clock;
     svc_ratelimit *rl;
     assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
     svc__ratelimit_set_store(rl, rl_test_down_store());
     return rl;
+}
+
+static svc_ratelimit *open_down(int fail_open, svc_metrics *m)
+{
+    return open_down_clock(fail_open, m, NULL);
 }
 
 #define decisions rl_test_decisions
@@ -1106,6 +1112,48 @@ static void failing_store_fails_open_or_closed_as_configured(void **state)
     }
     assert_true(decisions(m, "p", "fail_open") == 1);
     assert_true(decisions(m, "p", "fail_closed") == 1);
+    svc_metrics_free(m);
+}
+
+/* A failing store is logged (one line per 10 s at most, whatever the rate
+ * of failures) and counted in ratelimit_store_errors_total{store}. */
+static void failing_store_is_logged_at_most_every_10s_and_counted(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, WALL0), SVC_OK);
+    svc_ratelimit *rl = open_down_clock(1, m, svc_manual_clock_get(mc));
+    add_policy(rl, "p", SVC_RL_GCRA, 1, 1000, 0);
+    rl_test_log log;
+    rl_test_log_start(&log, "rate limit store failed");
+    svc_ratelimit_result r;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(svc_ratelimit_check(rl, "p", "k", 1, &r), SVC_OK);
+        assert_int_equal(r.store_error, 1);
+        svc_manual_clock_advance(mc, 100 * MS); /* 5 s in all */
+    }
+    assert_int_equal(rl_test_log_count(&log), 1);
+    assert_non_null(strstr(log.last, "\"store\":\"down\""));
+    assert_non_null(strstr(log.last, "\"for\":\"p\""));
+    assert_non_null(strstr(log.last, "EUNAVAILABLE"));
+    assert_non_null(strstr(log.last, "connection refused"));
+    assert_non_null(strstr(log.last, "\"fail_open\":true"));
+    svc_manual_clock_advance(mc, 5000 * MS); /* 10 s after the first line */
+    assert_int_equal(svc_ratelimit_check(rl, "p", "k", 1, &r), SVC_OK);
+    assert_int_equal(rl_test_log_count(&log), 2);
+    rl_test_log_stop();
+
+    char *text;
+    assert_int_equal(svc_metrics_render(m, &text, NULL), SVC_OK);
+    assert_non_null(strstr(text, "ratelimit_store_errors_total{store=\"down\"} 51"));
+    svc_free(text);
+    svc_ratelimit_stats st;
+    assert_int_equal(svc_ratelimit_stats_get(rl, &st), SVC_OK);
+    assert_int_equal(st.store_errors, 51);
+    svc_ratelimit_free(rl);
+    svc_manual_clock_free(mc);
     svc_metrics_free(m);
 }
 
@@ -1273,6 +1321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_zone_is_kept_only_when_its_edit_commits, setup,
                                         teardown),
         cmocka_unit_test(failing_store_fails_open_or_closed_as_configured),
+        cmocka_unit_test(failing_store_is_logged_at_most_every_10s_and_counted),
         cmocka_unit_test(plan_failing_closed_counts_a_fail_closed_decision),
         cmocka_unit_test(quota_on_a_failing_store_reports_store_error),
         cmocka_unit_test(unreachable_redis_store_fails_open_or_closed),
