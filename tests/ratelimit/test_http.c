@@ -470,12 +470,20 @@ static void shadow_mode_never_denies(void **state)
     o.shadow = 1;
     assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
     env_start(&e);
+    rl_test_log log;
+    rl_test_log_start(&log, "rate limit would deny (shadow mode)");
     for (int i = 0; i < 6; i++) {
         htu_response r;
         assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
         assert_null(htu_header(&r, "RateLimit"));
         htu_response_free(&r);
     }
+    /* one line per would-be denial, naming the policy, the key, the wait */
+    assert_int_equal(rl_test_log_count(&log), 3);
+    rl_test_log_stop();
+    assert_non_null(strstr(log.last, "\"policy\":\"api\""));
+    assert_non_null(strstr(log.last, "\"key\":\"ip:127.0.0.1\""));
+    assert_non_null(strstr(log.last, "\"retry_after_ms\":60000"));
     svc_ratelimit_result res;
     assert_int_equal(svc_ratelimit_peek(e.rl, "api", "ip:127.0.0.1", 1, &res), SVC_OK);
     assert_false(res.allowed); /* the would-be denials were counted */
@@ -485,6 +493,74 @@ static void shadow_mode_never_denies(void **state)
     assert_true(decisions(m, "api", "denied") == 0);
     env_close(&e);
     svc_metrics_free(m);
+}
+
+/* A name that is no policy is checked as a plan: every policy of it, the
+ * denying one named in the 429 and the headers. */
+static void a_plan_name_checks_the_plan(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    add_policy(e.rl, "hour", SVC_RL_FIXED_WINDOW, 2, 3600000);
+    const char *pols[] = {"api", "hour"};
+    assert_int_equal(svc_ratelimit_plan_add(e.rl, "basic", pols, 2), SVC_OK);
+    svc_ratelimit_http_opts o;
+    opts_for(&e, &o, "basic");
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    htu_response r;
+    assert_int_equal(get(&e, "GET", "/x", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"hour\";r=1;t=3600");
+    htu_response_free(&r);
+    status_of(&e, "GET", "/x", NULL, 200);
+    assert_int_equal(get(&e, "GET", "/x", NULL, &r), 429);
+    assert_non_null(strstr(r.body, "\"policy\":\"hour\""));
+    assert_string_equal(htu_header(&r, "RateLimit-Policy"), "\"hour\";q=2;w=3600");
+    htu_response_free(&r);
+    /* both policies were spent on the same key */
+    svc_ratelimit_result res;
+    assert_int_equal(svc_ratelimit_peek(e.rl, "api", "ip:127.0.0.1", 0, &res), SVC_OK);
+    assert_int_equal(res.remaining, 1);
+    env_close(&e);
+}
+
+/* skip_paths replaces the default list: exact paths and prefixes ending in
+ * '*' pass unlimited and without headers; the probes are limited then. */
+static void custom_skip_paths_exact_and_prefix(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    assert_int_equal(svc_app_route(e.app, "GET", "/pub/a", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(e.app, "GET", "/pub/b/c", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(e.app, "GET", "/public", h_ok, NULL), SVC_OK);
+    const char *const skip[] = {"/free", "/pub/*", NULL};
+    svc_ratelimit_http_opts o;
+    opts_for(&e, &o, "api");
+    o.skip_paths = skip;
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    env_start(&e);
+    const char *unlimited[] = {"/free", "/pub/a", "/pub/b/c"};
+    for (int i = 0; i < 5; i++) {
+        htu_response r;
+        assert_int_equal(get(&e, "GET", unlimited[i % 3], NULL, &r), 200);
+        assert_null(htu_header(&r, "RateLimit"));
+        htu_response_free(&r);
+    }
+    /* the prefix is "/pub/", which "/public" does not start with;
+     * "/healthz" is no longer skipped */
+    htu_response r;
+    assert_int_equal(get(&e, "GET", "/public", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"api\";r=2;t=60");
+    htu_response_free(&r);
+    assert_int_equal(get(&e, "GET", "/healthz", NULL, &r), 200);
+    assert_string_equal(htu_header(&r, "RateLimit"), "\"api\";r=1;t=60");
+    htu_response_free(&r);
+    status_of(&e, "GET", "/x", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 429);
+    status_of(&e, "GET", "/pub/a", NULL, 200);
+    env_close(&e);
 }
 
 static void store_down_fails_closed_with_503_or_open(void **state)
@@ -521,6 +597,8 @@ int main(void)
         cmocka_unit_test(keys_from_callback_and_tenant_and_selected_policy),
         cmocka_unit_test(tenant_and_principal_keys_never_collide),
         cmocka_unit_test(shadow_mode_never_denies),
+        cmocka_unit_test(a_plan_name_checks_the_plan),
+        cmocka_unit_test(custom_skip_paths_exact_and_prefix),
         cmocka_unit_test(store_down_fails_closed_with_503_or_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
