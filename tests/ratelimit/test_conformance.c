@@ -127,6 +127,72 @@ static int64_t pttl(const char *key)
     return ms;
 }
 
+/* HGET `key` `field` on the test server: its integer, or -1 when absent. */
+static long long hget(const char *key, const char *field)
+{
+    svc_redis *r = test_pool();
+    const char *argv[] = {"HGET", key, field};
+    svc_redis_reply *rep = NULL;
+    assert_int_equal(svc_redis_command_argv(r, 3, argv, NULL, &rep), SVC_OK);
+    const char *v = svc_redis_reply_string(rep, NULL);
+    long long n = v ? strtoll(v, NULL, 10) : -1;
+    svc_redis_reply_free(rep);
+    svc_redis_free(r);
+    return n;
+}
+
+/* The names the store gives its keys, their hash tags and their expiry:
+ * a policy's key lives while its state matters, plus a second. */
+static void redis_keys_are_named_tagged_and_expire(void **state)
+{
+    (void)state;
+    svc_ratelimit *rl = rl_conformance_open(redis_url, NULL);
+    svc_ratelimit_policy g = {.name = "conf-ttl-g", .algorithm = SVC_RL_GCRA, .limit = 5,
+                              .period_ms = 3600000}; /* T = 720 s */
+    svc_ratelimit_policy fw = {.name = "conf-ttl-f", .algorithm = SVC_RL_FIXED_WINDOW,
+                               .limit = 5, .period_ms = 86400000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &g), SVC_OK);
+    assert_int_equal(svc_ratelimit_policy_add(rl, &fw), SVC_OK);
+    char ukey[64], key[160];
+    rl_conformance_key(ukey, sizeof ukey, "ttl");
+    svc_ratelimit_result r;
+
+    /* GCRA: the whole name is the hash tag; state kind 1; lives until the
+     * bucket is full again (one interval) plus a second */
+    assert_int_equal(svc_ratelimit_check(rl, "conf-ttl-g", ukey, 1, &r), SVC_OK);
+    snprintf(key, sizeof key, "{rl:p|conf-ttl-g|%s}", ukey);
+    assert_int_equal(hget(key, "k"), 1);
+    int64_t ttl = pttl(key);
+    assert_true(ttl > 721000 - 5000 && ttl <= 721000);
+
+    /* fixed window: until the window's end plus a second */
+    assert_int_equal(svc_ratelimit_check(rl, "conf-ttl-f", ukey, 1, &r), SVC_OK);
+    snprintf(key, sizeof key, "{rl:p|conf-ttl-f|%s}", ukey);
+    assert_int_equal(hget(key, "k"), 2);
+    assert_int_equal(hget(key, "c"), 1);
+    ttl = pttl(key);
+    assert_true(ttl <= r.reset_ms + 1000 && ttl > r.reset_ms + 1000 - 5000);
+
+    /* a quota: {rl:q|<quota>|<tenant>} is the tag, the window start follows;
+     * it lives the window's length plus a day */
+    svc_quota q = {.name = "conf-ttl-q", .period = SVC_QUOTA_MONTH, .limit = 10};
+    assert_int_equal(svc_ratelimit_quota_add(rl, &q), SVC_OK);
+    svc_quota_usage_info u;
+    assert_int_equal(svc_quota_consume(rl, ukey, "conf-ttl-q", 2, &u), SVC_OK);
+    snprintf(key, sizeof key, "{rl:q|conf-ttl-q|%s}:%lld", ukey, (long long)u.window_start_ms);
+    assert_int_equal(hget(key, "k"), 4);
+    assert_int_equal(hget(key, "c"), 2);
+    ttl = pttl(key);
+    int64_t want = u.window_end_ms - u.window_start_ms + 86400000;
+    assert_true(ttl > want - 5000 && ttl <= want);
+    /* a peek writes nothing */
+    rl_conformance_key(ukey, sizeof ukey, "peek");
+    assert_int_equal(svc_ratelimit_peek(rl, "conf-ttl-g", ukey, 1, &r), SVC_OK);
+    snprintf(key, sizeof key, "{rl:p|conf-ttl-g|%s}", ukey);
+    assert_int_equal(pttl(key), -2);
+    svc_ratelimit_free(rl);
+}
+
 /* A caller whose clock runs two days behind the server: its window ended
  * (by the server's clock) long ago, yet the counter it writes must live
  * the window's length plus a day from now, not expire at once. */
@@ -293,6 +359,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(instances_straddling_midnight_keep_separate_quota_windows),
             cmocka_unit_test(a_caller_behind_the_server_keeps_its_quota_counter),
             cmocka_unit_test(redis_script_matches_the_engine_exactly),
+            cmocka_unit_test(redis_keys_are_named_tagged_and_expire),
         };
         return failed + cmocka_run_group_tests_name("ratelimit redis store", shared, NULL, NULL);
     }
