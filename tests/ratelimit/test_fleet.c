@@ -290,12 +290,20 @@ static double store_errors_metric(svc_metrics *m)
     return v;
 }
 
+#define STORE_TIMEOUT_MS 300
+/* Longest a call may take while the store hangs or is gone: a bound on a
+ * hang (connect, checkout and command are each bounded by the timeout),
+ * generous so a loaded machine does not trip it. */
+#define HANG_BOUND_MS (3 * STORE_TIMEOUT_MS)
+
+static int64_t mono_ms(void) { return svc_clock_mono_ns(NULL) / 1000000; }
+
 static svc_ratelimit *open_limiter(const char *url, int fail_open, svc_metrics *m)
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
     o.store_url = url;
-    o.store_timeout_ms = 300;
+    o.store_timeout_ms = STORE_TIMEOUT_MS;
     o.fail_open = fail_open;
     o.metrics = m;
     svc_ratelimit *rl = NULL;
@@ -320,24 +328,39 @@ static void assert_enforced(svc_ratelimit *rl, const char *key)
     assert_false(r.store_error);
 }
 
+/* Fails the test when the call that started at `t0` took past the bound. */
+static void within_hang_bound(int64_t t0, const char *what)
+{
+    int64_t took = mono_ms() - t0;
+    if (took >= HANG_BOUND_MS)
+        fail_msg("%s took %lld ms with store_timeout_ms = %d", what, (long long)took,
+                 STORE_TIMEOUT_MS);
+}
+
 /* While the store is down: the open limiter admits with store_error, the
- * closed one returns an error status and denies, HTTP answers 503. Each
- * call returning at all is the point: none may wait past the timeout. */
+ * closed one returns an error status and denies, HTTP answers 503. None
+ * may hang: each returns within HANG_BOUND_MS. */
 static void assert_failing(svc_ratelimit *open_rl, svc_ratelimit *closed_rl, uint16_t http_port,
                            const char *key)
 {
     svc_ratelimit_result r;
     for (int i = 0; i < 5; i++) {
+        int64_t t0 = mono_ms();
         assert_int_equal(svc_ratelimit_check(open_rl, "down", key, 1, &r), SVC_OK);
+        within_hang_bound(t0, "a fail-open check");
         assert_true(r.allowed);
         assert_true(r.store_error);
     }
+    int64_t t0 = mono_ms();
     svc_status st = svc_ratelimit_check(closed_rl, "down", key, 1, &r);
+    within_hang_bound(t0, "a fail-closed check");
     assert_int_not_equal(st, SVC_OK);
     assert_true(st == SVC_EUNAVAILABLE || st == SVC_ETIMEDOUT);
     assert_false(r.allowed);
     htu_response hr;
+    t0 = mono_ms();
     assert_int_equal(htu_request(http_port, "GET", "/x", NULL, NULL, &hr), 0);
+    within_hang_bound(t0, "an HTTP request");
     assert_int_equal(hr.status, 503);
     assert_non_null(strstr(htu_header(&hr, "Content-Type"), "application/problem+json"));
     assert_non_null(strstr(hr.body, "\"code\":\"UNAVAILABLE\""));
