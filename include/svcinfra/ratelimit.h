@@ -14,7 +14,9 @@
  *
  * Algorithms (formulas in docs/ratelimit.md):
  *   SVC_RL_GCRA            generic cell rate algorithm: `limit` units per
- *                          `period_ms`, at most `burst` at once (default).
+ *                          `period_ms` (one every period / limit, rounded
+ *                          up to a whole microsecond), at most `burst` at
+ *                          once (default).
  *   SVC_RL_FIXED_WINDOW    at most `limit` units per window aligned to the
  *                          UNIX epoch (UTC).
  *   SVC_RL_SLIDING_WINDOW  the previous window's count weighted by how much
@@ -25,7 +27,10 @@
  * or a named zone)
  * that roll over at the boundary, for plans and billing (svc_quota_*).
  *
- * Time is the wall clock of opts.clock (windows are aligned to UTC).
+ * Time is the wall clock of opts.clock (windows are aligned to UTC); with a
+ * redis:// store, policies use the Redis server's clock (TIME), so a fleet
+ * whose clocks disagree shares one notion of now. Quota windows always
+ * come from opts.clock, each window counted under a key of its own.
  * Policies, plans and quotas may be added, replaced or removed at any time;
  * checks that start afterwards see the change (no restart, no lock on the
  * check path: the table is swapped as a whole).
@@ -121,8 +126,10 @@ typedef struct svc_ratelimit_opts {
                                 status */
     size_t max_keys;         /* memory store: most keys held (default
                                 262144, minimum 64; about 170-340 bytes
-                                each); beyond it the key closest to
-                                expiry is evicted */
+                                each), split evenly over 64 shards of
+                                max_keys / 64 each; an insert into a full
+                                shard evicts, of 16 keys sampled from that
+                                shard, the one that expires first */
     void *reserved[8];
 } svc_ratelimit_opts;
 
