@@ -214,7 +214,7 @@ static int cmd_relay(const opts *o)
             st = svc_outbox_relay_run_once(r, &n, &bad);
             total += n;
             failed += bad;
-        } while (!st && n + bad >= ro.batch_size);
+        } while (!st && n + bad > 0); /* a round that finds nothing due ends it */
         if (st)
             fprintf(stderr, "svcinfra: relay: %s: %s\n", svc_strerror(st), svc_outbox_errmsg(ob));
         else

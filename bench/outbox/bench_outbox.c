@@ -10,8 +10,12 @@
  *                                  prints "e2e_events_per_s X"
  *   bench_outbox drain URL EVENTS  EVENTS committed events, then one relay
  *                                  drains them; prints "drain_events_per_s X"
+ *   bench_outbox drain-hot URL EVENTS
+ *                                  the same with every event on one key;
+ *                                  prints "drain_hot_events_per_s X"
  *
- * Events are spread over 1000 aggregate keys. The table is emptied first. */
+ * Events are spread over 1000 aggregate keys (but for drain-hot). The
+ * table is emptied first. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -77,9 +81,17 @@ static uint64_t published(svc_outbox_relay *r)
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "claim-sql") == 0) {
-        /* the statement as the relay sends it, its parameter inlined */
-        const char *p = strstr(svc__ob_claim_sql, "$1");
-        printf("%.*s%s%s\n", (int)(p - svc__ob_claim_sql), svc__ob_claim_sql, argv[2], p + 2);
+        /* the statement as the relay sends it, its parameters ($1 batch
+         * size, $2 window: the batch size too) inlined */
+        for (const char *p = svc__ob_claim_sql; *p; p++) {
+            if (p[0] == '$' && (p[1] == '1' || p[1] == '2')) {
+                fputs(argv[2], stdout);
+                p++;
+            } else {
+                putchar(*p);
+            }
+        }
+        putchar('\n');
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "put-sql") == 0) {
@@ -99,11 +111,13 @@ int main(int argc, char **argv)
         putchar('\n');
         return 0;
     }
-    if (argc != 4 || (strcmp(argv[1], "e2e") && strcmp(argv[1], "drain"))) {
-        fprintf(stderr, "usage: bench_outbox claim-sql N | e2e URL EVENTS | drain URL EVENTS\n");
+    if (argc != 4 || (strcmp(argv[1], "e2e") && strcmp(argv[1], "drain") &&
+                      strcmp(argv[1], "drain-hot"))) {
+        fprintf(stderr, "usage: bench_outbox claim-sql N | put-sql | e2e URL EVENTS | "
+                        "drain URL EVENTS | drain-hot URL EVENTS\n");
         return 2;
     }
-    int e2e = strcmp(argv[1], "e2e") == 0;
+    int e2e = strcmp(argv[1], "e2e") == 0, hot = strcmp(argv[1], "drain-hot") == 0;
     events = atol(argv[3]);
     svc_pg_opts po;
     svc_pg_opts_default(&po);
@@ -128,14 +142,15 @@ int main(int argc, char **argv)
     check(svc_outbox_relay_new(&r, ob, &ro), "relay");
 
     if (!e2e) {
-        char n[24];
+        char n[24], keys[24];
         snprintf(n, sizeof n, "%ld", events);
-        const char *params[] = {n};
+        snprintf(keys, sizeof keys, "%d", hot ? 1 : KEYS);
+        const char *params[] = {n, keys};
         check(svc_pg_exec(pg,
                           "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
-                          "SELECT 'bench.event', 'key-' || (i % 1000), json_build_object('n', i)\n"
+                          "SELECT 'bench.event', 'key-' || (i % $2::int), json_build_object('n', i)\n"
                           "  FROM generate_series(1, $1::int) i",
-                          1, params, NULL),
+                          2, params, NULL),
               "fill");
         check(svc_pg_exec(pg, "VACUUM ANALYZE svc_outbox", 0, NULL, NULL), "analyze");
     }
@@ -158,7 +173,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_outbox: only %llu of %ld published\n", (unsigned long long)n, events);
         return 1;
     }
-    printf("%s_events_per_s %.0f\n", e2e ? "e2e" : "drain", (double)n / dt);
+    printf("%s_events_per_s %.0f\n", e2e ? "e2e" : hot ? "drain_hot" : "drain", (double)n / dt);
     svc_outbox_relay_free(r);
     svc_outbox_free(ob);
     svc_pg_free(pg);

@@ -21,11 +21,14 @@
  *     message it publishes (SELECT ... FOR UPDATE SKIP LOCKED in the claim
  *     transaction, committed with the marks), so any number of relays may
  *     run against one database;
- *   - per-aggregate-key order: a relay claims only the oldest unpublished
- *     event of a key (NOT EXISTS an older unpublished row of that key), so
- *     a later event of a key is never published before an earlier one, by
- *     any relay; svc_outbox_put_tx() takes a per-key transaction advisory
- *     lock so that ids of one key are assigned in commit order;
+ *   - per-aggregate-key order: a relay claims a key's oldest unpublished
+ *     event, and the events behind it only together with it (a run,
+ *     published in id order, stopping at the first failure), so a later
+ *     event of a key is never published before an earlier one, by any
+ *     relay; svc_outbox_put_tx() takes a per-key transaction advisory
+ *     lock so that ids of one key are assigned in commit order. A key's
+ *     backlog goes out a batch per round, and a claim costs the same
+ *     however many events wait behind a key (docs/outbox.md);
  *   - a failing publish is retried with exponential backoff, holding back
  *     the later events of its key only.
  *
@@ -243,8 +246,10 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_relay_new(svc_outbox_relay **out,
 
 /* Claims one batch, publishes it and marks it, on the calling thread.
  * `*published` (when non-NULL) receives how many were published, `*failed`
- * (when non-NULL) how many publishes failed (they will be retried). A
- * batch smaller than batch_size means no more work is due now.
+ * (when non-NULL) how many publishes failed (they will be retried). The
+ * events of a batch behind a failure of the same key are neither: they
+ * wait for the retry. Run rounds until one publishes and fails nothing to
+ * drain what is due now.
  * Returns SVC_OK, or a backend status (the claim or the mark failed: the
  * events stay unpublished and are claimed again). Must not be called while
  * the relay's thread runs (SVC_EBUSY). */

@@ -344,46 +344,83 @@ static void hook(svc_outbox_relay *r, svc__ob_step step, const svc__ob_item *it)
         r->hook(r->hook_ctx, step, it);
 }
 
-static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *failed)
+static int item_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const svc__ob_item *)a)->msg.id, y = ((const svc__ob_item *)b)->msg.id;
+    return x < y ? -1 : x > y;
+}
+
+/* Publishes one item; a failure gets its backoff and a clean reason. */
+static bool publish_item(svc_outbox_relay *r, svc__ob_item *it)
+{
+    it->error[0] = '\0';
+    svc_status ps = r->o.publisher.publish(r->o.publisher.ctx, &it->msg, it->error, sizeof it->error);
+    if (ps == SVC_OK) {
+        it->outcome = SVC__OB_PUBLISHED;
+        hook(r, SVC__OB_STEP_PUBLISHED, it);
+        return true;
+    }
+    it->outcome = SVC__OB_FAILED;
+    it->retry_delay_ms = svc__ob_backoff_ms(it->msg.attempts, r->o.backoff_initial_ms,
+                                            r->o.backoff_max_ms);
+    it->error[sizeof it->error - 1] = '\0';
+    if (!it->error[0])
+        snprintf(it->error, sizeof it->error, "%s", svc_strerror(ps));
+    /* A reason cut to the buffer may end inside a character, and a
+     * publisher may pass on any bytes: the store and the log take UTF-8
+     * only. */
+    svc__ob_utf8_clean(it->error);
+    svc_logf(SVC_LOG_WARN, "outbox: publish of event %s (%s) via %s failed: %s; retry in %lld ms",
+             it->msg.message_id, it->msg.topic,
+             r->o.publisher.name ? r->o.publisher.name : "publisher", it->error,
+             (long long)it->retry_delay_ms);
+    return false;
+}
+
+/* One round. *claimed receives the size of the batch (a full one means more
+ * may be due at once). */
+static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *failed,
+                             size_t *claimed)
 {
     svc__ob_store *s = r->ob->store;
     svc__ob_batch b = {0};
     size_t ok = 0, bad = 0;
     atomic_fetch_add(&r->batches, 1);
     svc_status st = s->ops->claim(s, r->o.batch_size, &b, &r->ob->err);
+    *claimed = st ? 0 : b.n;
     if (st) {
         /* A failed claim may still hold what it took (postgres: a pooled
          * connection inside an aborted transaction): give it back. */
         atomic_fetch_add(&r->backend_errors, 1);
     } else if (b.n) {
         hook(r, SVC__OB_STEP_CLAIMED, NULL);
+        /* In id order, so a key's events go out in the order they were put;
+         * after a failure the rest of its key waits (held) for the retry. */
+        qsort(b.items, b.n, sizeof *b.items, item_cmp);
+        svc__ob_map failed_keys = {0};
         for (size_t i = 0; i < b.n; i++) {
             svc__ob_item *it = &b.items[i];
-            it->error[0] = '\0';
-            svc_status ps = r->o.publisher.publish(r->o.publisher.ctx, &it->msg, it->error,
-                                                   sizeof it->error);
-            if (ps == SVC_OK) {
-                it->outcome = SVC__OB_PUBLISHED;
+            const char *key = it->msg.aggregate_key;
+            size_t kl = strlen(key);
+            if (failed_keys.slots && svc__ob_map_find(&failed_keys, key, kl)) {
+                it->outcome = SVC__OB_HELD;
+                continue;
+            }
+            if (publish_item(r, it)) {
                 ok++;
-                hook(r, SVC__OB_STEP_PUBLISHED, it);
-            } else {
-                it->outcome = SVC__OB_FAILED;
-                it->retry_delay_ms = svc__ob_backoff_ms(it->msg.attempts, r->o.backoff_initial_ms,
-                                                        r->o.backoff_max_ms);
-                it->error[sizeof it->error - 1] = '\0';
-                if (!it->error[0])
-                    snprintf(it->error, sizeof it->error, "%s", svc_strerror(ps));
-                /* A reason cut to the buffer may end inside a character, and a
-                 * publisher may pass on any bytes: the store and the log take
-                 * UTF-8 only. */
-                svc__ob_utf8_clean(it->error);
-                svc_logf(SVC_LOG_WARN, "outbox: publish of event %s (%s) via %s failed: %s; retry in %lld ms",
-                         it->msg.message_id, it->msg.topic,
-                         r->o.publisher.name ? r->o.publisher.name : "publisher", it->error,
-                         (long long)it->retry_delay_ms);
-                bad++;
+                continue;
+            }
+            bad++;
+            /* Without room to remember the key, hold back the rest of the
+             * batch: never publish past a failure. */
+            if ((!failed_keys.slots && svc__ob_map_init(&failed_keys)) ||
+                !svc__ob_map_add(&failed_keys, key, kl, NULL)) {
+                for (size_t j = i + 1; j < b.n; j++)
+                    b.items[j].outcome = SVC__OB_HELD;
+                break;
             }
         }
+        svc__ob_map_destroy(&failed_keys);
         st = s->ops->finish(s, &b, &r->ob->err);
         if (st) {
             atomic_fetch_add(&r->backend_errors, 1);
@@ -410,7 +447,8 @@ svc_status svc_outbox_relay_run_once(svc_outbox_relay *r, size_t *published, siz
         *failed = 0;
     if (r->started)
         return svc__err_set(&r->ob->err, SVC_EBUSY, "outbox relay: its thread is running");
-    return round_once(r, published, failed);
+    size_t claimed;
+    return round_once(r, published, failed, &claimed);
 }
 
 static void maybe_prune(svc_outbox_relay *r)
@@ -433,13 +471,13 @@ static void *relay_main(void *arg)
 {
     svc_outbox_relay *r = arg;
     while (!atomic_load(&r->stop)) {
-        size_t n = 0, bad = 0;
-        svc_status st = round_once(r, &n, &bad);
+        size_t claimed = 0;
+        svc_status st = round_once(r, NULL, NULL, &claimed);
         maybe_prune(r);
         if (st)
             svc_logf(SVC_LOG_ERROR, "outbox relay: %s: %s (retrying after the poll interval)",
                      svc_strerror(st), svc_outbox_errmsg(r->ob));
-        if (!st && n + bad >= r->o.batch_size)
+        if (!st && claimed >= r->o.batch_size)
             continue; /* more may be due at once */
         if (atomic_load(&r->stop))
             break;

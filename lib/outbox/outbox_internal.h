@@ -4,12 +4,24 @@
  *
  * A relay round is claim → publish each → finish:
  *
- *   relay ──claim(max)──► store: oldest unpublished, due event of each key
- *     │                    not held by another relay (postgres: row locks
- *     │                    of an open transaction; memory: a claimed flag)
- *     ├─ publisher->publish(item) ─► outcome: published | failed(delay, why)
+ *   relay ──claim(max)──► store: the oldest unpublished event (the head) of
+ *     │                    each key whose head is due and not held by
+ *     │                    another relay (postgres: row locks of an open
+ *     │                    transaction; memory: a claimed flag), and behind
+ *     │                    a head it holds, the next events of that key (a
+ *     │                    run) while the batch has room
+ *     ├─ sort by id, publisher->publish(item) ─► published | failed(delay,
+ *     │                    why) | held (an earlier event of its key failed
+ *     │                    in this round: not published, not marked)
  *     └─finish(batch)──► store: marks applied together (postgres: one
  *                        UPDATE + COMMIT), claims released
+ *
+ * Why a run keeps per-key order: only the holder of a key's head may take
+ * events behind it, the head stays unpublished (so held) until the round
+ * commits, and the relay publishes a run in id order and stops at the
+ * first failure. Events behind a head are never attempted before it, so
+ * they are always due; the only marks a round writes are "published" on a
+ * prefix of each run and "failed" on the event after it.
  *
  * A relay that dies before finish leaves nothing marked: every event of
  * its batch is claimed again (at-least-once).
@@ -26,7 +38,8 @@
 typedef enum svc__ob_outcome {
     SVC__OB_PENDING = 0,
     SVC__OB_PUBLISHED = 1,
-    SVC__OB_FAILED = 2
+    SVC__OB_FAILED = 2,
+    SVC__OB_HELD = 3          /* behind a failure of its key in this round */
 } svc__ob_outcome;
 
 typedef struct svc__ob_item {
@@ -40,8 +53,9 @@ typedef struct svc__ob_item {
 
 typedef struct svc__ob_batch {
     size_t n;
-    svc__ob_item *items;      /* n entries */
-    void *backend;            /* postgres: the claim transaction and result */
+    svc__ob_item *items;      /* n entries, in any order (the relay sorts
+                                 them by id) */
+    void *backend;            /* postgres: the claim transaction and results */
 } svc__ob_batch;
 
 typedef struct svc__ob_store svc__ob_store;
@@ -52,7 +66,9 @@ typedef struct svc__ob_store_ops {
     /* Writes one event on its own (validated arguments). */
     svc_status (*put)(svc__ob_store *s, const char *topic, const char *key, const char *payload,
                       const char *headers, int64_t *id, svc__err *err);
-    /* Claims at most `max` events into *b (b->n = 0 when none is due).
+    /* Claims at most `max` events into *b (b->n = 0 when none is due):
+     * heads of keys, then runs behind them (see above). Fewer than `max`
+     * means nothing else was due and free when the claim ran.
      * batch_free() follows every claim, the failed ones included: a
      * failed claim may hold resources (postgres: a pooled connection). */
     svc_status (*claim)(svc__ob_store *s, size_t max, svc__ob_batch *b, svc__err *err);
@@ -83,8 +99,9 @@ struct svc_pg;
  * parameters of a pooled connection. SVC_ENOTSUP without libpq. */
 svc_status svc__ob_store_pg_new(svc__ob_store **out, struct svc_pg *pg, const char *url);
 
-/* The relay's claim statement ($1 = batch size), for the benchmark's
- * pgbench run of the same SQL. */
+/* The relay's first claim statement ($1 = batch size, $2 = how many of the
+ * oldest unpublished events to look at, the batch size): the heads of the
+ * keys of those events. The benchmark runs the same SQL with pgbench. */
 extern const char svc__ob_claim_sql[];
 /* svc_outbox_put_tx()'s statement ($1 topic, $2 key, $3 payload, $4 headers). */
 extern const char svc__ob_put_sql[];

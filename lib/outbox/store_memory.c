@@ -1,14 +1,22 @@
 /* store_memory.c - the outbox in one process, with the semantics of the
- * postgres store: a relay claims only the oldest unpublished event of a key
- * (and none another relay holds), marks apply when the round finishes, a
- * failed publish waits its backoff, published events are pruned by age.
+ * postgres store: a relay claims the oldest unpublished event (the head)
+ * of keys whose head is due and not held by another relay, then the next
+ * events behind the heads it holds (runs), marks apply when the round
+ * finishes, a failed publish waits its backoff, published events are
+ * pruned by age.
  *
  *   pending list (id order) ──► e1(k=a) ─ e2(k=b) ─ e3(k=a) ─ e4(k=c)
- *   keys map:  a ─► head e1 ─key_next─► e3      claimable: e1, e2, e4
- *              b ─► head e2                      (e3 waits for e1)
- *              c ─► head e4
+ *   keys map:  a ─► head e1 ─key_next─► e3      heads: e1, e2, e4; e3 can
+ *              b ─► head e2                     only come in a run behind
+ *              c ─► head e4                     e1, held by the same relay
+ *   ready ring of keys: a ─ b ─ c    a claim walks it from the front; a key
+ *                                    whose head was published moves to the
+ *                                    back (round robin, new keys join there)
  *   published list (publish order) ──► oldest ... newest   (pruned by age,
  *                                      and dropped first when full)
+ *
+ * A claim walks keys, not events: the events queued behind a head cost
+ * nothing until their key's turn.
  *
  * One mutex guards everything; puts wake relays through a condition
  * variable (on CLOCK_MONOTONIC).
@@ -34,6 +42,8 @@ typedef struct mem_msg {
 
 typedef struct mem_key {
     mem_msg *head, *tail;
+    struct mem_key *prev, *next;  /* the ready ring, in turn order */
+    svc__ob_map_entry *entry;     /* whose value this is */
 } mem_key;
 
 typedef struct mem_list {
@@ -50,6 +60,7 @@ typedef struct mem_store {
     size_t max;
     int64_t seq;
     svc__ob_map keys;
+    mem_key *first, *last;        /* keys with pending events, in turn order */
     mem_list pending, published;
 } mem_store;
 
@@ -83,6 +94,30 @@ static void list_unlink(mem_list *l, mem_msg *m)
         l->last = m->prev;
     m->prev = m->next = NULL;
     l->n--;
+}
+
+static void key_push(mem_store *s, mem_key *k)
+{
+    k->next = NULL;
+    k->prev = s->last;
+    if (s->last)
+        s->last->next = k;
+    else
+        s->first = k;
+    s->last = k;
+}
+
+static void key_unlink(mem_store *s, mem_key *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->first = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    else
+        s->last = k->prev;
+    k->prev = k->next = NULL;
 }
 
 static void msg_free(mem_msg *m)
@@ -137,6 +172,8 @@ static svc_status mem_put(svc__ob_store *base, const char *topic, const char *ke
             msg_free(m);
             return SVC_ENOMEM;
         }
+        k->entry = e;
+        key_push(s, k);
     }
     mem_key *k = e->value;
     m->key = e;
@@ -154,6 +191,22 @@ static svc_status mem_put(svc__ob_store *base, const char *topic, const char *ke
     return SVC_OK;
 }
 
+static void claim_msg(svc__ob_batch *b, mem_msg *m)
+{
+    m->claimed = true;
+    svc__ob_item *it = &b->items[b->n++];
+    it->ref = m;
+    it->msg.id = m->id;
+    snprintf(it->id_text, sizeof it->id_text, "%lld", (long long)m->id);
+    it->msg.message_id = it->id_text;
+    it->msg.topic = m->topic;
+    it->msg.aggregate_key = m->key->key;
+    it->msg.payload = m->payload;
+    it->msg.headers = m->headers;
+    it->msg.attempts = m->attempts;
+    it->msg.created_ms = m->created_wall_ns / SVC__NS_PER_MS;
+}
+
 static svc_status mem_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, svc__err *err)
 {
     (void)err;
@@ -161,44 +214,54 @@ static svc_status mem_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, s
     memset(b, 0, sizeof *b);
     int64_t now = svc_clock_mono_ns(s->clock);
     pthread_mutex_lock(&s->mu);
-    size_t cap = max < s->keys.count ? max : s->keys.count;
+    size_t cap = max < s->pending.n ? max : s->pending.n;
     if (cap == 0) {
         pthread_mutex_unlock(&s->mu);
         return SVC_OK;
     }
     b->items = svc__calloc(cap, sizeof *b->items);
-    if (!b->items) {
+    mem_msg **runs = svc__calloc(cap, sizeof *runs); /* per held head: the run's last event */
+    if (!b->items || !runs) {
         pthread_mutex_unlock(&s->mu);
+        svc_free(b->items);
+        svc_free(runs);
+        b->items = NULL;
         return SVC_ENOMEM;
     }
-    /* Only a key's head is claimable, so at most one item per key: the
-     * scan can stop once every key's head has been seen. */
-    size_t heads = 0;
-    for (mem_msg *m = s->pending.first; m && b->n < cap && heads < s->keys.count; m = m->next) {
-        mem_key *k = m->key->value;
-        if (k->head != m)
-            continue;
-        heads++;
+    /* Heads, in turn order: due, and not held by another relay. */
+    size_t nheads = 0;
+    for (mem_key *k = s->first; k && b->n < cap; k = k->next) {
+        mem_msg *m = k->head;
         if (m->claimed || m->due_mono_ns > now)
             continue;
-        m->claimed = true;
-        svc__ob_item *it = &b->items[b->n++];
-        it->ref = m;
-        it->msg.id = m->id;
-        snprintf(it->id_text, sizeof it->id_text, "%lld", (long long)m->id);
-        it->msg.message_id = it->id_text;
-        it->msg.topic = m->topic;
-        it->msg.aggregate_key = m->key->key;
-        it->msg.payload = m->payload;
-        it->msg.headers = m->headers;
-        it->msg.attempts = m->attempts;
-        it->msg.created_ms = m->created_wall_ns / SVC__NS_PER_MS;
+        claim_msg(b, m);
+        runs[nheads++] = m;
+    }
+    /* Runs behind them, an equal part of the room each; a run that ends
+     * early leaves its part to the others. */
+    size_t open = nheads;
+    while (b->n < cap && open) {
+        size_t per = (cap - b->n + open - 1) / open;
+        open = 0;
+        for (size_t i = 0; i < nheads && b->n < cap; i++) {
+            size_t took = 0;
+            while (runs[i] && took < per && b->n < cap) {
+                mem_msg *next = runs[i]->key_next;
+                if (next)
+                    claim_msg(b, next);
+                runs[i] = next;
+                took += next != NULL;
+            }
+            open += runs[i] && runs[i]->key_next;
+        }
     }
     pthread_mutex_unlock(&s->mu);
+    svc_free(runs);
     return SVC_OK;
 }
 
-/* Applies (or, when !apply, only releases) the claims of b. */
+/* Applies (or, when !apply, only releases) the claims of b, whose items are
+ * in id order: a key's published events move its head along one by one. */
 static void mem_release(mem_store *s, svc__ob_batch *b, bool apply)
 {
     int64_t now = svc_clock_mono_ns(s->clock);
@@ -209,13 +272,18 @@ static void mem_release(mem_store *s, svc__ob_batch *b, bool apply)
         if (!m || !m->claimed)
             continue;
         m->claimed = false;
-        if (!apply)
+        it->ref = NULL;
+        if (!apply || it->outcome == SVC__OB_HELD || it->outcome == SVC__OB_PENDING)
             continue;
         if (it->outcome == SVC__OB_PUBLISHED) {
             mem_key *k = m->key->value;
             k->head = m->key_next;
-            if (!k->head) {
-                svc__ob_map_remove(&s->keys, m->key);
+            key_unlink(s, k);
+            if (k->head) {
+                key_push(s, k); /* its next turn comes after the other keys' */
+            } else {
+                k->tail = NULL;
+                svc__ob_map_remove(&s->keys, k->entry);
                 svc_free(k);
             }
             m->key = NULL;
@@ -227,7 +295,6 @@ static void mem_release(mem_store *s, svc__ob_batch *b, bool apply)
             m->attempts++;
             m->due_mono_ns = svc__ob_add_ms(now, it->retry_delay_ms);
         }
-        it->ref = NULL;
     }
     pthread_mutex_unlock(&s->mu);
 }

@@ -4,24 +4,41 @@
  * it publishes until their marks commit:
  *
  *   BEGIN
- *   SELECT ... FROM svc_outbox o
- *    WHERE o.published_at IS NULL AND o.next_attempt_at <= now()
- *      AND NOT EXISTS (an unpublished row of the same key with a smaller id)
- *    ORDER BY o.id LIMIT $n
- *    FOR UPDATE SKIP LOCKED            -- rows another relay holds are skipped
- *   ... publish each ...
+ *   1. heads  the keys of the oldest unpublished events (a window of one
+ *             batch, index on id), the oldest unpublished row of each of
+ *             those keys (index on aggregate_key, id), locked if due:
+ *             FOR UPDATE SKIP LOCKED (rows another relay holds are skipped)
+ *   2. more heads, only when 1 left room and its window was full: a skip
+ *             scan over the distinct keys of unpublished rows (one index
+ *             probe per key, from where the previous claim stopped, round
+ *             robin), the same lock; repeated until the batch is full or
+ *             every key was looked at
+ *   3. runs   for the heads it holds, the next unpublished rows of the same
+ *             keys in id order, sharing the room left, locked FOR UPDATE
+ *   ... publish each in id order ...
  *   UPDATE ... published_at = now() / attempts + 1, next_attempt_at = backoff
  *   COMMIT                             -- a relay that dies before this
  *                                      -- loses its locks, marks nothing
  *
- * Order per key: the NOT EXISTS makes only the oldest unpublished row of a
- * key claimable. While a relay holds that row (locked, still unpublished),
- * another relay skips it and finds the next row of the key blocked by it;
- * once the mark commits, the next row becomes the oldest. A statement whose
- * snapshot predates that commit still sees the older row unpublished, so
- * it cannot claim the newer one early. Ids of one key follow commit order
- * because svc_outbox_put_tx() holds a per-key advisory lock until its
- * transaction ends.
+ * Each step costs index probes in proportion to the batch (and, for step 2,
+ * to the keys skipped), never to the backlog behind a key: a hot key with
+ * 100000 events, or a failing event in front of them, costs the same as a
+ * key with one.
+ *
+ * Order per key: a head is claimable only as the oldest unpublished row of
+ * its key in the statement's snapshot, and its lock is taken with a recheck
+ * of the row's current version (published_at IS NULL, due). Ids of one key
+ * follow commit order because svc_outbox_put_tx() holds a per-key advisory
+ * lock until its transaction ends, so every row of the key older than a
+ * visible row is visible too: a locked head is the key's true oldest
+ * unpublished row, and nobody else can lock it until this round commits.
+ * Rows behind a head are marked only in the round that publishes the head
+ * (outbox_internal.h), so while this relay holds the head, no other relay
+ * holds or has marked any of them: step 3 reads them in a snapshot taken
+ * after the head locks and locks them without contention. A statement
+ * whose snapshot predates another relay's commit sees an older row still
+ * unpublished, so it cannot take a newer one early; the recheck refuses
+ * the older one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,17 +67,94 @@ const char svc__ob_put_sql[] =
     "         SELECT $1, $2, $3::json, $4::json FROM l RETURNING id)\n"
     "SELECT id, pg_notify('" SVC_OUTBOX_CHANNEL "', '') FROM ins";
 
+/* Step 1. $1 batch size, $2 window. Columns: window rows, then the claimed
+ * heads (or one row of NULLs): id, topic, aggregate_key, payload, headers,
+ * attempts, created_ms, and how many window rows their key has. */
 const char svc__ob_claim_sql[] =
+    "WITH w AS (\n"
+    "    SELECT aggregate_key FROM svc_outbox\n"
+    "     WHERE published_at IS NULL ORDER BY id LIMIT $2),\n"
+    "heads AS (\n"
+    "    SELECT h.id, c.cnt\n"
+    "      FROM (SELECT aggregate_key AS k, count(*) AS cnt FROM w GROUP BY 1) c\n"
+    "     CROSS JOIN LATERAL (SELECT x.id, x.next_attempt_at FROM svc_outbox x\n"
+    "                          WHERE x.aggregate_key = c.k AND x.published_at IS NULL\n"
+    "                          ORDER BY x.id LIMIT 1) h\n"
+    "     WHERE h.next_attempt_at <= now()),\n"
+    "claimed AS MATERIALIZED (\n"
+    "    SELECT o.id, o.topic, o.aggregate_key, o.payload, o.headers, o.attempts,\n"
+    "           (extract(epoch FROM o.created_at) * 1000)::bigint, heads.cnt\n"
+    "      FROM svc_outbox o JOIN heads ON heads.id = o.id\n"
+    "     WHERE o.published_at IS NULL AND o.next_attempt_at <= now()\n"
+    "     ORDER BY o.id LIMIT $1\n"
+    "       FOR UPDATE OF o SKIP LOCKED)\n"
+    "SELECT (SELECT count(*) FROM w), c.*\n"
+    "  FROM (SELECT 1) one LEFT JOIN claimed c ON true";
+
+/* Step 2, one pass. $1 room, $2 the key to start after, $3 keys to look at,
+ * $4 the key the cycle started after ('' = the first key), $5 whether this
+ * cycle already wrapped around to the first key, $6 keys already held.
+ * s1 walks keys after $2 (up to $4 once wrapped); when it reaches the end,
+ * s2 goes on from the first key up to $4. Columns: the last key looked at,
+ * wrapped, complete (every key was looked at), then claimed heads as in
+ * step 1 (cnt NULL). */
+static const char heads_skip_sql[] =
+    "WITH RECURSIVE\n"
+    "s1(k, n) AS (\n"
+    "    SELECT (SELECT min(aggregate_key) FROM svc_outbox\n"
+    "             WHERE published_at IS NULL AND aggregate_key > $2::text), 1\n"
+    "  UNION ALL\n"
+    "    SELECT (SELECT min(aggregate_key) FROM svc_outbox\n"
+    "             WHERE published_at IS NULL AND aggregate_key > s.k), s.n + 1\n"
+    "      FROM s1 s\n"
+    "     WHERE s.k IS NOT NULL AND s.n < $3 AND NOT ($5 AND s.k >= $4::text)),\n"
+    "s2(k, n) AS (\n"
+    "    SELECT (SELECT min(aggregate_key) FROM svc_outbox WHERE published_at IS NULL), 1\n"
+    "     WHERE NOT $5 AND $4::text <> '' AND EXISTS (SELECT 1 FROM s1 WHERE k IS NULL)\n"
+    "  UNION ALL\n"
+    "    SELECT (SELECT min(aggregate_key) FROM svc_outbox\n"
+    "             WHERE published_at IS NULL AND aggregate_key > s.k), s.n + 1\n"
+    "      FROM s2 s\n"
+    "     WHERE s.k < $4::text AND s.n + (SELECT count(k) FROM s1) < $3),\n"
+    "cand AS (SELECT k FROM s1 WHERE k IS NOT NULL UNION SELECT k FROM s2 WHERE k IS NOT NULL),\n"
+    "heads AS (\n"
+    "    SELECT h.id FROM cand\n"
+    "     CROSS JOIN LATERAL (SELECT x.id, x.next_attempt_at FROM svc_outbox x\n"
+    "                          WHERE x.aggregate_key = cand.k AND x.published_at IS NULL\n"
+    "                          ORDER BY x.id LIMIT 1) h\n"
+    "     WHERE h.next_attempt_at <= now() AND cand.k <> ALL ($6::text[])),\n"
+    "claimed AS MATERIALIZED (\n"
+    "    SELECT o.id, o.topic, o.aggregate_key, o.payload, o.headers, o.attempts,\n"
+    "           (extract(epoch FROM o.created_at) * 1000)::bigint, NULL::bigint\n"
+    "      FROM svc_outbox o\n"
+    "     WHERE o.id IN (SELECT id FROM heads)\n"
+    "       AND o.published_at IS NULL AND o.next_attempt_at <= now()\n"
+    "     ORDER BY o.id LIMIT $1\n"
+    "       FOR UPDATE OF o SKIP LOCKED)\n"
+    "SELECT coalesce((SELECT max(k) FROM s2), (SELECT max(k) FROM s1)),\n"
+    "       $5 OR EXISTS (SELECT 1 FROM s2),\n"
+    "       (EXISTS (SELECT 1 FROM s1 WHERE k IS NULL) AND ($5 OR $4::text = ''))\n"
+    "       OR ($5 AND EXISTS (SELECT 1 FROM s1 WHERE k >= $4::text))\n"
+    "       OR EXISTS (SELECT 1 FROM s2 WHERE k IS NULL OR k >= $4::text),\n"
+    "       c.*\n"
+    "  FROM (SELECT 1) one LEFT JOIN claimed c ON true";
+
+/* Step 3. $1 keys, $2 the id after which each key's run goes on, $3 most
+ * rows per key, $4 most rows in all (the oldest first). Columns as the
+ * claimed heads, the last one being the key's position in $1 (from 1). */
+static const char runs_sql[] =
+    "WITH runs AS (\n"
+    "    SELECT f.id, h.i FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS h(k, after, i)\n"
+    "     CROSS JOIN LATERAL (SELECT x.id FROM svc_outbox x\n"
+    "                          WHERE x.aggregate_key = h.k AND x.published_at IS NULL\n"
+    "                            AND x.id > h.after\n"
+    "                          ORDER BY x.id LIMIT $3) f\n"
+    "     ORDER BY f.id LIMIT $4)\n"
     "SELECT o.id, o.topic, o.aggregate_key, o.payload, o.headers, o.attempts,\n"
-    "       (extract(epoch FROM o.created_at) * 1000)::bigint\n"
-    "  FROM svc_outbox o\n"
-    " WHERE o.published_at IS NULL AND o.next_attempt_at <= now()\n"
-    "   AND NOT EXISTS (SELECT 1 FROM svc_outbox p\n"
-    "                    WHERE p.aggregate_key = o.aggregate_key\n"
-    "                      AND p.published_at IS NULL AND p.id < o.id)\n"
-    " ORDER BY o.id\n"
-    " LIMIT $1\n"
-    "   FOR UPDATE OF o SKIP LOCKED";
+    "       (extract(epoch FROM o.created_at) * 1000)::bigint, runs.i\n"
+    "  FROM svc_outbox o JOIN runs ON runs.id = o.id\n"
+    " WHERE o.published_at IS NULL\n"
+    "   FOR UPDATE OF o";
 
 static const char mark_ok_sql[] =
     "UPDATE svc_outbox SET published_at = now() WHERE id = ANY($1::bigint[])";
@@ -99,13 +193,22 @@ typedef struct pg_store {
     svc__ob_store base;
     svc_pg *pg;
     char *url;                   /* LISTEN connection URL, or NULL */
-    pthread_mutex_t mu;          /* guards the copied parameters */
+    pthread_mutex_t mu;          /* guards the copied parameters and cursor */
     char **kw, **val;            /* parameters copied from a pooled connection */
+    char *cursor;                /* the key the last skip scan stopped at, or NULL */
 } pg_store;
+
+/* One statement's claimed rows: columns from `col` on are id, topic,
+ * aggregate_key, payload, headers, attempts, created_ms, extra. */
+typedef struct pg_part {
+    svc_pg_result *res;
+    int col;
+} pg_part;
 
 typedef struct pg_batch {
     svc_pg_tx *tx;
-    svc_pg_result *res;
+    pg_part *parts;              /* the items point into these results */
+    size_t nparts, cap;
 } pg_batch;
 
 static svc_status pg_fail(pg_store *s, svc__err *err, svc_status st, const char *what)
@@ -127,45 +230,273 @@ static svc_status pg_put(svc__ob_store *base, const char *topic, const char *key
     return st ? pg_fail(s, err, st, "put") : SVC_OK;
 }
 
+/* The rows of `r` that claimed an event (id not NULL), from column `col`. */
+static int part_rows(const svc_pg_result *r, int col, int *first)
+{
+    int n = 0;
+    for (int i = 0; i < svc_pg_result_rows(r); i++)
+        if (!svc_pg_result_is_null(r, i, col) && n++ == 0 && first)
+            *first = i;
+    return n;
+}
+
+static const char *val(const pg_part *p, int row, int c)
+{
+    const char *v = svc_pg_result_value(p->res, row, p->col + c);
+    return v ? v : "";
+}
+
+/* Keeps `r` with the batch; *n grows by its claimed rows. */
+static svc_status keep(pg_batch *pb, svc_pg_result *r, int col, size_t *n, svc__err *err)
+{
+    if (pb->nparts == pb->cap) {
+        size_t cap = pb->cap ? pb->cap * 2 : 4;
+        pg_part *parts = svc_realloc(pb->parts, cap * sizeof *parts);
+        if (!parts) {
+            svc_pg_result_free(r);
+            return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
+        }
+        pb->parts = parts;
+        pb->cap = cap;
+    }
+    pb->parts[pb->nparts++] = (pg_part){r, col};
+    *n += (size_t)part_rows(r, col, NULL);
+    return SVC_OK;
+}
+
+/* A key whose run may go on: its text and the last id claimed of it. */
+typedef struct run_key {
+    const char *key;
+    int64_t after;
+    bool open;
+} run_key;
+
+/* Appends `s` to an array literal, quoted. */
+static void put_elem(svc__buf *b, const char *s)
+{
+    if (b->len > 1)
+        svc__buf_putc(b, ',');
+    svc__buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            svc__buf_putc(b, '\\');
+        svc__buf_putc(b, *s);
+    }
+    svc__buf_putc(b, '"');
+}
+
+/* Adds the claimed heads of part `p` to `keys` (cnt_min: only heads whose
+ * key had at least that many rows in the window; 0: all). */
+static void add_run_keys(const pg_part *p, run_key *keys, size_t *nkeys, long cnt_min)
+{
+    for (int i = 0; i < svc_pg_result_rows(p->res); i++) {
+        if (svc_pg_result_is_null(p->res, i, p->col))
+            continue;
+        if (cnt_min > 0 && strtol(val(p, i, 7), NULL, 10) < cnt_min)
+            continue;
+        keys[(*nkeys)++] = (run_key){val(p, i, 2), strtoll(val(p, i, 0), NULL, 10), true};
+    }
+}
+
+/* Step 2: skip-scan passes until `max` are held or every key was looked at.
+ * The pass size doubles, so a claim that must look past many keys held by
+ * other relays (or backing off) takes few statements. */
+static svc_status claim_skip(pg_store *s, pg_batch *pb, size_t max, size_t *n, run_key *keys,
+                             size_t *nkeys, svc__err *err)
+{
+    pthread_mutex_lock(&s->mu);
+    char *start = svc__strdup(s->cursor ? s->cursor : "");
+    pthread_mutex_unlock(&s->mu);
+    char *lo = start ? svc__strdup(start) : NULL;
+    svc__buf held;
+    svc__buf_init(&held);
+    svc_status st = lo ? SVC_OK : SVC_ENOMEM;
+    size_t pass = max < 64 ? 64 : max;
+    bool wrapped = false;
+    while (!st && *n < max) {
+        svc__buf_reset(&held);
+        svc__buf_putc(&held, '{');
+        for (size_t i = 0; i < *nkeys; i++)
+            put_elem(&held, keys[i].key);
+        svc__buf_putc(&held, '}');
+        if (!svc__buf_ok(&held)) {
+            st = SVC_ENOMEM;
+            break;
+        }
+        char room[24], look[24];
+        snprintf(room, sizeof room, "%zu", max - *n);
+        snprintf(look, sizeof look, "%zu", pass);
+        const char *params[] = {room, lo, look, start, wrapped ? "t" : "f", held.data};
+        svc_pg_result *r = NULL;
+        if ((st = svc_pg_tx_exec(pb->tx, heads_skip_sql, 6, params, &r)))
+            break;
+        if ((st = keep(pb, r, 3, n, err)))
+            break;
+        const pg_part *p = &pb->parts[pb->nparts - 1];
+        add_run_keys(p, keys, nkeys, 0);
+        if (!svc_pg_result_is_null(r, 0, 0)) {
+            char *next = svc__strdup(svc_pg_result_value(r, 0, 0));
+            if (!next) {
+                st = SVC_ENOMEM;
+                break;
+            }
+            svc_free(lo);
+            lo = next;
+        }
+        wrapped = strcmp(val(p, 0, -2), "t") == 0;
+        if (strcmp(val(p, 0, -1), "t") == 0)
+            break; /* every key was looked at */
+        if (pass < 8192)
+            pass *= 2;
+    }
+    if (lo) {
+        pthread_mutex_lock(&s->mu);
+        svc_free(s->cursor);
+        s->cursor = lo;
+        pthread_mutex_unlock(&s->mu);
+    }
+    svc_free(start);
+    svc__buf_free(&held);
+    return st;
+}
+
+/* Step 3: the runs behind the held heads in `keys`, sharing the room left
+ * (each open key gets an equal part; keys that had fewer rows leave theirs
+ * to the next statement). */
+static svc_status claim_runs(pg_batch *pb, size_t max, size_t *n, run_key *keys, size_t nkeys,
+                             svc__err *err)
+{
+    svc__buf karr, aarr;
+    svc__buf_init(&karr);
+    svc__buf_init(&aarr);
+    size_t *slot = svc__calloc(nkeys ? nkeys : 1, sizeof *slot);
+    size_t *got = svc__calloc(nkeys ? nkeys : 1, sizeof *got);
+    svc_status st = slot && got ? SVC_OK : SVC_ENOMEM;
+    while (!st && *n < max) {
+        size_t open = 0;
+        svc__buf_reset(&karr);
+        svc__buf_reset(&aarr);
+        svc__buf_putc(&karr, '{');
+        svc__buf_putc(&aarr, '{');
+        for (size_t i = 0; i < nkeys; i++) {
+            if (!keys[i].open)
+                continue;
+            put_elem(&karr, keys[i].key);
+            if (open)
+                svc__buf_putc(&aarr, ',');
+            svc__buf_put_i64(&aarr, keys[i].after);
+            slot[open++] = i;
+        }
+        svc__buf_putc(&karr, '}');
+        svc__buf_putc(&aarr, '}');
+        if (!open)
+            break;
+        if (!svc__buf_ok(&karr) || !svc__buf_ok(&aarr)) {
+            st = SVC_ENOMEM;
+            break;
+        }
+        size_t room = max - *n, per = (room + open - 1) / open;
+        char per_t[24], room_t[24];
+        snprintf(per_t, sizeof per_t, "%zu", per);
+        snprintf(room_t, sizeof room_t, "%zu", room);
+        const char *params[] = {karr.data, aarr.data, per_t, room_t};
+        svc_pg_result *r = NULL;
+        if ((st = svc_pg_tx_exec(pb->tx, runs_sql, 4, params, &r)))
+            break;
+        size_t before = *n;
+        if ((st = keep(pb, r, 0, n, err)))
+            break;
+        if (*n == before)
+            break;
+        memset(got, 0, nkeys * sizeof *got);
+        for (int i = 0; i < svc_pg_result_rows(r); i++) {
+            long pos = strtol(svc_pg_result_value(r, i, 7), NULL, 10);
+            if (pos < 1 || (size_t)pos > open)
+                continue;
+            run_key *k = &keys[slot[pos - 1]];
+            int64_t id = strtoll(svc_pg_result_value(r, i, 0), NULL, 10);
+            if (id > k->after)
+                k->after = id;
+            got[slot[pos - 1]]++;
+        }
+        for (size_t j = 0; j < open; j++)
+            if (got[slot[j]] < per)
+                keys[slot[j]].open = false; /* its run ended, or the room did */
+    }
+    svc_free(slot);
+    svc_free(got);
+    svc__buf_free(&karr);
+    svc__buf_free(&aarr);
+    return st;
+}
+
+/* Points b's items at the claimed rows of every statement. */
+static svc_status fill_items(pg_batch *pb, size_t n, svc__ob_batch *b)
+{
+    if (n == 0)
+        return SVC_OK;
+    b->items = svc__calloc(n, sizeof *b->items);
+    if (!b->items)
+        return SVC_ENOMEM;
+    for (size_t k = 0; k < pb->nparts; k++) {
+        const pg_part *p = &pb->parts[k];
+        for (int i = 0; i < svc_pg_result_rows(p->res) && b->n < n; i++) {
+            if (svc_pg_result_is_null(p->res, i, p->col))
+                continue;
+            svc__ob_item *it = &b->items[b->n++];
+            it->msg.id = strtoll(val(p, i, 0), NULL, 10);
+            snprintf(it->id_text, sizeof it->id_text, "%lld", (long long)it->msg.id);
+            it->msg.message_id = it->id_text;
+            it->msg.topic = val(p, i, 1);
+            it->msg.aggregate_key = val(p, i, 2);
+            it->msg.payload = val(p, i, 3);
+            it->msg.headers = val(p, i, 4);
+            it->msg.attempts = atoi(val(p, i, 5));
+            it->msg.created_ms = strtoll(val(p, i, 6), NULL, 10);
+            it->msg.tx = pb->tx;
+        }
+    }
+    return SVC_OK;
+}
+
 static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, svc__err *err)
 {
     pg_store *s = (pg_store *)base;
     memset(b, 0, sizeof *b);
     pg_batch *pb = svc__calloc(1, sizeof *pb);
-    if (!pb)
+    run_key *keys = svc__calloc(max, sizeof *keys);
+    if (!pb || !keys) {
+        svc_free(pb);
+        svc_free(keys);
         return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
+    }
     b->backend = pb; /* freed by pg_batch_free(), also after a failure below */
     svc_status st = svc_pg_tx_begin(s->pg, &pb->tx);
-    if (st)
-        return pg_fail(s, err, st, "claim");
+    size_t n = 0, nkeys = 0;
     char lim[24];
     snprintf(lim, sizeof lim, "%zu", max);
-    const char *params[] = {lim};
-    st = svc_pg_tx_exec(pb->tx, svc__ob_claim_sql, 1, params, &pb->res);
-    if (st)
-        return pg_fail(s, err, st, "claim");
-    int rows = svc_pg_result_rows(pb->res);
-    if (rows == 0)
-        return SVC_OK;
-    b->items = svc__calloc((size_t)rows, sizeof *b->items);
-    if (!b->items)
-        return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
-    for (int i = 0; i < rows; i++) {
-        svc__ob_item *it = &b->items[i];
-        const svc_pg_result *r = pb->res;
-        it->msg.id = strtoll(svc_pg_result_value(r, i, 0), NULL, 10);
-        snprintf(it->id_text, sizeof it->id_text, "%lld", (long long)it->msg.id);
-        it->msg.message_id = it->id_text;
-        it->msg.topic = svc_pg_result_value(r, i, 1);
-        it->msg.aggregate_key = svc_pg_result_value(r, i, 2);
-        it->msg.payload = svc_pg_result_value(r, i, 3);
-        it->msg.headers = svc_pg_result_value(r, i, 4);
-        it->msg.attempts = atoi(svc_pg_result_value(r, i, 5));
-        it->msg.created_ms = strtoll(svc_pg_result_value(r, i, 6), NULL, 10);
-        it->msg.tx = pb->tx;
+    const char *params[] = {lim, lim};
+    svc_pg_result *r = NULL;
+    if (!st)
+        st = svc_pg_tx_exec(pb->tx, svc__ob_claim_sql, 2, params, &r);
+    if (!st)
+        st = keep(pb, r, 1, &n, err);
+    if (!st && n < max) {
+        /* A window shorter than asked for held every unpublished row:
+         * no other key has any, and a key needs a run only if it had
+         * more than one row there. */
+        const pg_part *p = &pb->parts[0];
+        bool full = strtoull(val(p, 0, -1), NULL, 10) >= max;
+        add_run_keys(p, keys, &nkeys, full ? 0 : 2);
+        if (full)
+            st = claim_skip(s, pb, max, &n, keys, &nkeys, err);
+        if (!st && n < max && nkeys)
+            st = claim_runs(pb, max, &n, keys, nkeys, err);
     }
-    b->n = (size_t)rows;
-    return SVC_OK;
+    svc_free(keys);
+    if (!st && (st = fill_items(pb, n, b)))
+        return svc__err_set(err, SVC_ENOMEM, "outbox: claim: out of memory");
+    return st ? pg_fail(s, err, st, "claim") : SVC_OK;
 }
 
 /* Records the failed publishes of b (attempts + 1, next attempt after the
@@ -175,13 +506,11 @@ static svc_status mark_failures(pg_batch *pb, svc__ob_batch *b, const char *plai
     svc_status st = SVC_OK;
     for (size_t i = 0; i < b->n && !st; i++) {
         svc__ob_item *it = &b->items[i];
-        if (it->outcome == SVC__OB_PUBLISHED)
-            continue;
+        if (it->outcome != SVC__OB_FAILED)
+            continue; /* published, or held behind a failure: unchanged */
         char delay[24];
         snprintf(delay, sizeof delay, "%lld", (long long)it->retry_delay_ms);
-        const char *why = plain_error                       ? plain_error
-                          : it->outcome == SVC__OB_FAILED ? it->error
-                                                          : "not published";
+        const char *why = plain_error ? plain_error : it->error;
         const char *params[] = {it->id_text, delay, why};
         st = svc_pg_tx_exec(pb->tx, mark_failed_sql, 3, params, NULL);
     }
@@ -213,15 +542,18 @@ static svc_status pg_finish(svc__ob_store *base, svc__ob_batch *b, svc__err *err
         }
     }
     svc__buf_putc(&ids, '}');
+    size_t nfailed = 0;
+    for (size_t i = 0; i < b->n; i++)
+        nfailed += b->items[i].outcome == SVC__OB_FAILED;
     svc_status st = svc__buf_ok(&ids) ? SVC_OK : SVC_ENOMEM;
     if (!st && nok) {
         const char *params[] = {ids.data};
         st = svc_pg_tx_exec(pb->tx, mark_ok_sql, 1, params, NULL);
     }
     svc__buf_free(&ids);
-    if (!st && nok < b->n)
+    if (!st && nfailed)
         st = svc_pg_tx_savepoint(pb->tx, sp);
-    if (!st && nok < b->n && mark_failures(pb, b, NULL)) {
+    if (!st && nfailed && mark_failures(pb, b, NULL)) {
         svc_logf(SVC_LOG_WARN, "outbox: recording failed publishes was refused (%s); "
                  "recording them without their reasons", svc_pg_errmsg(s->pg));
         st = svc_pg_tx_rollback_to(pb->tx, sp);
@@ -241,7 +573,9 @@ static void pg_batch_free(svc__ob_store *base, svc__ob_batch *b)
     (void)base;
     pg_batch *pb = b->backend;
     if (pb) {
-        svc_pg_result_free(pb->res);
+        for (size_t i = 0; i < pb->nparts; i++)
+            svc_pg_result_free(pb->parts[i].res);
+        svc_free(pb->parts);
         svc_pg_tx_free(pb->tx); /* rolls back an unfinished claim */
         svc_free(pb);
     }
@@ -494,6 +828,7 @@ static void pg_destroy(svc__ob_store *base)
     pg_store *s = (pg_store *)base;
     free_params(s);
     pthread_mutex_destroy(&s->mu);
+    svc_free(s->cursor);
     svc_free(s->url);
     svc_free(s);
 }

@@ -36,18 +36,26 @@
 static const char *pg_url;
 static svc_pg *pg;
 
+/* A pool of `size` connections on SVC_TEST_PG_URL. */
+static svc_pg *pool_of(unsigned size)
+{
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url;
+    o.pool_size = size;
+    o.no_metrics = 1;
+    svc_pg *p = NULL;
+    assert_int_equal(svc_pg_new(&p, &o), SVC_OK);
+    return p;
+}
+
 static int setup(void **state)
 {
     (void)state;
     pg_url = getenv("SVC_TEST_PG_URL");
     if (!pg_url || !*pg_url)
         return 0;
-    svc_pg_opts o;
-    svc_pg_opts_default(&o);
-    o.url = pg_url;
-    o.pool_size = 8;
-    o.no_metrics = 1;
-    assert_int_equal(svc_pg_new(&pg, &o), SVC_OK);
+    pg = pool_of(8);
     assert_int_equal(svc_pg_migrate_up(pg, NULL), SVC_OK);
     return 0;
 }
@@ -308,8 +316,9 @@ static void relay_killed_between_publish_and_mark_republishes(void **state)
     int64_t base;
     run_killed_relay(SVC__OB_STEP_PUBLISHED, 3, counts, &base);
     /* The first batch holds the oldest event of each of the 4 keys (ids
-     * base..base+3); the child published 3 of them, marked none: those 3
-     * are published again (at-least-once), everything else once. */
+     * base..base+3) and the next one of k0 (base+4), published in id order;
+     * the child published 3 of them, marked none: those 3 are published
+     * again (at-least-once), everything else once. */
     int twice = 0;
     for (int i = 0; i < 20; i++) {
         assert_true(counts[i] <= 2);
@@ -539,6 +548,145 @@ static void prune_deletes_published_events_only(void **state)
     svc_outbox_free(ob);
     close(f.fd);
     unlink(path);
+}
+
+/* ---- hot keys ---------------------------------------------------------------------------- */
+
+/* Inserts `n` events of `key` in one statement: a key's backlog. */
+static void fill(const char *key, int n)
+{
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    const char *params[] = {key, count};
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
+                                 "SELECT 'test.event', $1, json_build_object('seq', i)\n"
+                                 "  FROM generate_series(1, $2::int) i",
+                                 2, params, NULL),
+                     SVC_OK);
+}
+
+/* Counts publishes and checks that ids grow per key (keys "k<n>", n < 64,
+ * or any other key as slot 63); with `tx_reads` set, the first publish of
+ * a round records how many rows and index entries the claim transaction
+ * read so far. */
+typedef struct order_pub {
+    pthread_mutex_t mu;
+    int64_t last[64];
+    int published, violations;
+    int64_t claim_reads;
+    bool tx_reads;
+} order_pub;
+
+static int key_slot(const char *key)
+{
+    int k = key[0] == 'k' ? atoi(key + 1) : 63;
+    return k >= 0 && k < 63 ? k : 63;
+}
+
+static svc_status order_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    order_pub *p = ctx;
+    if (p->tx_reads && m->tx && p->claim_reads < 0) {
+        svc_pg_result *r;
+        svc_status st = svc_pg_tx_exec(
+            m->tx,
+            "SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint FROM pg_class c\n"
+            " WHERE c.oid = 'svc_outbox'::regclass\n"
+            "    OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'svc_outbox'::regclass)",
+            0, NULL, &r);
+        if (st)
+            return st;
+        p->claim_reads = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
+        svc_pg_result_free(r);
+    }
+    pthread_mutex_lock(&p->mu);
+    int k = key_slot(m->aggregate_key);
+    if (m->id <= p->last[k])
+        p->violations++;
+    p->last[k] = m->id;
+    p->published++;
+    pthread_mutex_unlock(&p->mu);
+    return SVC_OK;
+}
+
+static svc_outbox_relay *order_relay(svc_outbox *ob, order_pub *p, unsigned batch)
+{
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, order_publish, p);
+    ro.batch_size = batch;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    return r;
+}
+
+/* 5000 events of one key go out a full batch per round, in order: the
+ * events behind the key's oldest one come in the same round (a run). */
+static void a_hot_key_backlog_drains_a_full_batch_per_round(void **state)
+{
+    (void)state;
+    need_pg();
+    fill("k1", 5000);
+    svc_outbox *ob = pg_outbox(pg);
+    order_pub p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    svc_outbox_relay *r = order_relay(ob, &p, 100);
+    int rounds = 0;
+    size_t n = 1;
+    while (n > 0 && rounds < 1000) {
+        assert_int_equal(svc_outbox_relay_run_once(r, &n, NULL), SVC_OK);
+        assert_true(n == 100 || rounds == 50); /* the 51st finds nothing */
+        rounds++;
+    }
+    assert_int_equal(rounds, 51);
+    assert_int_equal(p.published, 5000);
+    assert_int_equal(p.violations, 0);
+    assert_int_equal(pending_count(ob), 0);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+}
+
+/* A failing event holds 20000 of its key behind it; 20 other keys have an
+ * event each. One round publishes those 20, and the claim reads a few
+ * hundred index entries and rows, not the backlog. */
+static void a_blocked_backlog_costs_the_claim_nothing(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload, attempts,\n"
+                                 "                        next_attempt_at)\n"
+                                 "VALUES ('test.event', 'hot', '{}', 1, now() + interval '1 hour')",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    fill("hot", 20000);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        fill(key, 1);
+    }
+    /* index entries of the rows earlier tests deleted would count too */
+    assert_int_equal(svc_pg_exec(pg, "VACUUM ANALYZE svc_outbox", 0, NULL, NULL), SVC_OK);
+    /* One connection: the counters a backend keeps for its current
+     * transaction include what it did since its last flush of them, so
+     * flush them on that very backend just before the round. */
+    svc_pg *one = pool_of(1);
+    svc_outbox *ob = pg_outbox(one);
+    order_pub p = {.mu = PTHREAD_MUTEX_INITIALIZER, .tx_reads = true, .claim_reads = -1};
+    svc_outbox_relay *r = order_relay(ob, &p, 100);
+    size_t n = 0;
+    assert_int_equal(svc_pg_exec(one, "SELECT pg_stat_force_next_flush()", 0, NULL, NULL), SVC_OK);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, NULL), SVC_OK);
+    assert_int_equal(n, 20);
+    assert_true(p.claim_reads > 0);
+    assert_true(p.claim_reads < 2000);
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, NULL), SVC_OK);
+    assert_int_equal(n, 0); /* the hot key waits for its failed event */
+    assert_int_equal(pending_count(ob), 20001);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    svc_pg_free(one);
 }
 
 /* ---- backend failures ------------------------------------------------------------------- */
@@ -882,6 +1030,8 @@ int main(void)
         cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(prune_deletes_published_events_only),
+        cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
+        cmocka_unit_test(a_blocked_backlog_costs_the_claim_nothing),
         cmocka_unit_test(a_failed_claim_returns_its_connection_to_the_pool),
         cmocka_unit_test(a_reason_cut_inside_a_character_is_stored_and_backs_off),
         cmocka_unit_test(a_refused_failure_mark_does_not_undo_the_published_marks),
