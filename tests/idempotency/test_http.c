@@ -5,7 +5,7 @@
  * keys, tenants kept apart, 5xx stored or released, oversized responses not
  * stored, a fingerprint callback, out of memory while fingerprinting (503),
  * a handler past its deadline (its own answer stored, never run twice), the
- * lease checked against the handler deadline, and a burst of connections
+ * lease checked against the handler deadline, and bursts of connections
  * released together on one key running the handler once.
  */
 #include <stdarg.h>
@@ -620,68 +620,90 @@ static void out_of_memory_while_fingerprinting_is_503_not_400(void **state)
     assert_int_equal(atomic_load(&E.runs), 1);
 }
 
-/* ---- a burst of connections, one key ---------------------------------------------------- */
+/* ---- bursts of connections, one key ------------------------------------------------------ */
 
-#define BURST 64
+/* Two bursts, each released together behind a barrier (clients connect
+ * after it):
+ *   1. FIRST clients race for the key; one claim wins and its handler is
+ *      held at the gate. The others get 409, or (when the server thread
+ *      holding the handler had accepted their connection) wait for it.
+ *   2. Once the handler is held, SECOND more clients: the held thread cannot
+ *      accept, so the other server threads answer every one of them, and
+ *      with the claim in progress that answer is 409. The gate opens when
+ *      all of them answered (a condition, not a time).
+ * Then the handler answers and the waiting clients of burst 1 get replays. */
+#define FIRST 48
+#define SECOND 16
 
 typedef struct burst {
-    pthread_barrier_t go;
+    pthread_barrier_t go[2];
     const char *request;
-    atomic_int conflict; /* 409s received so far */
-    htu_response r[BURST];
+    atomic_int answered[2];
+    htu_response r[FIRST + SECOND];
 } burst;
 
 typedef struct client {
     burst *b;
-    int i;
+    int i, phase;
 } client;
 
-/* Connects, waits for every other client, then sends and reads. */
 static void *burst_client(void *p)
 {
     client *c = p;
     htu_response *r = &c->b->r[c->i];
     memset(r, 0, sizeof *r);
+    pthread_barrier_wait(&c->b->go[c->phase]);
     int fd = htu_connect(E.port);
-    pthread_barrier_wait(&c->b->go);
-    if (fd < 0)
-        return NULL;
-    if (htu_send(fd, c->b->request, strlen(c->b->request)) == 0 &&
-        htu_read_response(fd, r) == 0 && r->status == 409)
-        atomic_fetch_add(&c->b->conflict, 1);
-    close(fd);
+    if (fd >= 0) {
+        if (htu_send(fd, c->b->request, strlen(c->b->request)) == 0)
+            (void)htu_read_response(fd, r);
+        close(fd);
+    }
+    atomic_fetch_add(&c->b->answered[c->phase], 1);
     return NULL;
 }
 
-/* BURST connections send the same keyed request at once while the first
- * one's handler is held: the handler runs once, the others get 409 with
- * Retry-After (at least one: the gate opens only after one arrived) or,
- * once the handler answered, a byte-identical replay. */
-static void burst_of_connections_on_one_key_runs_the_handler_once(void **state)
+static void release_burst(burst *b, int phase, pthread_t *th, client *cl, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        cl[i] = (client){.b = b, .i = i, .phase = phase};
+        assert_int_equal(pthread_create(&th[i], NULL, burst_client, &cl[i]), 0);
+    }
+    pthread_barrier_wait(&b->go[phase]);
+}
+
+/* Waits (bounded) until *v reaches want. */
+static void await_int(atomic_int *v, int want)
+{
+    for (int i = 0; i < 1000 && atomic_load(v) < want; i++)
+        htu_sleep_ms(10);
+    assert_int_equal(atomic_load(v), want);
+}
+
+static void bursts_on_one_key_run_the_handler_once_and_replay_byte_for_byte(void **state)
 {
     (void)state;
     static burst b;
     memset(&b, 0, sizeof b);
     b.request = "POST /gated HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" JSON
                 "Idempotency-Key: burst-000001\r\nContent-Length: 12\r\n\r\n{\"amount\":5}";
-    assert_int_equal(pthread_barrier_init(&b.go, NULL, BURST + 1), 0);
+    assert_int_equal(pthread_barrier_init(&b.go[0], NULL, FIRST + 1), 0);
+    assert_int_equal(pthread_barrier_init(&b.go[1], NULL, SECOND + 1), 0);
     atomic_store(&E.gate_closed, 1);
-    pthread_t th[BURST];
-    client cl[BURST];
-    for (int i = 0; i < BURST; i++) {
-        cl[i] = (client){.b = &b, .i = i};
-        assert_int_equal(pthread_create(&th[i], NULL, burst_client, &cl[i]), 0);
-    }
-    pthread_barrier_wait(&b.go);
-    for (int i = 0; i < 1000 && atomic_load(&b.conflict) == 0; i++)
-        htu_sleep_ms(10);
+    pthread_t th[FIRST + SECOND];
+    client cl[FIRST + SECOND];
+    release_burst(&b, 0, th, cl, 0, FIRST);
+    await_int(&E.in_slow, 1);
+    release_burst(&b, 1, th, cl, FIRST, SECOND);
+    await_int(&b.answered[1], SECOND);
     atomic_store(&E.gate_closed, 0);
-    for (int i = 0; i < BURST; i++)
+    for (int i = 0; i < FIRST + SECOND; i++)
         pthread_join(th[i], NULL);
-    pthread_barrier_destroy(&b.go);
+    pthread_barrier_destroy(&b.go[0]);
+    pthread_barrier_destroy(&b.go[1]);
     assert_int_equal(atomic_load(&E.runs), 1);
     int created = -1, replayed = 0, conflict = 0;
-    for (int i = 0; i < BURST; i++) {
+    for (int i = 0; i < FIRST + SECOND; i++) {
         const htu_response *r = &b.r[i];
         if (r->status == 201 && !htu_header(r, "Idempotent-Replayed")) {
             assert_int_equal(created, -1); /* exactly one first answer */
@@ -693,13 +715,15 @@ static void burst_of_connections_on_one_key_runs_the_handler_once(void **state)
             assert_int_equal(r->status, 201);
             replayed++;
         }
+        if (i >= FIRST)
+            assert_int_equal(r->status, 409); /* burst 2 came while the handler was held */
     }
-    assert_int_not_equal(created, -1);
-    assert_true(conflict > 0);
-    assert_int_equal(1 + replayed + conflict, BURST);
+    assert_true(created >= 0 && created < FIRST);
+    assert_true(conflict >= SECOND);
+    assert_int_equal(1 + replayed + conflict, FIRST + SECOND);
     char first[4096], other[4096];
     stable_part(&b.r[created], first, sizeof first);
-    for (int i = 0; i < BURST; i++) {
+    for (int i = 0; i < FIRST + SECOND; i++) {
         if (b.r[i].status == 201 && i != created) {
             assert_int_equal(b.r[i].body_len, b.r[created].body_len);
             assert_memory_equal(b.r[i].body, b.r[created].body, b.r[created].body_len);
@@ -707,8 +731,23 @@ static void burst_of_connections_on_one_key_runs_the_handler_once(void **state)
             assert_string_equal(first, other);
         }
     }
-    for (int i = 0; i < BURST; i++)
+    for (int i = 0; i < FIRST + SECOND; i++)
         htu_response_free(&b.r[i]);
+    /* and once done, a third burst replays */
+    memset(&b.answered, 0, sizeof b.answered);
+    assert_int_equal(pthread_barrier_init(&b.go[0], NULL, FIRST + 1), 0);
+    release_burst(&b, 0, th, cl, 0, FIRST);
+    for (int i = 0; i < FIRST; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&b.go[0]);
+    for (int i = 0; i < FIRST; i++) {
+        assert_int_equal(b.r[i].status, 201);
+        assert_non_null(htu_header(&b.r[i], "Idempotent-Replayed"));
+        stable_part(&b.r[i], other, sizeof other);
+        assert_string_equal(first, other);
+        htu_response_free(&b.r[i]);
+    }
+    assert_int_equal(atomic_load(&E.runs), 1);
 }
 
 /* An app not started, with the given handler deadline. */
@@ -792,8 +831,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_response_is_sent_whole_but_not_stored, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(burst_of_connections_on_one_key_runs_the_handler_once,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            bursts_on_one_key_run_the_handler_once_and_replay_byte_for_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(fingerprint_callback_replaces_the_default,
                                         setup_body_fingerprint, teardown),
         cmocka_unit_test_setup_teardown(out_of_memory_while_fingerprinting_is_503_not_400, setup,
