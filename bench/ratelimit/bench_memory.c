@@ -84,9 +84,10 @@ int main(void)
         fprintf(stderr, "cannot create the limiter\n");
         return 1;
     }
-    /* a generous policy so every check is admitted and state is written */
+    /* a generous policy so every check is admitted and state is written
+     * (one unit per µs, GCRA's finest rate, and a burst of 1e9) */
     svc_ratelimit_policy p = {.name = "bench", .algorithm = SVC_RL_GCRA,
-                              .limit = 1000000000, .period_ms = 1000};
+                              .limit = 1000000, .period_ms = 1000, .burst = 1000000000};
     if (svc_ratelimit_policy_add(rl, &p) != SVC_OK) {
         fprintf(stderr, "cannot add the policy: %s\n", svc_ratelimit_errmsg(rl));
         return 1;

@@ -28,8 +28,10 @@
 #define KEYS_PER_THREAD 1024
 #define MAX_THREADS 64
 
-static const svc_ratelimit_policy policy = {
-    .name = "bench", .algorithm = SVC_RL_GCRA, .limit = 1000000000, .period_ms = 1000};
+/* every check admitted: one unit per µs (GCRA's finest rate), burst 1e9 */
+static const svc_ratelimit_policy policy = {.name = "bench", .algorithm = SVC_RL_GCRA,
+                                            .limit = 1000000, .period_ms = 1000,
+                                            .burst = 1000000000};
 
 static svc_ratelimit *rl;
 static long per_thread;
@@ -48,7 +50,7 @@ static void print_args(void)
     svc__rl_req req = {
         .kind = SVC__RL_GCRA,
         .limit = policy.limit,
-        .burst = policy.limit,
+        .burst = policy.burst,
         .period_ns = period_ns,
         .interval_ns = svc__rl_gcra_interval_ns(policy.period_ms, policy.limit),
         .cost = 1,
