@@ -96,6 +96,9 @@ typedef struct svc_jobs_scheduler svc_jobs_scheduler;
  * job timeout or grace period may be: 30 days. Larger values (INT64_MAX
  * for "never", say) are SVC_EINVAL. */
 #define SVC_JOBS_MAX_DURATION_MS INT64_C(2592000000)
+/* The delay (ms) of a handler that returns SVC_JOB_SNOOZE without calling
+ * svc_job_snooze() (e.g. svc_job_fail(job, SVC_JOB_SNOOZE, ...)): 10 s. */
+#define SVC_JOBS_SNOOZE_DEFAULT_MS INT64_C(10000)
 
 typedef enum svc_job_state {
     SVC_JOB_AVAILABLE = 1,  /* ready to run now */
@@ -229,8 +232,9 @@ typedef enum svc_job_result {
                              discard when attempts are used up) */
     SVC_JOB_DISCARD = 2,  /* failed for good: straight to the dead letters */
     SVC_JOB_CANCEL = 3,   /* cancelled: no retry, not a dead letter */
-    SVC_JOB_SNOOZE = 4    /* run again after svc_job_snooze()'s delay; the
-                             attempt is not counted */
+    SVC_JOB_SNOOZE = 4    /* run again after svc_job_snooze()'s delay (else
+                             SVC_JOBS_SNOOZE_DEFAULT_MS); the attempt is not
+                             counted and no error is recorded */
 } svc_job_result;
 
 /* A handler: runs one job and says how it went. It may run concurrently
@@ -269,7 +273,11 @@ SVC_EXPORT int svc_job_stopping(const svc_job *job) SVC_NONNULL(1);
  *     return svc_job_fail(job, SVC_JOB_RETRY, "upstream said %d", code); */
 SVC_EXPORT svc_job_result svc_job_fail(svc_job *job, svc_job_result result, const char *fmt,
                                        ...) SVC_NONNULL(1, 3) SVC_PRINTF(3, 4);
-/* Snoozes: returns SVC_JOB_SNOOZE and sets the delay (ms, >= 0). */
+/* Snoozes: returns SVC_JOB_SNOOZE and sets the delay in ms: below 0 counts
+ * as 0 (run again at once), above SVC_JOBS_MAX_DURATION_MS (30 days) as
+ * that. A snooze records no error text (any given with svc_job_fail() is
+ * dropped) and does not count the attempt. SVC_JOB_SNOOZE returned
+ * without this call waits SVC_JOBS_SNOOZE_DEFAULT_MS. */
 SVC_EXPORT svc_job_result svc_job_snooze(svc_job *job, int64_t delay_ms) SVC_NONNULL(1);
 
 /* ---- workers ------------------------------------------------------------------- */

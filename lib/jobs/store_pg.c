@@ -368,6 +368,38 @@ static const char *done_state(svc__jobs_done_kind k)
     return "discarded";
 }
 
+/* A failure that no other statement on the connection would escape. */
+static bool round_over(svc_status st)
+{
+    return st == SVC_EUNAVAILABLE || st == SVC_ENOMEM;
+}
+
+/* A snooze or a release records no error text (as on the other stores). */
+static bool finish_recordable(const svc__jobs_done *d)
+{
+    return d->error && d->kind != SVC__DONE_SNOOZE && d->kind != SVC__DONE_RELEASE;
+}
+
+/* Applies one result other than a completion; adds to `*applied`. */
+static svc_status finish_one(svc_pg_conn *c, const char *worker, const svc__jobs_done *d,
+                             size_t *applied)
+{
+    char id[24], at[16], delay[24];
+    snprintf(id, sizeof id, "%lld", (long long)d->id);
+    snprintf(at, sizeof at, "%d", d->attempt);
+    snprintf(delay, sizeof delay, "%lld", (long long)d->delay_ms);
+    int uncount = d->kind == SVC__DONE_SNOOZE || d->kind == SVC__DONE_RELEASE;
+    const char *p[] = {id, at, done_state(d->kind), delay,
+                       finish_recordable(d) ? d->error : NULL, uncount ? "true" : "false",
+                       worker};
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_conn_exec(c, SQL_FINISH_ONE, 7, p, &r);
+    if (!st)
+        *applied += (size_t)svc_pg_result_affected(r);
+    svc_pg_result_free(r);
+    return st;
+}
+
 static svc_status pg_finish(svc__jobs_store *bs, const char *worker, const svc__jobs_done *d,
                             size_t n, size_t *applied)
 {
@@ -401,26 +433,29 @@ static svc_status pg_finish(svc__jobs_store *bs, const char *worker, const svc__
             *applied += (size_t)svc_pg_result_affected(r);
         svc_pg_result_free(r);
     }
-    for (size_t i = 0; i < n && !st; i++) {
+    /* The other results one statement each. A row the database refuses
+     * (an error text that is not valid UTF-8, say) does not hold up the
+     * rest: it is recorded again without its text, and the first failure
+     * is returned only after every row was tried. A broken connection
+     * ends the round: the caller tries again, and rows already applied
+     * are fenced then. */
+    svc_status first = st;
+    for (size_t i = 0; i < n && !round_over(st); i++) {
         if (d[i].kind == SVC__DONE_COMPLETE)
             continue;
-        char id[24], at[16], delay[24];
-        snprintf(id, sizeof id, "%lld", (long long)d[i].id);
-        snprintf(at, sizeof at, "%d", d[i].attempt);
-        snprintf(delay, sizeof delay, "%lld", (long long)d[i].delay_ms);
-        int uncount = d[i].kind == SVC__DONE_SNOOZE || d[i].kind == SVC__DONE_RELEASE;
-        const char *p[] = {id, at, done_state(d[i].kind), delay, d[i].error,
-                           uncount ? "true" : "false", worker};
-        svc_pg_result *r = NULL;
-        st = svc_pg_conn_exec(c, SQL_FINISH_ONE, 7, p, &r);
-        if (!st)
-            *applied += (size_t)svc_pg_result_affected(r);
-        svc_pg_result_free(r);
+        st = finish_one(c, worker, &d[i], applied);
+        if (st && !round_over(st) && finish_recordable(&d[i])) {
+            svc__jobs_done plain = d[i];
+            plain.error = "(error text not recorded: the database refused it)";
+            st = finish_one(c, worker, &plain, applied);
+        }
+        if (st && !first)
+            first = st;
     }
     svc__buf_free(&ids);
     svc__buf_free(&att);
     svc_pg_checkin(c);
-    return st ? fail_pg(s, st, "finish") : SVC_OK;
+    return first ? fail_pg(s, first, "finish") : SVC_OK;
 }
 
 static svc_status pg_renew(svc__jobs_store *bs, const char *worker, const int64_t *idv, size_t n,

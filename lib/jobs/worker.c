@@ -48,7 +48,8 @@ struct svc_job {
     int64_t started_ns;           /* written with deadline_ns */
     int started, finished, abandoned; /* under w->mu */
     svc_job_result result;
-    int64_t snooze_ms;
+    int64_t snooze_ms;            /* set by svc_job_snooze() */
+    int snooze_set;
     char *error;
     svc__jobs_done done;          /* filled when the handler returns */
     struct svc_job *next_q;       /* ready or done list */
@@ -118,7 +119,10 @@ svc_job_result svc_job_fail(svc_job *job, svc_job_result result, const char *fmt
 
 svc_job_result svc_job_snooze(svc_job *job, int64_t delay_ms)
 {
-    job->snooze_ms = delay_ms < 0 ? 0 : delay_ms;
+    job->snooze_ms = delay_ms < 0                          ? 0
+                     : delay_ms > SVC_JOBS_MAX_DURATION_MS ? SVC_JOBS_MAX_DURATION_MS
+                                                           : delay_ms;
+    job->snooze_set = 1;
     return SVC_JOB_SNOOZE;
 }
 
@@ -185,9 +189,12 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
         d->kind = SVC__DONE_CANCEL;
         break;
     case SVC_JOB_SNOOZE:
+        /* a snooze records no error text; without svc_job_snooze() (say
+         * svc_job_fail(job, SVC_JOB_SNOOZE, ...)) it waits the default
+         * rather than running again at once, forever */
         d->kind = SVC__DONE_SNOOZE;
-        d->delay_ms = job->snooze_ms;
-        break;
+        d->delay_ms = job->snooze_set ? job->snooze_ms : SVC_JOBS_SNOOZE_DEFAULT_MS;
+        return;
     case SVC_JOB_DISCARD:
         d->kind = SVC__DONE_DISCARD;
         if (!job->error)
@@ -379,9 +386,13 @@ static void record(svc_jobs_worker *w, svc_job *list)
             d[i++] = p->done;
         svc_status st = SVC_EUNAVAILABLE;
         /* a store that is briefly down gets a few tries; after that the
-         * leases bring the jobs back (at least once) */
+         * leases bring the jobs back (at least once). A try after a
+         * partial one applies only the rest (the others are fenced), so
+         * the counts add up. */
         for (int tries = 0; tries < 5 && st; tries++) {
-            st = w->j->store->vt->finish(w->j->store, w->id, d, n, &applied);
+            size_t now_applied = 0;
+            st = w->j->store->vt->finish(w->j->store, w->id, d, n, &now_applied);
+            applied += now_applied;
             if (st) {
                 if (atomic_load(&w->stop_flag) && tries >= 1)
                     break;

@@ -100,6 +100,15 @@ static size_t run(svc_jobs *j)
     return ran;
 }
 
+/* run() for at most `max` jobs: bounded even when a job comes straight back */
+static size_t run_at_most(svc_jobs *j, size_t max)
+{
+    const char *qs[] = {queue, NULL};
+    size_t ran = 99;
+    assert_int_equal(svc_jobs_run_due(j, qs, max, &ran), SVC_OK);
+    return ran;
+}
+
 static svc_job_state state_of(svc_jobs *j, int64_t id)
 {
     svc_job_info in;
@@ -415,22 +424,96 @@ static void handler_discard_goes_straight_to_dead_letters(void **state)
     svc_jobs_free(j);
 }
 
-static void snooze_reschedules_without_counting_the_attempt(void **state)
+static svc_job_result h_snooze_by_fail(svc_job *job, void *ud)
 {
-    (void)state;
+    (void)ud;
+    return svc_job_fail(job, SVC_JOB_SNOOZE, "rate limited, try later");
+}
+
+static svc_job_result h_snooze_forever(svc_job *job, void *ud)
+{
+    (void)ud;
+    return svc_job_snooze(job, INT64_MAX / 2);
+}
+
+/* Runs one job of a handler that snoozes and checks the job came back
+ * scheduled `delay_ms` later, with no attempt counted and no error kept.
+ * The run is bounded: a job that came straight back would run again. */
+static void expect_snoozed(svc_job_handler_fn fn, int64_t delay_ms)
+{
     svc_jobs *j = open_jobs();
-    assert_int_equal(svc_jobs_register(j, "s", h_snooze, NULL, 0), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "s", fn, NULL, 0), SVC_OK);
     int64_t id = enq(j, "s", NULL, NULL);
-    assert_int_equal(run(j), 1);
+    assert_int_equal(run_at_most(j, 5), 1);
     svc_job_info in;
     assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
     assert_int_equal(in.state, SVC_JOB_SCHEDULED);
     assert_int_equal(in.attempt, 0);
     assert_int_equal(in.nerrors, 0);
+    assert_int_equal(in.lease_until_ms, 0);
     int64_t d = in.run_at_ms - in.updated_at_ms;
-    assert_true(d >= 4999 && d <= 5001);
+    assert_true(d >= delay_ms - 1 && d <= delay_ms + 1);
     svc_job_info_clear(&in);
-    assert_int_equal(run(j), 0);
+    assert_int_equal(run_at_most(j, 5), 0);
+    svc_jobs_free(j);
+}
+
+static void snooze_reschedules_without_counting_the_attempt(void **state)
+{
+    (void)state;
+    expect_snoozed(h_snooze, 5000);
+}
+
+/* SVC_JOB_SNOOZE without svc_job_snooze() waits the default instead of
+ * running again at once (forever), and a snooze records no error text. */
+static void snooze_without_a_delay_waits_the_default_and_records_nothing(void **state)
+{
+    (void)state;
+    expect_snoozed(h_snooze_by_fail, SVC_JOBS_SNOOZE_DEFAULT_MS);
+}
+
+/* A snooze far beyond any sane delay is held to SVC_JOBS_MAX_DURATION_MS
+ * (no overflow, no refused statement: the job is scheduled). */
+static void snooze_delay_is_capped_at_the_longest_duration(void **state)
+{
+    (void)state;
+    expect_snoozed(h_snooze_forever, SVC_JOBS_MAX_DURATION_MS);
+}
+
+/* One result the store cannot take as given (an error text that is not
+ * valid UTF-8 for PostgreSQL) does not keep the rest of the batch from
+ * being recorded. */
+static void one_bad_result_does_not_hold_up_the_rest_of_a_finish_batch(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs();
+    int64_t a = enq(j, "k", NULL, NULL), b = enq(j, "k", NULL, NULL);
+    const char *qs[] = {queue, NULL};
+    svc__jobs_row rows[2];
+    memset(rows, 0, sizeof rows);
+    size_t n = 0;
+    assert_int_equal(j->store->vt->claim(j->store, qs, 1, "w-batch", 60000, 2, rows, &n), SVC_OK);
+    assert_int_equal(n, 2);
+    svc__jobs_done d[2] = {
+        {.id = a, .attempt = 1, .kind = SVC__DONE_RETRY, .delay_ms = 1000,
+         .error = "bad \xff\xfe bytes"},
+        {.id = b, .attempt = 1, .kind = SVC__DONE_RETRY, .delay_ms = 1000, .error = "fine"},
+    };
+    size_t applied = 0;
+    assert_int_equal(j->store->vt->finish(j->store, "w-batch", d, 2, &applied), SVC_OK);
+    assert_int_equal(applied, 2);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, a, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE);
+    assert_int_equal(in.nerrors, 1);
+    svc_job_info_clear(&in);
+    assert_int_equal(svc_jobs_get(j, b, &in), SVC_OK);
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE);
+    assert_int_equal(in.nerrors, 1);
+    assert_string_equal(in.errors[0].message, "fine");
+    svc_job_info_clear(&in);
+    for (size_t i = 0; i < n; i++)
+        svc__jobs_row_clear(&rows[i]);
     svc_jobs_free(j);
 }
 
@@ -1304,6 +1387,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(backoff_is_capped),
         cmocka_unit_test(handler_discard_goes_straight_to_dead_letters),
         cmocka_unit_test(snooze_reschedules_without_counting_the_attempt),
+        cmocka_unit_test(snooze_without_a_delay_waits_the_default_and_records_nothing),
+        cmocka_unit_test(snooze_delay_is_capped_at_the_longest_duration),
+        cmocka_unit_test(one_bad_result_does_not_hold_up_the_rest_of_a_finish_batch),
         cmocka_unit_test(cancel_from_handler_and_from_api),
         cmocka_unit_test(dead_letters_can_be_listed_retried_and_purged),
         cmocka_unit_test(retention_prunes_finished_jobs_after_their_age),
