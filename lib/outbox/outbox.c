@@ -477,8 +477,12 @@ static void *relay_main(void *arg)
         if (st)
             svc_logf(SVC_LOG_ERROR, "outbox relay: %s: %s (retrying after the poll interval)",
                      svc_strerror(st), svc_outbox_errmsg(r->ob));
-        if (!st && claimed >= r->o.batch_size)
-            continue; /* more may be due at once */
+        if (!st && claimed >= r->o.batch_size) {
+            /* more may be due at once; read what was notified meanwhile,
+             * or the server's notification queue grows without bound */
+            r->ob->store->ops->listener_drain(r->listener);
+            continue;
+        }
         if (atomic_load(&r->stop))
             break;
         if (r->ob->store->ops->listener_wait(r->listener, r->o.poll_interval_ms))

@@ -78,10 +78,12 @@ typedef struct svc__ob_store_ops {
      * its events stay unpublished). */
     void (*batch_free)(svc__ob_store *s, svc__ob_batch *b);
     /* A relay's wait for new work: new, wait (returns 1 when notified),
-     * wake (from another thread: ends a wait early), free. */
+     * wake (from another thread: ends a wait early), drain (between rounds
+     * run without a wait: consumes what was notified meanwhile), free. */
     svc_status (*listener_new)(svc__ob_store *s, svc__ob_listener **out, svc__err *err);
     int (*listener_wait)(svc__ob_listener *l, int64_t timeout_ms);
     void (*listener_wake)(svc__ob_listener *l);
+    void (*listener_drain)(svc__ob_listener *l);
     void (*listener_free)(svc__ob_listener *l);
     svc_status (*stats)(svc__ob_store *s, svc_outbox_stats *out, svc__err *err);
     svc_status (*prune)(svc__ob_store *s, int64_t older_than_ms, uint64_t *deleted, svc__err *err);

@@ -766,22 +766,42 @@ static svc_status pg_listener_new(svc__ob_store *base, svc__ob_listener **out, s
     return SVC_OK;
 }
 
-/* Reads pending notifications; 1 when there was one, -1 when the
- * connection broke (it is closed and retried on the next wait). */
+/* Reads the notifications the server has sent; 1 when there was one, -1
+ * when the connection broke (it is closed and retried on the next wait).
+ * One read takes what fits in libpq's buffer, so it reads again while
+ * notifications keep coming (at most 256 times: a few MB per call). A
+ * listener that stops reading makes its backend stop in the middle of a
+ * send, and the server's notification queue cannot be trimmed past it:
+ * once that queue is full, every commit that notifies fails. */
 static int drain_notifies(pg_listener *l)
 {
-    if (!PQconsumeInput(l->conn)) {
-        PQfinish(l->conn);
-        l->conn = NULL;
-        return -1;
-    }
     int got = 0;
-    PGnotify *n;
-    while ((n = PQnotifies(l->conn)) != NULL) {
+    for (int i = 0; i < 256; i++) {
+        if (!PQconsumeInput(l->conn)) {
+            PQfinish(l->conn);
+            l->conn = NULL;
+            return -1;
+        }
+        int more = 0;
+        PGnotify *n;
+        while ((n = PQnotifies(l->conn)) != NULL) {
+            more = 1;
+            PQfreemem(n);
+        }
+        if (!more)
+            break;
         got = 1;
-        PQfreemem(n);
     }
     return got;
+}
+
+/* Between rounds that run back to back (full batches), the relay does not
+ * wait, so it reads here what came meanwhile. */
+static void pg_listener_drain(svc__ob_listener *base)
+{
+    pg_listener *l = (pg_listener *)base;
+    if (l->conn)
+        (void)drain_notifies(l);
 }
 
 static int pg_listener_wait(svc__ob_listener *base, int64_t timeout_ms)
@@ -842,6 +862,7 @@ static const svc__ob_store_ops pg_ops = {
     .listener_new = pg_listener_new,
     .listener_wait = pg_listener_wait,
     .listener_wake = pg_listener_wake,
+    .listener_drain = pg_listener_drain,
     .listener_free = pg_listener_free,
     .stats = pg_stats,
     .prune = pg_prune,

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -523,6 +524,104 @@ static void relay_thread_wakes_on_commit_through_listen(void **state)
     unlink(path);
 }
 
+/* A publisher that publishes one event per token (sem_post). */
+typedef struct gate_pub {
+    sem_t go;
+    atomic_int published;
+} gate_pub;
+
+static svc_status gate_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    (void)m, (void)err, (void)errlen;
+    gate_pub *g = ctx;
+    while (sem_wait(&g->go) != 0) {
+    }
+    atomic_fetch_add(&g->published, 1);
+    return SVC_OK;
+}
+
+/* Gives one token and waits (bounded) until it was used. */
+static void gate_step(gate_pub *g)
+{
+    int want = atomic_load(&g->published) + 1;
+    sem_post(&g->go);
+    for (int i = 0; i < 30000 && atomic_load(&g->published) < want; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&g->published), want);
+}
+
+/* Backends of this database sending notifications to a relay that does
+ * not read them (blocked writing to its socket). */
+static int listen_backends_stuck(void)
+{
+    svc_pg_result *r;
+    assert_int_equal(svc_pg_exec(pg,
+                                 "SELECT count(*) FROM pg_stat_activity\n"
+                                 " WHERE datname = current_database()\n"
+                                 "   AND query = 'LISTEN " SVC_OUTBOX_CHANNEL "'\n"
+                                 "   AND wait_event = 'ClientWrite'",
+                                 0, NULL, &r),
+                     SVC_OK);
+    int n = atoi(svc_pg_result_value(r, 0, 0));
+    svc_pg_result_free(r);
+    return n;
+}
+
+/* A relay running full rounds back to back never waits on its LISTEN
+ * connection; it must still read it every round, or the server stops
+ * in the middle of sending and its notification queue grows until every
+ * commit that notifies fails. Here 42 MB of notifications arrive while
+ * rounds of one event run one per token. */
+static void a_busy_relay_keeps_reading_its_notifications(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
+                                 "SELECT 'test.event', 'g' || i, '{}' FROM generate_series(1, 400) i",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    svc_outbox *ob = pg_outbox(pg);
+    gate_pub g = {.published = 0};
+    assert_int_equal(sem_init(&g.go, 0, 0), 0);
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, gate_publish, &g);
+    ro.batch_size = 1;             /* every round is full: no wait between them */
+    ro.poll_interval_ms = 3600000;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+    gate_step(&g); /* its LISTEN connection is open: a round has run */
+    assert_int_equal(svc_pg_exec(pg,
+                                 "SELECT count(pg_notify('" SVC_OUTBOX_CHANNEL "',\n"
+                                 "                       i || repeat('x', 7000)))\n"
+                                 "  FROM generate_series(1, 6000) i",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    int stuck = 0;
+    for (int i = 0; i < 1000 && !stuck; i++) {
+        stuck = listen_backends_stuck();
+        if (!stuck)
+            usleep(10000);
+    }
+    assert_int_equal(stuck, 1); /* more than the sockets hold */
+    int rounds = 0;
+    while (stuck && rounds < 200) {
+        gate_step(&g);
+        rounds++;
+        stuck = listen_backends_stuck();
+    }
+    assert_int_equal(stuck, 0);
+    assert_true(atomic_load(&g.published) < 400); /* read while still busy */
+    for (int i = 0; i < 400; i++)
+        sem_post(&g.go);
+    svc_outbox_relay_stop(r);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    sem_destroy(&g.go);
+}
+
 static void prune_deletes_published_events_only(void **state)
 {
     (void)state;
@@ -1029,6 +1128,7 @@ int main(void)
         cmocka_unit_test(two_relay_processes_keep_key_order_and_never_publish_twice),
         cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
+        cmocka_unit_test(a_busy_relay_keeps_reading_its_notifications),
         cmocka_unit_test(prune_deletes_published_events_only),
         cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
         cmocka_unit_test(a_blocked_backlog_costs_the_claim_nothing),
