@@ -4,8 +4,8 @@
 Each meson test is a cmocka executable holding many cases; its output says
 how many passed, failed and were skipped. An executable that fails without
 a cmocka summary (a crash, a script) counts as one failed case; a passing
-non-cmocka test counts as one passed case. Prints one line:
-"N passed, N failed, N skipped".
+non-cmocka test counts as one passed case. Prints two lines:
+a line "N skipped ..." and then the plain line "N passed, N failed".
 """
 import json
 import re
@@ -38,4 +38,5 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
             passed += 1
         else:
             failed += 1
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
+print(f"{skipped} skipped (a test skips only what its build or machine cannot run)")
+print(f"{passed} passed, {failed} failed")
