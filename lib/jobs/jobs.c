@@ -163,6 +163,7 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
     svc__err_init(&j->err);
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->subs.mu, NULL);
+    pthread_mutex_init(&j->gauge_mu, NULL);
     j->opts = o;
     j->opts.url = NULL;
     j->opts.pg = NULL;
@@ -243,6 +244,10 @@ void svc_jobs_free(svc_jobs *j)
         svc_free(j->handlers[i].kind);
     svc_free(j->handlers);
     svc_free(j->url);
+    for (size_t i = 0; i < j->gauge_nq; i++)
+        svc_free(j->gauge_q[i]);
+    svc_free(j->gauge_q);
+    pthread_mutex_destroy(&j->gauge_mu);
     pthread_mutex_destroy(&j->subs.mu);
     pthread_mutex_destroy(&j->mu);
     svc__err_destroy(&j->err);
@@ -556,20 +561,72 @@ void svc__jobs_observe(svc_jobs *j, const char *queue, const char *kind, const c
     }
 }
 
+/* One reading of the gauges: the queues the store reported, sorted. */
+typedef struct gauge_round {
+    svc_jobs *j;
+    char **q;
+    size_t n;
+} gauge_round;
+
+static void gauge_set(svc_jobs *j, const char *queue, double due, double dead)
+{
+    const char *l[] = {queue};
+    svc_gauge_set(j->m_depth, l, due);
+    svc_gauge_set(j->m_dead, l, dead);
+}
+
+/* Remembers `queue` in the round (bounded; a failed copy is not kept). */
+static void round_add(gauge_round *g, const char *queue)
+{
+    if (g->n >= SVC__JOBS_GAUGE_QUEUES)
+        return;
+    char *c = svc__strdup(queue);
+    if (c)
+        g->q[g->n++] = c;
+}
+
 static void gauge_cb(void *ud, const char *queue, uint64_t due, uint64_t dead)
 {
-    svc_jobs *j = ud;
-    const char *l[] = {queue};
-    svc_gauge_set(j->m_depth, l, (double)due);
-    svc_gauge_set(j->m_dead, l, (double)dead);
+    gauge_round *g = ud;
+    gauge_set(g->j, queue, (double)due, (double)dead);
+    round_add(g, queue);
+}
+
+static int qname_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static void jobs_collect(svc_metrics *m, void *ctx)
 {
     SVC__UNUSED(m);
     svc_jobs *j = ctx;
-    /* A failed read leaves the gauges at their last values. */
-    (void)j->store->vt->gauges(j->store, gauge_cb, j);
+    gauge_round g = {j, svc__calloc(SVC__JOBS_GAUGE_QUEUES, sizeof(char *)), 0};
+    if (!g.q)
+        return; /* the gauges keep their last values */
+    pthread_mutex_lock(&j->gauge_mu);
+    svc_status st = j->store->vt->gauges(j->store, gauge_cb, &g);
+    qsort(g.q, g.n, sizeof *g.q, qname_cmp);
+    /* Stores report only queues that have due jobs or dead letters, so a
+     * queue reported last time and not now has none: its gauges go to 0.
+     * After a failed read the queues not seen are kept for the next one,
+     * at their last values. */
+    size_t seen = g.n;
+    for (size_t i = 0; i < j->gauge_nq; i++) {
+        if (bsearch(&j->gauge_q[i], g.q, seen, sizeof *g.q, qname_cmp))
+            continue;
+        if (st == SVC_OK)
+            gauge_set(j, j->gauge_q[i], 0, 0);
+        else
+            round_add(&g, j->gauge_q[i]);
+    }
+    qsort(g.q, g.n, sizeof *g.q, qname_cmp);
+    for (size_t i = 0; i < j->gauge_nq; i++)
+        svc_free(j->gauge_q[i]);
+    svc_free(j->gauge_q);
+    j->gauge_q = g.q;
+    j->gauge_nq = g.n;
+    pthread_mutex_unlock(&j->gauge_mu);
 }
 
 /* ---- administration ------------------------------------------------------------------- */

@@ -139,7 +139,14 @@ struct svc_jobs {
     svc_histogram *m_duration;  /* jobs_duration_seconds{queue,kind} */
     svc_gauge *m_depth;         /* jobs_queue_depth{queue} */
     svc_gauge *m_dead;          /* jobs_dead_letters{queue} */
+    /* the queues the gauges were last set for (sorted, owned): a queue the
+     * store no longer reports (drained, purged) is set to 0 */
+    pthread_mutex_t gauge_mu;
+    char **gauge_q;
+    size_t gauge_nq;
 };
+/* Most queues whose gauges are tracked (as many as the stores report). */
+#define SVC__JOBS_GAUGE_QUEUES 1000
 
 /* ---- shared helpers (jobs.c) ---------------------------------------------- */
 /* 1 when `s` is a valid queue or kind name. */

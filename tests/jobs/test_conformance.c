@@ -1251,6 +1251,59 @@ static void memory_store_stays_bounded_through_enqueue_cancel_prune_cycles(void 
     svc_jobs_free(j);
 }
 
+/* 1 when the rendered registry holds the line "<metric>{queue="<queue>"} <value>". */
+static int gauge_is(svc_metrics *m, const char *metric, int value)
+{
+    char *text;
+    assert_int_equal(svc_metrics_render(m, &text, NULL), SVC_OK);
+    char line[256];
+    snprintf(line, sizeof line, "%s{queue=\"%s\"} %d\n", metric, queue, value);
+    int found = strstr(text, line) != NULL;
+    svc_free(text);
+    return found;
+}
+
+/* Queues that drained or whose dead letters were purged show 0, not the
+ * last value the store reported. */
+static void queue_gauges_fall_to_zero_when_a_queue_drains_or_is_purged(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.url = is_server ? server_url : "memory:";
+    o.clock = is_server ? NULL : svc_manual_clock_get(mclock);
+    o.metrics = m;
+    o.retention_completed_ms = 1;
+    svc_jobs *j;
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
+    snprintf(queue, sizeof queue, "gz%ld_%u", (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
+    enq(j, "rec", NULL, NULL);
+    enq(j, "rec", NULL, NULL);
+    enq(j, "d", NULL, NULL);
+    assert_true(gauge_is(m, "jobs_queue_depth", 3));
+    assert_true(gauge_is(m, "jobs_dead_letters", 0));
+    assert_int_equal(run(j), 3);
+    assert_true(gauge_is(m, "jobs_queue_depth", 0));
+    assert_true(gauge_is(m, "jobs_dead_letters", 1));
+    /* completed jobs pruned, then the dead letter purged: the queue is empty */
+    pass_ms(20);
+    size_t purged = 0;
+    assert_int_equal(svc_jobs_prune(j, &purged), SVC_OK);
+    assert_int_equal(svc_jobs_dlq_purge(j, queue, 0, &purged), SVC_OK);
+    assert_int_equal(purged, 1);
+    assert_true(gauge_is(m, "jobs_dead_letters", 0));
+    assert_true(gauge_is(m, "jobs_queue_depth", 0));
+    /* and come back when the queue has work again */
+    enq(j, "rec", NULL, NULL);
+    assert_true(gauge_is(m, "jobs_queue_depth", 1));
+    svc_jobs_free(j);
+    svc_metrics_free(m);
+}
+
 /* ---- postgres only: the caller's transaction ---------------------------------------------- */
 
 static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
@@ -1404,6 +1457,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
+        cmocka_unit_test(queue_gauges_fall_to_zero_when_a_queue_drains_or_is_purged),
         cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
         cmocka_unit_test(memory_store_stays_bounded_through_enqueue_cancel_prune_cycles),
     };
