@@ -48,6 +48,30 @@ double rl_test_decisions(svc_metrics *m, const char *policy, const char *result)
     return svc_counter_get(c, lv, &v) == SVC_OK ? v : 0;
 }
 
+static uint64_t rng_state = 88172645463325252u;
+
+uint64_t rl_test_rnd(uint64_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state % n;
+}
+
+int64_t rl_test_step_ns(int64_t period_ns)
+{
+    switch (rl_test_rnd(8)) {
+    case 0:
+        return 0;
+    case 1:
+        return (int64_t)rl_test_rnd(1000000); /* sub-ms */
+    case 2:
+        return period_ns * (int64_t)(1 + rl_test_rnd(3)); /* long idle */
+    default:
+        return (int64_t)rl_test_rnd((uint64_t)(period_ns / 4 + 1));
+    }
+}
+
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static svc_log_level log_was;
 

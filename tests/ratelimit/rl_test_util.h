@@ -18,6 +18,13 @@ svc__rl_store *rl_test_down_store(void);
 /* ratelimit_decisions_total{policy, result} in `m`; 0 when never counted. */
 double rl_test_decisions(svc_metrics *m, const char *policy, const char *result);
 
+/* A deterministic generator (xorshift), so failures repeat: 0..n-1. */
+uint64_t rl_test_rnd(uint64_t n);
+
+/* A random step of a walk through time for a period of `period_ns`: none,
+ * under a ms, a long idle (1-3 periods) or up to a quarter period. */
+int64_t rl_test_step_ns(int64_t period_ns);
+
 /* Log lines that contain `needle`, captured from the global log sink
  * between rl_test_log_start() and rl_test_log_stop() (at INFO and above). */
 typedef struct rl_test_log {

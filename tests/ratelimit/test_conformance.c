@@ -20,6 +20,7 @@
 #include "ratelimit/store.h"
 
 #include "conformance.h"
+#include "rl_test_util.h"
 
 static const char *redis_url;
 
@@ -235,15 +236,6 @@ typedef struct diff_policy {
     int steps; /* the walk stays below 2^53 µs (the year 2255) */
 } diff_policy;
 
-static uint64_t diff_rng = 88172645463325252u;
-static uint64_t diff_rnd(uint64_t n)
-{
-    diff_rng ^= diff_rng << 13;
-    diff_rng ^= diff_rng >> 7;
-    diff_rng ^= diff_rng << 17;
-    return diff_rng % n;
-}
-
 static void script_apply(svc_redis *pool, const svc_redis_script *script, const svc__rl_req *req,
                          svc__rl_out *o)
 {
@@ -277,19 +269,13 @@ static void diff_walk(svc_redis *pool, const svc_redis_script *script, const dif
                        .name = "diff", .ukey = ukey};
     svc__rl_state st = {0};
     bool present = false;
-    int64_t now = (svc_clock_wall_ns(NULL) / 1000 + (int64_t)diff_rnd(1000000)) * 1000;
+    int64_t now = (svc_clock_wall_ns(NULL) / 1000 + (int64_t)rl_test_rnd(1000000)) * 1000;
     for (int i = 0; i < steps; i++) {
-        int64_t adv;
-        switch (diff_rnd(8)) {
-        case 0: adv = 0; break;
-        case 1: adv = (int64_t)diff_rnd(1000000); break;          /* sub-ms */
-        case 2: adv = P * (int64_t)(1 + diff_rnd(2)); break;      /* long idle */
-        default: adv = (int64_t)diff_rnd((uint64_t)P / 4 + 1); break;
-        }
+        int64_t adv = rl_test_step_ns(P);
         now += adv - adv % 1000;
         req.now = now;
-        req.cost = 1 + diff_rnd(dp->max_cost);
-        req.commit = diff_rnd(5) != 0;
+        req.cost = 1 + rl_test_rnd(dp->max_cost);
+        req.commit = rl_test_rnd(5) != 0;
         svc__rl_state next = st;
         svc__rl_out e, l;
         int64_t expire_at;

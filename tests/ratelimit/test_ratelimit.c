@@ -67,15 +67,7 @@ static void add_policy(svc_ratelimit *rl, const char *name, svc_ratelimit_algori
 
 static int64_t ceil_ms(int64_t ns) { return ns <= 0 ? 0 : (ns + MS - 1) / MS; }
 
-/* A deterministic generator, so failures repeat. */
-static uint64_t rng_state = 88172645463325252u;
-static uint64_t rnd(uint64_t n)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state % n;
-}
+#define rnd rl_test_rnd
 
 /* ---- reference models ------------------------------------------------------
  * Written differently from the library on purpose: GCRA as a bucket of
@@ -226,14 +218,7 @@ static void walk(fixture *f, const char *policy, int steps, int64_t period_ms,
                  uint64_t max_cost)
 {
     for (int i = 0; i < steps; i++) {
-        int64_t adv;
-        switch (rnd(8)) {
-        case 0: adv = 0; break;
-        case 1: adv = (int64_t)rnd((uint64_t)MS); break;              /* sub-ms */
-        case 2: adv = period_ms * MS * (int64_t)(1 + rnd(3)); break; /* long idle */
-        default: adv = (int64_t)rnd((uint64_t)(period_ms * MS / 4 + 1)); break;
-        }
-        svc_manual_clock_advance(f->mc, adv);
+        svc_manual_clock_advance(f->mc, rl_test_step_ns(period_ms * MS));
         uint64_t cost = 1 + rnd(max_cost);
         int peek = rnd(5) == 0;
         svc_ratelimit_result r;
