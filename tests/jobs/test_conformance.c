@@ -1164,19 +1164,28 @@ static void cron_run_once_catches_up_the_latest_missed_tick(void **state)
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
+/* The registry of the metrics tests (their handles register in it). */
+static svc_metrics *test_metrics;
+
+static void metered(svc_jobs_opts *o)
+{
+    o->no_metrics = 0;
+    o->metrics = test_metrics;
+}
+
+static void metered_short_retention(svc_jobs_opts *o)
+{
+    metered(o);
+    o->retention_completed_ms = 1;
+}
+
 static void metrics_count_results_and_show_queue_gauges(void **state)
 {
     (void)state;
     svc_metrics *m;
     assert_int_equal(svc_metrics_new(&m), SVC_OK);
-    svc_jobs_opts o;
-    svc_jobs_opts_default(&o);
-    o.url = is_server ? server_url : "memory:";
-    o.clock = is_server ? NULL : svc_manual_clock_get(mclock);
-    o.metrics = m;
-    svc_jobs *j;
-    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
-    snprintf(queue, sizeof queue, "m%ld_%u", (long)getpid(), ++qseq);
+    test_metrics = m;
+    svc_jobs *j = open_jobs_with(metered);
     assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
     assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
     enq(j, "rec", NULL, NULL);
@@ -1270,15 +1279,8 @@ static void queue_gauges_fall_to_zero_when_a_queue_drains_or_is_purged(void **st
     (void)state;
     svc_metrics *m;
     assert_int_equal(svc_metrics_new(&m), SVC_OK);
-    svc_jobs_opts o;
-    svc_jobs_opts_default(&o);
-    o.url = is_server ? server_url : "memory:";
-    o.clock = is_server ? NULL : svc_manual_clock_get(mclock);
-    o.metrics = m;
-    o.retention_completed_ms = 1;
-    svc_jobs *j;
-    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
-    snprintf(queue, sizeof queue, "gz%ld_%u", (long)getpid(), ++qseq);
+    test_metrics = m;
+    svc_jobs *j = open_jobs_with(metered_short_retention);
     assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
     assert_int_equal(svc_jobs_register(j, "d", h_discard, NULL, 0), SVC_OK);
     enq(j, "rec", NULL, NULL);
