@@ -55,6 +55,7 @@ int main(int argc, char **argv)
     o.port = (uint16_t)atoi(argv[1]);
     o.threads = (unsigned)atoi(argv[2]);
     o.access_log = 0;
+    o.handler_timeout_ms = 1000; /* below the lease of the short-TTL rounds */
     svc_app *app = NULL;
     svc_status st = svc_app_new(&app, &o);
     if (st == SVC_OK)

@@ -62,7 +62,10 @@ cleanup() {
 trap cleanup EXIT
 
 start() { # MODE [TTL_MS]
-    SVC_IDEMPOTENCY_TTL_MS=${2:-86400000} SVC_IDEMPOTENCY_MAX_RECORDS=$FRESH_MAX_RECORDS \
+    # the lease stays shorter than the TTL (the server's handler deadline is 1 s)
+    local ttl=${2:-86400000}
+    SVC_IDEMPOTENCY_TTL_MS=$ttl SVC_IDEMPOTENCY_LEASE_MS=$((ttl < 120000 ? ttl * 3 / 4 : 60000)) \
+    SVC_IDEMPOTENCY_MAX_RECORDS=$FRESH_MAX_RECORDS \
     SVC_IDEMPOTENCY_MAX_BYTES=$((FRESH_MAX_RECORDS * 1024)) \
     "${SERVER_CPU[@]}" "$SRV" 0 "$SERVER_THREADS" "$1" \
         >"$TMP/out" 2>"$TMP/err" &

@@ -70,9 +70,10 @@ typedef struct svc_idem_opts {
     struct svc_redis *redis;     /* NULL; else this pool (borrowed) is the store */
     int64_t ttl_ms;              /* 86400000 (24 h): a record lives this long after
                                     its claim (env SVC_IDEMPOTENCY_TTL_MS) */
-    int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this;
-                                    must be < ttl_ms, and with svc_add_idempotency()
-                                    > the app's handler_timeout_ms */
+    int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this
+                                    (env SVC_IDEMPOTENCY_LEASE_MS); must be < ttl_ms, and
+                                    with svc_add_idempotency() > the app's
+                                    handler_timeout_ms */
     size_t max_records;          /* 100000: memory store bound (>= 64)
                                     (env SVC_IDEMPOTENCY_MAX_RECORDS); a store full
                                     of live records answers 503 (UNAVAILABLE): size

@@ -48,7 +48,7 @@ void svc_idem_opts_default(svc_idem_opts *opts)
     if (v)
         opts->store_url = v;
     opts->ttl_ms = env_i64("SVC_IDEMPOTENCY_TTL_MS", DEFAULT_TTL_MS);
-    opts->lease_ms = DEFAULT_LEASE_MS;
+    opts->lease_ms = env_i64("SVC_IDEMPOTENCY_LEASE_MS", DEFAULT_LEASE_MS);
     opts->max_records = (size_t)env_i64("SVC_IDEMPOTENCY_MAX_RECORDS", DEFAULT_MAX_RECORDS);
     opts->max_bytes = (size_t)env_i64("SVC_IDEMPOTENCY_MAX_BYTES", (int64_t)DEFAULT_MAX_BYTES);
     opts->max_response_bytes = DEFAULT_MAX_RESPONSE;
