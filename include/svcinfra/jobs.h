@@ -512,13 +512,18 @@ typedef struct svc_jobs_http_opts {
     int start_worker;                 /* 1: start a worker pool now, stopped
                                          gracefully when the app is freed */
     svc_jobs_scheduler *scheduler;    /* NULL; else started now, stopped at free */
-    int check_critical;               /* 1: /readyz fails when the backend is down */
+    int check_critical;               /* 1: /readyz fails when the backend (PostgreSQL
+                                         or Redis) does not answer its ping */
     void *reserved[4];
 } svc_jobs_http_opts;
 
-/* Wires jobs into an app: starts the worker pool (and scheduler), adds the
- * readiness check "jobs" (PostgreSQL answers SELECT 1 within the
- * check's timeout) and the queue gauges to the app's metrics.
+/* Wires jobs into an app: starts the worker pool (and scheduler) and adds
+ * the readiness check "jobs": the backend answers within the check's
+ * timeout (PostgreSQL SELECT 1, Redis PING; memory: always ready). The job
+ * metrics stay in the registry of the jobs handle (svc_jobs_opts.metrics,
+ * the default registry unless set): for /metrics to show them, give the
+ * handle the app's registry (svc_app_metrics()) or let both use the
+ * default.
  * SVC_EINVAL for a NULL jobs; statuses of svc_jobs_worker_start();
  * SVC_ENOTSUP when built without HTTP. Call before svc_app_start(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_jobs(struct svc_app *app,

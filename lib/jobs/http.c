@@ -3,7 +3,7 @@
  *
  * Starts the worker pool (and a scheduler) with the app, stops them
  * gracefully when the app is freed, and adds the readiness check "jobs":
- * the database answers a ping. The queue gauges
+ * the backend answers a ping. The queue gauges
  * and job counters live in the registry of the jobs handle (opts.metrics
  * of svc_jobs_new, the default registry unless told otherwise), which is
  * the registry /metrics renders when both use the default.
@@ -34,22 +34,16 @@ static void jobs_http_free(void *ud)
     svc_free(h);
 }
 
-/* Cheap on purpose (probes run often): a ping of the database, no count
- * over the queue; the detail says what this instance's worker holds. */
+/* Cheap on purpose (probes run often): a ping of the backend (SELECT 1 on
+ * PostgreSQL, PING on Redis, nothing for memory:), no count over the
+ * queue; the detail says what this instance's worker holds. */
 static svc_status jobs_check(void *ud, char *detail, size_t len, int64_t timeout_ms)
 {
     jobs_http *h = ud;
-#if SVC_HAVE_POSTGRES
-    if (h->jobs->kind == SVC_STORE_POSTGRES) {
-        svc_status st = svc_pg_ping(h->jobs->pg, timeout_ms);
-        if (st) {
-            snprintf(detail, len, "%s", svc_pg_errmsg(h->jobs->pg));
-            return st;
-        }
-    }
-#else
-    SVC__UNUSED(timeout_ms);
-#endif
+    svc__jobs_store *s = h->jobs->store;
+    svc_status st = s->vt->ping(s, detail, len, timeout_ms);
+    if (st)
+        return st;
     if (h->worker) {
         svc_jobs_worker_stats ws;
         svc_jobs_worker_get_stats(h->worker, &ws);

@@ -93,6 +93,9 @@ typedef struct svc__jobs_store_vt {
     svc_status (*gauges)(svc__jobs_store *s,
                          void (*fn)(void *ud, const char *queue, uint64_t due, uint64_t dead),
                          void *ud);
+    /* Readiness: the backend answers within `timeout_ms` (memory: always).
+     * On failure the backend's text goes to `detail`. */
+    svc_status (*ping)(svc__jobs_store *s, char *detail, size_t len, int64_t timeout_ms);
     void (*free)(svc__jobs_store *s);
 } svc__jobs_store_vt;
 

@@ -709,6 +709,15 @@ static svc_status mem_prune(svc__jobs_store *bs, int64_t completed_ms, int64_t d
     return SVC_OK;
 }
 
+static svc_status mem_ping(svc__jobs_store *bs, char *detail, size_t len, int64_t timeout_ms)
+{
+    SVC__UNUSED(bs);
+    SVC__UNUSED(detail);
+    SVC__UNUSED(len);
+    SVC__UNUSED(timeout_ms);
+    return SVC_OK; /* in this process: up while the process is */
+}
+
 static void mem_free(svc__jobs_store *bs)
 {
     mem_store *s = (mem_store *)bs;
@@ -736,6 +745,7 @@ static const svc__jobs_store_vt mem_vt = {
     .rescue = mem_rescue,
     .stats = mem_stats,
     .gauges = mem_gauges,
+    .ping = mem_ping,
     .free = mem_free,
 };
 

@@ -798,6 +798,11 @@ const char *svc__jobs_pg_sql(const char *name)
     return NULL;
 }
 
+static svc_status pg_ping(svc__jobs_store *bs, char *detail, size_t len, int64_t timeout_ms)
+{
+    return svc_pg_check(((pg_store *)bs)->j->pg, detail, len, timeout_ms);
+}
+
 static void pg_free(svc__jobs_store *bs) { svc_free(bs); }
 
 static const svc__jobs_store_vt pg_vt = {
@@ -815,6 +820,7 @@ static const svc__jobs_store_vt pg_vt = {
     .rescue = pg_rescue,
     .stats = pg_stats,
     .gauges = pg_gauges,
+    .ping = pg_ping,
     .free = pg_free,
 };
 

@@ -1391,6 +1391,11 @@ static svc_status rd_prune(svc__jobs_store *bs, int64_t completed_ms, int64_t di
     return each_queue(s, NULL, "prune", prune_queue, &c);
 }
 
+static svc_status rd_ping(svc__jobs_store *bs, char *detail, size_t len, int64_t timeout_ms)
+{
+    return svc_redis_check(((redis_store *)bs)->r, detail, len, timeout_ms);
+}
+
 static void rd_free(svc__jobs_store *bs)
 {
     redis_store *s = (redis_store *)bs;
@@ -1415,6 +1420,7 @@ static const svc__jobs_store_vt redis_vt = {
     .rescue = rd_rescue,
     .stats = rd_stats,
     .gauges = rd_gauges,
+    .ping = rd_ping,
     .free = rd_free,
 };
 

@@ -1,7 +1,7 @@
 /* test_http.c - svc_add_jobs(): a worker pool started with an svc_app runs
  * jobs enqueued by a route, /readyz reports the "jobs" check, /metrics
  * shows the job metrics, and freeing the app stops the workers (memory:
- * backend, loopback HTTP). */
+ * backend, loopback HTTP); /readyz fails for a Redis backend that is down. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -112,10 +112,46 @@ static void route_enqueues_and_the_app_worker_runs_it(void **state)
     svc_metrics_free(m);
 }
 
+/* /readyz asks the backend itself: a Redis that does not answer fails a
+ * critical "jobs" check (503), as a PostgreSQL that does not would. */
+static void readyz_fails_when_the_redis_backend_is_down(void **state)
+{
+    (void)state;
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.url = "redis://127.0.0.1:1/0"; /* nothing listens on port 1 */
+    jo.migrate = 0;                   /* so the handle opens without the server */
+    jo.no_metrics = 1;
+    svc_jobs *down;
+    assert_int_equal(svc_jobs_new(&down, &jo), SVC_OK);
+    svc_app_opts ao;
+    svc_app_opts_default(&ao);
+    ao.port = 0;
+    ao.access_log = 0;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    ao.metrics = m;
+    svc_app *app;
+    assert_int_equal(svc_app_new(&app, &ao), SVC_OK);
+    assert_int_equal(svc_add_probes(app, NULL), SVC_OK);
+    svc_jobs_http_opts ho = {.jobs = down, .check_critical = 1};
+    assert_int_equal(svc_add_jobs(app, &ho), SVC_OK);
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    htu_response r;
+    assert_int_equal(htu_request(svc_app_port(app), "GET", "/readyz", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"jobs\""));
+    htu_response_free(&r);
+    svc_app_free(app);
+    svc_jobs_free(down);
+    svc_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(route_enqueues_and_the_app_worker_runs_it),
+        cmocka_unit_test(readyz_fails_when_the_redis_backend_is_down),
     };
     return cmocka_run_group_tests_name("jobs_http", tests, NULL, NULL);
 }
