@@ -104,6 +104,10 @@ const svc__migration svc__pg_migrations[] = {
      "    PRIMARY KEY (consumer, message_id)\n"
      ");\n"
      "CREATE INDEX IF NOT EXISTS svc_inbox_claimed_at ON svc_inbox (claimed_at);\n"},
+    {6, "outbox retry times",
+     "-- Failed events waiting for their retry: a relay sleeps until the first.\n"
+     "CREATE INDEX IF NOT EXISTS svc_outbox_retry ON svc_outbox (next_attempt_at)\n"
+     "    WHERE published_at IS NULL AND attempts > 0;\n"},
 };
 
 const size_t svc__pg_nmigrations = sizeof svc__pg_migrations / sizeof svc__pg_migrations[0];

@@ -378,9 +378,10 @@ static bool publish_item(svc_outbox_relay *r, svc__ob_item *it)
 }
 
 /* One round. *claimed receives the size of the batch (a full one means more
- * may be due at once). */
+ * may be due at once), *wait_ms how long the relay may sleep without a
+ * notification: the poll interval, or less when a retry falls due sooner. */
 static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *failed,
-                             size_t *claimed)
+                             size_t *claimed, int64_t *wait_ms)
 {
     svc__ob_store *s = r->ob->store;
     svc__ob_batch b = {0};
@@ -388,6 +389,9 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
     atomic_fetch_add(&r->batches, 1);
     svc_status st = s->ops->claim(s, r->o.batch_size, &b, &r->ob->err);
     *claimed = st ? 0 : b.n;
+    *wait_ms = r->o.poll_interval_ms;
+    if (!st && b.next_due_ms >= 0 && b.next_due_ms < *wait_ms)
+        *wait_ms = b.next_due_ms;
     if (st) {
         /* A failed claim may still hold what it took (postgres: a pooled
          * connection inside an aborted transaction): give it back. */
@@ -411,6 +415,8 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
                 continue;
             }
             bad++;
+            if (it->retry_delay_ms < *wait_ms)
+                *wait_ms = it->retry_delay_ms;
             /* Without room to remember the key, hold back the rest of the
              * batch: never publish past a failure. */
             if ((!failed_keys.slots && svc__ob_map_init(&failed_keys)) ||
@@ -425,6 +431,7 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
         if (st) {
             atomic_fetch_add(&r->backend_errors, 1);
             ok = bad = 0;
+            *wait_ms = r->o.poll_interval_ms;
         } else {
             hook(r, SVC__OB_STEP_MARKED, NULL);
         }
@@ -448,7 +455,8 @@ svc_status svc_outbox_relay_run_once(svc_outbox_relay *r, size_t *published, siz
     if (r->started)
         return svc__err_set(&r->ob->err, SVC_EBUSY, "outbox relay: its thread is running");
     size_t claimed;
-    return round_once(r, published, failed, &claimed);
+    int64_t wait_ms;
+    return round_once(r, published, failed, &claimed, &wait_ms);
 }
 
 static void maybe_prune(svc_outbox_relay *r)
@@ -472,7 +480,8 @@ static void *relay_main(void *arg)
     svc_outbox_relay *r = arg;
     while (!atomic_load(&r->stop)) {
         size_t claimed = 0;
-        svc_status st = round_once(r, NULL, NULL, &claimed);
+        int64_t wait_ms = r->o.poll_interval_ms;
+        svc_status st = round_once(r, NULL, NULL, &claimed, &wait_ms);
         maybe_prune(r);
         if (st)
             svc_logf(SVC_LOG_ERROR, "outbox relay: %s: %s (retrying after the poll interval)",
@@ -485,7 +494,7 @@ static void *relay_main(void *arg)
         }
         if (atomic_load(&r->stop))
             break;
-        if (r->ob->store->ops->listener_wait(r->listener, r->o.poll_interval_ms))
+        if (r->ob->store->ops->listener_wait(r->listener, wait_ms))
             atomic_fetch_add(&r->wakeups, 1);
     }
     return NULL;

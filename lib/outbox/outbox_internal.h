@@ -56,6 +56,9 @@ typedef struct svc__ob_batch {
     svc__ob_item *items;      /* n entries, in any order (the relay sorts
                                  them by id) */
     void *backend;            /* postgres: the claim transaction and results */
+    int64_t next_due_ms;      /* how long after the claim the earliest event
+                                 that was not due then becomes due; -1: none
+                                 (or not known: the batch was full) */
 } svc__ob_batch;
 
 typedef struct svc__ob_store svc__ob_store;

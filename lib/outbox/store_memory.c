@@ -214,6 +214,7 @@ static svc_status mem_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, s
     memset(b, 0, sizeof *b);
     int64_t now = svc_clock_mono_ns(s->clock);
     pthread_mutex_lock(&s->mu);
+    b->next_due_ms = -1;
     size_t cap = max < s->pending.n ? max : s->pending.n;
     if (cap == 0) {
         pthread_mutex_unlock(&s->mu);
@@ -228,15 +229,22 @@ static svc_status mem_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, s
         b->items = NULL;
         return SVC_ENOMEM;
     }
-    /* Heads, in turn order: due, and not held by another relay. */
+    /* Heads, in turn order: due, and not held by another relay. A walk
+     * that sees every key also finds the earliest retry. */
     size_t nheads = 0;
+    int64_t next_due = INT64_MAX;
     for (mem_key *k = s->first; k && b->n < cap; k = k->next) {
         mem_msg *m = k->head;
+        if (!m->claimed && m->due_mono_ns > now && m->due_mono_ns < next_due)
+            next_due = m->due_mono_ns;
         if (m->claimed || m->due_mono_ns > now)
             continue;
         claim_msg(b, m);
         runs[nheads++] = m;
     }
+    b->next_due_ms = b->n < cap && next_due != INT64_MAX
+                         ? (next_due - now + SVC__NS_PER_MS - 1) / SVC__NS_PER_MS
+                         : -1;
     /* Runs behind them, an equal part of the room each; a run that ends
      * early leaves its part to the others. */
     size_t open = nheads;

@@ -67,9 +67,11 @@ const char svc__ob_put_sql[] =
     "         SELECT $1, $2, $3::json, $4::json FROM l RETURNING id)\n"
     "SELECT id, pg_notify('" SVC_OUTBOX_CHANNEL "', '') FROM ins";
 
-/* Step 1. $1 batch size, $2 window. Columns: window rows, then the claimed
- * heads (or one row of NULLs): id, topic, aggregate_key, payload, headers,
- * attempts, created_ms, and how many window rows their key has. */
+/* Step 1. $1 batch size, $2 window. Columns: window rows, ms until the
+ * earliest failed event not due now is due (NULL: none; index of migration
+ * 6), then the claimed heads (or one row of NULLs): id, topic,
+ * aggregate_key, payload, headers, attempts, created_ms, and how many
+ * window rows their key has. */
 const char svc__ob_claim_sql[] =
     "WITH w AS (\n"
     "    SELECT aggregate_key FROM svc_outbox\n"
@@ -88,7 +90,12 @@ const char svc__ob_claim_sql[] =
     "     WHERE o.published_at IS NULL AND o.next_attempt_at <= now()\n"
     "     ORDER BY o.id LIMIT $1\n"
     "       FOR UPDATE OF o SKIP LOCKED)\n"
-    "SELECT (SELECT count(*) FROM w), c.*\n"
+    "SELECT (SELECT count(*) FROM w),\n"
+    "       (SELECT greatest(0, ceil(extract(epoch FROM min(r.next_attempt_at)\n"
+    "                                        - clock_timestamp()) * 1000))::bigint\n"
+    "          FROM svc_outbox r\n"
+    "         WHERE r.published_at IS NULL AND r.attempts > 0 AND r.next_attempt_at > now()),\n"
+    "       c.*\n"
     "  FROM (SELECT 1) one LEFT JOIN claimed c ON true";
 
 /* Step 2, one pass. $1 room, $2 the key to start after, $3 keys to look at,
@@ -480,13 +487,16 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
     if (!st)
         st = svc_pg_tx_exec(pb->tx, svc__ob_claim_sql, 2, params, &r);
     if (!st)
-        st = keep(pb, r, 1, &n, err);
+        st = keep(pb, r, 2, &n, err);
+    b->next_due_ms = -1;
     if (!st && n < max) {
         /* A window shorter than asked for held every unpublished row:
          * no other key has any, and a key needs a run only if it had
          * more than one row there. */
         const pg_part *p = &pb->parts[0];
-        bool full = strtoull(val(p, 0, -1), NULL, 10) >= max;
+        bool full = strtoull(val(p, 0, -2), NULL, 10) >= max;
+        if (!svc_pg_result_is_null(p->res, 0, 1))
+            b->next_due_ms = strtoll(val(p, 0, -1), NULL, 10);
         add_run_keys(p, keys, &nkeys, full ? 0 : 2);
         if (full)
             st = claim_skip(s, pb, max, &n, keys, &nkeys, err);

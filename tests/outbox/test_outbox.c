@@ -422,6 +422,37 @@ static void relay_thread_wakes_on_put_and_stops(void **state)
     svc_outbox_free(ob);
 }
 
+/* A failed publish is retried when its backoff ends: the relay's thread
+ * wakes for it, with no put and a poll interval of an hour. */
+static void relay_thread_wakes_when_a_retry_is_due(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    rec->fail_remaining = 1;
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    ro.poll_interval_ms = 3600000;
+    ro.backoff_initial_ms = 50;
+    ro.backoff_max_ms = 50;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+    put(ob, "k", 1, NULL);
+    svc_outbox_relay_stats rs = {0};
+    for (int i = 0; i < 30000 && rs.published < 1; i++) { /* at most 30 s */
+        usleep(1000);
+        svc_outbox_relay_stats_get(r, &rs);
+    }
+    svc_outbox_relay_stop(r);
+    assert_int_equal(rs.failures, 1);
+    assert_int_equal(rs.published, 1);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
 static int destroyed;
 static void count_destroy(void *ctx)
 {
@@ -754,6 +785,7 @@ int main(void)
         cmocka_unit_test(prune_deletes_only_published_events_past_the_age),
         cmocka_unit_test(memory_store_is_bounded),
         cmocka_unit_test(relay_thread_wakes_on_put_and_stops),
+        cmocka_unit_test(relay_thread_wakes_when_a_retry_is_due),
         cmocka_unit_test(a_custom_publisher_is_destroyed_with_its_relay),
         cmocka_unit_test(failure_reasons_are_made_valid_utf8),
         cmocka_unit_test(backoff_is_bounded_and_never_wraps),

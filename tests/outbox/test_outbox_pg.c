@@ -524,6 +524,48 @@ static void relay_thread_wakes_on_commit_through_listen(void **state)
     unlink(path);
 }
 
+/* The relay's thread wakes when a retry falls due, with an hour between
+ * polls: for an event that failed in an earlier process (due in 300 ms)
+ * and for one that fails in this relay (retried after 100 ms). */
+static void relay_thread_wakes_when_a_retry_is_due(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload, attempts,\n"
+                                 "                        next_attempt_at)\n"
+                                 "VALUES ('test.event', 'earlier', '{}', 1,\n"
+                                 "        now() + interval '300 milliseconds')",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    svc_outbox *ob = pg_outbox(pg);
+    char path[] = "/tmp/outbox-due-XXXXXX";
+    file_pub f = {.fd = mkstemp(path), .fail_first = 1};
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, file_publish, &f);
+    ro.poll_interval_ms = 3600000;
+    ro.backoff_initial_ms = 100;
+    ro.backoff_max_ms = 100;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+    put_tx("fresh", 0, 1); /* its NOTIFY wakes the relay; the publish fails */
+    svc_outbox_relay_stats rs = {0};
+    for (int i = 0; i < 3000 && rs.published < 2; i++) { /* at most 30 s */
+        usleep(10000);
+        svc_outbox_relay_stats_get(r, &rs);
+    }
+    svc_outbox_relay_stop(r);
+    assert_int_equal(rs.failures, 1);
+    assert_int_equal(rs.published, 2);
+    assert_int_equal(pending_count(ob), 0);
+    svc_outbox_relay_free(r);
+    svc_outbox_free(ob);
+    close(f.fd);
+    unlink(path);
+}
+
 /* A publisher that publishes one event per token (sem_post). */
 typedef struct gate_pub {
     sem_t go;
@@ -1129,6 +1171,7 @@ int main(void)
         cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(a_busy_relay_keeps_reading_its_notifications),
+        cmocka_unit_test(relay_thread_wakes_when_a_retry_is_due),
         cmocka_unit_test(prune_deletes_published_events_only),
         cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
         cmocka_unit_test(a_blocked_backlog_costs_the_claim_nothing),
