@@ -2,6 +2,7 @@
  * idempotency.c - the idempotency engine: scoped keys, fingerprints, lease
  * tokens and the choice of store. The stores do the atomic part.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,14 @@ static int64_t env_i64(const char *name, int64_t dflt)
     if (!v)
         return dflt;
     char *end;
+    errno = 0;
     long long n = strtoll(v, &end, 10);
-    return (*end == '\0' && n > 0) ? (int64_t)n : dflt;
+    if (errno || end == v || *end != '\0' || n <= 0) {
+        svc_logf(SVC_LOG_WARN, "idempotency: %s=\"%s\" is not a positive integer; using %lld",
+                 name, v, (long long)dflt);
+        return dflt;
+    }
+    return (int64_t)n;
 }
 
 void svc_idem_opts_default(svc_idem_opts *opts)

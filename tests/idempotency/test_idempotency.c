@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "svcinfra/idempotency.h"
@@ -71,6 +72,28 @@ static void scope_key_needs_a_client_key_of_1_to_255(void **state)
     k[255] = 'x';
     k[256] = '\0';
     assert_int_equal(svc_idem_scope_key(&s, out), SVC_EINVAL);
+}
+
+static void defaults_follow_the_environment(void **state)
+{
+    (void)state;
+    setenv("SVC_IDEMPOTENCY_TTL_MS", "5000", 1);
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "1234", 1);
+    setenv("SVC_IDEMPOTENCY_MAX_RECORDS", "777", 1);
+    svc_idem_opts o;
+    svc_idem_opts_default(&o);
+    assert_int_equal(o.ttl_ms, 5000);
+    assert_int_equal(o.lease_ms, 1234);
+    assert_int_equal(o.max_records, 777);
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "12x", 1); /* not a number: the default */
+    svc_idem_opts_default(&o);
+    assert_int_equal(o.lease_ms, 60000);
+    unsetenv("SVC_IDEMPOTENCY_TTL_MS");
+    unsetenv("SVC_IDEMPOTENCY_LEASE_MS");
+    unsetenv("SVC_IDEMPOTENCY_MAX_RECORDS");
+    svc_idem_opts_default(&o);
+    assert_int_equal(o.ttl_ms, 86400000);
+    assert_int_equal(o.lease_ms, 60000);
 }
 
 static void bad_options_are_refused(void **state)
@@ -260,6 +283,7 @@ int main(void)
         cmocka_unit_test(fingerprint_covers_method_path_type_and_body),
         cmocka_unit_test(fields_are_length_prefixed),
         cmocka_unit_test(scope_key_needs_a_client_key_of_1_to_255),
+        cmocka_unit_test(defaults_follow_the_environment),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(full_store_refuses_instead_of_evicting_live_records),
         cmocka_unit_test(full_shard_reclaims_expired_records_on_claim),
