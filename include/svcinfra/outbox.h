@@ -71,8 +71,11 @@ typedef struct svc_outbox_relay svc_outbox_relay;
  *   topic          1..SVC_OUTBOX_MAX_TOPIC bytes ("order.paid")
  *   aggregate_key  1..SVC_OUTBOX_MAX_KEY bytes; events of one key are
  *                  published in the order they were put
- *   payload_json   any JSON text (validated), at most SVC_OUTBOX_MAX_PAYLOAD
- *   headers_json   NULL (= "{}") or a JSON object (validated)
+ *   payload_json   any JSON text (RFC 8259, UTF-8; its syntax is checked
+ *                  and the text kept as written, so numbers of any size
+ *                  and any \uXXXX escape pass), nested at most 4096
+ *                  levels deep, at most SVC_OUTBOX_MAX_PAYLOAD bytes
+ *   headers_json   NULL (= "{}") or a JSON object (checked the same way)
  *   id_out         NULL, or receives the event's id (> 0), unique in the
  *                  database: the message id downstream
  * The per-key advisory lock it takes (held until the transaction ends)

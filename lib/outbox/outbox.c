@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "svcinfra/log.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
@@ -35,22 +33,6 @@ const char *svc_outbox_last_error(void) { return last_error; }
 
 /* ---- argument checks ------------------------------------------------------ */
 
-/* 1 when `s` is valid JSON (any value); an object when `object`. */
-static int json_ok(const char *s, int object, char *why, size_t whylen)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    if (!j) {
-        snprintf(why, whylen, "line %d column %d: %s", e.line, e.column, e.text);
-        return 0;
-    }
-    int ok = !object || json_is_object(j);
-    if (!ok)
-        snprintf(why, whylen, "not a JSON object");
-    json_decref(j);
-    return ok;
-}
-
 svc_status svc__ob_validate(const char *topic, const char *key, const char *payload,
                             const char *headers, svc__err *err)
 {
@@ -65,54 +47,11 @@ svc_status svc__ob_validate(const char *topic, const char *key, const char *payl
         return svc__err_set(err, SVC_ETOOBIG, "outbox: payload of %zu bytes is over %d", pl,
                             SVC_OUTBOX_MAX_PAYLOAD);
     char why[256];
-    if (!json_ok(payload, 0, why, sizeof why))
+    if (!svc__ob_json_check(payload, false, why, sizeof why))
         return svc__err_set(err, SVC_EINVAL, "outbox: payload is not JSON: %s", why);
-    if (headers && !json_ok(headers, 1, why, sizeof why))
+    if (headers && !svc__ob_json_check(headers, true, why, sizeof why))
         return svc__err_set(err, SVC_EINVAL, "outbox: headers: %s", why);
     return SVC_OK;
-}
-
-void svc__ob_utf8_clean(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    size_t i = 0;
-    while (p[i]) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        /* RFC 3629: the continuation bytes after a lead, the first of
-         * them in [lo, hi] (no overlong form, no surrogate, <= U+10FFFF). */
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1;
-        else if (c == 0xE0)
-            n = 2, lo = 0xA0;
-        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
-            n = 2;
-        else if (c == 0xED)
-            n = 2, hi = 0x9F;
-        else if (c == 0xF0)
-            n = 3, lo = 0x90;
-        else if (c >= 0xF1 && c <= 0xF3)
-            n = 3;
-        else if (c == 0xF4)
-            n = 3, hi = 0x8F;
-        else
-            n = 0; /* a stray continuation byte or a lead that is never valid */
-        size_t k = 1;
-        while (n && k <= n && p[i + k] >= (k == 1 ? lo : 0x80) && p[i + k] <= (k == 1 ? hi : 0xBF))
-            k++;
-        if (n && k > n) {
-            i += n + 1;
-        } else if (n && !p[i + k]) {
-            p[i] = '\0'; /* a character cut by the end of the text: drop it */
-        } else {
-            p[i++] = '?';
-        }
-    }
 }
 
 int64_t svc__ob_backoff_ms(int attempts, int64_t initial_ms, int64_t max_ms)

@@ -154,6 +154,15 @@ void svc__ob_map_remove(svc__ob_map *m, svc__ob_map_entry *e);
  * sequence becomes '?'. */
 void svc__ob_utf8_clean(char *s);
 
+/* Deepest nesting of arrays and objects a payload may have. */
+#define SVC__OB_JSON_MAX_DEPTH 4096
+
+/* true when `text` is one JSON text (RFC 8259: any value, surrounded by
+ * optional whitespace, UTF-8; numbers of any size and \uXXXX escapes are
+ * taken as written), an object when `object`; else false and the place
+ * and reason in `why`. */
+bool svc__ob_json_check(const char *text, bool object, char *why, size_t whylen);
+
 /* The longest backoff a relay accepts (backoff_max_ms): 7 days. */
 #define SVC__OB_MAX_BACKOFF_MS (INT64_C(7) * 24 * 3600 * 1000)
 

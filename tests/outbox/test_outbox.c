@@ -156,6 +156,36 @@ static void bad_arguments_are_refused_with_a_reason(void **state)
     svc_outbox_free(ob);
 }
 
+/* Any JSON text is accepted as written (numbers beyond int64 included),
+ * anything else refused with the place of the error. */
+static void payloads_are_checked_for_json_syntax_only(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    for (size_t i = 0; i < n_json_cases; i++) {
+        svc_status st = svc_outbox_put(ob, "t", "k", json_cases[i].text, NULL, NULL);
+        if (st != (json_cases[i].valid ? SVC_OK : SVC_EINVAL))
+            fail_msg("payload %zu '%s': %s (%s)", i, json_cases[i].text, svc_strerror(st),
+                     svc_outbox_errmsg(ob));
+    }
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "[1,\n 2,,3]", NULL, NULL), SVC_EINVAL);
+    assert_non_null(strstr(svc_outbox_errmsg(ob), "line 2 column 4"));
+    /* headers: an object, checked the same way */
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "1", " {\"n\":1e999} ", NULL), SVC_OK);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "1", "[1]", NULL), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "1", "{\"a\":}", NULL), SVC_EINVAL);
+    /* nesting: 4096 levels, not one more */
+    static char deep[2 * 4097 + 1];
+    memset(deep, '[', 4096);
+    memset(deep + 4096, ']', 4096);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", deep, NULL, NULL), SVC_OK);
+    memset(deep, '[', 4097);
+    memset(deep + 4097, ']', 4097);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", deep, NULL, NULL), SVC_EINVAL);
+    assert_non_null(strstr(svc_outbox_errmsg(ob), "nested too deep"));
+    svc_outbox_free(ob);
+}
+
 static void relay_publishes_each_event_once_in_put_order(void **state)
 {
     (void)state;
@@ -778,6 +808,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_arguments_are_refused_with_a_reason),
+        cmocka_unit_test(payloads_are_checked_for_json_syntax_only),
         cmocka_unit_test(relay_publishes_each_event_once_in_put_order),
         cmocka_unit_test(failed_publish_waits_its_backoff_and_holds_back_only_its_key),
         cmocka_unit_test(two_relays_keep_key_order_and_never_overlap),

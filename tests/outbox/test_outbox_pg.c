@@ -219,6 +219,25 @@ static void bad_arguments_leave_the_transaction_usable(void **state)
     svc_pg_tx_free(tx);
 }
 
+/* The outbox accepts exactly the payloads PostgreSQL's json type accepts
+ * (and RFC 8259 allows): each case goes into a transaction of its own. */
+static void payloads_are_accepted_exactly_as_postgres_json(void **state)
+{
+    (void)state;
+    need_pg();
+    for (size_t i = 0; i < n_json_cases; i++) {
+        const char *params[] = {json_cases[i].text};
+        svc_status server = svc_pg_exec(pg, "SELECT $1::json", 1, params, NULL);
+        svc_pg_tx *tx;
+        assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+        svc_status st = svc_outbox_put_tx(tx, "t", "k", json_cases[i].text, NULL, NULL);
+        svc_pg_tx_free(tx); /* rolled back */
+        if ((st == SVC_OK) != json_cases[i].valid || (server == SVC_OK) != json_cases[i].valid)
+            fail_msg("payload %zu '%s': outbox %s, server %s", i, json_cases[i].text,
+                     svc_status_name(st), svc_status_name(server));
+    }
+}
+
 /* ---- relays killed with SIGKILL at each step ------------------------------------------ */
 
 typedef struct kill_plan {
@@ -1164,6 +1183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rollback_leaves_no_event_and_commit_publishes_once),
         cmocka_unit_test(bad_arguments_leave_the_transaction_usable),
+        cmocka_unit_test(payloads_are_accepted_exactly_as_postgres_json),
         cmocka_unit_test(relay_killed_after_claim_loses_nothing),
         cmocka_unit_test(relay_killed_between_publish_and_mark_republishes),
         cmocka_unit_test(relay_killed_after_mark_publishes_nothing_twice),
