@@ -149,7 +149,23 @@ static int open_outbox(const opts *o, svc_outbox **ob)
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* {"id":..,"topic":..,"aggregate_key":..,"payload":<json>,"headers":<json>} */
+/* Writes JSON text `s` on one line: valid JSON holds raw line breaks only
+ * between tokens (inside strings they are escaped), where a space means
+ * the same. */
+static void put_one_line(const char *s)
+{
+    for (size_t n; *s; s += n) {
+        n = strcspn(s, "\r\n");
+        fwrite(s, 1, n, stdout);
+        if (s[n]) {
+            putchar(' ');
+            n++;
+        }
+    }
+}
+
+/* {"id":..,"topic":..,"aggregate_key":..,"payload":<json>,"headers":<json>},
+ * one line per event */
 static svc_status print_event(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
 {
     (void)ctx;
@@ -159,9 +175,13 @@ static svc_status print_event(void *ctx, const svc_outbox_message *m, char *err,
     svc_status st = SVC_ENOMEM;
     if (t && k) {
         pthread_mutex_lock(&out_mu);
-        int n = printf("{\"id\":%lld,\"topic\":%s,\"aggregate_key\":%s,\"payload\":%s,\"headers\":%s}\n",
-                       (long long)m->id, t, k, m->payload, m->headers);
-        st = n > 0 && fflush(stdout) == 0 ? SVC_OK : SVC_EIO;
+        printf("{\"id\":%lld,\"topic\":%s,\"aggregate_key\":%s,\"payload\":", (long long)m->id,
+               t, k);
+        put_one_line(m->payload);
+        fputs(",\"headers\":", stdout);
+        put_one_line(m->headers);
+        fputs("}\n", stdout);
+        st = !ferror(stdout) && fflush(stdout) == 0 ? SVC_OK : SVC_EIO;
         pthread_mutex_unlock(&out_mu);
         if (st)
             snprintf(err, errlen, "stdout: %s", strerror(errno));

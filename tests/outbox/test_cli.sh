@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # `svcinfra outbox`: option values are parsed strictly (a number with
 # trailing text, an exponent, blanks or out of range is a usage error,
-# exit 2, naming the option) before any database is needed.
+# exit 2, naming the option) before any database is needed. With
+# SVC_TEST_PG_URL set, the commands also run against a database of their
+# own: relay --once to stdout (one JSON line per event, whatever line
+# breaks the payloads hold).
 # usage: test_cli.sh PATH/TO/svcinfra
 set -u
 exe=$1
 fails=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+db=""
+cleanup() {
+    rm -f "$out"
+    if [ -n "$db" ]; then
+        psql -q "$SVC_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+    fi
+}
+trap cleanup EXIT
 expect() {   # expect CODE TEXT ARGS... : exit code CODE and TEXT in the output
     local want=$1 text=$2
     shift 2
@@ -39,6 +49,43 @@ done
 expect 2 "no database URL" outbox relay --batch 10 --poll 100 --retention 7d
 expect 2 "no database URL" outbox relay --batch 1 --poll 10 --retention 0
 expect 2 "no database URL" outbox prune --older-than 30s
+
+# check NAME COMMAND...: a check of its own that passes when COMMAND does
+check() {
+    local name=$1
+    shift
+    if "$@"; then
+        echo "ok: $name"
+    else
+        echo "FAIL: $name"
+        fails=$((fails + 1))
+    fi
+}
+
+if [ -n "${SVC_TEST_PG_URL:-}" ]; then
+    db="svc_outbox_cli_$$"
+    psql -q "$SVC_TEST_PG_URL" -c "CREATE DATABASE $db" >/dev/null || { echo "FAIL: createdb"; exit 1; }
+    url="${SVC_TEST_PG_URL%/*}/$db"
+    "$exe" migrate up --db "$url" >/dev/null || { echo "FAIL: migrate up"; exit 1; }
+    # payloads and headers with line breaks between tokens (CR LF too), and
+    # an escaped one inside a string, which stays escaped
+    psql -q "$url" -c "INSERT INTO svc_outbox (topic, aggregate_key, payload, headers) VALUES
+        ('t.multi', 'k1', E'{\n  \"a\": [1,\r\n  2]\n}', E'{\n\"h\": \"v\"\n}'),
+        ('t.escaped', 'k2', '{\"b\": \"x\\ny\"}', '{}'),
+        ('t.plain', 'k1', '3', '{}')" >/dev/null
+    timeout 60 "$exe" outbox relay --once --db "$url" >"$out" 2>/dev/null
+    check "relay --once exits 0" [ $? -eq 0 ]
+    check "relay --once prints one line per event" [ "$(wc -l <"$out")" -eq 3 ]
+    check "each line is one JSON event" python3 -c '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+ev = [json.loads(l) for l in lines]
+assert [e["topic"] for e in ev] == ["t.multi", "t.escaped", "t.plain"], ev
+assert ev[0]["payload"] == {"a": [1, 2]} and ev[0]["headers"] == {"h": "v"}, ev[0]
+assert ev[1]["payload"] == {"b": "x\ny"}, ev[1]
+assert ev[2]["payload"] == 3 and ev[2]["aggregate_key"] == "k1", ev[2]
+' "$out"
+fi
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed"
