@@ -437,13 +437,18 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_stats(svc_jobs *jobs, const char *q
 
 /* ---- cron schedules --------------------------------------------------------------
  *
- * A scheduler enqueues a job for each tick of each schedule with the unique
- * key "cron:<name>:<tick UNIX s>", so however many instances of a fleet run
- * the same schedules, each tick is enqueued once.
+ * A scheduler enqueues a job for each tick of each schedule (with the
+ * unique key "cron:<name>:<tick UNIX s>"). The store records the last tick
+ * each schedule name fired (PostgreSQL: table svc_jobs_cron, migration 5;
+ * Redis: {jobs:<queue>}:cron:<name>; memory: in the handle) and a tick's
+ * job is inserted only when that record is older, in one atomic step: however
+ * many instances of a fleet run the same schedules, and whenever they
+ * restart, each tick is enqueued once, also after its job row was pruned.
  */
 typedef enum svc_jobs_missed {
     SVC_JOBS_MISSED_SKIP = 0,     /* ticks that passed while no scheduler ran are skipped */
-    SVC_JOBS_MISSED_RUN_ONCE = 1  /* the most recent missed tick runs once at start */
+    SVC_JOBS_MISSED_RUN_ONCE = 1  /* the most recent missed tick runs once at start,
+                                     unless it was fired before */
 } svc_jobs_missed;
 
 typedef struct svc_jobs_schedule {

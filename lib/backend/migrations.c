@@ -104,6 +104,14 @@ const svc__migration svc__pg_migrations[] = {
      "    PRIMARY KEY (consumer, message_id)\n"
      ");\n"
      "CREATE INDEX IF NOT EXISTS svc_inbox_claimed_at ON svc_inbox (claimed_at);\n"},
+    {5, "jobs cron ticks",
+     "-- The last tick each cron schedule fired (lib/jobs scheduler), in UNIX\n"
+     "-- seconds: a tick fires once, however long its job row is kept.\n"
+     "CREATE TABLE IF NOT EXISTS svc_jobs_cron (\n"
+     "    name       text PRIMARY KEY,\n"
+     "    last_tick  bigint NOT NULL,\n"
+     "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"},
     {6, "outbox retry times",
      "-- Failed events waiting for their retry: a relay sleeps until the first.\n"
      "CREATE INDEX IF NOT EXISTS svc_outbox_retry ON svc_outbox (next_attempt_at)\n"

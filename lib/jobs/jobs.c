@@ -321,8 +321,10 @@ svc_status svc__jobs_resolve(const svc_jobs_opts *defaults, svc__err *err, const
     return SVC_OK;
 }
 
+/* `cron_name` (NULL: none) guards every item with the tick `cron_tick`. */
 static svc_status enqueue_specs(svc_jobs *j, svc_pg_tx *tx, svc__err *err,
-                                const svc_jobs_opts *dflt, svc_job_spec *specs, size_t n)
+                                const svc_jobs_opts *dflt, svc_job_spec *specs, size_t n,
+                                const char *cron_name, int64_t cron_tick)
 {
     if (n == 0 || n > SVC_JOBS_MAX_BATCH)
         return svc__err_set(err, SVC_EINVAL, "jobs: a batch holds 1..%d jobs", SVC_JOBS_MAX_BATCH);
@@ -338,6 +340,8 @@ static svc_status enqueue_specs(svc_jobs *j, svc_pg_tx *tx, svc__err *err,
             snprintf(m, sizeof m, "%s", svc__err_get(err));
             svc__err_set(err, st, "%s (job %zu of the batch)", m, i);
         }
+        items[i].cron_name = cron_name;
+        items[i].cron_tick = cron_tick;
     }
     if (!st) {
         if (j) {
@@ -363,7 +367,13 @@ static svc_status enqueue_specs(svc_jobs *j, svc_pg_tx *tx, svc__err *err,
 
 svc_status svc_jobs_enqueue_batch(svc_jobs *j, svc_job_spec *specs, size_t n)
 {
-    return enqueue_specs(j, NULL, &j->err, &j->opts, specs, n);
+    return enqueue_specs(j, NULL, &j->err, &j->opts, specs, n, NULL, 0);
+}
+
+svc_status svc__jobs_enqueue_cron(svc_jobs *j, svc_job_spec *spec, const char *name,
+                                  int64_t tick_s)
+{
+    return enqueue_specs(j, NULL, &j->err, &j->opts, spec, 1, name, tick_s);
 }
 
 svc_status svc_jobs_enqueue(svc_jobs *j, const char *kind, const char *payload,
@@ -375,7 +385,7 @@ svc_status svc_jobs_enqueue(svc_jobs *j, const char *kind, const char *payload,
     s.payload = payload;
     if (opts)
         s.opts = *opts;
-    svc_status st = enqueue_specs(j, NULL, &j->err, &j->opts, &s, 1);
+    svc_status st = enqueue_specs(j, NULL, &j->err, &j->opts, &s, 1, NULL, 0);
     if (!st && id)
         *id = s.id;
     return st;
@@ -393,7 +403,7 @@ svc_status svc_jobs_enqueue_batch_tx(svc_pg_tx *tx, svc_jobs *j, svc_job_spec *s
                             "jobs: enqueue in a PostgreSQL transaction needs a postgres:// handle");
     if (!svc_pg_tx_conn(tx))
         return SVC_ECLOSED;
-    return enqueue_specs(j, tx, j ? &j->err : &tx_err, j ? &j->opts : NULL, specs, n);
+    return enqueue_specs(j, tx, j ? &j->err : &tx_err, j ? &j->opts : NULL, specs, n, NULL, 0);
 #else
     SVC__UNUSED(j);
     SVC__UNUSED(n);

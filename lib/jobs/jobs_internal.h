@@ -36,6 +36,12 @@ typedef struct svc__jobs_enq {
     int max_attempts;
     const char *unique_key;  /* NULL: none */
     int64_t unique_window_ms;/* 0: forever */
+    /* A cron tick (scheduler): the job is inserted only when the store's
+     * record of the schedule's last fired tick is older than `cron_tick`,
+     * and the record moves to it in the same atomic step. Else the item is
+     * a duplicate with id 0. Set only with a unique_key, one job per call. */
+    const char *cron_name;   /* NULL: none */
+    int64_t cron_tick;       /* UNIX s */
     int64_t id;              /* out */
     int duplicate;           /* out */
 } svc__jobs_enq;
@@ -158,6 +164,11 @@ bool svc__jobs_name_ok(const char *s);
  * `defaults` may be NULL (svc_jobs_opts_default()). Errors go to `err`. */
 svc_status svc__jobs_resolve(const svc_jobs_opts *defaults, svc__err *err, const char *kind,
                              const char *payload, const svc_job_opts *o, svc__jobs_enq *out);
+/* Enqueues the job of tick `tick_s` of cron schedule `name` (see
+ * svc__jobs_enq.cron_name); `spec->duplicate` says whether it was fired
+ * before. */
+svc_status svc__jobs_enqueue_cron(svc_jobs *j, svc_job_spec *spec, const char *name,
+                                  int64_t tick_s);
 /* The retry delay after failed attempt `attempt` (formula in jobs.h). */
 int64_t svc__jobs_backoff_ms(svc_jobs *j, int attempt);
 /* Wakes the workers of this process (memory store enqueue). */

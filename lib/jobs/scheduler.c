@@ -1,18 +1,21 @@
 /*
  * lib/jobs/scheduler.c - cron schedules that enqueue jobs.
  *
- * Each tick of a schedule becomes one enqueue with the unique key
- * "cron:<name>:<tick UNIX s>" (kept as long as the job row), so any number
- * of scheduler instances — threads, processes, a whole fleet on one
- * database — enqueue each tick once: the first insert wins, the others get
- * the existing id back. No lock or leader election is needed, and an
- * instance that dies between ticks costs nothing.
+ * The store keeps, per schedule name, the last tick that schedule fired
+ * (PostgreSQL: table svc_jobs_cron of migration 5; Redis: the string
+ * {jobs:<queue>}:cron:<name>; memory: a table in the store). A tick's job
+ * is inserted only when that record is older than the tick, and the record
+ * moves to the tick in the same atomic step (one transaction, one script,
+ * one critical section). So any number of scheduler instances — threads,
+ * processes, a whole fleet on one database — fire each tick once, however
+ * long the job row is kept or when an instance restarts: no leader
+ * election, and an instance that dies between ticks costs nothing. The
+ * job also carries the unique key "cron:<name>:<tick UNIX s>".
  *
  * Missed runs: a scheduler remembers the last tick it looked at. At its
  * first tick() it either skips ticks that passed before it started
  * (SVC_JOBS_MISSED_SKIP) or fires the most recent past tick once
- * (SVC_JOBS_MISSED_RUN_ONCE; another instance may already have fired it,
- * which the unique key absorbs).
+ * (SVC_JOBS_MISSED_RUN_ONCE) unless the store says it was fired already.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,7 +268,7 @@ static svc_status fire(svc_jobs_scheduler *s, const sched_entry *e, int64_t tick
     sp.opts.priority = e->priority;
     sp.opts.max_attempts = e->max_attempts;
     sp.opts.unique_key = key;
-    svc_status st = svc_jobs_enqueue_batch(s->j, &sp, 1);
+    svc_status st = svc__jobs_enqueue_cron(s->j, &sp, e->name, tick);
     if (!st && !sp.duplicate)
         (*fired)++;
     return st;

@@ -30,6 +30,17 @@ typedef struct mjob {
     size_t idx;
 } mjob;
 
+/* The last tick a cron schedule fired. */
+typedef struct cron_mark {
+    char *name;
+    int64_t tick;
+} cron_mark;
+
+/* Schedules whose last tick is remembered; beyond it the one that fired
+ * longest ago is forgotten (schedules are few; this bounds a process that
+ * keeps inventing names). */
+#define MEM_CRON_MAX 4096
+
 typedef struct mem_store {
     svc__jobs_store base;
     svc_jobs *j;
@@ -41,6 +52,8 @@ typedef struct mem_store {
     size_t tab_cap, tab_used;
     int64_t next_id;
     size_t max_jobs;
+    cron_mark *cron;       /* last fired tick per schedule name (unordered) */
+    size_t ncron;
 } mem_store;
 
 static int64_t now_ms(mem_store *s) { return svc_clock_wall_ns(s->base.clock) / SVC__NS_PER_MS; }
@@ -217,6 +230,53 @@ static bool make_room(mem_store *s, size_t k)
     return true;
 }
 
+/* ---- cron ticks ---------------------------------------------------------------------- */
+
+static cron_mark *cron_find(mem_store *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncron; i++)
+        if (strcmp(s->cron[i].name, name) == 0)
+            return &s->cron[i];
+    return NULL;
+}
+
+/* 1 when the schedule fired `tick` or a later one. */
+static bool cron_fired(mem_store *s, const char *name, int64_t tick)
+{
+    const cron_mark *m = cron_find(s, name);
+    return m && m->tick >= tick;
+}
+
+/* Records that the schedule fired `tick`. */
+static svc_status cron_mark_tick(mem_store *s, const char *name, int64_t tick)
+{
+    cron_mark *m = cron_find(s, name);
+    if (m) {
+        if (m->tick < tick)
+            m->tick = tick;
+        return SVC_OK;
+    }
+    char *copy = svc__strdup(name);
+    if (!copy)
+        return SVC_ENOMEM;
+    if (!s->cron && !(s->cron = svc__calloc(MEM_CRON_MAX, sizeof *s->cron))) {
+        svc_free(copy);
+        return SVC_ENOMEM;
+    }
+    if (s->ncron < MEM_CRON_MAX) {
+        m = &s->cron[s->ncron++];
+    } else {
+        m = &s->cron[0];
+        for (size_t i = 1; i < s->ncron; i++)
+            if (s->cron[i].tick < m->tick)
+                m = &s->cron[i];
+        svc_free(m->name);
+    }
+    m->name = copy;
+    m->tick = tick;
+    return SVC_OK;
+}
+
 /* ---- enqueue ----------------------------------------------------------------------- */
 
 static mjob *unique_find(mem_store *s, const char *key, int64_t now)
@@ -252,9 +312,16 @@ static svc_status mem_enqueue(svc__jobs_store *bs, svc_pg_tx *tx, svc__jobs_enq 
     size_t added_from = s->n;
     for (size_t i = 0; i < n && !st; i++) {
         svc__jobs_enq *it = &items[i];
+        if (it->cron_name && cron_fired(s, it->cron_name, it->cron_tick)) {
+            it->id = 0;
+            it->duplicate = 1;
+            continue;
+        }
         if (it->unique_key) {
             mjob *d = unique_find(s, it->unique_key, now);
             if (d) {
+                if (it->cron_name && (st = cron_mark_tick(s, it->cron_name, it->cron_tick)))
+                    break;
                 it->id = d->id;
                 it->duplicate = 1;
                 continue;
@@ -287,6 +354,9 @@ static svc_status mem_enqueue(svc__jobs_store *bs, svc_pg_tx *tx, svc__jobs_enq 
         }
         it->id = m->id;
         it->duplicate = 0;
+        /* after the job: a failure here takes it back with the rest */
+        if (it->cron_name && (st = cron_mark_tick(s, it->cron_name, it->cron_tick)))
+            break;
     }
     if (st)
         while (s->n > added_from)
@@ -726,6 +796,9 @@ static void mem_free(svc__jobs_store *bs)
     svc_free(s->jobs);
     svc_free(s->tab);
     svc_free(s->tab_id);
+    for (size_t i = 0; i < s->ncron; i++)
+        svc_free(s->cron[i].name);
+    svc_free(s->cron);
     pthread_mutex_destroy(&s->mu);
     svc_free(s);
 }

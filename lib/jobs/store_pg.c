@@ -131,10 +131,43 @@ static void enq_numbers(const svc__jobs_enq *it, char pr[16], char ma[16], char 
     snprintf(d, 24, "%lld", (long long)it->delay_ms);
 }
 
+/* The cron guard (migration 5): moves the schedule's last fired tick to
+ * this one when it is older and says so with a row. Concurrent instances
+ * queue on the row's lock, and the second sees the first's tick. */
+static const char SQL_CRON_TICK[] =
+    "INSERT INTO svc_jobs_cron (name, last_tick) VALUES ($1, $2::bigint)\n"
+    "ON CONFLICT (name) DO UPDATE SET last_tick = EXCLUDED.last_tick, updated_at = now()\n"
+    "  WHERE svc_jobs_cron.last_tick < EXCLUDED.last_tick\n"
+    "RETURNING name";
+
+/* 1 in `*fresh` when the item's cron tick was not fired yet (and is now
+ * recorded as fired, in the caller's transaction). */
+static svc_status cron_tick_fresh(svc_pg_conn *c, const svc__jobs_enq *it, int *fresh)
+{
+    char tick[24];
+    snprintf(tick, sizeof tick, "%lld", (long long)it->cron_tick);
+    const char *p[] = {it->cron_name, tick};
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_conn_exec(c, SQL_CRON_TICK, 2, p, &r);
+    *fresh = !st && svc_pg_result_rows(r) == 1;
+    svc_pg_result_free(r);
+    return st;
+}
+
 static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it)
 {
     const char *p1[] = {it->unique_key};
     svc_status st;
+    if (it->cron_name) {
+        int fresh = 0;
+        if ((st = cron_tick_fresh(c, it, &fresh)))
+            return st;
+        if (!fresh) {
+            it->id = 0;
+            it->duplicate = 1;
+            return SVC_OK;
+        }
+    }
     for (int tries = 0; tries < 5; tries++) {
         if ((st = svc_pg_conn_exec(c, SQL_UNIQUE_EXPIRE, 1, p1, NULL)))
             return st;

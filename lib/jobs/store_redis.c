@@ -21,6 +21,8 @@
  *   {jobs:Q}:all         zset   every job of the queue by id (listing)
  *   {jobs:Q}:uniq:<key>  string the id holding a unique key (PX window)
  *   {jobs:Q}:meta        hash   n:<state> counts, seq
+ *   {jobs:Q}:cron:<name> string the last tick (UNIX s) cron schedule <name>
+ *                               fired; set by the enqueue of its tick
  *
  *   {jobs}:id            string the id counter (INCRBY)
  *   {jobs}:q             hash   id -> queue (get, cancel, results by id)
@@ -144,14 +146,21 @@ static const char LUA_ALLOC[] =
     "end\n"
     "return first\n";
 
-/* ARGV: now, then 8 per job: id kind payload priority max_attempts run_at
- * unique_key ('' none) window_ms. Returns id, duplicate per job. */
+/* ARGV: now, then 10 per job: id kind payload priority max_attempts run_at
+ * unique_key ('' none) window_ms cron_name ('' none) cron_tick. Returns id,
+ * duplicate per job (id 0: the cron tick was fired before). */
 static const char LUA_ENQ[] = LUA_PRELUDE
     "local out = {}\n"
-    "for i = 2, #ARGV, 8 do\n"
+    "for i = 2, #ARGV, 10 do\n"
     "  local id, ukey, win = ARGV[i], ARGV[i + 6], tonumber(ARGV[i + 7])\n"
     "  local dup, uk = nil, nil\n"
-    "  if ukey ~= '' then\n"
+    "  if ARGV[i + 8] ~= '' then\n"
+    "    local ck = P .. ':cron:' .. ARGV[i + 8]\n"
+    "    local last = redis.call('GET', ck)\n"
+    "    if last and tonumber(last) >= tonumber(ARGV[i + 9]) then dup = '0'\n"
+    "    else redis.call('SET', ck, ARGV[i + 9]) end\n"
+    "  end\n"
+    "  if not dup and ukey ~= '' then\n"
     "    uk = P .. ':uniq:' .. ukey\n"
     "    local have = redis.call('GET', uk)\n"
     "    if have then\n"
@@ -677,6 +686,8 @@ static svc_status rd_enqueue(svc__jobs_store *bs, svc_pg_tx *tx, svc__jobs_enq *
             ra_i64(&a, it->run_at_ms ? it->run_at_ms : now + it->delay_ms);
             ra_str(&a, it->unique_key ? it->unique_key : "");
             ra_i64(&a, it->unique_key ? it->unique_window_ms : 0);
+            ra_str(&a, it->cron_name ? it->cron_name : "");
+            ra_i64(&a, it->cron_name ? it->cron_tick : 0);
         }
         rep = NULL;
         st = run_q(s, S_ENQ, ord[g].q, &a, &rep);

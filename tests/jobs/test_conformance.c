@@ -1162,6 +1162,54 @@ static void cron_run_once_catches_up_the_latest_missed_tick(void **state)
     svc_jobs_free(j);
 }
 
+static void short_discard_retention(svc_jobs_opts *o) { o->retention_discarded_ms = 1; }
+
+/* The store remembers the last tick a schedule fired, not just the job
+ * row: a restart with `missed: run_once` long after the tick's job was
+ * pruned does not fire that tick again. */
+static void cron_tick_is_not_fired_again_after_its_job_was_pruned(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_jobs_with(short_discard_retention);
+    char name[96];
+    snprintf(name, sizeof name, "weekly-%s", queue);
+    svc_jobs_schedule sc = {.name = name, .cron = "0 0 * * 0", .kind = "weekly",
+                            .queue = queue, .missed = SVC_JOBS_MISSED_RUN_ONCE};
+    const int64_t sunday_ms = INT64_C(4102617600) * 1000; /* 2100-01-03 00:00Z, a Sunday */
+    svc_jobs_scheduler *a;
+    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &a), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_OK);
+    size_t fired = 0;
+    assert_int_equal(svc_jobs_scheduler_tick(a, sunday_ms + 30000, &fired), SVC_OK);
+    assert_int_equal(fired, 1);
+    svc_jobs_scheduler_free(a);
+    /* the tick's job goes: cancelled, then pruned */
+    svc_jobs_filter f = {.queue = queue};
+    svc_job_info *list;
+    size_t n;
+    assert_int_equal(svc_jobs_list(j, &f, &list, &n), SVC_OK);
+    assert_int_equal(n, 1);
+    int64_t id = list[0].id;
+    svc_job_info_list_free(list, n);
+    assert_int_equal(svc_jobs_cancel(j, id), SVC_OK);
+    pass_ms(20);
+    size_t pruned = 0;
+    assert_int_equal(svc_jobs_prune(j, &pruned), SVC_OK);
+    svc_job_info in;
+    assert_int_equal(svc_jobs_get(j, id, &in), SVC_ENOTFOUND);
+    /* a restart three days later: Sunday's tick is the latest missed one */
+    svc_jobs_scheduler *b;
+    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &b), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_add(b, &sc), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_tick(b, sunday_ms + 3 * 86400000, &fired), SVC_OK);
+    assert_int_equal(fired, 0);
+    /* the next Sunday fires as usual */
+    assert_int_equal(svc_jobs_scheduler_tick(b, sunday_ms + 7 * 86400000 + 1000, &fired), SVC_OK);
+    assert_int_equal(fired, 1);
+    svc_jobs_scheduler_free(b);
+    svc_jobs_free(j);
+}
+
 /* ---- metrics ------------------------------------------------------------------------------ */
 
 /* The registry of the metrics tests (their handles register in it). */
@@ -1458,6 +1506,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(leases_are_renewed_through_the_shutdown_grace_period),
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
+        cmocka_unit_test(cron_tick_is_not_fired_again_after_its_job_was_pruned),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
         cmocka_unit_test(queue_gauges_fall_to_zero_when_a_queue_drains_or_is_purged),
         cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
