@@ -35,6 +35,7 @@ typedef struct recorder {
     const char *fail_key;        /* NULL: any key */
     atomic_int in_flight[MAX_REC]; /* per id: publishes running now */
     atomic_int overlaps;         /* a publish of an id that was already running */
+    int delay_us;                /* each publish takes this long */
 } recorder;
 
 static recorder *recorder_new(void)
@@ -56,6 +57,8 @@ static svc_status record(void *ctx, const svc_outbox_message *m, char *err, size
     recorder *r = ctx;
     if (m->id > 0 && m->id < MAX_REC && atomic_fetch_add(&r->in_flight[m->id], 1) != 0)
         atomic_fetch_add(&r->overlaps, 1);
+    if (r->delay_us)
+        usleep((useconds_t)r->delay_us);
     svc_status st = SVC_OK;
     pthread_mutex_lock(&r->mu);
     if (r->fail_remaining > 0 && (!r->fail_key || strcmp(r->fail_key, m->aggregate_key) == 0)) {
@@ -286,47 +289,93 @@ static void *run_relay(void *p)
     return NULL;
 }
 
-/* Two relays on threads, many keys: no event is published twice or while
- * the other relay publishes it, and each key's events come in put order. */
+/* Two relays on threads, each running rounds until stopped. */
+typedef struct two_relays {
+    svc_outbox_relay *r[2];
+    relay_thread_arg a[2];
+    pthread_t t[2];
+    atomic_int stop;
+} two_relays;
+
+static void two_relays_start(two_relays *tr, svc_outbox *ob, recorder *rec, unsigned b1,
+                             unsigned b2)
+{
+    atomic_store(&tr->stop, 0);
+    tr->r[0] = relay_on(ob, rec, b1);
+    tr->r[1] = relay_on(ob, rec, b2);
+    for (int i = 0; i < 2; i++) {
+        tr->a[i] = (relay_thread_arg){tr->r[i], &tr->stop};
+        assert_int_equal(pthread_create(&tr->t[i], NULL, run_relay, &tr->a[i]), 0);
+    }
+}
+
+/* Waits (bounded) until `total` events were published, stops both relays,
+ * then checks: each event published once and never while the other relay
+ * published it, and the events of each key ("k<n>") in put order. */
+static void two_relays_finish(two_relays *tr, recorder *rec, size_t total)
+{
+    for (int i = 0; i < 100000; i++) {
+        pthread_mutex_lock(&rec->mu);
+        size_t n = rec->n;
+        pthread_mutex_unlock(&rec->mu);
+        if (n >= total)
+            break;
+        usleep(1000);
+    }
+    atomic_store(&tr->stop, 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(tr->t[i], NULL);
+        svc_outbox_relay_free(tr->r[i]);
+    }
+    assert_int_equal(rec->n, total);
+    assert_int_equal(atomic_load(&rec->overlaps), 0);
+    int64_t last[64] = {0};
+    for (size_t j = 0; j < rec->n; j++) {
+        int k = atoi(rec->keys[j] + 1);
+        assert_true(k >= 0 && k < 64);
+        assert_true(rec->ids[j] > last[k]); /* ids of a key grow with put order */
+        last[k] = rec->ids[j];
+    }
+}
+
+/* Two relays on threads, many keys put while they run: no event is
+ * published twice or while the other relay publishes it, and each key's
+ * events come in put order. */
 static void two_relays_keep_key_order_and_never_overlap(void **state)
 {
     (void)state;
     enum { KEYS = 20, PER_KEY = 100 };
     svc_outbox *ob = memory_outbox(NULL, 0);
     recorder *rec = recorder_new();
-    svc_outbox_relay *r1 = relay_on(ob, rec, 7), *r2 = relay_on(ob, rec, 5);
-    atomic_int stop = 0;
-    relay_thread_arg a1 = {r1, &stop}, a2 = {r2, &stop};
-    pthread_t t1, t2;
-    assert_int_equal(pthread_create(&t1, NULL, run_relay, &a1), 0);
-    assert_int_equal(pthread_create(&t2, NULL, run_relay, &a2), 0);
+    two_relays tr;
+    two_relays_start(&tr, ob, rec, 7, 5);
     for (int i = 0; i < PER_KEY; i++)
         for (int k = 0; k < KEYS; k++) {
             char key[16];
             snprintf(key, sizeof key, "k%d", k);
             put(ob, key, i, NULL);
         }
-    for (int i = 0; i < 100000; i++) {
-        pthread_mutex_lock(&rec->mu);
-        size_t n = rec->n;
-        pthread_mutex_unlock(&rec->mu);
-        if (n >= KEYS * PER_KEY)
-            break;
-        usleep(1000);
+    two_relays_finish(&tr, rec, KEYS * PER_KEY);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+}
+
+/* Two keys with 200 events each, put before two relays (batch 5) start:
+ * both relays find every key's events claimable at once, and still each
+ * key's events are published in put order. */
+static void two_relays_on_two_backlogged_keys_keep_key_order(void **state)
+{
+    (void)state;
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    recorder *rec = recorder_new();
+    rec->delay_us = 50; /* a publish takes a moment: the relays overlap */
+    for (int i = 0; i < 200; i++) {
+        put(ob, "k0", i, NULL);
+        put(ob, "k1", i, NULL);
     }
-    atomic_store(&stop, 1);
-    pthread_join(t1, NULL);
-    pthread_join(t2, NULL);
-    assert_int_equal(rec->n, KEYS * PER_KEY);
-    assert_int_equal(atomic_load(&rec->overlaps), 0);
-    int64_t last[KEYS] = {0};
-    for (size_t j = 0; j < rec->n; j++) {
-        int k = atoi(rec->keys[j] + 1);
-        assert_true(rec->ids[j] > last[k]); /* ids of a key grow with put order */
-        last[k] = rec->ids[j];
-    }
-    svc_outbox_relay_free(r1);
-    svc_outbox_relay_free(r2);
+    two_relays tr;
+    two_relays_start(&tr, ob, rec, 5, 5);
+    two_relays_finish(&tr, rec, 400);
     recorder_free(rec);
     svc_outbox_free(ob);
 }
@@ -812,6 +861,7 @@ int main(void)
         cmocka_unit_test(relay_publishes_each_event_once_in_put_order),
         cmocka_unit_test(failed_publish_waits_its_backoff_and_holds_back_only_its_key),
         cmocka_unit_test(two_relays_keep_key_order_and_never_overlap),
+        cmocka_unit_test(two_relays_on_two_backlogged_keys_keep_key_order),
         cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
         cmocka_unit_test(prune_deletes_only_published_events_past_the_age),
         cmocka_unit_test(memory_store_is_bounded),

@@ -736,6 +736,7 @@ typedef struct order_pub {
     int published, violations;
     int64_t claim_reads;
     bool tx_reads;
+    int delay_us;                /* each publish takes this long */
 } order_pub;
 
 static int key_slot(const char *key)
@@ -761,10 +762,12 @@ static svc_status order_publish(void *ctx, const svc_outbox_message *m, char *er
         p->claim_reads = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
         svc_pg_result_free(r);
     }
+    if (p->delay_us)
+        usleep((useconds_t)p->delay_us);
     pthread_mutex_lock(&p->mu);
     int k = key_slot(m->aggregate_key);
     if (m->id <= p->last[k])
-        p->violations++;
+        p->violations++; /* out of order, or published twice */
     p->last[k] = m->id;
     p->published++;
     pthread_mutex_unlock(&p->mu);
@@ -805,6 +808,63 @@ static void a_hot_key_backlog_drains_a_full_batch_per_round(void **state)
     assert_int_equal(pending_count(ob), 0);
     svc_outbox_relay_free(r);
     svc_outbox_free(ob);
+}
+
+typedef struct relay_loop {
+    svc_outbox_relay *relay;
+    order_pub *pub;
+    int total;
+} relay_loop;
+
+/* Runs rounds until the publisher has seen `total` events (bounded). */
+static void *run_relay_loop(void *arg)
+{
+    relay_loop *l = arg;
+    for (int i = 0; i < 100000; i++) {
+        pthread_mutex_lock(&l->pub->mu);
+        int done = l->pub->published >= l->total;
+        pthread_mutex_unlock(&l->pub->mu);
+        size_t n = 0;
+        if (done || svc_outbox_relay_run_once(l->relay, &n, NULL) != SVC_OK)
+            break;
+        if (n == 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+/* Two keys with 200 events each, committed before two relays (batch 5,
+ * pools of their own) start: each event is published once, and each
+ * key's events in id order, although both relays find both keys busy
+ * with claimable events all the time. */
+static void two_relays_on_two_backlogged_keys_keep_key_order(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
+                                 "SELECT 'test.event', 'k' || (i % 2), '{}'\n"
+                                 "  FROM generate_series(1, 400) i",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    order_pub p = {.mu = PTHREAD_MUTEX_INITIALIZER, .delay_us = 200};
+    svc_outbox *ob[2];
+    relay_loop loop[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        ob[i] = pg_outbox(NULL);
+        loop[i] = (relay_loop){order_relay(ob[i], &p, 5), &p, 400};
+        assert_int_equal(pthread_create(&t[i], NULL, run_relay_loop, &loop[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        svc_outbox_relay_free(loop[i].relay);
+    }
+    assert_int_equal(p.published, 400);
+    assert_int_equal(p.violations, 0);
+    assert_int_equal(pending_count(ob[0]), 0);
+    for (int i = 0; i < 2; i++)
+        svc_outbox_free(ob[i]);
 }
 
 /* A failing event holds 20000 of its key behind it; 20 other keys have an
@@ -1188,6 +1248,7 @@ int main(void)
         cmocka_unit_test(relay_killed_between_publish_and_mark_republishes),
         cmocka_unit_test(relay_killed_after_mark_publishes_nothing_twice),
         cmocka_unit_test(two_relay_processes_keep_key_order_and_never_publish_twice),
+        cmocka_unit_test(two_relays_on_two_backlogged_keys_keep_key_order),
         cmocka_unit_test(failed_publish_is_retried_and_holds_back_its_key),
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(a_busy_relay_keeps_reading_its_notifications),
