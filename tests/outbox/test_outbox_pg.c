@@ -238,6 +238,70 @@ static void payloads_are_accepted_exactly_as_postgres_json(void **state)
     }
 }
 
+/* ---- the per-key lock of svc_outbox_put_tx() ----------------------------------------------- */
+
+typedef struct serial_put {
+    int64_t id, after;           /* the event's id; a sequence value drawn later in the tx */
+    unsigned seed;
+} serial_put;
+
+/* Puts an event of key "serial", waits 0-2 ms, draws the next value of a
+ * sequence, waits again and commits. */
+static void *put_serial(void *arg)
+{
+    serial_put *sp = arg;
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx, "test.event", "serial", "{}", NULL, &sp->id), SVC_OK);
+    usleep((useconds_t)(rand_r(&sp->seed) % 2000));
+    svc_pg_result *r;
+    assert_int_equal(svc_pg_tx_exec(tx, "SELECT nextval('svc_outbox_test_seq')", 0, NULL, &r),
+                     SVC_OK);
+    sp->after = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
+    svc_pg_result_free(r);
+    usleep((useconds_t)(rand_r(&sp->seed) % 2000));
+    assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    return NULL;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = ((const serial_put *)a)->id, y = ((const serial_put *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Transactions putting events of one key are serialised from the put to
+ * their end, so ids of a key are handed out in the order the transactions
+ * run on and commit: 8 at a time, 25 times, with random waits, and
+ * whatever a transaction does after its put comes after everything an
+ * earlier id's transaction did. */
+static void puts_of_one_key_are_serialised_until_commit(void **state)
+{
+    (void)state;
+    need_pg();
+    enum { THREADS = 8, ROUNDS = 25 };
+    assert_int_equal(svc_pg_exec(pg, "CREATE SEQUENCE IF NOT EXISTS svc_outbox_test_seq", 0, NULL,
+                                 NULL), SVC_OK);
+    serial_put sp[THREADS * ROUNDS];
+    for (int round = 0; round < ROUNDS; round++) {
+        pthread_t t[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            serial_put *p = &sp[round * THREADS + i];
+            *p = (serial_put){.seed = (unsigned)(round * THREADS + i + 1)};
+            assert_int_equal(pthread_create(&t[i], NULL, put_serial, p), 0);
+        }
+        for (int i = 0; i < THREADS; i++)
+            pthread_join(t[i], NULL);
+    }
+    assert_int_equal(svc_pg_exec(pg, "DROP SEQUENCE svc_outbox_test_seq", 0, NULL, NULL), SVC_OK);
+    qsort(sp, THREADS * ROUNDS, sizeof sp[0], by_id);
+    int inversions = 0;
+    for (int i = 1; i < THREADS * ROUNDS; i++)
+        inversions += sp[i].after < sp[i - 1].after;
+    assert_int_equal(inversions, 0);
+}
+
 /* ---- relays killed with SIGKILL at each step ------------------------------------------ */
 
 typedef struct kill_plan {
@@ -1244,6 +1308,7 @@ int main(void)
         cmocka_unit_test(rollback_leaves_no_event_and_commit_publishes_once),
         cmocka_unit_test(bad_arguments_leave_the_transaction_usable),
         cmocka_unit_test(payloads_are_accepted_exactly_as_postgres_json),
+        cmocka_unit_test(puts_of_one_key_are_serialised_until_commit),
         cmocka_unit_test(relay_killed_after_claim_loses_nothing),
         cmocka_unit_test(relay_killed_between_publish_and_mark_republishes),
         cmocka_unit_test(relay_killed_after_mark_publishes_nothing_twice),
