@@ -5,8 +5,8 @@
  * One request through libmicrohttpd (all on one MHD worker thread):
  *
  *   uri_cb         exchange allocated, raw target copied, inflight++
- *   on_request #1  headers collected, Transfer-Encoding with Content-Length or
- *                  other than "chunked" → 400 now, Content-Length > max_body → 413 now
+ *   on_request #1  headers collected; a framing that could be read two ways
+ *                  (framing_problem()) → 400 now, Content-Length > max_body → 413 now
  *   on_request #k  body bytes appended; over max_body → 413, arriving after
  *                  start + read_timeout → 408
  *   on_request end route match, middleware chain, handler, response queued
@@ -395,25 +395,48 @@ static bool past_read_deadline(const svc__exchange *ex)
            (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS;
 }
 
-/* True unless the body's framing could be read two ways (request
- * smuggling, RFC 9112 6.1 and 6.3): Transfer-Encoding next to
- * Content-Length, more than one Transfer-Encoding field, or a coding other
- * than a lone "chunked". libmicrohttpd 0.9.75 would pick one reading and
- * serve what follows as the next request; a proxy in front may have picked
- * the other. */
-static bool framing_ok(const svc_req *req, bool has_content_length)
+/* NULL unless the request could be read two ways (request smuggling, RFC
+ * 9112 6.1 and 6.3); else the problem's detail. Refused: a header name
+ * that is not a token ("Transfer-Encoding :" is chunked framing to some
+ * proxies, an unknown field to libmicrohttpd), more than one Content-Length
+ * field (libmicrohttpd reads the first, a proxy may read the last; RFC 9112
+ * lets a recipient merge equal values, refusing them too is simpler and
+ * safe), Transfer-Encoding next to Content-Length, more than one
+ * Transfer-Encoding field, or a coding other than a lone "chunked".
+ * libmicrohttpd 0.9.75 would pick one reading and serve what follows as the
+ * next request; a proxy in front may have picked the other. One pass over
+ * the headers, no allocation; *cl receives the Content-Length value or NULL. */
+static const char *framing_problem(const svc_req *req, const char **cl)
 {
-    const char *te = svc_req_header(req, "Transfer-Encoding");
+    const char *te = NULL;
+    size_t ncl = 0, nte = 0;
+    *cl = NULL;
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        const svc__hdr *h = &req->hdrs[i];
+        if (!svc__header_name_ok(h->name))
+            return "a request header name is not a token";
+        if (h->nlen == 14 && strcasecmp(h->name, "Content-Length") == 0) {
+            *cl = h->value;
+            ncl++;
+        } else if (h->nlen == 17 && strcasecmp(h->name, "Transfer-Encoding") == 0) {
+            te = h->value;
+            nte++;
+        }
+    }
+    if (ncl > 1)
+        return "the request has more than one Content-Length";
     if (te == NULL)
-        return true;
-    if (has_content_length || svc_req_header_at(req, "Transfer-Encoding", 1) != NULL)
-        return false;
+        return NULL;
+    static const char *const te_bad = "the request has both Transfer-Encoding and "
+                                      "Content-Length, or a Transfer-Encoding other than chunked";
+    if (ncl || nte > 1)
+        return te_bad;
     while (*te == ' ' || *te == '\t')
         te++;
     size_t n = strlen(te);
     while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
         n--;
-    return n == 7 && strncasecmp(te, "chunked", 7) == 0;
+    return n == 7 && strncasecmp(te, "chunked", 7) == 0 ? NULL : te_bad;
 }
 
 /* Hands the buffered response to libmicrohttpd. The body is passed as
@@ -503,12 +526,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->path = req->raw_path ? req->raw_path : "/";
             return reject(conn, ex, 400, true);
         }
-        const char *cl = svc_req_header(req, "Content-Length");
-        if (!framing_ok(req, cl != NULL)) {
-            ex->reject_detail = "the request has both Transfer-Encoding and Content-Length, "
-                                "or a Transfer-Encoding other than chunked";
+        const char *cl;
+        if ((ex->reject_detail = framing_problem(req, &cl)) != NULL)
             return reject(conn, ex, 400, true);
-        }
         if (cl) {
             char *end;
             errno = 0;

@@ -382,15 +382,59 @@ static void pipelined(uint16_t port, const char *raw, htu_response *r, size_t *e
     close(fd);
 }
 
-static void te_with_content_length_is_refused_and_the_connection_closed(void **state)
+/* An app with POST /up (answers the body length) and GET /hello. */
+static svc_app *framing_app(uint16_t *port)
 {
-    (void)state;
     svc_app_opts o;
     base_opts(&o);
     svc_app *app = new_app(&o);
     assert_int_equal(svc_app_route(app, "POST", "/up", h_body_len, NULL), SVC_OK);
     assert_int_equal(svc_app_route(app, "GET", "/hello", h_hello, NULL), SVC_OK);
-    uint16_t port = start(app);
+    *port = start(app);
+    return app;
+}
+
+/* Each of `raw[0..n)` (a request with a pipelined follow-up) gets 400
+ * VALIDATION with Connection: close, nothing more, then EOF. */
+static void assert_refused_and_closed(uint16_t port, const char *const *raw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        htu_response r;
+        size_t extra;
+        bool closed;
+        pipelined(port, raw[i], &r, &extra, &closed);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "\"code\":\"VALIDATION\""));
+        assert_string_equal(htu_header(&r, "Content-Type"), "application/problem+json");
+        assert_non_null(htu_header(&r, "Connection"));
+        assert_string_equal(htu_header(&r, "Connection"), "close");
+        assert_null(strstr(r.raw + 12, "HTTP/1.1 200")); /* the follow-up was not served */
+        htu_response_free(&r);
+        assert_int_equal(extra, 0);
+        assert_true(closed);
+    }
+}
+
+/* `raw` (POST /up with a 2-byte body, then GET /hello with Connection:
+ * close) is served, keep-alive and all. */
+static void assert_served_with_follow_up(uint16_t port, const char *raw)
+{
+    htu_response r;
+    size_t extra;
+    bool closed;
+    pipelined(port, raw, &r, &extra, &closed);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "2");
+    /* the follow-up was answered (it may have come in the same read) */
+    assert_true(extra > 0 || strstr(r.raw + 12, "HTTP/1.1 200") != NULL);
+    htu_response_free(&r);
+}
+
+static void te_with_content_length_is_refused_and_the_connection_closed(void **state)
+{
+    (void)state;
+    uint16_t port;
+    svc_app *app = framing_app(&port);
     static const char *const smuggles[] = {
         /* both framings: a front end using Content-Length sees one request */
         "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
@@ -404,34 +448,41 @@ static void te_with_content_length_is_refused_and_the_connection_closed(void **s
         /* a malformed target is refused before the handler: closed as well */
         "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
     };
-    for (size_t i = 0; i < sizeof smuggles / sizeof *smuggles; i++) {
-        htu_response r;
-        size_t extra;
-        bool closed;
-        pipelined(port, smuggles[i], &r, &extra, &closed);
-        assert_int_equal(r.status, 400);
-        assert_non_null(strstr(r.body, "\"code\":\"VALIDATION\""));
-        assert_string_equal(htu_header(&r, "Content-Type"), "application/problem+json");
-        assert_non_null(htu_header(&r, "Connection"));
-        assert_string_equal(htu_header(&r, "Connection"), "close");
-        assert_null(strstr(r.raw + 12, "HTTP/1.1 200")); /* the follow-up was not served */
-        htu_response_free(&r);
-        assert_int_equal(extra, 0);
-        assert_true(closed);
-    }
-    /* a lone chunked coding is still served, keep-alive and all */
-    htu_response r;
-    size_t extra;
-    bool closed;
-    pipelined(port,
-              "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
-              "2\r\nab\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-              &r, &extra, &closed);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "2");
-    /* the follow-up was answered (it may have come in the same read) */
-    assert_true(extra > 0 || strstr(r.raw + 12, "HTTP/1.1 200") != NULL);
-    htu_response_free(&r);
+    assert_refused_and_closed(port, smuggles, sizeof smuggles / sizeof *smuggles);
+    /* a lone chunked coding is still served */
+    assert_served_with_follow_up(port,
+        "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        "2\r\nab\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    svc_app_free(app);
+}
+
+/* Two Content-Length fields (libmicrohttpd reads the first, a proxy may
+ * read the last), even two equal ones, and header names that are not
+ * tokens ("Transfer-Encoding :" is chunked framing to some proxies and an
+ * unknown field to libmicrohttpd) are refused with 400 and the connection
+ * is closed, so the bytes behind them are never served as a request. */
+static void conflicting_content_lengths_and_bad_header_names_are_refused(void **state)
+{
+    (void)state;
+    uint16_t port;
+    svc_app *app = framing_app(&port);
+    static const char *const smuggles[] = {
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n"
+        "abGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\ncontent-length: 2\r\n\r\n"
+        "abGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"
+        "abGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
+        "Content-Length: 5\r\n\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: x\r\nX-Bad\"Name: 1\r\n\r\n"
+        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    assert_refused_and_closed(port, smuggles, sizeof smuggles / sizeof *smuggles);
+    /* one Content-Length is served */
+    assert_served_with_follow_up(port,
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+        "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     svc_app_free(app);
 }
 
@@ -789,6 +840,7 @@ int main(void)
         cmocka_unit_test(slow_body_gets_408),
         cmocka_unit_test(body_still_arriving_after_twice_the_read_timeout_is_dropped_and_counted),
         cmocka_unit_test(te_with_content_length_is_refused_and_the_connection_closed),
+        cmocka_unit_test(conflicting_content_lengths_and_bad_header_names_are_refused),
         cmocka_unit_test(handler_past_deadline_is_replaced_by_503_timeout),
         cmocka_unit_test(request_id_is_echoed_when_valid_else_generated),
         cmocka_unit_test(traceparent_keeps_the_trace_and_makes_a_new_span),
