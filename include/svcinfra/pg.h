@@ -56,7 +56,9 @@ typedef struct svc_pg_opts {
     unsigned pool_size;               /* 8: most connections open at once (1..1024) */
     int64_t connect_timeout_ms;       /* 5000 (libpq rounds up to whole seconds, min 2 s) */
     int64_t checkout_timeout_ms;      /* 5000: wait for a free connection, then SVC_ETIMEDOUT */
-    int64_t statement_timeout_ms;     /* 0 = server default; else SET statement_timeout on connect */
+    int64_t statement_timeout_ms;     /* 0 = server default; else the session default of
+                                         every connection (startup option, after the URL's
+                                         `options`): RESET and DISCARD ALL keep it */
     const char *application_name;     /* "svcinfra" (a URL ?application_name= wins) */
     int eager;                        /* 0: connect on first use; 1: connect in svc_pg_new */
     const svc_clock *clock;           /* NULL = system; backoff and checkout deadlines

@@ -37,10 +37,10 @@ struct svc_pg {
     char port_buf[8];
     char timeout_buf[24];
     char *app_name;
+    char *options; /* libpq `options`: the URL's, then -c statement_timeout=N */
 
     int64_t checkout_timeout_ms;
     bool keep_session; /* opts.keep_session: no DISCARD ALL at checkin */
-    int64_t statement_timeout_ms;
 };
 
 struct svc_pg_result {
@@ -83,7 +83,7 @@ static PGconn *pq_of(const svc_pg_conn *c) { return c->slot.handle; }
 static svc_status build_params(svc_pg *pg, const svc_pg_opts *o)
 {
     const svc_store_url *u = &pg->url;
-    size_t cap = 8 + u->nparams;
+    size_t cap = 9 + u->nparams;
     pg->kw = svc__calloc(cap, sizeof(char *));
     pg->val = svc__calloc(cap, sizeof(char *));
     if (!pg->kw || !pg->val)
@@ -111,9 +111,25 @@ static svc_status build_params(svc_pg *pg, const svc_pg_opts *o)
         ADD("connect_timeout", pg->timeout_buf);
     }
     ADD("application_name", pg->app_name);
+    /* The statement timeout travels in the startup packet, so it is the
+     * session's default: DISCARD ALL at checkin and RESET restore it (a SET
+     * after connecting would be undone by them). Appended to the URL's own
+     * `options`, after them, so it wins over a statement_timeout there. */
+    const char *url_options = NULL;
+    for (size_t i = 0; i < u->nparams; i++)
+        if (strcmp(u->param_keys[i], "options") == 0)
+            url_options = u->param_values[i];
+    if (o->statement_timeout_ms > 0) {
+        pg->options = svc__asprintf("%s%s-c statement_timeout=%lld", url_options ? url_options : "",
+                                    url_options ? " " : "", (long long)o->statement_timeout_ms);
+        if (!pg->options)
+            return SVC_ENOMEM;
+    }
     /* URL query parameters last: libpq lets a later keyword win. */
     for (size_t i = 0; i < u->nparams; i++)
-        ADD(u->param_keys[i], u->param_values[i]);
+        if (!pg->options || strcmp(u->param_keys[i], "options") != 0)
+            ADD(u->param_keys[i], u->param_values[i]);
+    ADD("options", pg->options);
 #undef ADD
     pg->kw[n] = NULL;
     pg->val[n] = NULL;
@@ -133,18 +149,6 @@ static svc_status open_conn(void *backend, void **handle)
         PQfinish(pq);
         return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "connect to %s failed: %s",
                             pg->url.redacted, msg);
-    }
-    if (pg->statement_timeout_ms > 0) {
-        char sql[64];
-        snprintf(sql, sizeof sql, "SET statement_timeout = %lld", (long long)pg->statement_timeout_ms);
-        PGresult *r = PQexec(pq, sql);
-        bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-        svc__pool_one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq));
-        PQclear(r);
-        if (!ok) {
-            PQfinish(pq);
-            return svc__err_set(&pg->pool.err, SVC_EBACKEND, "connect: setting statement_timeout failed: %s", msg);
-        }
     }
     *handle = pq;
     return SVC_OK;
@@ -523,6 +527,7 @@ static void pool_destroy(svc_pg *pg)
     svc_free(pg->kw);
     svc_free(pg->val);
     svc_free(pg->app_name);
+    svc_free(pg->options);
     svc_store_url_clear(&pg->url);
     svc_free(pg);
 }
@@ -562,7 +567,6 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     }
     pg->checkout_timeout_ms = o.checkout_timeout_ms;
     pg->keep_session = o.keep_session != 0;
-    pg->statement_timeout_ms = o.statement_timeout_ms;
 
     char err[256];
     svc_status st = svc_store_url_parse(url, &pg->url, err, sizeof err);

@@ -25,20 +25,27 @@ static const char *pg_url(void)
     return u;
 }
 
-static svc_pg *pool_with(unsigned size, int64_t checkout_ms, int64_t stmt_ms)
+static svc_pg *pool_on(const char *url, unsigned size, int64_t checkout_ms, int64_t stmt_ms,
+                       int eager)
 {
     svc_pg_opts o;
     svc_pg_opts_default(&o);
-    o.url = pg_url();
+    o.url = url;
     o.pool_size = size;
     o.checkout_timeout_ms = checkout_ms;
     o.statement_timeout_ms = stmt_ms;
+    o.eager = eager;
     o.no_metrics = 1;
     svc_pg *pg = NULL;
     svc_status st = svc_pg_new(&pg, &o);
     if (st)
         fail_msg("svc_pg_new: %s: %s", svc_strerror(st), svc_pg_last_error());
     return pg;
+}
+
+static svc_pg *pool_with(unsigned size, int64_t checkout_ms, int64_t stmt_ms)
+{
+    return pool_on(pg_url(), size, checkout_ms, stmt_ms, 0);
 }
 
 static void must(svc_pg *pg, svc_status st)
@@ -224,6 +231,45 @@ static void statement_timeout_maps_to_etimedout(void **state)
     assert_non_null(strstr(svc_pg_errmsg(pg), "57014"));
     must(pg, svc_pg_exec(pg, "SELECT 1", 0, NULL, NULL));   /* connection still usable */
     svc_pg_free(pg);
+}
+
+/* The timeout is the session default, not a SET: DISCARD ALL (the checkin
+ * of a connection taken with svc_pg_checkout()) and RESET keep it, and so
+ * does a URL that brings its own libpq `options`. */
+static void statement_timeout_survives_discard_all_and_reset(void **state)
+{
+    (void)state;
+    const char *base = pg_url();
+    char with_options[512];
+    snprintf(with_options, sizeof with_options, "%s%sapplication_name=svc_opt&options=-c%%20work_mem%%3D5MB",
+             base, strchr(base, '?') ? "&" : "?");
+    const char *urls[] = {base, with_options};
+    for (int eager = 0; eager <= 1; eager++) {
+        for (size_t u = 0; u < 2; u++) {
+            svc_pg *pg = pool_on(urls[u], 1, 2000, 150, eager);
+            for (int round = 0; round < 2; round++) { /* the second after a DISCARD ALL */
+                svc_pg_conn *c;
+                must(pg, svc_pg_checkout(pg, &c));
+                char *v = setting_on(c, "statement_timeout");
+                assert_string_equal(v, "150ms");
+                free(v);
+                assert_int_equal(svc_pg_conn_exec(c, "SELECT pg_sleep(3)", 0, NULL, NULL),
+                                 SVC_ETIMEDOUT);
+                must(pg, svc_pg_conn_exec(c, "RESET statement_timeout", 0, NULL, NULL));
+                v = setting_on(c, "statement_timeout");
+                assert_string_equal(v, "150ms");
+                free(v);
+                if (u == 1) { /* the URL's own options are kept */
+                    v = setting_on(c, "work_mem");
+                    assert_string_equal(v, "5MB");
+                    free(v);
+                }
+                svc_pg_checkin(c);
+            }
+            assert_int_equal(svc_pg_exec(pg, "SELECT pg_sleep(3)", 0, NULL, NULL), SVC_ETIMEDOUT);
+            svc_pg_free(pg);
+        }
+    }
 }
 
 static int64_t count_rows(svc_pg *pg, const char *table)
@@ -627,6 +673,7 @@ int main(void)
         cmocka_unit_test(killed_connection_is_replaced_on_next_checkout),
         cmocka_unit_test(session_state_does_not_leak_to_the_next_borrower),
         cmocka_unit_test(statement_timeout_maps_to_etimedout),
+        cmocka_unit_test(statement_timeout_survives_discard_all_and_reset),
         cmocka_unit_test(tx_commit_is_visible_and_rollback_is_not),
         cmocka_unit_test(unique_violation_maps_to_eexist_and_failed_tx_cannot_commit),
         cmocka_unit_test(bad_options_and_unreachable_server_fail_clearly),
