@@ -57,7 +57,8 @@ typedef struct svc_app_opts {
     uint16_t port;                  /* 8080; 0 picks a free port (svc_app_port) */
     unsigned threads;               /* 0: one per CPU */
     size_t max_body_bytes;          /* 1 MiB; larger bodies (also chunked) → 413 */
-    unsigned read_timeout_ms;       /* 30000: the whole request must arrive in time → 408;
+    unsigned read_timeout_ms;       /* 30000: the whole request, headers and body, counted
+                                       from its request line, must arrive in time → 408;
                                        also the idle keep-alive timeout */
     unsigned handler_timeout_ms;    /* 30000: handler deadline (see svc_req_remaining_ms) */
     unsigned shutdown_grace_ms;     /* 10000: in-flight requests get this long on shutdown */

@@ -4,9 +4,12 @@
  *
  * One request through libmicrohttpd (all on one MHD worker thread):
  *
- *   uri_cb         exchange allocated, raw target copied, inflight++
+ *   uri_cb         exchange allocated, raw target copied, inflight++, the
+ *                  read timeout starts (the request line is in, headers may
+ *                  still be arriving)
  *   on_request #1  headers collected; a framing that could be read two ways
- *                  (framing_problem()) → 400 now, Content-Length > max_body → 413 now
+ *                  (framing_problem()) → 400 now, headers that took longer
+ *                  than read_timeout → 408 now, Content-Length > max_body → 413 now
  *   on_request #k  body bytes appended; over max_body → 413, arriving after
  *                  start + read_timeout → 408
  *   on_request end route match, middleware chain, handler, response queued
@@ -388,11 +391,11 @@ static void client_addr(svc_req *req)
                   req->client, sizeof req->client);
 }
 
-static bool past_read_deadline(const svc__exchange *ex)
+/* The read timeout counts from the request line (uri_cb), so headers sent
+ * slowly count against it as a slow body does. */
+static bool past_read_deadline(const svc__exchange *ex, int64_t now)
 {
-    const svc_app *app = ex->req.app;
-    return svc_clock_mono_ns(app->clock) - ex->req.start_ns >
-           (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS;
+    return now - ex->req.start_ns > (int64_t)ex->req.app->opts.read_timeout_ms * SVC__NS_PER_MS;
 }
 
 /* NULL unless the request could be read two ways (request smuggling, RFC
@@ -467,15 +470,16 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, svc__exchange 
     return ok;
 }
 
-static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex)
+/* Routes and runs the chain; `now` is the monotonic time of the caller's
+ * last deadline check, where the handler deadline starts. */
+static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex, int64_t now)
 {
     svc_req *req = &ex->req;
     if (ex->reject_status == 0)
         ex->match = svc__router_match(req->app, req, ex->allow, sizeof ex->allow);
     else
         ex->match = SVC__MATCH_NOT_FOUND;
-    req->deadline_ns =
-        svc_clock_mono_ns(req->app->clock) + (int64_t)req->app->opts.handler_timeout_ms * SVC__NS_PER_MS;
+    req->deadline_ns = now + (int64_t)req->app->opts.handler_timeout_ms * SVC__NS_PER_MS;
     svc__chain_run(ex);
     return send_response(conn, ex);
 }
@@ -486,12 +490,12 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex)
  * arrives is answered at its end, the rest of the body being discarded (a
  * sender still going after twice the read timeout is disconnected). */
 static enum MHD_Result reject(struct MHD_Connection *conn, svc__exchange *ex, int status,
-                              bool at_headers)
+                              bool at_headers, int64_t now)
 {
     ex->reject_status = status;
     ex->state = SVC__EX_REJECTED;
     svc__buf_free(&ex->req.body);
-    if (at_headers && dispatch(conn, ex) == MHD_YES)
+    if (at_headers && dispatch(conn, ex, now) == MHD_YES)
         return MHD_YES;
     ex->handler_ran = false;
     svc__res_reset(&ex->res);
@@ -511,30 +515,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex == NULL)
             return MHD_NO;
         atomic_fetch_add(&app->inflight, 1);
+        ex->req.start_ns = svc_clock_mono_ns(app->clock);
         *con_cls = ex;
     }
     svc_req *req = &ex->req;
+    int64_t now = svc_clock_mono_ns(app->clock);
 
     if (ex->state == SVC__EX_NEW) {
         req->conn = conn;
         req->method = method;
-        req->start_ns = svc_clock_mono_ns(app->clock);
         ex->state = SVC__EX_BODY;
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, req);
         client_addr(req);
         if (svc__req_parse_target(req) != SVC_OK) {
             req->path = req->raw_path ? req->raw_path : "/";
-            return reject(conn, ex, 400, true);
+            return reject(conn, ex, 400, true, now);
         }
         const char *cl;
         if ((ex->reject_detail = framing_problem(req, &cl)) != NULL)
-            return reject(conn, ex, 400, true);
+            return reject(conn, ex, 400, true, now);
+        /* headers trickled in past the read timeout (slowloris): answered
+         * now, before any body is read */
+        if (past_read_deadline(ex, now))
+            return reject(conn, ex, 408, true, now);
         if (cl) {
             char *end;
             errno = 0;
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno == 0 && end != cl && n > app->opts.max_body_bytes)
-                return reject(conn, ex, 413, true);
+                return reject(conn, ex, 413, true, now);
         }
         return MHD_YES;
     }
@@ -544,8 +553,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (ex->state == SVC__EX_REJECTED) {
             /* discarding; a sender that keeps going twice the read timeout is cut off */
-            if (svc_clock_mono_ns(app->clock) - req->start_ns >
-                2 * (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS) {
+            if (now - req->start_ns > 2 * (int64_t)app->opts.read_timeout_ms * SVC__NS_PER_MS) {
                 ex->cut_off = true; /* counted and logged by completed_cb */
                 return MHD_NO;
             }
@@ -553,13 +561,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (ex->state != SVC__EX_BODY)
             return MHD_YES;
-        if (past_read_deadline(ex))
-            return reject(conn, ex, 408, false);
+        if (past_read_deadline(ex, now))
+            return reject(conn, ex, 408, false, now);
         if (req->body.len + n > app->opts.max_body_bytes)
-            return reject(conn, ex, 413, false);
+            return reject(conn, ex, 413, false, now);
         svc__buf_append(&req->body, upload_data, n);
         if (!svc__buf_ok(&req->body))
-            return reject(conn, ex, 413, false);
+            return reject(conn, ex, 413, false, now);
         return MHD_YES;
     }
 
@@ -568,14 +576,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     if (ex->state == SVC__EX_REJECTED) {
         svc__res_reset(&ex->res);
-        return dispatch(conn, ex);
+        return dispatch(conn, ex, now);
     }
-    if (past_read_deadline(ex)) {
+    if (past_read_deadline(ex, now)) {
         ex->reject_status = 408;
         ex->state = SVC__EX_REJECTED;
-        return dispatch(conn, ex);
     }
-    return dispatch(conn, ex);
+    return dispatch(conn, ex, now);
 }
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -583,8 +590,11 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     svc_app *app = cls;
     (void)conn;
     svc__exchange *ex = svc__exchange_new(app, uri);
-    if (ex)
+    if (ex) {
         atomic_fetch_add(&app->inflight, 1);
+        /* the request line has arrived; the headers may not have yet */
+        ex->req.start_ns = svc_clock_mono_ns(app->clock);
+    }
     return ex;
 }
 

@@ -356,6 +356,43 @@ static void slow_body_gets_408(void **state)
     svc_app_free(app);
 }
 
+/* Headers sent a line at a time (slowloris), each line well within the
+ * idle timeout: the read timeout counts from the request line, so the
+ * answer is 408 as soon as the headers end, before any body is read. */
+static void slowly_sent_headers_get_408(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.read_timeout_ms = 300; /* the idle cut-off of libmicrohttpd stays at 1 s */
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/up", h_body_len, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/hello", h_hello, NULL), SVC_OK);
+    uint16_t port = start(app);
+    static const char *const first[] = {"POST /up HTTP/1.1\r\n", "GET /hello HTTP/1.1\r\n"};
+    static const char *const lines[] = {"Host: x\r\n",      "X-A: 1\r\n", "X-B: 2\r\n",
+                                        "Connection: close\r\n", "X-C: 3\r\n", "X-D: 4\r\n"};
+    for (size_t k = 0; k < 2; k++) {
+        int fd = htu_connect(port);
+        assert_true(fd >= 0);
+        assert_int_equal(htu_send(fd, first[k], strlen(first[k])), 0);
+        for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) { /* 6 x 100 ms */
+            htu_sleep_ms(100);
+            assert_int_equal(htu_send(fd, lines[i], strlen(lines[i])), 0);
+        }
+        const char *end = k == 0 ? "Content-Length: 5\r\n\r\n" : "\r\n"; /* no body sent */
+        assert_int_equal(htu_send(fd, end, strlen(end)), 0);
+        htu_response r;
+        assert_int_equal(htu_read_response(fd, &r), 0);
+        close(fd);
+        assert_int_equal(r.status, 408);
+        assert_non_null(strstr(r.body, "\"code\":\"TIMEOUT\""));
+        assert_string_equal(htu_header(&r, "Connection"), "close");
+        htu_response_free(&r);
+    }
+    svc_app_free(app);
+}
+
 /* Sends `raw` (a request with a keep-alive follow-up pipelined behind it)
  * on one socket; returns the first answer and whether anything else came
  * back before the server closed the socket (*closed: EOF was seen). */
@@ -838,6 +875,7 @@ int main(void)
         cmocka_unit_test(duplicate_response_headers_survive_on_the_wire),
         cmocka_unit_test(oversized_bodies_get_413),
         cmocka_unit_test(slow_body_gets_408),
+        cmocka_unit_test(slowly_sent_headers_get_408),
         cmocka_unit_test(body_still_arriving_after_twice_the_read_timeout_is_dropped_and_counted),
         cmocka_unit_test(te_with_content_length_is_refused_and_the_connection_closed),
         cmocka_unit_test(conflicting_content_lengths_and_bad_header_names_are_refused),
