@@ -30,7 +30,10 @@
  * renews while the handler runs; a worker that dies (SIGKILL, power) stops
  * renewing and the job becomes claimable again when the lease expires. A
  * result reported for a lease that was lost is ignored, so a job is
- * recorded completed once. Handlers should be idempotent.
+ * recorded completed once. Handlers should be idempotent. A job runs on
+ * one worker at a time, except when a handler keeps running for more than
+ * max(backoff, lease_ms) past its timeout or its stop's grace period, or
+ * its process stalls longer than a lease (docs/jobs.md, Guarantees).
  *
  * Retries: after a failed attempt n (1-based) the job runs again after
  *     delay(n) = min(backoff_max_ms, backoff_base_ms * n^4) * (1 + j),
@@ -262,9 +265,10 @@ SVC_EXPORT int svc_job_attempt(const svc_job *job) SVC_NONNULL(1);
 SVC_EXPORT int svc_job_max_attempts(const svc_job *job) SVC_NONNULL(1);
 /* Milliseconds left before the job's timeout (negative once past). C
  * cannot stop a thread: a handler should pass this to its own waits. A
- * handler that returns after its timeout counts as failed ("timed out")
- * and is retried; past the timeout its lease is no longer renewed, so a
- * stuck handler's job runs again elsewhere once the lease expires. */
+ * handler still running past its timeout is given up on: the job is a
+ * failed attempt ("timed out"), retried after max(backoff, lease_ms) (or
+ * discarded after its last attempt), and whatever the handler returns
+ * later is ignored. Its thread stays busy until it returns. */
 SVC_EXPORT int64_t svc_job_remaining_ms(const svc_job *job) SVC_NONNULL(1);
 /* 1 once the worker is shutting down (finish or give up quickly). */
 SVC_EXPORT int svc_job_stopping(const svc_job *job) SVC_NONNULL(1);
@@ -315,8 +319,13 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs *jobs,
 
 /* Graceful stop: stop claiming, let running jobs finish for up to
  * shutdown_grace_ms, put claimed jobs that did not start back in the
- * queue, and return the running ones that did not finish in time to it
- * (retryable at once). Then waits for the handler threads to return.
+ * queue (runnable at once, no attempt used), and return the running ones
+ * that did not finish in time to it as failed attempts, runnable again
+ * after lease_ms (their handlers may still be running) or discarded after
+ * their last attempt. Then waits for the handler threads to return: a C
+ * thread cannot be killed, so a handler that never returns blocks this
+ * call; each one still running is named in the log (warning) after a
+ * second and every 30 s after that.
  * Returns SVC_OK, or SVC_ETIMEDOUT when jobs had to be returned unfinished.
  * Calling it again is a no-op. Any thread except a handler of this worker. */
 SVC_EXPORT svc_status svc_jobs_worker_stop(svc_jobs_worker *w) SVC_NONNULL(1);

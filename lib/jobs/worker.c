@@ -15,7 +15,9 @@
  * Slots: at most 2 * batch_size (at least `threads`) jobs are claimed and
  * unrecorded at once (`inflight`), so a worker never holds more leases than it can run
  * soon. Every claimed job is also on the `all` list so its lease is renewed
- * until it is recorded, except once its handler is past its timeout.
+ * until it is recorded. A handler past its timeout is given up on: its job
+ * goes back to the queue as a failed attempt, not runnable before a lease
+ * has passed, and its late result is dropped (give_up_running()).
  *
  * Leases are renewed by a thread of their own (every lease/3), so nothing
  * slow on the fetch thread (connecting, pruning, a claim that waits for the
@@ -32,6 +34,8 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "svcinfra/log.h"
 
 #include "jobs_internal.h"
 
@@ -511,8 +515,75 @@ static int listen_drain(svc_jobs_worker *w)
 }
 #endif
 
+/* Which running jobs give_up_running() returns. */
+typedef enum give_up_what {
+    GIVE_UP_TIMED_OUT, /* handlers past their timeout (the lease renewal) */
+    GIVE_UP_ALL        /* every running handler (the stop, past its grace) */
+} give_up_what;
+
+static bool gives_up(const svc_job *p, give_up_what what, int64_t now)
+{
+    if (!p->started || p->finished || p->abandoned)
+        return false;
+    return what == GIVE_UP_ALL || (p->deadline_ns && p->deadline_ns <= now);
+}
+
+/* Returns running jobs whose handlers the worker gives up on to the queue
+ * as failed attempts: retryable, but not before a full lease has passed
+ * (after the backoff, when that is longer), so that no worker runs the job
+ * again while a handler that may still be running is likely to return, or
+ * discarded when it was the last attempt. C cannot stop the handler; its
+ * late result is dropped (the job is `abandoned`). The results are
+ * collected under the lock and recorded after it: a handler returning
+ * meanwhile frees its job, so no list node is touched once unlocked. When
+ * the store cannot take them, the leases (no longer renewed) bring the
+ * jobs back. Returns how many were given up on. */
+static size_t give_up_running(svc_jobs_worker *w, give_up_what what)
+{
+    int64_t now = svc_clock_mono_ns(w->j->clock);
+    pthread_mutex_lock(&w->mu);
+    size_t n = 0;
+    for (svc_job *p = w->all; p; p = p->next_all)
+        n += gives_up(p, what, now);
+    svc__jobs_done *ab = n ? svc__calloc(n, sizeof *ab) : NULL;
+    size_t k = 0;
+    for (svc_job *p = w->all; p; p = p->next_all) {
+        if (!gives_up(p, what, now))
+            continue;
+        p->abandoned = 1;
+        bool last = p->row.attempt >= p->row.max_attempts;
+        int64_t delay = w->o.lease_ms;
+        if (what == GIVE_UP_TIMED_OUT) {
+            int64_t backoff = svc__jobs_backoff_ms(w->j, p->row.attempt);
+            delay = backoff > delay ? backoff : delay;
+        }
+        svc__jobs_done d = {.id = p->row.id, .attempt = p->row.attempt,
+                            .kind = last ? SVC__DONE_DISCARD : SVC__DONE_RETRY,
+                            .delay_ms = last ? 0 : delay,
+                            .error = what == GIVE_UP_TIMED_OUT
+                                         ? "timed out: the handler did not return within "
+                                           "its timeout"
+                                         : "the worker stopped before the job finished"};
+        if (ab)
+            ab[k++] = d;
+        w->stats.failed++;
+        svc__jobs_observe(w->j, p->row.queue, p->row.kind, result_label(d.kind), -1);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (k) {
+        size_t applied;
+        svc_status st = w->j->store->vt->finish(w->j->store, w->id, ab, k, &applied);
+        SVC__UNUSED(st); /* see above: the leases bring them back */
+    }
+    svc_free(ab);
+    return n;
+}
+
 static void renew_leases(svc_jobs_worker *w)
 {
+    /* handlers past their timeout are given up on first, so their jobs
+     * come back after a delay, not when a lease runs out */
+    (void)give_up_running(w, GIVE_UP_TIMED_OUT);
     int64_t now = svc_clock_mono_ns(w->j->clock);
     pthread_mutex_lock(&w->mu);
     size_t n = 0;
@@ -836,17 +907,37 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     return SVC_OK;
 }
 
-/* The result recorded for a running job that the stop gives up on: a
- * failed attempt, retryable at once, or discarded when it was the last one
- * (as run_job decides for a handler's failure). */
-static svc__jobs_done abandon_result(svc_jobs_worker *w, const svc_job *p)
+/* Logs the handlers that still run after the stop gave up on them. */
+static void log_stuck(svc_jobs_worker *w, int waited_s)
 {
-    (void)w;
-    return (svc__jobs_done){.id = p->row.id, .attempt = p->row.attempt,
-                            .kind = p->row.attempt >= p->row.max_attempts ? SVC__DONE_DISCARD
-                                                                          : SVC__DONE_RETRY,
-                            .delay_ms = 0,
-                            .error = "the worker stopped before the job finished"};
+    pthread_mutex_lock(&w->mu);
+    for (svc_job *p = w->all; p; p = p->next_all)
+        if (p->started && !p->finished)
+            svc_logf(SVC_LOG_WARN,
+                     "jobs: worker %s is stopping: the handler of job %lld (kind %s, attempt "
+                     "%d) has not returned %d s after its job was returned to the queue; "
+                     "waiting for it (a thread cannot be stopped)",
+                     w->id, (long long)p->row.id, p->row.kind, p->row.attempt, waited_s);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits for the handler threads. A thread cannot be killed or safely
+ * detached (it uses the worker), so this waits as long as they run; a
+ * handler that does not return is named in the log after a second and
+ * every 30 s after that. */
+static void join_handlers(svc_jobs_worker *w)
+{
+    for (unsigned i = 0; i < w->nhandler_th; i++) {
+        for (int waited_s = 1;; waited_s++) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_timedjoin_np(w->handler_th[i], NULL, &ts) != ETIMEDOUT)
+                break;
+            if (waited_s == 1 || waited_s % 30 == 0)
+                log_stuck(w, waited_s);
+        }
+    }
 }
 
 svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
@@ -889,37 +980,15 @@ svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
             left = 50 * SVC__NS_PER_MS; /* re-read the (possibly manual) clock */
         cond_wait_ns(&w->cv_idle, &w->mu, left);
     }
-    /* the rest: handlers still running past the grace period are returned
-     * to the queue; their late results are dropped. The results are
-     * collected under the lock and recorded after it: a handler returning
-     * meanwhile frees its job, so no list node is touched once unlocked. */
-    size_t nab = 0;
-    for (svc_job *p = w->all; p; p = p->next_all)
-        if (p->started && !p->finished && !p->abandoned)
-            nab++;
-    svc__jobs_done *ab = nab ? svc__calloc(nab, sizeof *ab) : NULL;
-    size_t k = 0;
-    for (svc_job *p = w->all; p; p = p->next_all) {
-        if (p->started && !p->finished && !p->abandoned) {
-            p->abandoned = 1;
-            st = SVC_ETIMEDOUT;
-            if (ab)
-                ab[k++] = abandon_result(w, p);
-        }
-    }
     pthread_mutex_unlock(&w->mu);
-    if (k) {
-        size_t applied;
-        /* on failure (or no memory for `ab`) the leases bring the jobs back */
-        (void)w->j->store->vt->finish(w->j->store, w->id, ab, k, &applied);
-    }
-    svc_free(ab);
+    /* the rest: handlers still running past the grace period */
+    if (give_up_running(w, GIVE_UP_ALL))
+        st = SVC_ETIMEDOUT;
     pthread_mutex_lock(&w->mu);
     w->handlers_exit = 1;
     pthread_cond_broadcast(&w->cv_ready);
     pthread_mutex_unlock(&w->mu);
-    for (unsigned i = 0; i < w->nhandler_th; i++)
-        pthread_join(w->handler_th[i], NULL);
+    join_handlers(w);
     pthread_mutex_lock(&w->mu);
     w->result_exit = 1;
     pthread_cond_broadcast(&w->cv_done);

@@ -25,6 +25,7 @@
 #include "svcinfra/alloc.h"
 #include "svcinfra/config.h"
 #include "svcinfra/jobs.h"
+#include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 
@@ -722,17 +723,31 @@ static svc_job_result h_count(svc_job *job, void *ud)
     return SVC_JOB_OK;
 }
 
-static svc_jobs *open_real(void)
+/* Default worker options serving the current `queue`. */
+static void worker_opts_on_queue(svc_jobs_worker_opts *wo)
+{
+    static const char *qs[] = {queue, NULL};
+    svc_jobs_worker_opts_default(wo);
+    wo->queues = qs;
+}
+
+/* A handle on real time (the workers' threads), `tweak` (NULL: none)
+ * adjusting its options. */
+static svc_jobs *open_real_with(void (*tweak)(svc_jobs_opts *))
 {
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
     o.url = is_server ? server_url : "memory:";
     o.no_metrics = 1;
+    if (tweak)
+        tweak(&o);
     svc_jobs *j = NULL;
     if (svc_jobs_new(&j, &o))
         fail_msg("svc_jobs_new: %s", svc_jobs_last_error());
     return j;
 }
+
+static svc_jobs *open_real(void) { return open_real_with(NULL); }
 
 static int wait_completed(svc_jobs *j, uint64_t want, int64_t max_ms)
 {
@@ -758,10 +773,8 @@ static void two_worker_pools_run_each_job_once_never_together(void **state)
     assert_int_equal(svc_jobs_register(j1, "count", h_count, NULL, 0), SVC_OK);
     if (j2 != j1)
         assert_int_equal(svc_jobs_register(j2, "count", h_count, NULL, 0), SVC_OK);
-    const char *qs[] = {queue, NULL};
     svc_jobs_worker_opts wo;
-    svc_jobs_worker_opts_default(&wo);
-    wo.queues = qs;
+    worker_opts_on_queue(&wo);
     wo.threads = 3;
     wo.batch_size = 7;
     wo.poll_interval_ms = 50;
@@ -799,6 +812,22 @@ static void two_worker_pools_run_each_job_once_never_together(void **state)
     svc_jobs_free(j1);
 }
 
+/* Names a fresh `queue` (`prefix` + pid + counter), registers `fn` for
+ * `kind` on `j`, starts `*w` with `wo` (from worker_opts_on_queue(), then
+ * changed by the caller) and enqueues one job of `kind`; returns its id. */
+static int64_t start_with_one_job(svc_jobs *j, char prefix, const char *kind,
+                                  svc_job_handler_fn fn, int64_t timeout_ms,
+                                  svc_jobs_worker_opts *wo, svc_jobs_worker **w)
+{
+    snprintf(queue, sizeof queue, "%c%ld_%u", prefix, (long)getpid(), ++qseq);
+    assert_int_equal(svc_jobs_register(j, kind, fn, NULL, timeout_ms), SVC_OK);
+    assert_int_equal(svc_jobs_worker_start(j, wo, w), SVC_OK);
+    svc_job_opts o = {.queue = queue};
+    int64_t id = 0;
+    assert_int_equal(svc_jobs_enqueue(j, kind, NULL, &o, &id), SVC_OK);
+    return id;
+}
+
 static atomic_int slow_runs;
 
 static svc_job_result h_slow_first(svc_job *job, void *ud)
@@ -806,29 +835,22 @@ static svc_job_result h_slow_first(svc_job *job, void *ud)
     (void)ud;
     atomic_fetch_add(&slow_runs, 1);
     if (svc_job_attempt(job) == 1)
-        sleep_ms(900); /* past the 100 ms timeout: not renewed, rescued */
+        sleep_ms(900); /* past the 100 ms timeout: given up on, returned */
     return SVC_JOB_OK;
 }
 
-static void job_past_its_timeout_loses_its_lease_and_runs_again(void **state)
+static void job_past_its_timeout_is_given_up_on_and_runs_again(void **state)
 {
     (void)state;
     svc_jobs *j = open_real();
-    snprintf(queue, sizeof queue, "t%ld_%u", (long)getpid(), ++qseq);
-    assert_int_equal(svc_jobs_register(j, "slow", h_slow_first, NULL, 100), SVC_OK);
     atomic_store(&slow_runs, 0);
-    const char *qs[] = {queue, NULL};
     svc_jobs_worker_opts wo;
-    svc_jobs_worker_opts_default(&wo);
-    wo.queues = qs;
+    worker_opts_on_queue(&wo);
     wo.threads = 2;
     wo.lease_ms = 300;
     wo.poll_interval_ms = 50;
     svc_jobs_worker *w;
-    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
-    svc_job_opts o = {.queue = queue};
-    int64_t id;
-    assert_int_equal(svc_jobs_enqueue(j, "slow", NULL, &o, &id), SVC_OK);
+    int64_t id = start_with_one_job(j, 't', "slow", h_slow_first, 100, &wo, &w);
     int ok = wait_completed(j, 1, 20000);
     sleep_ms(1000); /* the first attempt returns late; its result must not count */
     assert_int_equal(svc_jobs_worker_stop(w), SVC_OK);
@@ -841,7 +863,7 @@ static void job_past_its_timeout_loses_its_lease_and_runs_again(void **state)
     assert_int_equal(in.state, SVC_JOB_COMPLETED);
     assert_int_equal(in.attempt, 2);
     assert_true(in.nerrors >= 1);
-    assert_non_null(strstr(in.errors[0].message, "lease expired"));
+    assert_non_null(strstr(in.errors[0].message, "timed out"));
     svc_job_info_clear(&in);
     assert_int_equal(atomic_load(&slow_runs), 2);
     assert_int_equal(ws.completed, 1);
@@ -868,10 +890,8 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     snprintf(queue, sizeof queue, "g%ld_%u", (long)getpid(), ++qseq);
     assert_int_equal(svc_jobs_register(j, "sleep", h_sleeper, NULL, 0), SVC_OK);
     atomic_store(&sleeper_started, 0);
-    const char *qs[] = {queue, NULL};
     svc_jobs_worker_opts wo;
-    svc_jobs_worker_opts_default(&wo);
-    wo.queues = qs;
+    worker_opts_on_queue(&wo);
     wo.threads = 1;
     wo.batch_size = 3;
     wo.poll_interval_ms = 50;
@@ -894,18 +914,141 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
     assert_int_equal(c.counts[SVC_JOB_COMPLETED], 0);
-    assert_int_equal(c.due, 3); /* all three can run again now */
-    /* the unstarted ones did not use an attempt */
+    assert_int_equal(c.due, 2); /* the two that never started can run again now */
+    assert_int_equal(c.counts[SVC_JOB_RETRYABLE], 1);
+    /* the unstarted ones did not use an attempt; the one given up on comes
+     * back after a lease: its handler may still be running */
     svc_jobs_filter f = {.queue = queue};
     svc_job_info *list;
     size_t n;
     assert_int_equal(svc_jobs_list(j, &f, &list, &n), SVC_OK);
     assert_int_equal(n, 3);
     int used = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         used += list[i].attempt;
+        if (list[i].state != SVC_JOB_RETRYABLE)
+            continue;
+        assert_int_equal(list[i].attempt, 1);
+        assert_true(list[i].run_at_ms - list[i].updated_at_ms >= wo.lease_ms - 1);
+        assert_non_null(strstr(list[i].errors[0].message, "stopped"));
+    }
     assert_int_equal(used, 1);
     svc_job_info_list_free(list, n);
+    svc_jobs_free(j);
+}
+
+static atomic_int stuck_running, stuck_overlaps, stuck_runs;
+
+/* Attempt 1 outlives its 100 ms timeout by far (900 ms, three leases). */
+static svc_job_result h_stuck_first(svc_job *job, void *ud)
+{
+    (void)ud;
+    if (atomic_fetch_add(&stuck_running, 1) != 0)
+        atomic_fetch_add(&stuck_overlaps, 1);
+    atomic_fetch_add(&stuck_runs, 1);
+    if (svc_job_attempt(job) == 1)
+        sleep_ms(900);
+    atomic_fetch_sub(&stuck_running, 1);
+    return SVC_JOB_OK;
+}
+
+static void base_3s(svc_jobs_opts *o) { o->backoff_base_ms = 3000; }
+
+/* A handler past its timeout is given up on: its job is a failed attempt
+ * that runs again after max(backoff, lease), not as soon as its lease
+ * lapses, so the retry does not run while the old handler still does. */
+static void timed_out_job_waits_a_lease_and_never_runs_beside_its_handler(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real_with(base_3s);
+    atomic_store(&stuck_running, 0);
+    atomic_store(&stuck_overlaps, 0);
+    atomic_store(&stuck_runs, 0);
+    svc_jobs_worker_opts wo;
+    worker_opts_on_queue(&wo);
+    wo.threads = 2;
+    wo.lease_ms = 150;
+    wo.poll_interval_ms = 20;
+    svc_jobs_worker *w;
+    int64_t id = start_with_one_job(j, 'o', "stuck", h_stuck_first, 100, &wo, &w);
+    /* while attempt 1 still sleeps, its job is back in the queue */
+    svc_job_info in;
+    memset(&in, 0, sizeof in);
+    for (int i = 0; i < 400; i++) {
+        assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+        if (in.state != SVC_JOB_RUNNING && in.state != SVC_JOB_AVAILABLE)
+            break;
+        svc_job_info_clear(&in);
+        sleep_ms(5);
+    }
+    assert_int_equal(in.state, SVC_JOB_RETRYABLE);
+    assert_int_equal(atomic_load(&stuck_running), 1);
+    assert_true(in.run_at_ms - in.updated_at_ms >= wo.lease_ms - 1);
+    assert_true(in.run_at_ms - in.updated_at_ms >= 2700 - 1); /* delay(1) = 3 s +- 10 % */
+    assert_non_null(strstr(in.errors[0].message, "timed out"));
+    svc_job_info_clear(&in);
+    int ok = wait_completed(j, 1, 20000);
+    assert_int_equal(svc_jobs_worker_stop(w), SVC_OK);
+    svc_jobs_worker_free(w);
+    assert_true(ok);
+    assert_int_equal(atomic_load(&stuck_runs), 2);
+    assert_int_equal(atomic_load(&stuck_overlaps), 0);
+    svc_jobs_free(j);
+}
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_seen[4096];
+
+static void capture_log(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    (void)level;
+    (void)ctx;
+    pthread_mutex_lock(&log_mu);
+    size_t have = strlen(log_seen);
+    if (have + len < sizeof log_seen) {
+        memcpy(log_seen + have, line, len);
+        log_seen[have + len] = '\0';
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+static svc_job_result h_ignores_stop(svc_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    atomic_fetch_add(&sleeper_started, 1);
+    sleep_ms(1600); /* does not look at svc_job_stopping() */
+    return SVC_JOB_OK;
+}
+
+/* The stop waits for handler threads (a thread cannot be killed) after it
+ * returned their jobs, and says in the log which job's handler it waits
+ * for. */
+static void stop_names_a_handler_that_does_not_return_in_the_log(void **state)
+{
+    (void)state;
+    svc_jobs *j = open_real();
+    atomic_store(&sleeper_started, 0);
+    svc_jobs_worker_opts wo;
+    worker_opts_on_queue(&wo);
+    wo.threads = 1;
+    wo.poll_interval_ms = 20;
+    wo.shutdown_grace_ms = 50;
+    svc_jobs_worker *w;
+    int64_t id = start_with_one_job(j, 'n', "deaf", h_ignores_stop, 0, &wo, &w);
+    for (int i = 0; i < 500 && atomic_load(&sleeper_started) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&sleeper_started), 1);
+    log_seen[0] = '\0';
+    svc_log_set_sink(capture_log, NULL);
+    svc_status st = svc_jobs_worker_stop(w);
+    svc_log_set_sink(NULL, NULL);
+    svc_jobs_worker_free(w);
+    assert_int_equal(st, SVC_ETIMEDOUT);
+    char want[64];
+    snprintf(want, sizeof want, "handler of job %lld", (long long)id);
+    assert_non_null(strstr(log_seen, want));
+    assert_int_equal(state_of(j, id), SVC_JOB_RETRYABLE);
     svc_jobs_free(j);
 }
 
@@ -936,10 +1079,8 @@ static void leases_are_renewed_through_the_shutdown_grace_period(void **state)
     assert_int_equal(svc_jobs_register(j1, "slow2", h_two_seconds, NULL, 0), SVC_OK);
     if (j2 != j1)
         assert_int_equal(svc_jobs_register(j2, "slow2", h_two_seconds, NULL, 0), SVC_OK);
-    const char *qs[] = {queue, NULL};
     svc_jobs_worker_opts wo;
-    svc_jobs_worker_opts_default(&wo);
-    wo.queues = qs;
+    worker_opts_on_queue(&wo);
     wo.threads = 1;
     wo.lease_ms = 300;
     wo.poll_interval_ms = 50;
@@ -978,10 +1119,8 @@ static void stop_discards_an_unfinished_job_on_its_last_attempt(void **state)
     snprintf(queue, sizeof queue, "l%ld_%u", (long)getpid(), ++qseq);
     assert_int_equal(svc_jobs_register(j, "sleep", h_sleeper, NULL, 0), SVC_OK);
     atomic_store(&sleeper_started, 0);
-    const char *qs[] = {queue, NULL};
     svc_jobs_worker_opts wo;
-    svc_jobs_worker_opts_default(&wo);
-    wo.queues = qs;
+    worker_opts_on_queue(&wo);
     wo.threads = 1;
     wo.poll_interval_ms = 50;
     wo.shutdown_grace_ms = 100;
@@ -1029,10 +1168,8 @@ static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **st
     for (int round = 0; round < 4; round++) {
         snprintf(queue, sizeof queue, "s%ld_%u", (long)getpid(), ++qseq);
         atomic_store(&straggler_seq, 0);
-        const char *qs[] = {queue, NULL};
         svc_jobs_worker_opts wo;
-        svc_jobs_worker_opts_default(&wo);
-        wo.queues = qs;
+        worker_opts_on_queue(&wo);
         wo.threads = 16;
         wo.poll_interval_ms = 20;
         wo.shutdown_grace_ms = 50;
@@ -1054,7 +1191,11 @@ static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **st
         svc_jobs_counts c;
         assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
         assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
-        assert_int_equal(c.counts[SVC_JOB_COMPLETED] + c.due, 16);
+        /* completed, or back in the queue: at once when never started,
+         * after a lease when given up on */
+        assert_int_equal(c.counts[SVC_JOB_COMPLETED] + c.counts[SVC_JOB_AVAILABLE] +
+                             c.counts[SVC_JOB_RETRYABLE],
+                         16);
     }
     svc_jobs_free(j);
 }
@@ -1499,7 +1640,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(result_after_a_lost_lease_is_ignored),
         cmocka_unit_test(run_due_lease_covers_the_handler_timeout),
         cmocka_unit_test(two_worker_pools_run_each_job_once_never_together),
-        cmocka_unit_test(job_past_its_timeout_loses_its_lease_and_runs_again),
+        cmocka_unit_test(job_past_its_timeout_is_given_up_on_and_runs_again),
+        cmocka_unit_test(timed_out_job_waits_a_lease_and_never_runs_beside_its_handler),
+        cmocka_unit_test(stop_names_a_handler_that_does_not_return_in_the_log),
         cmocka_unit_test(graceful_stop_returns_unfinished_and_unstarted_jobs),
         cmocka_unit_test(stop_survives_handlers_returning_while_it_gives_up_on_them),
         cmocka_unit_test(stop_discards_an_unfinished_job_on_its_last_attempt),
