@@ -86,7 +86,12 @@ SVC_EXPORT const char *svc_redis_errmsg(svc_redis *r) SVC_NONNULL(1);
  * the raw context). Statuses as for svc_pg_checkout(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
     SVC_NONNULL(1, 2);
-/* Returns a connection; a broken one is closed. NULL is a no-op. */
+/* Returns a connection. One from svc_redis_checkout() is reset for the
+ * next borrower (RESET, then AUTH and SELECT from the URL, one round trip;
+ * replies left unread are dropped), so an open MULTI, WATCH, SELECT,
+ * SUBSCRIBE or CLIENT mode never carries over; when the reset fails (a
+ * server older than 6.2, a timeout) or the connection is broken it is
+ * closed. NULL is a no-op. */
 SVC_EXPORT void svc_redis_checkin(svc_redis_conn *conn);
 /* The hiredis redisContext * as void * (borrowed; valid until checkin). */
 SVC_EXPORT void *svc_redis_conn_raw(svc_redis_conn *conn) SVC_NONNULL(1);
@@ -101,7 +106,10 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_redis_conn_command_argv(svc_redis_conn *
                                                                 const size_t *argvlen,
                                                                 svc_redis_reply **out)
     SVC_NONNULL(1, 3);
-/* The same on a connection checked out and in around it. */
+/* The same on a connection checked out and in around it. A command that
+ * changes the session (MULTI, WATCH, SELECT, (P/S)SUBSCRIBE, CLIENT, AUTH,
+ * HELLO, READONLY, READWRITE, MONITOR) gets that connection reset at
+ * checkin as svc_redis_checkin() describes. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_redis_command_argv(svc_redis *r, int argc,
                                                            const char *const *argv,
                                                            const size_t *argvlen,

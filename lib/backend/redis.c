@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -23,10 +24,12 @@
 
 #define MAX_POOL 1024
 #define MAX_ARGC 1048576
+#define MAX_STALE_REPLIES 1024 /* replies read and dropped ahead of a checkin's RESET */
 
 struct svc_redis_conn {
     svc__pool_slot slot; /* first: the pool hands out slots; handle is the redisContext */
     svc_redis *r;
+    bool reset; /* the session may have changed: RESET at checkin */
 };
 
 struct svc_redis {
@@ -75,17 +78,74 @@ static struct timeval tv_ms(int64_t ms)
 
 /* ---- connecting ---------------------------------------------------------- */
 
-/* Runs one command during connect; error replies become `what` failures. */
-static svc_status setup_cmd(svc_redis *r, redisContext *ctx, int argc, const char **argv, const char *what)
+static bool is_reset_reply(const redisReply *rep)
 {
-    redisReply *rep = redisCommandArgv(ctx, argc, argv, NULL);
-    if (!rep)
-        return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, ctx->errstr);
-    svc_status st = SVC_OK;
-    if (rep->type == REDIS_REPLY_ERROR)
-        st = svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis %s failed: %s", what, rep->str);
-    freeReplyObject(rep);
-    return st;
+    return rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "RESET") == 0;
+}
+
+/* Brings a connection's session to what the URL asks for: AUTH, then
+ * SELECT, pipelined in one round trip. With `reset`, a RESET goes first
+ * (Redis >= 6.2): it ends MULTI, WATCH, (P)SUBSCRIBE, CLIENT REPLY and
+ * TRACKING, selects database 0 and logs the connection out, hence the AUTH
+ * and SELECT behind it. Replies still due ahead of the RESET's (a
+ * borrower's unread pipeline, messages of a subscription) are read and
+ * dropped, at most MAX_STALE_REPLIES. On failure `msg` says why; the
+ * connection must then be closed. */
+static svc_status session_setup(const svc_redis *r, redisContext *ctx, bool reset, char *msg,
+                                size_t msglen)
+{
+    const char *what[3];
+    int n = 0;
+    if (reset && redisAppendCommand(ctx, "RESET") == REDIS_OK)
+        what[n++] = "RESET";
+    if (r->url.password) {
+        const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password,
+                               r->url.password};
+        if (redisAppendCommandArgv(ctx, r->url.user ? 3 : 2, argv, NULL) == REDIS_OK)
+            what[n++] = "AUTH";
+    }
+    if (r->url.redis_db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", r->url.redis_db);
+        const char *argv[2] = {"SELECT", db};
+        if (redisAppendCommandArgv(ctx, 2, argv, NULL) == REDIS_OK)
+            what[n++] = "SELECT";
+    }
+    if (ctx->err) {
+        snprintf(msg, msglen, "redis session setup: %s", ctx->errstr);
+        return SVC_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        for (int k = 0;; k++) {
+            if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || rep == NULL) {
+                snprintf(msg, msglen, "redis %s failed: %s", what[i],
+                         ctx->errstr[0] ? ctx->errstr : "no reply");
+                return SVC_EUNAVAILABLE;
+            }
+            /* before RESET answers, only stale replies come; a server
+             * without RESET answers with an error naming it */
+            bool stale = i == 0 && reset && !is_reset_reply(rep) &&
+                         !(rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "RESET"));
+            if (!stale)
+                break;
+            freeReplyObject(rep);
+            if (k == MAX_STALE_REPLIES) {
+                snprintf(msg, msglen, "redis RESET: more than %d replies were pending",
+                         MAX_STALE_REPLIES);
+                return SVC_EUNAVAILABLE;
+            }
+        }
+        svc_status st = SVC_OK;
+        if (rep->type == REDIS_REPLY_ERROR) {
+            snprintf(msg, msglen, "redis %s failed: %s", what[i], rep->str);
+            st = SVC_EUNAVAILABLE;
+        }
+        freeReplyObject(rep);
+        if (st)
+            return st; /* the replies behind it stay unread: the caller closes ctx */
+    }
+    return SVC_OK;
 }
 
 static svc_status open_conn(void *backend, void **handle)
@@ -104,20 +164,11 @@ static svc_status open_conn(void *backend, void **handle)
         redisFree(ctx);
         return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connect: cannot set the command timeout");
     }
-    svc_status st = SVC_OK;
-    if (r->url.password) {
-        const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password, r->url.password};
-        st = setup_cmd(r, ctx, r->url.user ? 3 : 2, argv, "AUTH");
-    }
-    if (!st && r->url.redis_db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", r->url.redis_db);
-        const char *argv[2] = {"SELECT", db};
-        st = setup_cmd(r, ctx, 2, argv, "SELECT");
-    }
+    char msg[400];
+    svc_status st = session_setup(r, ctx, false, msg, sizeof msg);
     if (st) {
         redisFree(ctx);
-        return st;
+        return svc__err_set(&r->pool.err, st, "%s", msg);
     }
     *handle = ctx;
     return SVC_OK;
@@ -136,12 +187,22 @@ static bool conn_healthy(void *handle)
 
 static void close_conn(void *handle) { redisFree(handle); }
 
-/* hiredis marks a context whose I/O failed; it never recovers. */
+/* hiredis marks a context whose I/O failed; it never recovers. A
+ * connection whose session may have changed is reset for the next
+ * borrower, or closed when that fails (the failure is not recorded: the
+ * pool's error text stays the borrower's own). */
 static void checkin_check(svc__pool_slot *slot)
 {
+    svc_redis_conn *c = (svc_redis_conn *)slot;
     redisContext *ctx = slot->handle;
     if (ctx && ctx->err)
         slot->broken = true;
+    if (ctx && !slot->broken && c->reset) {
+        char msg[400];
+        if (session_setup(c->r, ctx, true, msg, sizeof msg) != SVC_OK)
+            slot->broken = true;
+    }
+    c->reset = false;
 }
 
 static const svc__pool_ops redis_pool_ops = {
@@ -164,7 +225,10 @@ static svc_status checkout_within(svc_redis *r, int64_t timeout_ms, svc_redis_co
 
 svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)
 {
-    return checkout_within(r, r->o.checkout_timeout_ms, out);
+    svc_status st = checkout_within(r, r->o.checkout_timeout_ms, out);
+    if (st == SVC_OK)
+        (*out)->reset = true; /* the caller drives it: anything may change */
+    return st;
 }
 
 void svc_redis_checkin(svc_redis_conn *c)
@@ -251,15 +315,34 @@ svc_status svc_redis_conn_command_argv(svc_redis_conn *c, int argc, const char *
     return SVC_OK;
 }
 
+/* True for a command that changes the connection's session (a
+ * transaction, the database, subscriptions, the client's modes or
+ * identity): a one-shot command of this kind gets the connection reset at
+ * checkin. */
+static bool changes_session(int argc, const char *const *argv, const size_t *argvlen)
+{
+    static const char *const cmds[] = {"MULTI",     "WATCH",    "SELECT",     "SUBSCRIBE",
+                                       "PSUBSCRIBE", "SSUBSCRIBE", "CLIENT",  "AUTH",
+                                       "HELLO",     "READONLY", "READWRITE",  "MONITOR"};
+    if (argc < 1 || !argv[0])
+        return false;
+    size_t len = argvlen ? argvlen[0] : strlen(argv[0]);
+    for (size_t i = 0; i < SVC__ARRAY_LEN(cmds); i++)
+        if (len == strlen(cmds[i]) && strncasecmp(argv[0], cmds[i], len) == 0)
+            return true;
+    return false;
+}
+
 svc_status svc_redis_command_argv(svc_redis *r, int argc, const char *const *argv, const size_t *argvlen,
                                   svc_redis_reply **out)
 {
     if (out)
         *out = NULL;
     svc_redis_conn *c;
-    svc_status st = svc_redis_checkout(r, &c);
+    svc_status st = checkout_within(r, r->o.checkout_timeout_ms, &c);
     if (st)
         return st;
+    c->reset = changes_session(argc, argv, argvlen);
     st = svc_redis_conn_command_argv(c, argc, argv, argvlen, out);
     svc_redis_checkin(c);
     return st;
@@ -388,7 +471,7 @@ svc_status svc_redis_script_evalv(svc_redis *r, const svc_redis_script *s, int n
         argl[i] = strlen(argv[i]);
 
     svc_redis_conn *c;
-    svc_status st = svc_redis_checkout(r, &c);
+    svc_status st = checkout_within(r, r->o.checkout_timeout_ms, &c);
     if (st) {
         svc_free(argv);
         svc_free(argl);

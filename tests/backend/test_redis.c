@@ -286,6 +286,86 @@ static void command_timeout_is_etimedout_and_the_pool_recovers(void **state)
     svc_redis_free(r);
 }
 
+static svc_redis_reply *conn_cmd(svc_redis *r, svc_redis_conn *c, int argc, const char *const *argv)
+{
+    svc_redis_reply *rep = NULL;
+    must(r, svc_redis_conn_command_argv(c, argc, argv, NULL, &rep));
+    return rep;
+}
+
+/* `rep` is the bulk string `want` (freed). */
+static void assert_reply_string(svc_redis_reply *rep, const char *want)
+{
+    assert_int_equal(svc_redis_reply_type(rep), SVC_REDIS_STRING);
+    assert_string_equal(svc_redis_reply_string(rep, NULL), want);
+    svc_redis_reply_free(rep);
+}
+
+/* What a borrower leaves on a connection (an open MULTI, WATCH, SELECT,
+ * SUBSCRIBE; the same through a one-shot MULTI) never reaches the next one:
+ * the connection is RESET at checkin, then authenticated and pointed at the
+ * URL's database (3) again. The connection itself is kept (same client id). */
+static void session_state_is_reset_at_checkin(void **state)
+{
+    (void)state;
+    const char *base = redis_url();
+    svc_redis *admin = pool_with(1);
+    /* a user of its own, to see that AUTH is redone after RESET */
+    const char *acl[] = {"ACL", "SETUSER", "svc_reset_test", "on", ">svc-reset-pw", "~*", "&*", "+@all"};
+    svc_redis_reply_free(cmd(admin, 8, acl));
+    /* and database 3, to see that SELECT is redone (base ends in "/0") */
+    char url[300];
+    int n = snprintf(url, sizeof url, "redis://svc_reset_test:svc-reset-pw@%s",
+                     base + strlen("redis://"));
+    assert_true(n > 2 && url[n - 2] == '/');
+    url[n - 1] = '3';
+    svc_redis *r = pool_opts(url, 1, 2000);
+    char key[96];
+    unique_key(key, sizeof key, "reset");
+    const char *set[] = {"SET", key, "db3"};
+    svc_redis_reply_free(cmd(r, 3, set));
+    const char *get[] = {"GET", key};
+    const char *id_cmd[] = {"CLIENT", "ID"};
+    const char *whoami[] = {"ACL", "WHOAMI"};
+    int64_t id = cmd_int(r, 2, id_cmd);
+
+    for (int variant = 0; variant < 2; variant++) {
+        svc_redis_conn *c;
+        must(r, svc_redis_checkout(r, &c));
+        if (variant == 0) {
+            const char *sel[] = {"SELECT", "5"};
+            const char *watch[] = {"WATCH", key};
+            const char *multi[] = {"MULTI"};
+            svc_redis_reply_free(conn_cmd(r, c, 2, sel));
+            svc_redis_reply_free(conn_cmd(r, c, 2, watch));
+            svc_redis_reply_free(conn_cmd(r, c, 1, multi));
+            svc_redis_reply *q = conn_cmd(r, c, 2, get);
+            assert_int_equal(svc_redis_reply_type(q), SVC_REDIS_STATUS); /* QUEUED */
+            svc_redis_reply_free(q);
+        } else {
+            const char *sub[] = {"SUBSCRIBE", "svc:test:reset:channel"};
+            svc_redis_reply_free(conn_cmd(r, c, 2, sub));
+        }
+        svc_redis_checkin(c);
+        assert_reply_string(cmd(r, 2, get), "db3"); /* not QUEUED, not db 5 nor 0 */
+        assert_reply_string(cmd(r, 2, whoami), "svc_reset_test");
+        assert_int_equal(cmd_int(r, 2, id_cmd), id); /* the connection was kept */
+    }
+
+    /* a one-shot MULTI marks the connection for a reset as well */
+    const char *multi[] = {"MULTI"};
+    svc_redis_reply_free(cmd(r, 1, multi));
+    assert_reply_string(cmd(r, 2, get), "db3");
+    assert_int_equal(cmd_int(r, 2, id_cmd), id);
+
+    const char *del[] = {"DEL", key};
+    assert_int_equal(cmd_int(r, 2, del), 1);
+    svc_redis_free(r);
+    const char *deluser[] = {"ACL", "DELUSER", "svc_reset_test"};
+    assert_int_equal(cmd_int(admin, 3, deluser), 1);
+    svc_redis_free(admin);
+}
+
 static void select_and_auth_come_from_the_url(void **state)
 {
     (void)state;
@@ -402,6 +482,7 @@ int main(void)
         cmocka_unit_test(killed_connection_is_replaced_on_next_use),
         cmocka_unit_test(command_timeout_is_etimedout_and_the_pool_recovers),
         cmocka_unit_test(select_and_auth_come_from_the_url),
+        cmocka_unit_test(session_state_is_reset_at_checkin),
         cmocka_unit_test(bad_urls_and_unreachable_server_fail_clearly),
         cmocka_unit_test(pool_gauges_are_exported),
     };
