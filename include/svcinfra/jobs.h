@@ -36,10 +36,11 @@
  * its process stalls longer than a lease (docs/jobs.md, Guarantees).
  *
  * Retries: after a failed attempt n (1-based) the job runs again after
- *     delay(n) = min(backoff_max_ms, backoff_base_ms * n^4) * (1 + j),
+ *     delay(n) = min(backoff_max_ms, backoff_base_ms * n^4 * (1 + j)),
  *     j uniform in [-backoff_jitter, +backoff_jitter]
  * (defaults: base 1 s, jitter 0.10, cap 24 h: 1 s, 16 s, 81 s, 256 s, 625 s
- * ...), until max_attempts attempts were made; then it is discarded.
+ * ... 24 h from attempt 18 on), until max_attempts attempts were made; then
+ * it is discarded. No delay exceeds SVC_JOBS_MAX_DURATION_MS (30 days).
  *
  * Backends by URL: "postgres://..." (the reference: table svc_jobs from
  * migration 3, FOR UPDATE SKIP LOCKED batch claims, batch completions,
@@ -133,7 +134,8 @@ typedef struct svc_jobs_opts {
     int migrate;                     /* 1: apply the library's migrations in svc_jobs_new */
     int default_max_attempts;        /* 20: when svc_job_opts.max_attempts is 0 */
     int64_t backoff_base_ms;         /* 1000: delay(n) = base * n^4, see above */
-    int64_t backoff_max_ms;          /* 86400000 (24 h): cap of one delay */
+    int64_t backoff_max_ms;          /* 86400000 (24 h): cap of one delay, jitter
+                                        included (at most 30 days take effect) */
     double backoff_jitter;           /* 0.10: +/- fraction (0 .. 0.5) */
     int64_t retention_completed_ms;  /* 86400000 (24 h): completed jobs pruned after */
     int64_t retention_discarded_ms;  /* 604800000 (7 d): discarded (and cancelled) after;

@@ -505,8 +505,6 @@ int64_t svc__jobs_backoff_ms(svc_jobs *j, int attempt)
         attempt = 1;
     double a = (double)attempt;
     double d = (double)j->opts.backoff_base_ms * a * a * a * a;
-    if (d > (double)j->opts.backoff_max_ms)
-        d = (double)j->opts.backoff_max_ms;
     pthread_mutex_lock(&j->mu);
     /* xorshift64*: jitter needs spread, not secrecy */
     uint64_t x = j->rng;
@@ -517,6 +515,12 @@ int64_t svc__jobs_backoff_ms(svc_jobs *j, int attempt)
     pthread_mutex_unlock(&j->mu);
     double u = (double)((x * UINT64_C(2685821657736338717)) >> 11) / 9007199254740992.0; /* [0,1) */
     d *= 1.0 + j->opts.backoff_jitter * (2.0 * u - 1.0);
+    /* the cap after the jitter: backoff_max_ms is the longest delay; and
+     * no delay beyond SVC_JOBS_MAX_DURATION_MS, whatever the cap */
+    if (d > (double)j->opts.backoff_max_ms)
+        d = (double)j->opts.backoff_max_ms;
+    if (d > (double)SVC_JOBS_MAX_DURATION_MS)
+        d = (double)SVC_JOBS_MAX_DURATION_MS;
     if (d < 0)
         d = 0;
     return (int64_t)llround(d);

@@ -403,6 +403,38 @@ static void backoff_is_capped(void **state)
     svc_jobs_free(j);
 }
 
+static void wide_jitter_5s_cap(svc_jobs_opts *o)
+{
+    o->backoff_max_ms = 5000;
+    o->backoff_jitter = 0.5;
+}
+
+/* backoff_max_ms bounds the delay after the jitter: once base * n^4 is past
+ * the cap even at -50 %, every delay is the cap itself. */
+static void backoff_cap_holds_with_the_jitter(void **state)
+{
+    (void)state;
+    if (is_server)
+        skip();
+    svc_jobs *j = open_jobs_with(wide_jitter_5s_cap);
+    assert_int_equal(svc_jobs_register(j, "f", h_fail, NULL, 0), SVC_OK);
+    svc_job_opts jo = {.max_attempts = 30};
+    int64_t id = enq(j, "f", NULL, &jo);
+    for (int a = 1; a <= 20; a++) {
+        assert_int_equal(run(j), 1);
+        svc_job_info in;
+        assert_int_equal(svc_jobs_get(j, id, &in), SVC_OK);
+        int64_t d = in.run_at_ms - in.updated_at_ms;
+        svc_job_info_clear(&in);
+        if (a == 1)
+            assert_true(d >= 500 && d <= 1500); /* 1 s +- 50 % */
+        else
+            assert_int_equal(d, 5000);          /* 16 s and more, -50 %: past the cap */
+        pass_ms(d);
+    }
+    svc_jobs_free(j);
+}
+
 static void handler_discard_goes_straight_to_dead_letters(void **state)
 {
     (void)state;
@@ -1629,6 +1661,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(completed_job_records_every_transition_time),
         cmocka_unit_test(failed_job_is_retried_after_attempt_to_the_fourth_seconds),
         cmocka_unit_test(backoff_is_capped),
+        cmocka_unit_test(backoff_cap_holds_with_the_jitter),
         cmocka_unit_test(handler_discard_goes_straight_to_dead_letters),
         cmocka_unit_test(snooze_reschedules_without_counting_the_attempt),
         cmocka_unit_test(snooze_without_a_delay_waits_the_default_and_records_nothing),
