@@ -153,7 +153,9 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_app_on_free(svc_app *app, void (*fn)(voi
  * already started. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_start(svc_app *app) SVC_NONNULL(1);
 
-/* The port the server listens on (useful with port 0), 0 before start. */
+/* The port the server listens on (useful with port 0); 0 before start and
+ * once svc_app_shutdown() has begun. Any thread, also while another starts
+ * or shuts the app down. */
 SVC_EXPORT uint16_t svc_app_port(const svc_app *app) SVC_NONNULL(1);
 
 /* Starts (when not started) and blocks until SIGTERM or SIGINT arrives or

@@ -736,15 +736,18 @@ svc_status svc_app_start(svc_app *app)
                             (unsigned)app->opts.port);
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(app->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    app->port = di ? di->port : app->opts.port;
+    unsigned bound = di ? di->port : app->opts.port;
+    atomic_store(&app->port, bound);
     svc_log_field f[] = {svc_log_field_str("bind", app->bind_addr),
-                         svc_log_field_int("port", app->port),
+                         svc_log_field_int("port", bound),
                          svc_log_field_int("threads", threads)};
     svc_log_kv(SVC_LOG_INFO, "http server listening", f, SVC__ARRAY_LEN(f));
     return SVC_OK;
 }
 
-uint16_t svc_app_port(const svc_app *app) { return app->daemon ? app->port : 0; }
+/* Any thread: `port` is atomic, and 0 whenever no daemon serves (the
+ * daemon pointer itself belongs to the thread that starts and stops). */
+uint16_t svc_app_port(const svc_app *app) { return (uint16_t)atomic_load(&app->port); }
 
 static void sleep_ms(long ms)
 {
@@ -771,6 +774,7 @@ svc_status svc_app_shutdown(svc_app *app)
         return SVC_OK;
     }
     atomic_store(&app->draining, 1);
+    atomic_store(&app->port, 0); /* no longer accepting */
     MHD_socket lfd = MHD_quiesce_daemon(app->daemon);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd); /* new connections are refused from here on */

@@ -103,7 +103,7 @@ struct svc_app {
     struct MHD_Daemon *daemon;
     atomic_int started;      /* 1 between start and shutdown */
     atomic_int draining;     /* 1 during graceful shutdown: answers get Connection: close */
-    uint16_t port;
+    atomic_uint port;        /* the bound port while serving, else 0: svc_app_port() reads it from any thread */
     atomic_long inflight;    /* requests between first byte and completion */
     atomic_int maintenance;
     atomic_uint retry_after_s;

@@ -848,6 +848,48 @@ static void stop_before_run_does_not_stop_the_next_run(void **state)
     svc_app_free(app);
 }
 
+typedef struct port_watch {
+    svc_app *app;
+    atomic_int stop;
+    atomic_int nonzero; /* reads that saw a port */
+} port_watch;
+
+static void *port_watcher(void *p)
+{
+    port_watch *w = p;
+    for (long i = 0; i < 50000000 && !atomic_load(&w->stop); i++)
+        if (svc_app_port(w->app) != 0)
+            atomic_fetch_add(&w->nonzero, 1);
+    return NULL;
+}
+
+/* svc_app_port() may be called from any thread while another starts and
+ * shuts the app down (a data race before; ThreadSanitizer builds check it):
+ * it gives the port while serving and 0 otherwise. */
+static void port_is_read_safely_while_starting_and_stopping(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.shutdown_grace_ms = 0;
+    svc_app *app = new_app(&o);
+    port_watch w = {.app = app};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, port_watcher, &w), 0);
+    for (int i = 0; i < 3; i++) {
+        uint16_t port = start(app);
+        for (int k = 0; k < 200 && atomic_load(&w.nonzero) == 0; k++)
+            htu_sleep_ms(5);
+        assert_int_equal(svc_app_port(app), port);
+        assert_int_equal(svc_app_shutdown(app), SVC_OK);
+        assert_int_equal(svc_app_port(app), 0);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(t, NULL);
+    assert_true(atomic_load(&w.nonzero) > 0);
+    svc_app_free(app);
+}
+
 static void options_are_validated(void **state)
 {
     (void)state;
@@ -886,6 +928,7 @@ int main(void)
         cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
         cmocka_unit_test(run_returns_after_stop),
         cmocka_unit_test(stop_before_run_does_not_stop_the_next_run),
+        cmocka_unit_test(port_is_read_safely_while_starting_and_stopping),
         cmocka_unit_test(options_are_validated),
     };
     return cmocka_run_group_tests_name("http_app", tests, NULL, NULL);
