@@ -50,6 +50,7 @@ struct svc_job {
     int64_t deadline_ns;          /* mono; 0 before the handler starts; written under
                                      w->mu (the lease renewal reads it) */
     int64_t started_ns;           /* written with deadline_ns */
+    int64_t ended_ns;             /* mono; when the handler returned */
     int started, finished, abandoned; /* under w->mu */
     svc_job_result result;
     int64_t snooze_ms;            /* set by svc_job_snooze() */
@@ -181,6 +182,7 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
     }
     svc_job_result r = h.fn(job, h.ud);
     int64_t end = svc_clock_mono_ns(j->clock);
+    job->ended_ns = end;
     if (end > job->deadline_ns && r != SVC_JOB_CANCEL && r != SVC_JOB_DISCARD) {
         svc_job_fail(job, SVC_JOB_RETRY, "timed out after %lld ms", (long long)timeout);
         r = SVC_JOB_RETRY;
@@ -219,11 +221,13 @@ static void run_job(svc_jobs *j, svc_job *job, int64_t default_timeout_ms)
     d->error = job->error;
 }
 
-static double job_seconds(svc_jobs *j, const svc_job *job)
+/* The handler's run time (not the wait for the result to be written);
+ * -1 when no handler ran. */
+static double job_seconds(const svc_job *job)
 {
-    if (!job->started_ns)
+    if (!job->started_ns || !job->ended_ns)
         return -1;
-    return (double)(svc_clock_mono_ns(j->clock) - job->started_ns) / 1e9;
+    return (double)(job->ended_ns - job->started_ns) / 1e9;
 }
 
 /* ---- svc_jobs_run_due: the same path on the calling thread ------------------------ */
@@ -287,7 +291,7 @@ svc_status svc_jobs_run_due(svc_jobs *j, const char *const *queues, size_t max_j
         size_t applied = 0;
         st = j->store->vt->finish(j->store, wid, &job->done, 1, &applied);
         svc__jobs_observe(j, job->row.queue, job->row.kind, result_label(job->done.kind),
-                          job_seconds(j, job));
+                          job_seconds(job));
         job_free(job);
         total++;
         if (st)
@@ -424,7 +428,7 @@ static void record(svc_jobs_worker *w, svc_job *list)
         svc_job *next = p->next_q;
         if (p->done.kind != SVC__DONE_RELEASE)
             svc__jobs_observe(w->j, p->row.queue, p->row.kind, result_label(p->done.kind),
-                              job_seconds(w->j, p));
+                              job_seconds(p));
         pthread_mutex_lock(&w->mu);
         all_remove(w, p);
         w->inflight--;

@@ -1481,6 +1481,65 @@ static void memory_store_stays_bounded_through_enqueue_cancel_prune_cycles(void 
     svc_jobs_free(j);
 }
 
+/* A clock over the manual one on which, once armed, the next wall-clock
+ * reading (the store writing the result) takes 10 s. */
+static atomic_int slow_write_armed;
+
+static int64_t slow_write_mono(void *ctx)
+{
+    return svc_clock_mono_ns(svc_manual_clock_get(ctx));
+}
+
+static int64_t slow_write_wall(void *ctx)
+{
+    int64_t now = svc_clock_wall_ns(svc_manual_clock_get(ctx));
+    if (atomic_exchange(&slow_write_armed, 0))
+        svc_manual_clock_advance(ctx, INT64_C(10000000000));
+    return now;
+}
+
+static svc_job_result h_two_seconds_manual(svc_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    svc_manual_clock_advance(mclock, INT64_C(2000000000));
+    atomic_store(&slow_write_armed, 1);
+    return SVC_JOB_OK;
+}
+
+static svc_clock slow_write_clock;
+
+static void slow_writes(svc_jobs_opts *o)
+{
+    metered(o);
+    slow_write_clock = (svc_clock){slow_write_mono, slow_write_wall, mclock};
+    o->clock = &slow_write_clock;
+}
+
+/* jobs_duration_seconds is the handler's time, not the time until its
+ * result was written. */
+static void duration_histogram_counts_handler_time_only(void **state)
+{
+    (void)state;
+    if (is_server)
+        skip();
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    test_metrics = m;
+    svc_jobs *j = open_jobs_with(slow_writes);
+    assert_int_equal(svc_jobs_register(j, "two", h_two_seconds_manual, NULL, 0), SVC_OK);
+    enq(j, "two", NULL, NULL);
+    assert_int_equal(run(j), 1);
+    const char *l[] = {queue, "two"};
+    uint64_t count = 0;
+    double sum = -1;
+    assert_int_equal(svc_histogram_get(j->m_duration, l, &count, &sum), SVC_OK);
+    assert_int_equal(count, 1);
+    assert_true(sum > 1.999 && sum < 2.001);
+    svc_jobs_free(j);
+    svc_metrics_free(m);
+}
+
 /* 1 when the rendered registry holds the line "<metric>{queue="<queue>"} <value>". */
 static int gauge_is(svc_metrics *m, const char *metric, int value)
 {
@@ -1685,6 +1744,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cron_tick_is_not_fired_again_after_its_job_was_pruned),
         cmocka_unit_test(metrics_count_results_and_show_queue_gauges),
         cmocka_unit_test(queue_gauges_fall_to_zero_when_a_queue_drains_or_is_purged),
+        cmocka_unit_test(duration_histogram_counts_handler_time_only),
         cmocka_unit_test(enqueue_tx_exists_only_when_the_transaction_commits),
         cmocka_unit_test(memory_store_stays_bounded_through_enqueue_cancel_prune_cycles),
     };
