@@ -1232,6 +1232,50 @@ static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **st
     svc_jobs_free(j);
 }
 
+static atomic_int woken_runs;
+
+static svc_job_result h_woken(svc_job *job, void *ud)
+{
+    (void)job;
+    (void)ud;
+    atomic_fetch_add(&woken_runs, 1);
+    return SVC_JOB_OK;
+}
+
+/* PostgreSQL: a worker sleeping on its LISTEN connection wakes for a job
+ * enqueued through another handle (another process's pool), long before
+ * its 30 s poll interval is up. The 10 s bound is generous: it only tells
+ * a wake-up from a poll. */
+static void listen_wakes_a_worker_for_a_job_enqueued_elsewhere(void **state)
+{
+    (void)state;
+    if (!is_server || is_redis)
+        skip();
+    svc_jobs *worker_side = open_real(), *enqueue_side = open_real();
+    atomic_store(&woken_runs, 0);
+    svc_jobs_worker_opts wo;
+    worker_opts_on_queue(&wo);
+    snprintf(queue, sizeof queue, "lw%ld_%u", (long)getpid(), ++qseq);
+    wo.threads = 1;
+    wo.poll_interval_ms = 30000;
+    wo.listen = 1;
+    assert_int_equal(svc_jobs_register(worker_side, "woken", h_woken, NULL, 0), SVC_OK);
+    svc_jobs_worker *w;
+    assert_int_equal(svc_jobs_worker_start(worker_side, &wo, &w), SVC_OK);
+    sleep_ms(300); /* the first claim found nothing: the worker sleeps */
+    svc_job_opts o = {.queue = queue};
+    int64_t id;
+    assert_int_equal(svc_jobs_enqueue(enqueue_side, "woken", NULL, &o, &id), SVC_OK);
+    for (int i = 0; i < 1000 && atomic_load(&woken_runs) == 0; i++)
+        sleep_ms(10);
+    int woke = atomic_load(&woken_runs);
+    assert_int_equal(svc_jobs_worker_stop(w), SVC_OK);
+    svc_jobs_worker_free(w);
+    assert_int_equal(woke, 1);
+    svc_jobs_free(enqueue_side);
+    svc_jobs_free(worker_side);
+}
+
 /* ---- cron ------------------------------------------------------------------------------- */
 
 static void cron_fires_each_tick_once_across_two_schedulers(void **state)
@@ -1739,6 +1783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(stop_survives_handlers_returning_while_it_gives_up_on_them),
         cmocka_unit_test(stop_discards_an_unfinished_job_on_its_last_attempt),
         cmocka_unit_test(leases_are_renewed_through_the_shutdown_grace_period),
+        cmocka_unit_test(listen_wakes_a_worker_for_a_job_enqueued_elsewhere),
         cmocka_unit_test(cron_fires_each_tick_once_across_two_schedulers),
         cmocka_unit_test(cron_run_once_catches_up_the_latest_missed_tick),
         cmocka_unit_test(cron_tick_is_not_fired_again_after_its_job_was_pruned),
