@@ -58,7 +58,7 @@ static const char jobs_help[] =
     "  --queue Q           queue (run: repeatable; default 'default'; list/stats/dlq: filter)\n"
     "run:\n"
     "  --threads N         handler threads (default 4)\n"
-    "  --batch N           jobs claimed at once (default 2 x threads)\n"
+    "  --batch N           jobs claimed at once (default 50 x threads, at most 1000)\n"
     "  --exec CMD          run `sh -c CMD` per job; exit 0 ok, 75 snooze 10 s, else retry\n"
     "  --noop              complete every job without doing anything\n"
     "  --once              run what is due on this thread, then exit\n"
