@@ -91,8 +91,8 @@ const char svc__ob_claim_sql[] =
     "     ORDER BY o.id LIMIT $1\n"
     "       FOR UPDATE OF o SKIP LOCKED)\n"
     "SELECT (SELECT count(*) FROM w),\n"
-    "       (SELECT greatest(0, ceil(extract(epoch FROM min(r.next_attempt_at)\n"
-    "                                        - clock_timestamp()) * 1000))::bigint\n"
+    "       (SELECT ceil(extract(epoch FROM min(r.next_attempt_at) - clock_timestamp())\n"
+    "                    * 1000)::bigint\n"
     "          FROM svc_outbox r\n"
     "         WHERE r.published_at IS NULL AND r.attempts > 0 AND r.next_attempt_at > now()),\n"
     "       c.*\n"
@@ -495,8 +495,10 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
          * more than one row there. */
         const pg_part *p = &pb->parts[0];
         bool full = strtoull(val(p, 0, -2), NULL, 10) >= max;
-        if (!svc_pg_result_is_null(p->res, 0, 1))
-            b->next_due_ms = strtoll(val(p, 0, -1), NULL, 10);
+        if (!svc_pg_result_is_null(p->res, 0, 1)) { /* NULL: no failed event waits */
+            long long due = strtoll(val(p, 0, -1), NULL, 10);
+            b->next_due_ms = due > 0 ? due : 0;
+        }
         add_run_keys(p, keys, &nkeys, full ? 0 : 2);
         if (full)
             st = claim_skip(s, pb, max, &n, keys, &nkeys, err);

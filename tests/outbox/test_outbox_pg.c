@@ -176,6 +176,81 @@ static void drain(svc_outbox_relay *r, svc_outbox *ob)
     assert_int_equal(pending_count(ob), 0);
 }
 
+/* ---- a publisher that checks per-key order ------------------------------------------ */
+
+/* Inserts `n` events of `key` in one statement: a key's backlog. */
+static void fill(const char *key, int n)
+{
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    const char *params[] = {key, count};
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
+                                 "SELECT 'test.event', $1, json_build_object('seq', i)\n"
+                                 "  FROM generate_series(1, $2::int) i",
+                                 2, params, NULL),
+                     SVC_OK);
+}
+
+/* Counts publishes and checks that ids grow per key (keys "k<n>", n < 64,
+ * or any other key as slot 63); with `tx_reads` set, the first publish of
+ * a round records how many rows and index entries the claim transaction
+ * read so far. */
+typedef struct order_pub {
+    pthread_mutex_t mu;
+    int64_t last[64];
+    int published, violations;
+    int64_t claim_reads;
+    bool tx_reads;
+    int delay_us;                /* each publish takes this long */
+} order_pub;
+
+static int key_slot(const char *key)
+{
+    int k = key[0] == 'k' ? atoi(key + 1) : 63;
+    return k >= 0 && k < 63 ? k : 63;
+}
+
+static svc_status order_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    order_pub *p = ctx;
+    if (p->tx_reads && m->tx && p->claim_reads < 0) {
+        svc_pg_result *r;
+        svc_status st = svc_pg_tx_exec(
+            m->tx,
+            "SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint FROM pg_class c\n"
+            " WHERE c.oid = 'svc_outbox'::regclass\n"
+            "    OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'svc_outbox'::regclass)",
+            0, NULL, &r);
+        if (st)
+            return st;
+        p->claim_reads = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
+        svc_pg_result_free(r);
+    }
+    if (p->delay_us)
+        usleep((useconds_t)p->delay_us);
+    pthread_mutex_lock(&p->mu);
+    int k = key_slot(m->aggregate_key);
+    if (m->id <= p->last[k])
+        p->violations++; /* out of order, or published twice */
+    p->last[k] = m->id;
+    p->published++;
+    pthread_mutex_unlock(&p->mu);
+    return SVC_OK;
+}
+
+static svc_outbox_relay *order_relay(svc_outbox *ob, order_pub *p, unsigned batch)
+{
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, order_publish, p);
+    ro.batch_size = batch;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    return r;
+}
+
 /* ---- transactions ----------------------------------------------------------------- */
 
 static void rollback_leaves_no_event_and_commit_publishes_once(void **state)
@@ -607,6 +682,58 @@ static void relay_thread_wakes_on_commit_through_listen(void **state)
     unlink(path);
 }
 
+/* Waits (bounded, 30 s) until the relay has published `n` events. */
+static svc_outbox_relay_stats wait_published(svc_outbox_relay *r, uint64_t n)
+{
+    svc_outbox_relay_stats rs = {0};
+    for (int i = 0; i < 3000 && rs.published < n; i++) {
+        usleep(10000);
+        svc_outbox_relay_stats_get(r, &rs);
+    }
+    return rs;
+}
+
+/* Without a notification the relay finds work by polling: a row inserted
+ * without NOTIFY while LISTEN works, and an event put (with NOTIFY) while
+ * the LISTEN connection cannot be opened. In between polls it sleeps: in
+ * half a second at most a few rounds run (100 ms apart), not thousands. */
+static void relay_polls_when_no_notification_comes(void **state)
+{
+    (void)state;
+    need_pg();
+    for (int listen_down = 0; listen_down < 2; listen_down++) {
+        svc_outbox_opts o;
+        svc_outbox_opts_default(&o);
+        o.pg = pg;
+        o.url = listen_down ? "postgres://127.0.0.1:1/none" : pg_url; /* the LISTEN connection */
+        svc_outbox *ob = NULL;
+        assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
+        order_pub p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+        svc_outbox_relay_opts ro;
+        svc_outbox_relay_opts_default(&ro);
+        svc_outbox_publisher_callback(&ro.publisher, order_publish, &p);
+        ro.poll_interval_ms = 100;
+        svc_outbox_relay *r = NULL;
+        assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+        assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
+        usleep(500000);
+        svc_outbox_relay_stats rs = {0};
+        svc_outbox_relay_stats_get(r, &rs);
+        assert_true(rs.batches >= 1);
+        assert_true(rs.batches <= 20);
+        if (listen_down)
+            put_tx("k1", 0, 1);
+        else
+            fill("k1", 1);
+        rs = wait_published(r, 1);
+        svc_outbox_relay_stop(r);
+        assert_int_equal(rs.published, 1);
+        assert_int_equal(rs.wakeups, 0);
+        svc_outbox_relay_free(r);
+        svc_outbox_free(ob);
+    }
+}
+
 /* The relay's thread wakes when a retry falls due, with an hour between
  * polls: for an event that failed in an earlier process (due in 300 ms)
  * and for one that fails in this relay (retried after 100 ms). */
@@ -634,11 +761,7 @@ static void relay_thread_wakes_when_a_retry_is_due(void **state)
     assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
     assert_int_equal(svc_outbox_relay_start(r), SVC_OK);
     put_tx("fresh", 0, 1); /* its NOTIFY wakes the relay; the publish fails */
-    svc_outbox_relay_stats rs = {0};
-    for (int i = 0; i < 3000 && rs.published < 2; i++) { /* at most 30 s */
-        usleep(10000);
-        svc_outbox_relay_stats_get(r, &rs);
-    }
+    svc_outbox_relay_stats rs = wait_published(r, 2);
     svc_outbox_relay_stop(r);
     assert_int_equal(rs.failures, 1);
     assert_int_equal(rs.published, 2);
@@ -775,79 +898,6 @@ static void prune_deletes_published_events_only(void **state)
 }
 
 /* ---- hot keys ---------------------------------------------------------------------------- */
-
-/* Inserts `n` events of `key` in one statement: a key's backlog. */
-static void fill(const char *key, int n)
-{
-    char count[16];
-    snprintf(count, sizeof count, "%d", n);
-    const char *params[] = {key, count};
-    assert_int_equal(svc_pg_exec(pg,
-                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload)\n"
-                                 "SELECT 'test.event', $1, json_build_object('seq', i)\n"
-                                 "  FROM generate_series(1, $2::int) i",
-                                 2, params, NULL),
-                     SVC_OK);
-}
-
-/* Counts publishes and checks that ids grow per key (keys "k<n>", n < 64,
- * or any other key as slot 63); with `tx_reads` set, the first publish of
- * a round records how many rows and index entries the claim transaction
- * read so far. */
-typedef struct order_pub {
-    pthread_mutex_t mu;
-    int64_t last[64];
-    int published, violations;
-    int64_t claim_reads;
-    bool tx_reads;
-    int delay_us;                /* each publish takes this long */
-} order_pub;
-
-static int key_slot(const char *key)
-{
-    int k = key[0] == 'k' ? atoi(key + 1) : 63;
-    return k >= 0 && k < 63 ? k : 63;
-}
-
-static svc_status order_publish(void *ctx, const svc_outbox_message *m, char *err, size_t errlen)
-{
-    (void)err, (void)errlen;
-    order_pub *p = ctx;
-    if (p->tx_reads && m->tx && p->claim_reads < 0) {
-        svc_pg_result *r;
-        svc_status st = svc_pg_tx_exec(
-            m->tx,
-            "SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint FROM pg_class c\n"
-            " WHERE c.oid = 'svc_outbox'::regclass\n"
-            "    OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'svc_outbox'::regclass)",
-            0, NULL, &r);
-        if (st)
-            return st;
-        p->claim_reads = strtoll(svc_pg_result_value(r, 0, 0), NULL, 10);
-        svc_pg_result_free(r);
-    }
-    if (p->delay_us)
-        usleep((useconds_t)p->delay_us);
-    pthread_mutex_lock(&p->mu);
-    int k = key_slot(m->aggregate_key);
-    if (m->id <= p->last[k])
-        p->violations++; /* out of order, or published twice */
-    p->last[k] = m->id;
-    p->published++;
-    pthread_mutex_unlock(&p->mu);
-    return SVC_OK;
-}
-
-static svc_outbox_relay *order_relay(svc_outbox *ob, order_pub *p, unsigned batch)
-{
-    svc_outbox_relay_opts ro;
-    svc_outbox_relay_opts_default(&ro);
-    svc_outbox_publisher_callback(&ro.publisher, order_publish, p);
-    ro.batch_size = batch;
-    svc_outbox_relay *r = NULL;
-    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
-    return r;
-}
 
 /* 5000 events of one key go out a full batch per round, in order: the
  * events behind the key's oldest one come in the same round (a run). */
@@ -1318,6 +1368,7 @@ int main(void)
         cmocka_unit_test(relay_thread_wakes_on_commit_through_listen),
         cmocka_unit_test(a_busy_relay_keeps_reading_its_notifications),
         cmocka_unit_test(relay_thread_wakes_when_a_retry_is_due),
+        cmocka_unit_test(relay_polls_when_no_notification_comes),
         cmocka_unit_test(prune_deletes_published_events_only),
         cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
         cmocka_unit_test(a_blocked_backlog_costs_the_claim_nothing),
