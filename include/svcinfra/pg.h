@@ -213,13 +213,19 @@ typedef struct svc_pg_pool_stats {
 /* A consistent snapshot of the pool's counters. */
 SVC_EXPORT void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out) SVC_NONNULL(1, 2);
 
-/* Readiness: checks out a connection within `timeout_ms` and runs
- * SELECT 1. SVC_OK, SVC_ETIMEDOUT or SVC_EUNAVAILABLE. */
+/* Readiness: checks out a connection and runs SELECT 1, both within
+ * `timeout_ms` (negative: 0): the answer is awaited only for what the
+ * checkout left, and a connection that answers late is closed (a hung
+ * server never holds the caller longer). SVC_OK, SVC_ETIMEDOUT,
+ * SVC_EUNAVAILABLE, SVC_ECLOSED, or a status of the SQLSTATE mapping. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms) SVC_NONNULL(1);
 
 /* The same ping in the shape of a readiness check (svc_check_fn of
- * http.h), `pg` being an svc_pg *; on failure the pool's error text goes
- * to `detail`:  svc_app_add_check(app, "postgres", svc_pg_check, pg, 1000, 1); */
+ * http.h), `pg` being an svc_pg *; on failure `detail` receives the
+ * status and the ping's own text ("timed out: SELECT 1 did not answer
+ * within 1000 ms", the connect error), never another thread's failed
+ * query, which svc_pg_errmsg() may hold (an unauthenticated /readyz shows
+ * it):  svc_app_add_check(app, "postgres", svc_pg_check, pg, 1000, 1); */
 SVC_EXPORT svc_status svc_pg_check(void *pg, char *detail, size_t detail_len,
                                    int64_t timeout_ms) SVC_NONNULL(1);
 

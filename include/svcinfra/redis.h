@@ -187,12 +187,16 @@ typedef struct svc_redis_pool_stats {
 /* A consistent snapshot of the pool's counters. */
 SVC_EXPORT void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out) SVC_NONNULL(1, 2);
 
-/* Readiness: a connection within `timeout_ms`, then PING. */
+/* Readiness: a connection, then PING, both within `timeout_ms` (negative:
+ * 0; the answer is awaited for what the checkout left when that is
+ * shorter than command_timeout_ms, and a late connection is closed).
+ * SVC_OK, SVC_ETIMEDOUT, SVC_EUNAVAILABLE, SVC_ECLOSED, SVC_EBACKEND. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms) SVC_NONNULL(1);
 
 /* The same ping in the shape of a readiness check (svc_check_fn of
- * http.h), `r` being an svc_redis *; on failure the pool's error text goes
- * to `detail`:  svc_app_add_check(app, "redis", svc_redis_check, r, 1000, 1); */
+ * http.h), `r` being an svc_redis *; on failure `detail` receives the
+ * status and the ping's own text, never another thread's failure from
+ * svc_redis_errmsg():  svc_app_add_check(app, "redis", svc_redis_check, r, 1000, 1); */
 SVC_EXPORT svc_status svc_redis_check(void *r, char *detail, size_t detail_len,
                                       int64_t timeout_ms) SVC_NONNULL(1);
 

@@ -14,6 +14,7 @@
 
 #include "../internal.h"
 #include "pg_internal.h"
+#include "ping.h"
 #include "pool.h"
 #include "svcinfra/store.h"
 
@@ -143,12 +144,12 @@ static svc_status open_conn(void *backend, void **handle)
     char msg[400];
     PGconn *pq = PQconnectdbParams(pg->kw, pg->val, 0);
     if (!pq)
-        return svc__err_set(&pg->pool.err, SVC_ENOMEM, "connect: out of memory");
+        return svc__pool_connect_failed(&pg->pool, SVC_ENOMEM, "connect: out of memory");
     if (PQstatus(pq) != CONNECTION_OK) {
         svc__pool_one_line(msg, sizeof msg, PQerrorMessage(pq));
         PQfinish(pq);
-        return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "connect to %s failed: %s",
-                            pg->url.redacted, msg);
+        return svc__pool_connect_failed(&pg->pool, SVC_EUNAVAILABLE, "connect to %s failed: %s",
+                                        pg->url.redacted, msg);
     }
     *handle = pq;
     return SVC_OK;
@@ -279,11 +280,10 @@ svc_status svc__pg_map_sqlstate(const char *s)
     return SVC_EBACKEND;
 }
 
-/* Maps a failed result (or NULL) to a status and records the server's
- * text; frees `r`. */
-static svc_status result_error(svc_pg_conn *c, PGresult *r)
+/* Maps a failed result (or NULL) to a status and writes the server's text
+ * (with the SQLSTATE) to `out`; frees `r`. */
+static svc_status describe_error(svc_pg_conn *c, PGresult *r, char *out, size_t outlen)
 {
-    svc_pg *pg = c->pg;
     char msg[400];
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     svc__pool_one_line(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(pq_of(c)));
@@ -294,13 +294,20 @@ static svc_status result_error(svc_pg_conn *c, PGresult *r)
         c->slot.broken = true;
         st = SVC_EUNAVAILABLE;
     }
-    char statebuf[6] = "";
-    if (state)
-        snprintf(statebuf, sizeof statebuf, "%s", state);
+    if (state && strlen(state) == 5)
+        snprintf(out, outlen, "%s (SQLSTATE %s)", msg, state);
+    else
+        snprintf(out, outlen, "%s", msg[0] ? msg : "query failed");
     PQclear(r);
-    if (statebuf[0])
-        return svc__err_set(&pg->pool.err, st, "%s (SQLSTATE %s)", msg, statebuf);
-    return svc__err_set(&pg->pool.err, st, "%s", msg[0] ? msg : "query failed");
+    return st;
+}
+
+/* describe_error(), recorded as the pool's latest failure. */
+static svc_status result_error(svc_pg_conn *c, PGresult *r)
+{
+    char msg[440];
+    svc_status st = describe_error(c, r, msg, sizeof msg);
+    return svc__err_set(&c->pg->pool.err, st, "%s", msg);
 }
 
 svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const char *const *params,
@@ -625,15 +632,68 @@ void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
                         &out->total_connects, &out->connect_failures);
 }
 
-svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms)
+/* Runs `sql` on `c` without waiting for its answer past `deadline_ns`
+ * (system monotonic clock: this is a wait on a socket). A connection whose
+ * answer is late is marked broken, so checkin closes it: the server ends
+ * the statement when it sees the connection gone, and nothing late can be
+ * read by the next borrower. The outcome's text goes to `msg`. */
+static svc_status exec_until(svc_pg_conn *c, const char *sql, int64_t deadline_ns,
+                             int64_t timeout_ms, char *msg, size_t msglen)
 {
-    svc_pg_conn *c;
-    svc_status st = svc__pg_checkout_within(pg, timeout_ms < 0 ? 0 : timeout_ms, &c);
+    PGconn *pq = pq_of(c);
+    if (svc_clock_mono_ns(NULL) >= deadline_ns) { /* the checkout took it all: nothing sent */
+        snprintf(msg, msglen, "%s did not answer within %lld ms", sql, (long long)timeout_ms);
+        return SVC_ETIMEDOUT;
+    }
+    if (!PQsendQuery(pq, sql))
+        return describe_error(c, NULL, msg, msglen);
+    for (;;) {
+        if (!PQconsumeInput(pq))
+            return describe_error(c, NULL, msg, msglen);
+        if (!PQisBusy(pq))
+            break;
+        int64_t left_ms = (deadline_ns - svc_clock_mono_ns(NULL)) / SVC__NS_PER_MS;
+        if (left_ms <= 0) {
+            c->slot.broken = true;
+            snprintf(msg, msglen, "%s did not answer within %lld ms", sql, (long long)timeout_ms);
+            return SVC_ETIMEDOUT;
+        }
+        struct pollfd p = {.fd = PQsocket(pq), .events = POLLIN};
+        if (poll(&p, 1, left_ms > 1000 ? 1000 : (int)left_ms) < 0 && errno != EINTR) {
+            c->slot.broken = true;
+            snprintf(msg, msglen, "%s: poll failed: %s", sql, strerror(errno));
+            return SVC_EUNAVAILABLE;
+        }
+    }
+    svc_status st = SVC_OK;
+    PGresult *r;
+    while ((r = PQgetResult(pq)) != NULL) {
+        ExecStatusType es = PQresultStatus(r);
+        if (st == SVC_OK && es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK)
+            st = describe_error(c, r, msg, msglen); /* frees r */
+        else
+            PQclear(r);
+    }
+    return st;
+}
+
+svc_status svc__pg_ping(svc_pg *pg, int64_t timeout_ms, char *msg, size_t msglen)
+{
+    int64_t deadline;
+    svc__pool_slot *s;
+    svc_status st = svc__pool_ping_checkout(&pg->pool, &timeout_ms, &deadline, msg, msglen, &s);
     if (st)
         return st;
-    st = svc_pg_conn_exec(c, "SELECT 1", 0, NULL, NULL);
+    svc_pg_conn *c = (svc_pg_conn *)s;
+    st = exec_until(c, "SELECT 1", deadline, timeout_ms, msg, msglen);
     svc_pg_checkin(c);
-    return st;
+    return svc__pool_ping_failed(&pg->pool, st, msg);
+}
+
+svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms)
+{
+    char msg[480];
+    return svc__pg_ping(pg, timeout_ms, msg, sizeof msg);
 }
 
 svc__err *svc__pg_err(svc_pg *pg) { return &pg->pool.err; }

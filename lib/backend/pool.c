@@ -2,11 +2,44 @@
  * (shape and locking rules in pool.h). */
 #include "pool.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #define WAIT_SLICE_MS 50
+
+/* The calling thread's own failed connect of its latest checkout ("" when
+ * that checkout made no connect attempt). */
+static _Thread_local char tl_connect_error[400];
+
+svc_status svc__pool_connect_failed(svc__pool *p, svc_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_connect_error, sizeof tl_connect_error, fmt, ap);
+    va_end(ap);
+    return svc__err_set(&p->err, st, "%s", tl_connect_error);
+}
+
+/* The text of the calling thread's latest checkout that failed with `st`:
+ * said from the status and this thread's own connect failure, never read
+ * back from the pool's shared record, which another thread may have
+ * overwritten with its failure (a query's text). */
+static void checkout_failure(const svc__pool *p, svc_status st, int64_t timeout_ms, char *msg,
+                             size_t msglen)
+{
+    if (st == SVC_ETIMEDOUT)
+        snprintf(msg, msglen, "no free %s within %lld ms", p->cfg.ops->conn_noun,
+                 (long long)timeout_ms);
+    else if (st == SVC_ECLOSED)
+        snprintf(msg, msglen, "%s", p->cfg.ops->closing_msg);
+    else if (tl_connect_error[0])
+        snprintf(msg, msglen, "%s", tl_connect_error);
+    else
+        snprintf(msg, msglen, "%s unavailable: waiting out the backoff after a failed connect",
+                 p->cfg.ops->unavailable_what);
+}
 
 void svc__pool_one_line(char *dst, size_t cap, const char *src)
 {
@@ -138,6 +171,7 @@ static void cond_wait_ms(svc__pool *p, int64_t ms)
 svc_status svc__pool_checkout(svc__pool *p, int64_t timeout_ms, svc__pool_slot **out)
 {
     *out = NULL;
+    tl_connect_error[0] = '\0';
     int64_t deadline = now_ns(p) + timeout_ms * SVC__NS_PER_MS;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -232,4 +266,22 @@ static void read_counts(void *ctx, unsigned *idle, unsigned *in_use, unsigned *w
 svc_status svc__pool_register_metrics(svc__pool *p, struct svc_metrics *registry, const char *prefix)
 {
     return svc__pool_metrics_register(&p->metrics, registry, prefix, read_counts, p);
+}
+
+svc_status svc__pool_ping_checkout(svc__pool *p, int64_t *timeout_ms, int64_t *deadline_ns,
+                                   char *msg, size_t msglen, svc__pool_slot **out)
+{
+    msg[0] = '\0';
+    if (*timeout_ms < 0)
+        *timeout_ms = 0;
+    *deadline_ns = svc_clock_mono_ns(NULL) + *timeout_ms * SVC__NS_PER_MS;
+    svc_status st = svc__pool_checkout(p, *timeout_ms, out);
+    if (st)
+        checkout_failure(p, st, *timeout_ms, msg, msglen);
+    return st;
+}
+
+svc_status svc__pool_ping_failed(svc__pool *p, svc_status st, const char *msg)
+{
+    return st ? svc__err_set(&p->err, st, "ping: %s", msg) : st;
 }

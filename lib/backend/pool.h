@@ -111,6 +111,22 @@ svc_status svc__pool_register_metrics(svc__pool *p, struct svc_metrics *registry
 
 svc__err *svc__pool_err(svc__pool *p);
 
+/* For ops->connect: records the failure as the pool's latest (svc__err)
+ * and as the calling thread's own, which svc__pool_ping_checkout() reads.
+ * Returns `st`. */
+svc_status svc__pool_connect_failed(svc__pool *p, svc_status st, const char *fmt, ...)
+    SVC_PRINTF(3, 4);
+/* The first half of a ping (ping.h): clamps *timeout_ms to >= 0, sets
+ * *deadline_ns (system monotonic clock) at now + *timeout_ms, checks out
+ * within it. On failure `msg` (msglen > 0) says why in the ping's own
+ * words: from the status and this thread's own connect failure, never from
+ * the pool's shared record; on success it is "". */
+svc_status svc__pool_ping_checkout(svc__pool *p, int64_t *timeout_ms, int64_t *deadline_ns,
+                                   char *msg, size_t msglen, svc__pool_slot **out);
+/* The end of a ping: a failure `st` with its text `msg` is recorded as the
+ * pool's latest ("ping: ..."). Returns `st`. */
+svc_status svc__pool_ping_failed(svc__pool *p, svc_status st, const char *msg);
+
 /* Copies `src` into `dst` on one line: libpq texts end in newlines. */
 void svc__pool_one_line(char *dst, size_t cap, const char *src);
 

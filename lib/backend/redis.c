@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "../internal.h"
+#include "ping.h"
 #include "pool.h"
 #include "svcinfra/store.h"
 
@@ -153,22 +154,24 @@ static svc_status open_conn(void *backend, void **handle)
     svc_redis *r = backend;
     redisContext *ctx = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(r->o.connect_timeout_ms));
     if (!ctx)
-        return svc__err_set(&r->pool.err, SVC_ENOMEM, "redis connect: out of memory");
+        return svc__pool_connect_failed(&r->pool, SVC_ENOMEM, "redis connect: out of memory");
     if (ctx->err) {
-        svc_status st = svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connect to %s failed: %s",
-                                     r->url.redacted, ctx->errstr);
+        svc_status st = svc__pool_connect_failed(&r->pool, SVC_EUNAVAILABLE,
+                                                 "redis connect to %s failed: %s",
+                                                 r->url.redacted, ctx->errstr);
         redisFree(ctx);
         return st;
     }
     if (r->o.command_timeout_ms > 0 && redisSetTimeout(ctx, tv_ms(r->o.command_timeout_ms)) != REDIS_OK) {
         redisFree(ctx);
-        return svc__err_set(&r->pool.err, SVC_EUNAVAILABLE, "redis connect: cannot set the command timeout");
+        return svc__pool_connect_failed(&r->pool, SVC_EUNAVAILABLE,
+                                        "redis connect: cannot set the command timeout");
     }
     char msg[400];
     svc_status st = session_setup(r, ctx, false, msg, sizeof msg);
     if (st) {
         redisFree(ctx);
-        return svc__err_set(&r->pool.err, st, "%s", msg);
+        return svc__pool_connect_failed(&r->pool, st, "%s", msg);
     }
     *handle = ctx;
     return SVC_OK;
@@ -613,14 +616,45 @@ void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
                         &out->total_connects, &out->connect_failures);
 }
 
-svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms)
+svc_status svc__redis_ping(svc_redis *r, int64_t timeout_ms, char *msg, size_t msglen)
 {
-    svc_redis_conn *c;
-    svc_status st = checkout_within(r, timeout_ms < 0 ? 0 : timeout_ms, &c);
+    int64_t deadline;
+    svc__pool_slot *s;
+    svc_status st = svc__pool_ping_checkout(&r->pool, &timeout_ms, &deadline, msg, msglen, &s);
     if (st)
         return st;
+    svc_redis_conn *c = (svc_redis_conn *)s;
+    /* the answer is awaited for what is left of timeout_ms, when that is
+     * shorter than the command timeout (restored after) */
+    int64_t left_ms = (deadline - svc_clock_mono_ns(NULL)) / SVC__NS_PER_MS;
+    bool shorter = r->o.command_timeout_ms == 0 || left_ms < r->o.command_timeout_ms;
+    if (left_ms <= 0 || (shorter && redisSetTimeout(ctx_of(c), tv_ms(left_ms)) != REDIS_OK)) {
+        snprintf(msg, msglen, "PING did not answer within %lld ms", (long long)timeout_ms);
+        svc_redis_checkin(c);
+        return SVC_ETIMEDOUT;
+    }
     const char *argv[] = {"PING"};
-    st = svc_redis_conn_command_argv(c, 1, argv, NULL, NULL);
+    redisReply *rep = NULL;
+    st = send_raw(c, 1, argv, NULL, &rep);
+    if (st == SVC_ETIMEDOUT) {
+        snprintf(msg, msglen, "PING did not answer within %lld ms", (long long)timeout_ms);
+    } else if (st) {
+        snprintf(msg, msglen, "redis connection lost: %s",
+                 ctx_of(c)->errstr[0] ? ctx_of(c)->errstr : "I/O error");
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        st = strncmp(rep->str, "LOADING", 7) == 0 ? SVC_EUNAVAILABLE : SVC_EBACKEND;
+        snprintf(msg, msglen, "PING: %s", rep->str);
+    }
+    freeReplyObject(rep);
+    if (shorter && !c->slot.broken &&
+        redisSetTimeout(ctx_of(c), tv_ms(r->o.command_timeout_ms)) != REDIS_OK)
+        c->slot.broken = true;
     svc_redis_checkin(c);
-    return st;
+    return svc__pool_ping_failed(&r->pool, st, msg);
+}
+
+svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms)
+{
+    char msg[480];
+    return svc__redis_ping(r, timeout_ms, msg, sizeof msg);
 }

@@ -2,9 +2,11 @@
  * hiredis: every fallible call returns SVC_ENOTSUP (no handle can ever be
  * created), so programs link either way and can ask
  * svc_feature_supported() at run time. */
+#include <stdio.h>
 #include <string.h>
 
 #include "../internal.h"
+#include "ping.h"
 #include "svcinfra_config.h"
 
 #if !SVC_HAVE_POSTGRES
@@ -94,6 +96,12 @@ void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
     memset(out, 0, sizeof *out);
 }
 svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms) { (void)pg, (void)timeout_ms; return SVC_ENOTSUP; }
+svc_status svc__pg_ping(svc_pg *pg, int64_t timeout_ms, char *msg, size_t msglen)
+{
+    if (msglen)
+        snprintf(msg, msglen, "%s", pg_missing);
+    return svc_pg_ping(pg, timeout_ms);
+}
 svc_status svc_pg_migrate_up(svc_pg *pg, int *applied)
 {
     (void)pg;
@@ -205,4 +213,10 @@ void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
     memset(out, 0, sizeof *out);
 }
 svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms) { (void)r, (void)timeout_ms; return SVC_ENOTSUP; }
+svc_status svc__redis_ping(svc_redis *r, int64_t timeout_ms, char *msg, size_t msglen)
+{
+    if (msglen)
+        snprintf(msg, msglen, "%s", redis_missing);
+    return svc_redis_ping(r, timeout_ms);
+}
 #endif /* !SVC_HAVE_REDIS */

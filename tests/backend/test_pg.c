@@ -7,7 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
@@ -463,6 +468,169 @@ static void ping_and_pool_gauges(void **state)
     svc_metrics_free(m);
 }
 
+/* ---- a TCP proxy that can stop answering ---------------------------------------
+ * Between the pool and PostgreSQL, on one thread: forwards bytes both ways
+ * until `frozen`, from then on forwards nothing on the first connection it
+ * accepted (a server that hangs mid-query) while later connections still
+ * work. It gives up after `life_ms`, closing every connection (a bound on
+ * every wait in the tests). */
+#define PROXY_MAX 8
+typedef struct proxy {
+    int lfd;
+    uint16_t port;
+    char upstream_host[64];
+    uint16_t upstream_port;
+    int fds[PROXY_MAX][2]; /* client, server */
+    int n;
+    atomic_int frozen;
+    atomic_int stop;
+    long life_ms;
+    pthread_t t;
+} proxy;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int tcp_connect(const char *host, uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        return -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *p = arg;
+    char buf[16384];
+    int64_t end = mono_ms() + p->life_ms;
+    while (mono_ms() < end && !atomic_load(&p->stop)) {
+        struct pollfd pf[1 + 2 * PROXY_MAX];
+        int np = 0;
+        pf[np++] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+        bool frozen = atomic_load(&p->frozen);
+        for (int i = 0; i < p->n; i++)
+            for (int k = 0; k < 2; k++) /* a negative fd is ignored by poll */
+                pf[np++] = (struct pollfd){.fd = i == 0 && frozen ? -1 : p->fds[i][k],
+                                           .events = POLLIN};
+        if (poll(pf, (nfds_t)np, 20) <= 0)
+            continue;
+        if ((pf[0].revents & POLLIN) && p->n < PROXY_MAX) {
+            int c = accept(p->lfd, NULL, NULL);
+            int sfd = c >= 0 ? tcp_connect(p->upstream_host, p->upstream_port) : -1;
+            if (sfd >= 0) {
+                p->fds[p->n][0] = c;
+                p->fds[p->n][1] = sfd;
+                p->n++;
+            } else if (c >= 0) {
+                close(c);
+            }
+        }
+        for (int i = 0; i < p->n && 1 + 2 * i < np; i++) {
+            if (i == 0 && frozen)
+                continue;
+            for (int k = 0; k < 2; k++) {
+                if (p->fds[i][k] < 0 || !(pf[1 + 2 * i + k].revents & (POLLIN | POLLHUP)))
+                    continue;
+                ssize_t got = read(p->fds[i][k], buf, sizeof buf);
+                if (got <= 0 || write(p->fds[i][1 - k], buf, (size_t)got) != got) {
+                    close(p->fds[i][0]);
+                    close(p->fds[i][1]);
+                    p->fds[i][0] = p->fds[i][1] = -1;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < p->n; i++) /* a hung client sees EOF */
+        for (int k = 0; k < 2; k++)
+            if (p->fds[i][k] >= 0) {
+                close(p->fds[i][k]);
+                p->fds[i][k] = -1;
+            }
+    return NULL;
+}
+
+/* Starts a proxy to the test server; *url receives a URL through it. */
+static void proxy_start(proxy *p, char *url, size_t urllen, long life_ms)
+{
+    memset(p, 0, sizeof *p);
+    p->life_ms = life_ms;
+    svc_store_url u;
+    char err[128];
+    assert_int_equal(svc_store_url_parse(pg_url(), &u, err, sizeof err), SVC_OK);
+    snprintf(p->upstream_host, sizeof p->upstream_host, "%s",
+             strcmp(u.host, "localhost") == 0 ? "127.0.0.1" : u.host);
+    p->upstream_port = u.port ? u.port : 5432;
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(p->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(p->lfd, 8), 0);
+    assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&a, &al), 0);
+    p->port = ntohs(a.sin_port);
+    snprintf(url, urllen, "postgres://%s%s@127.0.0.1:%u/%s", u.user ? u.user : "postgres",
+             "", (unsigned)p->port, u.database ? u.database : "postgres");
+    svc_store_url_clear(&u);
+    assert_int_equal(pthread_create(&p->t, NULL, proxy_main, p), 0);
+}
+
+static void proxy_stop(proxy *p)
+{
+    atomic_store(&p->stop, 1);
+    pthread_join(p->t, NULL);
+    close(p->lfd);
+}
+
+static void *failing_query(void *arg)
+{
+    short_sleep();
+    svc_status st = svc_pg_exec(arg, "SELECT secret_column FROM svc_secret_table_xyz", 0, NULL, NULL);
+    return (void *)(intptr_t)st;
+}
+
+/* A server that stops answering mid-ping: svc_pg_ping and svc_pg_check
+ * return SVC_ETIMEDOUT within their timeout (the checkout and the query
+ * share it), the hung connection is dropped, and the check's detail is the
+ * ping's own, never another thread's failed query text. */
+static void ping_and_check_are_bounded_and_report_their_own_failure(void **state)
+{
+    (void)state;
+    proxy px;
+    char url[256];
+    proxy_start(&px, url, sizeof url, 15000); /* unfrozen at the latest after 15 s */
+    svc_pg *pg = pool_on(url, 2, 2000, 0, 1); /* eager: connection #1 is open */
+    char detail[256] = "untouched";
+    assert_int_equal(svc_pg_check(pg, detail, sizeof detail, 1000), SVC_OK);
+    assert_string_equal(detail, "untouched");
+
+    atomic_store(&px.frozen, 1);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, failing_query, pg), 0);
+    int64_t t0 = mono_ms();
+    assert_int_equal(svc_pg_check(pg, detail, sizeof detail, 400), SVC_ETIMEDOUT);
+    int64_t took = mono_ms() - t0;
+    void *qst;
+    pthread_join(t, &qst);
+    assert_int_equal((svc_status)(intptr_t)qst, SVC_EBACKEND);
+    assert_true(took < 5000); /* a generous bound: without one it waits for the proxy */
+    assert_non_null(strstr(detail, "did not answer within 400 ms"));
+    assert_null(strstr(detail, "svc_secret_table_xyz"));
+
+    /* the hung connection was dropped: the next ping opens a working one */
+    must(pg, svc_pg_ping(pg, 2000));
+    svc_pg_free(pg);
+    proxy_stop(&px);
+}
+
 /* ---- migrations ------------------------------------------------------------- */
 
 typedef struct fresh_db {
@@ -678,6 +846,7 @@ int main(void)
         cmocka_unit_test(unique_violation_maps_to_eexist_and_failed_tx_cannot_commit),
         cmocka_unit_test(bad_options_and_unreachable_server_fail_clearly),
         cmocka_unit_test(ping_and_pool_gauges),
+        cmocka_unit_test(ping_and_check_are_bounded_and_report_their_own_failure),
         cmocka_unit_test(concurrent_migrations_apply_each_step_once),
         cmocka_unit_test(changed_step_checksum_is_an_error),
     };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -366,6 +367,40 @@ static void session_state_is_reset_at_checkin(void **state)
     svc_redis_free(admin);
 }
 
+static void *busy_server(void *arg)
+{
+    /* keeps the (single-threaded) server busy for 800 ms */
+    static const char busy[] =
+        "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
+        "repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - t0 > 800000 return 1";
+    const char *argv[] = {"EVAL", busy, "0"};
+    return (void *)(intptr_t)svc_redis_command_argv(arg, 3, argv, NULL, NULL);
+}
+
+/* A server that does not answer in time: svc_redis_check (and the ping
+ * under it) returns SVC_ETIMEDOUT within its own timeout, not the longer
+ * command timeout, and says so in its own words. */
+static void check_is_bounded_by_its_timeout(void **state)
+{
+    (void)state;
+    svc_redis *admin = pool_with(1);
+    svc_redis *r = pool_with(1);
+    must(r, svc_redis_ping(r, 1000)); /* connected: the checkout is instant */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, busy_server, admin), 0);
+    struct timespec pause = {0, 150 * 1000 * 1000};
+    nanosleep(&pause, NULL); /* the script runs */
+    char detail[256] = "";
+    assert_int_equal(svc_redis_check(r, detail, sizeof detail, 200), SVC_ETIMEDOUT);
+    assert_non_null(strstr(detail, "PING did not answer within 200 ms"));
+    void *st;
+    pthread_join(t, &st);
+    assert_int_equal((svc_status)(intptr_t)st, SVC_OK);
+    must(r, svc_redis_ping(r, 1000)); /* the late connection was replaced */
+    svc_redis_free(r);
+    svc_redis_free(admin);
+}
+
 static void select_and_auth_come_from_the_url(void **state)
 {
     (void)state;
@@ -481,6 +516,7 @@ int main(void)
         cmocka_unit_test(evalsha_reloads_the_script_after_script_flush),
         cmocka_unit_test(killed_connection_is_replaced_on_next_use),
         cmocka_unit_test(command_timeout_is_etimedout_and_the_pool_recovers),
+        cmocka_unit_test(check_is_bounded_by_its_timeout),
         cmocka_unit_test(select_and_auth_come_from_the_url),
         cmocka_unit_test(session_state_is_reset_at_checkin),
         cmocka_unit_test(bad_urls_and_unreachable_server_fail_clearly),
