@@ -931,13 +931,15 @@ static void log_stuck(svc_jobs_worker *w, int waited_s)
  * every 30 s after that. */
 static void join_handlers(svc_jobs_worker *w)
 {
+    int waited_s = 0;
     for (unsigned i = 0; i < w->nhandler_th; i++) {
-        for (int waited_s = 1;; waited_s++) {
+        for (;;) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             if (pthread_timedjoin_np(w->handler_th[i], NULL, &ts) != ETIMEDOUT)
                 break;
+            waited_s++;
             if (waited_s == 1 || waited_s % 30 == 0)
                 log_stuck(w, waited_s);
         }

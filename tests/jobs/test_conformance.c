@@ -1049,7 +1049,7 @@ static svc_job_result h_ignores_stop(svc_job *job, void *ud)
     (void)job;
     (void)ud;
     atomic_fetch_add(&sleeper_started, 1);
-    sleep_ms(1600); /* does not look at svc_job_stopping() */
+    sleep_ms(2500); /* does not look at svc_job_stopping() */
     return SVC_JOB_OK;
 }
 
