@@ -7,11 +7,14 @@
 #   make test      install deps, build, start PostgreSQL + Redis on loopback,
 #                  run every suite, stop them; ends with "N passed, N failed"
 #   make sanitize  the same suites built with ASan + UBSan
+#   make test-minimal  a build without PostgreSQL, Redis and the HTTP server
+#                  (-D{postgres,redis,http}=disabled): its suites, ABI included
 #   make bench     benchmarks (bench/), printing ratios measured in one run
 #   make install   meson install (PREFIX=/usr/local)
 
 BUILD    ?= build
 ASAN     ?= build-asan
+MINIMAL  ?= build-minimal
 PREFIX   ?= /usr/local
 MESON_OPTS ?=
 SUITES   ?=
@@ -23,7 +26,7 @@ APT_PKGS = build-essential g++ meson ninja-build pkg-config python3 curl tzdata 
            libsodium-dev libyaml-dev libcurl4-openssl-dev libcmocka-dev \
            postgresql-15 redis-server wrk
 
-.PHONY: all deps build demo run test sanitize bench install clean distclean
+.PHONY: all deps build demo run test sanitize test-minimal bench install clean distclean
 
 all: build
 
@@ -55,6 +58,14 @@ sanitize: deps $(ASAN)/build.ninja
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 tools/run-tests.sh $(ASAN) $(TESTENV)-asan unit integration http headers
 
+$(MINIMAL)/build.ninja: | deps
+	meson setup $(MINIMAL) -Dpostgres=disabled -Dredis=disabled -Dhttp=disabled \
+	    -Dbench=false $(MESON_OPTS)
+
+test-minimal: deps $(MINIMAL)/build.ninja
+	ninja -C $(MINIMAL)
+	@tools/run-tests.sh $(MINIMAL) $(TESTENV)-minimal
+
 bench: build
 	bench/http/run.sh $(BUILD)
 	$(BUILD)/bench/ratelimit/bench_ratelimit_memory
@@ -68,7 +79,7 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(MINIMAL)
 
 distclean: clean
-	rm -rf $(TESTENV) $(TESTENV)-asan build-*
+	rm -rf $(TESTENV) $(TESTENV)-asan $(TESTENV)-minimal build-*

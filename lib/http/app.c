@@ -42,21 +42,7 @@
 
 /* ---- options --------------------------------------------------------------------- */
 
-void svc_app_opts_default(svc_app_opts *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->bind_addr = "127.0.0.1";
-    opts->port = 8080;
-    opts->threads = 0;
-    opts->max_body_bytes = 1024 * 1024;
-    opts->read_timeout_ms = 30000;
-    opts->handler_timeout_ms = 30000;
-    opts->shutdown_grace_ms = 10000;
-    opts->max_connections = 1024;
-    opts->default_middleware = 1;
-    opts->access_log = 1;
-    opts->problem_type_base = "https://libsvcinfra.org/problems/";
-}
+/* svc_app_opts_default() is in defaults.c (also built without libmicrohttpd). */
 
 static svc_status cfg_fail(const svc_config *c, const char *what)
 {

@@ -167,16 +167,7 @@ static void cors_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     cors_vary(res);
 }
 
-void svc_cors_opts_default(svc_cors_opts *opts)
-{
-    memset(opts, 0, sizeof(*opts));
-    opts->allow_origins = NULL;
-    opts->allow_methods = "GET, POST, PUT, PATCH, DELETE";
-    opts->allow_headers = "Content-Type, Authorization, Idempotency-Key, X-Request-Id";
-    opts->expose_headers = "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After";
-    opts->allow_credentials = 0;
-    opts->max_age_s = 600;
-}
+/* svc_cors_opts_default() is in defaults.c. */
 
 /* An origin as browsers send it: scheme "://" host [":" port], nothing
  * after (no path, no trailing slash), no spaces, and a valid header value

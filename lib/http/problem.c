@@ -16,25 +16,7 @@
 
 #include "http/http_internal.h"
 
-static const struct {
-    const char *name;
-    int status;
-    const char *title;
-} problems[] = {
-#define SVC__PROBLEM_ROW(n, s, t) {#n, s, t},
-    SVC_PROBLEM_MAP(SVC__PROBLEM_ROW)
-#undef SVC__PROBLEM_ROW
-};
-
-static size_t index_of(svc_problem_code code)
-{
-    return ((int)code >= 0 && (int)code < (int)SVC__PROBLEM_LAST) ? (size_t)code
-                                                                  : (size_t)SVC_PROBLEM_INTERNAL;
-}
-
-const char *svc_problem_code_name(svc_problem_code code) { return problems[index_of(code)].name; }
-int svc_problem_code_status(svc_problem_code code) { return problems[index_of(code)].status; }
-const char *svc_problem_code_title(svc_problem_code code) { return problems[index_of(code)].title; }
+/* The problem table (svc_problem_code_name/status/title) is in defaults.c. */
 
 void svc__problem_type(const svc_app *app, svc_problem_code code, char *buf, size_t len)
 {

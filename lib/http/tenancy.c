@@ -27,11 +27,7 @@ typedef struct tenancy {
 
 static const char *const default_skip[] = {"/healthz", "/readyz", "/startupz", "/metrics", NULL};
 
-void svc_tenancy_opts_default(svc_tenancy_opts *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->api_key_header = "X-API-Key";
-}
+/* svc_tenancy_opts_default() is in defaults.c. */
 
 static void tenancy_free(void *p)
 {
