@@ -101,7 +101,8 @@ typedef struct svc_outbox_opts {
                                  connection copies a pooled connection's
                                  parameters */
     const svc_clock *clock;   /* NULL = system. memory: all times; postgres:
-                                 the server's now() decides */
+                                 the server's now() decides; both: the
+                                 relays' prune_interval_ms */
     size_t max_messages;      /* memory: most events held, published ones
                                  included (default 100000, minimum 16): the
                                  oldest published are dropped first; when

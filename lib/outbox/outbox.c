@@ -17,6 +17,7 @@ struct svc_outbox {
     svc__ob_store *store;
     svc_pg *own_pg;           /* a pool of its own (postgres URL), or NULL */
     const char *backend;
+    const svc_clock *clock;   /* NULL = system: when relays prune */
     svc__err err;
 };
 
@@ -97,6 +98,7 @@ svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
     if (!ob)
         return fail_new(SVC_ENOMEM, "out of memory", NULL);
     svc__err_init(&ob->err);
+    ob->clock = opts->clock;
     svc_status st;
     svc_store_kind kind = SVC_STORE_POSTGRES;
     if (!opts->pg) {
@@ -402,7 +404,7 @@ static void maybe_prune(svc_outbox_relay *r)
 {
     if (r->o.retention_ms <= 0)
         return;
-    int64_t now = svc_clock_mono_ns(NULL);
+    int64_t now = svc_clock_mono_ns(r->ob->clock);
     if (now < r->next_prune_ns)
         return;
     r->next_prune_ns = svc__ob_add_ms(now, r->o.prune_interval_ms);

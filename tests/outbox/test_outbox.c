@@ -446,6 +446,69 @@ static void prune_deletes_only_published_events_past_the_age(void **state)
     svc_manual_clock_free(mc);
 }
 
+/* Waits (bounded) until the relay's thread has run `more` rounds after
+ * the ones counted in *rs, which it updates. */
+static void wait_rounds(svc_outbox_relay *r, svc_outbox_relay_stats *rs, uint64_t more)
+{
+    uint64_t want = rs->batches + more;
+    for (int i = 0; i < 30000 && rs->batches < want; i++) {
+        usleep(1000);
+        svc_outbox_relay_stats_get(r, rs);
+    }
+    assert_true(rs->batches >= want);
+}
+
+/* A relay with retention_ms prunes what was published longer ago than
+ * that, every prune_interval_ms of the outbox's clock (here a manual one,
+ * an hour apart), and counts it. */
+static void relay_prunes_by_retention_on_the_outbox_clock(void **state)
+{
+    (void)state;
+    const int64_t hour_ms = 3600000;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_outbox *ob = memory_outbox(svc_manual_clock_get(mc), 0);
+    recorder *rec = recorder_new();
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    ro.poll_interval_ms = 10;      /* rounds run all the time */
+    ro.retention_ms = 1000;
+    ro.prune_interval_ms = hour_ms;
+    svc_outbox_relay *r = NULL;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    for (int i = 0; i < 3; i++)
+        put(ob, "k", i, NULL);
+    assert_int_equal(svc_outbox_relay_start(r), SVC_OK); /* prunes at once: nothing */
+    svc_outbox_relay_stats rs = {0};
+    wait_rounds(r, &rs, 3);
+    assert_int_equal(rs.published, 3);
+    /* old enough, but the next prune is an hour after the first */
+    svc_manual_clock_advance(mc, 2000 * NS_PER_MS);
+    wait_rounds(r, &rs, 3);
+    assert_int_equal(rs.pruned, 0);
+    svc_outbox_stats st;
+    assert_int_equal(svc_outbox_stats_get(ob, &st), SVC_OK);
+    assert_int_equal(st.published, 3);
+    /* an hour on: the three go */
+    svc_manual_clock_advance(mc, hour_ms * NS_PER_MS);
+    put(ob, "k", 3, NULL); /* published now: younger than the retention */
+    for (int i = 0; i < 30000 && (rs.pruned < 3 || rs.published < 4); i++) {
+        usleep(1000);
+        svc_outbox_relay_stats_get(r, &rs);
+    }
+    wait_rounds(r, &rs, 3);
+    svc_outbox_relay_stop(r);
+    assert_int_equal(rs.pruned, 3);
+    assert_int_equal(svc_outbox_stats_get(ob, &st), SVC_OK);
+    assert_int_equal(st.published, 1);
+    assert_int_equal(st.pending, 0);
+    svc_outbox_relay_free(r);
+    recorder_free(rec);
+    svc_outbox_free(ob);
+    svc_manual_clock_free(mc);
+}
+
 static void memory_store_is_bounded(void **state)
 {
     (void)state;
@@ -864,6 +927,7 @@ int main(void)
         cmocka_unit_test(two_relays_on_two_backlogged_keys_keep_key_order),
         cmocka_unit_test(a_hot_key_backlog_drains_a_full_batch_per_round),
         cmocka_unit_test(prune_deletes_only_published_events_past_the_age),
+        cmocka_unit_test(relay_prunes_by_retention_on_the_outbox_clock),
         cmocka_unit_test(memory_store_is_bounded),
         cmocka_unit_test(relay_thread_wakes_on_put_and_stops),
         cmocka_unit_test(relay_thread_wakes_when_a_retry_is_due),
