@@ -4,7 +4,8 @@
 # exit 2, naming the option) before any database is needed. With
 # SVC_TEST_PG_URL set, the commands also run against a database of their
 # own: relay --once to stdout (one JSON line per event, whatever line
-# breaks the payloads hold).
+# breaks the payloads hold) and to the jobs queue, stats, prune with
+# --inbox, and a relay running until SIGTERM.
 # usage: test_cli.sh PATH/TO/svcinfra
 set -u
 exe=$1
@@ -85,6 +86,49 @@ assert ev[0]["payload"] == {"a": [1, 2]} and ev[0]["headers"] == {"h": "v"}, ev[
 assert ev[1]["payload"] == {"b": "x\ny"}, ev[1]
 assert ev[2]["payload"] == 3 and ev[2]["aggregate_key"] == "k1", ev[2]
 ' "$out"
+    psql_value() { psql -qAt "$url" -c "$1"; }
+
+    expect 0 "pending 0" outbox stats --db "$url"
+    check "stats counts the published events" grep -qx "published 3" "$out"
+    check "stats counts no failing event" grep -qx "failing 0" "$out"
+
+    # prune: events published and inbox marks claimed 2 h ago go, newer stay
+    psql -q "$url" -c "UPDATE svc_outbox SET published_at = now() - interval '2 hours'
+                        WHERE topic <> 't.plain'" \
+        -c "INSERT INTO svc_inbox (consumer, message_id, claimed_at) VALUES
+            ('c', '1', now() - interval '2 hours'), ('c', '2', now() - interval '2 hours'),
+            ('c', '3', now())" >/dev/null
+    expect 0 "deleted 2 published event(s)" outbox prune --older-than 1h --inbox --db "$url"
+    check "prune --inbox deletes the old marks" grep -qx "deleted 2 inbox mark(s)" "$out"
+    check "prune keeps the newer event and mark" \
+        [ "$(psql_value "SELECT (SELECT count(*) FROM svc_outbox) || ' ' ||
+                                (SELECT count(*) FROM svc_inbox)")" = "1 1" ]
+
+    # --to jobs: one job per event, its unique key the event's id
+    id=$(psql_value "INSERT INTO svc_outbox (topic, aggregate_key, payload)
+                     VALUES ('mail.send', 'k3', '{\"to\": \"a@example.com\"}') RETURNING id")
+    expect 0 "published 1 event(s)" outbox relay --once --to jobs --jobs-queue outbox-cli --db "$url"
+    check "relay --to jobs enqueues the event's job" \
+        [ "$(psql_value "SELECT kind || ' ' || queue || ' ' || (payload->'payload'->>'to')
+                           FROM svc_jobs WHERE unique_key = 'outbox:$id'")" = \
+          "mail.send outbox-cli a@example.com" ]
+
+    # a running relay: polls (no NOTIFY here), publishes, stops on SIGTERM
+    err=$(mktemp)
+    "$exe" outbox relay --poll 100 --db "$url" >"$out" 2>"$err" &
+    pid=$!
+    psql -q "$url" -c "INSERT INTO svc_outbox (topic, aggregate_key, payload)
+                       VALUES ('t.live', 'k4', '[4]')" >/dev/null
+    for _ in $(seq 1 200); do # at most 20 s
+        grep -q '"t.live"' "$out" && break
+        sleep 0.1
+    done
+    kill -TERM "$pid"
+    wait "$pid"
+    check "a running relay exits 0 on SIGTERM" [ $? -eq 0 ]
+    check "a running relay publishes what is committed" grep -q '"topic":"t.live"' "$out"
+    check "a running relay reports what it did" grep -q "stopped: published 1," "$err"
+    rm -f "$err"
 fi
 
 if [ "$fails" -ne 0 ]; then
