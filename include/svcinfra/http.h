@@ -168,10 +168,17 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_app_run(svc_app *app) SVC_NONNULL(1);
  * when the run returns, so a later svc_app_run() is not affected. */
 SVC_EXPORT void svc_app_stop(svc_app *app) SVC_NONNULL(1);
 
-/* Graceful shutdown: stop accepting, let in-flight requests finish for up
- * to shutdown_grace_ms, then close; then wait for readiness checks still
- * running (see svc_app_add_check()). Returns SVC_ETIMEDOUT when requests
- * were still running at the end of the grace period (they are cut off). */
+/* Graceful shutdown: stop accepting (new connections are refused, answers
+ * carry Connection: close), let in-flight requests finish for up to
+ * shutdown_grace_ms, then stop the server; then wait for readiness checks
+ * still running (see svc_app_add_check()). A handler still running when
+ * the grace ends cannot be cut off (a C thread cannot be cancelled
+ * safely): the routes still running are logged at warn, their connections
+ * are closed, and this call waits until those handlers return; their
+ * answers are not sent. Handlers that honour svc_req_remaining_ms() bound
+ * that wait. Returns SVC_ETIMEDOUT when requests were still in flight at
+ * the end of the grace period (svc_app_errmsg() names the routes), else
+ * SVC_OK. */
 SVC_EXPORT svc_status svc_app_shutdown(svc_app *app) SVC_NONNULL(1);
 
 /* Maintenance mode: while on, writes (POST, PUT, PATCH, DELETE) get 503

@@ -456,6 +456,48 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, svc__exchange 
     return ok;
 }
 
+/*
+ * What each server thread is running, for the shutdown log: app->running
+ * has a slot per server thread, which the thread finds through these
+ * thread-locals (registered on its first request of a start; (app, gen)
+ * tells a slot of an earlier start or another app apart). A request costs
+ * two relaxed stores to the thread's own slot, no lock.
+ */
+static atomic_uint g_run_gen;
+static _Thread_local const svc_app *tl_run_app;
+static _Thread_local unsigned tl_run_gen;
+static _Thread_local _Atomic(const svc__route *) *tl_run_slot;
+/* stands for requests without a route (404, 405, rejections) */
+static const svc__route unmatched_route = {.method = "-", .pattern = "<unmatched>"};
+
+static _Atomic(const svc__route *) *running_slot(svc_app *app)
+{
+    if (tl_run_app != app || tl_run_gen != app->run_gen) {
+        unsigned i = atomic_fetch_add(&app->running_next, 1);
+        tl_run_app = app;
+        tl_run_gen = app->run_gen;
+        tl_run_slot = i < app->nrunning ? &app->running[i] : NULL;
+    }
+    return tl_run_slot;
+}
+
+/* "GET /a, POST /b/{id}": the distinct routes server threads are in now. */
+static void running_routes(svc_app *app, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < app->nrunning; i++) {
+        const svc__route *r = atomic_load_explicit(&app->running[i], memory_order_relaxed);
+        bool seen = r == NULL;
+        for (unsigned k = 0; k < i && !seen; k++)
+            seen = atomic_load_explicit(&app->running[k], memory_order_relaxed) == r;
+        if (seen || o + 1 >= len)
+            continue;
+        int n = snprintf(buf + o, len - o, "%s%s %s", o ? ", " : "", r->method, r->pattern);
+        o = n < 0 ? o : (size_t)n >= len - o ? len - 1 : o + (size_t)n;
+    }
+}
+
 /* Routes and runs the chain; `now` is the monotonic time of the caller's
  * last deadline check, where the handler deadline starts. */
 static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex, int64_t now)
@@ -466,7 +508,13 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex, 
     else
         ex->match = SVC__MATCH_NOT_FOUND;
     req->deadline_ns = now + (int64_t)req->app->opts.handler_timeout_ms * SVC__NS_PER_MS;
+    _Atomic(const svc__route *) *slot = running_slot(req->app);
+    if (slot)
+        atomic_store_explicit(slot, req->route ? req->route : &unmatched_route,
+                              memory_order_relaxed);
     svc__chain_run(ex);
+    if (slot)
+        atomic_store_explicit(slot, NULL, memory_order_relaxed);
     return send_response(conn, ex);
 }
 
@@ -661,6 +709,13 @@ SVC_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
     svc_logf(SVC_LOG_WARN, "http server: %s", buf);
 }
 
+static void free_running(svc_app *app)
+{
+    svc_free((void *)app->running);
+    app->running = NULL;
+    app->nrunning = 0;
+}
+
 svc_status svc_app_start(svc_app *app)
 {
     int expected = 0;
@@ -702,6 +757,14 @@ svc_status svc_app_start(svc_app *app)
     }
     unsigned timeout_s = (app->opts.read_timeout_ms + 999) / 1000;
     atomic_store(&app->inflight, 0);
+    /* a slot per server thread (a pool of `threads`, or the one internal
+     * thread), one spare; without them shutdown names no route */
+    app->nrunning = threads + 1;
+    app->running = svc__calloc(app->nrunning, sizeof *app->running);
+    if (app->running == NULL)
+        app->nrunning = 0;
+    atomic_store(&app->running_next, 0);
+    app->run_gen = atomic_fetch_add(&g_run_gen, 1) + 1;
     app->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, app, /* first: later options may log */
@@ -717,6 +780,7 @@ svc_status svc_app_start(svc_app *app)
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (app->daemon == NULL) {
+        free_running(app);
         atomic_store(&app->started, 0);
         return svc__err_set(&app->err, SVC_EIO, "cannot listen on %s port %u", app->bind_addr,
                             (unsigned)app->opts.port);
@@ -773,18 +837,32 @@ svc_status svc_app_shutdown(svc_app *app)
          i++)
         sleep_ms(5);
     long left = atomic_load(&app->inflight);
+    char routes[400] = "";
+    if (left > 0) {
+        /* A handler thread cannot be cancelled safely: stopping the server
+         * closes the connections and then waits for each handler to return;
+         * what they answer is never sent. Say which ones hold it up. */
+        running_routes(app, routes, sizeof routes);
+        svc_log_field f[] = {svc_log_field_int("in_flight", left),
+                             svc_log_field_str("routes", routes),
+                             svc_log_field_int("shutdown_grace_ms", app->opts.shutdown_grace_ms)};
+        svc_log_kv(SVC_LOG_WARN,
+                   "http: requests still running at the end of the shutdown grace; their "
+                   "connections are closed and shutdown waits for their handlers to return "
+                   "(their answers are not sent)",
+                   f, SVC__ARRAY_LEN(f)); /* a warning is written out at once */
+    }
     MHD_stop_daemon(app->daemon);
     app->daemon = NULL;
+    free_running(app);
     wait_checks(app);
     atomic_store(&app->draining, 0);
     atomic_store(&app->started, 0);
-    if (left > 0) {
-        svc_logf(SVC_LOG_WARN, "http: %ld request(s) cut off at the end of the shutdown grace",
-                 left); /* a warning is written out at once */
+    if (left > 0)
         return svc__err_set(&app->err, SVC_ETIMEDOUT,
-                            "%ld request(s) still running after %u ms", left,
-                            app->opts.shutdown_grace_ms);
-    }
+                            "%ld request(s) still running after %u ms (handlers in: %s); their "
+                            "answers were not sent",
+                            left, app->opts.shutdown_grace_ms, routes[0] ? routes : "none");
     svc_logf(SVC_LOG_INFO, "http server stopped");
     svc_log_flush(); /* a stopping service writes out its buffered lines */
     return SVC_OK;

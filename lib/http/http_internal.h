@@ -109,6 +109,14 @@ struct svc_app {
     atomic_uint retry_after_s;
     atomic_int stop_requested;
     int stop_pipe[2];        /* svc_app_stop() → svc_app_run() */
+    /* One slot per server thread: the route its request is in (NULL: none),
+     * read by svc_app_shutdown() to name what still runs after the grace.
+     * Owned by app.c (allocated by svc_app_start(); run_gen tells a thread
+     * its slot index is from an earlier start). */
+    _Atomic(const svc__route *) *running;
+    unsigned nrunning;
+    atomic_uint running_next;
+    unsigned run_gen;
 
     struct svc_metrics *metrics;
     struct svc_counter *dropped; /* http_server_requests_dropped_total{reason}; NULL if

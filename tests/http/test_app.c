@@ -21,6 +21,7 @@
 
 #include "http_test_util.h"
 #include "svcinfra/http.h"
+#include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
 
 static svc_app *new_app(svc_app_opts *o)
@@ -719,15 +720,38 @@ static void h_block(svc_req *req, svc_res *res, void *ud)
 
 typedef struct client_arg {
     uint16_t port;
+    const char *path;
     htu_response r;
     int rc;
+    pthread_t t;
 } client_arg;
 
-static void *slow_client(void *p)
+static void *get_client(void *p)
 {
     client_arg *a = p;
-    a->rc = htu_request(a->port, "GET", "/block", NULL, NULL, &a->r);
+    a->rc = htu_request(a->port, "GET", a->path, NULL, NULL, &a->r);
     return NULL;
+}
+
+/* An app whose GET `pattern` is `fn`, with the given shutdown grace, and a
+ * client thread (ca->t) whose GET `path` is inside `fn` when this returns
+ * (`fn` sets *entered, which is waited for, bounded). */
+static svc_app *app_with_request_in_handler(unsigned grace_ms, const char *pattern,
+                                            svc_handler_fn fn, const char *path,
+                                            atomic_int *entered, client_arg *ca)
+{
+    svc_app_opts o;
+    base_opts(&o);
+    o.shutdown_grace_ms = grace_ms;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "GET", pattern, fn, NULL), SVC_OK);
+    atomic_store(entered, 0);
+    *ca = (client_arg){.port = start(app), .path = path};
+    assert_int_equal(pthread_create(&ca->t, NULL, get_client, ca), 0);
+    for (int i = 0; i < 1000 && !atomic_load(entered); i++)
+        htu_sleep_ms(5);
+    assert_true(atomic_load(entered));
+    return app;
 }
 
 typedef struct shut_arg {
@@ -745,20 +769,12 @@ static void *shutdown_thread(void *p)
 static void shutdown_finishes_in_flight_and_refuses_new_connections(void **state)
 {
     (void)state;
-    svc_app_opts o;
-    base_opts(&o);
-    o.shutdown_grace_ms = 8000;
-    svc_app *app = new_app(&o);
-    assert_int_equal(svc_app_route(app, "GET", "/block", h_block, NULL), SVC_OK);
-    uint16_t port = start(app);
-    atomic_store(&slow_entered, 0);
     atomic_store(&slow_release, 0);
-    client_arg ca = {.port = port};
-    pthread_t ct, st;
-    assert_int_equal(pthread_create(&ct, NULL, slow_client, &ca), 0);
-    for (int i = 0; i < 1000 && !atomic_load(&slow_entered); i++)
-        htu_sleep_ms(5);
-    assert_true(atomic_load(&slow_entered));
+    client_arg ca;
+    svc_app *app =
+        app_with_request_in_handler(8000, "/block", h_block, "/block", &slow_entered, &ca);
+    uint16_t port = ca.port;
+    pthread_t st;
 
     shut_arg sa = {.app = app, .st = SVC_EINTERNAL};
     assert_int_equal(pthread_create(&st, NULL, shutdown_thread, &sa), 0);
@@ -775,7 +791,7 @@ static void shutdown_finishes_in_flight_and_refuses_new_connections(void **state
     }
     assert_true(refused);
     atomic_store(&slow_release, 1);
-    pthread_join(ct, NULL);
+    pthread_join(ca.t, NULL);
     pthread_join(st, NULL);
     assert_int_equal(ca.rc, 0);
     assert_int_equal(ca.r.status, 200);
@@ -783,6 +799,66 @@ static void shutdown_finishes_in_flight_and_refuses_new_connections(void **state
     assert_int_equal(sa.st, SVC_OK);
     htu_response_free(&ca.r);
     assert_int_equal(svc_app_port(app), 0);
+    svc_app_free(app);
+}
+
+static atomic_int late_entered, late_returned;
+
+static void h_late(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)ud;
+    atomic_store(&late_entered, 1);
+    htu_sleep_ms(800); /* far past the 100 ms grace */
+    atomic_store(&late_returned, 1);
+    assert_int_equal(svc_res_text(res, 200, "late"), SVC_OK);
+}
+
+/* Log lines at warn and above, kept for the test to read. */
+static char warn_log[8192];
+static size_t warn_log_len;
+static pthread_mutex_t warn_log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void warn_sink(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    (void)ctx;
+    if (level < SVC_LOG_WARN)
+        return;
+    pthread_mutex_lock(&warn_log_mu);
+    if (warn_log_len + len < sizeof warn_log) {
+        memcpy(warn_log + warn_log_len, line, len);
+        warn_log_len += len;
+        warn_log[warn_log_len] = '\0';
+    }
+    pthread_mutex_unlock(&warn_log_mu);
+}
+
+/* A handler still running when the grace ends cannot be stopped (C has no
+ * safe way to cancel a thread): shutdown logs its route, closes the
+ * connections, waits for the handler to return, drops its answer and
+ * returns SVC_ETIMEDOUT. */
+static void shutdown_names_routes_still_running_and_waits_for_them(void **state)
+{
+    (void)state;
+    atomic_store(&late_returned, 0);
+    warn_log_len = 0;
+    warn_log[0] = '\0';
+    svc_log_level saved = svc_log_get_level();
+    svc_log_set_level(SVC_LOG_WARN);
+    svc_log_set_sink(warn_sink, NULL);
+    client_arg ca;
+    svc_app *app =
+        app_with_request_in_handler(100, "/late/{id}", h_late, "/late/7", &late_entered, &ca);
+    assert_int_equal(svc_app_shutdown(app), SVC_ETIMEDOUT);
+    assert_true(atomic_load(&late_returned)); /* it waited for the handler */
+    pthread_join(ca.t, NULL);
+    svc_log_set_sink(NULL, NULL);
+    svc_log_set_level(saved);
+
+    assert_int_not_equal(ca.r.status, 200); /* the late answer was not sent */
+    htu_response_free(&ca.r);
+    assert_non_null(strstr(warn_log, "still running"));
+    assert_non_null(strstr(warn_log, "\"routes\":\"GET /late/{id}\""));
+    assert_non_null(strstr(svc_app_errmsg(app), "GET /late/{id}"));
     svc_app_free(app);
 }
 
@@ -926,6 +1002,7 @@ int main(void)
         cmocka_unit_test(traceparent_keeps_the_trace_and_makes_a_new_span),
         cmocka_unit_test(maintenance_pauses_writes_but_serves_reads),
         cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
+        cmocka_unit_test(shutdown_names_routes_still_running_and_waits_for_them),
         cmocka_unit_test(run_returns_after_stop),
         cmocka_unit_test(stop_before_run_does_not_stop_the_next_run),
         cmocka_unit_test(port_is_read_safely_while_starting_and_stopping),
