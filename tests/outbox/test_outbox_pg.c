@@ -29,6 +29,7 @@
 #include "svcinfra/jobs.h"
 #include "svcinfra/outbox.h"
 #include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
 
 #include "outbox/ob_config.h"
 #include "outbox/outbox_internal.h"
@@ -1276,6 +1277,71 @@ static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **stat
 #endif
 }
 
+#if SVC__OB_HAVE_JOBS
+/* Jobs whose unique key is outbox:<id>. */
+static int jobs_of_event(int64_t id)
+{
+    char key[48];
+    snprintf(key, sizeof key, "outbox:%lld", (long long)id);
+    const char *params[] = {key};
+    svc_pg_result *r;
+    assert_int_equal(svc_pg_exec(pg, "SELECT count(*) FROM svc_jobs WHERE unique_key = $1", 1,
+                                 params, &r), SVC_OK);
+    int n = atoi(svc_pg_result_value(r, 0, 0));
+    svc_pg_result_free(r);
+    return n;
+}
+#endif
+
+/* The jobs publisher enqueues in the claim transaction (the job goes when
+ * that transaction rolls back) unless separate_database is set (the job
+ * stays); publishing an event twice leaves one job in either mode. */
+static void jobs_publisher_in_the_claim_transaction_or_on_its_own(void **state)
+{
+    (void)state;
+    need_pg();
+#if !SVC__OB_HAVE_JOBS
+    skip(); /* the jobs queue is not built */
+#else
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.pg = pg;
+    jo.url = pg_url;
+    jo.no_metrics = 1;
+    svc_jobs *jobs = NULL;
+    svc_status st = svc_jobs_new(&jobs, &jo);
+    if (st == SVC_ENOTSUP)
+        skip();
+    assert_int_equal(st, SVC_OK);
+    for (int separate = 0; separate < 2; separate++) {
+        svc_outbox_jobs_opts po = {.jobs = jobs, .queue = "outbox-modes",
+                                   .separate_database = separate};
+        svc_outbox_publisher pub;
+        assert_int_equal(svc_outbox_publisher_jobs(&pub, &po), SVC_OK);
+        svc_outbox_message m = {.topic = "outbox.modes", .aggregate_key = "k", .payload = "{}",
+                                .headers = "{}"};
+        char id_text[24], err[256];
+        m.id = put_tx("jobs-modes", separate, 1); /* an id no job has used */
+        snprintf(id_text, sizeof id_text, "%lld", (long long)m.id);
+        m.message_id = id_text;
+        svc_pg_tx *tx;
+        assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+        m.tx = tx; /* as a relay's claim transaction */
+        assert_int_equal(pub.publish(pub.ctx, &m, err, sizeof err), SVC_OK);
+        assert_int_equal(pub.publish(pub.ctx, &m, err, sizeof err), SVC_OK);
+        assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
+        svc_pg_tx_free(tx);
+        assert_int_equal(jobs_of_event(m.id), separate ? 1 : 0);
+        m.tx = NULL; /* published again, after a relay died before its mark */
+        assert_int_equal(pub.publish(pub.ctx, &m, err, sizeof err), SVC_OK);
+        assert_int_equal(pub.publish(pub.ctx, &m, err, sizeof err), SVC_OK);
+        assert_int_equal(jobs_of_event(m.id), 1);
+        pub.destroy(pub.ctx);
+    }
+    svc_jobs_free(jobs);
+#endif
+}
+
 /* ---- inbox --------------------------------------------------------------------------------- */
 
 static void random_consumer(char *out, size_t n)
@@ -1310,9 +1376,31 @@ static void inbox_claim_commits_or_rolls_back_with_the_transaction(void **state)
     assert_int_equal(first, 0);
     assert_int_equal(svc_inbox_claim_tx(tx, "bad name", "m1", &first), SVC_EINVAL);
     svc_pg_tx_free(tx);
-    uint64_t del = 0;
+}
+
+/* svc_inbox_prune_pg() deletes exactly the marks claimed longer ago than
+ * the age. */
+static void inbox_prune_deletes_the_marks_past_the_age(void **state)
+{
+    (void)state;
+    need_pg();
+    assert_int_equal(svc_pg_exec(pg, "DELETE FROM svc_inbox", 0, NULL, NULL), SVC_OK);
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_inbox (consumer, message_id, claimed_at) VALUES\n"
+                                 " ('c', 'old-1', now() - interval '2 hours'),\n"
+                                 " ('d', 'old-2', now() - interval '61 minutes'),\n"
+                                 " ('c', 'new', now() - interval '59 minutes')",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    uint64_t del = 99;
+    assert_int_equal(svc_inbox_prune_pg(pg, -1, &del), SVC_EINVAL);
+    assert_int_equal(del, 0);
+    assert_int_equal(svc_inbox_prune_pg(pg, 3 * 3600000, &del), SVC_OK);
+    assert_int_equal(del, 0);
+    assert_int_equal(svc_inbox_prune_pg(pg, 3600000, &del), SVC_OK);
+    assert_int_equal(del, 2);
     assert_int_equal(svc_inbox_prune_pg(pg, 0, &del), SVC_OK);
-    assert_true(del >= 1);
+    assert_int_equal(del, 1);
 }
 
 static void inbox_postgres_duplicates_across_threads_have_one_first_time(void **state)
@@ -1352,6 +1440,66 @@ static void inbox_redis_duplicates_across_threads_have_one_first_time(void **sta
     svc_inbox_free(in);
 }
 
+/* Milliseconds Redis gives the mark of (consumer, id) to live. */
+static int64_t redis_pttl(svc_redis *r, const char *consumer, const char *id)
+{
+    char key[128];
+    snprintf(key, sizeof key, "svc:inbox:{%s}:%s", consumer, id);
+    const char *argv[] = {"PTTL", key};
+    svc_redis_reply *reply = NULL;
+    assert_int_equal(svc_redis_command_argv(r, 2, argv, NULL, &reply), SVC_OK);
+    int64_t ttl = svc_redis_reply_integer(reply);
+    svc_redis_reply_free(reply);
+    return ttl;
+}
+
+/* A redis mark lives ttl_ms (SET ... PX): after that the message is a
+ * first time again. */
+static void inbox_redis_marks_expire_after_ttl(void **state)
+{
+    (void)state;
+    const char *url = getenv("SVC_TEST_REDIS_URL");
+    if (!url || !*url)
+        skip();
+    svc_redis_opts ro;
+    svc_redis_opts_default(&ro);
+    ro.url = url;
+    svc_redis *redis = NULL;
+    assert_int_equal(svc_redis_new(&redis, &ro), SVC_OK);
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    int64_t ttls[] = {60000, 200};
+    svc_inbox *in[2];
+    for (int i = 0; i < 2; i++) {
+        svc_inbox_opts o;
+        svc_inbox_opts_default(&o);
+        o.redis = redis;
+        o.ttl_ms = ttls[i];
+        assert_int_equal(svc_inbox_new(&in[i], &o), SVC_OK);
+    }
+    int first = -1;
+    assert_int_equal(svc_inbox_claim(in[0], consumer, "long", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    int64_t ttl = redis_pttl(redis, consumer, "long");
+    assert_true(ttl > 50000 && ttl <= 60000);
+    assert_int_equal(svc_inbox_claim(in[1], consumer, "short", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    ttl = redis_pttl(redis, consumer, "short");
+    assert_true(ttl > 0 && ttl <= 200);
+    assert_int_equal(svc_inbox_claim(in[1], consumer, "short", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    for (int i = 0; i < 1000 && !first; i++) { /* at most 10 s */
+        usleep(10000);
+        assert_int_equal(svc_inbox_claim(in[1], consumer, "short", &first), SVC_OK);
+    }
+    assert_int_equal(first, 1);
+    assert_int_equal(svc_inbox_forget(in[0], consumer, "long"), SVC_OK);
+    assert_int_equal(svc_inbox_forget(in[1], consumer, "short"), SVC_OK);
+    for (int i = 0; i < 2; i++)
+        svc_inbox_free(in[i]);
+    svc_redis_free(redis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1376,9 +1524,12 @@ int main(void)
         cmocka_unit_test(a_reason_cut_inside_a_character_is_stored_and_backs_off),
         cmocka_unit_test(a_refused_failure_mark_does_not_undo_the_published_marks),
         cmocka_unit_test(jobs_publisher_enqueues_one_job_in_the_claim_transaction),
+        cmocka_unit_test(jobs_publisher_in_the_claim_transaction_or_on_its_own),
         cmocka_unit_test(inbox_claim_commits_or_rolls_back_with_the_transaction),
+        cmocka_unit_test(inbox_prune_deletes_the_marks_past_the_age),
         cmocka_unit_test(inbox_postgres_duplicates_across_threads_have_one_first_time),
         cmocka_unit_test(inbox_redis_duplicates_across_threads_have_one_first_time),
+        cmocka_unit_test(inbox_redis_marks_expire_after_ttl),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
