@@ -1231,13 +1231,10 @@ static void a_refused_failure_mark_does_not_undo_the_published_marks(void **stat
 
 /* ---- the jobs publisher ------------------------------------------------------------------- */
 
-static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **state)
+#if SVC__OB_HAVE_JOBS
+/* A jobs handle on the test database (skips when its backend is not built). */
+static svc_jobs *pg_jobs(void)
 {
-    (void)state;
-    need_pg();
-#if !SVC__OB_HAVE_JOBS
-    skip(); /* the jobs queue is not built */
-#else
     svc_jobs_opts jo;
     svc_jobs_opts_default(&jo);
     jo.pg = pg;
@@ -1248,6 +1245,18 @@ static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **stat
     if (st == SVC_ENOTSUP)
         skip();
     assert_int_equal(st, SVC_OK);
+    return jobs;
+}
+#endif
+
+static void jobs_publisher_enqueues_one_job_in_the_claim_transaction(void **state)
+{
+    (void)state;
+    need_pg();
+#if !SVC__OB_HAVE_JOBS
+    skip(); /* the jobs queue is not built */
+#else
+    svc_jobs *jobs = pg_jobs();
     svc_outbox_jobs_opts po = {.jobs = jobs, .kind = "outbox.test", .queue = "outbox-test"};
     svc_outbox_relay_opts ro;
     svc_outbox_relay_opts_default(&ro);
@@ -1303,16 +1312,7 @@ static void jobs_publisher_in_the_claim_transaction_or_on_its_own(void **state)
 #if !SVC__OB_HAVE_JOBS
     skip(); /* the jobs queue is not built */
 #else
-    svc_jobs_opts jo;
-    svc_jobs_opts_default(&jo);
-    jo.pg = pg;
-    jo.url = pg_url;
-    jo.no_metrics = 1;
-    svc_jobs *jobs = NULL;
-    svc_status st = svc_jobs_new(&jobs, &jo);
-    if (st == SVC_ENOTSUP)
-        skip();
-    assert_int_equal(st, SVC_OK);
+    svc_jobs *jobs = pg_jobs();
     for (int separate = 0; separate < 2; separate++) {
         svc_outbox_jobs_opts po = {.jobs = jobs, .queue = "outbox-modes",
                                    .separate_database = separate};
