@@ -710,8 +710,59 @@ static void configure_applies_level_from_config(void **state)
     assert_int_equal(svc_log_configure(NULL), SVC_EINVAL);
 }
 
-int main(void)
+/* Runs this program again with SVC_LOG_LEVEL set to `env` (NULL: unset)
+ * and "--print-log-level": a fresh process, whose level comes from the
+ * environment at its first use. Writes what it printed to out. */
+static void level_in_new_process(const char *env, char *out, size_t outlen)
 {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        if (env)
+            setenv("SVC_LOG_LEVEL", env, 1);
+        else
+            unsetenv("SVC_LOG_LEVEL");
+        execl("/proc/self/exe", "test_log", "--print-log-level", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < outlen && (got = read(fds[0], out + n, outlen - 1 - n)) > 0)
+        n += (size_t)got;
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void level_starts_from_svc_log_level(void **state)
+{
+    (void)state;
+    char out[64];
+    level_in_new_process("warn", out, sizeof out);
+    assert_string_equal(out, "warn\n");
+    level_in_new_process("DEBUG", out, sizeof out);
+    assert_string_equal(out, "debug\n");
+    level_in_new_process("off", out, sizeof out);
+    assert_string_equal(out, "off\n");
+    level_in_new_process("loud", out, sizeof out); /* not a level: the default */
+    assert_string_equal(out, "info\n");
+    level_in_new_process(NULL, out, sizeof out);
+    assert_string_equal(out, "info\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--print-log-level") == 0) {
+        printf("%s\n", svc_log_level_name(svc_log_get_level()));
+        return 0;
+    }
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(line_is_one_json_object_with_ts_level_msg),
@@ -734,6 +785,7 @@ int main(void)
         T(file_sink_writes_warnings_and_lines_after_a_quiet_spell_at_once),
         T(file_sink_open_errors),
         T(configure_applies_level_from_config),
+        T(level_starts_from_svc_log_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,8 +6,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "svcinfra/http.h"
+#include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
 #include "svcinfra/status.h"
 #include "svcinfra/version.h"
+#include "svcinfra_config.h"
 
 static void ok_is_zero_and_has_text(void **state)
 {
@@ -58,6 +62,46 @@ static void version_string_matches_macros(void **state)
     assert_int_equal(svc_feature_supported((svc_feature)999), 0);
 }
 
+/* Each feature is reported as the build configured it, and as its calls
+ * behave: SVC_ENOTSUP exactly when it is not compiled in. */
+static void features_match_the_build_and_what_the_calls_do(void **state)
+{
+    (void)state;
+    assert_int_equal(svc_feature_supported(SVC_FEATURE_POSTGRES), SVC_HAVE_POSTGRES);
+    assert_int_equal(svc_feature_supported(SVC_FEATURE_REDIS), SVC_HAVE_REDIS);
+    assert_int_equal(svc_feature_supported(SVC_FEATURE_HTTP), SVC_HAVE_HTTP);
+    assert_int_equal(svc_feature_supported(SVC_FEATURE_CURL), SVC_HAVE_CURL);
+
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = "postgres://127.0.0.1:1/none"; /* not eager: nothing is contacted */
+    po.no_metrics = 1;
+    svc_pg *pg = NULL;
+    svc_status st = svc_pg_new(&pg, &po);
+    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_POSTGRES));
+    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_POSTGRES));
+    svc_pg_free(pg);
+
+    svc_redis_opts ro;
+    svc_redis_opts_default(&ro);
+    ro.url = "redis://127.0.0.1:1/0";
+    ro.no_metrics = 1;
+    svc_redis *r = NULL;
+    st = svc_redis_new(&r, &ro);
+    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_REDIS));
+    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_REDIS));
+    svc_redis_free(r);
+
+    svc_app_opts ao;
+    svc_app_opts_default(&ao);
+    ao.port = 0;
+    svc_app *app = NULL;
+    st = svc_app_new(&app, &ao);
+    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_HTTP));
+    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_HTTP));
+    svc_app_free(app);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +110,7 @@ int main(void)
         cmocka_unit_test(values_are_stable),
         cmocka_unit_test(unknown_values_are_reported_as_unknown),
         cmocka_unit_test(version_string_matches_macros),
+        cmocka_unit_test(features_match_the_build_and_what_the_calls_do),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

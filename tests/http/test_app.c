@@ -86,6 +86,81 @@ static void get_is_served_and_head_sends_no_body(void **state)
     svc_app_free(app);
 }
 
+/* Access log lines ("msg":"request") captured by a sink, parsed. */
+#define ACCESS_MAX 16
+static json_t *access_lines[ACCESS_MAX];
+static size_t n_access;
+static pthread_mutex_t access_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void access_sink(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    (void)level, (void)ctx;
+    json_t *j = json_loadb(line, len, 0, NULL);
+    assert_non_null(j); /* every line is one JSON object */
+    const char *msg = json_string_value(json_object_get(j, "msg"));
+    pthread_mutex_lock(&access_mu);
+    if (msg && strcmp(msg, "request") == 0 && n_access < ACCESS_MAX)
+        access_lines[n_access++] = j;
+    else
+        json_decref(j);
+    pthread_mutex_unlock(&access_mu);
+}
+
+static void h_created(svc_req *req, svc_res *res, void *ud)
+{
+    (void)req, (void)ud;
+    assert_int_equal(svc_res_json_str(res, 201, "{\"id\":42}"), SVC_OK);
+}
+
+/* One JSON line per request, after it, with the request's facts. */
+static void access_log_writes_one_line_per_request(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.access_log = 1;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/items/{id}", h_created, NULL), SVC_OK);
+    uint16_t port = start(app);
+    svc_log_level saved = svc_log_get_level();
+    svc_log_set_level(SVC_LOG_INFO);
+    n_access = 0;
+    svc_log_set_sink(access_sink, NULL);
+    htu_response r, r404;
+    assert_int_equal(htu_request(port, "POST", "/items/42?x=1", "User-Agent: probe/1\r\n",
+                                 "hello", &r),
+                     0);
+    assert_int_equal(htu_request(port, "GET", "/nowhere", NULL, NULL, &r404), 0);
+    svc_log_set_sink(NULL, NULL);
+    svc_log_set_level(saved);
+    svc_app_free(app);
+
+    assert_int_equal(n_access, 2);
+    json_t *a = access_lines[0];
+    assert_string_equal(json_string_value(json_object_get(a, "level")), "info");
+    assert_string_equal(json_string_value(json_object_get(a, "method")), "POST");
+    assert_string_equal(json_string_value(json_object_get(a, "path")), "/items/42");
+    assert_string_equal(json_string_value(json_object_get(a, "route")), "/items/{id}");
+    assert_int_equal(json_integer_value(json_object_get(a, "status")), 201);
+    assert_true(json_is_number(json_object_get(a, "duration_ms")));
+    assert_true(json_number_value(json_object_get(a, "duration_ms")) >= 0);
+    assert_int_equal(json_integer_value(json_object_get(a, "bytes_in")), 5);
+    assert_int_equal(json_integer_value(json_object_get(a, "bytes_out")), 9);
+    assert_string_equal(json_string_value(json_object_get(a, "client")), "127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(a, "user_agent")), "probe/1");
+    assert_string_equal(json_string_value(json_object_get(a, "request_id")),
+                        htu_header(&r, "X-Request-Id"));
+    json_t *b = access_lines[1];
+    assert_string_equal(json_string_value(json_object_get(b, "path")), "/nowhere");
+    assert_true(json_is_null(json_object_get(b, "route")));
+    assert_int_equal(json_integer_value(json_object_get(b, "status")), 404);
+    assert_true(json_is_null(json_object_get(b, "user_agent")));
+    htu_response_free(&r);
+    htu_response_free(&r404);
+    for (size_t i = 0; i < n_access; i++)
+        json_decref(access_lines[i]);
+}
+
 static void unknown_path_404_and_wrong_method_405_with_allow(void **state)
 {
     (void)state;
@@ -988,6 +1063,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(get_is_served_and_head_sends_no_body),
         cmocka_unit_test(unknown_path_404_and_wrong_method_405_with_allow),
+        cmocka_unit_test(access_log_writes_one_line_per_request),
         cmocka_unit_test(middleware_runs_by_stage_then_registration),
         cmocka_unit_test(request_api_exposes_query_headers_params_and_json),
         cmocka_unit_test(duplicate_response_headers_survive_on_the_wire),
