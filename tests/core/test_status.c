@@ -62,6 +62,14 @@ static void version_string_matches_macros(void **state)
     assert_int_equal(svc_feature_supported((svc_feature)999), 0);
 }
 
+/* `st` (of creating a handle that needs `f`) is SVC_ENOTSUP exactly when
+ * `f` is not supported, SVC_OK otherwise. */
+static void assert_enotsup_iff_missing(svc_status st, svc_feature f)
+{
+    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(f));
+    assert_int_equal(st == SVC_OK, svc_feature_supported(f));
+}
+
 /* Each feature is reported as the build configured it, and as its calls
  * behave: SVC_ENOTSUP exactly when it is not compiled in. */
 static void features_match_the_build_and_what_the_calls_do(void **state)
@@ -77,9 +85,7 @@ static void features_match_the_build_and_what_the_calls_do(void **state)
     po.url = "postgres://127.0.0.1:1/none"; /* not eager: nothing is contacted */
     po.no_metrics = 1;
     svc_pg *pg = NULL;
-    svc_status st = svc_pg_new(&pg, &po);
-    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_POSTGRES));
-    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_POSTGRES));
+    assert_enotsup_iff_missing(svc_pg_new(&pg, &po), SVC_FEATURE_POSTGRES);
     svc_pg_free(pg);
 
     svc_redis_opts ro;
@@ -87,18 +93,14 @@ static void features_match_the_build_and_what_the_calls_do(void **state)
     ro.url = "redis://127.0.0.1:1/0";
     ro.no_metrics = 1;
     svc_redis *r = NULL;
-    st = svc_redis_new(&r, &ro);
-    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_REDIS));
-    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_REDIS));
+    assert_enotsup_iff_missing(svc_redis_new(&r, &ro), SVC_FEATURE_REDIS);
     svc_redis_free(r);
 
     svc_app_opts ao;
     svc_app_opts_default(&ao);
     ao.port = 0;
     svc_app *app = NULL;
-    st = svc_app_new(&app, &ao);
-    assert_int_equal(st == SVC_ENOTSUP, !svc_feature_supported(SVC_FEATURE_HTTP));
-    assert_int_equal(st == SVC_OK, svc_feature_supported(SVC_FEATURE_HTTP));
+    assert_enotsup_iff_missing(svc_app_new(&app, &ao), SVC_FEATURE_HTTP);
     svc_app_free(app);
 }
 
