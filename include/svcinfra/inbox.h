@@ -22,7 +22,7 @@
  * `redis://` (SET NX PX: one mark per pair across the fleet) or
  * `postgres://`, and svc_inbox_forget() a mark when their side effect
  * failed, so that a redelivery is handled. Marks expire after `ttl_ms`
- * (memory, redis) or are removed by svc_inbox_prune() (postgres).
+ * (memory, redis) or are removed by svc_inbox_prune_pg() (postgres).
  *
  * Thread safety: an svc_inbox may be used from any number of threads at
  * once; svc_inbox_free() must not race with other calls on it.

@@ -20,7 +20,12 @@
  *   - no concurrent double publish: a relay holds the row lock of every
  *     message it publishes (SELECT ... FOR UPDATE SKIP LOCKED in the claim
  *     transaction, committed with the marks), so any number of relays may
- *     run against one database;
+ *     run against one database. This holds while the claim transaction
+ *     lives: when the server ends its session during a batch
+ *     (idle_in_transaction_session_timeout, a proxy or network cutting
+ *     the connection, a restart), the locks go, another relay may publish
+ *     the same events at the same time, and this relay's marks fail. Keep
+ *     such timeouts well above the time a batch takes to publish;
  *   - per-aggregate-key order: a relay claims a key's oldest unpublished
  *     event, and the events behind it only together with it (a run,
  *     published in id order, stopping at the first failure), so a later

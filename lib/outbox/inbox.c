@@ -1,7 +1,7 @@
 /* inbox.c - "first time or duplicate" marks per (consumer, message id).
  *
  *   postgres  INSERT ... ON CONFLICT DO NOTHING into svc_inbox, in the
- *             caller's transaction (svc_inbox_claim_tx) or one of its own
+ *             caller's transaction (svc_inbox_claim_tx) or autocommitted
  *   redis     SET svc:inbox:{consumer}:<id> 1 NX PX ttl
  *   memory    a hash table of expiry times under one mutex, bounded by
  *             max_entries; a list in expiry order makes room in O(1)
@@ -349,18 +349,17 @@ static svc_status redis_forget(svc_inbox *in, const char *consumer, const char *
 
 /* ---- postgres, one statement per call -------------------------------------------- */
 
+/* The insert on its own, autocommitted: one round trip. */
 static svc_status pg_claim(svc_inbox *in, const char *consumer, const char *id, int *first)
 {
-    svc_pg_tx *tx = NULL;
-    svc_status st = svc_pg_tx_begin(in->pg, &tx);
-    if (!st)
-        st = svc_inbox_claim_tx(tx, consumer, id, first);
-    if (!st)
-        st = svc_pg_tx_commit(tx);
-    svc_pg_tx_free(tx);
+    const char *params[] = {consumer, id};
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_exec(in->pg, claim_sql, 2, params, &r);
     if (st)
-        *first = 0;
-    return st ? svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg)) : SVC_OK;
+        return svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg));
+    *first = svc_pg_result_affected(r) == 1;
+    svc_pg_result_free(r);
+    return SVC_OK;
 }
 
 static svc_status pg_forget(svc_inbox *in, const char *consumer, const char *id)
