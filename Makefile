@@ -50,7 +50,7 @@ test: build
 
 $(ASAN)/build.ninja: | deps
 	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false \
-	    -Dbench=false -Dbuildtype=debug $(MESON_OPTS)
+	    -Dbench=disabled -Dbuildtype=debug $(MESON_OPTS)
 
 sanitize: deps $(ASAN)/build.ninja
 	ninja -C $(ASAN)
@@ -60,7 +60,7 @@ sanitize: deps $(ASAN)/build.ninja
 
 $(MINIMAL)/build.ninja: | deps
 	meson setup $(MINIMAL) -Dpostgres=disabled -Dredis=disabled -Dhttp=disabled \
-	    -Dbench=false $(MESON_OPTS)
+	    -Dbench=disabled $(MESON_OPTS)
 
 test-minimal: deps $(MINIMAL)/build.ninja
 	ninja -C $(MINIMAL)

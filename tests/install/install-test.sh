@@ -36,14 +36,17 @@ grep -q stopped "$tmp/out" || { echo "consumer did not shut down gracefully"; ex
 mkdir -p "$tmp/sub/subprojects"
 ln -s "$src" "$tmp/sub/subprojects/svcinfra"
 cp "$src/tests/install/consumer.c" "$tmp/sub/"
+# exactly the README's line: the subproject's tests and benchmarks stay out
 cat >"$tmp/sub/meson.build" <<'MESON'
 project('consumer', 'c', default_options: ['c_std=c11'])
-dep = dependency('svcinfra', fallback: ['svcinfra', 'svcinfra_dep'],
-                 default_options: ['tests=false', 'bench=false', 'examples=false',
-                                   'default_library=static'])
+dep = dependency('svcinfra', fallback: ['svcinfra', 'svcinfra_dep'])
 executable('consumer', 'consumer.c', dependencies: dep)
 MESON
 (cd "$tmp/sub" && PKG_CONFIG_PATH= PKG_CONFIG_SYSROOT_DIR= meson setup b --force-fallback-for=svcinfra >/dev/null && ninja -C b >/dev/null)
 [ -x "$tmp/sub/b/consumer" ] || { echo "subproject build failed"; exit 1; }
-echo "meson subproject consumer: built"
+tests=$(cd "$tmp/sub" && meson introspect --tests b)
+[ "$tests" = "[]" ] || { echo "the subproject added its tests to the parent project"; exit 1; }
+[ -z "$(find "$tmp/sub/b" -path '*bench*' -type f -perm -u+x)" ] ||
+    { echo "the subproject built its benchmarks"; exit 1; }
+echo "meson subproject consumer: built, without the library's tests and benchmarks"
 echo "install test passed"
