@@ -1,8 +1,15 @@
 /*
  * svcinfra/alloc.h - allocator hooks.
  *
- * Every allocation the library makes goes through these hooks, so a service
- * can count, cap or arena its memory. Install them once, before any other
+ * Every allocation the library makes itself goes through these hooks, so a
+ * service can count, cap or arena its memory. The libraries it builds on
+ * keep their own allocators: jansson (the json_t values of svc_req_json(),
+ * svc_res_json(), the logger's raw JSON fields; jansson's process-wide
+ * json_set_alloc_funcs() points it at the same hooks if wanted, set before
+ * any JSON value exists), libpq, hiredis, libmicrohttpd, OpenSSL,
+ * libsodium, libyaml and libcurl. The library releases jansson's memory
+ * only through jansson, so any allocator the application gives jansson
+ * works. Install them once, before any other
  * svc_ call, from one thread; swapping them while the library holds memory
  * from the previous hooks is undefined (memory must be freed by the
  * allocator that gave it).

@@ -446,6 +446,13 @@ static bool redact_json(json_t *v, int depth)
     return false;
 }
 
+static int dump_to_buf(const char *buffer, size_t size, void *data)
+{
+    svc__buf *b = data;
+    svc__buf_append(b, buffer, size);
+    return svc__buf_ok(b) ? 0 : -1;
+}
+
 static void put_rawjson(svc__buf *b, const char *text)
 {
     if (!text) {
@@ -469,14 +476,11 @@ static void put_rawjson(svc__buf *b, const char *text)
         svc__buf_puts(b, "\"" LOG_TRUNCATED "\"");
         return;
     }
-    char *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* Dumped straight into the line: no string from jansson's allocator
+     * (which the application may have replaced) for us to free. */
+    int rc = json_dump_callback(v, dump_to_buf, b, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
-    if (!out) {
-        put_string(b, text);
-        return;
-    }
-    svc__buf_puts(b, out);
-    free(out); /* jansson's allocator */
+    (void)rc; /* it fails only when the line ran out of memory: such a line is not written */
 }
 
 /* ---- formatting ---------------------------------------------------------- */

@@ -369,6 +369,41 @@ static void raw_json_is_embedded_and_redacted(void **state)
     json_decref(j);
 }
 
+/* jansson allocations that only jansson's own free can release: each
+ * block starts 16 bytes into what malloc gave. */
+static size_t offset_live;
+static void *offset_malloc(size_t n)
+{
+    char *p = malloc(n + 16);
+    if (!p)
+        return NULL;
+    offset_live++;
+    return p + 16;
+}
+static void offset_free(void *p)
+{
+    if (!p)
+        return;
+    offset_live--;
+    free((char *)p - 16);
+}
+
+/* RAWJSON values are formatted with whatever allocator jansson was given
+ * (json_set_alloc_funcs), and every block goes back to it. */
+static void raw_json_works_with_an_application_jansson_allocator(void **state)
+{
+    (void)state;
+    json_set_alloc_funcs(offset_malloc, offset_free);
+    offset_live = 0;
+    svc_log_field f[] = {svc_log_field_rawjson("doc", "{\"a\":[1,2],\"password\":\"x\"}")};
+    svc_log_kv(SVC_LOG_INFO, "raw", f, 1);
+    size_t live = offset_live;
+    json_set_alloc_funcs(malloc, free);
+    assert_int_equal(live, 0);
+    assert_int_equal(cap.n, 1);
+    assert_non_null(strstr(cap.lines[0], "\"doc\":{\"a\":[1,2],\"password\":\"[REDACTED]\"}"));
+}
+
 static void raw_json_too_deep_or_too_large_is_truncated_not_leaked(void **state)
 {
     (void)state;
@@ -776,6 +811,7 @@ int main(int argc, char **argv)
         T(url_passwords_are_masked_in_msg_and_values),
         T(raw_json_is_embedded_and_redacted),
         T(raw_json_too_deep_or_too_large_is_truncated_not_leaked),
+        T(raw_json_works_with_an_application_jansson_allocator),
         T(reserved_keys_are_prefixed),
         T(awkward_strings_stay_valid_json),
         T(logging_from_inside_a_sink_is_dropped),
