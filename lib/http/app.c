@@ -515,6 +515,10 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex, 
     svc__chain_run(ex);
     if (slot)
         atomic_store_explicit(slot, NULL, memory_order_relaxed);
+#if SVC__HTTP_HAVE_SECURITY
+    if (ex->reject_status) /* the chain skipped the SECURITY stage */
+        svc__security_apply(req->app, &ex->res);
+#endif
     return send_response(conn, ex);
 }
 

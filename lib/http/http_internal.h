@@ -339,5 +339,9 @@ svc_status svc__security_install_default(svc_app *app);
  * timeout plus shutdown_grace_ms, and logs at warn each one still running
  * then. Called by svc_app_shutdown() once no request can start a check. */
 void svc__probes_wait(svc_app *app);
+/* security.c: adds the app's security headers (those `res` does not carry
+ * yet) to an answer that skipped the SECURITY stage: the early rejections
+ * (400, 408, 413). No-op when the app has no security headers middleware. */
+void svc__security_apply(svc_app *app, svc_res *res);
 
 #endif /* SVCINFRA_HTTP_INTERNAL_H */

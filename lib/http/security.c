@@ -9,6 +9,9 @@
  *
  *   svc__sec ──► names[i], values[i]   owned copies, n entries
  *
+ * Early rejections (400, 408, 413) skip the SECURITY stage; app.c adds
+ * the same headers to them with svc__security_apply().
+ *
  * svc_app_new() installs the defaults (svc__security_install_default());
  * svc_add_security_headers() swaps the list of that same middleware, or
  * installs the middleware when the defaults were not. Both happen before
@@ -55,11 +58,8 @@ static void sec_free(void *ud)
     svc_free(s);
 }
 
-static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+static void sec_apply(const svc__sec *s, svc_res *res)
 {
-    (void)req;
-    const svc__sec *s = ud;
-    svc_next(next);
     /* One pass over the response headers marks the configured names that
      * are already there (same pointer, or length first and then a
      * case-insensitive compare). */
@@ -81,6 +81,19 @@ static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
             svc__discard(svc__res_header_put(res, s->names[j], s->lens[j], s->values[j],
                                              SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT));
     }
+}
+
+static void security_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
+{
+    (void)req;
+    svc_next(next);
+    sec_apply(ud, res);
+}
+
+void svc__security_apply(svc_app *app, svc_res *res)
+{
+    if (app->ext_security)
+        sec_apply(app->ext_security, res);
 }
 
 /* Builds the list into `out` (empty on entry). On failure `out` holds what

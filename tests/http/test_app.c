@@ -377,6 +377,9 @@ static void oversized_bodies_get_413(void **state)
     assert_int_equal(r.status, 413);
     assert_non_null(strstr(r.body, "\"code\":\"PAYLOAD_TOO_LARGE\""));
     assert_non_null(htu_header(&r, "X-Request-Id"));
+    /* early rejections carry the security headers as every answer does */
+    assert_string_equal(htu_header(&r, "X-Content-Type-Options"), "nosniff");
+    assert_string_equal(htu_header(&r, "X-Frame-Options"), "DENY");
     htu_response_free(&r);
 
     /* chunked, growing past the limit */
@@ -428,6 +431,7 @@ static void slow_body_gets_408(void **state)
     close(fd);
     assert_int_equal(r.status, 408);
     assert_non_null(strstr(r.body, "\"code\":\"TIMEOUT\""));
+    assert_string_equal(htu_header(&r, "X-Content-Type-Options"), "nosniff");
     htu_response_free(&r);
     svc_app_free(app);
 }
@@ -521,6 +525,7 @@ static void assert_refused_and_closed(uint16_t port, const char *const *raw, siz
         assert_string_equal(htu_header(&r, "Content-Type"), "application/problem+json");
         assert_non_null(htu_header(&r, "Connection"));
         assert_string_equal(htu_header(&r, "Connection"), "close");
+        assert_string_equal(htu_header(&r, "X-Content-Type-Options"), "nosniff");
         assert_null(strstr(r.raw + 12, "HTTP/1.1 200")); /* the follow-up was not served */
         htu_response_free(&r);
         assert_int_equal(extra, 0);
