@@ -4,10 +4,10 @@
  * it publishes until their marks commit:
  *
  *   BEGIN
- *   1. heads  the keys of the oldest unpublished events (a window of one
- *             batch, index on id), the oldest unpublished row of each of
- *             those keys (index on aggregate_key, id), locked if due:
- *             FOR UPDATE SKIP LOCKED (rows another relay holds are skipped)
+ *   1. heads  the oldest unpublished events (a window of one batch, index
+ *             on id); the first window row of each key is that key's
+ *             oldest unpublished row, locked if due: FOR UPDATE SKIP
+ *             LOCKED (rows another relay holds are skipped)
  *   2. more heads, only when 1 left room and its window was full: a skip
  *             scan over the distinct keys of unpublished rows (one index
  *             probe per key, from where the previous claim stopped, round
@@ -26,7 +26,9 @@
  * key with one.
  *
  * Order per key: a head is claimable only as the oldest unpublished row of
- * its key in the statement's snapshot, and its lock is taken with a recheck
+ * its key in the statement's snapshot (in step 1 the window is a prefix of
+ * the unpublished rows in id order, so it holds the oldest row of every key
+ * it holds a row of), and its lock is taken with a recheck
  * of the row's current version (published_at IS NULL, due). Ids of one key
  * follow commit order because svc_outbox_put_tx() holds a per-key advisory
  * lock until its transaction ends, so every row of the key older than a
@@ -67,22 +69,18 @@ const char svc__ob_put_sql[] =
     "         SELECT $1, $2, $3::json, $4::json FROM l RETURNING id)\n"
     "SELECT id, pg_notify('" SVC_OUTBOX_CHANNEL "', '') FROM ins";
 
-/* Step 1. $1 batch size, $2 window. Columns: window rows, ms until the
- * earliest failed event not due now is due (NULL: none; index of migration
- * 6), then the claimed heads (or one row of NULLs): id, topic,
- * aggregate_key, payload, headers, attempts, created_ms, and how many
+/* Step 1. $1 batch size, $2 window. The window holds the oldest unpublished
+ * rows, so a key's oldest unpublished row is its first row there: heads
+ * come out of the window without an index probe per row. Columns: window
+ * rows, ms until the earliest failed event not due now is due (NULL: none;
+ * index of migration 6), then the claimed heads (or one row of NULLs): id,
+ * topic, aggregate_key, payload, headers, attempts, created_ms, and how many
  * window rows their key has. */
 const char svc__ob_claim_sql[] =
-    "WITH w AS (\n"
-    "    SELECT aggregate_key FROM svc_outbox\n"
+    "WITH w AS MATERIALIZED (\n"
+    "    SELECT id, aggregate_key FROM svc_outbox\n"
     "     WHERE published_at IS NULL ORDER BY id LIMIT $2),\n"
-    "heads AS (\n"
-    "    SELECT h.id, c.cnt\n"
-    "      FROM (SELECT aggregate_key AS k, count(*) AS cnt FROM w GROUP BY 1) c\n"
-    "     CROSS JOIN LATERAL (SELECT x.id, x.next_attempt_at FROM svc_outbox x\n"
-    "                          WHERE x.aggregate_key = c.k AND x.published_at IS NULL\n"
-    "                          ORDER BY x.id LIMIT 1) h\n"
-    "     WHERE h.next_attempt_at <= now()),\n"
+    "heads AS (SELECT min(id) AS id, count(*) AS cnt FROM w GROUP BY aggregate_key),\n"
     "claimed AS MATERIALIZED (\n"
     "    SELECT o.id, o.topic, o.aggregate_key, o.payload, o.headers, o.attempts,\n"
     "           (extract(epoch FROM o.created_at) * 1000)::bigint, heads.cnt\n"
