@@ -391,9 +391,11 @@ svc_status svc_jobs_enqueue(svc_jobs *j, const char *kind, const char *payload,
     return st;
 }
 
+#if SVC_HAVE_POSTGRES
 /* A caller without a handle still gets a detail for its failure: it is
  * logged at error level since there is no handle to read it from. */
 static svc__err tx_err = {PTHREAD_MUTEX_INITIALIZER, {0}};
+#endif
 
 svc_status svc_jobs_enqueue_batch_tx(svc_pg_tx *tx, svc_jobs *j, svc_job_spec *specs, size_t n)
 {
