@@ -48,5 +48,7 @@ tests=$(cd "$tmp/sub" && meson introspect --tests b)
 [ "$tests" = "[]" ] || { echo "the subproject added its tests to the parent project"; exit 1; }
 [ -z "$(find "$tmp/sub/b" -path '*bench*' -type f -perm -u+x)" ] ||
     { echo "the subproject built its benchmarks"; exit 1; }
-echo "meson subproject consumer: built, without the library's tests and benchmarks"
+[ ! -e "$tmp/sub/b/subprojects/svcinfra/examples/hello/hello" ] ||
+    { echo "the subproject built its example server"; exit 1; }
+echo "meson subproject consumer: built, without the library's tests, benchmarks and examples"
 echo "install test passed"
