@@ -235,13 +235,12 @@ static svc_status pg_put(svc__ob_store *base, const char *topic, const char *key
     return st ? pg_fail(s, err, st, "put") : SVC_OK;
 }
 
-/* The rows of `r` that claimed an event (id not NULL), from column `col`. */
-static int part_rows(const svc_pg_result *r, int col, int *first)
+/* The rows of `r` that claimed an event (id in column `col` not NULL). */
+static int part_rows(const svc_pg_result *r, int col)
 {
     int n = 0;
     for (int i = 0; i < svc_pg_result_rows(r); i++)
-        if (!svc_pg_result_is_null(r, i, col) && n++ == 0 && first)
-            *first = i;
+        n += !svc_pg_result_is_null(r, i, col);
     return n;
 }
 
@@ -265,7 +264,7 @@ static svc_status keep(pg_batch *pb, svc_pg_result *r, int col, size_t *n, svc__
         pb->cap = cap;
     }
     pb->parts[pb->nparts++] = (pg_part){r, col};
-    *n += (size_t)part_rows(r, col, NULL);
+    *n += (size_t)part_rows(r, col);
     return SVC_OK;
 }
 
