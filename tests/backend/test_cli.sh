@@ -4,20 +4,9 @@
 # usage: test_cli.sh PATH/TO/svcinfra
 set -u
 exe=$1
-fails=0
-expect() {   # expect CODE ARGS... : runs the command, checks its exit code
-    local want=$1
-    shift
-    "$exe" "$@" >/tmp/svc_cli_out.$$ 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: svcinfra $* exited $got, want $want"
-        sed 's/^/    /' /tmp/svc_cli_out.$$
-        fails=$((fails + 1))
-    else
-        echo "ok: svcinfra $* -> $got"
-    fi
-}
+# shellcheck source=../cli_lib.sh
+. "$(dirname "$0")/../cli_lib.sh"
+trap 'rm -f "$out"' EXIT
 expect_out() {   # expect_out TEXT ARGS... : output of a successful run contains TEXT
     local text=$1
     shift
@@ -30,24 +19,24 @@ expect_out() {   # expect_out TEXT ARGS... : output of a successful run contains
 }
 
 unset SVC_DATABASE_URL
-expect 0 --help
-expect 0 help
-expect 0 version
-expect 0 version --help
-expect 0 migrate --help
-expect 0 migrate up --help
-expect 0 migrate status -h
-expect 2
-expect 2 bogus
-expect 2 migrate
-expect 2 migrate sideways
-expect 2 version extra
-expect 2 migrate up
-expect 2 migrate up --db
-expect 2 migrate up --frobnicate
-expect 2 migrate up --db mysql://h/db
-expect 3 migrate up --db postgres://nobody@127.0.0.1:1/none
-expect 3 migrate status --db=postgres://nobody@127.0.0.1:1/none
+expect 0 "" --help
+expect 0 "" help
+expect 0 "" version
+expect 0 "" version --help
+expect 0 "" migrate --help
+expect 0 "" migrate up --help
+expect 0 "" migrate status -h
+expect 2 ""
+expect 2 "" bogus
+expect 2 "" migrate
+expect 2 "" migrate sideways
+expect 2 "" version extra
+expect 2 "" migrate up
+expect 2 "" migrate up --db
+expect 2 "" migrate up --frobnicate
+expect 2 "" migrate up --db mysql://h/db
+expect 3 "" migrate up --db postgres://nobody@127.0.0.1:1/none
+expect 3 "" migrate status --db=postgres://nobody@127.0.0.1:1/none
 expect_out "Exit codes:" --help
 expect_out "3  backend unreachable" migrate up --help
 expect_out "svcinfra " version
@@ -67,17 +56,14 @@ if [ -n "${SVC_TEST_PG_URL:-}" ]; then
     psql -q "$url" -c "INSERT INTO svc_idempotency (key, fingerprint, state, token, lease_until, expires_at)
         VALUES ('old-1', 'fp', 2, 't', 0, 1), ('old-2', 'fp', 1, 't', 0, 2),
                ('live-1', 'fp', 2, 't', 0, 9999999999999)" >/dev/null
-    expect 0 idempotency purge --db "$url"
-    grep -qF "purged 2 expired idempotency record(s)" /tmp/svc_cli_out.$$ ||
-        { echo "FAIL: idempotency purge did not report 2 records"; fails=$((fails + 1)); }
+    expect 0 "purged 2 expired idempotency record(s)" idempotency purge --db "$url"
     [ "$(psql -tA "$url" -c "SELECT string_agg(key, ',') FROM svc_idempotency")" = live-1 ] ||
         { echo "FAIL: idempotency purge left the wrong records"; fails=$((fails + 1)); }
     psql -q "$url" -c "UPDATE svc_schema_migrations SET checksum = 'x' WHERE version = 1" >/dev/null
-    expect 1 migrate status --db "$url"
-    expect 1 migrate up --db "$url"
+    expect 1 "" migrate status --db "$url"
+    expect 1 "" migrate up --db "$url"
     psql -q "$SVC_TEST_PG_URL" -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
 else
     echo "skip: SVC_TEST_PG_URL unset, no live migrate test"
 fi
-rm -f /tmp/svc_cli_out.$$
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }

@@ -8,25 +8,10 @@ svc=$1
 [ -n "${SVC_TEST_PG_URL:-}" ] || { echo "SVC_TEST_PG_URL not set: skipping"; exit 77; }
 db=$SVC_TEST_PG_URL
 q=cliadmin_$$
-out=$(mktemp)
+exe=$svc
+# shellcheck source=../cli_lib.sh
+. "$(dirname "$0")/../cli_lib.sh"
 trap 'rm -f "$out"' EXIT
-fails=0
-
-# expect CODE TEXT ARGS...: `svcinfra ARGS` exits CODE and prints TEXT
-expect() {
-    local want=$1 text=$2
-    shift 2
-    timeout 60 "$svc" "$@" >"$out" 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ] || ! grep -qF -- "$text" "$out"; then
-        echo "FAIL: svcinfra $* exited $got (want $want) and printed:"
-        sed 's/^/    /' "$out"
-        echo "    (wanted '$text')"
-        fails=$((fails + 1))
-    else
-        echo "ok: svcinfra $* -> $got"
-    fi
-}
 
 # check NAME COMMAND...: passes when COMMAND does
 check() {

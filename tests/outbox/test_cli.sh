@@ -9,8 +9,9 @@
 # usage: test_cli.sh PATH/TO/svcinfra
 set -u
 exe=$1
-fails=0
-out=$(mktemp)
+CLI_TIMEOUT=20
+# shellcheck source=../cli_lib.sh
+. "$(dirname "$0")/../cli_lib.sh"
 db=""
 cleanup() {
     rm -f "$out"
@@ -19,21 +20,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-expect() {   # expect CODE TEXT ARGS... : exit code CODE and TEXT in the output
-    local want=$1 text=$2
-    shift 2
-    timeout 20 "$exe" "$@" >"$out" 2>&1 # a value wrongly accepted would start a relay
-    local got=$?
-    if [ "$got" -ne "$want" ] || ! grep -qF -- "$text" "$out"; then
-        echo "FAIL: svcinfra $* exited $got (want $want) and printed:"
-        sed 's/^/    /' "$out"
-        echo "    (wanted '$text')"
-        fails=$((fails + 1))
-    else
-        echo "ok: svcinfra $* -> $got"
-    fi
-}
-
 unset SVC_DATABASE_URL
 db=postgres://127.0.0.1:1/none
 for bad in 10x 1e3 "" " 10" "+10" 10.5 0 10001 -1 99999999999999999999; do
