@@ -105,7 +105,8 @@ static inline const svc_clock *svc__clock_or_system(const svc_clock *c)
 /* Writes 2*nbytes random lower-case hex characters and a NUL into out, for
  * request, trace and span ids: the bytes come from the CSPRNG through a
  * per-thread buffer (refilled after fork), so an id costs no system call.
- * Not for keys or secrets: use svc_random_bytes() for those. nbytes above
+ * Also for nonces the library compares itself (idempotency lease tokens).
+ * Not for keys or long-lived secrets: use svc_random_bytes() for those. nbytes above
  * SVC__ID_MAX_BYTES: SVC_EINVAL, nothing written. */
 #define SVC__ID_MAX_BYTES 64
 svc_status svc__random_id_hex(char *out, size_t nbytes);

@@ -82,7 +82,7 @@ typedef struct idem_http {
 /* The claim a request holds, for svc_idem_req_complete_tx(). */
 typedef struct idem_ctx {
     idem_http *h;
-    svc_idem_scope scope;
+    char scope_key[65]; /* svc_idem_scope_key() of the request: hashed once, used by every step */
     char key[SVC_IDEM_MAX_KEY + 1];
     char token[SVC_IDEM_TOKEN_LEN + 1];
     bool tx_used;
@@ -286,7 +286,7 @@ static void in_progress(svc_res *res, int64_t retry_ms)
 
 static void release_quietly(idem_ctx *c)
 {
-    svc_status st = svc_idem_release(c->h->idem, &c->scope, c->token);
+    svc_status st = svc__idem_release_key(c->h->idem, c->scope_key, c->token);
     if (st != SVC_OK && st != SVC_ECONFLICT && st != SVC_ENOTFOUND)
         svc_logf(SVC_LOG_WARN, "idempotency: cannot release a key: %s",
                  svc_idem_errmsg(c->h->idem));
@@ -315,7 +315,7 @@ static void finish(idem_ctx *c, svc_res *res)
         release_quietly(c);
         return;
     }
-    svc_status st = svc_idem_complete(c->h->idem, &c->scope, c->token, &r);
+    svc_status st = svc__idem_complete_key(c->h->idem, NULL, c->scope_key, c->token, &r);
     if (st == SVC_OK)
         return;
     if (st == SVC_ETOOBIG)
@@ -379,10 +379,12 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         return;
     }
     c->h = h;
-    c->scope = (svc_idem_scope){.tenant = svc_req_tenant(req), .principal = svc_req_principal(req),
-                                .method = method, .route = route, .key = c->key};
+    svc_idem_scope scope = {.tenant = svc_req_tenant(req), .principal = svc_req_principal(req),
+                            .method = method, .route = route, .key = c->key};
     svc_idem_result r;
-    st = svc_idem_claim(h->idem, &c->scope, fp, &r);
+    st = svc_idem_scope_key(&scope, c->scope_key); /* the key was checked: 1..255 bytes */
+    if (st == SVC_OK)
+        st = svc__idem_claim_key(h->idem, c->scope_key, fp, &r);
     if (st != SVC_OK) {
         svc_logf(SVC_LOG_ERROR, "idempotency store: %s", svc_idem_errmsg(h->idem));
         unavailable(res, "idempotency store unavailable");
@@ -432,7 +434,7 @@ svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
                             "idempotency: the response has more than %d headers; it cannot be "
                             "stored (the transaction may commit without it)", MAX_STORED_HEADERS);
     c->tx_used = true;
-    return svc_idem_complete_tx(c->h->idem, tx, &c->scope, c->token, &r);
+    return svc__idem_complete_key(c->h->idem, tx, c->scope_key, c->token, &r);
 }
 
 /* ---- setup ------------------------------------------------------------------------- */

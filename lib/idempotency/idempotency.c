@@ -295,19 +295,35 @@ static bool token_ok(const char *t)
     return true;
 }
 
+static svc_status bad_scope(svc_idem *idem)
+{
+    return svc__err_set(&idem->err, SVC_EINVAL, "the client key must be 1..%d bytes",
+                        SVC_IDEM_MAX_KEY);
+}
+
 svc_status svc_idem_claim(svc_idem *idem, const svc_idem_scope *scope, const char *fingerprint,
                           svc_idem_result *out)
+{
+    memset(out, 0, sizeof *out);
+    char key[65];
+    if (svc_idem_scope_key(scope, key) != SVC_OK)
+        return bad_scope(idem);
+    return svc__idem_claim_key(idem, key, fingerprint, out);
+}
+
+svc_status svc__idem_claim_key(svc_idem *idem, const char *key, const char *fingerprint,
+                               svc_idem_result *out)
 {
     memset(out, 0, sizeof *out);
     size_t fl = strlen(fingerprint);
     if (fl == 0 || fl > MAX_FP)
         return svc__err_set(&idem->err, SVC_EINVAL, "fingerprint must be 1..%d bytes", MAX_FP);
-    char key[65];
-    if (svc_idem_scope_key(scope, key) != SVC_OK)
-        return svc__err_set(&idem->err, SVC_EINVAL, "the client key must be 1..%d bytes",
-                            SVC_IDEM_MAX_KEY);
+    /* A lease token proves which claim a completion belongs to; it is
+     * compared by the store, never sent to clients, and lives as long as
+     * the lease: CSPRNG bytes from the per-thread id pool (no system call
+     * per claim) are what it needs. */
     char token[SVC_IDEM_TOKEN_LEN + 1];
-    svc_status st = svc_random_hex(token, SVC_IDEM_TOKEN_LEN / 2);
+    svc_status st = svc__random_id_hex(token, SVC_IDEM_TOKEN_LEN / 2);
     if (st != SVC_OK)
         return svc__err_set(&idem->err, st, "cannot draw a lease token");
     int64_t now = now_ms(idem);
@@ -327,17 +343,13 @@ svc_status svc_idem_claim(svc_idem *idem, const svc_idem_scope *scope, const cha
 }
 
 /* Validates and encodes a response for the stores. */
-static svc_status prepare(svc_idem *idem, const svc_idem_scope *scope, const char *token,
-                          const svc_idem_response *resp, char key[65], svc__buf *hdrs,
-                          svc__idem_done *d)
+static svc_status prepare(svc_idem *idem, const char *key, const char *token,
+                          const svc_idem_response *resp, svc__buf *hdrs, svc__idem_done *d)
 {
     if (resp->status < 100 || resp->status > 599 || !token_ok(token) ||
         (resp->nheaders && (!resp->header_names || !resp->header_values)) ||
         (!resp->body && resp->body_len))
         return svc__err_set(&idem->err, SVC_EINVAL, "bad response or token");
-    if (svc_idem_scope_key(scope, key) != SVC_OK)
-        return svc__err_set(&idem->err, SVC_EINVAL, "the client key must be 1..%d bytes",
-                            SVC_IDEM_MAX_KEY);
     for (size_t i = 0; i < resp->nheaders; i++) {
         if (!resp->header_names[i] || !resp->header_values[i] || !resp->header_names[i][0])
             return svc__err_set(&idem->err, SVC_EINVAL, "header %zu has no name or value", i);
@@ -359,18 +371,17 @@ static svc_status prepare(svc_idem *idem, const svc_idem_scope *scope, const cha
     return SVC_OK;
 }
 
-static svc_status complete_any(svc_idem *idem, struct svc_pg_tx *tx, const svc_idem_scope *scope,
-                               const char *token, const svc_idem_response *resp)
+svc_status svc__idem_complete_key(svc_idem *idem, struct svc_pg_tx *tx, const char *key,
+                                  const char *token, const svc_idem_response *resp)
 {
     if (tx && !idem->store->ops->complete_tx)
         return svc__err_set(&idem->err, SVC_ENOTSUP,
                             "transactional completion needs the postgres store, not %s",
                             idem->store->ops->name);
-    char key[65];
     svc__buf hdrs;
     svc__buf_init(&hdrs);
     svc__idem_done d;
-    svc_status st = prepare(idem, scope, token, resp, key, &hdrs, &d);
+    svc_status st = prepare(idem, key, token, resp, &hdrs, &d);
     if (st == SVC_OK)
         st = tx ? idem->store->ops->complete_tx(idem->store, tx, &d, &idem->err)
                 : idem->store->ops->complete(idem->store, &d, &idem->err);
@@ -381,22 +392,35 @@ static svc_status complete_any(svc_idem *idem, struct svc_pg_tx *tx, const svc_i
 svc_status svc_idem_complete(svc_idem *idem, const svc_idem_scope *scope, const char *token,
                              const svc_idem_response *resp)
 {
-    return complete_any(idem, NULL, scope, token, resp);
+    char key[65];
+    if (svc_idem_scope_key(scope, key) != SVC_OK)
+        return bad_scope(idem);
+    return svc__idem_complete_key(idem, NULL, key, token, resp);
 }
 
 svc_status svc_idem_complete_tx(svc_idem *idem, struct svc_pg_tx *tx,
                                 const svc_idem_scope *scope, const char *token,
                                 const svc_idem_response *resp)
 {
-    return complete_any(idem, tx, scope, token, resp);
+    char key[65];
+    if (svc_idem_scope_key(scope, key) != SVC_OK)
+        return bad_scope(idem);
+    return svc__idem_complete_key(idem, tx, key, token, resp);
+}
+
+svc_status svc__idem_release_key(svc_idem *idem, const char *key, const char *token)
+{
+    if (!token_ok(token))
+        return svc__err_set(&idem->err, SVC_EINVAL, "bad scope or token");
+    return idem->store->ops->release(idem->store, key, token, now_ms(idem), &idem->err);
 }
 
 svc_status svc_idem_release(svc_idem *idem, const svc_idem_scope *scope, const char *token)
 {
     char key[65];
-    if (!token_ok(token) || svc_idem_scope_key(scope, key) != SVC_OK)
+    if (svc_idem_scope_key(scope, key) != SVC_OK)
         return svc__err_set(&idem->err, SVC_EINVAL, "bad scope or token");
-    return idem->store->ops->release(idem->store, key, token, now_ms(idem), &idem->err);
+    return svc__idem_release_key(idem, key, token);
 }
 
 svc_status svc_idem_purge(svc_idem *idem, int64_t *removed)

@@ -87,6 +87,15 @@ const char *svc__idem_pg_sql(const char *which);
 svc_status svc__idem_result_fill(svc_idem_result *out, int status, const char *hdrs,
                                  size_t hdrs_len, const void *body, size_t body_len);
 
+/* svc_idem_claim / _complete(_tx) / _release on the scope's stored key
+ * (svc_idem_scope_key() of it, 64 hex): the HTTP wiring hashes the scope
+ * once per request instead of once per step. tx NULL: not transactional. */
+svc_status svc__idem_claim_key(svc_idem *idem, const char *key, const char *fingerprint,
+                               svc_idem_result *out);
+svc_status svc__idem_complete_key(svc_idem *idem, struct svc_pg_tx *tx, const char *key,
+                                  const char *token, const svc_idem_response *resp);
+svc_status svc__idem_release_key(svc_idem *idem, const char *key, const char *token);
+
 /* The engine's error detail, for the HTTP wiring's own failures. */
 svc__err *svc__idem_err(svc_idem *idem);
 

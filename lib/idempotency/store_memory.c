@@ -151,7 +151,9 @@ static void set_claim(rec *r, const svc__idem_claim_req *req)
 {
     r->state = 1;
     r->status = 0;
-    snprintf(r->fp, sizeof r->fp, "%s", req->fp);
+    size_t n = strnlen(req->fp, sizeof r->fp - 1); /* the engine checked: <= MAX_FP */
+    memcpy(r->fp, req->fp, n);
+    r->fp[n] = '\0';
     memcpy(r->token, req->token, sizeof r->token);
     r->lease_until = req->lease_until_ms;
     r->expires = req->expires_ms;
