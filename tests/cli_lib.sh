@@ -1,10 +1,11 @@
 # tests/cli_lib.sh - sourced by the tests of the svcinfra command
 # (tests/*/test_cli*.sh). The sourcing script sets `exe` (the svcinfra
-# binary) first; this file sets `fails` and `out` (a temp file the script
-# removes on exit) and defines expect.
+# binary) first; this file sets `fails` and `out` (a temp file removed on
+# exit; a script with its own EXIT trap removes it there) and defines expect.
 
 fails=0
 out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 
 # expect CODE TEXT ARGS... : `svcinfra ARGS` exits CODE and its output holds
 # TEXT ("" for any output). Stopped after CLI_TIMEOUT seconds (60): a value

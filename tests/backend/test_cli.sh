@@ -6,7 +6,6 @@ set -u
 exe=$1
 # shellcheck source=../cli_lib.sh
 . "$(dirname "$0")/../cli_lib.sh"
-trap 'rm -f "$out"' EXIT
 expect_out() {   # expect_out TEXT ARGS... : output of a successful run contains TEXT
     local text=$1
     shift

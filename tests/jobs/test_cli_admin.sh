@@ -4,14 +4,12 @@
 # SVC_TEST_PG_URL (exit 77, skipped, when unset), on a queue of their own:
 # what each prints, what it changes, and its exit code.
 set -u
-svc=$1
+exe=$1
 [ -n "${SVC_TEST_PG_URL:-}" ] || { echo "SVC_TEST_PG_URL not set: skipping"; exit 77; }
 db=$SVC_TEST_PG_URL
 q=cliadmin_$$
-exe=$svc
 # shellcheck source=../cli_lib.sh
 . "$(dirname "$0")/../cli_lib.sh"
-trap 'rm -f "$out"' EXIT
 
 # check NAME COMMAND...: passes when COMMAND does
 check() {
@@ -27,19 +25,19 @@ check() {
 
 # enq ARGS...: enqueues on our queue, prints the new job's id
 enq() {
-    "$svc" jobs enqueue "$@" --db "$db" --queue "$q" | awk '{ print $1 }'
+    "$exe" jobs enqueue "$@" --db "$db" --queue "$q" | awk '{ print $1 }'
 }
 
 # state_in ID ARGS...: the STATE column of job ID in `svcinfra jobs ARGS`
 state_in() {
     local id=$1
     shift
-    "$svc" "$@" --db "$db" --queue "$q" | awk -v id="$id" '$1 == id { print $2 }'
+    "$exe" "$@" --db "$db" --queue "$q" | awk -v id="$id" '$1 == id { print $2 }'
 }
 
 # count STATE: the count of STATE in `svcinfra jobs stats` of our queue
 count() {
-    "$svc" jobs stats --db "$db" --queue "$q" | awk -v s="$1" '$1 == s { print $2 }'
+    "$exe" jobs stats --db "$db" --queue "$q" | awk -v s="$1" '$1 == s { print $2 }'
 }
 
 expect 0 "50 x threads, at most 1000" jobs --help
@@ -68,7 +66,7 @@ expect 0 "ran 2 jobs" jobs run --db "$db" --queue "$q" --exec false --once
 expect 0 "purged 0 jobs" jobs dlq purge --older-than 1h --db "$db" --queue "$q"
 expect 0 "purged 2 jobs" jobs dlq purge --db "$db" --queue "$q"
 expect 0 "purged 0 jobs" jobs dlq purge --db "$db" --queue "$q"
-check "no job left" [ "$("$svc" jobs list --db "$db" --queue "$q" | wc -l)" = 1 ]
+check "no job left" [ "$("$exe" jobs list --db "$db" --queue "$q" | wc -l)" = 1 ]
 
 # ---- cancel: a job that waits can be cancelled once
 c=$(enq k --delay 1h)
