@@ -15,7 +15,7 @@
  *   GET  /healthz /readyz /startupz /metrics
  *   POST /admin/maintenance  only when HELLO_ADMIN_TOKEN is set (see below)
  *
- * with request ids, traceparent, a JSON access log on stderr, security
+ * with request ids, W3C trace context, a JSON access log on stderr, security
  * headers, a CORS allowlist (http://localhost:3000) and a readiness check.
  * SIGTERM or Ctrl-C stops it gracefully: in-flight requests finish first.
  *

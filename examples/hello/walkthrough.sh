@@ -39,7 +39,7 @@ trap cleanup EXIT
 
 FAILED=()
 NSTEPS=0
-DEFAULT_HEADERS='^(content-type|x-request-id|traceparent|allow|retry-after|vary|access-control-[a-z-]*|x-content-type-options|x-frame-options|referrer-policy|content-security-policy):'
+DEFAULT_HEADERS='^(content-type|x-request-id|traceresponse|allow|retry-after|vary|access-control-[a-z-]*|x-content-type-options|x-frame-options|referrer-policy|content-security-policy):'
 
 fail() {
     FAILED+=("$1")
@@ -123,8 +123,8 @@ expect_body() {
 # ---- start the server -------------------------------------------------------
 ADMIN_TOKEN="walkthrough-$RANDOM$RANDOM"
 echo "${B}Starting $BIN on a free loopback port${N}"
-SVC_HTTP_PORT=0 SVC_HTTP_BIND=127.0.0.1 SVC_LOG_LEVEL=info HELLO_ADMIN_TOKEN="$ADMIN_TOKEN" \
-    "$BIN" >"$TMP/out" 2>"$TMP/log" &
+SVC_HTTP_PORT=0 SVC_HTTP_BIND=127.0.0.1 SVC_HTTP_TRACE_RESPONSE=1 SVC_LOG_LEVEL=info \
+    HELLO_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN" >"$TMP/out" 2>"$TMP/log" &
 PID=$!
 PORT=""
 for _ in $(seq 1 100); do                   # up to 10 s for "listening on"
@@ -171,9 +171,9 @@ HEADERS='^x-request-id:' step "A valid X-Request-Id from the caller is echoed, s
     200 -H "X-Request-Id: demo-123" "$BASE/hello/world"
 expect_header X-Request-Id '^demo-123$'
 
-HEADERS='^traceparent:' step "W3C traceparent: the trace id is kept, the answer names this server's span" \
+HEADERS='^traceresponse:' step "W3C traceparent: the trace continues; with SVC_HTTP_TRACE_RESPONSE=1 the answer names this server's span" \
     200 -H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" "$BASE/hello/world"
-expect_header traceparent '^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-0[01]$'
+expect_header traceresponse '^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-0[01]$'
 
 step "POST /echo: JSON in, JSON out" \
     200 -X POST -H "Content-Type: application/json" -d '{"greeting":"hi","n":3}' "$BASE/echo"

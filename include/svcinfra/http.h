@@ -72,7 +72,10 @@ typedef struct svc_app_opts {
     const struct svc_config *config;/* NULL: none; else http.* keys override these
                                        fields (docs/http.md lists them) */
     const svc_clock *clock;         /* NULL: svc_clock_system() */
-    void *reserved[8];              /* zero; room to grow */
+    int trace_response;             /* 0: 1 adds the W3C `traceresponse` header
+                                       (00-<trace id>-<this server's span id>-<flags>)
+                                       to every answer (with default_middleware) */
+    void *reserved[7];              /* zero; room to grow */
 } svc_app_opts;
 
 /* Fills `opts` with the defaults written beside each field. */

@@ -97,6 +97,9 @@ static svc_status apply_config(svc_app_opts *o, const svc_config *c)
     if (svc_config_get_bool(c, "http.default_middleware", o->default_middleware,
                             &o->default_middleware) != SVC_OK)
         return cfg_fail(c, "http.default_middleware");
+    if (svc_config_get_bool(c, "http.trace_response", o->trace_response, &o->trace_response) !=
+        SVC_OK)
+        return cfg_fail(c, "http.trace_response");
     if (svc_config_get_string(c, "http.problem_type_base", o->problem_type_base,
                               &o->problem_type_base) != SVC_OK)
         return cfg_fail(c, "http.problem_type_base");

@@ -1,8 +1,9 @@
 /*
  * lib/http/mw_core.c - the built-in middleware of svc_app_new():
  *
- *   request_id   EARLY     X-Request-Id (echo or new), W3C traceparent,
- *                          the thread's log context for the request
+ *   request_id   EARLY     X-Request-Id (echo or new), W3C traceparent in,
+ *                          traceresponse out (opt-in), the thread's log
+ *                          context for the request
  *   access_log   OBSERVE   one JSON line per request
  *   maintenance  SECURITY  writes → 503 UNAVAILABLE + Retry-After
  */
@@ -86,7 +87,9 @@ static void mw_request_id(svc_req *req, svc_res *res, svc_chain *next, void *ud)
         memcpy(flags, tp + 53, 2);
     else if (svc__random_id_hex(req->trace_id, 16) != SVC_OK)
         req->trace_id[0] = '\0';
-    if (svc__random_id_hex(req->span_id, 8) != SVC_OK)
+    /* this server's span id is only ever shown in traceresponse */
+    bool trace_response = req->app->opts.trace_response;
+    if (trace_response && svc__random_id_hex(req->span_id, 8) != SVC_OK)
         req->span_id[0] = '\0';
 
     req->log_ctx_active = true;
@@ -96,12 +99,14 @@ static void mw_request_id(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     req->log_ctx_active = false;
 
     /* Both values are ours and valid (checked or generated ids, lower hex):
-     * the request id is borrowed from the request, the traceparent is built
-     * in the arena. */
+     * the request id is borrowed from the request, the traceresponse is
+     * built in the arena. W3C Trace Context defines traceparent for
+     * requests only; the answer names its span in `traceresponse` (Trace
+     * Context Level 2), and only when asked: most clients never read it. */
     const unsigned kept = SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT | SVC__HDR_VALUE_KEPT;
     if (req->id[0])
         svc__discard(svc__res_header_put(res, SVC__LIT("X-Request-Id"), req->id, kept));
-    if (req->trace_id[0] && req->span_id[0]) {
+    if (trace_response && req->trace_id[0] && req->span_id[0]) {
         char *out = svc__ex_alloc(req->ex, 56); /* 00-<32>-<16>-<2> */
         if (out) {
             memcpy(out, "00-", 3);
@@ -111,7 +116,7 @@ static void mw_request_id(svc_req *req, svc_res *res, svc_chain *next, void *ud)
             out[52] = '-';
             memcpy(out + 53, flags, 2);
             out[55] = '\0';
-            svc__discard(svc__res_header_put(res, SVC__LIT("traceparent"), out, kept));
+            svc__discard(svc__res_header_put(res, SVC__LIT("traceresponse"), out, kept));
         }
     }
 }

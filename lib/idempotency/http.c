@@ -92,8 +92,8 @@ typedef struct idem_ctx {
 /* Hop-by-hop and per-request headers: never stored, never replayed. */
 static const char *const not_stored[] = {
     "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer",
-    "Upgrade", "Content-Length", "Date", "X-Request-Id", "traceparent", "tracestate",
-    "Idempotent-Replayed",
+    "Upgrade", "Content-Length", "Date", "X-Request-Id", "traceparent", "traceresponse",
+    "tracestate", "Idempotent-Replayed",
 };
 
 static bool is_not_stored(const char *name)

@@ -721,40 +721,51 @@ static void request_id_is_echoed_when_valid_else_generated(void **state)
     svc_app_free(app);
 }
 
-static void traceparent_keeps_the_trace_and_makes_a_new_span(void **state)
+static void traceparent_continues_the_trace_and_traceresponse_is_opt_in(void **state)
 {
     (void)state;
-    svc_app_opts o;
-    base_opts(&o);
-    svc_app *app = new_app(&o);
-    assert_int_equal(svc_app_route(app, "GET", "/id", h_ids, NULL), SVC_OK);
-    uint16_t port = start(app);
-    htu_response r;
     const char *trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    assert_int_equal(htu_request(port, "GET", "/id",
-                                 "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n",
-                                 NULL, &r),
-                     0);
-    const char *tp = htu_header(&r, "traceparent");
-    assert_non_null(tp);
-    assert_int_equal(strlen(tp), 55);
-    assert_true(strncmp(tp, "00-", 3) == 0);
-    assert_true(strncmp(tp + 3, trace, 32) == 0);
-    assert_false(strncmp(tp + 36, "00f067aa0ba902b7", 16) == 0);
-    assert_string_equal(tp + 52, "-01");
-    assert_non_null(strstr(r.body, trace));
-    htu_response_free(&r);
+    const char *in = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n";
+    for (int opt_in = 0; opt_in <= 1; opt_in++) {
+        svc_app_opts o;
+        base_opts(&o);
+        o.trace_response = opt_in;
+        svc_app *app = new_app(&o);
+        assert_int_equal(svc_app_route(app, "GET", "/id", h_ids, NULL), SVC_OK);
+        uint16_t port = start(app);
+        htu_response r;
+        assert_int_equal(htu_request(port, "GET", "/id", in, NULL, &r), 0);
+        assert_non_null(strstr(r.body, trace)); /* the request carries the caller's trace */
+        assert_null(htu_header(&r, "traceparent")); /* a request header, never echoed */
+        const char *tr = htu_header(&r, "traceresponse");
+        if (!opt_in) {
+            assert_null(tr);
+        } else {
+            assert_non_null(tr);
+            assert_int_equal(strlen(tr), 55);
+            assert_true(strncmp(tr, "00-", 3) == 0);
+            assert_true(strncmp(tr + 3, trace, 32) == 0);
+            assert_int_equal(strspn(tr + 36, "0123456789abcdef"), 16);
+            assert_false(strncmp(tr + 36, "00f067aa0ba902b7", 16) == 0); /* our own span */
+            assert_string_equal(tr + 52, "-01");
+        }
+        htu_response_free(&r);
 
-    /* all-zero trace id: refused, a new trace starts */
-    assert_int_equal(htu_request(port, "GET", "/id",
-                                 "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n",
-                                 NULL, &r),
-                     0);
-    tp = htu_header(&r, "traceparent");
-    assert_non_null(tp);
-    assert_false(strncmp(tp + 3, "00000000000000000000000000000000", 32) == 0);
-    htu_response_free(&r);
-    svc_app_free(app);
+        /* all-zero trace id: refused, a new trace starts */
+        assert_int_equal(htu_request(port, "GET", "/id",
+                                     "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n",
+                                     NULL, &r),
+                         0);
+        assert_null(strstr(r.body, "00000000000000000000000000000000"));
+        tr = htu_header(&r, "traceresponse");
+        if (opt_in) {
+            assert_non_null(tr);
+            assert_false(strncmp(tr + 3, "00000000000000000000000000000000", 32) == 0);
+            assert_true(strncmp(tr + 52, "-00", 3) == 0);
+        }
+        htu_response_free(&r);
+        svc_app_free(app);
+    }
 }
 
 /* ---- maintenance -------------------------------------------------------------------- */
@@ -1080,7 +1091,7 @@ int main(void)
         cmocka_unit_test(conflicting_content_lengths_and_bad_header_names_are_refused),
         cmocka_unit_test(handler_past_deadline_is_replaced_by_503_timeout),
         cmocka_unit_test(request_id_is_echoed_when_valid_else_generated),
-        cmocka_unit_test(traceparent_keeps_the_trace_and_makes_a_new_span),
+        cmocka_unit_test(traceparent_continues_the_trace_and_traceresponse_is_opt_in),
         cmocka_unit_test(maintenance_pauses_writes_but_serves_reads),
         cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
         cmocka_unit_test(shutdown_names_routes_still_running_and_waits_for_them),

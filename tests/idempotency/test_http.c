@@ -278,14 +278,14 @@ static void post(const char *path, const char *headers, const char *body, htu_re
 #define JSON "Content-Type: application/json\r\n"
 
 /* The response with the per-request headers (Date, X-Request-Id,
- * traceparent, Idempotent-Replayed, Connection) left out. */
+ * traceresponse, Idempotent-Replayed, Connection) left out. */
 static void stable_part(const htu_response *r, char *out, size_t cap)
 {
     size_t o = (size_t)snprintf(out, cap, "%d\n", r->status);
     for (size_t i = 0; i < r->nheaders && o < cap; i++) {
         const char *n = r->names[i];
         if (!strcasecmp(n, "Date") || !strcasecmp(n, "X-Request-Id") ||
-            !strcasecmp(n, "traceparent") || !strcasecmp(n, "Idempotent-Replayed") ||
+            !strcasecmp(n, "traceresponse") || !strcasecmp(n, "Idempotent-Replayed") ||
             !strcasecmp(n, "Connection"))
             continue;
         o += (size_t)snprintf(out + o, cap - o, "%s: %s\n", n, r->values[i]);
