@@ -101,6 +101,12 @@ static inline const svc_clock *svc__clock_or_system(const svc_clock *c)
     return c ? c : svc_clock_system();
 }
 
+/* The clock's monotonic time, read cheaply: for the system clock
+ * CLOCK_MONOTONIC_COARSE (no hardware counter read; it lags the precise
+ * clock by up to a scheduler tick, a few ms), for any other clock its
+ * mono_ns. For timeouts of a second or more, never for durations. */
+int64_t svc__clock_mono_coarse_ns(const svc_clock *c);
+
 /* ---- identifiers ---------------------------------------------------------- */
 /* Writes 2*nbytes random lower-case hex characters and a NUL into out, for
  * request, trace and span ids: the bytes come from the CSPRNG through a

@@ -24,6 +24,12 @@ int64_t svc_clock_mono_ns(const svc_clock *c)
     return c->mono_ns(c->ctx);
 }
 
+int64_t svc__clock_mono_coarse_ns(const svc_clock *c)
+{
+    c = svc__clock_or_system(c);
+    return c == &system_clock ? read_clock(CLOCK_MONOTONIC_COARSE) : c->mono_ns(c->ctx);
+}
+
 int64_t svc_clock_wall_ns(const svc_clock *c)
 {
     c = svc__clock_or_system(c);

@@ -374,7 +374,25 @@ static void put_string(svc__buf *b, const char *s)
         svc__buf_puts(b, "null");
         return;
     }
-    size_t n = strlen(s);
+    /* Most values (ids, methods, routes, addresses) are short printable
+     * ASCII without a ':' (so no URL to mask) and nothing to escape: one
+     * scan, one copy. Anything else takes the general path below. */
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = 0;
+    while (n < LOG_MAX_VALUE && json_plain[u[n]] && u[n] != ':')
+        n++;
+    if (u[n] == '\0') {
+        if (!svc__buf_reserve(b, n + 2))
+            return;
+        char *d = b->data + b->len;
+        d[0] = '"';
+        memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        d[n + 2] = '\0';
+        b->len += n + 2;
+        return;
+    }
+    n += strlen(s + n);
     bool cut = n > LOG_MAX_VALUE;
     if (cut) {
         n = LOG_MAX_VALUE;
@@ -684,7 +702,7 @@ static void file_flush_locked(file_sink *fs, int64_t now)
 static void file_sink_write(svc_log_level level, const char *line, size_t len, void *ctx)
 {
     file_sink *fs = ctx;
-    int64_t now = svc_clock_mono_ns(NULL);
+    int64_t now = svc__clock_mono_coarse_ns(NULL); /* a max age of a second */
     pthread_mutex_lock(&fs->mu);
     if (fs->len && fs->len + len > FILE_BUF_CAP)
         file_flush_locked(fs, now);
@@ -788,7 +806,7 @@ svc_status svc_log_open_file(const char *path)
     pthread_mutex_init(&fs->mu, NULL);
     fs->fd = fd;
     fs->buf = buf;
-    fs->flushed_ns = svc_clock_mono_ns(NULL);
+    fs->flushed_ns = svc__clock_mono_coarse_ns(NULL);
     pthread_once(&atexit_once, register_atexit);
     file_sink_close(install_sink(file_sink_write, fs, fs));
     return SVC_OK;
@@ -799,7 +817,7 @@ void svc_log_flush(void)
     pthread_rwlock_rdlock(&g_sink_lock);
     if (g_file) {
         pthread_mutex_lock(&g_file->mu);
-        file_flush_locked(g_file, svc_clock_mono_ns(NULL));
+        file_flush_locked(g_file, svc__clock_mono_coarse_ns(NULL));
         pthread_mutex_unlock(&g_file->mu);
     }
     pthread_rwlock_unlock(&g_sink_lock);

@@ -560,7 +560,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = ex;
     }
     svc_req *req = &ex->req;
-    int64_t now = svc_clock_mono_ns(app->clock);
+    /* Read timeouts are checked against the cheap clock (they are seconds
+     * long); the handler deadline, once the whole request is in, starts
+     * from the precise one. */
+    int64_t now = svc__clock_mono_coarse_ns(app->clock);
 
     if (ex->state == SVC__EX_NEW) {
         req->conn = conn;
@@ -615,6 +618,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* the whole request is in */
     if (ex->state == SVC__EX_ANSWERED)
         return MHD_YES;
+    now = svc_clock_mono_ns(app->clock);
     if (ex->state == SVC__EX_REJECTED) {
         svc__res_reset(&ex->res);
         return dispatch(conn, ex, now);
