@@ -198,6 +198,7 @@ struct svc_req {
     size_t nslots, slots_cap;
     int64_t start_ns;
     int64_t deadline_ns;
+    int64_t end_ns; /* svc__req_end_ns(); 0 until read */
     bool log_ctx_active;
 };
 
@@ -243,6 +244,12 @@ struct svc__exchange {
 void *svc__ex_alloc(svc__exchange *ex, size_t n);                 /* NULL on OOM */
 char *svc__ex_strndup(svc__exchange *ex, const char *s, size_t n);
 char *svc__ex_strdup(svc__exchange *ex, const char *s);
+
+/* The monotonic time the request's answer was complete, as the OBSERVE
+ * stage sees it: read once, by the first observer on the way out (the
+ * metrics, inner), and reused by the next (the access log), so both report
+ * the same duration. */
+int64_t svc__req_end_ns(svc_req *req);
 
 /* Creates the exchange for raw request target `uri` (copied). */
 svc__exchange *svc__exchange_new(svc_app *app, const char *uri);

@@ -80,7 +80,7 @@ static void metrics_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     const char *labels[3] = {method_label(svc_req_method(req)), route ? route : SVC__UNMATCHED,
                              code};
     svc_counter_inc(m->requests, labels);
-    int64_t elapsed = svc_clock_mono_ns(clock) - start;
+    int64_t elapsed = svc__req_end_ns(req) - start;
     if (elapsed < 0)
         elapsed = 0;
     svc_histogram_observe(m->duration, labels, (double)elapsed / 1e9);

@@ -143,7 +143,7 @@ static void mw_access_log(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     if (!svc_log_enabled(level))
         return;
     /* milliseconds with microsecond resolution */
-    int64_t us = (svc_clock_mono_ns(req->app->clock) - req->start_ns + 500) / 1000;
+    int64_t us = (svc__req_end_ns(req) - req->start_ns + 500) / 1000;
     double ms = (double)us / 1000.0;
     bool head = strcmp(req->method, "HEAD") == 0;
     const char *const *k = access_keys;

@@ -422,6 +422,13 @@ void *svc_req_get(const svc_req *req, const char *key)
     return NULL;
 }
 
+int64_t svc__req_end_ns(svc_req *req)
+{
+    if (req->end_ns == 0)
+        req->end_ns = svc_clock_mono_ns(req->app->clock);
+    return req->end_ns;
+}
+
 int64_t svc_req_remaining_ms(const svc_req *req)
 {
     int64_t now = svc_clock_mono_ns(req->app->clock);

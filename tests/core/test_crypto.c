@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include <sys/wait.h>
@@ -342,6 +343,30 @@ static void base64_round_trips_all_lengths(void **state)
     }
 }
 
+static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 8); }
+
+/* 24,000 ids of 8 bytes (192 KiB): dozens of pool refills, each under the
+ * key the previous one left, and a kernel reseed. A generator that kept or
+ * reused a key would repeat a whole pool. */
+static void ids_stay_unique_across_refills_and_reseeds(void **state)
+{
+    (void)state;
+    enum { N = 24000 };
+    uint8_t(*all)[8] = malloc(sizeof(uint8_t[8]) * N);
+    assert_non_null(all);
+    for (size_t i = 0; i < N; i++) {
+        char hex[17];
+        assert_int_equal(svc__random_id_hex(hex, 8), SVC_OK);
+        size_t n = 0;
+        assert_int_equal(svc_hex_decode(hex, 16, all[i], sizeof all[i], &n), SVC_OK);
+        assert_int_equal(n, 8);
+    }
+    qsort(all, N, sizeof all[0], cmp_id);
+    for (size_t i = 1; i < N; i++)
+        assert_memory_not_equal(all[i - 1], all[i], 8);
+    free(all);
+}
+
 static void ids_are_hex_unique_and_differ_after_fork(void **state)
 {
     (void)state;
@@ -398,6 +423,7 @@ int main(void)
         cmocka_unit_test(base64_checks_output_sizes),
         cmocka_unit_test(base64_round_trips_all_lengths),
         cmocka_unit_test(ids_are_hex_unique_and_differ_after_fork),
+        cmocka_unit_test(ids_stay_unique_across_refills_and_reseeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
