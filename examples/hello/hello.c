@@ -299,6 +299,7 @@ int main(void)
     svc_cors_opts cors;
     svc_cors_opts_default(&cors);
     cors.allow_origins = origins;
+    cors.expose_headers = "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After"; /* for the page's code */
 
     TRY(svc_add_probes(app, NULL));                              /* /healthz /readyz /startupz */
     TRY(svc_add_metrics(app, NULL));                             /* /metrics + request metrics */

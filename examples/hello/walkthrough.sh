@@ -205,6 +205,11 @@ HEADERS='^(access-control-[a-z-]*|vary):' step "CORS preflight from an allowed o
 expect_header Access-Control-Allow-Origin '^http://localhost:3000$'
 expect_header Access-Control-Allow-Methods 'POST'
 
+HEADERS='^(access-control-[a-z-]*|vary):' step "A request from the allowed origin: its origin echoed, and the headers its code may read" \
+    200 -H "Origin: http://localhost:3000" "$BASE/hello/world"
+expect_header Access-Control-Allow-Origin '^http://localhost:3000$'
+expect_header Access-Control-Expose-Headers '^X-Request-Id, RateLimit'
+
 HEADERS='^(access-control-[a-z-]*|vary|content-type):' step "CORS preflight from any other origin: 403 problem, no CORS headers" \
     403 -X OPTIONS -H "Origin: https://evil.example" -H "Access-Control-Request-Method: POST" "$BASE/echo"
 expect_no_header Access-Control-Allow-Origin

@@ -344,7 +344,8 @@ typedef struct svc_cors_opts {
     const char *const *allow_origins;  /* NULL-terminated; exact origins or "*" */
     const char *allow_methods;         /* "GET, POST, PUT, PATCH, DELETE" */
     const char *allow_headers;         /* "Content-Type, Authorization, Idempotency-Key, X-Request-Id" */
-    const char *expose_headers;        /* "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After" */
+    const char *expose_headers;        /* "": none; e.g. "X-Request-Id, RateLimit, RateLimit-Policy,
+                                          Retry-After" lets browser code read them */
     int allow_credentials;             /* 0 */
     unsigned max_age_s;                /* 600 */
     void *reserved[4];
@@ -354,8 +355,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_add_cors(svc_app *app, const svc_cors_op
     SVC_NONNULL(1, 2);
 
 /* Security headers added to every response unless the handler set the same
- * name itself. NULL opts: the defaults (X-Content-Type-Options: nosniff,
- * X-Frame-Options: DENY, Referrer-Policy: no-referrer,
+ * name itself. NULL opts: the defaults for a JSON API
+ * (X-Content-Type-Options: nosniff, X-Frame-Options: DENY,
  * Content-Security-Policy: default-src 'none'; frame-ancestors 'none',
  * Strict-Transport-Security only when hsts_max_age_s > 0). `headers`
  * replaces the list: pairs name, value, ..., NULL. Installed by default with

@@ -29,7 +29,7 @@ void svc_cors_opts_default(svc_cors_opts *opts)
     opts->allow_origins = NULL;
     opts->allow_methods = "GET, POST, PUT, PATCH, DELETE";
     opts->allow_headers = "Content-Type, Authorization, Idempotency-Key, X-Request-Id";
-    opts->expose_headers = "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After";
+    opts->expose_headers = "";
     opts->allow_credentials = 0;
     opts->max_age_s = 600;
 }

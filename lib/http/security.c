@@ -35,7 +35,6 @@ typedef struct svc__sec {
 static const char *const default_headers[] = {
     "X-Content-Type-Options", "nosniff",
     "X-Frame-Options", "DENY",
-    "Referrer-Policy", "no-referrer",
     "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'",
     NULL,
 };
