@@ -234,6 +234,7 @@ struct svc__exchange {
     /* Not zeroed when an exchange starts (each is written before it is
      * read): from here to the end. */
     char allow[128];          /* Allow header for a 405 */
+    svc__buf kept_bodies[2];  /* a spare's body buffers (request, response), emptied */
     svc_chain chains[SVC__HTTP_MAX_MW + 1];
     svc__hdr req_hdr_inline[SVC__HTTP_INLINE_HDRS];
     svc__hdr res_hdr_inline[SVC__HTTP_INLINE_HDRS];

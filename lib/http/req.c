@@ -70,18 +70,46 @@ static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static bool spare_key_ok;
 
-static void spare_destroy(void *p) { svc_free(p); }
+/* Body buffers up to this size stay with the spare exchange, so a small
+ * answer costs no malloc/free either; larger ones go back to the allocator. */
+#define SVC__KEEP_BODY_CAP (16 * 1024)
+
+static void spare_destroy(void *p)
+{
+    svc__exchange *ex = p;
+    svc__buf_free(&ex->kept_bodies[0]);
+    svc__buf_free(&ex->kept_bodies[1]);
+    svc_free(ex);
+}
+
+/* Moves `b` into `keep` emptied, or frees it when it is large or broken. */
+static void keep_body(svc__buf *b, svc__buf *keep)
+{
+    if (b->data && b->cap <= SVC__KEEP_BODY_CAP && svc__buf_ok(b)) {
+        *keep = *b;
+        svc__buf_reset(keep);
+    } else {
+        svc__buf_free(b);
+        svc__buf_init(keep);
+    }
+}
 
 static void spare_key_create(void) { spare_key_ok = pthread_key_create(&spare_key, spare_destroy) == 0; }
 
 svc__exchange *svc__exchange_new(svc_app *app, const char *uri)
 {
     svc__exchange *ex = tl_spare;
+    svc__buf bodies[2];
     if (ex) {
         tl_spare = NULL;
         pthread_setspecific(spare_key, NULL);
+        bodies[0] = ex->kept_bodies[0];
+        bodies[1] = ex->kept_bodies[1];
     } else if ((ex = svc_malloc(sizeof *ex)) == NULL) {
         return NULL;
+    } else {
+        svc__buf_init(&bodies[0]);
+        svc__buf_init(&bodies[1]);
     }
     /* Zero the bookkeeping, not the buffers written before they are read. */
     memset(ex, 0, offsetof(svc__exchange, allow));
@@ -92,11 +120,13 @@ svc__exchange *svc__exchange_new(svc_app *app, const char *uri)
     ex->res.ex = ex;
     ex->res.hdrs = ex->res_hdr_inline;
     ex->res.hdrs_cap = SVC__HTTP_INLINE_HDRS;
-    svc__buf_init(&ex->req.body);
-    svc__buf_init(&ex->res.body);
+    ex->req.body = bodies[0];
+    ex->res.body = bodies[1];
     ex->req.query = "";
     ex->req.uri = svc__ex_strdup(ex, uri ? uri : "/");
     if (ex->req.uri == NULL) {
+        svc__buf_free(&ex->req.body);
+        svc__buf_free(&ex->res.body);
         svc_free(ex);
         return NULL;
     }
@@ -114,8 +144,6 @@ void svc__exchange_free(svc__exchange *ex)
     svc_free(req->slots);
     svc_free(req->tenant);
     svc_free(req->principal);
-    svc__buf_free(&req->body);
-    svc__buf_free(&ex->res.body);
     svc__arena_chunk *c = ex->chunks;
     while (c) {
         svc__arena_chunk *n = c->next;
@@ -126,10 +154,14 @@ void svc__exchange_free(svc__exchange *ex)
         pthread_once(&spare_once, spare_key_create);
         /* registered with the key so the thread's exit frees it */
         if (spare_key_ok && pthread_setspecific(spare_key, ex) == 0) {
+            keep_body(&req->body, &ex->kept_bodies[0]);
+            keep_body(&ex->res.body, &ex->kept_bodies[1]);
             tl_spare = ex;
             return;
         }
     }
+    svc__buf_free(&req->body);
+    svc__buf_free(&ex->res.body);
     svc_free(ex);
 }
 
