@@ -815,6 +815,7 @@ static void metrics_endpoint_renders_valid_exposition_with_route_labels(void **s
     assert_non_null(strstr(text, "# TYPE http_server_requests_total counter"));
     assert_non_null(strstr(text, "# TYPE http_server_request_duration_seconds histogram"));
     assert_non_null(strstr(text, "# TYPE http_server_inflight_requests gauge"));
+    assert_non_null(strstr(text, "\nhttp_server_inflight_requests 1\n")); /* the scrape itself */
     assert_non_null(
         strstr(text, "http_server_requests_total{method=\"GET\",route=\"/items/{id}\",code=\"200\"} 3"));
     assert_non_null(strstr(text, "http_server_request_duration_seconds_bucket{method=\"GET\","
