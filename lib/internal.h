@@ -63,6 +63,19 @@ static inline void svc__buf_append(svc__buf *b, const void *p, size_t n)
     svc__buf_append_slow(b, p, n);
 }
 static inline void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
+/* Room for `n` more bytes and the NUL: where to write them, or NULL (out
+ * of memory; the buffer is marked failed). Then svc__buf_commit(b, n). */
+static inline char *svc__buf_room(svc__buf *b, size_t n)
+{
+    if (!b->oom && b->data && n < b->cap - b->len)
+        return b->data + b->len;
+    return svc__buf_reserve(b, n) ? b->data + b->len : NULL;
+}
+static inline void svc__buf_commit(svc__buf *b, size_t n)
+{
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 static inline void svc__buf_putc(svc__buf *b, char c) { svc__buf_append(b, &c, 1); }
 void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);

@@ -367,6 +367,19 @@ static void put_masked(svc__buf *b, const char *s, size_t n)
     put_escaped(b, s + done, n - done);
 }
 
+/* True when none of the 8 bytes of x needs a look: no control character,
+ * '"', '\\', ':' (a URL to mask may follow) or byte >= 0x80. Exact as a
+ * whole (a byte can only be flagged falsely after a truly flagged one). */
+static inline bool word_plain(uint64_t x)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), co = x ^ (ones * ':');
+    uint64_t flags = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) |
+                     ((co - ones) & ~co) | x;
+    return (flags & highs) == 0;
+}
+
 /* A masked, quoted, length-capped JSON string. */
 static void put_string(svc__buf *b, const char *s)
 {
@@ -374,25 +387,32 @@ static void put_string(svc__buf *b, const char *s)
         svc__buf_puts(b, "null");
         return;
     }
-    /* Most values (ids, methods, routes, addresses) are short printable
-     * ASCII without a ':' (so no URL to mask) and nothing to escape: one
-     * scan, one copy. Anything else takes the general path below. */
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = 0;
-    while (n < LOG_MAX_VALUE && json_plain[u[n]] && u[n] != ':')
-        n++;
-    if (u[n] == '\0') {
-        if (!svc__buf_reserve(b, n + 2))
+    size_t n = strlen(s);
+    /* Most values (ids, methods, routes, addresses) are printable ASCII
+     * without a ':' (so no URL to mask) and nothing to escape: checked 8
+     * bytes at a time, then copied in one piece. Anything else takes the
+     * general path below. */
+    if (n <= LOG_MAX_VALUE) {
+        const unsigned char *u = (const unsigned char *)s;
+        size_t i = 0;
+        for (uint64_t x; i + 8 <= n; i += 8) {
+            memcpy(&x, u + i, 8);
+            if (!word_plain(x))
+                break;
+        }
+        while (i < n && json_plain[u[i]] && u[i] != ':')
+            i++;
+        if (i == n) {
+            char *d = svc__buf_room(b, n + 2);
+            if (!d)
+                return;
+            d[0] = '"';
+            memcpy(d + 1, s, n);
+            d[n + 1] = '"';
+            svc__buf_commit(b, n + 2);
             return;
-        char *d = b->data + b->len;
-        d[0] = '"';
-        memcpy(d + 1, s, n);
-        d[n + 1] = '"';
-        d[n + 2] = '\0';
-        b->len += n + 2;
-        return;
+        }
     }
-    n += strlen(s + n);
     bool cut = n > LOG_MAX_VALUE;
     if (cut) {
         n = LOG_MAX_VALUE;
@@ -616,10 +636,17 @@ static void format_line(log_tls *t, svc__buf *b, svc_log_level level, const char
         const svc_log_field *f = &fields[i];
         if (!f->key)
             continue;
-        if (plain_keys) { /* checked by svc__log_key_plain() */
-            svc__buf_puts(b, ",\"");
-            svc__buf_puts(b, f->key);
-            svc__buf_puts(b, "\":");
+        if (plain_keys) { /* checked by svc__log_key_plain(): nothing to escape */
+            size_t k = strlen(f->key);
+            char *d = svc__buf_room(b, k + 4);
+            if (!d)
+                return;
+            d[0] = ',';
+            d[1] = '"';
+            memcpy(d + 2, f->key, k);
+            d[k + 2] = '"';
+            d[k + 3] = ':';
+            svc__buf_commit(b, k + 4);
         } else {
             put_key(b, f->key);
         }

@@ -506,6 +506,48 @@ static void awkward_strings_stay_valid_json(void **state)
     json_decref(k);
 }
 
+/* Each byte that needs escaping, masking or checking, at every position of
+ * strings of 1..24 bytes (so before, inside and after each 8-byte word the
+ * scan reads at once): the value reads back exactly. */
+static void special_bytes_anywhere_in_a_value_are_escaped(void **state)
+{
+    (void)state;
+    static const char *const specials[] = {"\"", "\\", "\n", "\x01", "\x1f", ":",
+                                           "\xc3\xbc", "\x7f", "~"};
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+        for (size_t len = 1; len <= 24; len++) {
+            for (size_t pos = 0; pos < len; pos++) {
+                char v[40];
+                memset(v, 'a', len);
+                v[len] = '\0';
+                size_t sl = strlen(specials[k]);
+                memcpy(v + pos, specials[k], sl);
+                v[pos + sl < len ? len : pos + sl] = '\0';
+                svc_log_field f[] = {SVC_LOG_STR("v", v)};
+                svc_log_kv(SVC_LOG_INFO, v, f, 1);
+                json_t *j = line_json(cap.n - 1);
+                assert_string_equal(str_of(j, "v"), v);
+                assert_string_equal(str_of(j, "msg"), v);
+                json_decref(j);
+                free(cap.lines[--cap.n]);
+            }
+        }
+    }
+    /* a URL password is masked wherever the URL starts */
+    for (size_t pos = 0; pos < 17; pos++) {
+        char v[64];
+        memset(v, 'a', pos);
+        strcpy(v + pos, " redis://u:hunter2@h:6379/0");
+        svc_log_field f[] = {SVC_LOG_STR("v", v)};
+        svc_log_kv(SVC_LOG_INFO, "m", f, 1);
+        json_t *j = line_json(cap.n - 1);
+        assert_null(strstr(str_of(j, "v"), "hunter2"));
+        assert_non_null(strstr(str_of(j, "v"), "redis://u:***@h:6379/0"));
+        json_decref(j);
+        free(cap.lines[--cap.n]);
+    }
+}
+
 static void logging_from_inside_a_sink_is_dropped(void **state);
 
 static void nested_sink(svc_log_level level, const char *line, size_t len, void *ctx)
@@ -814,6 +856,7 @@ int main(int argc, char **argv)
         T(raw_json_works_with_an_application_jansson_allocator),
         T(reserved_keys_are_prefixed),
         T(awkward_strings_stay_valid_json),
+        T(special_bytes_anywhere_in_a_value_are_escaped),
         T(logging_from_inside_a_sink_is_dropped),
         T(file_sink_from_four_threads_has_only_whole_lines),
         T(file_sink_writes_errors_at_once_and_buffers_the_rest),
