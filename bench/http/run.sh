@@ -121,11 +121,15 @@ measure() {
 }
 
 HZ=$(getconf CLK_TCK)
-best_raw=0 best_svc=0 cpu_raw=0 cpu_svc=0
+best_raw=0 best_svc=0 cpu_raw=0 cpu_svc=0 lines=0
 echo "bench/http: wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION, server threads $SERVER_THREADS, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
     measure raw "$RAW" 0 "$SERVER_THREADS"; raw=$RESULT; craw=$CPU_US
+    # a new log file each round: every round writes its lines through the
+    # page cache the same way, none inherits the dirty pages of the last
+    rm -f "$TMP/access.log"
     measure svc "$SVC" 0 "$SERVER_THREADS" "$TMP/access.log"; svc=$RESULT; csvc=$CPU_US
+    lines=$((lines + $(wc -l <"$TMP/access.log" 2>/dev/null || echo 0)))
     printf '  round %d: raw_mhd %10.0f req/s (%5.2f us CPU/req)   svc_app %10.0f req/s (%5.2f us CPU/req)\n' \
         "$r" "$raw" "$craw" "$svc" "$csvc"
     cpu_raw=$(awk -v a="$cpu_raw" -v b="$craw" 'BEGIN { print (a == 0 || (b > 0 && b < a)) ? b : a }')
@@ -134,11 +138,10 @@ for r in $(seq 1 "$ROUNDS"); do
     best_svc=$(awk -v a="$best_svc" -v b="$svc" 'BEGIN { print (b > a) ? b : a }')
 done
 
-lines=$(wc -l <"$TMP/access.log" 2>/dev/null || echo 0)
 verdict=$(awk -v s="$best_svc" -v r="$best_raw" -v t="$TARGET" \
     'BEGIN { ratio = (r > 0) ? s / r : 0; printf "%.2f %s", ratio, (ratio >= t) ? "PASS" : "BELOW" }')
 printf 'raw_mhd (best)  %10.0f req/s\n' "$best_raw"
-printf 'svc_app (best)  %10.0f req/s   (%s access log lines written)\n' "$best_svc" "$lines"
+printf 'svc_app (best)  %10.0f req/s   (%s access log lines written in all)\n' "$best_svc" "$lines"
 printf 'server CPU/req  raw %s us, svc %s us (best rounds; svc overhead %s us)\n' "$cpu_raw" "$cpu_svc" \
     "$(awk -v a="$cpu_raw" -v b="$cpu_svc" 'BEGIN { printf "%.2f", b - a }')"
 printf 'ratio svc/raw   %s   (target >= %s)  %s\n' "${verdict% *}" "$TARGET" "${verdict#* }"
