@@ -17,7 +17,7 @@
 # wrk on CPU 1, so neither steals the other's core. Every knob is an
 # environment variable:
 #   SERVER_THREADS=1 WRK_THREADS=1 WRK_CONNS=32 WRK_DURATION=5s WARMUP=1s
-#   ROUNDS=2 TARGET=0.8 PIN=1 STRICT=0 (STRICT=1: exit 1 when BELOW)
+#   ROUNDS=3 TARGET=0.8 PIN=1 STRICT=0 (STRICT=1: exit 1 when BELOW)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/http/run.sh BUILD_DIR}
@@ -26,7 +26,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNS=${WRK_CONNS:-32}
 WRK_DURATION=${WRK_DURATION:-5s}
 WARMUP=${WARMUP:-1s}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 TARGET=${TARGET:-0.8}
 PIN=${PIN:-1}
 STRICT=${STRICT:-0}
