@@ -68,7 +68,8 @@ typedef struct svc_app_opts {
     int access_log;                 /* 1: one JSON line per request (with default_middleware) */
     const char *problem_type_base;  /* "https://libsvcinfra.org/problems/": the `type`
                                        member is this base + lower-case code */
-    struct svc_metrics *metrics;    /* NULL: svc_metrics_default() */
+    struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else it must outlive
+                                       the app (svc_app_free() unregisters from it) */
     const struct svc_config *config;/* NULL: none; else http.* keys override these
                                        fields (docs/http.md lists them) */
     const svc_clock *clock;         /* NULL: svc_clock_system() */

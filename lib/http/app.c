@@ -511,6 +511,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, svc__exchange *ex, 
     else
         ex->match = SVC__MATCH_NOT_FOUND;
     req->deadline_ns = now + (int64_t)req->app->opts.handler_timeout_ms * SVC__NS_PER_MS;
+    req->end_ns = 0; /* a chain run again (a rejection answered late) reads its own end */
     _Atomic(const svc__route *) *slot = running_slot(req->app);
     if (slot)
         atomic_store_explicit(slot, req->route ? req->route : &unmatched_route,

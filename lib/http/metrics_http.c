@@ -14,8 +14,9 @@
  * `code` is a three-digit status. The hot path is two lock-free registry
  * updates on series that already exist, with label strings that are either
  * static or live in the request; nothing is allocated. The in-flight gauge
- * costs requests nothing: a collector copies the app's own count (requests
- * from their request line to their completion) when /metrics renders.
+ * costs requests nothing: a collector brings it up to the app's own count
+ * (requests from their request line to their completion) when the
+ * registry renders.
  */
 #include <string.h>
 
@@ -33,14 +34,20 @@ typedef struct svc__mhttp {
     svc_histogram *duration;
     svc_gauge *inflight;
     bool collecting; /* collect_inflight() is registered */
+    long reported;   /* this app's count as collect_inflight() last added it */
     char *path;
 } svc__mhttp;
 
+/* Apps that share a registry share the gauge: each collector adds the
+ * change of its own app's count since its last run (collectors of a
+ * registry run one at a time), so the gauge is the sum over the apps. */
 static void collect_inflight(svc_metrics *reg, void *ud)
 {
     (void)reg;
-    const svc__mhttp *m = ud;
-    svc_gauge_set(m->inflight, NULL, (double)atomic_load(&m->app->inflight));
+    svc__mhttp *m = ud;
+    long now = atomic_load(&m->app->inflight);
+    svc_gauge_add(m->inflight, NULL, (double)(now - m->reported));
+    m->reported = now;
 }
 
 static void mhttp_free(void *ud)
@@ -48,8 +55,11 @@ static void mhttp_free(void *ud)
     svc__mhttp *m = ud;
     if (!m)
         return;
-    if (m->collecting)
-        svc_metrics_remove_collector(svc_app_metrics(m->app), collect_inflight, m);
+    if (m->collecting) {
+        svc_metrics *reg = svc_app_metrics(m->app);
+        svc_metrics_remove_collector(reg, collect_inflight, m);
+        svc_gauge_add(m->inflight, NULL, (double)-m->reported); /* this app's share leaves */
+    }
     svc_free(m->path);
     svc_free(m);
 }

@@ -82,10 +82,12 @@ static void spare_destroy(void *p)
     svc_free(ex);
 }
 
-/* Moves `b` into `keep` emptied, or frees it when it is large or broken. */
+/* Moves `b` into `keep` emptied and wiped (a body may hold credentials), or
+ * frees it when it is large or broken. */
 static void keep_body(svc__buf *b, svc__buf *keep)
 {
     if (b->data && b->cap <= SVC__KEEP_BODY_CAP && svc__buf_ok(b)) {
+        explicit_bzero(b->data, b->len);
         *keep = *b;
         svc__buf_reset(keep);
     } else {

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "http_test_util.h"
+#include "svcinfra/config.h"
 #include "svcinfra/http.h"
 #include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
@@ -726,11 +727,21 @@ static void traceparent_continues_the_trace_and_traceresponse_is_opt_in(void **s
     (void)state;
     const char *trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     const char *in = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n";
-    for (int opt_in = 0; opt_in <= 1; opt_in++) {
+    for (int variant = 0; variant <= 2; variant++) {
+        /* 0: default, 1: the option, 2: http.trace_response in the configuration */
+        int opt_in = variant > 0;
         svc_app_opts o;
         base_opts(&o);
-        o.trace_response = opt_in;
+        o.trace_response = variant == 1;
+        svc_config *cfg = NULL;
+        char eb[128];
+        if (variant == 2) {
+            assert_int_equal(svc_config_parse(&cfg, "http:\n  trace_response: true\n", eb, sizeof eb),
+                             SVC_OK);
+            o.config = cfg;
+        }
         svc_app *app = new_app(&o);
+        svc_config_free(cfg);
         assert_int_equal(svc_app_route(app, "GET", "/id", h_ids, NULL), SVC_OK);
         uint16_t port = start(app);
         htu_response r;
@@ -766,6 +777,69 @@ static void traceparent_continues_the_trace_and_traceresponse_is_opt_in(void **s
         htu_response_free(&r);
         svc_app_free(app);
     }
+}
+
+/* ---- reused exchanges ----------------------------------------------------------------- */
+
+static void h_len_of_body(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    size_t n = 0;
+    const char *b = svc_req_body(req, &n);
+    char out[64];
+    snprintf(out, sizeof out, "%zu:%s", n, n ? "" : b);
+    assert_int_equal(svc_res_text(res, 200, out), SVC_OK);
+}
+
+static void h_sized(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    long n = strtol(svc_req_param(req, "n"), NULL, 10);
+    if (n == 0) {
+        svc_res_status(res, 204);
+        return;
+    }
+    char *big = malloc((size_t)n);
+    assert_non_null(big);
+    memset(big, 'x', (size_t)n);
+    assert_int_equal(svc_res_body(res, big, (size_t)n), SVC_OK);
+    free(big);
+    svc_res_status(res, 200);
+}
+
+/* One server thread, so every request reuses the exchange (and its body
+ * buffers) the one before left: nothing of an earlier body shows through. */
+static void reused_exchanges_start_with_empty_bodies(void **state)
+{
+    (void)state;
+    svc_app_opts o;
+    base_opts(&o);
+    o.threads = 1;
+    svc_app *app = new_app(&o);
+    assert_int_equal(svc_app_route(app, "POST", "/len", h_len_of_body, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/len", h_len_of_body, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/sized/{n}", h_sized, NULL), SVC_OK);
+    uint16_t port = start(app);
+    htu_response r;
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(htu_request(port, "POST", "/len", NULL, "secret=hunter2", &r), 0);
+        assert_string_equal(r.body, "14:");
+        htu_response_free(&r);
+        assert_int_equal(htu_request(port, "GET", "/len", NULL, NULL, &r), 0);
+        assert_string_equal(r.body, "0:"); /* no body, and nothing of the last one */
+        htu_response_free(&r);
+        /* answers larger than the kept buffers, then small and empty ones */
+        static const char *const sizes[] = {"/sized/40000", "/sized/3", "/sized/0", "/sized/20000",
+                                            "/sized/0"};
+        static const int lens[] = {40000, 3, 0, 20000, 0};
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            assert_int_equal(htu_request(port, "GET", sizes[i], NULL, NULL, &r), 0);
+            assert_int_equal(r.status, lens[i] ? 200 : 204);
+            assert_int_equal(r.body_len, (size_t)lens[i]);
+            htu_response_free(&r);
+        }
+    }
+    svc_app_free(app);
 }
 
 /* ---- maintenance -------------------------------------------------------------------- */
@@ -1092,6 +1166,7 @@ int main(void)
         cmocka_unit_test(handler_past_deadline_is_replaced_by_503_timeout),
         cmocka_unit_test(request_id_is_echoed_when_valid_else_generated),
         cmocka_unit_test(traceparent_continues_the_trace_and_traceresponse_is_opt_in),
+        cmocka_unit_test(reused_exchanges_start_with_empty_bodies),
         cmocka_unit_test(maintenance_pauses_writes_but_serves_reads),
         cmocka_unit_test(shutdown_finishes_in_flight_and_refuses_new_connections),
         cmocka_unit_test(shutdown_names_routes_still_running_and_waits_for_them),
