@@ -130,6 +130,20 @@ int64_t svc__clock_mono_coarse_ns(const svc_clock *c);
 #define SVC__ID_MAX_BYTES 64
 svc_status svc__random_id_hex(char *out, size_t nbytes);
 
+/* ---- metrics: series bound once, updated many times ------------------------------ */
+/* A series of a counter or histogram (lib/core/metrics.c). It lives as long
+ * as its registry, so a caller may keep the pointer while the registry
+ * lives. The getters create the series like svc_counter_inc() does and
+ * return NULL where that would count a dropped series (over the cap) or
+ * for a NULL metric. */
+typedef struct svc__series svc__series;
+struct svc_counter;
+struct svc_histogram;
+svc__series *svc__counter_series(struct svc_counter *c, const char *const *label_values);
+void svc__series_inc(svc__series *s);
+svc__series *svc__histogram_series(struct svc_histogram *h, const char *const *label_values);
+void svc__histogram_series_observe(const struct svc_histogram *h, svc__series *s, double v);
+
 /* ---- logging ---------------------------------------------------------------- */
 /* True for a log key svc__log_kv_plain() may take: 1+ of [a-z0-9_], not a
  * key the line itself uses (ts, level, msg, ...), not a secret's name. */

@@ -40,7 +40,7 @@ static const char *const type_names[] = {"counter", "gauge", "histogram"};
 
 static const double default_buckets[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
 
-typedef struct series {
+typedef struct svc__series {
     uint64_t hash;
     uint32_t nlabels;
     const char **values;      /* nlabels strings, in the same allocation */
@@ -311,13 +311,18 @@ void svc_counter_add(svc_counter *c, const char *const *label_values, double v)
         atomic_add_double(&s->dbits, v);
 }
 
+svc__series *svc__counter_series(svc_counter *c, const char *const *label_values)
+{
+    return c ? get_series(&c->f, label_values, true) : NULL;
+}
+
+void svc__series_inc(svc__series *s) { atomic_fetch_add_explicit(&s->ival, 1, memory_order_relaxed); }
+
 void svc_counter_inc(svc_counter *c, const char *const *label_values)
 {
-    if (!c)
-        return;
-    series *s = get_series(&c->f, label_values, true);
+    series *s = svc__counter_series(c, label_values);
     if (s)
-        atomic_fetch_add_explicit(&s->ival, 1, memory_order_relaxed);
+        svc__series_inc(s);
 }
 
 void svc_gauge_set(svc_gauge *g, const char *const *label_values, double v)
@@ -338,12 +343,23 @@ void svc_gauge_add(svc_gauge *g, const char *const *label_values, double delta)
         atomic_add_double(&s->dbits, delta);
 }
 
+svc__series *svc__histogram_series(svc_histogram *h, const char *const *label_values)
+{
+    return h ? get_series(&h->f, label_values, true) : NULL;
+}
+
 void svc_histogram_observe(svc_histogram *h, const char *const *label_values, double v)
 {
     if (!h || isnan(v))
         return;
     series *s = get_series(&h->f, label_values, true);
-    if (!s)
+    if (s)
+        svc__histogram_series_observe(h, s, v);
+}
+
+void svc__histogram_series_observe(const svc_histogram *h, svc__series *s, double v)
+{
+    if (isnan(v))
         return;
     /* First bound >= v; nbounds means the +Inf bucket. */
     size_t lo = 0, hi = h->f.nbounds;

@@ -18,6 +18,7 @@
  * (requests from their request line to their completion) when the
  * registry renders.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "http/http_internal.h"
@@ -29,6 +30,7 @@ static const double duration_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                           0.5,   1.0,  2.5,   5.0,  10.0};
 
 typedef struct svc__mhttp {
+    uint64_t id; /* unique per svc_add_metrics(), never reused: keys tl_bound */
     svc_app *app;
     svc_counter *requests;
     svc_histogram *duration;
@@ -41,6 +43,19 @@ typedef struct svc__mhttp {
 /* Apps that share a registry share the gauge: each collector adds the
  * change of its own app's count since its last run (collectors of a
  * registry run one at a time), so the gauge is the sum over the apps. */
+/* The series the thread's last request updated, so a run of requests to
+ * the same route, method and status (the common case) skips hashing and
+ * comparing its labels. Keyed by the middleware's id, which no later app
+ * reuses; series live as long as their registry, which outlives the app. */
+static atomic_uint_fast64_t g_mhttp_ids;
+static _Thread_local struct {
+    uint64_t id;
+    const char *route; /* the route's template (the app's), NULL unmatched */
+    const char *method;/* a static label */
+    int status;
+    svc__series *count, *duration;
+} tl_bound;
+
 static void collect_inflight(svc_metrics *reg, void *ud)
 {
     (void)reg;
@@ -95,15 +110,32 @@ static void metrics_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     svc_next(next);
 
     const char *route = svc_req_route(req);
-    char code[4];
-    code_label(svc__res_effective_status(res), code);
-    const char *labels[3] = {method_label(svc_req_method(req)), route ? route : SVC__UNMATCHED,
-                             code};
-    svc_counter_inc(m->requests, labels);
+    const char *method = method_label(svc_req_method(req));
+    int status = svc__res_effective_status(res);
     int64_t elapsed = svc__req_end_ns(req) - start;
-    if (elapsed < 0)
-        elapsed = 0;
-    svc_histogram_observe(m->duration, labels, (double)elapsed / 1e9);
+    double seconds = elapsed > 0 ? (double)elapsed / 1e9 : 0.0;
+    if (tl_bound.id != m->id || tl_bound.route != route || tl_bound.method != method ||
+        tl_bound.status != status) {
+        char code[4];
+        code_label(status, code);
+        const char *labels[3] = {method, route ? route : SVC__UNMATCHED, code};
+        tl_bound.count = svc__counter_series(m->requests, labels);
+        tl_bound.duration = svc__histogram_series(m->duration, labels);
+        if (!tl_bound.count || !tl_bound.duration) { /* over the series cap (counted as dropped) */
+            if (tl_bound.count)
+                svc__series_inc(tl_bound.count);
+            if (tl_bound.duration)
+                svc__histogram_series_observe(m->duration, tl_bound.duration, seconds);
+            tl_bound.id = 0;
+            return;
+        }
+        tl_bound.id = m->id;
+        tl_bound.route = route;
+        tl_bound.method = method;
+        tl_bound.status = status;
+    }
+    svc__series_inc(tl_bound.count);
+    svc__histogram_series_observe(m->duration, tl_bound.duration, seconds);
 }
 
 static void metrics_handler(svc_req *req, svc_res *res, void *ud)
@@ -147,6 +179,7 @@ svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
     svc__mhttp *m = svc__calloc(1, sizeof(*m));
     if (!m)
         return svc__err_set(&app->err, SVC_ENOMEM, "metrics: out of memory");
+    m->id = atomic_fetch_add(&g_mhttp_ids, 1) + 1;
     m->app = app;
     m->path = svc__strdup(path);
     static const char *const req_labels[] = {"method", "route", "code", NULL};

@@ -963,6 +963,73 @@ static void metrics_endpoint_renders_valid_exposition_with_route_labels(void **s
     fx_free(&fx);
 }
 
+static void h_status(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    svc_res_status(res, (int)strtol(svc_req_param(req, "code"), NULL, 10));
+    assert_int_equal(svc_res_text(res, svc_res_get_status(res), "s"), SVC_OK);
+}
+
+static double counter_of(svc_metrics *m, const char *route, const char *code)
+{
+    svc_counter *c = NULL;
+    static const char *const names[] = {"method", "route", "code", NULL};
+    assert_int_equal(svc_metrics_counter(m, "http_server_requests_total", NULL, names, &c), SVC_OK);
+    const char *labels[] = {"GET", route, code};
+    double v = -1;
+    if (svc_counter_get(c, labels, &v) != SVC_OK)
+        return 0;
+    return v;
+}
+
+/* Requests switching between routes and statuses on one server thread
+ * (each thread remembers the series its last request updated): every
+ * request lands in its own series, the counter and the histogram agree,
+ * and a second app on another registry never writes into the first's. */
+static void request_metrics_follow_route_and_status_changes(void **state)
+{
+    (void)state;
+    fixture fx, other;
+    for (int k = 0; k < 2; k++) {
+        fixture *f = k ? &other : &fx;
+        fx_new(f, 1);
+        assert_int_equal(svc_app_route(f->app, "GET", "/a", h_hello, NULL), SVC_OK);
+        assert_int_equal(svc_app_route(f->app, "GET", "/s/{code}", h_status, NULL), SVC_OK);
+        assert_int_equal(svc_add_metrics(f->app, NULL), SVC_OK);
+        fx_start(f);
+    }
+    static const char *const paths[] = {"/a", "/a", "/s/201", "/a", "/s/202", "/s/201", "/a",
+                                        "/missing", "/a"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        htu_response r;
+        get(&fx, paths[i], NULL, &r);
+        htu_response_free(&r);
+        if (i % 3 == 0) { /* interleave the other app's requests */
+            get(&other, "/s/201", NULL, &r);
+            htu_response_free(&r);
+        }
+    }
+    assert_true(counter_of(fx.metrics, "/a", "200") == 5.0);
+    assert_true(counter_of(fx.metrics, "/s/{code}", "201") == 2.0);
+    assert_true(counter_of(fx.metrics, "/s/{code}", "202") == 1.0);
+    assert_true(counter_of(fx.metrics, "<unmatched>", "404") == 1.0);
+    assert_true(counter_of(other.metrics, "/s/{code}", "201") == 3.0);
+    assert_true(counter_of(other.metrics, "/a", "200") == 0.0);
+
+    svc_histogram *h = NULL;
+    static const char *const hn[] = {"method", "route", NULL};
+    assert_int_equal(svc_metrics_histogram(fx.metrics, "http_server_request_duration_seconds", NULL,
+                                           hn, NULL, 0, &h),
+                     SVC_OK);
+    uint64_t n = 0;
+    double sum = 0;
+    const char *hl[] = {"GET", "/s/{code}"};
+    assert_int_equal(svc_histogram_get(h, hl, &n, &sum), SVC_OK);
+    assert_int_equal(n, 3);
+    fx_free(&fx);
+    fx_free(&other);
+}
+
 static void unmatched_paths_and_odd_methods_share_bounded_series(void **state)
 {
     (void)state;
@@ -1024,6 +1091,7 @@ int main(void)
         cmocka_unit_test(probe_paths_can_be_renamed),
         cmocka_unit_test(metrics_endpoint_renders_valid_exposition_with_route_labels),
         cmocka_unit_test(inflight_gauge_sums_the_apps_that_share_a_registry),
+        cmocka_unit_test(request_metrics_follow_route_and_status_changes),
         cmocka_unit_test(unmatched_paths_and_odd_methods_share_bounded_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
