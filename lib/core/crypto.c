@@ -182,7 +182,7 @@ svc_status svc__random_id_hex(char *out, size_t nbytes)
     uint8_t *p = ids.stream + ID_KEY + ids.pos;
     hex_write(p, nbytes, out);
     out[2 * nbytes] = '\0';
-    sodium_memzero(p, nbytes);
+    explicit_bzero(p, nbytes);
     ids.pos += nbytes;
     return SVC_OK;
 }
