@@ -49,20 +49,6 @@ void svc__buf_init(svc__buf *b);
 void svc__buf_free(svc__buf *b);
 void svc__buf_reset(svc__buf *b);                    /* len = 0, keeps memory */
 bool svc__buf_reserve(svc__buf *b, size_t extra);
-void svc__buf_append_slow(svc__buf *b, const void *p, size_t n);
-/* Appends n bytes; the common case (room left) is inline, since formatters
- * call this for every token. */
-static inline void svc__buf_append(svc__buf *b, const void *p, size_t n)
-{
-    if (!b->oom && b->data && n < b->cap - b->len) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return;
-    }
-    svc__buf_append_slow(b, p, n);
-}
-static inline void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
 /* Room for `n` more bytes and the NUL: where to write them, or NULL (out
  * of memory; the buffer is marked failed). Then svc__buf_commit(b, n). */
 static inline char *svc__buf_room(svc__buf *b, size_t n)
@@ -76,6 +62,18 @@ static inline void svc__buf_commit(svc__buf *b, size_t n)
     b->len += n;
     b->data[b->len] = '\0';
 }
+/* Appends n bytes; the common case (room left) is inline, since formatters
+ * call this for every token. */
+static inline void svc__buf_append(svc__buf *b, const void *p, size_t n)
+{
+    char *d = svc__buf_room(b, n);
+    if (!d)
+        return;
+    if (n)
+        memcpy(d, p, n);
+    svc__buf_commit(b, n);
+}
+static inline void svc__buf_puts(svc__buf *b, const char *s) { svc__buf_append(b, s, strlen(s)); }
 static inline void svc__buf_putc(svc__buf *b, char c) { svc__buf_append(b, &c, 1); }
 void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);

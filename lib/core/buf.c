@@ -44,17 +44,6 @@ bool svc__buf_reserve(svc__buf *b, size_t extra)
     return true;
 }
 
-void svc__buf_append_slow(svc__buf *b, const void *p, size_t n)
-{
-    if (!svc__buf_reserve(b, n))
-        return;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap)
 {
     va_list cp;
