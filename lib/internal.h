@@ -163,6 +163,32 @@ struct svc_pg_conn;
  * still rolled back at checkin. SVC_ENOTSUP in a build without libpq. */
 svc_status svc__pg_checkout_lib(struct svc_pg *pg, struct svc_pg_conn **out);
 
+/* ---- constructor failures --------------------------------------------------
+ *
+ * Every svc_*_new() and svc_add_*() reports why it failed through
+ * svc_last_errmsg(): a per-thread line that names the module. A failure path
+ * is one line:
+ *     return svc__fail_new(SVC_EINVAL, "jobs: pool_size %u out of range", n);
+ * and a constructor that succeeds clears it with svc__fail_new_clear(). */
+svc_status svc__fail_new(svc_status st, const char *fmt, ...) SVC_PRINTF(2, 3);
+void svc__fail_new_clear(void);
+
+/* ---- reference counts --------------------------------------------------------
+ *
+ * Handles that wiring may share (a queue used by the app and by code, a pool
+ * used by several modules) carry a count: *_new() gives the caller one
+ * reference, *_ref() adds one, and each *_free() drops one; the last drop
+ * destroys. svc__ref_drop() returns true for that last drop. */
+typedef struct svc__ref {
+    unsigned long n; /* atomic */
+} svc__ref;
+static inline void svc__ref_init(svc__ref *r) { __atomic_store_n(&r->n, 1, __ATOMIC_RELAXED); }
+static inline void svc__ref_take(svc__ref *r) { __atomic_add_fetch(&r->n, 1, __ATOMIC_RELAXED); }
+static inline bool svc__ref_drop(svc__ref *r)
+{
+    return __atomic_sub_fetch(&r->n, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
 /* ---- environment --------------------------------------------------------- */
 /* getenv() that treats an empty value as unset. */
 const char *svc__getenv(const char *name);

@@ -71,7 +71,7 @@ static int purge(int argc, char **argv)
     svc_pg *pg = NULL;
     svc_status st = svc_pg_new(&pg, &o);
     if (st != SVC_OK) {
-        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_pg_last_error());
+        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_last_errmsg());
         return exit_for(st);
     }
     int64_t removed = 0;

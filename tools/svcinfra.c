@@ -117,7 +117,7 @@ static int open_db(const char *url, svc_pg **pg)
     o.application_name = "svcinfra-cli";
     svc_status st = svc_pg_new(pg, &o);
     if (st) {
-        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_pg_last_error());
+        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_last_errmsg());
         return exit_for(st);
     }
     return -1;

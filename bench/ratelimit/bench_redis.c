@@ -91,7 +91,7 @@ static int run(const char *url, int threads, long checks)
     ro.no_metrics = 1;
     svc_redis *pool = NULL;
     if (svc_redis_new(&pool, &ro) != SVC_OK) {
-        fprintf(stderr, "bench_redis: %s\n", svc_redis_last_error());
+        fprintf(stderr, "bench_redis: %s\n", svc_last_errmsg());
         return 1;
     }
     svc_ratelimit_opts o;

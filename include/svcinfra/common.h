@@ -29,14 +29,25 @@
 #  define SVC_EXPORT
 #endif
 
+/* SVC_NONNULL tells callers' compilers which arguments must not be NULL, so
+ * they warn where a NULL is passed. The library itself is compiled with
+ * SVC__BUILDING_LIBRARY, where the attribute is empty: with it, GCC may
+ * delete a function's own NULL check. The one rule: where a header says
+ * what a function does with NULL (SVC_EINVAL, "" or a no-op), that holds in
+ * every build; any other NULL where SVC_NONNULL names a parameter is a
+ * caller error, which the caller's compiler reports where it can see it. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(SVC__BUILDING_LIBRARY)
+#  define SVC_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
+#else
+#  define SVC_NONNULL(...)
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #  define SVC_NODISCARD __attribute__((warn_unused_result))
-#  define SVC_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
 #  define SVC_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #  define SVC_DEPRECATED __attribute__((deprecated))
 #else
 #  define SVC_NODISCARD
-#  define SVC_NONNULL(...)
 #  define SVC_PRINTF(fmt, args)
 #  define SVC_DEPRECATED
 #endif

@@ -58,7 +58,13 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_config_load(svc_config **out, const char
 SVC_EXPORT SVC_NODISCARD svc_status svc_config_parse(svc_config **out, const char *yaml_text,
                                                      char *errbuf, size_t errlen);
 
-/* Releases `c`; strings borrowed from it become invalid. NULL is a no-op. */
+/* Adds a reference to `c` and returns it (NULL: NULL). An app keeps one on
+ * the configuration it was given (svc_app_opts.config), so the caller may
+ * free its own at once. */
+SVC_EXPORT svc_config *svc_config_ref(const svc_config *c);
+
+/* Drops one reference; the last one releases `c`, and strings borrowed from
+ * it become invalid. NULL is a no-op. */
 SVC_EXPORT void svc_config_free(svc_config *c);
 
 /* The detail of the last failed getter on `c` (key, file:line or env

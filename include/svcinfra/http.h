@@ -70,8 +70,11 @@ typedef struct svc_app_opts {
                                        member is this base + lower-case code */
     struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else it must outlive
                                        the app (svc_app_free() unregisters from it) */
-    const struct svc_config *config;/* NULL: none; else http.* keys override these
-                                       fields (docs/http.md lists them) */
+    const struct svc_config *config;/* NULL: the YAML file named by SVC_CONFIG_FILE (if
+                                       set) under the SVC_* environment; else http.* keys
+                                       override these fields (docs/http.md lists them).
+                                       The app keeps a reference (svc_app_config()), which
+                                       every svc_add_*(app, NULL) reads its options from */
     const svc_clock *clock;         /* NULL: svc_clock_system() */
     int trace_response;             /* 0: 1 adds the W3C `traceresponse` header
                                        (00-<trace id>-<this server's span id>-<flags>)
@@ -83,10 +86,13 @@ typedef struct svc_app_opts {
 SVC_EXPORT void svc_app_opts_default(svc_app_opts *opts) SVC_NONNULL(1);
 
 /* Creates an app (new; release with svc_app_free()). `opts` NULL means all
- * defaults, overridden by SVC_HTTP_* environment variables (SVC_HTTP_PORT,
+ * defaults, overridden by the configuration: the YAML file SVC_CONFIG_FILE
+ * names (when set) and the SVC_* environment over it (SVC_HTTP_PORT,
  * SVC_HTTP_BIND, SVC_HTTP_THREADS, SVC_HTTP_MAX_BODY, ...).
- * Returns SVC_EINVAL for a bad option (the detail is logged at error
- * level), SVC_ENOMEM, SVC_ENOTSUP when built without libmicrohttpd. */
+ * Returns SVC_EINVAL for a bad option or NULL `out`, SVC_EIO/SVC_EPARSE/
+ * SVC_ECONFIG for a configuration file that cannot be read, SVC_ENOMEM,
+ * SVC_ENOTSUP when built without libmicrohttpd; svc_last_errmsg() says why
+ * (also logged at error level). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_new(svc_app **out, const svc_app_opts *opts);
 
 /* Stops the server if it runs (graceful, see svc_app_shutdown()), waits for
@@ -192,6 +198,35 @@ SVC_EXPORT void svc_app_set_maintenance(svc_app *app, int on, unsigned retry_aft
     SVC_NONNULL(1);
 
 SVC_EXPORT struct svc_metrics *svc_app_metrics(const svc_app *app) SVC_NONNULL(1);
+
+/* The configuration the app keeps (see svc_app_opts.config): never NULL
+ * for an app; NULL for a NULL app. Borrowed, valid while the app lives.
+ * svc_add_<module>(app, NULL) reads the module's options from it. */
+SVC_EXPORT const struct svc_config *svc_app_config(const svc_app *app);
+
+/* Work that runs with the server, for modules and applications (a job
+ * worker pool, an outbox relay). svc_app_start() calls each `start(ud)` in
+ * registration order before it listens; a start that fails stops those
+ * already started (their `stop`, in reverse) and svc_app_start() returns
+ * its status. svc_app_shutdown() calls each started hook's `stop(ud)` in
+ * reverse order once the last request has finished, so a handler never
+ * sees its worker gone. Either function may be NULL (not both: SVC_EINVAL,
+ * as for a NULL app). SVC_EBUSY once the app is started, SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_on_start(svc_app *app, svc_status (*start)(void *ud),
+                                                     void (*stop)(void *ud), void *ud)
+    SVC_NONNULL(1);
+
+/* Hangs a handle on the app under `key` (copied), so wiring can leave what
+ * it made where code finds it again (svc_app_jobs(app) reads "jobs").
+ * When the app is freed, after the svc_app_on_free() callbacks, each
+ * `release(ptr)` runs (reverse order; `release` may be NULL). SVC_EINVAL
+ * for a NULL app, key or ptr or an empty key; SVC_EEXIST for a key in use;
+ * SVC_ENOMEM. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_app_attach(svc_app *app, const char *key, void *ptr,
+                                                   void (*release)(void *ptr))
+    SVC_NONNULL(1, 2, 3);
+/* The handle attached under `key`, NULL when none (or NULL app/key). */
+SVC_EXPORT void *svc_app_attached(const svc_app *app, const char *key) SVC_NONNULL(1, 2);
 SVC_EXPORT const svc_clock *svc_app_clock(const svc_app *app) SVC_NONNULL(1);
 
 /* ------------------------------------------------------------------------

@@ -81,15 +81,17 @@ SVC_EXPORT void svc_pg_opts_default(svc_pg_opts *opts) SVC_NONNULL(1);
  * (URL from SVC_DATABASE_URL).
  * Returns SVC_EINVAL for a missing or non-postgres URL or an option out of
  * range; SVC_EUNAVAILABLE when `eager` and the server cannot be reached;
- * SVC_ENOMEM. On failure svc_pg_last_error() says what was wrong. */
+ * SVC_ENOMEM. On failure svc_last_errmsg() says what was wrong. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     SVC_NONNULL(1);
 
-/* The detail of the calling thread's last failed svc_pg_new() (or ""),
- * valid until that thread's next svc_pg_new(). */
-SVC_EXPORT const char *svc_pg_last_error(void);
+/* Adds a reference to `pg` and returns it (NULL: NULL). Modules given a
+ * pool (svc_jobs_opts.pg, ...) take one, so the caller may free its own
+ * reference at any time. */
+SVC_EXPORT svc_pg *svc_pg_ref(svc_pg *pg);
 
-/* Closes every connection and frees the pool. NULL is a no-op. */
+/* Drops one reference; the last one closes every connection and frees the
+ * pool. NULL is a no-op. */
 SVC_EXPORT void svc_pg_free(svc_pg *pg);
 
 /* The detail of the pool's most recent failure (server text and SQLSTATE,

@@ -25,8 +25,8 @@
  * Thread safety: an svc_redis may be used from any number of threads at
  * once. An svc_redis_conn and an svc_redis_reply belong to one thread at a
  * time. An svc_redis_script is immutable after creation and may be shared.
- * svc_redis_free() must not race with other calls on the pool, and every
- * connection must be checked in before it.
+ * The last svc_redis_free() must not race with other calls on the pool, and
+ * every connection must be checked in before it.
  *
  * When the library was built without hiredis every fallible call here
  * returns SVC_ENOTSUP (see svc_feature_supported(SVC_FEATURE_REDIS)).
@@ -71,12 +71,14 @@ SVC_EXPORT void svc_redis_opts_default(svc_redis_opts *opts) SVC_NONNULL(1);
  * SVC_EINVAL for a missing or non-redis URL or an option out of range,
  * SVC_ENOTSUP for rediss://, SVC_EUNAVAILABLE when `eager` and the server
  * cannot be reached (or AUTH/SELECT fail), SVC_ENOMEM. On failure
- * svc_redis_last_error() says what was wrong. */
+ * svc_last_errmsg() says what was wrong. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
     SVC_NONNULL(1);
-/* The calling thread's last svc_redis_new() failure detail (or ""). */
-SVC_EXPORT const char *svc_redis_last_error(void);
-/* Closes every connection and frees the pool. NULL is a no-op. */
+/* Adds a reference to `r` and returns it (NULL: NULL); modules given a pool
+ * take one, so the caller may free its own reference at any time. */
+SVC_EXPORT svc_redis *svc_redis_ref(svc_redis *r);
+/* Drops one reference; the last one closes every connection and frees the
+ * pool. NULL is a no-op. */
 SVC_EXPORT void svc_redis_free(svc_redis *r);
 /* The detail of the pool's latest failure (error reply text, I/O error),
  * "" when none. Thread-local copy, valid until the thread's next call. */

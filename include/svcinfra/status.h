@@ -8,9 +8,12 @@
  *
  * The short text says what kind of failure it was; the detail a backend gave
  * (a PostgreSQL error, a Redis reply, a YAML line) is kept on the handle and
- * read with that module's *_errmsg() call.
+ * read with that module's *_errmsg() call. A constructor that fails has no
+ * handle to keep it on: every svc_*_new() and svc_add_*() records why it
+ * failed for svc_last_errmsg(), the one channel for that detail.
  *
- * Thread safety: svc_strerror() is safe from any thread.
+ * Thread safety: svc_strerror() is safe from any thread; svc_last_errmsg()
+ * is per thread.
  */
 #ifndef SVCINFRA_STATUS_H
 #define SVCINFRA_STATUS_H
@@ -55,6 +58,14 @@ SVC_EXPORT const char *svc_strerror(svc_status status);
 
 /* The symbolic name of `status` without the prefix ("EINVAL"), or "UNKNOWN". */
 SVC_EXPORT const char *svc_status_name(svc_status status);
+
+/* Why the most recent failed constructor (svc_*_new(), svc_add_*(),
+ * svc_*_ref() never fails) on the calling thread failed, as one line that
+ * names the module and never a password ("jobs: redis:// is not built
+ * in"); "" when no constructor has failed on this thread since it last
+ * succeeded one. Never NULL; per-thread storage, valid until the thread's
+ * next constructor call. */
+SVC_EXPORT const char *svc_last_errmsg(void);
 
 SVC_END_DECLS
 

@@ -30,6 +30,7 @@ struct svc_pg_conn {
 
 struct svc_pg {
     svc__pool pool;
+    svc__ref ref;
 
     /* connection parameters, built once from the URL */
     svc_store_url url;
@@ -53,19 +54,7 @@ struct svc_pg_tx {
     svc_pg_conn *conn;
 };
 
-static _Thread_local char last_new_error[512];
-
-const char *svc_pg_last_error(void) { return last_new_error; }
-
-static svc_status new_fail(svc_status st, const char *fmt, ...) SVC_PRINTF(2, 3);
-static svc_status new_fail(svc_status st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_new_error, sizeof last_new_error, fmt, ap);
-    va_end(ap);
-    return st;
-}
+#define new_fail svc__fail_new
 
 void svc_pg_opts_default(svc_pg_opts *o)
 {
@@ -542,7 +531,7 @@ static void pool_destroy(svc_pg *pg)
 svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
 {
     *out = NULL;
-    last_new_error[0] = '\0';
+    svc__fail_new_clear();
     svc_pg_opts o;
     if (opts)
         o = *opts;
@@ -559,6 +548,7 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     svc_pg *pg = svc__calloc(1, sizeof *pg);
     if (!pg)
         return new_fail(SVC_ENOMEM, "svc_pg: out of memory");
+    svc__ref_init(&pg->ref);
     svc__pool_cfg pc = {
         .ops = &pg_pool_ops,
         .backend = pg,
@@ -615,9 +605,16 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     return SVC_OK;
 }
 
+svc_pg *svc_pg_ref(svc_pg *pg)
+{
+    if (pg)
+        svc__ref_take(&pg->ref);
+    return pg;
+}
+
 void svc_pg_free(svc_pg *pg)
 {
-    if (!pg)
+    if (!pg || !svc__ref_drop(&pg->ref))
         return;
     svc__pool_close(&pg->pool);
     pool_destroy(pg);

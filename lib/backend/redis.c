@@ -35,6 +35,7 @@ struct svc_redis_conn {
 
 struct svc_redis {
     svc__pool pool;
+    svc__ref ref;
     svc_store_url url;
     svc_redis_opts o;   /* copy; o.url not kept */
 };
@@ -44,19 +45,7 @@ struct svc_redis_script {
     char sha[41];
 };
 
-static _Thread_local char last_new_error[512];
-
-const char *svc_redis_last_error(void) { return last_new_error; }
-
-static svc_status new_fail(svc_status st, const char *fmt, ...) SVC_PRINTF(2, 3);
-static svc_status new_fail(svc_status st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_new_error, sizeof last_new_error, fmt, ap);
-    va_end(ap);
-    return st;
-}
+#define new_fail svc__fail_new
 
 void svc_redis_opts_default(svc_redis_opts *o)
 {
@@ -532,7 +521,7 @@ static void pool_destroy(svc_redis *r)
 svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
 {
     *out = NULL;
-    last_new_error[0] = '\0';
+    svc__fail_new_clear();
     svc_redis_opts o;
     if (opts)
         o = *opts;
@@ -551,6 +540,7 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
     svc_redis *r = svc__calloc(1, sizeof *r);
     if (!r)
         return new_fail(SVC_ENOMEM, "svc_redis: out of memory");
+    svc__ref_init(&r->ref);
     svc__pool_cfg pc = {
         .ops = &redis_pool_ops,
         .backend = r,
@@ -599,9 +589,16 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
     return SVC_OK;
 }
 
+svc_redis *svc_redis_ref(svc_redis *r)
+{
+    if (r)
+        svc__ref_take(&r->ref);
+    return r;
+}
+
 void svc_redis_free(svc_redis *r)
 {
-    if (!r)
+    if (!r || !svc__ref_drop(&r->ref))
         return;
     svc__pool_close(&r->pool);
     pool_destroy(r);

@@ -26,9 +26,9 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
 {
     (void)opts;
     *out = NULL;
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "%s", pg_missing);
 }
-const char *svc_pg_last_error(void) { return pg_missing; }
+svc_pg *svc_pg_ref(svc_pg *pg) { return pg; }
 void svc_pg_free(svc_pg *pg) { (void)pg; }
 const char *svc_pg_errmsg(svc_pg *pg) { (void)pg; return pg_missing; }
 svc_status svc_pg_checkout(svc_pg *pg, svc_pg_conn **out)
@@ -139,9 +139,9 @@ svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
 {
     (void)opts;
     *out = NULL;
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "%s", redis_missing);
 }
-const char *svc_redis_last_error(void) { return redis_missing; }
+svc_redis *svc_redis_ref(svc_redis *r) { return r; }
 void svc_redis_free(svc_redis *r) { (void)r; }
 const char *svc_redis_errmsg(svc_redis *r) { (void)r; return redis_missing; }
 svc_status svc_redis_checkout(svc_redis *r, svc_redis_conn **out)

@@ -66,6 +66,7 @@ struct svc_config {
     env_entry *env;
     size_t nenv;
     svc__err err;
+    svc__ref ref;
 };
 
 /* What a getter found for a key: from the file or from the environment. */
@@ -108,9 +109,17 @@ static void entry_clear(cfg_entry *e)
     svc_free(e->items);
 }
 
+svc_config *svc_config_ref(const svc_config *c)
+{
+    svc_config *m = (svc_config *)c; /* the count is the only mutable part */
+    if (m)
+        svc__ref_take(&m->ref);
+    return m;
+}
+
 void svc_config_free(svc_config *c)
 {
-    if (!c)
+    if (!c || !svc__ref_drop(&c->ref))
         return;
     for (size_t i = 0; i < c->nentries; i++)
         entry_clear(&c->entries[i]);
@@ -128,6 +137,8 @@ void svc_config_free(svc_config *c)
 static svc_config *config_new(const char *file)
 {
     svc_config *c = svc__calloc(1, sizeof *c);
+    if (c)
+        svc__ref_init(&c->ref);
     if (!c)
         return NULL;
     svc__err_init(&c->err);

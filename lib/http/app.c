@@ -47,7 +47,7 @@
 static svc_status cfg_fail(const svc_config *c, const char *what)
 {
     svc_logf(SVC_LOG_ERROR, "http: bad configuration %s: %s", what, svc_config_errmsg(c));
-    return SVC_EINVAL;
+    return svc__fail_new(SVC_EINVAL, "http: bad configuration %s: %s", what, svc_config_errmsg(c));
 }
 
 static svc_status cfg_uint(const svc_config *c, const char *key, unsigned *v, int64_t lo,
@@ -123,56 +123,73 @@ static svc_status validate(const svc_app_opts *o)
         bad = "threads > 1024";
     if (bad) {
         svc_logf(SVC_LOG_ERROR, "http: invalid option: %s", bad);
-        return SVC_EINVAL;
+        return svc__fail_new(SVC_EINVAL, "http: invalid option: %s", bad);
     }
     return SVC_OK;
 }
 
 /* ---- lifetime -------------------------------------------------------------------- */
 
+/* The configuration an app keeps: the one given (a reference), else the file
+ * SVC_CONFIG_FILE names with the environment over it, else the environment. */
+static svc_status app_config(const svc_app_opts *opts, svc_config **out)
+{
+    if (opts && opts->config) {
+        *out = svc_config_ref(opts->config);
+        return SVC_OK;
+    }
+    char eb[256] = "";
+    const char *file = svc__getenv("SVC_CONFIG_FILE");
+    svc_status st = svc_config_load(out, file, eb, sizeof eb);
+    if (st) {
+        svc_logf(SVC_LOG_ERROR, "http: reading the configuration failed: %s", eb);
+        return svc__fail_new(st, "http: reading the configuration failed: %s", eb);
+    }
+    return SVC_OK;
+}
+
 svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
 {
+    if (!out)
+        return svc__fail_new(SVC_EINVAL, "http: svc_app_new: out is NULL");
     *out = NULL;
     svc_app_opts o;
-    svc_config *envcfg = NULL;
-    const svc_config *cfg;
-    if (opts) {
+    svc_config *cfg = NULL;
+    if (opts)
         o = *opts;
-        cfg = opts->config;
-    } else {
-        char eb[256] = "";
+    else
         svc_app_opts_default(&o);
-        if (svc_config_load(&envcfg, NULL, eb, sizeof eb) != SVC_OK) {
-            svc_logf(SVC_LOG_ERROR, "http: reading SVC_HTTP_* failed: %s", eb);
-            return SVC_EINVAL;
-        }
-        cfg = envcfg;
-    }
+    svc_status st = app_config(opts, &cfg);
+    if (st)
+        return st;
+    /* explicit options are used as given, NULL options are read from the
+     * configuration; a configuration given in the options overrides them */
     if (o.bind_addr == NULL)
         o.bind_addr = "127.0.0.1";
     if (o.problem_type_base == NULL)
         o.problem_type_base = "https://libsvcinfra.org/problems/";
-    svc_status st = cfg ? apply_config(&o, cfg) : SVC_OK;
+    if (!opts || opts->config)
+        st = apply_config(&o, cfg);
     if (st == SVC_OK)
         st = validate(&o);
     if (st != SVC_OK) {
-        svc_config_free(envcfg);
-        return st;
+        svc_config_free(cfg);
+        return st; /* svc_last_errmsg() says which */
     }
     svc_app *app = svc__calloc(1, sizeof *app);
     if (app == NULL) {
-        svc_config_free(envcfg);
-        return SVC_ENOMEM;
+        svc_config_free(cfg);
+        return svc__fail_new(SVC_ENOMEM, "http: out of memory");
     }
+    app->config = cfg;
     app->bind_addr = svc__strdup(o.bind_addr);
     size_t bl = strlen(o.problem_type_base);
     app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base,
                                            (bl && o.problem_type_base[bl - 1] != '/') ? "/" : "");
-    svc_config_free(envcfg);
     app->opts = o;
     app->opts.bind_addr = app->bind_addr;
     app->opts.problem_type_base = app->problem_type_base;
-    app->opts.config = NULL; /* not kept: the caller may free it */
+    app->opts.config = cfg;
     app->clock = svc__clock_or_system(o.clock);
     app->metrics = o.metrics;
     app->stop_pipe[0] = app->stop_pipe[1] = -1;
@@ -200,6 +217,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
             return st;
         }
     }
+    svc__fail_new_clear();
     *out = app;
     return SVC_OK;
 }
@@ -212,6 +230,7 @@ void svc_app_free(svc_app *app)
     for (size_t i = app->non_free; i-- > 0;)
         app->on_free[i].fn(app->on_free[i].ud);
     svc_free(app->on_free);
+    svc__app_hooks_free(app);
     for (size_t i = 0; i < app->nroutes; i++)
         svc__route_clear(&app->routes[i]);
     svc_free(app->routes);
@@ -733,6 +752,11 @@ svc_status svc_app_start(svc_app *app)
     int expected = 0;
     if (!atomic_compare_exchange_strong(&app->started, &expected, 1))
         return svc__err_set(&app->err, SVC_EBUSY, "already started");
+    svc_status hst = svc__app_hooks_start(app); /* workers, relays: before the first request */
+    if (hst) {
+        atomic_store(&app->started, 0);
+        return hst;
+    }
 
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -742,6 +766,7 @@ svc_status svc_app_start(svc_app *app)
     snprintf(port, sizeof port, "%u", (unsigned)app->opts.port);
     int gai = getaddrinfo(app->bind_addr, port, &hints, &ai);
     if (gai != 0 || ai == NULL) {
+        svc__app_hooks_stop(app);
         atomic_store(&app->started, 0);
         return svc__err_set(&app->err, SVC_EIO, "cannot resolve bind address %s: %s",
                             app->bind_addr, gai_strerror(gai));
@@ -793,6 +818,7 @@ svc_status svc_app_start(svc_app *app)
     freeaddrinfo(ai);
     if (app->daemon == NULL) {
         free_running(app);
+        svc__app_hooks_stop(app);
         atomic_store(&app->started, 0);
         return svc__err_set(&app->err, SVC_EIO, "cannot listen on %s port %u", app->bind_addr,
                             (unsigned)app->opts.port);
@@ -868,6 +894,7 @@ svc_status svc_app_shutdown(svc_app *app)
     app->daemon = NULL;
     free_running(app);
     wait_checks(app);
+    svc__app_hooks_stop(app); /* after the last request: workers, relays */
     atomic_store(&app->draining, 0);
     atomic_store(&app->started, 0);
     if (left > 0)

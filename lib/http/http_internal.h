@@ -86,6 +86,22 @@ typedef struct svc__on_free {
     void *ud;
 } svc__on_free;
 
+/* Start/stop hooks and attached module handles (hooks.c). */
+typedef struct svc__hook {
+    svc_status (*start)(void *ud);
+    void (*stop)(void *ud);
+    void *ud;
+    bool running;
+} svc__hook;
+typedef struct svc__attachment {
+    char *key;
+    void *ptr;
+    void (*release)(void *ptr);
+} svc__attachment;
+svc_status svc__app_hooks_start(svc_app *app);
+void svc__app_hooks_stop(svc_app *app);
+void svc__app_hooks_free(svc_app *app);
+
 /* ---- the app ----------------------------------------------------------- */
 struct svc_app {
     svc_app_opts opts;       /* effective options; strings below are owned copies */
@@ -99,6 +115,11 @@ struct svc_app {
     unsigned mw_seq;
     svc__on_free *on_free;
     size_t non_free, on_free_cap;
+    struct svc_config *config; /* one reference: the caller's, or the environment's */
+    svc__hook *hooks;        /* svc_app_on_start(), in registration order */
+    size_t nhooks, hooks_cap;
+    svc__attachment *atts;   /* svc_app_attach() */
+    size_t natts, atts_cap;
 
     struct MHD_Daemon *daemon;
     atomic_int started;      /* 1 between start and shutdown */

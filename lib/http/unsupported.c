@@ -21,7 +21,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
 {
     if (out)
         *out = NULL;
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "%s", http_missing);
 }
 void svc_app_free(svc_app *app) {}
 const char *svc_app_errmsg(svc_app *app) { return http_missing; }
@@ -55,6 +55,17 @@ svc_status svc_app_shutdown(svc_app *app) { return SVC_ENOTSUP; }
 void svc_app_set_maintenance(svc_app *app, int on, unsigned retry_after_s) {}
 struct svc_metrics *svc_app_metrics(const svc_app *app) { return svc_metrics_default(); }
 const svc_clock *svc_app_clock(const svc_app *app) { return svc_clock_system(); }
+const struct svc_config *svc_app_config(const svc_app *app) { return NULL; }
+svc_status svc_app_on_start(svc_app *app, svc_status (*start)(void *ud), void (*stop)(void *ud),
+                            void *ud)
+{
+    return SVC_ENOTSUP;
+}
+svc_status svc_app_attach(svc_app *app, const char *key, void *ptr, void (*release)(void *ptr))
+{
+    return SVC_ENOTSUP;
+}
+void *svc_app_attached(const svc_app *app, const char *key) { return NULL; }
 
 /* ---- request ---------------------------------------------------------------- */
 

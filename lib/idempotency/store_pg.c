@@ -338,7 +338,7 @@ svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, co
         o.application_name = "svcinfra-idempotency";
         st = svc_pg_new(&ps->pool, &o);
         if (st != SVC_OK) {
-            snprintf(err, errlen, "postgres store: %s", svc_pg_last_error());
+            snprintf(err, errlen, "postgres store: %s", svc_last_errmsg());
             svc_free(ps);
             return st;
         }

@@ -235,7 +235,7 @@ svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *po
         o.no_metrics = 1;
         st = svc_redis_new(&rs->pool, &o);
         if (st != SVC_OK) {
-            snprintf(err, errlen, "redis store: %s", svc_redis_last_error());
+            snprintf(err, errlen, "redis store: %s", svc_last_errmsg());
             svc_free(rs);
             return st;
         }

@@ -196,7 +196,7 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
             po.clock = o.clock;
             st = svc_pg_new(&j->pg, &po);
             if (st) {
-                snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_pg_last_error());
+                snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_last_errmsg());
                 goto fail;
             }
             j->own_pg = 1;

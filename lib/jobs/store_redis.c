@@ -1454,7 +1454,7 @@ svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const 
     ro.no_metrics = o->no_metrics;
     svc_status st = svc_redis_new(&s->r, &ro);
     if (st) {
-        snprintf(errbuf, errlen, "jobs: %s", svc_redis_last_error());
+        snprintf(errbuf, errlen, "jobs: %s", svc_last_errmsg());
         svc_free(s);
         return st;
     }

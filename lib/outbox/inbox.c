@@ -156,14 +156,14 @@ svc_status svc_inbox_new(svc_inbox **out, const svc_inbox_opts *opts)
             po.url = url;
             po.application_name = "svcinfra-inbox";
             if ((st = svc_pg_new(&in->own_pg, &po)))
-                return fail_new(in, st, "postgres", svc_pg_last_error());
+                return fail_new(in, st, "postgres", svc_last_errmsg());
             in->pg = in->own_pg;
         } else if (in->kind == SVC_STORE_REDIS) {
             svc_redis_opts ro;
             svc_redis_opts_default(&ro);
             ro.url = url;
             if ((st = svc_redis_new(&in->own_redis, &ro)))
-                return fail_new(in, st, "redis", svc_redis_last_error());
+                return fail_new(in, st, "redis", svc_last_errmsg());
             in->redis = in->own_redis;
         }
     }

@@ -132,7 +132,7 @@ svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
             st = svc_pg_new(&ob->own_pg, &po);
             if (st) {
                 svc_outbox_free(ob);
-                return fail_new(st, "postgres", svc_pg_last_error());
+                return fail_new(st, "postgres", svc_last_errmsg());
             }
             pg = ob->own_pg;
         }

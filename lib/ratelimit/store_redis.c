@@ -283,7 +283,7 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
         o.no_metrics = metrics == NULL;
         st = svc_redis_new(&rs->pool, &o);
         if (st != SVC_OK) {
-            snprintf(err, errlen, "redis store: %s", svc_redis_last_error());
+            snprintf(err, errlen, "redis store: %s", svc_last_errmsg());
             svc_free(rs);
             return st;
         }

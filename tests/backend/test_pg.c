@@ -44,7 +44,7 @@ static svc_pg *pool_on(const char *url, unsigned size, int64_t checkout_ms, int6
     svc_pg *pg = NULL;
     svc_status st = svc_pg_new(&pg, &o);
     if (st)
-        fail_msg("svc_pg_new: %s: %s", svc_strerror(st), svc_pg_last_error());
+        fail_msg("svc_pg_new: %s: %s", svc_strerror(st), svc_last_errmsg());
     return pg;
 }
 
@@ -396,22 +396,22 @@ static void bad_options_and_unreachable_server_fail_clearly(void **state)
     o.url = "redis://h";
     assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
     assert_null(pg);
-    assert_non_null(strstr(svc_pg_last_error(), "not a postgres"));
+    assert_non_null(strstr(svc_last_errmsg(), "not a postgres"));
     o.url = "postgres://h:70000/db";
     assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
-    assert_non_null(strstr(svc_pg_last_error(), "bad port '70000'"));
+    assert_non_null(strstr(svc_last_errmsg(), "bad port '70000'"));
     o.url = "postgres://h/db";
     o.pool_size = 0;
     assert_int_equal(svc_pg_new(&pg, &o), SVC_EINVAL);
-    assert_non_null(strstr(svc_pg_last_error(), "pool_size"));
+    assert_non_null(strstr(svc_last_errmsg(), "pool_size"));
 
     svc_pg_opts_default(&o);
     o.url = "postgres://nobody:sekret@127.0.0.1:1/none";
     o.eager = 1;
     o.no_metrics = 1;
     assert_int_equal(svc_pg_new(&pg, &o), SVC_EUNAVAILABLE);
-    assert_null(strstr(svc_pg_last_error(), "sekret"));
-    assert_non_null(strstr(svc_pg_last_error(), "127.0.0.1"));
+    assert_null(strstr(svc_last_errmsg(), "sekret"));
+    assert_non_null(strstr(svc_last_errmsg(), "127.0.0.1"));
 
     /* lazy: creation succeeds, the first use fails, the next one backs off */
     o.eager = 0;
@@ -672,7 +672,7 @@ static svc_pg *pool_for(const char *url, unsigned size)
     svc_pg *pg;
     svc_status st = svc_pg_new(&pg, &o);
     if (st)
-        fail_msg("svc_pg_new: %s", svc_pg_last_error());
+        fail_msg("svc_pg_new: %s", svc_last_errmsg());
     return pg;
 }
 

@@ -35,7 +35,7 @@ static svc_redis *pool_opts(const char *url, unsigned size, int64_t cmd_timeout_
     svc_redis *r = NULL;
     svc_status st = svc_redis_new(&r, &o);
     if (st)
-        fail_msg("svc_redis_new: %s: %s", svc_strerror(st), svc_redis_last_error());
+        fail_msg("svc_redis_new: %s: %s", svc_strerror(st), svc_last_errmsg());
     return r;
 }
 
@@ -436,8 +436,8 @@ static void select_and_auth_come_from_the_url(void **state)
     o.no_metrics = 1;
     svc_redis *r;
     assert_int_equal(svc_redis_new(&r, &o), SVC_EUNAVAILABLE);
-    assert_non_null(strstr(svc_redis_last_error(), "AUTH"));
-    assert_null(strstr(svc_redis_last_error(), "wrongpass"));
+    assert_non_null(strstr(svc_last_errmsg(), "AUTH"));
+    assert_null(strstr(svc_last_errmsg(), "wrongpass"));
 }
 
 static void bad_urls_and_unreachable_server_fail_clearly(void **state)
@@ -450,13 +450,13 @@ static void bad_urls_and_unreachable_server_fail_clearly(void **state)
     o.url = "postgres://h/db";
     assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
     assert_null(r);
-    assert_non_null(strstr(svc_redis_last_error(), "not a redis"));
+    assert_non_null(strstr(svc_last_errmsg(), "not a redis"));
     o.url = "rediss://h:6380";
     assert_int_equal(svc_redis_new(&r, &o), SVC_ENOTSUP);
-    assert_non_null(strstr(svc_redis_last_error(), "TLS"));
+    assert_non_null(strstr(svc_last_errmsg(), "TLS"));
     o.url = "redis://h/abc";
     assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
-    assert_non_null(strstr(svc_redis_last_error(), "bad database 'abc'"));
+    assert_non_null(strstr(svc_last_errmsg(), "bad database 'abc'"));
     o.url = "redis://h";
     o.backoff_max_ms = 1;
     assert_int_equal(svc_redis_new(&r, &o), SVC_EINVAL);
@@ -466,7 +466,7 @@ static void bad_urls_and_unreachable_server_fail_clearly(void **state)
     o.url = "redis://127.0.0.1:1/0";
     o.eager = 1;
     assert_int_equal(svc_redis_new(&r, &o), SVC_EUNAVAILABLE);
-    assert_non_null(strstr(svc_redis_last_error(), "127.0.0.1:1"));
+    assert_non_null(strstr(svc_last_errmsg(), "127.0.0.1:1"));
     o.eager = 0;
     assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
     assert_int_equal(svc_redis_ping(r, 100), SVC_EUNAVAILABLE);
