@@ -89,8 +89,9 @@ SVC_EXPORT void svc_app_opts_default(svc_app_opts *opts) SVC_NONNULL(1);
  * defaults, overridden by the configuration: the YAML file SVC_CONFIG_FILE
  * names (when set) and the SVC_* environment over it (SVC_HTTP_PORT,
  * SVC_HTTP_BIND, SVC_HTTP_THREADS, SVC_HTTP_MAX_BODY, ...).
- * Returns SVC_EINVAL for a bad option or NULL `out`, SVC_EIO/SVC_EPARSE/
- * SVC_ECONFIG for a configuration file that cannot be read, SVC_ENOMEM,
+ * Returns SVC_EINVAL for a bad option or NULL `out`; SVC_ECONFIG/SVC_ERANGE
+ * for a bad configuration value (SVC_EIO/SVC_EPARSE for a file that cannot
+ * be read or parsed); SVC_ENOMEM;
  * SVC_ENOTSUP when built without libmicrohttpd; svc_last_errmsg() says why
  * (also logged at error level). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_app_new(svc_app **out, const svc_app_opts *opts);
@@ -387,8 +388,13 @@ typedef struct svc_cors_opts {
     void *reserved[4];
 } svc_cors_opts;
 SVC_EXPORT void svc_cors_opts_default(svc_cors_opts *opts) SVC_NONNULL(1);
+/* `opts` NULL: from the app's configuration (cors.allow_origins, ...,
+ * docs/configuration.md). SVC_EINVAL for a NULL app, a malformed origin,
+ * "*" with credentials or a value with control characters; SVC_EEXIST when
+ * called twice; SVC_EBUSY once started; a bad configuration value:
+ * SVC_ECONFIG. svc_last_errmsg() says why. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
-    SVC_NONNULL(1, 2);
+    SVC_NONNULL(1);
 
 /* Security headers added to every response unless the handler set the same
  * name itself. NULL opts: the defaults for a JSON API
@@ -405,6 +411,11 @@ typedef struct svc_security_headers_opts {
     unsigned hsts_max_age_s;      /* 0: no HSTS */
     void *reserved[4];
 } svc_security_headers_opts;
+/* Fills `opts` with the defaults written beside each field. NULL options
+ * of svc_add_security_headers() are these, read from the app's
+ * configuration (security_headers.hsts_max_age_s). */
+SVC_EXPORT void svc_security_headers_opts_default(svc_security_headers_opts *opts)
+    SVC_NONNULL(1);
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_security_headers(
     svc_app *app, const svc_security_headers_opts *opts) SVC_NONNULL(1);
 
@@ -427,8 +438,10 @@ typedef struct svc_tenancy_opts {
     void *reserved[4];
 } svc_tenancy_opts;
 SVC_EXPORT void svc_tenancy_opts_default(svc_tenancy_opts *opts) SVC_NONNULL(1);
+/* `opts` NULL: from the app's configuration (tenancy.trusted_header, ...;
+ * no lookup callback). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
-    SVC_NONNULL(1, 2);
+    SVC_NONNULL(1);
 
 /* Probes: /healthz (liveness: 200 while the process serves), /startupz
  * (200 once svc_app_set_started() was called, else 503), /readyz (runs
@@ -440,9 +453,13 @@ typedef struct svc_probes_opts {
     const char *healthz_path;   /* "/healthz" */
     const char *readyz_path;    /* "/readyz" */
     const char *startupz_path;  /* "/startupz" */
-    int started;                /* 1: started at once (no startup gate) */
+    int started;                /* 1: started at once; 0: /startupz answers 503
+                                   until svc_app_set_started() */
     void *reserved[4];
 } svc_probes_opts;
+/* Fills `opts` with the defaults written beside each field; NULL options of
+ * svc_add_probes() are these, read from the app's configuration (probes.*). */
+SVC_EXPORT void svc_probes_opts_default(svc_probes_opts *opts) SVC_NONNULL(1);
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
     SVC_NONNULL(1);
 /* Registers a readiness check (name copied). `critical`: failure makes
@@ -474,6 +491,9 @@ typedef struct svc_metrics_http_opts {
     const char *path;           /* "/metrics" */
     void *reserved[4];
 } svc_metrics_http_opts;
+/* Fills `opts` with the defaults; NULL options of svc_add_metrics() are
+ * these, read from the app's configuration (metrics.path). */
+SVC_EXPORT void svc_metrics_http_opts_default(svc_metrics_http_opts *opts) SVC_NONNULL(1);
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_metrics(svc_app *app,
                                                     const svc_metrics_http_opts *opts)
     SVC_NONNULL(1);

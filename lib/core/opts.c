@@ -16,43 +16,30 @@
 
 #include "../internal.h"
 
-static void put_i64(void *field, svc__opt_type type, int64_t v)
+static bool is_signed(svc__opt_type type) { return type == SVC__OPT_INT || type == SVC__OPT_MS; }
+
+static void put_i64(void *field, size_t width, int64_t v)
 {
-    switch (type) {
-    case SVC__OPT_BOOL:
-    case SVC__OPT_INT:
-        *(int *)field = (int)v;
-        break;
-    case SVC__OPT_UINT:
-    case SVC__OPT_MS_UINT:
-        *(unsigned *)field = (unsigned)v;
-        break;
-    case SVC__OPT_SIZE:
-        *(size_t *)field = (size_t)v;
-        break;
-    default:
-        *(int64_t *)field = v;
-        break;
+    switch (width) {
+    case 1: { uint8_t x = (uint8_t)v; memcpy(field, &x, 1); break; }
+    case 2: { uint16_t x = (uint16_t)v; memcpy(field, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t)v; memcpy(field, &x, 4); break; }
+    default: memcpy(field, &v, 8); break;
     }
 }
 
-static int64_t get_i64(const void *field, svc__opt_type type)
+static int64_t get_i64(const void *field, size_t width, bool sign)
 {
-    switch (type) {
-    case SVC__OPT_BOOL:
-    case SVC__OPT_INT:
-        return *(const int *)field;
-    case SVC__OPT_UINT:
-    case SVC__OPT_MS_UINT:
-        return *(const unsigned *)field;
-    case SVC__OPT_SIZE:
-        return (int64_t)*(const size_t *)field;
-    default:
-        return *(const int64_t *)field;
+    switch (width) {
+    case 1: { uint8_t x; memcpy(&x, field, 1); return sign ? (int8_t)x : x; }
+    case 2: { uint16_t x; memcpy(&x, field, 2); return sign ? (int16_t)x : x; }
+    case 4: { uint32_t x; memcpy(&x, field, 4); return sign ? (int32_t)x : (int64_t)x; }
+    default: { int64_t x; memcpy(&x, field, 8); return x; }
     }
 }
 
-/* The bounds of a numeric field: the entry's, else its C type's. */
+/* The bounds of a numeric field: the entry's, else its C type's (from 0 for
+ * durations and sizes, which are never negative). */
 static void bounds(const svc__opt *o, int64_t *lo, int64_t *hi)
 {
     if (o->min || o->max) {
@@ -60,24 +47,21 @@ static void bounds(const svc__opt *o, int64_t *lo, int64_t *hi)
         *hi = o->max;
         return;
     }
-    switch (o->type) {
-    case SVC__OPT_BOOL:
+    if (o->type == SVC__OPT_BOOL) {
         *lo = 0, *hi = 1;
-        break;
-    case SVC__OPT_INT:
-        *lo = INT_MIN, *hi = INT_MAX;
-        break;
-    case SVC__OPT_UINT:
-    case SVC__OPT_MS_UINT:
-        *lo = 0, *hi = UINT_MAX;
-        break;
-    case SVC__OPT_MS:
-    case SVC__OPT_SIZE:
-        *lo = 0, *hi = INT64_MAX;
-        break;
-    default:
-        *lo = INT64_MIN, *hi = INT64_MAX;
-        break;
+        return;
+    }
+    unsigned bits = (unsigned)(o->width * 8);
+    bool sign = o->type == SVC__OPT_INT;
+    if (bits >= 64) {
+        *lo = sign ? INT64_MIN : 0;
+        *hi = INT64_MAX;
+    } else if (sign) {
+        *lo = -(INT64_C(1) << (bits - 1));
+        *hi = (INT64_C(1) << (bits - 1)) - 1;
+    } else {
+        *lo = 0;
+        *hi = is_signed(o->type) ? (INT64_C(1) << (bits - 1)) - 1 : (INT64_C(1) << bits) - 1;
     }
 }
 
@@ -98,7 +82,7 @@ void svc__opts_default(const svc__opt_table *t, void *opts, size_t size)
             *(double *)field = o->def.d;
             break;
         default:
-            put_i64(field, o->type, o->def.i);
+            put_i64(field, o->width, o->def.i);
             break;
         }
     }
@@ -156,20 +140,19 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
         return SVC_OK;
     }
     case SVC__OPT_BOOL: {
-        int b = (int)get_i64(field, o->type);
+        int b = (int)get_i64(field, o->width, false);
         if ((st = svc_config_get_bool(cfg, key, b, &b)))
             return bad(t, cfg, st);
         v = b;
         break;
     }
     case SVC__OPT_MS:
-    case SVC__OPT_MS_UINT:
-        if ((st = svc_config_get_duration_ms(cfg, key, get_i64(field, o->type), &v)))
+        if ((st = svc_config_get_duration_ms(cfg, key, get_i64(field, o->width, is_signed(o->type)), &v)))
             return bad(t, cfg, st);
         break;
     case SVC__OPT_SIZE: {
         uint64_t u = 0;
-        if ((st = svc_config_get_size(cfg, key, (uint64_t)get_i64(field, o->type), &u)))
+        if ((st = svc_config_get_size(cfg, key, (uint64_t)get_i64(field, o->width, is_signed(o->type)), &u)))
             return bad(t, cfg, st);
         if (u > INT64_MAX)
             return svc__fail_new(SVC_ERANGE, "%s: bad configuration: %s is too large", t->module, key);
@@ -177,7 +160,7 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
         break;
     }
     default:
-        if ((st = svc_config_get_int(cfg, key, get_i64(field, o->type), &v)))
+        if ((st = svc_config_get_int(cfg, key, get_i64(field, o->width, is_signed(o->type)), &v)))
             return bad(t, cfg, st);
         break;
     }
@@ -186,7 +169,7 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
     if (v < lo || v > hi)
         return svc__fail_new(SVC_ECONFIG, "%s: bad configuration: %s = %lld is out of range %lld..%lld",
                              t->module, key, (long long)v, (long long)lo, (long long)hi);
-    put_i64(field, o->type, v);
+    put_i64(field, o->width, v);
     return SVC_OK;
 }
 
@@ -206,8 +189,14 @@ svc_status svc__opts_resolve(const svc__opt_table *t, const void *given, const s
             return svc__fail_new(st, "%s: reading the environment: %s", t->module, eb);
         cfg = hold->env;
     }
+    return svc__opts_apply(t, cfg, out, hold);
+}
+
+svc_status svc__opts_apply(const svc__opt_table *t, const svc_config *cfg, void *opts,
+                           svc__opts_hold *hold)
+{
     for (size_t i = 0; i < t->n; i++) {
-        svc_status st = read_one(t, &t->opts[i], cfg, out, hold);
+        svc_status st = read_one(t, &t->opts[i], cfg, opts, hold);
         if (st) {
             svc__opts_release(hold);
             return st;

@@ -35,16 +35,15 @@
 #include "svcinfra/config.h"
 #include "svcinfra/status.h"
 
+/* Integer kinds take the field's width from sizeof (1, 2, 4 or 8 bytes). */
 typedef enum svc__opt_type {
     SVC__OPT_STRING,  /* const char *: borrowed from the configuration */
     SVC__OPT_STRINGS, /* const char *const *, NULL-terminated list */
     SVC__OPT_BOOL,    /* int, 0 or 1 */
-    SVC__OPT_INT,     /* int */
-    SVC__OPT_UINT,    /* unsigned */
-    SVC__OPT_I64,     /* int64_t */
-    SVC__OPT_MS,      /* int64_t milliseconds, duration grammar */
-    SVC__OPT_MS_UINT, /* unsigned milliseconds, duration grammar */
-    SVC__OPT_SIZE,    /* size_t bytes, size grammar */
+    SVC__OPT_INT,     /* a signed integer */
+    SVC__OPT_UINT,    /* an unsigned integer */
+    SVC__OPT_MS,      /* milliseconds (signed or unsigned field), duration grammar */
+    SVC__OPT_SIZE,    /* bytes (unsigned field), size grammar */
     SVC__OPT_DOUBLE   /* double */
 } svc__opt_type;
 
@@ -59,7 +58,8 @@ typedef struct svc__opt {
         double d;        /* DOUBLE */
     } def;
     const char *doc;     /* one line for the reference */
-    int64_t min, max;    /* inclusive bounds for numbers; both 0: the type's range */
+    int64_t min, max;    /* inclusive bounds for numbers; both 0: the field's range
+                            (durations and sizes: 0 up) */
 } svc__opt;
 
 typedef struct svc__opt_table {
@@ -72,6 +72,11 @@ typedef struct svc__opt_table {
  * `default` is a designated member: .s = "memory:", .i = 4, .d = 0.5. */
 #define SVC__OPT(type_, field, kind, defv, min_, max_, doc_)                             \
     {#field, SVC__OPT_##kind, offsetof(type_, field), sizeof(((type_ *)0)->field),      \
+     {defv}, doc_, min_, max_}
+/* The same with a key other than the field's name (a field `max_body_bytes`
+ * read as "http.max_body"). */
+#define SVC__OPT_K(type_, field, key_, kind, defv, min_, max_, doc_)                     \
+    {key_, SVC__OPT_##kind, offsetof(type_, field), sizeof(((type_ *)0)->field),        \
      {defv}, doc_, min_, max_}
 #define SVC__OPT_TABLE(module_, arr) {module_, arr, sizeof(arr) / sizeof((arr)[0])}
 
@@ -89,6 +94,11 @@ typedef struct svc__opts_hold {
     size_t nlist[8];
     int nlists;
 } svc__opts_hold;
+
+/* Applies what `cfg` holds for the table's keys over `opts` (for options
+ * that are themselves overridden by a configuration, as the app's are). */
+svc_status svc__opts_apply(const svc__opt_table *t, const svc_config *cfg, void *opts,
+                           svc__opts_hold *hold);
 
 /* The one entry point for constructors: `given` non-NULL → copied to `out`
  * unchanged; NULL → defaults, then `cfg` (NULL: a configuration of the

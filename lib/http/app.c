@@ -37,6 +37,7 @@
 
 #include "http/http_internal.h"
 #include "svcinfra/config.h"
+#include "core/opts.h"
 #include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
 
@@ -44,66 +45,16 @@
 
 /* svc_app_opts_default() is in defaults.c (also built without libmicrohttpd). */
 
-static svc_status cfg_fail(const svc_config *c, const char *what)
-{
-    svc_logf(SVC_LOG_ERROR, "http: bad configuration %s: %s", what, svc_config_errmsg(c));
-    return svc__fail_new(SVC_EINVAL, "http: bad configuration %s: %s", what, svc_config_errmsg(c));
-}
-
-static svc_status cfg_uint(const svc_config *c, const char *key, unsigned *v, int64_t lo,
-                           int64_t hi, bool duration)
-{
-    int64_t x;
-    svc_status st = duration ? svc_config_get_duration_ms(c, key, (int64_t)*v, &x)
-                             : svc_config_get_int(c, key, (int64_t)*v, &x);
-    if (st != SVC_OK)
-        return cfg_fail(c, key);
-    if (x < lo || x > hi) {
-        svc_logf(SVC_LOG_ERROR, "http: %s=%lld out of range [%lld, %lld]", key, (long long)x,
-                 (long long)lo, (long long)hi);
-        return SVC_EINVAL;
-    }
-    *v = (unsigned)x;
-    return SVC_OK;
-}
+extern const svc__opt_table svc__http_opts_table;
 
 /* Applies http.* keys; string results are borrowed from `c`. */
 static svc_status apply_config(svc_app_opts *o, const svc_config *c)
 {
-    svc_status st;
-    unsigned port = o->port;
-    if (svc_config_get_string(c, "http.bind", o->bind_addr, &o->bind_addr) != SVC_OK)
-        return cfg_fail(c, "http.bind");
-    if ((st = cfg_uint(c, "http.port", &port, 0, 65535, false)) != SVC_OK)
-        return st;
-    o->port = (uint16_t)port;
-    if ((st = cfg_uint(c, "http.threads", &o->threads, 0, 1024, false)) != SVC_OK ||
-        (st = cfg_uint(c, "http.read_timeout", &o->read_timeout_ms, 1, 86400000, true)) != SVC_OK ||
-        (st = cfg_uint(c, "http.handler_timeout", &o->handler_timeout_ms, 1, 86400000, true)) !=
-            SVC_OK ||
-        (st = cfg_uint(c, "http.shutdown_grace", &o->shutdown_grace_ms, 0, 3600000, true)) !=
-            SVC_OK ||
-        (st = cfg_uint(c, "http.max_connections", &o->max_connections, 1, 1000000, false)) !=
-            SVC_OK)
-        return st;
-    uint64_t mb;
-    if (svc_config_get_size(c, "http.max_body", o->max_body_bytes, &mb) != SVC_OK)
-        return cfg_fail(c, "http.max_body");
-    if (mb > (uint64_t)SIZE_MAX / 2)
-        return SVC_EINVAL;
-    o->max_body_bytes = (size_t)mb;
-    if (svc_config_get_bool(c, "http.access_log", o->access_log, &o->access_log) != SVC_OK)
-        return cfg_fail(c, "http.access_log");
-    if (svc_config_get_bool(c, "http.default_middleware", o->default_middleware,
-                            &o->default_middleware) != SVC_OK)
-        return cfg_fail(c, "http.default_middleware");
-    if (svc_config_get_bool(c, "http.trace_response", o->trace_response, &o->trace_response) !=
-        SVC_OK)
-        return cfg_fail(c, "http.trace_response");
-    if (svc_config_get_string(c, "http.problem_type_base", o->problem_type_base,
-                              &o->problem_type_base) != SVC_OK)
-        return cfg_fail(c, "http.problem_type_base");
-    return SVC_OK;
+    svc__opts_hold hold = {0}; /* the table has no lists: nothing is held */
+    svc_status st = svc__opts_apply(&svc__http_opts_table, c, o, &hold);
+    if (st)
+        svc_logf(SVC_LOG_ERROR, "%s", svc_last_errmsg());
+    return st;
 }
 
 static svc_status validate(const svc_app_opts *o)

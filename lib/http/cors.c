@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/opts.h"
 #include "http/http_internal.h"
 
 #define SVC__CORS_MAX_ORIGINS 256
@@ -192,7 +193,7 @@ static bool origin_ok(const char *o)
     return true;
 }
 
-svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
+static svc_status add_cors(svc_app *app, const svc_cors_opts *opts)
 {
     if (atomic_load(&app->started))
         return svc__err_set(&app->err, SVC_EBUSY, "cors: the app is already started");
@@ -275,4 +276,21 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
         return st; /* c is released by the on_free hook */
     app->ext_cors = c;
     return SVC_OK;
+}
+
+extern const svc__opt_table svc__cors_opts_table;
+
+svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "cors: svc_add_cors: app is NULL");
+    svc_cors_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__cors_opts_table, opts, svc_app_config(app), &o,
+                                      sizeof o, &hold);
+    if (st)
+        return st;
+    st = svc__add_done(app, add_cors(app, &o));
+    svc__opts_release(&hold);
+    return st;
 }

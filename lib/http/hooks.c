@@ -109,3 +109,12 @@ void svc__app_hooks_free(svc_app *app)
     app->natts = app->nhooks = 0;
     app->config = NULL;
 }
+
+svc_status svc__add_done(svc_app *app, svc_status st)
+{
+    if (st)
+        svc__fail_new(st, "%s", svc_app_errmsg(app));
+    else
+        svc__fail_new_clear();
+    return st;
+}

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/opts.h"
 #include "http/http_internal.h"
 #include "svcinfra/metrics.h"
 
@@ -162,7 +163,7 @@ static void metrics_handler(svc_req *req, svc_res *res, void *ud)
     svc_free(text);
 }
 
-svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
+static svc_status add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
 {
     if (atomic_load(&app->started))
         return svc__err_set(&app->err, SVC_EBUSY, "metrics: the app is already started");
@@ -220,4 +221,21 @@ svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
         return st;
     app->ext_metrics = m;
     return SVC_OK;
+}
+
+extern const svc__opt_table svc__metrics_http_opts_table;
+
+svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "metrics: svc_add_metrics: app is NULL");
+    svc_metrics_http_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__metrics_http_opts_table, opts, svc_app_config(app),
+                                      &o, sizeof o, &hold);
+    if (st)
+        return st;
+    st = svc__add_done(app, add_metrics(app, &o));
+    svc__opts_release(&hold);
+    return st;
 }

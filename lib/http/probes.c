@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/opts.h"
 #include "http/http_internal.h"
 #include "svcinfra/log.h"
 
@@ -353,27 +354,27 @@ static svc_status probe_path(svc_app *app, const char *given, const char *def,
     return SVC_OK;
 }
 
-svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
+static svc_status add_probes(svc_app *app, const svc_probes_opts *opts)
 {
     if (atomic_load(&app->started))
         return svc__err_set(&app->err, SVC_EBUSY, "probes: the app is already started");
     if (app->ext_probes && ((svc__probes *)app->ext_probes)->routes)
         return svc__err_set(&app->err, SVC_EEXIST, "probes: svc_add_probes() was already called");
     const char *healthz = NULL, *readyz = NULL, *startupz = NULL;
-    svc_status st = probe_path(app, opts ? opts->healthz_path : NULL, "/healthz", &healthz);
+    svc_status st = probe_path(app, opts->healthz_path, "/healthz", &healthz);
     if (st == SVC_OK)
-        st = probe_path(app, opts ? opts->readyz_path : NULL, "/readyz", &readyz);
+        st = probe_path(app, opts->readyz_path, "/readyz", &readyz);
     if (st == SVC_OK)
-        st = probe_path(app, opts ? opts->startupz_path : NULL, "/startupz", &startupz);
+        st = probe_path(app, opts->startupz_path, "/startupz", &startupz);
     if (st != SVC_OK)
         return st;
     svc__probes *p = NULL;
     st = probes_state(app, &p);
     if (st != SVC_OK)
         return st;
-    /* opts NULL: started at once. With opts, `started` 0 closes the startup
-     * gate until svc_app_set_started() (which may already have been called). */
-    p->gate = opts && !opts->started;
+    /* `started` 0 closes the startup gate until svc_app_set_started()
+     * (which may already have been called). */
+    p->gate = !opts->started;
     st = svc_app_route(app, "GET", healthz, healthz_handler, p);
     if (st == SVC_OK)
         st = svc_app_route(app, "GET", readyz, readyz_handler, p);
@@ -456,4 +457,21 @@ void svc_app_set_started(svc_app *app)
     }
     if (p)
         atomic_store(&p->started, 1);
+}
+
+extern const svc__opt_table svc__probes_opts_table;
+
+svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "probes: svc_add_probes: app is NULL");
+    svc_probes_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__probes_opts_table, opts, svc_app_config(app), &o,
+                                      sizeof o, &hold);
+    if (st)
+        return st;
+    st = svc__add_done(app, add_probes(app, &o));
+    svc__opts_release(&hold);
+    return st;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/opts.h"
 #include "http/http_internal.h"
 
 #define SVC__SEC_MAX 32 /* headers in one list (a bit each in a uint32_t) */
@@ -196,9 +197,20 @@ svc_status svc__security_install_default(svc_app *app)
     return sec_configure(app, default_headers, 0);
 }
 
+extern const svc__opt_table svc__security_opts_table;
+
 svc_status svc_add_security_headers(svc_app *app, const svc_security_headers_opts *opts)
 {
-    const char *const *pairs = (opts && opts->headers) ? opts->headers : default_headers;
-    unsigned hsts = opts ? opts->hsts_max_age_s : 0;
-    return sec_configure(app, pairs, hsts);
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "security_headers: app is NULL");
+    svc_security_headers_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__security_opts_table, opts, svc_app_config(app), &o,
+                                      sizeof o, &hold);
+    if (st)
+        return st;
+    const char *const *pairs = o.headers ? o.headers : default_headers;
+    st = svc__add_done(app, sec_configure(app, pairs, o.hsts_max_age_s));
+    svc__opts_release(&hold);
+    return st;
 }

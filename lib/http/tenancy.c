@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/opts.h"
 #include "http/http_internal.h"
 #include "svcinfra/log.h"
 
@@ -105,7 +106,7 @@ static void mw_tenancy(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     svc_next(next);
 }
 
-svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
+static svc_status add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
 {
     tenancy *t = svc__calloc(1, sizeof *t);
     if (t == NULL)
@@ -156,4 +157,21 @@ svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
         return st;
     app->ext_tenancy = t;
     return SVC_OK;
+}
+
+extern const svc__opt_table svc__tenancy_opts_table;
+
+svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "tenancy: svc_add_tenancy: app is NULL");
+    svc_tenancy_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__tenancy_opts_table, opts, svc_app_config(app), &o,
+                                      sizeof o, &hold);
+    if (st)
+        return st;
+    st = svc__add_done(app, add_tenancy(app, &o));
+    svc__opts_release(&hold);
+    return st;
 }
