@@ -71,7 +71,7 @@ typedef struct svc_outbox_relay svc_outbox_relay;
 #define SVC_OUTBOX_CHANNEL "svc_outbox"
 
 /* Writes one event inside the caller's open transaction `tx`: a row of
- * svc_outbox (migration 4) and a NOTIFY of SVC_OUTBOX_CHANNEL, both of
+ * svc_outbox (migration outbox/1) and a NOTIFY of SVC_OUTBOX_CHANNEL, both of
  * which take effect only if `tx` commits.
  *   topic          1..SVC_OUTBOX_MAX_TOPIC bytes ("order.paid")
  *   aggregate_key  1..SVC_OUTBOX_MAX_KEY bytes; events of one key are
@@ -120,7 +120,7 @@ typedef struct svc_outbox_opts {
 SVC_EXPORT void svc_outbox_opts_default(svc_outbox_opts *opts) SVC_NONNULL(1);
 
 /* Creates an outbox handle (new; svc_outbox_free()); `opts` NULL = the
- * defaults. A postgres outbox needs the schema of svc_pg_migrate_up().
+ * defaults. A postgres outbox needs the schema of svc_pg_migrate(pg, "outbox", NULL).
  * Returns SVC_EINVAL for a malformed URL or a redis:// one, SVC_ENOTSUP
  * for postgres without libpq, SVC_ENOMEM. The postgres pool connects
  * lazily. On failure *out is NULL and svc_outbox_last_error() says why. */
