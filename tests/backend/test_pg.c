@@ -18,6 +18,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "svcinfra/idempotency.h"
+#include "svcinfra/jobs.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
@@ -924,6 +926,47 @@ static void migrating_one_module_creates_only_its_tables(void **state)
     fresh_db_drop(&d);
 }
 
+/* svc_idem_new and svc_jobs_new with `migrate` (the default) apply core
+ * and their own module, not the others. */
+static void module_constructors_migrate_only_their_module(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 2);
+
+    svc_idem_opts io;
+    svc_idem_opts_default(&io);
+    io.pg = pg;
+    svc_idem *idem;
+    must(pg, svc_idem_new(&idem, &io));
+    assert_true(table_exists(pg, "svc_idempotency"));
+    assert_true(table_exists(pg, "svc_leases"));
+    assert_false(table_exists(pg, "svc_jobs"));
+    assert_false(table_exists(pg, "svc_outbox"));
+    svc_idem_free(idem);
+
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.url = d.url;
+    jo.pg = pg;
+    jo.no_metrics = 1;
+    svc_jobs *jobs;
+    must(pg, svc_jobs_new(&jobs, &jo));
+    assert_true(table_exists(pg, "svc_jobs"));
+    assert_true(table_exists(pg, "svc_jobs_cron"));
+    assert_false(table_exists(pg, "svc_outbox"));
+    assert_false(table_exists(pg, "svc_inbox"));
+    svc_jobs_free(jobs);
+
+    int64_t steps = svc_pg_migrate_latest("core") + svc_pg_migrate_latest("idempotency") +
+                    svc_pg_migrate_latest("jobs");
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps);
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
 /* ---- a database left by 0.1: one sequence of versions -----------------------
  *
  * 0.1 recorded its six steps as versions 1..6 of one sequence in a
@@ -1190,6 +1233,7 @@ int main(void)
         cmocka_unit_test(concurrent_migrations_apply_each_step_once),
         cmocka_unit_test(changed_step_checksum_is_an_error),
         cmocka_unit_test(migrating_one_module_creates_only_its_tables),
+        cmocka_unit_test(module_constructors_migrate_only_their_module),
         cmocka_unit_test(upgrade_from_single_sequence_keeps_data_and_reapplies_nothing),
         cmocka_unit_test(upgrade_from_older_single_sequence_applies_only_the_new_steps),
         cmocka_unit_test(concurrent_upgrades_from_single_sequence_are_safe),
