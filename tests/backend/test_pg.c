@@ -21,6 +21,7 @@
 #include "svcinfra/idempotency.h"
 #include "svcinfra/jobs.h"
 #include "svcinfra/metrics.h"
+#include "svcinfra/outbox.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
 #include "backend/pg_internal.h"
@@ -926,8 +927,9 @@ static void migrating_one_module_creates_only_its_tables(void **state)
     fresh_db_drop(&d);
 }
 
-/* svc_idem_new and svc_jobs_new with `migrate` (the default) apply core
- * and their own module, not the others. */
+/* svc_idem_new and svc_jobs_new with `migrate` (the default) and
+ * svc_outbox_new with `migrate` apply core and their own module, not the
+ * others. */
 static void module_constructors_migrate_only_their_module(void **state)
 {
     (void)state;
@@ -963,6 +965,22 @@ static void module_constructors_migrate_only_their_module(void **state)
     int64_t steps = svc_pg_migrate_latest("core") + svc_pg_migrate_latest("idempotency") +
                     svc_pg_migrate_latest("jobs");
     assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps);
+
+    /* the outbox migrates only when asked (its default keeps connecting lazily) */
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.url = d.url;
+    oo.pg = pg;
+    svc_outbox *ob;
+    must(pg, svc_outbox_new(&ob, &oo));
+    assert_false(table_exists(pg, "svc_outbox"));
+    svc_outbox_free(ob);
+    oo.migrate = 1;
+    must(pg, svc_outbox_new(&ob, &oo));
+    assert_true(table_exists(pg, "svc_outbox"));
+    assert_true(table_exists(pg, "svc_inbox"));
+    svc_outbox_free(ob);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps + svc_pg_migrate_latest("outbox"));
     svc_pg_free(pg);
     fresh_db_drop(&d);
 }
