@@ -2,7 +2,7 @@
  *
  *   svcinfra idempotency purge [--db URL]
  *
- * Deletes the expired rows of svc_idempotency (migration 2) in batches and
+ * Deletes the expired rows of svc_idempotency (migration idempotency/1) in batches and
  * prints how many went. Safe to run from cron on several hosts at once.
  */
 #include <stdio.h>
@@ -17,7 +17,7 @@ enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
 
 static const char idem_help[] =
     "usage: svcinfra idempotency <command> [options]\n\n"
-    "Idempotency records kept in PostgreSQL (table svc_idempotency, migration 2).\n\n"
+    "Idempotency records kept in PostgreSQL (table svc_idempotency, migration idempotency/1).\n\n"
     "Commands:\n"
     "  purge      delete expired records (expires_at in the past), in batches\n\n"
     "Options:\n"

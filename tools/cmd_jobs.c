@@ -44,7 +44,7 @@ enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
 
 static const char jobs_help[] =
     "usage: svcinfra jobs <command> [options]\n\n"
-    "Background jobs (table svc_jobs of migration 3).\n\n"
+    "Background jobs (table svc_jobs of migration jobs/1).\n\n"
     "Commands:\n"
     "  run        run jobs: --exec CMD per job (payload on stdin) or --noop\n"
     "  enqueue    enqueue KIND [JSON]; prints the job id\n"

@@ -30,7 +30,7 @@ enum { OK = 0, RUNTIME = 1, USAGE = 2, UNREACHABLE = 3 };
 
 static const char outbox_help[] =
     "usage: svcinfra outbox <command> [options]\n\n"
-    "The transactional outbox (tables of migration 4).\n\n"
+    "The transactional outbox (tables of migrations outbox/1 and outbox/2).\n\n"
     "Commands:\n"
     "  relay      publish committed events: to stdout as JSON lines or to the jobs queue\n"
     "  stats      count pending, failing and published events\n"

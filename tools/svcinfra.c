@@ -1,7 +1,7 @@
 /* svcinfra - the operations command of libsvcinfra.
  *
  *   svcinfra version
- *   svcinfra migrate up     [--db URL]
+ *   svcinfra migrate up     [--db URL] [--module NAME]
  *   svcinfra migrate status [--db URL]
  *
  * Commands form a tree of tables (see `root` at the bottom): a group lists
@@ -10,6 +10,7 @@
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 backend unreachable.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,17 +61,28 @@ static void print_help(FILE *f, const char *path, const command *c)
 
 typedef struct db_opts {
     const char *url;
+    const char *module;          /* --module, when the command takes it */
 } db_opts;
 
-/* Parses `--db URL` / `--db=URL` / `--help`; returns -1 to continue, else
- * an exit code. */
-static int parse_db_opts(const command *self, const char *path, int argc, char **argv, db_opts *o)
+/* Parses `--db URL` / `--db=URL` / `--help` (and `--module NAME` when
+ * `with_module`); returns -1 to continue, else an exit code. */
+static int parse_db_opts(const command *self, const char *path, int argc, char **argv, bool with_module,
+                         db_opts *o)
 {
     o->url = NULL;
+    o->module = NULL;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             print_help(stdout, path, self);
             return EXIT_OK;
+        } else if (with_module && strcmp(argv[i], "--module") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "svcinfra: --module needs a name\n");
+                return EXIT_USAGE;
+            }
+            o->module = argv[++i];
+        } else if (with_module && strncmp(argv[i], "--module=", 9) == 0) {
+            o->module = argv[i] + 9;
         } else if (strcmp(argv[i], "--db") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "svcinfra: --db needs a URL\n");
@@ -86,6 +98,13 @@ static int parse_db_opts(const command *self, const char *path, int argc, char *
     }
     if (!o->url || !*o->url)
         o->url = getenv("SVC_DATABASE_URL");
+    if (o->module && svc_pg_migrate_latest(o->module) == 0) {
+        fprintf(stderr, "svcinfra: no module '%s' in this library (modules:", o->module);
+        for (size_t i = 0; svc_pg_migrate_module(i); i++)
+            fprintf(stderr, " %s", svc_pg_migrate_module(i));
+        fprintf(stderr, ")\n");
+        return EXIT_USAGE;
+    }
     if (!o->url || !*o->url) {
         fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_DATABASE_URL\n");
         return EXIT_USAGE;
@@ -125,6 +144,21 @@ static int open_db(const char *url, svc_pg **pg)
 
 /* ---- version ------------------------------------------------------------------ */
 
+/* " core 1, jobs 2, ...": the latest version of each module compiled in
+ * (only core and `module` when given), " none" without any. */
+static void print_schema_versions(const char *module)
+{
+    int printed = 0;
+    for (size_t i = 0; svc_pg_migrate_module(i); i++) {
+        const char *m = svc_pg_migrate_module(i);
+        if (module && i > 0 && strcmp(m, module) != 0)
+            continue;
+        printf("%s %s %d", printed++ ? "," : "", m, svc_pg_migrate_latest(m));
+    }
+    if (!printed)
+        printf(" none");
+}
+
 static int cmd_version(const command *self, int argc, char **argv)
 {
     if (argc > 0) {
@@ -135,11 +169,13 @@ static int cmd_version(const command *self, int argc, char **argv)
         fprintf(stderr, "svcinfra: 'version' takes no arguments\n");
         return EXIT_USAGE;
     }
-    printf("svcinfra %s (postgres: %s, redis: %s, http: %s, curl: %s; schema version %d)\n",
+    printf("svcinfra %s (postgres: %s, redis: %s, http: %s, curl: %s; schema:",
            svc_version_string(), svc_feature_supported(SVC_FEATURE_POSTGRES) ? "yes" : "no",
            svc_feature_supported(SVC_FEATURE_REDIS) ? "yes" : "no",
            svc_feature_supported(SVC_FEATURE_HTTP) ? "yes" : "no",
-           svc_feature_supported(SVC_FEATURE_CURL) ? "yes" : "no", svc_pg_migrate_latest());
+           svc_feature_supported(SVC_FEATURE_CURL) ? "yes" : "no");
+    print_schema_versions(NULL);
+    printf(")\n");
     return EXIT_OK;
 }
 
@@ -148,21 +184,23 @@ static int cmd_version(const command *self, int argc, char **argv)
 static int cmd_migrate_up(const command *self, int argc, char **argv)
 {
     db_opts o;
-    int rc = parse_db_opts(self, "svcinfra migrate up", argc, argv, &o);
+    int rc = parse_db_opts(self, "svcinfra migrate up", argc, argv, true, &o);
     if (rc >= 0)
         return rc;
     svc_pg *pg;
     if ((rc = open_db(o.url, &pg)) >= 0)
         return rc;
     int applied = 0;
-    svc_status st = svc_pg_migrate_up(pg, &applied);
+    svc_status st = svc_pg_migrate(pg, o.module, &applied);
     if (st) {
         fprintf(stderr, "svcinfra: migrate up: %s: %s\n", svc_strerror(st), svc_pg_errmsg(pg));
         if (applied)
             fprintf(stderr, "svcinfra: %d migration(s) were applied before the failure\n", applied);
         rc = st == SVC_EINVAL ? EXIT_RUNTIME : exit_for(st);
     } else {
-        printf("applied %d migration(s); schema at version %d\n", applied, svc_pg_migrate_latest());
+        printf("applied %d migration(s); schema at", applied);
+        print_schema_versions(o.module);
+        printf("\n");
         rc = EXIT_OK;
     }
     svc_pg_free(pg);
@@ -184,7 +222,7 @@ static void format_ms(int64_t ms, char *buf, size_t n)
 static int cmd_migrate_status(const command *self, int argc, char **argv)
 {
     db_opts o;
-    int rc = parse_db_opts(self, "svcinfra migrate status", argc, argv, &o);
+    int rc = parse_db_opts(self, "svcinfra migrate status", argc, argv, false, &o);
     if (rc >= 0)
         return rc;
     svc_pg *pg;
@@ -199,7 +237,7 @@ static int cmd_migrate_status(const command *self, int argc, char **argv)
         return st == SVC_EINVAL ? EXIT_RUNTIME : exit_for(st);
     }
     int changed = 0, pending = 0;
-    printf("%-8s %-8s %-20s %-12s %s\n", "VERSION", "STATE", "APPLIED_AT", "CHECKSUM", "NAME");
+    printf("%-12s %-8s %-8s %-20s %-12s %s\n", "MODULE", "VERSION", "STATE", "APPLIED_AT", "CHECKSUM", "NAME");
     for (size_t i = 0; i < n; i++) {
         const svc_pg_migration_info *m = &list[i];
         const char *state = !m->known ? "unknown" : !m->applied ? "pending" : !m->checksum_ok ? "CHANGED" : "applied";
@@ -208,7 +246,8 @@ static int cmd_migrate_status(const command *self, int argc, char **argv)
         char at[32];
         format_ms(m->applied_at_ms, at, sizeof at);
         const char *sum = m->applied ? m->db_checksum : m->checksum;
-        printf("%-8d %-8s %-20s %-12.12s %s\n", m->version, state, at, sum[0] ? sum : "-", m->name);
+        printf("%-12s %-8d %-8s %-20s %-12.12s %s\n", m->module, m->version, state, at, sum[0] ? sum : "-",
+               m->name);
     }
     printf("%d pending, %d changed\n", pending, changed);
     svc_pg_migration_info_free(list, n);
@@ -223,17 +262,24 @@ static const char db_usage[] =
     "  --db URL   postgres:// URL (default: $SVC_DATABASE_URL)\n"
     "  --help     this text\n";
 
+static const char migrate_up_usage[] =
+    "Options:\n"
+    "  --db URL        postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --module NAME   core and this module only: idempotency, jobs, outbox\n"
+    "                  (default: every module compiled in)\n"
+    "  --help          this text\n";
+
 static const command migrate_cmds[] = {
-    {"up", "apply the library's missing schema migrations (advisory-locked, idempotent)", db_usage, NULL,
-     cmd_migrate_up},
-    {"status", "list every migration: version, state, applied_at, checksum, name "
+    {"up", "apply the missing schema migrations of every module or one (advisory-locked, idempotent)",
+     migrate_up_usage, NULL, cmd_migrate_up},
+    {"status", "list every migration: module, version, state, applied_at, checksum, name "
                "(exit 1 when an applied one was changed)",
      db_usage, NULL, cmd_migrate_status},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static const command top_cmds[] = {
-    {"version", "print the library version, the parts built in and the schema version", NULL, NULL,
+    {"version", "print the library version, the parts built in and each module's schema version", NULL, NULL,
      cmd_version},
     {"migrate", "the library's PostgreSQL schema", NULL, migrate_cmds, NULL},
     {"outbox", "the transactional outbox: relay, stats, prune (see 'outbox --help')", NULL, NULL, cmd_outbox},

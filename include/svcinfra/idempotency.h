@@ -33,7 +33,7 @@
  * Stores (by URL): memory: (bounded: max_records, and max_bytes of stored
  * responses for the whole store; expired records reclaimed), redis:// (claim, complete and release are each one Lua
  * script on one {idem:...} hash-tagged key), postgres:// (table
- * svc_idempotency from migration 2; INSERT ... ON CONFLICT; completion may
+ * svc_idempotency from migration idempotency/1; INSERT ... ON CONFLICT; completion may
  * join the caller's transaction with svc_idem_complete_tx()).
  *
  * Thread safety: an svc_idem may be used from any number of threads at
@@ -86,8 +86,9 @@ typedef struct svc_idem_opts {
     size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored;
                                     larger: svc_idem_complete() returns SVC_ETOOBIG */
     int64_t store_timeout_ms;    /* 2000: connect/command timeout of an own pool */
-    int migrate;                 /* 1: postgres store runs svc_pg_migrate_up() at
-                                    svc_idem_new() (advisory-locked, idempotent) */
+    int migrate;                 /* 1: postgres store runs svc_pg_migrate(pg,
+                                    "idempotency") at svc_idem_new() (advisory-
+                                    locked, idempotent; no other module's tables) */
     const svc_clock *clock;      /* NULL: the system clock (wall time) */
     void *reserved[8];           /* zero */
 } svc_idem_opts;

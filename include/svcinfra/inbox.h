@@ -45,7 +45,7 @@ struct svc_redis;
 #define SVC_INBOX_MAX_CONSUMER 63
 #define SVC_INBOX_MAX_MESSAGE_ID 255
 
-/* Records (consumer, message_id) in svc_inbox (migration 4) inside the
+/* Records (consumer, message_id) in svc_inbox (migration outbox/1) inside the
  * caller's open transaction `tx`. `*first_time` receives 1 when this is
  * the first claim (the mark commits with `tx`), 0 for a duplicate.
  * Returns SVC_OK; SVC_EINVAL for a bad name or id (the transaction is left

@@ -43,7 +43,7 @@
  * it is discarded. No delay exceeds SVC_JOBS_MAX_DURATION_MS (30 days).
  *
  * Backends by URL: "postgres://..." (the reference: table svc_jobs from
- * migration 3, FOR UPDATE SKIP LOCKED batch claims, batch completions,
+ * migration jobs/1, FOR UPDATE SKIP LOCKED batch claims, batch completions,
  * LISTEN/NOTIFY wake-ups on a dedicated connection), "redis://..." (a hash
  * per job and sorted sets per queue, each transition one Lua script in the
  * queue's {jobs:<queue>} hash slot, leases as visibility timeouts; wake-ups
@@ -131,7 +131,7 @@ typedef struct svc_jobs_opts {
                                         url may be NULL; the LISTEN connection still needs
                                         the URL, else workers only poll */
     unsigned pool_size;              /* 4: connections of the pool opened for `url` */
-    int migrate;                     /* 1: apply the library's migrations in svc_jobs_new */
+    int migrate;                     /* 1: svc_jobs_new applies svc_pg_migrate(pg, "jobs") */
     int default_max_attempts;        /* 20: when svc_job_opts.max_attempts is 0 */
     int64_t backoff_base_ms;         /* 1000: delay(n) = base * n^4, see above */
     int64_t backoff_max_ms;          /* 86400000 (24 h): cap of one delay, jitter
@@ -450,7 +450,7 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_stats(svc_jobs *jobs, const char *q
  *
  * A scheduler enqueues a job for each tick of each schedule (with the
  * unique key "cron:<name>:<tick UNIX s>"). The store records the last tick
- * each schedule name fired (PostgreSQL: table svc_jobs_cron, migration 5;
+ * each schedule name fired (PostgreSQL: table svc_jobs_cron, migration jobs/2;
  * Redis: {jobs:<queue>}:cron:<name>; memory: in the handle) and a tick's
  * job is inserted only when that record is older, in one atomic step: however
  * many instances of a fleet run the same schedules, and whenever they

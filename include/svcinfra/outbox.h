@@ -71,7 +71,7 @@ typedef struct svc_outbox_relay svc_outbox_relay;
 #define SVC_OUTBOX_CHANNEL "svc_outbox"
 
 /* Writes one event inside the caller's open transaction `tx`: a row of
- * svc_outbox (migration 4) and a NOTIFY of SVC_OUTBOX_CHANNEL, both of
+ * svc_outbox (migration outbox/1) and a NOTIFY of SVC_OUTBOX_CHANNEL, both of
  * which take effect only if `tx` commits.
  *   topic          1..SVC_OUTBOX_MAX_TOPIC bytes ("order.paid")
  *   aggregate_key  1..SVC_OUTBOX_MAX_KEY bytes; events of one key are
@@ -113,17 +113,22 @@ typedef struct svc_outbox_opts {
                                  oldest published are dropped first; when
                                  all are unpublished svc_outbox_put() fails
                                  with SVC_EBUSY */
-    void *reserved[8];        /* zero */
+    int migrate;              /* 0; 1: a postgres outbox runs svc_pg_migrate(pg,
+                                 "outbox") in svc_outbox_new() (connects now;
+                                 advisory-locked, idempotent; the outbox's and
+                                 the inbox's tables, no other module's) */
+    void *reserved[7];        /* zero */
 } svc_outbox_opts;
 
 /* Fills `opts` with the defaults above, then SVC_OUTBOX_URL. */
 SVC_EXPORT void svc_outbox_opts_default(svc_outbox_opts *opts) SVC_NONNULL(1);
 
 /* Creates an outbox handle (new; svc_outbox_free()); `opts` NULL = the
- * defaults. A postgres outbox needs the schema of svc_pg_migrate_up().
- * Returns SVC_EINVAL for a malformed URL or a redis:// one, SVC_ENOTSUP
- * for postgres without libpq, SVC_ENOMEM. The postgres pool connects
- * lazily. On failure *out is NULL and svc_outbox_last_error() says why. */
+ * defaults. A postgres outbox needs the schema of svc_pg_migrate(pg,
+ * "outbox", NULL), which `opts.migrate` applies here. Returns SVC_EINVAL
+ * for a malformed URL or a redis:// one, SVC_ENOTSUP for postgres without
+ * libpq, SVC_ENOMEM, and with `migrate` the statuses of svc_pg_migrate().
+ * Without `migrate` the postgres pool connects lazily. On failure *out is NULL and svc_outbox_last_error() says why. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
     SVC_NONNULL(1);
 /* The calling thread's last svc_outbox_new() failure detail, or "". */

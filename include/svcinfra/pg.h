@@ -233,39 +233,62 @@ SVC_EXPORT svc_status svc_pg_check(void *pg, char *detail, size_t detail_len,
 
 /* ---- migrations -------------------------------------------------------------
  *
- * The library's own tables are created by numbered steps compiled into the
- * library. svc_pg_migrate_up() takes a PostgreSQL advisory lock (so
- * instances starting together apply each step once), applies each missing
- * step in its own transaction and records it in svc_schema_migrations
- * with a SHA-256 of its SQL. A recorded step whose checksum no longer
- * matches the library's SQL stops the run with SVC_ECONFLICT: the schema
- * was changed under the library. Running it again is a no-op.
+ * Each module owns its tables as numbered steps compiled into the library:
+ * "core" (the bookkeeping table and svc_leases), "idempotency", "jobs",
+ * "outbox" (outbox and inbox); versions count from 1 in each module.
+ * svc_pg_migrate() takes a PostgreSQL advisory lock (so instances starting
+ * together apply each step once), applies each missing step of core and of
+ * the module asked for in its own transaction and records it in
+ * svc_schema_migrations as (module, version) with a SHA-256 of its SQL. A
+ * recorded step whose checksum no longer matches the library's SQL stops
+ * the run with SVC_ECONFLICT: the schema was changed under the library.
+ * Running it again is a no-op. A database of the 0.1 layout (one sequence
+ * of versions) is upgraded to (module, version) rows first, in one
+ * transaction under the same lock, its steps kept as applied.
  */
 typedef struct svc_pg_migration_info {
-    int version;
+    char *module;              /* owning module, "core", "jobs", … (owned by the list) */
+    int version;               /* the step's version within its module */
     char *name;                /* step name (owned by the list) */
     int applied;               /* 1 when recorded in the database */
     int64_t applied_at_ms;     /* Unix ms when applied, 0 when not */
     char checksum[65];         /* hex SHA-256 of the library's SQL ("" when unknown) */
     char db_checksum[65];      /* as recorded in the database ("" when not applied) */
     int checksum_ok;           /* 1 when not applied or both checksums agree */
-    int known;                 /* 0: applied by a newer library, unknown here */
+    int known;                 /* 0: a module or version this library does not have */
 } svc_pg_migration_info;
 
-/* Applies the missing steps. `*applied` (when non-NULL) receives how many
- * this call applied. SVC_ECONFLICT for a checksum mismatch (the run stops
- * there); other statuses as svc_pg_exec(), with the failing step named in
- * svc_pg_errmsg(). Versions recorded by a newer library are left alone. */
+/* Applies the missing steps of "core" and of `module` (one name of
+ * svc_pg_migrate_module(); NULL: every module compiled in). `*applied`
+ * (when non-NULL) receives how many this call applied. SVC_EINVAL for a
+ * module this library does not have, SVC_ECONFLICT for a checksum mismatch
+ * (the run stops there); other statuses as svc_pg_exec(), with the failing
+ * step named in svc_pg_errmsg(). Steps recorded by a newer library are
+ * left alone. Safe from several threads and processes at once.
+ * SVC_ENOTSUP without PostgreSQL support. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_pg_migrate(svc_pg *pg, const char *module, int *applied)
+    SVC_NONNULL(1);
+
+/* svc_pg_migrate(pg, NULL, applied): every module compiled in. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_migrate_up(svc_pg *pg, int *applied) SVC_NONNULL(1);
 
-/* Lists every step known to the library and every version recorded in the
- * database, by version (`*out` new; svc_pg_migration_info_free()). */
+/* Lists every step of every module compiled in (core first, then the
+ * modules in svc_pg_migrate_module() order, each by version), then the
+ * rows recorded in the database that no compiled-in step claims (`known`
+ * 0). Reads only: a 0.1 database is shown as its upgrade will record it.
+ * `*out` new; svc_pg_migration_info_free(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_migrate_status(svc_pg *pg, svc_pg_migration_info **out,
                                                           size_t *n) SVC_NONNULL(1, 2, 3);
 SVC_EXPORT void svc_pg_migration_info_free(svc_pg_migration_info *list, size_t n);
 
-/* The highest step version compiled into the library. */
-SVC_EXPORT int svc_pg_migrate_latest(void);
+/* The name of the i-th module whose schema is compiled in ("core" first),
+ * NULL past the last (always NULL without PostgreSQL support). Static
+ * storage. */
+SVC_EXPORT const char *svc_pg_migrate_module(size_t i);
+
+/* The highest step version of `module` compiled into the library, 0 for a
+ * module it does not have. */
+SVC_EXPORT int svc_pg_migrate_latest(const char *module);
 
 SVC_END_DECLS
 

@@ -111,7 +111,7 @@ svc_status svc__store_bind(svc__store *s, const svc__store_spec *spec)
             return st;
     }
     if (s->kind == SVC_STORE_POSTGRES && spec->migrate &&
-        (st = svc_pg_migrate_up(s->pg, NULL))) {
+        (st = svc_pg_migrate(s->pg, spec->migrate, NULL))) {
         svc__fail_new(st, "%s: migrations: %s", spec->module, svc_pg_errmsg(s->pg));
         svc__store_unbind(s);
         return st;

@@ -1,12 +1,20 @@
-/* migrations.c - the library's schema, one numbered step at a time.
+/* migrations.c - the runner's own schema (module "core": the bookkeeping
+ * table and the named leases) and the catalog of every module's schema
+ * compiled into the library.
  *
  * Append new steps at the end with the next version; never edit a step
- * that has been released (its SHA-256 is recorded in svc_schema_migrations
- * and a changed step is refused). Each step runs in its own transaction.
+ * that has been released: its SHA-256 is recorded in svc_schema_migrations
+ * and a changed step is refused. The last field is the step's number in the
+ * single sequence of 0.1 databases.
+ *
+ * Step 1 still creates svc_schema_migrations in its 0.1 layout, byte for
+ * byte as released, so that recorded checksums keep matching; the runner
+ * has created or upgraded the table before (migrate.c), which makes that
+ * statement a no-op.
  */
-#include "pg_internal.h"
+#include "migration.h"
 
-const svc__migration svc__pg_migrations[] = {
+static const svc__migration core_steps[] = {
     {1, "bookkeeping and leases",
      "CREATE TABLE IF NOT EXISTS svc_schema_migrations (\n"
      "    version      integer PRIMARY KEY,\n"
@@ -23,99 +31,18 @@ const svc__migration svc__pg_migrations[] = {
      "    expires_at  timestamptz NOT NULL,\n"
      "    acquired_at timestamptz NOT NULL DEFAULT now()\n"
      ");\n"
-     "CREATE INDEX IF NOT EXISTS svc_leases_expires_at ON svc_leases (expires_at);\n"},
-    {2, "idempotency",
-     "-- Idempotency records (lib/idempotency): one row per scoped key. Times\n"
-     "-- are Unix ms of the engine's clock; headers is a blob of NUL-separated\n"
-     "-- name/value pairs. Expired rows go with svc_idem_pg_purge().\n"
-     "CREATE TABLE IF NOT EXISTS svc_idempotency (\n"
-     "    key          text PRIMARY KEY,\n"
-     "    fingerprint  text NOT NULL,\n"
-     "    state        smallint NOT NULL,\n"
-     "    token        text NOT NULL,\n"
-     "    lease_until  bigint NOT NULL,\n"
-     "    expires_at   bigint NOT NULL,\n"
-     "    status       integer,\n"
-     "    headers      bytea,\n"
-     "    body         bytea,\n"
-     "    created_at   timestamptz NOT NULL DEFAULT now()\n"
-     ");\n"
-     "CREATE INDEX IF NOT EXISTS svc_idempotency_expires_at ON svc_idempotency (expires_at);\n"},
-    {3, "jobs",
-     "-- Background jobs (lib/jobs): one row per job, its state, lease and the\n"
-     "-- last error of each attempt. Workers claim due rows with\n"
-     "-- FOR UPDATE SKIP LOCKED through svc_jobs_fetch.\n"
-     "CREATE TABLE IF NOT EXISTS svc_jobs (\n"
-     "    id           bigserial PRIMARY KEY,\n"
-     "    queue        text NOT NULL,\n"
-     "    kind         text NOT NULL,\n"
-     "    payload      jsonb NOT NULL DEFAULT '{}',\n"
-     "    state        text NOT NULL CHECK (state IN ('available', 'scheduled', 'running',\n"
-     "                     'retryable', 'completed', 'discarded', 'cancelled')),\n"
-     "    priority     smallint NOT NULL DEFAULT 0,\n"
-     "    attempt      integer NOT NULL DEFAULT 0,\n"
-     "    max_attempts integer NOT NULL,\n"
-     "    unique_key   text,\n"
-     "    unique_until timestamptz,\n"
-     "    worker       text,\n"
-     "    lease_until  timestamptz,\n"
-     "    errors       jsonb NOT NULL DEFAULT '[]',\n"
-     "    created_at   timestamptz NOT NULL DEFAULT now(),\n"
-     "    run_at       timestamptz NOT NULL DEFAULT now(),\n"
-     "    attempted_at timestamptz,\n"
-     "    completed_at timestamptz,\n"
-     "    discarded_at timestamptz,\n"
-     "    cancelled_at timestamptz,\n"
-     "    updated_at   timestamptz NOT NULL DEFAULT now()\n"
-     ");\n"
-     "CREATE INDEX IF NOT EXISTS svc_jobs_fetch ON svc_jobs (queue, priority, run_at, id)\n"
-     "    WHERE state IN ('available', 'scheduled', 'retryable');\n"
-     "CREATE INDEX IF NOT EXISTS svc_jobs_lease ON svc_jobs (lease_until) WHERE state = 'running';\n"
-     "CREATE INDEX IF NOT EXISTS svc_jobs_finished ON svc_jobs (state, updated_at)\n"
-     "    WHERE state IN ('completed', 'discarded', 'cancelled');\n"
-     "CREATE UNIQUE INDEX IF NOT EXISTS svc_jobs_unique ON svc_jobs (unique_key)\n"
-     "    WHERE unique_key IS NOT NULL;\n"},
-    {4, "outbox and inbox",
-     "-- Transactional outbox: one row per event, written in the business\n"
-     "-- transaction; relays claim the oldest unpublished row of each key.\n"
-     "CREATE TABLE IF NOT EXISTS svc_outbox (\n"
-     "    id              bigserial PRIMARY KEY,\n"
-     "    topic           text NOT NULL,\n"
-     "    aggregate_key   text NOT NULL,\n"
-     "    payload         json NOT NULL,\n"
-     "    headers         json NOT NULL DEFAULT '{}',\n"
-     "    created_at      timestamptz NOT NULL DEFAULT now(),\n"
-     "    attempts        integer NOT NULL DEFAULT 0,\n"
-     "    next_attempt_at timestamptz NOT NULL DEFAULT now(),\n"
-     "    last_error      text,\n"
-     "    published_at    timestamptz\n"
-     ");\n"
-     "CREATE INDEX IF NOT EXISTS svc_outbox_unpublished ON svc_outbox (id)\n"
-     "    WHERE published_at IS NULL;\n"
-     "CREATE INDEX IF NOT EXISTS svc_outbox_key_unpublished ON svc_outbox (aggregate_key, id)\n"
-     "    WHERE published_at IS NULL;\n"
-     "CREATE INDEX IF NOT EXISTS svc_outbox_published_at ON svc_outbox (published_at)\n"
-     "    WHERE published_at IS NOT NULL;\n"
-     "-- Inbox: one mark per (consumer, message id) handled.\n"
-     "CREATE TABLE IF NOT EXISTS svc_inbox (\n"
-     "    consumer    text NOT NULL,\n"
-     "    message_id  text NOT NULL,\n"
-     "    claimed_at  timestamptz NOT NULL DEFAULT now(),\n"
-     "    PRIMARY KEY (consumer, message_id)\n"
-     ");\n"
-     "CREATE INDEX IF NOT EXISTS svc_inbox_claimed_at ON svc_inbox (claimed_at);\n"},
-    {5, "jobs cron ticks",
-     "-- The last tick each cron schedule fired (lib/jobs scheduler), in UNIX\n"
-     "-- seconds: a tick fires once, however long its job row is kept.\n"
-     "CREATE TABLE IF NOT EXISTS svc_jobs_cron (\n"
-     "    name       text PRIMARY KEY,\n"
-     "    last_tick  bigint NOT NULL,\n"
-     "    updated_at timestamptz NOT NULL DEFAULT now()\n"
-     ");\n"},
-    {6, "outbox retry times",
-     "-- Failed events waiting for their retry: a relay sleeps until the first.\n"
-     "CREATE INDEX IF NOT EXISTS svc_outbox_retry ON svc_outbox (next_attempt_at)\n"
-     "    WHERE published_at IS NULL AND attempts > 0;\n"},
+     "CREATE INDEX IF NOT EXISTS svc_leases_expires_at ON svc_leases (expires_at);\n",
+     1},
 };
 
-const size_t svc__pg_nmigrations = sizeof svc__pg_migrations / sizeof svc__pg_migrations[0];
+const svc__schema svc__pg_schema_core = {"core", core_steps, sizeof core_steps / sizeof core_steps[0]};
+
+/* Core first: every run applies it before the modules asked for. */
+const svc__schema *const svc__pg_schemas[] = {
+    &svc__pg_schema_core,
+    &svc__idem_schema,
+    &svc__jobs_schema,
+    &svc__outbox_schema,
+};
+
+const size_t svc__pg_nschemas = sizeof svc__pg_schemas / sizeof svc__pg_schemas[0];

@@ -16,21 +16,14 @@ svc_status svc__pg_map_sqlstate(const char *sqlstate);
 /* The pool's error detail, for svc__err_set() from other files. */
 svc__err *svc__pg_err(svc_pg *pg);
 
-/* ---- migrations: the compiled-in steps -----------------------------------
- * Versions are strictly increasing; a step's SQL never changes once
- * released (its checksum is recorded), new schema is a new step. */
-typedef struct svc__migration {
-    int version;
-    const char *name;
-    const char *sql;
-} svc__migration;
+/* ---- migrations ------------------------------------------------------------ */
+#include "migration.h"
 
-extern const svc__migration svc__pg_migrations[];
-extern const size_t svc__pg_nmigrations;
-
-/* The runner on any step table (tests use their own tables). */
-svc_status svc__pg_migrate_steps(svc_pg *pg, const svc__migration *steps, size_t n, int *applied);
-svc_status svc__pg_migrate_status_steps(svc_pg *pg, const svc__migration *steps, size_t n,
-                                        svc_pg_migration_info **out, size_t *nout);
+/* The runner on any catalog of schemas (tests use their own): the first
+ * schema is always applied, then `module`'s (NULL: every schema). */
+svc_status svc__pg_migrate_schemas(svc_pg *pg, const svc__schema *const *schemas, size_t n,
+                                   const char *module, int *applied);
+svc_status svc__pg_migrate_status_schemas(svc_pg *pg, const svc__schema *const *schemas, size_t n,
+                                          svc_pg_migration_info **out, size_t *nout);
 
 #endif

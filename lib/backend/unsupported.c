@@ -102,6 +102,13 @@ svc_status svc__pg_ping(svc_pg *pg, int64_t timeout_ms, char *msg, size_t msglen
         snprintf(msg, msglen, "%s", pg_missing);
     return svc_pg_ping(pg, timeout_ms);
 }
+svc_status svc_pg_migrate(svc_pg *pg, const char *module, int *applied)
+{
+    (void)pg, (void)module;
+    if (applied)
+        *applied = 0;
+    return SVC_ENOTSUP;
+}
 svc_status svc_pg_migrate_up(svc_pg *pg, int *applied)
 {
     (void)pg;
@@ -117,7 +124,8 @@ svc_status svc_pg_migrate_status(svc_pg *pg, svc_pg_migration_info **out, size_t
     return SVC_ENOTSUP;
 }
 void svc_pg_migration_info_free(svc_pg_migration_info *list, size_t n) { (void)list, (void)n; }
-int svc_pg_migrate_latest(void) { return 0; }
+const char *svc_pg_migrate_module(size_t i) { (void)i; return NULL; }
+int svc_pg_migrate_latest(const char *module) { (void)module; return 0; }
 #endif /* !SVC_HAVE_POSTGRES */
 
 #if !SVC_HAVE_REDIS

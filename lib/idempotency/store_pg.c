@@ -1,6 +1,6 @@
 /*
  * store_pg.c - the idempotency store on PostgreSQL (table svc_idempotency,
- * migration 2).
+ * migration idempotency/1).
  *
  * A claim is one INSERT ... ON CONFLICT DO UPDATE that takes the row only
  * when it is absent, expired, or an in-progress claim of the same
@@ -345,7 +345,7 @@ svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, co
         ps->own_pool = true;
     }
     if (migrate) {
-        st = svc_pg_migrate_up(ps->pool, NULL);
+        st = svc_pg_migrate(ps->pool, "idempotency", NULL);
         if (st != SVC_OK) {
             snprintf(err, errlen, "postgres store: migrations failed: %s",
                      svc_pg_errmsg(ps->pool));

@@ -201,7 +201,7 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
             }
             j->own_pg = 1;
         }
-        if (o.migrate && (st = svc_pg_migrate_up(j->pg, NULL))) {
+        if (o.migrate && (st = svc_pg_migrate(j->pg, "jobs", NULL))) {
             snprintf(last_new_error, sizeof last_new_error, "jobs: migrations: %s",
                      svc_pg_errmsg(j->pg));
             goto fail;

@@ -2,7 +2,7 @@
  * lib/jobs/scheduler.c - cron schedules that enqueue jobs.
  *
  * The store keeps, per schedule name, the last tick that schedule fired
- * (PostgreSQL: table svc_jobs_cron of migration 5; Redis: the string
+ * (PostgreSQL: table svc_jobs_cron of migration jobs/2; Redis: the string
  * {jobs:<queue>}:cron:<name>; memory: a table in the store). A tick's job
  * is inserted only when that record is older than the tick, and the record
  * moves to the tick in the same atomic step (one transaction, one script,

@@ -1,7 +1,7 @@
 /*
  * lib/jobs/store_pg.c - the PostgreSQL job store (the reference backend).
  *
- * One row per job in svc_jobs (migration 3). Every transition is one
+ * One row per job in svc_jobs (migration jobs/1). Every transition is one
  * statement:
  *
  *   claim     WITH c AS (SELECT id ... ORDER BY priority, run_at, id
@@ -131,7 +131,7 @@ static void enq_numbers(const svc__jobs_enq *it, char pr[16], char ma[16], char 
     snprintf(d, 24, "%lld", (long long)it->delay_ms);
 }
 
-/* The cron guard (migration 5): moves the schedule's last fired tick to
+/* The cron guard (migration jobs/2): moves the schedule's last fired tick to
  * this one when it is older and says so with a row. Concurrent instances
  * queue on the row's lock, and the second sees the first's tick. */
 static const char SQL_CRON_TICK[] =

@@ -136,6 +136,12 @@ svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
             }
             pg = ob->own_pg;
         }
+        if (opts->migrate && (st = svc_pg_migrate(pg, "outbox", NULL))) {
+            char detail[200];
+            snprintf(detail, sizeof detail, "%s", svc_pg_errmsg(pg));
+            svc_outbox_free(ob);
+            return fail_new(st, "migrations", detail);
+        }
         st = svc__ob_store_pg_new(&ob->store, pg, opts->url);
         ob->backend = "postgres";
     } else {

@@ -1,4 +1,4 @@
-/* store_pg.c - the outbox on PostgreSQL (table svc_outbox, migration 4).
+/* store_pg.c - the outbox on PostgreSQL (table svc_outbox, migration outbox/1).
  *
  * Claim: one transaction per relay round holds the row locks of the events
  * it publishes until their marks commit:
@@ -73,7 +73,7 @@ const char svc__ob_put_sql[] =
  * rows, so a key's oldest unpublished row is its first row there: heads
  * come out of the window without an index probe per row. Columns: window
  * rows, ms until the earliest failed event not due now is due (NULL: none;
- * index of migration 6), then the claimed heads (or one row of NULLs): id,
+ * index of migration outbox/2), then the claimed heads (or one row of NULLs): id,
  * topic, aggregate_key, payload, headers, attempts, created_ms, and how many
  * window rows their key has. */
 const char svc__ob_claim_sql[] =

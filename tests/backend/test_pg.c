@@ -1,6 +1,7 @@
 /* svc_pg against a live PostgreSQL (SVC_TEST_PG_URL, e.g. from
  * tools/testenv.sh); every test skips when the variable is unset. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -17,7 +18,10 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "svcinfra/idempotency.h"
+#include "svcinfra/jobs.h"
 #include "svcinfra/metrics.h"
+#include "svcinfra/outbox.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
 #include "backend/pg_internal.h"
@@ -676,30 +680,39 @@ static svc_pg *pool_for(const char *url, unsigned size)
     return pg;
 }
 
-/* The real step 1 plus two test steps that fail when run twice. */
-/* The library's own steps, then two more numbered past its latest, so the
- * tests keep working as modules add migrations. */
-#define MAX_TEST_STEPS 64
-static svc__migration test_steps[MAX_TEST_STEPS];
-static size_t n_test_steps;
-static size_t n_lib_steps;
+/* A test schema after the library's own: two steps that fail when run twice. */
+static const svc__migration test_module_steps[] = {
+    {1, "test two", "CREATE TABLE mig_two (x int);", 0},
+    {2, "test three", "CREATE TABLE mig_three (x int); INSERT INTO mig_three VALUES (1);", 0},
+};
+static const svc__schema test_module = {"test", test_module_steps, 2};
 
-static void init_test_steps(void)
+#define MAX_TEST_SCHEMAS 16
+static const svc__schema *test_catalog[MAX_TEST_SCHEMAS];
+static size_t n_test_catalog;
+static size_t n_lib_steps, n_test_steps;
+
+/* The library's catalog plus the test schema, so the tests keep working
+ * as modules add migrations. */
+static void init_test_catalog(void)
 {
-    n_lib_steps = svc__pg_nmigrations;
-    assert_true(n_lib_steps + 2 <= MAX_TEST_STEPS);
-    for (size_t i = 0; i < n_lib_steps; i++)
-        test_steps[i] = svc__pg_migrations[i];
-    int v = svc_pg_migrate_latest();
-    test_steps[n_lib_steps] = (svc__migration){v + 1, "test two", "CREATE TABLE mig_two (x int);"};
-    test_steps[n_lib_steps + 1] = (svc__migration){
-        v + 2, "test three", "CREATE TABLE mig_three (x int); INSERT INTO mig_three VALUES (1);"};
-    n_test_steps = n_lib_steps + 2;
+    assert_true(svc__pg_nschemas + 1 <= MAX_TEST_SCHEMAS);
+    n_lib_steps = 0;
+    for (size_t i = 0; i < svc__pg_nschemas; i++) {
+        test_catalog[i] = svc__pg_schemas[i];
+        n_lib_steps += svc__pg_schemas[i]->n;
+    }
+    test_catalog[svc__pg_nschemas] = &test_module;
+    n_test_catalog = svc__pg_nschemas + 1;
+    n_test_steps = n_lib_steps + test_module.n;
 }
 
 typedef struct mig_arg {
     const char *url;
     pthread_barrier_t *barrier;
+    const svc__schema *const *catalog;
+    size_t ncatalog;
+    const char *module;   /* NULL: every schema of the catalog */
     int applied;
     svc_status st;
     char err[256];
@@ -710,27 +723,23 @@ static void *migrate_thread(void *p)
     mig_arg *a = p;
     svc_pg *pg = pool_for(a->url, 1);
     pthread_barrier_wait(a->barrier);
-    a->st = svc__pg_migrate_steps(pg, test_steps, n_test_steps, &a->applied);
+    a->st = svc__pg_migrate_schemas(pg, a->catalog, a->ncatalog, a->module, &a->applied);
     snprintf(a->err, sizeof a->err, "%s", svc_pg_errmsg(pg));
     svc_pg_free(pg);
     return NULL;
 }
 
-static void concurrent_migrations_apply_each_step_once(void **state)
+/* Runs N migrators of `catalog` on `url` at once; returns the steps they
+ * applied together. */
+static int migrate_concurrently(const char *url, const svc__schema *const *catalog, size_t ncatalog)
 {
-    (void)state;
-    pg_url();
-    init_test_steps();
-    fresh_db d;
-    fresh_db_create(&d);
-
     enum { N = 4 };
     pthread_t th[N];
     mig_arg args[N];
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, N);
     for (int i = 0; i < N; i++) {
-        args[i] = (mig_arg){.url = d.url, .barrier = &barrier};
+        args[i] = (mig_arg){.url = url, .barrier = &barrier, .catalog = catalog, .ncatalog = ncatalog};
         assert_int_equal(pthread_create(&th[i], NULL, migrate_thread, &args[i]), 0);
     }
     int total = 0;
@@ -741,7 +750,19 @@ static void concurrent_migrations_apply_each_step_once(void **state)
         total += args[i].applied;
     }
     pthread_barrier_destroy(&barrier);
-    assert_int_equal(total, (int)n_test_steps); /* each step applied exactly once */
+    return total;
+}
+
+static void concurrent_migrations_apply_each_step_once(void **state)
+{
+    (void)state;
+    pg_url();
+    init_test_catalog();
+    fresh_db d;
+    fresh_db_create(&d);
+
+    /* each step applied exactly once */
+    assert_int_equal(migrate_concurrently(d.url, test_catalog, n_test_catalog), (int)n_test_steps);
 
     svc_pg *pg = pool_for(d.url, 2);
     assert_int_equal(count_rows(pg, "svc_schema_migrations"), (int64_t)n_test_steps);
@@ -749,35 +770,40 @@ static void concurrent_migrations_apply_each_step_once(void **state)
 
     svc_pg_migration_info *list;
     size_t n;
-    must(pg, svc__pg_migrate_status_steps(pg, test_steps, n_test_steps, &list, &n));
+    must(pg, svc__pg_migrate_status_schemas(pg, test_catalog, n_test_catalog, &list, &n));
     assert_int_equal(n, n_test_steps);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(list[i].version, test_steps[i].version);
-        assert_true(list[i].applied);
-        assert_true(list[i].checksum_ok);
-        assert_true(list[i].known);
-        assert_true(list[i].applied_at_ms > 1600000000000LL);
-        assert_int_equal(strlen(list[i].checksum), 64);
-        assert_string_equal(list[i].checksum, list[i].db_checksum);
-    }
+    size_t k = 0;
+    for (size_t s = 0; s < n_test_catalog; s++)
+        for (size_t i = 0; i < test_catalog[s]->n; i++, k++) {
+            assert_string_equal(list[k].module, test_catalog[s]->module);
+            assert_int_equal(list[k].version, test_catalog[s]->steps[i].version);
+            assert_true(list[k].applied);
+            assert_true(list[k].checksum_ok);
+            assert_true(list[k].known);
+            assert_true(list[k].applied_at_ms > 1600000000000LL);
+            assert_int_equal(strlen(list[k].checksum), 64);
+            assert_string_equal(list[k].checksum, list[k].db_checksum);
+        }
     assert_string_equal(list[n_lib_steps].name, "test two");
     svc_pg_migration_info_free(list, n);
 
-    /* rerun: nothing to do, with the test table and with the library's own */
+    /* rerun: nothing to do, with the test catalog and with the library's own */
     int applied = -1;
-    must(pg, svc__pg_migrate_steps(pg, test_steps, n_test_steps, &applied));
+    must(pg, svc__pg_migrate_schemas(pg, test_catalog, n_test_catalog, NULL, &applied));
     assert_int_equal(applied, 0);
     must(pg, svc_pg_migrate_up(pg, &applied));
     assert_int_equal(applied, 0);
 
-    /* the library's status shows the versions it does not know */
+    /* the library's status shows the module it does not know, after its own */
     must(pg, svc_pg_migrate_status(pg, &list, &n));
     assert_int_equal(n, n_test_steps);
+    assert_string_equal(list[0].module, "core");
     assert_true(list[0].known);
-    assert_int_equal(list[n_lib_steps - 1].version, svc_pg_migrate_latest());
     assert_true(list[n_lib_steps - 1].known);
     assert_false(list[n_test_steps - 1].known);
     assert_true(list[n_test_steps - 1].applied);
+    assert_string_equal(list[n_test_steps - 1].module, "test");
+    assert_int_equal(list[n_test_steps - 1].version, 2);
     assert_string_equal(list[n_test_steps - 1].name, "test three");
     svc_pg_migration_info_free(list, n);
 
@@ -789,6 +815,7 @@ static void changed_step_checksum_is_an_error(void **state)
 {
     (void)state;
     pg_url();
+    init_test_catalog();
     fresh_db d;
     fresh_db_create(&d);
     svc_pg *pg = pool_for(d.url, 1);
@@ -796,38 +823,412 @@ static void changed_step_checksum_is_an_error(void **state)
     svc_pg_migration_info *list;
     size_t n;
     must(pg, svc_pg_migrate_status(pg, &list, &n));   /* before any table exists */
-    assert_int_equal(n, (size_t)svc_pg_migrate_latest());
+    assert_int_equal(n, n_lib_steps);
     assert_false(list[0].applied);
     assert_int_equal(list[0].applied_at_ms, 0);
     svc_pg_migration_info_free(list, n);
 
     int applied;
     must(pg, svc_pg_migrate_up(pg, &applied));
-    assert_int_equal(applied, svc_pg_migrate_latest());
+    assert_int_equal(applied, (int)n_lib_steps);
     assert_int_equal(count_rows(pg, "svc_leases"), 0);
 
-    svc__migration changed[1] = {svc__pg_migrations[0]};
-    changed[0].sql = "CREATE TABLE IF NOT EXISTS svc_schema_migrations (version int); -- edited";
-    assert_int_equal(svc__pg_migrate_steps(pg, changed, 1, &applied), SVC_ECONFLICT);
+    svc__migration changed_steps[1] = {svc__pg_schema_core.steps[0]};
+    changed_steps[0].sql = "CREATE TABLE IF NOT EXISTS svc_schema_migrations (version int); -- edited";
+    const svc__schema changed = {"core", changed_steps, 1};
+    const svc__schema *changed_catalog[] = {&changed};
+    assert_int_equal(svc__pg_migrate_schemas(pg, changed_catalog, 1, NULL, &applied), SVC_ECONFLICT);
     assert_int_equal(applied, 0);
     assert_non_null(strstr(svc_pg_errmsg(pg), "checksum"));
-    must(pg, svc__pg_migrate_status_steps(pg, changed, 1, &list, &n));
+    assert_non_null(strstr(svc_pg_errmsg(pg), "core/1"));
+    must(pg, svc__pg_migrate_status_schemas(pg, changed_catalog, 1, &list, &n));
     assert_false(list[0].checksum_ok);
     svc_pg_migration_info_free(list, n);
 
     /* a failing step is rolled back and named */
-    int bv = svc_pg_migrate_latest() + 1;
-    svc__migration broken[2] = {svc__pg_migrations[0],
-                                {bv, "broken step", "CREATE TABLE t_ok (x int); SELEC 1;"}};
-    assert_int_equal(svc__pg_migrate_steps(pg, broken, 2, &applied), SVC_EBACKEND);
-    char want[64];
-    snprintf(want, sizeof want, "migration %d (broken step)", bv);
-    assert_non_null(strstr(svc_pg_errmsg(pg), want));
+    const svc__migration broken_steps[] = {{1, "broken step", "CREATE TABLE t_ok (x int); SELEC 1;", 0}};
+    const svc__schema broken = {"broken", broken_steps, 1};
+    const svc__schema *broken_catalog[] = {&svc__pg_schema_core, &broken};
+    assert_int_equal(svc__pg_migrate_schemas(pg, broken_catalog, 2, "broken", &applied), SVC_EBACKEND);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "migration broken/1 (broken step)"));
     svc_pg_result *r;
     must(pg, svc_pg_exec(pg, "SELECT to_regclass('t_ok') IS NULL", 0, NULL, &r));
     assert_string_equal(svc_pg_result_value(r, 0, 0), "t");
     svc_pg_result_free(r);
 
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+/* 1 when `table` exists in the database of `pg`. */
+static int table_exists(svc_pg *pg, const char *table)
+{
+    const char *params[] = {table};
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg, "SELECT to_regclass($1) IS NOT NULL", 1, params, &r));
+    int yes = strcmp(svc_pg_result_value(r, 0, 0), "t") == 0;
+    svc_pg_result_free(r);
+    return yes;
+}
+
+static void migrating_one_module_creates_only_its_tables(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 1);
+
+    int applied = -1;
+    must(pg, svc_pg_migrate(pg, "idempotency", &applied));
+    assert_int_equal(applied, svc_pg_migrate_latest("core") + svc_pg_migrate_latest("idempotency"));
+    assert_true(table_exists(pg, "svc_schema_migrations"));
+    assert_true(table_exists(pg, "svc_leases"));
+    assert_true(table_exists(pg, "svc_idempotency"));
+    assert_false(table_exists(pg, "svc_jobs"));
+    assert_false(table_exists(pg, "svc_jobs_cron"));
+    assert_false(table_exists(pg, "svc_outbox"));
+    assert_false(table_exists(pg, "svc_inbox"));
+
+    /* status: core and idempotency applied, the other modules pending */
+    svc_pg_migration_info *list;
+    size_t n;
+    must(pg, svc_pg_migrate_status(pg, &list, &n));
+    for (size_t i = 0; i < n; i++) {
+        bool mine = strcmp(list[i].module, "core") == 0 || strcmp(list[i].module, "idempotency") == 0;
+        assert_true(list[i].known);
+        assert_int_equal(list[i].applied, mine);
+    }
+    svc_pg_migration_info_free(list, n);
+
+    /* again: nothing; then jobs adds its own steps only */
+    must(pg, svc_pg_migrate(pg, "idempotency", &applied));
+    assert_int_equal(applied, 0);
+    must(pg, svc_pg_migrate(pg, "jobs", &applied));
+    assert_int_equal(applied, svc_pg_migrate_latest("jobs"));
+    assert_true(table_exists(pg, "svc_jobs"));
+    assert_true(table_exists(pg, "svc_jobs_cron"));
+    assert_false(table_exists(pg, "svc_outbox"));
+
+    /* a module the library does not have is refused before touching anything */
+    assert_int_equal(svc_pg_migrate(pg, "nosuch", &applied), SVC_EINVAL);
+    assert_int_equal(applied, 0);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "nosuch"));
+
+    /* the catalog: core first, each module's latest version */
+    assert_string_equal(svc_pg_migrate_module(0), "core");
+    size_t nmod = 0;
+    while (svc_pg_migrate_module(nmod))
+        assert_true(svc_pg_migrate_latest(svc_pg_migrate_module(nmod++)) >= 1);
+    assert_int_equal(nmod, svc__pg_nschemas);
+    assert_int_equal(svc_pg_migrate_latest("nosuch"), 0);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+/* svc_idem_new and svc_jobs_new with `migrate` (the default) and
+ * svc_outbox_new with `migrate` apply core and their own module, not the
+ * others. */
+static void module_constructors_migrate_only_their_module(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 2);
+
+    svc_idem_opts io;
+    svc_idem_opts_default(&io);
+    io.pg = pg;
+    svc_idem *idem;
+    must(pg, svc_idem_new(&idem, &io));
+    assert_true(table_exists(pg, "svc_idempotency"));
+    assert_true(table_exists(pg, "svc_leases"));
+    assert_false(table_exists(pg, "svc_jobs"));
+    assert_false(table_exists(pg, "svc_outbox"));
+    svc_idem_free(idem);
+
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.url = d.url;
+    jo.pg = pg;
+    jo.no_metrics = 1;
+    svc_jobs *jobs;
+    must(pg, svc_jobs_new(&jobs, &jo));
+    assert_true(table_exists(pg, "svc_jobs"));
+    assert_true(table_exists(pg, "svc_jobs_cron"));
+    assert_false(table_exists(pg, "svc_outbox"));
+    assert_false(table_exists(pg, "svc_inbox"));
+    svc_jobs_free(jobs);
+
+    int64_t steps = svc_pg_migrate_latest("core") + svc_pg_migrate_latest("idempotency") +
+                    svc_pg_migrate_latest("jobs");
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps);
+
+    /* the outbox migrates only when asked (its default keeps connecting lazily) */
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.url = d.url;
+    oo.pg = pg;
+    svc_outbox *ob;
+    must(pg, svc_outbox_new(&ob, &oo));
+    assert_false(table_exists(pg, "svc_outbox"));
+    svc_outbox_free(ob);
+    oo.migrate = 1;
+    must(pg, svc_outbox_new(&ob, &oo));
+    assert_true(table_exists(pg, "svc_outbox"));
+    assert_true(table_exists(pg, "svc_inbox"));
+    svc_outbox_free(ob);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps + svc_pg_migrate_latest("outbox"));
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+/* ---- a database left by 0.1: one sequence of versions -----------------------
+ *
+ * 0.1 recorded its six steps as versions 1..6 of one sequence in a
+ * svc_schema_migrations keyed by version alone. The checksums below are
+ * the SHA-256 of those steps' SQL as 0.1 shipped it: the steps now owned
+ * by the modules must still match them. */
+static const struct {
+    int version;
+    const char *name;
+    const char *checksum;
+    const char *module;   /* where the step lives now */
+    int module_version;
+} legacy_rows[] = {
+    {1, "bookkeeping and leases", "4de73c9fc6f5f32214cb4e7be19dd4383275060eac49ec569ede68d6d7ebcab0", "core", 1},
+    {2, "idempotency", "40f15d670be263b44e2bea26887fda1922beedb83268c970db8a6538cdb2d7b8", "idempotency", 1},
+    {3, "jobs", "ad2b921fc593045df2612071f016bf8bc7f4ecbb172edd28e819eb283053f7ea", "jobs", 1},
+    {4, "outbox and inbox", "658166a86e0dd72129a2c5b5c676a1eb18c54a82daa2dadde3f3550eceff0195", "outbox", 1},
+    {5, "jobs cron ticks", "026a3eef3d1eadbf01222e36a037e2d57f8dceeba8ec6620baffe92a5d28b9fe", "jobs", 2},
+    {6, "outbox retry times", "6ef95b09b4e281d293a8068f05b9d7dbe05c22169cdb9446a916d4893bb8f42b", "outbox", 2},
+};
+enum { N_LEGACY = sizeof legacy_rows / sizeof legacy_rows[0] };
+
+/* 2026-01-02T03:04:05Z, the applied_at of every 0.1 row */
+#define LEGACY_APPLIED_AT_MS 1767323045000LL
+
+static const svc__migration *step_of(const char *module, int version)
+{
+    for (size_t s = 0; s < svc__pg_nschemas; s++)
+        if (strcmp(svc__pg_schemas[s]->module, module) == 0)
+            for (size_t i = 0; i < svc__pg_schemas[s]->n; i++)
+                if (svc__pg_schemas[s]->steps[i].version == version)
+                    return &svc__pg_schemas[s]->steps[i];
+    fail_msg("no step %s/%d", module, version);
+    return NULL;
+}
+
+static void exec_script(svc_pg *pg, const char *sql)
+{
+    svc_pg_conn *c;
+    must(pg, svc_pg_checkout(pg, &c));
+    svc_status st = svc__pg_conn_exec_script(c, sql);
+    svc_pg_checkin(c);
+    must(pg, st);
+}
+
+/* Builds what 0.1's runner left after applying versions 1..upto: its
+ * bookkeeping table, the tables of those steps and their rows, plus a few
+ * rows of data in those tables. */
+static void build_legacy_db(svc_pg *pg, int upto)
+{
+    exec_script(pg, "CREATE TABLE svc_schema_migrations (\n"
+                    "    version      integer PRIMARY KEY,\n"
+                    "    name         text NOT NULL,\n"
+                    "    checksum     text NOT NULL,\n"
+                    "    applied_at   timestamptz NOT NULL DEFAULT now(),\n"
+                    "    execution_ms integer NOT NULL DEFAULT 0\n"
+                    ");\n");
+    for (int i = 0; i < upto; i++) {
+        exec_script(pg, step_of(legacy_rows[i].module, legacy_rows[i].module_version)->sql);
+        char version[16];
+        snprintf(version, sizeof version, "%d", legacy_rows[i].version);
+        const char *params[] = {version, legacy_rows[i].name, legacy_rows[i].checksum};
+        must(pg, svc_pg_exec(pg,
+                             "INSERT INTO svc_schema_migrations (version, name, checksum, applied_at, "
+                             "execution_ms) VALUES ($1, $2, $3, '2026-01-02T03:04:05Z', 7)",
+                             3, params, NULL));
+    }
+    exec_script(pg, "INSERT INTO svc_leases (name, holder, expires_at) "
+                    "VALUES ('cron', 'host-a', now() + interval '1 hour');\n"
+                    "INSERT INTO svc_idempotency (key, fingerprint, state, token, lease_until, expires_at) "
+                    "VALUES ('k1', 'fp', 2, 't', 0, 9999999999999);\n"
+                    "INSERT INTO svc_jobs (queue, kind, state, max_attempts) "
+                    "VALUES ('default', 'mail', 'available', 5), ('default', 'sms', 'completed', 5);\n"
+                    "INSERT INTO svc_outbox (topic, aggregate_key, payload) "
+                    "VALUES ('orders', 'o-1', '{\"n\": 1}');\n"
+                    "INSERT INTO svc_inbox (consumer, message_id) VALUES ('billing', 'm-1');\n");
+    if (upto >= 5)
+        exec_script(pg, "INSERT INTO svc_jobs_cron (name, last_tick) VALUES ('nightly', 1767323045);\n");
+}
+
+/* The status of a database built by build_legacy_db(upto) once upgraded:
+ * every step known and its checksum matching, the 0.1 steps applied at
+ * their 0.1 time, the others pending (before) or applied now (after). */
+static void assert_legacy_status(svc_pg *pg, int upto, bool upgraded)
+{
+    svc_pg_migration_info *list;
+    size_t n;
+    must(pg, svc_pg_migrate_status(pg, &list, &n));
+    init_test_catalog();
+    assert_int_equal(n, n_lib_steps);
+    for (size_t k = 0; k < n; k++) {
+        const svc_pg_migration_info *m = &list[k];
+        assert_true(m->known);
+        assert_true(m->checksum_ok);
+        int legacy = -1;
+        for (int i = 0; i < N_LEGACY; i++)
+            if (strcmp(legacy_rows[i].module, m->module) == 0 && legacy_rows[i].module_version == m->version)
+                legacy = i;
+        if (legacy >= 0 && legacy < upto) {
+            assert_true(m->applied);
+            assert_int_equal(m->applied_at_ms, LEGACY_APPLIED_AT_MS);
+            assert_string_equal(m->db_checksum, legacy_rows[legacy].checksum);
+            assert_string_equal(m->checksum, legacy_rows[legacy].checksum);
+        } else {
+            assert_int_equal(m->applied, upgraded);
+        }
+    }
+    svc_pg_migration_info_free(list, n);
+}
+
+static void upgrade_from_single_sequence_keeps_data_and_reapplies_nothing(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 1);
+    build_legacy_db(pg, N_LEGACY);
+
+    /* status reads the 0.1 layout without changing it */
+    assert_legacy_status(pg, N_LEGACY, true);
+    svc_pg_result *r;
+    must(pg, svc_pg_exec(pg,
+                         "SELECT count(*) FROM information_schema.columns "
+                         "WHERE table_name = 'svc_schema_migrations' AND column_name = 'module'",
+                         0, NULL, &r));
+    assert_string_equal(svc_pg_result_value(r, 0, 0), "0");
+    svc_pg_result_free(r);
+
+    int applied = -1;
+    must(pg, svc_pg_migrate_up(pg, &applied));
+    assert_int_equal(applied, 0);   /* nothing re-run */
+    assert_legacy_status(pg, N_LEGACY, true);
+
+    /* the rows now read (module, version), with their 0.1 names and times */
+    must(pg, svc_pg_exec(pg,
+                         "SELECT string_agg(module || '/' || version || ' ' || name || ' ' || execution_ms, "
+                         "', ' ORDER BY module, version) FROM svc_schema_migrations",
+                         0, NULL, &r));
+    assert_string_equal(svc_pg_result_value(r, 0, 0),
+                        "core/1 bookkeeping and leases 7, idempotency/1 idempotency 7, jobs/1 jobs 7, "
+                        "jobs/2 jobs cron ticks 7, outbox/1 outbox and inbox 7, outbox/2 outbox retry times 7");
+    svc_pg_result_free(r);
+
+    /* the data is all there */
+    assert_int_equal(count_rows(pg, "svc_leases"), 1);
+    assert_int_equal(count_rows(pg, "svc_idempotency"), 1);
+    assert_int_equal(count_rows(pg, "svc_jobs"), 2);
+    assert_int_equal(count_rows(pg, "svc_jobs_cron"), 1);
+    assert_int_equal(count_rows(pg, "svc_outbox"), 1);
+    assert_int_equal(count_rows(pg, "svc_inbox"), 1);
+
+    /* the key is (module, version): one module's version 1 beside another's */
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_schema_migrations (module, version, name, checksum) "
+                                 "VALUES ('jobs', 1, 'again', 'x')",
+                                 0, NULL, NULL),
+                     SVC_EEXIST);
+
+    /* and every later run, per module or all, is a no-op */
+    for (size_t i = 0; svc_pg_migrate_module(i); i++) {
+        must(pg, svc_pg_migrate(pg, svc_pg_migrate_module(i), &applied));
+        assert_int_equal(applied, 0);
+    }
+    must(pg, svc_pg_migrate_up(pg, &applied));
+    assert_int_equal(applied, 0);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+static void upgrade_from_older_single_sequence_applies_only_the_new_steps(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 1);
+    build_legacy_db(pg, 4);   /* before "jobs cron ticks" and "outbox retry times" */
+
+    assert_legacy_status(pg, 4, false);
+    int applied = -1;
+    must(pg, svc_pg_migrate_up(pg, &applied));
+    init_test_catalog();
+    assert_int_equal(applied, (int)n_lib_steps - 4);
+    assert_legacy_status(pg, 4, true);
+    assert_true(table_exists(pg, "svc_jobs_cron"));
+    assert_int_equal(count_rows(pg, "svc_jobs"), 2);
+    assert_int_equal(count_rows(pg, "svc_outbox"), 1);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+static void concurrent_upgrades_from_single_sequence_are_safe(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+    svc_pg *pg = pool_for(d.url, 1);
+    build_legacy_db(pg, N_LEGACY);
+
+    assert_int_equal(migrate_concurrently(d.url, svc__pg_schemas, svc__pg_nschemas), 0);
+    assert_legacy_status(pg, N_LEGACY, true);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), N_LEGACY);
+    assert_int_equal(count_rows(pg, "svc_jobs"), 2);
+
+    svc_pg_free(pg);
+    fresh_db_drop(&d);
+}
+
+static void concurrent_migrations_of_different_modules_are_safe(void **state)
+{
+    (void)state;
+    pg_url();
+    fresh_db d;
+    fresh_db_create(&d);
+
+    /* one thread per module, all at once: core applied once, each module once */
+    enum { N = 3 };
+    const char *modules[N] = {"idempotency", "jobs", "outbox"};
+    pthread_t th[N];
+    mig_arg args[N];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    for (int i = 0; i < N; i++) {
+        args[i] = (mig_arg){.url = d.url, .barrier = &barrier, .catalog = svc__pg_schemas,
+                            .ncatalog = svc__pg_nschemas, .module = modules[i]};
+        assert_int_equal(pthread_create(&th[i], NULL, migrate_thread, &args[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].st)
+            fail_msg("thread %d: %s: %s", i, svc_status_name(args[i].st), args[i].err);
+        total += args[i].applied;
+    }
+    pthread_barrier_destroy(&barrier);
+    init_test_catalog();
+    assert_int_equal(total, (int)n_lib_steps);
+
+    svc_pg *pg = pool_for(d.url, 1);
+    assert_int_equal(count_rows(pg, "svc_schema_migrations"), (int64_t)n_lib_steps);
     svc_pg_free(pg);
     fresh_db_drop(&d);
 }
@@ -849,6 +1250,12 @@ int main(void)
         cmocka_unit_test(ping_and_check_are_bounded_and_report_their_own_failure),
         cmocka_unit_test(concurrent_migrations_apply_each_step_once),
         cmocka_unit_test(changed_step_checksum_is_an_error),
+        cmocka_unit_test(migrating_one_module_creates_only_its_tables),
+        cmocka_unit_test(module_constructors_migrate_only_their_module),
+        cmocka_unit_test(upgrade_from_single_sequence_keeps_data_and_reapplies_nothing),
+        cmocka_unit_test(upgrade_from_older_single_sequence_applies_only_the_new_steps),
+        cmocka_unit_test(concurrent_upgrades_from_single_sequence_are_safe),
+        cmocka_unit_test(concurrent_migrations_of_different_modules_are_safe),
     };
     return cmocka_run_group_tests_name("pg", tests, NULL, NULL);
 }
