@@ -35,6 +35,7 @@
 #include "svcinfra/metrics.h"
 #include "svcinfra/store.h"
 
+#include "core/calendar.h"
 #include "ratelimit/rl_config.h"
 #include "store.h"
 
@@ -1226,28 +1227,6 @@ svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const
 
 /* ---- quotas ------------------------------------------------------------------ */
 
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static svc_status quota_window(svc_ratelimit *rl, const rl_quota *q, int64_t now_ns,
                                int64_t *ws, int64_t *we)
 {
@@ -1269,10 +1248,11 @@ static svc_status quota_window(svc_ratelimit *rl, const rl_quota *q, int64_t now
             a = day * 86400;
             b = a + 86400;
         } else {
-            int64_t y, m;
-            civil_from_days(day, &y, &m);
-            a = days_from_civil(y, m, 1) * 86400;
-            b = days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
+            int64_t y;
+            int m;
+            svc__civil_from_days(day, &y, &m, NULL);
+            a = svc__days_from_civil(y, m, 1) * 86400;
+            b = svc__days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
         }
     }
     *ws = a * SVC__NS_PER_SEC;
