@@ -1,4 +1,6 @@
 /* calendar.c - proleptic Gregorian calendar arithmetic (see calendar.h). */
+#include <string.h>
+
 #include "core/calendar.h"
 
 int64_t svc__floor_div(int64_t a, int64_t b)
@@ -50,4 +52,23 @@ void svc__civil_from_days(int64_t days, int64_t *y, int *m, int *d)
 int svc__weekday_from_days(int64_t days)
 {
     return (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday (4) */
+}
+
+bool svc__civil_fields(int64_t s, svc_tm *out)
+{
+    int64_t days = svc__floor_div(s, 86400), secs = s - days * 86400, y;
+    int m, d;
+    svc__civil_from_days(days, &y, &m, &d);
+    if (y < 1 || y > 9999)
+        return false;
+    memset(out, 0, sizeof *out);
+    out->year = (int)y;
+    out->month = m;
+    out->day = d;
+    out->hour = (int)(secs / 3600);
+    out->minute = (int)(secs / 60 % 60);
+    out->second = (int)(secs % 60);
+    out->wday = svc__weekday_from_days(days);
+    out->yday = (int)(days - svc__days_from_civil(y, 1, 1));
+    return true;
 }

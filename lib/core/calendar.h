@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "svcinfra/tz.h"
+
 /* a / b rounded toward negative infinity (b != 0). */
 int64_t svc__floor_div(int64_t a, int64_t b);
 bool svc__is_leap_year(int64_t y);
@@ -26,5 +28,10 @@ int64_t svc__days_from_civil(int64_t y, int m, int d);
 void svc__civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 /* Day of the week of day `days` since 1970-01-01: 0 = Sunday .. 6. */
 int svc__weekday_from_days(int64_t days);
+/* The calendar fields of `s` seconds since 1970-01-01T00:00:00 (UTC, or
+ * local wall time counted as if it were UTC): year to second, wday, yday;
+ * utc_offset, is_dst and abbr zeroed. false (out unspecified) outside the
+ * years 1..9999. */
+bool svc__civil_fields(int64_t s, svc_tm *out);
 
 #endif

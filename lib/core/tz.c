@@ -495,21 +495,8 @@ svc_status svc_tz_to_local(const svc_tz *tz, int64_t utc_s, svc_tm *out)
     if (!in_range(utc_s))
         return SVC_ERANGE;
     tz_info in = info_at(tz, utc_s);
-    int64_t local = utc_s + in.off;
-    int64_t days = svc__floor_div(local, 86400), secs = local - days * 86400, y;
-    int m, d;
-    svc__civil_from_days(days, &y, &m, &d);
-    if (y < 1 || y > 9999)
+    if (!svc__civil_fields(utc_s + in.off, out))
         return SVC_ERANGE;
-    memset(out, 0, sizeof *out);
-    out->year = (int)y;
-    out->month = m;
-    out->day = d;
-    out->hour = (int)(secs / 3600);
-    out->minute = (int)(secs / 60 % 60);
-    out->second = (int)(secs % 60);
-    out->wday = svc__weekday_from_days(days);
-    out->yday = (int)(days - svc__days_from_civil(y, 1, 1));
     out->utc_offset = in.off;
     out->is_dst = in.dst;
     snprintf(out->abbr, sizeof out->abbr, "%s", in.abbr);

@@ -359,26 +359,6 @@ static bool civil(int y, int m, int d, int h, int mi, int64_t *out)
     return true;
 }
 
-/* The calendar fields of local seconds L (those day_matches() and the
- * search read); false outside the years 1..9999. */
-static bool local_fields(int64_t L, svc_tm *tm)
-{
-    int64_t days = svc__floor_div(L, 86400), secs = L - days * 86400, y;
-    int m, d;
-    svc__civil_from_days(days, &y, &m, &d);
-    if (y < 1 || y > 9999)
-        return false;
-    memset(tm, 0, sizeof *tm);
-    tm->year = (int)y;
-    tm->month = m;
-    tm->day = d;
-    tm->hour = (int)(secs / 3600);
-    tm->minute = (int)(secs / 60 % 60);
-    tm->second = (int)(secs % 60);
-    tm->wday = svc__weekday_from_days(days);
-    return true;
-}
-
 /* The smallest whole local minute L with lmin <= L < lmax whose fields
  * match. Local seconds count local wall time as if it were UTC. */
 static bool search_local(const svc_cron *c, int64_t lmin, int64_t lmax, int64_t *out)
@@ -386,7 +366,7 @@ static bool search_local(const svc_cron *c, int64_t lmin, int64_t lmax, int64_t 
     int64_t L = lmin % 60 == 0 ? lmin : lmin + (60 - ((lmin % 60) + 60) % 60);
     for (int steps = 0; steps < CRON_MAX_STEPS; steps++) {
         svc_tm tm;
-        if (L >= lmax || !local_fields(L, &tm))
+        if (L >= lmax || !svc__civil_fields(L, &tm))
             return false;
         int64_t day0 = L - tm.hour * 3600 - tm.minute * 60 - tm.second;
         if (!(c->months >> tm.month & 1u)) {

@@ -75,6 +75,36 @@ static void every_day_of_years_1_to_9999_round_trips(void **state)
     }
 }
 
+static void seconds_split_into_calendar_fields(void **state)
+{
+    (void)state;
+    svc_tm tm;
+    /* 2024-12-31T23:59:58: a leap year's last day is its yday 365 */
+    assert_true(svc__civil_fields(INT64_C(1735689598), &tm));
+    assert_int_equal(tm.year, 2024);
+    assert_int_equal(tm.month, 12);
+    assert_int_equal(tm.day, 31);
+    assert_int_equal(tm.hour, 23);
+    assert_int_equal(tm.minute, 59);
+    assert_int_equal(tm.second, 58);
+    assert_int_equal(tm.wday, 2);
+    assert_int_equal(tm.yday, 365);
+    assert_int_equal(tm.utc_offset, 0);
+    /* before the epoch: 1969-12-31T23:59:59, a Wednesday */
+    assert_true(svc__civil_fields(-1, &tm));
+    assert_int_equal(tm.year, 1969);
+    assert_int_equal(tm.day, 31);
+    assert_int_equal(tm.second, 59);
+    assert_int_equal(tm.wday, 3);
+    /* the years 1..9999 only */
+    assert_true(svc__civil_fields(INT64_C(-62135596800), &tm));
+    assert_int_equal(tm.year, 1);
+    assert_false(svc__civil_fields(INT64_C(-62135596801), &tm));
+    assert_true(svc__civil_fields(INT64_C(253402300799), &tm));
+    assert_int_equal(tm.year, 9999);
+    assert_false(svc__civil_fields(INT64_C(253402300800), &tm));
+}
+
 static void leap_years_follow_the_gregorian_rule(void **state)
 {
     (void)state;
@@ -93,6 +123,7 @@ int main(void)
         cmocka_unit_test(floor_div_rounds_toward_negative_infinity),
         cmocka_unit_test(known_dates_have_their_day_numbers),
         cmocka_unit_test(every_day_of_years_1_to_9999_round_trips),
+        cmocka_unit_test(seconds_split_into_calendar_fields),
         cmocka_unit_test(leap_years_follow_the_gregorian_rule),
     };
     return cmocka_run_group_tests_name("calendar", tests, NULL, NULL);
