@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svcinfra/config.h"
+
 #include "cli_util.h"
 
 /* strtoll() over the whole of a number that starts with a digit (or '-'
@@ -35,16 +37,6 @@ int cli_number(const char *prog, const char *flag, const char *s, long long lo, 
 
 long long cli_duration_ms(const char *s)
 {
-    static const struct {
-        const char *unit;
-        long long ms;
-    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-    long long v;
-    char *end;
-    if (s[0] == '-' || !leading_integer(s, &v, &end))
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(end, units[i].unit) == 0)
-            return v > INT64_MAX / units[i].ms ? -1 : v * units[i].ms;
-    return -1;
+    int64_t ms;
+    return svc_config_parse_duration_ms(s, &ms) == SVC_OK ? (long long)ms : -1;
 }

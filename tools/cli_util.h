@@ -11,8 +11,9 @@
 int cli_number(const char *prog, const char *flag, const char *s, long long lo, long long hi,
                long long *out);
 
-/* "250", "250ms", "30s", "5m", "2h", "7d" -> milliseconds (no unit = ms);
- * -1 when malformed, negative or too large. Prints nothing. */
+/* A duration in the library's grammar (svc_config_parse_duration_ms():
+ * "250", "250ms", "30s", "1h30m", "7d"; no unit = ms) -> milliseconds; -1
+ * when malformed, negative or too large. Prints nothing. */
 long long cli_duration_ms(const char *s);
 
 #endif

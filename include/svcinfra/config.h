@@ -101,6 +101,14 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_config_get_duration_ms(const svc_config 
                                                                const char *key, int64_t def,
                                                                int64_t *out);
 
+/* The grammar of svc_config_get_duration_ms() for text that comes from
+ * elsewhere (a command-line flag, a program's own variable), so every
+ * duration a program takes reads alike. Surrounding white space is ignored.
+ * SVC_OK with *out set; SVC_ECONFIG for empty or malformed text,
+ * SVC_ERANGE beyond INT64_MAX ms (*out unchanged for both); SVC_EINVAL for
+ * a NULL argument. Thread-safe (no state). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_config_parse_duration_ms(const char *text, int64_t *out);
+
 /* A size in bytes: an integer with an optional unit, B, kB/KB (1000),
  * MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024); units
  * are case-insensitive and may follow one space ("64 KiB"). Beyond

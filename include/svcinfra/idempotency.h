@@ -69,20 +69,21 @@ typedef struct svc_idem_opts {
     struct svc_pg *pg;           /* NULL; else this pool (borrowed) is the store */
     struct svc_redis *redis;     /* NULL; else this pool (borrowed) is the store */
     int64_t ttl_ms;              /* 86400000 (24 h): a record lives this long after
-                                    its claim (env SVC_IDEMPOTENCY_TTL_MS) */
+                                    its claim (env SVC_IDEMPOTENCY_TTL_MS, a
+                                    duration: "24h", "90m", "86400000") */
     int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this
-                                    (env SVC_IDEMPOTENCY_LEASE_MS); must be < ttl_ms, and
-                                    with svc_add_idempotency() > the app's
-                                    handler_timeout_ms */
+                                    (env SVC_IDEMPOTENCY_LEASE_MS, a duration); must be
+                                    < ttl_ms, and with svc_add_idempotency() > the
+                                    app's handler_timeout_ms */
     size_t max_records;          /* 100000: memory store bound (>= 64)
                                     (env SVC_IDEMPOTENCY_MAX_RECORDS); a store full
                                     of live records answers 503 (UNAVAILABLE): size
                                     it for requests/s x ttl */
     size_t max_bytes;            /* 64 MiB: memory store bound on the stored responses
                                     (body + headers) of all records together
-                                    (env SVC_IDEMPOTENCY_MAX_BYTES); a completion that
-                                    does not fit once expired records are reclaimed
-                                    gets SVC_EBUSY: not stored */
+                                    (env SVC_IDEMPOTENCY_MAX_BYTES, a size: "64MiB");
+                                    a completion that does not fit once expired
+                                    records are reclaimed gets SVC_EBUSY: not stored */
     size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored;
                                     larger: svc_idem_complete() returns SVC_ETOOBIG */
     int64_t store_timeout_ms;    /* 2000: connect/command timeout of an own pool */

@@ -134,8 +134,9 @@ typedef struct svc_ratelimit_opts {
 } svc_ratelimit_opts;
 
 /* Fills `opts` with the defaults above, then applies the environment:
- * SVC_RATELIMIT_STORE (store_url), SVC_RATELIMIT_FAIL_OPEN (0/1),
- * SVC_RATELIMIT_MAX_KEYS (a number; bad values are ignored). NULL is a
+ * SVC_RATELIMIT_STORE (store_url), SVC_RATELIMIT_FAIL_OPEN (a boolean as
+ * svc_config_get_bool() reads it), SVC_RATELIMIT_MAX_KEYS (an integer;
+ * bad values are ignored). NULL is a
  * no-op. */
 SVC_EXPORT void svc_ratelimit_opts_default(svc_ratelimit_opts *opts);
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../internal.h"
+#include "core/calendar.h"
 
 #define TZ_DEFAULT_DIR "/usr/share/zoneinfo"
 #define TZ_MAX_FILE (1024 * 1024)
@@ -38,58 +39,13 @@
 #define TZ_MIN_UTC INT64_C(-62135596800)
 #define TZ_MAX_UTC INT64_C(253402300799)
 
-/* ---- civil calendar (proleptic Gregorian, H. Hinnant's algorithms) ----- */
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-static bool is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int64_t y, int m)
-{
-    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = floor_div(z, 146097);
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int weekday_of_days(int64_t days)
-{
-    return (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday (4) */
-}
+/* ---- civil calendar (core/calendar.h) ---------------------------------- */
 
 static int64_t year_of_utc(int64_t t)
 {
     int64_t y;
     int m, d;
-    civil_from_days(floor_div(t, 86400), &y, &m, &d);
+    svc__civil_from_days(svc__floor_div(t, 86400), &y, &m, &d);
     return y;
 }
 
@@ -296,17 +252,17 @@ static bool rule_parse(const char *s, tz_rule *r)
 /* Days since the epoch of the local day `d` names in year `y`. */
 static int64_t rule_day(int64_t y, const rule_date *d)
 {
-    int64_t jan1 = days_from_civil(y, 1, 1);
+    int64_t jan1 = svc__days_from_civil(y, 1, 1);
     switch (d->kind) {
     case 'J':
-        return jan1 + d->a - 1 + (is_leap(y) && d->a >= 60 ? 1 : 0);
+        return jan1 + d->a - 1 + (svc__is_leap_year(y) && d->a >= 60 ? 1 : 0);
     case 'D':
         return jan1 + d->a;
     default: {
-        int64_t first = days_from_civil(y, d->a, 1);
-        int wd = weekday_of_days(first);
+        int64_t first = svc__days_from_civil(y, d->a, 1);
+        int wd = svc__weekday_from_days(first);
         int mday = 1 + (d->c - wd + 7) % 7 + (d->b - 1) * 7;
-        while (mday > days_in_month(y, d->a))
+        while (mday > svc__days_in_month(y, d->a))
             mday -= 7;
         return first + mday - 1;
     }
@@ -539,21 +495,8 @@ svc_status svc_tz_to_local(const svc_tz *tz, int64_t utc_s, svc_tm *out)
     if (!in_range(utc_s))
         return SVC_ERANGE;
     tz_info in = info_at(tz, utc_s);
-    int64_t local = utc_s + in.off;
-    int64_t days = floor_div(local, 86400), secs = local - days * 86400, y;
-    int m, d;
-    civil_from_days(days, &y, &m, &d);
-    if (y < 1 || y > 9999)
+    if (!svc__civil_fields(utc_s + in.off, out))
         return SVC_ERANGE;
-    memset(out, 0, sizeof *out);
-    out->year = (int)y;
-    out->month = m;
-    out->day = d;
-    out->hour = (int)(secs / 3600);
-    out->minute = (int)(secs / 60 % 60);
-    out->second = (int)(secs % 60);
-    out->wday = weekday_of_days(days);
-    out->yday = (int)(days - days_from_civil(y, 1, 1));
     out->utc_offset = in.off;
     out->is_dst = in.dst;
     snprintf(out->abbr, sizeof out->abbr, "%s", in.abbr);
@@ -644,10 +587,10 @@ svc_status svc_tz_from_local(const svc_tz *tz, int year, int month, int day, int
         return SVC_EINVAL;
     if (year < 1 || year > 9999)
         return SVC_ERANGE;
-    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour < 0 ||
+    if (month < 1 || month > 12 || day < 1 || day > svc__days_in_month(year, month) || hour < 0 ||
         hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59)
         return SVC_EINVAL;
-    int64_t L = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    int64_t L = svc__days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
     svc_status st = local_to_utc(tz, L, policy, utc_s);
     if (st == SVC_OK && !in_range(*utc_s))
         return SVC_ERANGE;
@@ -668,7 +611,7 @@ svc_status svc_tz_day_range(const svc_tz *tz, int64_t utc_s, int64_t *start, int
         return SVC_EINVAL;
     if (!in_range(utc_s))
         return SVC_ERANGE;
-    int64_t days = floor_div(utc_s + off_at(tz, utc_s), 86400);
+    int64_t days = svc__floor_div(utc_s + off_at(tz, utc_s), 86400);
     *start = day_start(tz, days);
     if (end)
         *end = day_start(tz, days + 1);
@@ -683,10 +626,10 @@ svc_status svc_tz_month_range(const svc_tz *tz, int64_t utc_s, int64_t *start, i
         return SVC_ERANGE;
     int64_t y;
     int m, d;
-    civil_from_days(floor_div(utc_s + off_at(tz, utc_s), 86400), &y, &m, &d);
-    *start = day_start(tz, days_from_civil(y, m, 1));
+    svc__civil_from_days(svc__floor_div(utc_s + off_at(tz, utc_s), 86400), &y, &m, &d);
+    *start = day_start(tz, svc__days_from_civil(y, m, 1));
     if (end)
-        *end = day_start(tz, m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1));
+        *end = day_start(tz, m == 12 ? svc__days_from_civil(y + 1, 1, 1) : svc__days_from_civil(y, m + 1, 1));
     return SVC_OK;
 }
 

@@ -13,6 +13,7 @@
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
 
+#include "core/parse.h"
 #include "store.h"
 
 #define DEFAULT_TTL_MS INT64_C(86400000)
@@ -31,20 +32,32 @@ struct svc_idem {
     svc__err err;
 };
 
-static int64_t env_i64(const char *name, int64_t dflt)
+/* The kinds of SVC_IDEMPOTENCY_* variables, each read with core's parser
+ * of that kind (core/parse.h), so a variable takes what its YAML key takes. */
+typedef enum { ENV_DURATION, ENV_COUNT, ENV_SIZE } env_kind;
+
+/* The positive value of variable `name`, or `dflt` when it is unset or (with
+ * a warning) not a positive value of its kind. */
+static int64_t env_positive(const char *name, env_kind kind, int64_t dflt)
 {
+    static const char *const what[] = {"a positive duration (e.g. 500ms, 30s, 24h)",
+                                       "a positive integer", "a positive size (e.g. 64MiB)"};
     const char *v = svc__getenv(name);
     if (!v)
         return dflt;
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n <= 0) {
-        svc_logf(SVC_LOG_WARN, "idempotency: %s=\"%s\" is not a positive integer; using %lld",
-                 name, v, (long long)dflt);
+    int64_t n = 0;
+    uint64_t u = 0;
+    svc_status st = kind == ENV_DURATION ? svc__parse_duration_ms(v, &n)
+                  : kind == ENV_SIZE     ? svc__parse_size(v, &u)
+                                         : svc__parse_int(v, &n);
+    if (kind == ENV_SIZE && st == SVC_OK)
+        n = u > (uint64_t)INT64_MAX ? 0 : (int64_t)u;
+    if (st != SVC_OK || n <= 0) {
+        svc_logf(SVC_LOG_WARN, "idempotency: %s=\"%s\" is not %s; using %lld", name, v,
+                 what[kind], (long long)dflt);
         return dflt;
     }
-    return (int64_t)n;
+    return n;
 }
 
 void svc_idem_opts_default(svc_idem_opts *opts)
@@ -54,10 +67,12 @@ void svc_idem_opts_default(svc_idem_opts *opts)
     const char *v = svc__getenv("SVC_IDEMPOTENCY_STORE");
     if (v)
         opts->store_url = v;
-    opts->ttl_ms = env_i64("SVC_IDEMPOTENCY_TTL_MS", DEFAULT_TTL_MS);
-    opts->lease_ms = env_i64("SVC_IDEMPOTENCY_LEASE_MS", DEFAULT_LEASE_MS);
-    opts->max_records = (size_t)env_i64("SVC_IDEMPOTENCY_MAX_RECORDS", DEFAULT_MAX_RECORDS);
-    opts->max_bytes = (size_t)env_i64("SVC_IDEMPOTENCY_MAX_BYTES", (int64_t)DEFAULT_MAX_BYTES);
+    opts->ttl_ms = env_positive("SVC_IDEMPOTENCY_TTL_MS", ENV_DURATION, DEFAULT_TTL_MS);
+    opts->lease_ms = env_positive("SVC_IDEMPOTENCY_LEASE_MS", ENV_DURATION, DEFAULT_LEASE_MS);
+    opts->max_records =
+        (size_t)env_positive("SVC_IDEMPOTENCY_MAX_RECORDS", ENV_COUNT, DEFAULT_MAX_RECORDS);
+    opts->max_bytes =
+        (size_t)env_positive("SVC_IDEMPOTENCY_MAX_BYTES", ENV_SIZE, (int64_t)DEFAULT_MAX_BYTES);
     opts->max_response_bytes = DEFAULT_MAX_RESPONSE;
     opts->store_timeout_ms = 2000;
     opts->migrate = 1;

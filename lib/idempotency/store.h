@@ -77,8 +77,8 @@ svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, co
                                   int64_t timeout_ms, bool migrate, char *err, size_t errlen);
 
 /* The statements the stores send, for benchmarks that run them through
- * redis-benchmark and pgbench: `which` is "claim" or "complete"; NULL for
- * any other name. */
+ * redis-benchmark and pgbench: `which` is "claim" or "complete" (and
+ * "release" for the Redis scripts); NULL for any other name. */
 const char *svc__idem_redis_lua(const char *which);
 const char *svc__idem_pg_sql(const char *which);
 

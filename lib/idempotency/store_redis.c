@@ -22,47 +22,21 @@
 
 #include "store.h"
 
-static const char CLAIM_LUA[] =
-    "local k = KEYS[1]\n"
-    "local fp, tok, now, lu, ex = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]\n"
-    "local r = redis.call('HMGET', k, 'f', 's', 'l', 'e')\n"
-    "if (not r[1]) or tonumber(r[4]) <= now then\n"
-    "  redis.call('DEL', k)\n"
-    "  redis.call('HSET', k, 'f', fp, 's', '1', 't', tok, 'l', lu, 'e', ex)\n"
-    "  redis.call('PEXPIRE', k, ARGV[6])\n"
-    "  return {0}\n"
-    "end\n"
-    "if r[1] ~= fp then return {3} end\n"
-    "if r[2] == '2' then\n"
-    "  local c = redis.call('HMGET', k, 'c', 'h', 'b')\n"
-    "  return {2, 0, tonumber(c[1]), c[2], c[3]}\n"
-    "end\n"
-    "local l = tonumber(r[3])\n"
-    "if l > now then return {1, l - now} end\n"
-    "redis.call('HSET', k, 't', tok, 'l', lu)\n"
-    "return {4}\n";
-
-/* ARGV[1] token, ARGV[2] now; -1 absent or expired, 0 not the caller's. */
-#define OWN_LUA                                                               \
-    "local k = KEYS[1]\n"                                                     \
-    "local r = redis.call('HMGET', k, 's', 't', 'e')\n"                       \
-    "if (not r[1]) or tonumber(r[3]) <= tonumber(ARGV[2]) then return -1 end\n" \
-    "if r[1] ~= '1' or r[2] ~= ARGV[1] then return 0 end\n"
-
-static const char COMPLETE_LUA[] =
-    OWN_LUA
-    "redis.call('HSET', k, 's', '2', 'c', ARGV[3], 'h', ARGV[4], 'b', ARGV[5], 'l', '0')\n"
-    "return 1\n";
-
-static const char RELEASE_LUA[] = OWN_LUA "redis.call('DEL', k)\nreturn 1\n";
+/* CLAIM_LUA, COMPLETE_LUA and RELEASE_LUA: redis_claim.lua, and
+ * redis_own.lua followed by redis_complete.lua or redis_release.lua,
+ * embedded by the build. redis_own.lua checks the lease (ARGV[1] token,
+ * ARGV[2] now) and returns -1 when the record is absent or expired, 0 when
+ * it is not the caller's. */
+#include "idempotency/idem_lua.h"
 
 enum { S_CLAIM, S_COMPLETE, S_RELEASE, S_N };
 static const char *const SOURCES[S_N] = {CLAIM_LUA, COMPLETE_LUA, RELEASE_LUA};
 
 const char *svc__idem_redis_lua(const char *which)
 {
-    return strcmp(which, "claim") == 0 ? CLAIM_LUA
-         : strcmp(which, "complete") == 0 ? COMPLETE_LUA : NULL;
+    return strcmp(which, "claim") == 0      ? CLAIM_LUA
+         : strcmp(which, "complete") == 0 ? COMPLETE_LUA
+         : strcmp(which, "release") == 0  ? RELEASE_LUA : NULL;
 }
 
 typedef struct redis_store {

@@ -21,6 +21,7 @@
 
 #include "svcinfra/tz.h"
 #include "../internal.h"
+#include "core/calendar.h"
 
 #define CRON_MAX_EXPR 256
 #define CRON_MAX_STEPS 1000000 /* safety net; real searches take far fewer */
@@ -33,7 +34,6 @@ struct svc_cron {
     uint8_t dows;     /* bit n: weekday n (0 = Sunday) */
     bool dom_star, dow_star, hour_star;
     svc_tz *tz;
-    svc_tz *utc; /* civil-calendar arithmetic on local seconds */
     char *expr;
 };
 
@@ -255,7 +255,6 @@ void svc_cron_free(svc_cron *c)
     if (!c)
         return;
     svc_tz_free(c->tz);
-    svc_tz_free(c->utc);
     svc_free(c->expr);
     svc_free(c);
 }
@@ -318,11 +317,6 @@ svc_status svc_cron_parse(svc_cron **out, const char *expr, const char *tz_name,
         st = svc_tz_load_opts(&c->tz, tz_name ? tz_name : "UTC", NULL, tzerr, sizeof tzerr);
         if (st != SVC_OK && errbuf && errlen)
             snprintf(errbuf, errlen, "cron: %s", tzerr);
-        if (st == SVC_OK) {
-            st = svc_tz_load_opts(&c->utc, "UTC", NULL, tzerr, sizeof tzerr);
-            if (st != SVC_OK && errbuf && errlen)
-                snprintf(errbuf, errlen, "cron: %s", tzerr);
-        }
     }
     if (st != SVC_OK) {
         svc_cron_free(c);
@@ -350,15 +344,19 @@ static bool day_matches(const svc_cron *c, const svc_tm *tm)
     return (c->dom_star || c->dow_star) ? dom && dow : dom || dow;
 }
 
-/* Local seconds of y-m-d h:mi (civil arithmetic through the UTC zone); false
- * past the year 9999. Months past 12 roll into the next year. */
-static bool civil(const svc_cron *c, int y, int m, int d, int h, int mi, int64_t *out)
+/* Local seconds of y-m-d h:mi; false past the year 9999. Months past 12
+ * roll into the next year. Local seconds count local wall time as if it
+ * were UTC, so this is calendar arithmetic only. */
+static bool civil(int y, int m, int d, int h, int mi, int64_t *out)
 {
     if (m > 12) {
         y++;
         m = 1;
     }
-    return svc_tz_from_local(c->utc, y, m, d, h, mi, 0, 0, out) == SVC_OK;
+    if (y > 9999)
+        return false;
+    *out = svc__days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60;
+    return true;
 }
 
 /* The smallest whole local minute L with lmin <= L < lmax whose fields
@@ -368,11 +366,11 @@ static bool search_local(const svc_cron *c, int64_t lmin, int64_t lmax, int64_t 
     int64_t L = lmin % 60 == 0 ? lmin : lmin + (60 - ((lmin % 60) + 60) % 60);
     for (int steps = 0; steps < CRON_MAX_STEPS; steps++) {
         svc_tm tm;
-        if (L >= lmax || svc_tz_to_local(c->utc, L, &tm) != SVC_OK)
+        if (L >= lmax || !svc__civil_fields(L, &tm))
             return false;
         int64_t day0 = L - tm.hour * 3600 - tm.minute * 60 - tm.second;
         if (!(c->months >> tm.month & 1u)) {
-            if (!civil(c, tm.year, tm.month + 1, 1, 0, 0, &L))
+            if (!civil(tm.year, tm.month + 1, 1, 0, 0, &L))
                 return false;
             continue;
         }

@@ -191,6 +191,10 @@ size_t svc__jobs_memory_table_cap(svc_jobs *j);
 /* The redis:// store (its own pool for `url`); a failure's detail goes to errbuf. */
 svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const char *url,
                                      char *errbuf, size_t errlen, svc__jobs_store **out);
+/* The text of the Redis store's script `name` ("alloc", "enq", "claim", ...:
+ * lib/jobs/redis_<name>.lua, after redis_prelude.lua for all but "alloc");
+ * NULL for another name. */
+const char *svc__jobs_redis_lua(const char *name);
 #if SVC_HAVE_POSTGRES
 svc_status svc__jobs_store_pg_new(svc_jobs *j, svc__jobs_store **out);
 /* Inserts on a connection (inside the caller's transaction or autocommit

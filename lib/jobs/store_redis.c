@@ -78,293 +78,40 @@ typedef struct redis_store {
 
 /* ---- Lua --------------------------------------------------------------------------- */
 
-/* Shared by the per-queue scripts: KEYS[1] is {jobs:Q}:meta, ARGV[1] now. */
-#define LUA_PRELUDE                                                                        \
-    "local META = KEYS[1]\n"                                                               \
-    "local P = string.sub(META, 1, -6)\n"                                                  \
-    "local AV, SC, RN = P .. ':avail', P .. ':sched', P .. ':run'\n"                       \
-    "local DE, DO, CA, ALL = P .. ':dead', P .. ':done', P .. ':cancel', P .. ':all'\n"    \
-    "local NOW = ARGV[1]\n"                                                                \
-    "local now = tonumber(NOW)\n"                                                          \
-    "local function jk(id) return P .. ':job:' .. id end\n"                                \
-    "local function n0(x) return string.format('%.0f', x) end\n"                           \
-    "local function cnt(state, d) redis.call('HINCRBY', META, 'n:' .. state, d) end\n"     \
-    "local function to_avail(id, prio)\n"                                                  \
-    "  local seq = redis.call('HINCRBY', META, 'seq', 1)\n"                                \
-    "  redis.call('ZADD', AV, n0((tonumber(prio) + 1000) * 4398046511104 + seq), id)\n"   \
-    "end\n"                                                                                \
-    "local function add_err(k, attempt, msg)\n"                                            \
-    "  local e = redis.call('HGET', k, 'errors') or ''\n"                                  \
-    "  redis.call('HSET', k, 'errors', e .. attempt .. ' ' .. NOW .. ' ' .. #msg .. '\\n' .. msg)\n" \
-    "end\n"                                                                                \
-    "local function del_job(id, state)\n"                                                  \
-    "  local k = jk(id)\n"                                                                 \
-    "  local u = redis.call('HGET', k, 'unique_key')\n"                                    \
-    "  if u then\n"                                                                        \
-    "    local uk = P .. ':uniq:' .. u\n"                                                  \
-    "    if redis.call('GET', uk) == id then redis.call('DEL', uk) end\n"                  \
-    "  end\n"                                                                              \
-    "  redis.call('DEL', k)\n"                                                             \
-    "  redis.call('ZREM', ALL, id)\n"                                                      \
-    "  cnt(state, -1)\n"                                                                   \
-    "end\n"                                                                                \
-    "local function rescue(limit)\n"                                                       \
-    "  local ids = redis.call('ZRANGEBYSCORE', RN, '-inf', '(' .. NOW, 'LIMIT', 0, limit)\n" \
-    "  for _, id in ipairs(ids) do\n"                                                      \
-    "    local k = jk(id)\n"                                                               \
-    "    redis.call('ZREM', RN, id)\n"                                                     \
-    "    local f = redis.call('HMGET', k, 'state', 'attempt', 'max_attempts', 'worker', 'priority')\n" \
-    "    if f[1] == 'running' then\n"                                                      \
-    "      add_err(k, f[2], 'lease expired: worker ' .. (f[4] or '?') .. ' stopped renewing it')\n" \
-    "      redis.call('HDEL', k, 'lease_until', 'worker')\n"                               \
-    "      cnt('running', -1)\n"                                                           \
-    "      if tonumber(f[2]) >= tonumber(f[3]) then\n"                                     \
-    "        redis.call('HSET', k, 'state', 'discarded', 'discarded_at', NOW, 'run_at', NOW, 'updated_at', NOW)\n" \
-    "        redis.call('ZADD', DE, NOW, id)\n"                                            \
-    "        cnt('discarded', 1)\n"                                                        \
-    "      else\n"                                                                         \
-    "        redis.call('HSET', k, 'state', 'retryable', 'run_at', NOW, 'updated_at', NOW)\n" \
-    "        to_avail(id, f[5])\n"                                                         \
-    "        cnt('retryable', 1)\n"                                                        \
-    "      end\n"                                                                          \
-    "    end\n"                                                                            \
-    "  end\n"                                                                              \
-    "  return #ids\n"                                                                      \
-    "end\n"
-
-/* KEYS: {jobs}:id {jobs}:q {jobs}:queues; ARGV: n, then the queue of each job.
- * Returns the first of n new ids. */
-static const char LUA_ALLOC[] =
-    "local n = tonumber(ARGV[1])\n"
-    "local last = redis.call('INCRBY', KEYS[1], n)\n"
-    "local first = last - n + 1\n"
-    "local seen = {}\n"
-    "for i = 1, n do\n"
-    "  local q = ARGV[i + 1]\n"
-    "  redis.call('HSET', KEYS[2], string.format('%.0f', first + i - 1), q)\n"
-    "  if not seen[q] then seen[q] = true; redis.call('SADD', KEYS[3], q) end\n"
-    "end\n"
-    "return first\n";
-
-/* ARGV: now, then 10 per job: id kind payload priority max_attempts run_at
- * unique_key ('' none) window_ms cron_name ('' none) cron_tick. Returns id,
- * duplicate per job (id 0: the cron tick was fired before). */
-static const char LUA_ENQ[] = LUA_PRELUDE
-    "local out = {}\n"
-    "for i = 2, #ARGV, 10 do\n"
-    "  local id, ukey, win = ARGV[i], ARGV[i + 6], tonumber(ARGV[i + 7])\n"
-    "  local dup, uk = nil, nil\n"
-    "  if ARGV[i + 8] ~= '' then\n"
-    "    local ck = P .. ':cron:' .. ARGV[i + 8]\n"
-    "    local last = redis.call('GET', ck)\n"
-    "    if last and tonumber(last) >= tonumber(ARGV[i + 9]) then dup = '0'\n"
-    "    else redis.call('SET', ck, ARGV[i + 9]) end\n"
-    "  end\n"
-    "  if not dup and ukey ~= '' then\n"
-    "    uk = P .. ':uniq:' .. ukey\n"
-    "    local have = redis.call('GET', uk)\n"
-    "    if have then\n"
-    "      local hf = redis.call('HMGET', jk(have), 'unique_key', 'unique_until')\n"
-    "      if hf[1] == ukey then\n"
-    "        if hf[2] == '0' or tonumber(hf[2]) > now then dup = have\n"
-    "        else redis.call('HDEL', jk(have), 'unique_key', 'unique_until') end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "  if dup then\n"
-    "    out[#out + 1] = tonumber(dup); out[#out + 1] = 1\n"
-    "  else\n"
-    "    local k = jk(id)\n"
-    "    local state = 'available'\n"
-    "    if tonumber(ARGV[i + 5]) > now then state = 'scheduled' end\n"
-    "    redis.call('HSET', k, 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'state', state,\n"
-    "      'priority', ARGV[i + 3], 'attempt', '0', 'max_attempts', ARGV[i + 4],\n"
-    "      'run_at', ARGV[i + 5], 'created_at', NOW, 'updated_at', NOW)\n"
-    "    if uk then\n"
-    "      local untl = '0'\n"
-    "      if win > 0 then untl = n0(now + win) end\n"
-    "      redis.call('HSET', k, 'unique_key', ukey, 'unique_until', untl)\n"
-    "      if win > 0 then redis.call('SET', uk, id, 'PX', ARGV[i + 7])\n"
-    "      else redis.call('SET', uk, id) end\n"
-    "    end\n"
-    "    redis.call('ZADD', ALL, id, id)\n"
-    "    if state == 'available' then to_avail(id, ARGV[i + 3])\n"
-    "    else redis.call('ZADD', SC, ARGV[i + 5], id) end\n"
-    "    cnt(state, 1)\n"
-    "    out[#out + 1] = tonumber(id); out[#out + 1] = 0\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
-
-/* ARGV: now worker lease_ms max. Returns 6 per job: id kind payload attempt
- * max_attempts priority. */
-static const char LUA_CLAIM[] = LUA_PRELUDE
-    "local worker, lease, max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "rescue(1000)\n"
-    "local due = redis.call('ZRANGEBYSCORE', SC, '-inf', NOW, 'LIMIT', 0, 1000)\n"
-    "for _, id in ipairs(due) do\n"
-    "  redis.call('ZREM', SC, id)\n"
-    "  to_avail(id, redis.call('HGET', jk(id), 'priority') or '0')\n"
-    "end\n"
-    "local out = {}\n"
-    "local untl = n0(now + lease)\n"
-    "local ids = redis.call('ZRANGE', AV, 0, max - 1)\n"
-    "if #ids > 0 then redis.call('ZREM', AV, unpack(ids)) end\n"
-    "for _, id in ipairs(ids) do\n"
-    "  local k = jk(id)\n"
-    "  local f = redis.call('HMGET', k, 'state', 'kind', 'payload', 'max_attempts', 'priority')\n"
-    "  if f[1] then\n"
-    "    local a = redis.call('HINCRBY', k, 'attempt', 1)\n"
-    "    redis.call('HSET', k, 'state', 'running', 'worker', worker, 'attempted_at', NOW,\n"
-    "      'updated_at', NOW, 'lease_until', untl)\n"
-    "    redis.call('ZADD', RN, untl, id)\n"
-    "    cnt(f[1], -1); cnt('running', 1)\n"
-    "    local o = #out\n"
-    "    out[o + 1] = id; out[o + 2] = f[2]; out[o + 3] = f[3]; out[o + 4] = a\n"
-    "    out[o + 5] = tonumber(f[4]); out[o + 6] = tonumber(f[5])\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
-
-/* ARGV: now worker, then 5 per result: id attempt kind run_at error ('' none,
- * else '=' .. text). kind: C complete, R retry, D discard, X cancel,
- * S snooze, L release. Returns how many applied. */
-static const char LUA_FINISH[] = LUA_PRELUDE
-    "local worker = ARGV[2]\n"
-    "local applied = 0\n"
-    "for i = 3, #ARGV, 5 do\n"
-    "  local id, kind, run_at, err = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]\n"
-    "  local k = jk(id)\n"
-    "  local f = redis.call('HMGET', k, 'state', 'attempt', 'worker', 'priority')\n"
-    "  if f[1] == 'running' and f[2] == ARGV[i + 1] and f[3] == worker then\n"
-    "    applied = applied + 1\n"
-    "    redis.call('ZREM', RN, id)\n"
-    "    redis.call('HDEL', k, 'lease_until')\n"
-    "    cnt('running', -1)\n"
-    "    if err ~= '' and kind ~= 'C' and kind ~= 'S' and kind ~= 'L' then\n"
-    "      add_err(k, f[2], string.sub(err, 2))\n"
-    "    end\n"
-    "    local to\n"
-    "    if kind == 'C' then\n"
-    "      to = 'completed'\n"
-    "      redis.call('HSET', k, 'state', to, 'completed_at', NOW, 'updated_at', NOW)\n"
-    "      redis.call('ZADD', DO, NOW, id)\n"
-    "    elseif kind == 'R' then\n"
-    "      to = 'retryable'\n"
-    "      redis.call('HSET', k, 'state', to, 'run_at', run_at, 'updated_at', NOW)\n"
-    "      redis.call('ZADD', SC, run_at, id)\n"
-    "    elseif kind == 'X' then\n"
-    "      to = 'cancelled'\n"
-    "      redis.call('HSET', k, 'state', to, 'cancelled_at', NOW, 'updated_at', NOW)\n"
-    "      redis.call('ZADD', CA, NOW, id)\n"
-    "    elseif kind == 'S' then\n"
-    "      to = 'scheduled'\n"
-    "      redis.call('HINCRBY', k, 'attempt', -1)\n"
-    "      redis.call('HSET', k, 'state', to, 'run_at', run_at, 'updated_at', NOW)\n"
-    "      redis.call('ZADD', SC, run_at, id)\n"
-    "    elseif kind == 'L' then\n"
-    "      to = 'available'\n"
-    "      redis.call('HINCRBY', k, 'attempt', -1)\n"
-    "      redis.call('HSET', k, 'state', to, 'run_at', NOW, 'updated_at', NOW)\n"
-    "      to_avail(id, f[4])\n"
-    "    else\n"
-    "      to = 'discarded'\n"
-    "      redis.call('HSET', k, 'state', to, 'discarded_at', NOW, 'updated_at', NOW)\n"
-    "      redis.call('ZADD', DE, NOW, id)\n"
-    "    end\n"
-    "    cnt(to, 1)\n"
-    "  end\n"
-    "end\n"
-    "return applied\n";
-
-/* ARGV: now worker lease_ms ids... */
-static const char LUA_RENEW[] = LUA_PRELUDE
-    "local untl = n0(now + tonumber(ARGV[3]))\n"
-    "for i = 4, #ARGV do\n"
-    "  local k = jk(ARGV[i])\n"
-    "  local f = redis.call('HMGET', k, 'state', 'worker')\n"
-    "  if f[1] == 'running' and f[2] == ARGV[2] then\n"
-    "    redis.call('HSET', k, 'lease_until', untl)\n"
-    "    redis.call('ZADD', RN, untl, ARGV[i])\n"
-    "  end\n"
-    "end\n"
-    "return 0\n";
-
-/* ARGV: now limit. Returns how many expired leases were returned. */
-static const char LUA_RESCUE[] = LUA_PRELUDE "return rescue(tonumber(ARGV[2]))\n";
-
-/* ARGV: now id. Returns {1, state} cancelled, {0, ''} no such job,
- * {-1, state} not cancellable. */
-static const char LUA_CANCEL[] = LUA_PRELUDE
-    "local id = ARGV[2]\n"
-    "local k = jk(id)\n"
-    "local st = redis.call('HGET', k, 'state')\n"
-    "if not st then return {0, ''} end\n"
-    "if st ~= 'available' and st ~= 'scheduled' and st ~= 'retryable' then return {-1, st} end\n"
-    "redis.call('ZREM', AV, id)\n"
-    "redis.call('ZREM', SC, id)\n"
-    "redis.call('HSET', k, 'state', 'cancelled', 'cancelled_at', NOW, 'updated_at', NOW)\n"
-    "redis.call('ZADD', CA, NOW, id)\n"
-    "cnt(st, -1); cnt('cancelled', 1)\n"
-    "return {1, st}\n";
-
-/* ARGV: now id ('0': the oldest `limit` dead letters) limit. Returns how many. */
-static const char LUA_DLQ_RETRY[] = LUA_PRELUDE
-    "local ids\n"
-    "if ARGV[2] ~= '0' then ids = {ARGV[2]}\n"
-    "else ids = redis.call('ZRANGE', DE, 0, tonumber(ARGV[3]) - 1) end\n"
-    "local n = 0\n"
-    "for _, id in ipairs(ids) do\n"
-    "  local k = jk(id)\n"
-    "  local f = redis.call('HMGET', k, 'state', 'priority')\n"
-    "  if f[1] == 'discarded' then\n"
-    "    redis.call('ZREM', DE, id)\n"
-    "    redis.call('HSET', k, 'state', 'available', 'attempt', '0', 'run_at', NOW, 'updated_at', NOW)\n"
-    "    redis.call('HDEL', k, 'worker')\n"
-    "    to_avail(id, f[2])\n"
-    "    cnt('discarded', -1); cnt('available', 1)\n"
-    "    n = n + 1\n"
-    "  end\n"
-    "end\n"
-    "return n\n";
-
-/* ARGV: now cutoff limit: deletes dead letters discarded at or before
- * cutoff. Returns the deleted ids. */
-static const char LUA_DLQ_PURGE[] = LUA_PRELUDE
-    "local ids = redis.call('ZRANGEBYSCORE', DE, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))\n"
-    "for _, id in ipairs(ids) do\n"
-    "  redis.call('ZREM', DE, id)\n"
-    "  del_job(id, 'discarded')\n"
-    "end\n"
-    "return ids\n";
-
-/* ARGV: now completed_cutoff discarded_cutoff ('' keep) limit: deletes
- * finished jobs that finished before their cutoff. Returns the deleted ids. */
-static const char LUA_PRUNE[] = LUA_PRELUDE
-    "local limit = tonumber(ARGV[4])\n"
-    "local out = {}\n"
-    "local function sweep(z, cut, state)\n"
-    "  if cut == '' or #out >= limit then return end\n"
-    "  local ids = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cut, 'LIMIT', 0, limit - #out)\n"
-    "  for _, id in ipairs(ids) do\n"
-    "    redis.call('ZREM', z, id)\n"
-    "    del_job(id, state)\n"
-    "    out[#out + 1] = id\n"
-    "  end\n"
-    "end\n"
-    "sweep(DO, ARGV[2], 'completed')\n"
-    "sweep(DE, ARGV[3], 'discarded')\n"
-    "sweep(CA, ARGV[3], 'cancelled')\n"
-    "return out\n";
-
-/* ARGV: now. Returns the counts of the 7 states (enum order) and due. */
-static const char LUA_STATS[] = LUA_PRELUDE
-    "local r = redis.call('HMGET', META, 'n:available', 'n:scheduled', 'n:running',\n"
-    "  'n:retryable', 'n:completed', 'n:discarded', 'n:cancelled')\n"
-    "local out = {}\n"
-    "for i = 1, 7 do out[i] = tonumber(r[i] or '0') end\n"
-    "out[8] = redis.call('ZCARD', AV) + redis.call('ZCOUNT', SC, '-inf', NOW)\n"
-    "return out\n";
+/* The scripts, embedded by the build from lib/jobs/redis_*.lua (jobs_lua.h).
+ * redis_prelude.lua opens every per-queue script: KEYS[1] is {jobs:Q}:meta,
+ * ARGV[1] now. What each takes and returns:
+ *
+ *   alloc      KEYS: {jobs}:id {jobs}:q {jobs}:queues; ARGV: n, then the
+ *              queue of each job. Returns the first of n new ids.
+ *   enq        ARGV: now, then 10 per job: id kind payload priority
+ *              max_attempts run_at unique_key ('' none) window_ms cron_name
+ *              ('' none) cron_tick. Returns id, duplicate per job (id 0: the
+ *              cron tick was fired before).
+ *   claim      ARGV: now worker lease_ms max. Returns 6 per job: id kind
+ *              payload attempt max_attempts priority.
+ *   finish     ARGV: now worker, then 5 per result: id attempt kind run_at
+ *              error ('' none, else '=' .. text). kind: C complete, R retry,
+ *              D discard, X cancel, S snooze, L release. Returns how many
+ *              applied.
+ *   renew      ARGV: now worker lease_ms ids...
+ *   rescue     ARGV: now limit. Returns how many expired leases were returned.
+ *   cancel     ARGV: now id. Returns {1, state} cancelled, {0, ''} no such
+ *              job, {-1, state} not cancellable.
+ *   dlq_retry  ARGV: now id ('0': the oldest `limit` dead letters) limit.
+ *              Returns how many.
+ *   dlq_purge  ARGV: now cutoff limit: deletes dead letters discarded at or
+ *              before cutoff. Returns the deleted ids.
+ *   prune      ARGV: now completed_cutoff discarded_cutoff ('' keep) limit:
+ *              deletes finished jobs that finished before their cutoff.
+ *              Returns the deleted ids.
+ *   stats      ARGV: now. Returns the counts of the 7 states (enum order) and
+ *              due.
+ *   list       ARGV: now after limit kind state budget ('' = any). Looks at
+ *              most `budget` jobs with id > after. Returns {exhausted, last id
+ *              looked at, then per match: id and the NFIELDS fields}.
+ */
+#include "jobs/jobs_lua.h"
 
 /* The fields of a job as list and get read them (HMGET order). */
 #define JOB_FIELDS                                                                           \
@@ -373,42 +120,27 @@ static const char LUA_STATS[] = LUA_PRELUDE
         "cancelled_at", "updated_at", "lease_until", "errors"
 enum { NFIELDS = 17 };
 
-/* ARGV: now after limit kind state budget ('' = any). Looks at most
- * `budget` jobs with id > after. Returns {exhausted, last id looked at,
- * then per match: id and the NFIELDS fields}. */
-static const char LUA_LIST[] = LUA_PRELUDE
-    "local last, limit, kind, state = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]\n"
-    "local budget = tonumber(ARGV[6])\n"
-    "local out = {0, 0}\n"
-    "local found, seen = 0, 0\n"
-    "while found < limit and seen < budget do\n"
-    "  local ids = redis.call('ZRANGEBYSCORE', ALL, '(' .. n0(last), '+inf', 'LIMIT', 0, 256)\n"
-    "  if #ids == 0 then out[1] = 1; break end\n"
-    "  for _, id in ipairs(ids) do\n"
-    "    last = tonumber(id)\n"
-    "    seen = seen + 1\n"
-    "    local f = redis.call('HMGET', jk(id), 'kind', 'payload', 'unique_key', 'state',\n"
-    "      'priority', 'attempt', 'max_attempts', 'worker', 'created_at', 'run_at',\n"
-    "      'attempted_at', 'completed_at', 'discarded_at', 'cancelled_at', 'updated_at',\n"
-    "      'lease_until', 'errors')\n"
-    "    if f[1] and (kind == '' or f[1] == kind) and (state == '' or f[4] == state) then\n"
-    "      out[#out + 1] = id\n"
-    "      for x = 1, 17 do out[#out + 1] = f[x] end\n"
-    "      found = found + 1\n"
-    "      if found >= limit then break end\n"
-    "    end\n"
-    "    if seen >= budget then break end\n"
-    "  end\n"
-    "end\n"
-    "out[2] = n0(last)\n"
-    "return out\n";
-
 static const char *const lua_sources[S_COUNT] = {
     [S_ALLOC] = LUA_ALLOC,         [S_ENQ] = LUA_ENQ,           [S_CLAIM] = LUA_CLAIM,
     [S_FINISH] = LUA_FINISH,       [S_RENEW] = LUA_RENEW,       [S_RESCUE] = LUA_RESCUE,
     [S_CANCEL] = LUA_CANCEL,       [S_DLQ_RETRY] = LUA_DLQ_RETRY, [S_DLQ_PURGE] = LUA_DLQ_PURGE,
     [S_PRUNE] = LUA_PRUNE,         [S_STATS] = LUA_STATS,       [S_LIST] = LUA_LIST,
 };
+
+static const char *const lua_names[S_COUNT] = {
+    [S_ALLOC] = "alloc",   [S_ENQ] = "enq",             [S_CLAIM] = "claim",
+    [S_FINISH] = "finish", [S_RENEW] = "renew",         [S_RESCUE] = "rescue",
+    [S_CANCEL] = "cancel", [S_DLQ_RETRY] = "dlq_retry", [S_DLQ_PURGE] = "dlq_purge",
+    [S_PRUNE] = "prune",   [S_STATS] = "stats",         [S_LIST] = "list",
+};
+
+const char *svc__jobs_redis_lua(const char *name)
+{
+    for (int i = 0; i < S_COUNT; i++)
+        if (strcmp(name, lua_names[i]) == 0)
+            return lua_sources[i];
+    return NULL;
+}
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

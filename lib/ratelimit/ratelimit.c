@@ -35,6 +35,8 @@
 #include "svcinfra/metrics.h"
 #include "svcinfra/store.h"
 
+#include "core/calendar.h"
+#include "core/parse.h"
 #include "ratelimit/rl_config.h"
 #include "store.h"
 
@@ -338,18 +340,14 @@ void svc_ratelimit_opts_default(svc_ratelimit_opts *opts)
     const char *v = svc__getenv("SVC_RATELIMIT_STORE");
     if (v)
         opts->store_url = v;
+    int b;
     v = svc__getenv("SVC_RATELIMIT_FAIL_OPEN");
-    if (v && (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0))
-        opts->fail_open = 0;
-    else if (v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0))
-        opts->fail_open = 1;
+    if (v && svc__parse_bool(v, &b) == SVC_OK)
+        opts->fail_open = b;
+    int64_t n;
     v = svc__getenv("SVC_RATELIMIT_MAX_KEYS");
-    if (v) {
-        char *end;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (*end == '\0' && n >= 64 && n <= SIZE_MAX / 2)
-            opts->max_keys = (size_t)n;
-    }
+    if (v && svc__parse_int(v, &n) == SVC_OK && n >= 64 && (uint64_t)n <= SIZE_MAX / 2)
+        opts->max_keys = (size_t)n;
 }
 
 svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts)
@@ -707,63 +705,24 @@ svc_status svc_ratelimit_quota_add(svc_ratelimit *rl, const svc_quota *q)
 
 /* ---- configuration ---------------------------------------------------------- */
 
-/* "<int><unit>..." with ms, s, m, h, d, or a bare integer (ms). */
+/* A period: a duration of core's grammar (core/parse.h: "500ms", "1m",
+ * "1h30m", a bare integer = ms), positive and at most MAX_PERIOD_MS. */
 static bool parse_period(const char *s, int64_t *out)
 {
-    int64_t total = 0;
-    if (!*s)
-        return false;
-    bool bare = true;
-    for (const char *p = s; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            bare = false;
-    if (bare) {
-        char *end;
-        long long v = strtoll(s, &end, 10);
-        if (*end || v <= 0 || v > MAX_PERIOD_MS)
-            return false;
-        *out = v;
-        return true;
-    }
-    while (*s) {
-        if (!isdigit((unsigned char)*s))
-            return false;
-        int64_t v = 0;
-        for (; isdigit((unsigned char)*s); s++) {
-            v = v * 10 + (*s - '0');
-            if (v > MAX_PERIOD_MS)
-                return false;
-        }
-        int64_t mul;
-        if (strncmp(s, "ms", 2) == 0)
-            mul = 1, s += 2;
-        else if (*s == 's')
-            mul = 1000, s++;
-        else if (*s == 'm')
-            mul = 60000, s++;
-        else if (*s == 'h')
-            mul = 3600000, s++;
-        else if (*s == 'd')
-            mul = 86400000, s++;
-        else
-            return false;
-        total += v * mul;
-        if (total > MAX_PERIOD_MS)
-            return false;
-    }
-    *out = total;
-    return total > 0;
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    if (!isdigit((unsigned char)*s))
-        return false;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end)
+    int64_t v;
+    if (svc__parse_duration_ms(s, &v) != SVC_OK || v <= 0 || v > MAX_PERIOD_MS)
         return false;
     *out = v;
+    return true;
+}
+
+/* A count: a non-negative integer of core's grammar, written with digits. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    int64_t v;
+    if (!isdigit((unsigned char)*s) || svc__parse_int(s, &v) != SVC_OK)
+        return false;
+    *out = (uint64_t)v;
     return true;
 }
 
@@ -1226,28 +1185,6 @@ svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const
 
 /* ---- quotas ------------------------------------------------------------------ */
 
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static svc_status quota_window(svc_ratelimit *rl, const rl_quota *q, int64_t now_ns,
                                int64_t *ws, int64_t *we)
 {
@@ -1269,10 +1206,11 @@ static svc_status quota_window(svc_ratelimit *rl, const rl_quota *q, int64_t now
             a = day * 86400;
             b = a + 86400;
         } else {
-            int64_t y, m;
-            civil_from_days(day, &y, &m);
-            a = days_from_civil(y, m, 1) * 86400;
-            b = days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
+            int64_t y;
+            int m;
+            svc__civil_from_days(day, &y, &m, NULL);
+            a = svc__days_from_civil(y, m, 1) * 86400;
+            b = svc__days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * 86400;
         }
     }
     *ws = a * SVC__NS_PER_SEC;

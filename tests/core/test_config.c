@@ -116,6 +116,28 @@ static void missing_and_null_keys_give_the_default(void **state)
     svc_config_free(c);
 }
 
+/* svc_config_parse_duration_ms() reads text as the getter reads a value. */
+static void durations_parse_outside_a_configuration_alike(void **state)
+{
+    (void)state;
+    svc_config *c = parse_ok("d: 1h30m\n");
+    int64_t from_config = 0, from_text = 0;
+    assert_int_equal(svc_config_get_duration_ms(c, "d", 0, &from_config), SVC_OK);
+    assert_int_equal(svc_config_parse_duration_ms("1h30m", &from_text), SVC_OK);
+    assert_true(from_text == from_config && from_text == 5400000);
+    svc_config_free(c);
+    assert_int_equal(svc_config_parse_duration_ms(" 250 ", &from_text), SVC_OK);
+    assert_int_equal(from_text, 250);
+    from_text = 7;
+    assert_int_equal(svc_config_parse_duration_ms("5m10", &from_text), SVC_ECONFIG);
+    assert_int_equal(svc_config_parse_duration_ms("", &from_text), SVC_ECONFIG);
+    assert_int_equal(svc_config_parse_duration_ms("99999999999999999999d", &from_text),
+                     SVC_ERANGE);
+    assert_int_equal(from_text, 7);
+    assert_int_equal(svc_config_parse_duration_ms(NULL, &from_text), SVC_EINVAL);
+    assert_int_equal(svc_config_parse_duration_ms("1s", NULL), SVC_EINVAL);
+}
+
 static void env_overrides_the_file(void **state)
 {
     (void)state;
@@ -628,6 +650,7 @@ int main(void)
         cmocka_unit_test(nested_maps_become_dotted_keys),
         cmocka_unit_test(missing_and_null_keys_give_the_default),
         cmocka_unit_test(env_overrides_the_file),
+        cmocka_unit_test(durations_parse_outside_a_configuration_alike),
         cmocka_unit_test(every_getter_reports_bad_values_with_key_line_and_type),
         cmocka_unit_test(good_values_of_every_type_parse),
         cmocka_unit_test(durations_parse_with_units_and_bounds),

@@ -96,6 +96,31 @@ static void defaults_follow_the_environment(void **state)
     assert_int_equal(o.lease_ms, 60000);
 }
 
+/* The variables take what the config getters take (core/parse.h): a
+ * duration with units, a size with units. */
+static void environment_durations_and_sizes_take_units(void **state)
+{
+    (void)state;
+    setenv("SVC_IDEMPOTENCY_TTL_MS", "24h", 1);
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "1m30s", 1);
+    setenv("SVC_IDEMPOTENCY_MAX_BYTES", "1MiB", 1);
+    svc_idem_opts o;
+    svc_idem_opts_default(&o);
+    assert_int_equal(o.ttl_ms, 86400000);
+    assert_int_equal(o.lease_ms, 90000);
+    assert_int_equal(o.max_bytes, 1048576);
+    setenv("SVC_IDEMPOTENCY_TTL_MS", " 250ms ", 1);
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "0s", 1);           /* not positive: the default */
+    setenv("SVC_IDEMPOTENCY_MAX_BYTES", "99999999999TiB", 1); /* too large: the default */
+    svc_idem_opts_default(&o);
+    assert_int_equal(o.ttl_ms, 250);
+    assert_int_equal(o.lease_ms, 60000);
+    assert_int_equal(o.max_bytes, 64u * 1024 * 1024);
+    unsetenv("SVC_IDEMPOTENCY_TTL_MS");
+    unsetenv("SVC_IDEMPOTENCY_LEASE_MS");
+    unsetenv("SVC_IDEMPOTENCY_MAX_BYTES");
+}
+
 static void bad_options_are_refused(void **state)
 {
     (void)state;
@@ -284,6 +309,7 @@ int main(void)
         cmocka_unit_test(fields_are_length_prefixed),
         cmocka_unit_test(scope_key_needs_a_client_key_of_1_to_255),
         cmocka_unit_test(defaults_follow_the_environment),
+        cmocka_unit_test(environment_durations_and_sizes_take_units),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(full_store_refuses_instead_of_evicting_live_records),
         cmocka_unit_test(full_shard_reclaims_expired_records_on_claim),

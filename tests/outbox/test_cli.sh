@@ -28,7 +28,7 @@ done
 for bad in 100ms 5 3600001 0x10 "100 "; do
     expect 2 "--poll needs an integer 10..3600000" outbox relay --db "$db" --poll "$bad"
 done
-for bad in 10x 1e3 "" " 1s" -5s 1.5h 9999999999999999d; do
+for bad in 10x 1e3 "" "1 s" -5s 1.5h 9999999999999999d 1w; do
     expect 2 "bad duration" outbox relay --db "$db" --retention "$bad"
     expect 2 "bad duration" outbox prune --db "$db" --older-than "$bad"
 done
@@ -36,6 +36,8 @@ done
 expect 2 "no database URL" outbox relay --batch 10 --poll 100 --retention 7d
 expect 2 "no database URL" outbox relay --batch 1 --poll 10 --retention 0
 expect 2 "no database URL" outbox prune --older-than 30s
+expect 2 "no database URL" outbox prune --older-than 1h30m
+expect 2 "no database URL" outbox prune --older-than " 1s"
 
 # check NAME COMMAND...: a check of its own that passes when COMMAND does
 check() {

@@ -833,6 +833,34 @@ static void denied_plan_spends_nothing_and_reports_the_longest_wait(void **state
     assert_true(r.allowed);
 }
 
+/* SVC_RATELIMIT_* variables take the config getters' grammar (core/parse.h). */
+static void environment_takes_the_config_value_grammar(void **state)
+{
+    (void)state;
+    unsetenv("SVC_RATELIMIT_FAIL_OPEN");
+    unsetenv("SVC_RATELIMIT_MAX_KEYS");
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    size_t dflt_keys = o.max_keys;
+    setenv("SVC_RATELIMIT_FAIL_OPEN", "off", 1);
+    setenv("SVC_RATELIMIT_MAX_KEYS", " 4096 ", 1);
+    svc_ratelimit_opts_default(&o);
+    assert_int_equal(o.fail_open, 0);
+    assert_int_equal(o.max_keys, 4096);
+    setenv("SVC_RATELIMIT_FAIL_OPEN", "Yes", 1);
+    setenv("SVC_RATELIMIT_MAX_KEYS", "99999999999999999999999", 1); /* too large */
+    svc_ratelimit_opts_default(&o);
+    assert_int_equal(o.fail_open, 1);
+    assert_int_equal(o.max_keys, dflt_keys);
+    setenv("SVC_RATELIMIT_FAIL_OPEN", "maybe", 1);
+    setenv("SVC_RATELIMIT_MAX_KEYS", "4096x", 1);
+    svc_ratelimit_opts_default(&o);
+    assert_int_equal(o.fail_open, 1);
+    assert_int_equal(o.max_keys, dflt_keys);
+    unsetenv("SVC_RATELIMIT_FAIL_OPEN");
+    unsetenv("SVC_RATELIMIT_MAX_KEYS");
+}
+
 static void policies_plans_quotas_load_from_config(void **state)
 {
     fixture *f = *state;
@@ -1296,6 +1324,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(denied_plan_spends_nothing_and_reports_the_longest_wait,
                                         setup, teardown),
+        cmocka_unit_test(environment_takes_the_config_value_grammar),
         cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(config_reload_removes_what_it_no_longer_lists, setup,

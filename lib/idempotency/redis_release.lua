@@ -1,0 +1,2 @@
+redis.call('DEL', k)
+return 1

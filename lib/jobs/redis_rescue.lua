@@ -1,0 +1,1 @@
+return rescue(tonumber(ARGV[2]))
