@@ -71,7 +71,12 @@ typedef struct svc_pg_opts {
                                          search_path, LISTEN, temp tables and session
                                          advisory locks never reach the next borrower;
                                          1: returned as it is (saves a round trip) */
-    void *reserved[8];                /* zero */
+    int no_prepare;                   /* 0: svc_pg_stmt statements are prepared once per
+                                         connection; 1: sent with their text on every call
+                                         (PQexecParams), for a server reached through a
+                                         transaction-mode pooler that cannot keep
+                                         prepared statements (PgBouncer before 1.21) */
+    void *reserved[7];                /* zero */
 } svc_pg_opts;
 
 /* Fills `opts` with the defaults written beside each field. */
@@ -157,7 +162,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_pg_exec(svc_pg *pg, const char *sql, int
  * transaction, as any failed statement does.
  *
  * Prepared statements are not transactional: one prepared inside a
- * transaction that rolls back stays prepared.
+ * transaction that rolls back stays prepared. With opts.no_prepare the
+ * same calls send the statement's text each time instead.
  *
  * `name` is the server-side name: an SQL identifier
  * ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes), unique among the statements

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct svc_pg {
 
     int64_t checkout_timeout_ms;
     bool keep_session; /* opts.keep_session: no DISCARD ALL at checkin */
+    bool no_prepare;   /* opts.no_prepare: svc_pg_stmt sent as text every time */
 };
 
 struct svc_pg_result {
@@ -63,6 +65,10 @@ struct svc_pg_tx {
     svc_pg *pg;
     svc_pg_conn *conn;
 };
+
+/* no_prepare took one pointer of the reserved tail: the struct keeps its size. */
+_Static_assert(offsetof(svc_pg_opts, reserved) - offsetof(svc_pg_opts, no_prepare) == sizeof(void *),
+               "svc_pg_opts changed size");
 
 static _Thread_local char last_new_error[512];
 
@@ -502,6 +508,9 @@ svc_status svc_pg_conn_exec_stmt(svc_pg_conn *c, svc_pg_stmt *s, const char *con
                             s->name, s->nparams);
     if (!pq_of(c) || c->slot.broken)
         return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
+    if (pg->no_prepare)
+        return take_result(c, PQexecParams(pq_of(c), s->sql, s->nparams, NULL, params, NULL, NULL, 0),
+                           out);
     if (c->prepared_gen != c->slot.generation) { /* a new connection: it holds nothing */
         forget_prepared(c);
         c->prepared_gen = c->slot.generation;
@@ -761,6 +770,7 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     }
     pg->checkout_timeout_ms = o.checkout_timeout_ms;
     pg->keep_session = o.keep_session != 0;
+    pg->no_prepare = o.no_prepare != 0;
 
     char err[256];
     svc_status st = svc_store_url_parse(url, &pg->url, err, sizeof err);

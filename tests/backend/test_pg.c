@@ -356,6 +356,32 @@ static void stmt_that_fails_to_prepare_is_a_clear_error(void **state)
     svc_pg_free(pg);
 }
 
+/* Behind a transaction-mode pooler statements cannot stay prepared:
+ * no_prepare sends their text each time, through the same calls. */
+static void no_prepare_runs_stmts_unprepared(void **state)
+{
+    (void)state;
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url();
+    o.pool_size = 1;
+    o.no_metrics = 1;
+    o.no_prepare = 1;
+    svc_pg *pg = NULL;
+    must(pg, svc_pg_new(&pg, &o));
+    svc_pg_result *r;
+    const char *p[] = {"9"};
+    for (int i = 0; i < 2; i++)
+        expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "10");
+    svc_pg_tx *tx;
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    expect_add_one(pg, svc_pg_tx_exec_stmt(tx, &add_one, p, &r), &r, "10");
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), -1);
+    svc_pg_free(pg);
+}
+
 /* Threads share statements (ids given on first use) and the pool. */
 struct stmt_worker {
     svc_pg *pg;
@@ -1088,6 +1114,7 @@ int main(void)
         cmocka_unit_test(stmt_deallocated_behind_the_pools_back_is_prepared_again),
         cmocka_unit_test(stmt_that_fails_to_prepare_is_a_clear_error),
         cmocka_unit_test(stmts_are_shared_by_threads),
+        cmocka_unit_test(no_prepare_runs_stmts_unprepared),
         cmocka_unit_test(session_state_does_not_leak_to_the_next_borrower),
         cmocka_unit_test(statement_timeout_maps_to_etimedout),
         cmocka_unit_test(statement_timeout_survives_discard_all_and_reset),
