@@ -17,7 +17,8 @@
 #    (idem_bench_store) against the raw ceiling of the same statements on the
 #    same server: redis-benchmark running the claim and complete scripts
 #    (EVALSHA), pgbench running the claim and complete statements (-M
-#    prepared). Ceiling of a pair = 1 / (1/claim + 1/complete) for Redis; for
+#    prepared, as the library's svc_pg_stmt statements; -M extended, parsed
+#    per call, for reference). Ceiling of a pair = 1 / (1/claim + 1/complete) for Redis; for
 #    PostgreSQL one pgbench transaction runs both, so its tps is pairs/s.
 #    Servers: SVC_TEST_REDIS_URL / SVC_TEST_PG_URL when set, else throwaway
 #    ones from tools/testenv.sh.
@@ -163,6 +164,6 @@ pgb() { # MODE: tps of the pair script
 }
 pgp=$(pgb prepared); pge=$(pgb extended)
 [[ -n "$pgp" && -n "$pge" ]] || { echo "bench: pgbench failed:" >&2; cat "$TMP/pgbench.err" >&2; exit 1; }
-printf 'postgres: library %8.0f pairs/s | pgbench claim+complete: -M prepared %8.0f, -M extended %8.0f pairs/s | ratio %s (prepared), %s (extended: parse per call, as the library)\n' \
+printf 'postgres: library %8.0f pairs/s | pgbench claim+complete: -M prepared %8.0f, -M extended %8.0f pairs/s | ratio %s (prepared), %s (extended: parse per call)\n' \
     "$lib" "$pgp" "$pge" "$(awk -v a="$lib" -v b="$pgp" 'BEGIN { printf "%.2f", ((b > 0) ? a / b : 0) }')" \
     "$(awk -v a="$lib" -v b="$pge" 'BEGIN { printf "%.2f", ((b > 0) ? a / b : 0) }')"

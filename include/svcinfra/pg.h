@@ -71,7 +71,12 @@ typedef struct svc_pg_opts {
                                          search_path, LISTEN, temp tables and session
                                          advisory locks never reach the next borrower;
                                          1: returned as it is (saves a round trip) */
-    void *reserved[8];                /* zero */
+    int no_prepare;                   /* 0: svc_pg_stmt statements are prepared once per
+                                         connection; 1: sent with their text on every call
+                                         (PQexecParams), for a server reached through a
+                                         transaction-mode pooler that cannot keep
+                                         prepared statements (PgBouncer before 1.21) */
+    void *reserved[7];                /* zero */
 } svc_pg_opts;
 
 /* Fills `opts` with the defaults written beside each field. */
@@ -135,6 +140,72 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_pg_exec(svc_pg *pg, const char *sql, int
                                                 const char *const *params, svc_pg_result **out)
     SVC_NONNULL(1, 2);
 
+/* ---- statements prepared once per connection -----------------------------
+ *
+ * A statement run many times (a store's hot path, an application's own
+ * queries) is described once, with static storage duration, and executed
+ * by reference. The first time a pooled connection runs it, it is prepared
+ * on that connection (PQprepare, one extra round trip); from then on only
+ * its parameters travel (PQexecPrepared), and the server skips parsing and
+ * planning:
+ *
+ *   static svc_pg_stmt find_order =
+ *       SVC_PG_STMT_INIT("app_find_order", "SELECT total FROM orders WHERE id = $1", 1);
+ *   const char *p[] = {id};
+ *   st = svc_pg_exec_stmt(pg, &find_order, p, &res);
+ *
+ * Each connection remembers which statements it holds. That memory is
+ * dropped with the connection it describes: a connection replaced after
+ * it broke (server restart, pg_terminate_backend) or reset with DISCARD ALL
+ * at checkin (svc_pg_checkout() without keep_session) prepares again on
+ * next use. A statement deallocated behind the library's back (DEALLOCATE,
+ * DISCARD ALL run by the caller) is prepared again and retried once, when
+ * no transaction is open; inside a transaction that failure aborts the
+ * transaction, as any failed statement does.
+ *
+ * Prepared statements are not transactional: one prepared inside a
+ * transaction that rolls back stays prepared. With opts.no_prepare the
+ * same calls send the statement's text each time instead.
+ *
+ * `name` is the server-side name: an SQL identifier
+ * ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes), unique among the statements
+ * of the process (the library's own begin with "svc_"; a second statement
+ * with the same name fails to prepare with SVC_EBACKEND). `sql` holds one
+ * statement with parameters $1..$nparams, 0 <= nparams <= 65535. The
+ * struct is read by the library and `id` is written once by it (on first
+ * use, atomically): initialise it with SVC_PG_STMT_INIT and never change
+ * it afterwards; it must outlive every pool that ran it.
+ */
+typedef struct svc_pg_stmt {
+    const char *name;   /* server-side name (borrowed, static) */
+    const char *sql;    /* the statement (borrowed, static) */
+    int nparams;        /* how many $n parameters */
+    unsigned id;        /* 0 until first use; the library's, do not write */
+} svc_pg_stmt;
+
+#define SVC_PG_STMT_INIT(name, sql, nparams) { (name), (sql), (nparams), 0u }
+
+/* Runs `stmt` on `conn`, preparing it there first when this connection
+ * has not yet. `params` holds stmt->nparams text values (NULL entries are
+ * SQL NULL; may be NULL when nparams is 0); `*out` as svc_pg_conn_exec().
+ * Returns SVC_OK or a status of the SQLSTATE mapping (a statement the
+ * server refuses to prepare: SVC_EBACKEND, svc_pg_errmsg() naming the
+ * statement and giving the server's text; nothing is remembered, the next
+ * call tries again); SVC_EINVAL for a bad name, nparams out of range or a
+ * missing parameter array; SVC_ENOMEM.
+ * Thread safety: `stmt` may be shared by every thread and pool at once;
+ * `conn` belongs to the calling thread, as always. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_pg_conn_exec_stmt(svc_pg_conn *conn, svc_pg_stmt *stmt,
+                                                          const char *const *params,
+                                                          svc_pg_result **out)
+    SVC_NONNULL(1, 2);
+
+/* svc_pg_conn_exec_stmt() on a connection checked out and back in around
+ * it (no DISCARD ALL: the statement stays prepared for the next caller). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_pg_exec_stmt(svc_pg *pg, svc_pg_stmt *stmt,
+                                                     const char *const *params, svc_pg_result **out)
+    SVC_NONNULL(1, 2);
+
 /* ---- results (read-only; rows and columns count from 0) ---------------- */
 SVC_EXPORT int svc_pg_result_rows(const svc_pg_result *res) SVC_NONNULL(1);
 SVC_EXPORT int svc_pg_result_cols(const svc_pg_result *res) SVC_NONNULL(1);
@@ -181,6 +252,11 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int nparams,
                                                    const char *const *params, svc_pg_result **out)
     SVC_NONNULL(1, 2);
+/* svc_pg_conn_exec_stmt() inside the transaction; SVC_ECLOSED after
+ * commit/rollback. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_pg_tx_exec_stmt(svc_pg_tx *tx, svc_pg_stmt *stmt,
+                                                        const char *const *params,
+                                                        svc_pg_result **out) SVC_NONNULL(1, 2);
 /* COMMIT. SVC_ECONFLICT for a serialization failure at commit. The
  * connection goes back to the pool whatever the outcome. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_tx_commit(svc_pg_tx *tx) SVC_NONNULL(1);

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +24,20 @@
 #define BACKOFF_MAX_MS 5000
 #define MAX_POOL 1024
 
+/* Which svc_pg_stmt a connection has prepared: one bit per statement id
+ * (ids are process-wide, 1, 2, 3 ... in order of first use), valid for the
+ * connection of slot.generation `prepared_gen` only; a new connection in
+ * the slot finds the generation changed and starts from nothing.
+ *
+ *   prepared: [ word 0: ids 0..63 | word 1: ids 64..127 | ... ]  (grown on demand)
+ */
 struct svc_pg_conn {
     svc__pool_slot slot; /* first: the pool hands out slots; handle is the PGconn */
     svc_pg *pg;
     bool reset; /* handed out by svc_pg_checkout(): DISCARD ALL at checkin */
+    uint64_t prepared_gen;
+    uint64_t *prepared;
+    size_t prepared_words;
 };
 
 struct svc_pg {
@@ -43,6 +55,7 @@ struct svc_pg {
 
     int64_t checkout_timeout_ms;
     bool keep_session; /* opts.keep_session: no DISCARD ALL at checkin */
+    bool no_prepare;   /* opts.no_prepare: svc_pg_stmt sent as text every time */
 };
 
 struct svc_pg_result {
@@ -53,6 +66,10 @@ struct svc_pg_tx {
     svc_pg *pg;
     svc_pg_conn *conn;
 };
+
+/* no_prepare took one pointer of the reserved tail: the struct keeps its size. */
+_Static_assert(offsetof(svc_pg_opts, reserved) - offsetof(svc_pg_opts, no_prepare) == sizeof(void *),
+               "svc_pg_opts changed size");
 
 #define new_fail svc__fail_new
 
@@ -179,6 +196,12 @@ static bool conn_healthy(void *handle)
 
 static void close_conn(void *handle) { PQfinish(handle); }
 
+static void forget_prepared(svc_pg_conn *c)
+{
+    if (c->prepared)
+        memset(c->prepared, 0, c->prepared_words * sizeof *c->prepared);
+}
+
 /* Runs on the borrower's thread at checkin, before the slot is free. */
 static void checkin_cleanup(svc__pool_slot *slot)
 {
@@ -206,6 +229,7 @@ static void checkin_cleanup(svc__pool_slot *slot)
                 if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
                     slot->broken = true;
                 PQclear(r);
+                forget_prepared(c);
             }
         }
     }
@@ -299,6 +323,32 @@ static svc_status result_error(svc_pg_conn *c, PGresult *r)
     return svc__err_set(&c->pg->pool.err, st, "%s", msg);
 }
 
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    return r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY);
+}
+
+/* A statement's outcome: a successful result handed to `*out` (or freed),
+ * a failed one mapped by result_error(). Takes `r`. */
+static svc_status take_result(svc_pg_conn *c, PGresult *r, svc_pg_result **out)
+{
+    if (!result_ok(r))
+        return result_error(c, r);
+    if (!out) {
+        PQclear(r);
+        return SVC_OK;
+    }
+    svc_pg_result *res = svc_malloc(sizeof *res);
+    if (!res) {
+        PQclear(r);
+        return svc__err_set(&c->pg->pool.err, SVC_ENOMEM, "exec: out of memory");
+    }
+    res->res = r;
+    *out = res;
+    return SVC_OK;
+}
+
 svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const char *const *params,
                             svc_pg_result **out)
 {
@@ -310,24 +360,7 @@ svc_status svc_pg_conn_exec(svc_pg_conn *c, const char *sql, int nparams, const 
     if (!pq_of(c) || c->slot.broken)
         return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
 
-    PGresult *r = PQexecParams(pq_of(c), sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType es = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (r && (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK || es == PGRES_EMPTY_QUERY)) {
-        if (out) {
-            svc_pg_result *res = svc_malloc(sizeof *res);
-            if (!res) {
-                PQclear(r);
-                return svc__err_set(&pg->pool.err, SVC_ENOMEM, "exec: out of memory");
-            }
-            res->res = r;
-            *out = res;
-        } else {
-            PQclear(r);
-        }
-        return SVC_OK;
-    }
-
-    return result_error(c, r);
+    return take_result(c, PQexecParams(pq_of(c), sql, nparams, NULL, params, NULL, NULL, 0), out);
 }
 
 svc_status svc__pg_conn_exec_script(svc_pg_conn *c, const char *sql)
@@ -353,6 +386,156 @@ svc_status svc_pg_exec(svc_pg *pg, const char *sql, int nparams, const char *con
     if (st)
         return st;
     st = svc_pg_conn_exec(c, sql, nparams, params, out);
+    svc_pg_checkin(c);
+    return st;
+}
+
+/* ---- statements prepared once per connection ---------------------------- */
+
+/* Ids are handed out once per svc_pg_stmt, process-wide, and never reused
+ * (statements have static storage), so a connection's bitmap stays small:
+ * as many bits as the program has statements. The cap only guards against
+ * statements created in a loop. */
+#define STMT_MAX_IDS 65536
+#define STMT_MAX_PARAMS 65535
+
+static pthread_mutex_t stmt_ids_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned stmt_ids_used;
+
+static bool valid_ident(const char *s);
+
+/* The id of `s`, given on its first use after checking it. The fast path
+ * is one acquire load; the mutex only orders first uses. */
+static svc_status stmt_id(svc_pg *pg, svc_pg_stmt *s, unsigned *id)
+{
+    unsigned v = __atomic_load_n(&s->id, __ATOMIC_ACQUIRE);
+    if (v) {
+        *id = v;
+        return SVC_OK;
+    }
+    if (!s->name || !valid_ident(s->name))
+        return svc__err_set(&pg->pool.err, SVC_EINVAL,
+                            "prepare: statement name must be an identifier [A-Za-z_][A-Za-z0-9_]* of at most 63 bytes");
+    if (!s->sql || s->nparams < 0 || s->nparams > STMT_MAX_PARAMS)
+        return svc__err_set(&pg->pool.err, SVC_EINVAL, "prepare %s: %s", s->name,
+                            s->sql ? "nparams out of range 0..65535" : "no SQL");
+    pthread_mutex_lock(&stmt_ids_mu);
+    v = __atomic_load_n(&s->id, __ATOMIC_RELAXED);
+    if (!v && stmt_ids_used < STMT_MAX_IDS) {
+        v = ++stmt_ids_used;
+        __atomic_store_n(&s->id, v, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&stmt_ids_mu);
+    if (!v)
+        return svc__err_set(&pg->pool.err, SVC_ERANGE, "prepare %s: more than %d statements",
+                            s->name, STMT_MAX_IDS);
+    *id = v;
+    return SVC_OK;
+}
+
+static bool prepared_has(const svc_pg_conn *c, unsigned id)
+{
+    size_t w = id / 64;
+    return w < c->prepared_words && (c->prepared[w] >> (id % 64) & 1u);
+}
+
+/* Makes room for bit `id`, before preparing: once the server holds the
+ * statement, remembering it must not fail. */
+static bool prepared_reserve(svc_pg_conn *c, unsigned id)
+{
+    size_t need = id / 64 + 1;
+    if (need <= c->prepared_words)
+        return true;
+    uint64_t *p = svc_realloc(c->prepared, need * sizeof *p);
+    if (!p)
+        return false;
+    memset(p + c->prepared_words, 0, (need - c->prepared_words) * sizeof *p);
+    c->prepared = p;
+    c->prepared_words = need;
+    return true;
+}
+
+static void prepared_set(svc_pg_conn *c, unsigned id, bool on)
+{
+    uint64_t bit = UINT64_C(1) << (id % 64);
+    if (on)
+        c->prepared[id / 64] |= bit;
+    else if (id / 64 < c->prepared_words)
+        c->prepared[id / 64] &= ~bit;
+}
+
+static svc_status prepare_on(svc_pg_conn *c, const svc_pg_stmt *s)
+{
+    PGresult *r = PQprepare(pq_of(c), s->name, s->sql, s->nparams, NULL);
+    if (result_ok(r)) {
+        PQclear(r);
+        return SVC_OK;
+    }
+    char msg[440];
+    svc_status st = describe_error(c, r, msg, sizeof msg);
+    return svc__err_set(&c->pg->pool.err, st, "prepare %s: %s", s->name, msg);
+}
+
+static bool is_sqlstate(const PGresult *r, const char *state)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s && strcmp(s, state) == 0;
+}
+
+svc_status svc_pg_conn_exec_stmt(svc_pg_conn *c, svc_pg_stmt *s, const char *const *params,
+                                 svc_pg_result **out)
+{
+    svc_pg *pg = c->pg;
+    if (out)
+        *out = NULL;
+    unsigned id = 0;
+    svc_status st = stmt_id(pg, s, &id);
+    if (st)
+        return st;
+    if (s->nparams > 0 && !params)
+        return svc__err_set(&pg->pool.err, SVC_EINVAL, "exec %s: %d parameters but no parameter array",
+                            s->name, s->nparams);
+    if (!pq_of(c) || c->slot.broken)
+        return svc__err_set(&pg->pool.err, SVC_EUNAVAILABLE, "exec: connection is broken; check it in and out again");
+    if (pg->no_prepare)
+        return take_result(c, PQexecParams(pq_of(c), s->sql, s->nparams, NULL, params, NULL, NULL, 0),
+                           out);
+    if (c->prepared_gen != c->slot.generation) { /* a new connection: it holds nothing */
+        forget_prepared(c);
+        c->prepared_gen = c->slot.generation;
+    }
+    for (int attempt = 0;; attempt++) {
+        if (!prepared_has(c, id)) {
+            if (!prepared_reserve(c, id))
+                return svc__err_set(&pg->pool.err, SVC_ENOMEM, "prepare %s: out of memory", s->name);
+            if ((st = prepare_on(c, s)))
+                return st;
+            prepared_set(c, id, true);
+        }
+        PGresult *r = PQexecPrepared(pq_of(c), s->name, s->nparams, params, NULL, NULL, 0);
+        if (!result_ok(r) && is_sqlstate(r, "26000")) {
+            /* invalid_sql_statement_name: deallocated by someone else
+             * (DEALLOCATE, DISCARD ALL). Outside a transaction nothing
+             * was lost: prepare again and retry once. */
+            prepared_set(c, id, false);
+            if (attempt == 0 && PQtransactionStatus(pq_of(c)) == PQTRANS_IDLE) {
+                PQclear(r);
+                continue;
+            }
+        }
+        return take_result(c, r, out);
+    }
+}
+
+svc_status svc_pg_exec_stmt(svc_pg *pg, svc_pg_stmt *s, const char *const *params, svc_pg_result **out)
+{
+    if (out)
+        *out = NULL;
+    svc_pg_conn *c;
+    svc_status st = svc__pg_checkout_within(pg, pg->checkout_timeout_ms, &c);
+    if (st)
+        return st;
+    st = svc_pg_conn_exec_stmt(c, s, params, out);
     svc_pg_checkin(c);
     return st;
 }
@@ -448,6 +631,16 @@ svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int nparams, const cha
     return svc_pg_conn_exec(tx->conn, sql, nparams, params, out);
 }
 
+svc_status svc_pg_tx_exec_stmt(svc_pg_tx *tx, svc_pg_stmt *s, const char *const *params,
+                               svc_pg_result **out)
+{
+    if (out)
+        *out = NULL;
+    if (!tx->conn)
+        return tx_closed(tx);
+    return svc_pg_conn_exec_stmt(tx->conn, s, params, out);
+}
+
 static svc_status tx_end(svc_pg_tx *tx, const char *sql)
 {
     if (!tx->conn)
@@ -519,6 +712,9 @@ void svc_pg_tx_free(svc_pg_tx *tx)
 
 static void pool_destroy(svc_pg *pg)
 {
+    if (pg->pool.slots)
+        for (unsigned i = 0; i < pg->pool.cfg.size; i++)
+            svc_free(((svc_pg_conn *)svc__pool_slot_at(&pg->pool, i))->prepared);
     svc__pool_destroy(&pg->pool);
     svc_free(pg->kw);
     svc_free(pg->val);
@@ -564,6 +760,7 @@ svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     }
     pg->checkout_timeout_ms = o.checkout_timeout_ms;
     pg->keep_session = o.keep_session != 0;
+    pg->no_prepare = o.no_prepare != 0;
 
     char err[256];
     svc_status st = svc_store_url_parse(url, &pg->url, err, sizeof err);

@@ -145,6 +145,7 @@ static svc_status connect_slot(svc__pool *p, svc__pool_slot *s)
     if (!st) {
         s->handle = h;
         s->broken = false;
+        s->generation++;
     }
 
     pthread_mutex_lock(&p->mu);

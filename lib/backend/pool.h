@@ -36,6 +36,8 @@ typedef struct svc__pool_slot {
     void *handle;   /* the client library's connection; NULL: not open */
     bool in_use;
     bool broken;    /* set by the backend when the connection must not be reused */
+    uint64_t generation; /* bumped each time the slot gets a new connection, so a
+                            backend can tell its per-connection caches are stale */
 } svc__pool_slot;
 
 typedef struct svc__pool_ops {

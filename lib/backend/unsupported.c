@@ -57,6 +57,20 @@ svc_status svc_pg_exec(svc_pg *pg, const char *sql, int n, const char *const *p,
         *out = NULL;
     return SVC_ENOTSUP;
 }
+svc_status svc_pg_conn_exec_stmt(svc_pg_conn *c, svc_pg_stmt *s, const char *const *p, svc_pg_result **out)
+{
+    (void)c, (void)s, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_exec_stmt(svc_pg *pg, svc_pg_stmt *s, const char *const *p, svc_pg_result **out)
+{
+    (void)pg, (void)s, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
 int svc_pg_result_rows(const svc_pg_result *r) { (void)r; return 0; }
 int svc_pg_result_cols(const svc_pg_result *r) { (void)r; return 0; }
 int64_t svc_pg_result_affected(const svc_pg_result *r) { (void)r; return 0; }
@@ -79,6 +93,13 @@ svc_status svc_pg_tx_begin_isolation(svc_pg *pg, svc_pg_isolation iso, svc_pg_tx
 svc_status svc_pg_tx_exec(svc_pg_tx *tx, const char *sql, int n, const char *const *p, svc_pg_result **out)
 {
     (void)tx, (void)sql, (void)n, (void)p;
+    if (out)
+        *out = NULL;
+    return SVC_ENOTSUP;
+}
+svc_status svc_pg_tx_exec_stmt(svc_pg_tx *tx, svc_pg_stmt *s, const char *const *p, svc_pg_result **out)
+{
+    (void)tx, (void)s, (void)p;
     if (out)
         *out = NULL;
     return SVC_ENOTSUP;

@@ -13,6 +13,9 @@
  *
  * Times are Unix ms of the engine's clock, kept in bigint columns. Header
  * blobs and bodies are bytea, sent and read in the hex text form.
+ *
+ * Every statement is an svc_pg_stmt: prepared once per pooled connection,
+ * then executed with its parameters only (no parse or plan per call).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +62,12 @@ static const char RELEASE_SQL[] =
 static const char PURGE_SQL[] =
     "DELETE FROM svc_idempotency WHERE key IN"
     " (SELECT key FROM svc_idempotency WHERE expires_at <= $1 LIMIT 5000)";
+
+static svc_pg_stmt claim_stmt = SVC_PG_STMT_INIT("svc_idem_claim", CLAIM_SQL, 6);
+static svc_pg_stmt read_stmt = SVC_PG_STMT_INIT("svc_idem_read", READ_SQL, 1);
+static svc_pg_stmt complete_stmt = SVC_PG_STMT_INIT("svc_idem_complete", COMPLETE_SQL, 6);
+static svc_pg_stmt release_stmt = SVC_PG_STMT_INIT("svc_idem_release", RELEASE_SQL, 3);
+static svc_pg_stmt purge_stmt = SVC_PG_STMT_INIT("svc_idem_purge", PURGE_SQL, 1);
 
 const char *svc__idem_pg_sql(const char *which)
 {
@@ -119,7 +128,7 @@ static svc_status read_existing(pg_store *ps, svc_pg_conn *conn, const svc__idem
 {
     const char *p[] = {req->key};
     svc_pg_result *res = NULL;
-    svc_status st = svc_pg_conn_exec(conn, READ_SQL, 1, p, &res);
+    svc_status st = svc_pg_conn_exec_stmt(conn, &read_stmt, p, &res);
     if (st != SVC_OK)
         return pg_fail(ps, st, err);
     *retry = false;
@@ -176,7 +185,7 @@ static svc_status pg_claim(svc__idem_store *base, const svc__idem_claim_req *req
         return pg_fail(ps, st, err);
     for (int i = 0; i < CLAIM_TRIES; i++) {
         svc_pg_result *res = NULL;
-        st = svc_pg_conn_exec(conn, CLAIM_SQL, 6, p, &res);
+        st = svc_pg_conn_exec_stmt(conn, &claim_stmt, p, &res);
         if (st != SVC_OK) {
             st = pg_fail(ps, st, err);
             break;
@@ -199,14 +208,13 @@ static svc_status pg_claim(svc__idem_store *base, const svc__idem_claim_req *req
     return st;
 }
 
-/* Runs a (changed, live) statement on `conn` or in `tx`. */
-static svc_status own_exec(pg_store *ps, svc_pg_conn *conn, svc_pg_tx *tx, const char *sql,
-                           int n, const char *const *p, svc__err *err)
+/* Runs a (changed, live) statement in `tx`, or on a pooled connection. */
+static svc_status own_exec(pg_store *ps, svc_pg_tx *tx, svc_pg_stmt *stmt, const char *const *p,
+                           svc__err *err)
 {
     svc_pg_result *res = NULL;
-    svc_status st = tx ? svc_pg_tx_exec(tx, sql, n, p, &res)
-                       : conn ? svc_pg_conn_exec(conn, sql, n, p, &res)
-                              : svc_pg_exec(ps->pool, sql, n, p, &res);
+    svc_status st = tx ? svc_pg_tx_exec_stmt(tx, stmt, p, &res)
+                       : svc_pg_exec_stmt(ps->pool, stmt, p, &res);
     if (st != SVC_OK)
         return svc__err_set(err, st, "postgres store: statement failed (%s)", svc_strerror(st));
     const char *changed = svc_pg_result_value(res, 0, 0);
@@ -232,7 +240,7 @@ static svc_status complete_on(pg_store *ps, svc_pg_tx *tx, const svc__idem_done 
     svc_status st = SVC_ENOMEM;
     if (h && b) {
         const char *p[] = {d->key, d->token, status, h, b, now};
-        st = own_exec(ps, NULL, tx, COMPLETE_SQL, 6, p, err);
+        st = own_exec(ps, tx, &complete_stmt, p, err);
     }
     svc_free(h);
     svc_free(b);
@@ -256,7 +264,7 @@ static svc_status pg_release(svc__idem_store *base, const char *key, const char 
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)now_ms);
     const char *p[] = {key, token, now};
-    return own_exec((pg_store *)base, NULL, NULL, RELEASE_SQL, 3, p, err);
+    return own_exec((pg_store *)base, NULL, &release_stmt, p, err);
 }
 
 static svc_status purge_at(svc_pg *pg, int64_t now_ms, int64_t *removed)
@@ -268,7 +276,7 @@ static svc_status purge_at(svc_pg *pg, int64_t now_ms, int64_t *removed)
     svc_status st = SVC_OK;
     for (;;) {
         svc_pg_result *res = NULL;
-        st = svc_pg_exec(pg, PURGE_SQL, 1, p, &res);
+        st = svc_pg_exec_stmt(pg, &purge_stmt, p, &res);
         if (st != SVC_OK)
             break;
         int64_t n = svc_pg_result_affected(res);

@@ -140,6 +140,19 @@ static const char SQL_CRON_TICK[] =
     "  WHERE svc_jobs_cron.last_tick < EXCLUDED.last_tick\n"
     "RETURNING name";
 
+/* The statements of enqueue, claim, results, lease renewal and rescue run
+ * all the time: each is prepared once per pooled connection (svc_pg_stmt).
+ * Reads and administration (list, stats, cancel, dead letters, prune) run
+ * now and then, often once per connection, and stay plain: preparing
+ * them would add a round trip rather than save one. */
+static svc_pg_stmt insert_many_stmt = SVC_PG_STMT_INIT("svc_jobs_insert_many", SQL_INSERT_MANY, 7);
+static svc_pg_stmt insert_one_stmt = SVC_PG_STMT_INIT("svc_jobs_insert_one", SQL_INSERT_ONE, 7);
+static svc_pg_stmt unique_expire_stmt = SVC_PG_STMT_INIT("svc_jobs_unique_expire", SQL_UNIQUE_EXPIRE, 1);
+static svc_pg_stmt insert_unique_stmt = SVC_PG_STMT_INIT("svc_jobs_insert_unique", SQL_INSERT_UNIQUE, 9);
+static svc_pg_stmt unique_find_stmt =
+    SVC_PG_STMT_INIT("svc_jobs_unique_find", "SELECT id FROM svc_jobs WHERE unique_key = $1", 1);
+static svc_pg_stmt cron_tick_stmt = SVC_PG_STMT_INIT("svc_jobs_cron_tick", SQL_CRON_TICK, 2);
+
 /* 1 in `*fresh` when the item's cron tick was not fired yet (and is now
  * recorded as fired, in the caller's transaction). */
 static svc_status cron_tick_fresh(svc_pg_conn *c, const svc__jobs_enq *it, int *fresh)
@@ -148,7 +161,7 @@ static svc_status cron_tick_fresh(svc_pg_conn *c, const svc__jobs_enq *it, int *
     snprintf(tick, sizeof tick, "%lld", (long long)it->cron_tick);
     const char *p[] = {it->cron_name, tick};
     svc_pg_result *r = NULL;
-    svc_status st = svc_pg_conn_exec(c, SQL_CRON_TICK, 2, p, &r);
+    svc_status st = svc_pg_conn_exec_stmt(c, &cron_tick_stmt, p, &r);
     *fresh = !st && svc_pg_result_rows(r) == 1;
     svc_pg_result_free(r);
     return st;
@@ -169,14 +182,14 @@ static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it
         }
     }
     for (int tries = 0; tries < 5; tries++) {
-        if ((st = svc_pg_conn_exec(c, SQL_UNIQUE_EXPIRE, 1, p1, NULL)))
+        if ((st = svc_pg_conn_exec_stmt(c, &unique_expire_stmt, p1, NULL)))
             return st;
         char pr[16], ma[16], ra[24], d[24], w[24];
         enq_numbers(it, pr, ma, ra, d);
         snprintf(w, sizeof w, "%lld", (long long)it->unique_window_ms);
         const char *p[] = {it->queue, it->kind, it->payload, pr, ma, ra, d, it->unique_key, w};
         svc_pg_result *r = NULL;
-        if ((st = svc_pg_conn_exec(c, SQL_INSERT_UNIQUE, 9, p, &r)))
+        if ((st = svc_pg_conn_exec_stmt(c, &insert_unique_stmt, p, &r)))
             return st;
         if (svc_pg_result_rows(r) == 1) {
             it->id = val_i64(r, 0, 0);
@@ -185,8 +198,7 @@ static svc_status insert_unique(svc_pg_conn *c, svc__err *err, svc__jobs_enq *it
             return SVC_OK;
         }
         svc_pg_result_free(r);
-        if ((st = svc_pg_conn_exec(c, "SELECT id FROM svc_jobs WHERE unique_key = $1", 1, p1,
-                                   &r)))
+        if ((st = svc_pg_conn_exec_stmt(c, &unique_find_stmt, p1, &r)))
             return st;
         int found = svc_pg_result_rows(r) == 1;
         if (found)
@@ -207,7 +219,7 @@ static svc_status insert_one(svc_pg_conn *c, svc__jobs_enq *it)
     enq_numbers(it, pr, ma, ra, d);
     const char *p[] = {it->queue, it->kind, it->payload, pr, ma, ra, d};
     svc_pg_result *r = NULL;
-    svc_status st = svc_pg_conn_exec(c, SQL_INSERT_ONE, 7, p, &r);
+    svc_status st = svc_pg_conn_exec_stmt(c, &insert_one_stmt, p, &r);
     if (!st && svc_pg_result_rows(r) != 1)
         st = SVC_EINTERNAL;
     if (!st) {
@@ -250,7 +262,7 @@ static svc_status insert_plain(svc_pg_conn *c, svc__jobs_enq *items, size_t n, s
     svc_status st = SVC_ENOMEM;
     svc_pg_result *r = NULL;
     if (ok)
-        st = svc_pg_conn_exec(c, SQL_INSERT_MANY, 7, p, &r);
+        st = svc_pg_conn_exec_stmt(c, &insert_many_stmt, p, &r);
     if (!st) {
         if ((size_t)svc_pg_result_rows(r) != nplain) {
             st = SVC_EINTERNAL;
@@ -329,6 +341,8 @@ static const char SQL_CLAIM[] =
     "FROM c WHERE j.id = c.id\n"
     "RETURNING j.id, j.queue, j.kind, j.payload::text, j.attempt, j.max_attempts, j.priority";
 
+static svc_pg_stmt claim_stmt = SVC_PG_STMT_INIT("svc_jobs_claim", SQL_CLAIM, 4);
+
 /* One statement per queue: `queue = $1` lets the claim read svc_jobs_fetch
  * in order and stop after LIMIT rows (an ANY() over queues would read every
  * due row and sort). Queues are served in turn, starting at a rotating
@@ -348,7 +362,7 @@ static svc_status pg_claim(svc__jobs_store *bs, const char *const *queues, size_
         snprintf(lim, sizeof lim, "%zu", max - *n);
         const char *p[] = {queues[(start + qi) % nq], lim, worker, lease};
         svc_pg_result *r = NULL;
-        st = svc_pg_exec(s->j->pg, SQL_CLAIM, 4, p, &r);
+        st = svc_pg_exec_stmt(s->j->pg, &claim_stmt, p, &r);
         if (st)
             return fail_pg(s, st, "claim");
         int rows = svc_pg_result_rows(r);
@@ -388,6 +402,9 @@ static const char SQL_FINISH_ONE[] =
     "  lease_until = NULL, updated_at = now()\n"
     "WHERE id = $1 AND attempt = $2 AND state = 'running' AND worker = $7";
 
+static svc_pg_stmt complete_stmt = SVC_PG_STMT_INIT("svc_jobs_complete", SQL_COMPLETE, 3);
+static svc_pg_stmt finish_one_stmt = SVC_PG_STMT_INIT("svc_jobs_finish_one", SQL_FINISH_ONE, 7);
+
 static const char *done_state(svc__jobs_done_kind k)
 {
     switch (k) {
@@ -426,7 +443,7 @@ static svc_status finish_one(svc_pg_conn *c, const char *worker, const svc__jobs
                        finish_recordable(d) ? d->error : NULL, uncount ? "true" : "false",
                        worker};
     svc_pg_result *r = NULL;
-    svc_status st = svc_pg_conn_exec(c, SQL_FINISH_ONE, 7, p, &r);
+    svc_status st = svc_pg_conn_exec_stmt(c, &finish_one_stmt, p, &r);
     if (!st)
         *applied += (size_t)svc_pg_result_affected(r);
     svc_pg_result_free(r);
@@ -461,7 +478,7 @@ static svc_status pg_finish(svc__jobs_store *bs, const char *worker, const svc__
     if (!st && ncomplete) {
         const char *p[] = {ids.data, att.data, worker};
         svc_pg_result *r = NULL;
-        st = svc_pg_conn_exec(c, SQL_COMPLETE, 3, p, &r);
+        st = svc_pg_conn_exec_stmt(c, &complete_stmt, p, &r);
         if (!st)
             *applied += (size_t)svc_pg_result_affected(r);
         svc_pg_result_free(r);
@@ -491,6 +508,12 @@ static svc_status pg_finish(svc__jobs_store *bs, const char *worker, const svc__
     return first ? fail_pg(s, first, "finish") : SVC_OK;
 }
 
+static svc_pg_stmt renew_stmt = SVC_PG_STMT_INIT(
+    "svc_jobs_renew",
+    "UPDATE svc_jobs SET lease_until = now() + $3::bigint * interval '1 millisecond'"
+    " WHERE id = ANY($1::bigint[]) AND state = 'running' AND worker = $2",
+    3);
+
 static svc_status pg_renew(svc__jobs_store *bs, const char *worker, const int64_t *idv, size_t n,
                            int64_t lease_ms)
 {
@@ -505,11 +528,7 @@ static svc_status pg_renew(svc__jobs_store *bs, const char *worker, const int64_
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
     const char *p[] = {ids.data, worker, lease};
     svc_status st = svc__buf_ok(&ids)
-                        ? svc_pg_exec(s->j->pg,
-                                      "UPDATE svc_jobs SET lease_until = now() + $3::bigint * "
-                                      "interval '1 millisecond' WHERE id = ANY($1::bigint[]) "
-                                      "AND state = 'running' AND worker = $2",
-                                      3, p, NULL)
+                        ? svc_pg_exec_stmt(s->j->pg, &renew_stmt, p, NULL)
                         : SVC_ENOMEM;
     svc__buf_free(&ids);
     return st ? fail_pg(s, st, "lease renewal") : SVC_OK;
@@ -528,11 +547,14 @@ static const char SQL_RESCUE[] =
     "  worker = NULL\n"
     "FROM x WHERE j.id = x.id";
 
-static svc_status exec_count(pg_store *s, const char *what, const char *sql, int np,
-                             const char *const *p, size_t *count)
+static svc_pg_stmt rescue_stmt = SVC_PG_STMT_INIT("svc_jobs_rescue", SQL_RESCUE, 0);
+static svc_pg_stmt notify_stmt =
+    SVC_PG_STMT_INIT("svc_jobs_notify", "SELECT pg_notify('" SVC__JOBS_CHANNEL "', '')", 0);
+
+/* Rows changed by `res` into `*count`, or the failure `st` of `what`. */
+static svc_status count_of(pg_store *s, const char *what, svc_status st, svc_pg_result *r,
+                           size_t *count)
 {
-    svc_pg_result *r = NULL;
-    svc_status st = svc_pg_exec(s->j->pg, sql, np, p, &r);
     if (st)
         return fail_pg(s, st, what);
     *count = (size_t)svc_pg_result_affected(r);
@@ -540,13 +562,22 @@ static svc_status exec_count(pg_store *s, const char *what, const char *sql, int
     return SVC_OK;
 }
 
+static svc_status exec_count(pg_store *s, const char *what, const char *sql, int np,
+                             const char *const *p, size_t *count)
+{
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_exec(s->j->pg, sql, np, p, &r);
+    return count_of(s, what, st, r, count);
+}
+
 static svc_status pg_rescue(svc__jobs_store *bs, size_t *count)
 {
     pg_store *s = (pg_store *)bs;
-    svc_status st = exec_count(s, "rescue", SQL_RESCUE, 0, NULL, count);
+    svc_pg_result *r = NULL;
+    svc_status st = svc_pg_exec_stmt(s->j->pg, &rescue_stmt, NULL, &r);
+    st = count_of(s, "rescue", st, r, count);
     if (!st && *count) {
-        svc_status ns = svc_pg_exec(s->j->pg, "SELECT pg_notify('" SVC__JOBS_CHANNEL "', '')", 0,
-                                    NULL, NULL);
+        svc_status ns = svc_pg_exec_stmt(s->j->pg, &notify_stmt, NULL, NULL);
         SVC__UNUSED(ns); /* pollers find the rows anyway */
     }
     return st;

@@ -46,8 +46,12 @@ static svc_status check_args(const char *consumer, const char *id, svc__err *err
     return SVC_OK;
 }
 
-static const char claim_sql[] =
-    "INSERT INTO svc_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/* Prepared once per pooled connection: a consumer claims every message. */
+static svc_pg_stmt claim_stmt = SVC_PG_STMT_INIT(
+    "svc_inbox_claim",
+    "INSERT INTO svc_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2);
+static svc_pg_stmt forget_stmt = SVC_PG_STMT_INIT(
+    "svc_inbox_forget", "DELETE FROM svc_inbox WHERE consumer = $1 AND message_id = $2", 2);
 
 svc_status svc_inbox_claim_tx(svc_pg_tx *tx, const char *consumer, const char *message_id,
                               int *first_time)
@@ -61,7 +65,7 @@ svc_status svc_inbox_claim_tx(svc_pg_tx *tx, const char *consumer, const char *m
         return st;
     const char *params[] = {consumer, message_id};
     svc_pg_result *r = NULL;
-    st = svc_pg_tx_exec(tx, claim_sql, 2, params, &r);
+    st = svc_pg_tx_exec_stmt(tx, &claim_stmt, params, &r);
     if (st)
         return st;
     *first_time = svc_pg_result_affected(r) == 1;
@@ -354,7 +358,7 @@ static svc_status pg_claim(svc_inbox *in, const char *consumer, const char *id, 
 {
     const char *params[] = {consumer, id};
     svc_pg_result *r = NULL;
-    svc_status st = svc_pg_exec(in->pg, claim_sql, 2, params, &r);
+    svc_status st = svc_pg_exec_stmt(in->pg, &claim_stmt, params, &r);
     if (st)
         return svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg));
     *first = svc_pg_result_affected(r) == 1;
@@ -365,8 +369,7 @@ static svc_status pg_claim(svc_inbox *in, const char *consumer, const char *id, 
 static svc_status pg_forget(svc_inbox *in, const char *consumer, const char *id)
 {
     const char *params[] = {consumer, id};
-    svc_status st = svc_pg_exec(in->pg, "DELETE FROM svc_inbox WHERE consumer = $1 AND message_id = $2",
-                                2, params, NULL);
+    svc_status st = svc_pg_exec_stmt(in->pg, &forget_stmt, params, NULL);
     return st ? svc__err_set(&in->err, st, "inbox: %s", svc_pg_errmsg(in->pg)) : SVC_OK;
 }
 

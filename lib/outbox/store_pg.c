@@ -169,6 +169,16 @@ static const char mark_failed_sql[] =
     "       next_attempt_at = now() + $2::bigint * interval '1 millisecond', last_error = $3\n"
     " WHERE id = $1";
 
+/* The put, the claim steps and the marks run all the time: each is
+ * prepared once per pooled connection (svc_pg_stmt). Stats and prune run
+ * now and then and stay plain. */
+static svc_pg_stmt put_stmt = SVC_PG_STMT_INIT("svc_outbox_put", svc__ob_put_sql, 4);
+static svc_pg_stmt claim_stmt = SVC_PG_STMT_INIT("svc_outbox_claim", svc__ob_claim_sql, 2);
+static svc_pg_stmt heads_skip_stmt = SVC_PG_STMT_INIT("svc_outbox_heads_skip", heads_skip_sql, 6);
+static svc_pg_stmt runs_stmt = SVC_PG_STMT_INIT("svc_outbox_runs", runs_sql, 4);
+static svc_pg_stmt mark_ok_stmt = SVC_PG_STMT_INIT("svc_outbox_mark_ok", mark_ok_sql, 1);
+static svc_pg_stmt mark_failed_stmt = SVC_PG_STMT_INIT("svc_outbox_mark_failed", mark_failed_sql, 3);
+
 svc_status svc_outbox_put_tx(svc_pg_tx *tx, const char *topic, const char *aggregate_key,
                              const char *payload_json, const char *headers_json, int64_t *id_out)
 {
@@ -180,7 +190,7 @@ svc_status svc_outbox_put_tx(svc_pg_tx *tx, const char *topic, const char *aggre
         return st;
     const char *params[] = {topic, aggregate_key, payload_json, headers_json ? headers_json : "{}"};
     svc_pg_result *res = NULL;
-    st = svc_pg_tx_exec(tx, svc__ob_put_sql, 4, params, &res);
+    st = svc_pg_tx_exec_stmt(tx, &put_stmt, params, &res);
     if (st)
         return st;
     const char *v = svc_pg_result_value(res, 0, 0);
@@ -332,7 +342,7 @@ static svc_status claim_skip(pg_store *s, pg_batch *pb, size_t max, size_t *n, r
         snprintf(look, sizeof look, "%zu", pass);
         const char *params[] = {room, lo, look, start, wrapped ? "t" : "f", held.data};
         svc_pg_result *r = NULL;
-        if ((st = svc_pg_tx_exec(pb->tx, heads_skip_sql, 6, params, &r)))
+        if ((st = svc_pg_tx_exec_stmt(pb->tx, &heads_skip_stmt, params, &r)))
             break;
         if ((st = keep(pb, r, 3, n, err)))
             break;
@@ -405,7 +415,7 @@ static svc_status claim_runs(pg_batch *pb, size_t max, size_t *n, run_key *keys,
         snprintf(room_t, sizeof room_t, "%zu", room);
         const char *params[] = {karr.data, aarr.data, per_t, room_t};
         svc_pg_result *r = NULL;
-        if ((st = svc_pg_tx_exec(pb->tx, runs_sql, 4, params, &r)))
+        if ((st = svc_pg_tx_exec_stmt(pb->tx, &runs_stmt, params, &r)))
             break;
         size_t before = *n;
         if ((st = keep(pb, r, 0, n, err)))
@@ -482,7 +492,7 @@ static svc_status pg_claim(svc__ob_store *base, size_t max, svc__ob_batch *b, sv
     const char *params[] = {lim, lim};
     svc_pg_result *r = NULL;
     if (!st)
-        st = svc_pg_tx_exec(pb->tx, svc__ob_claim_sql, 2, params, &r);
+        st = svc_pg_tx_exec_stmt(pb->tx, &claim_stmt, params, &r);
     if (!st)
         st = keep(pb, r, 2, &n, err);
     b->next_due_ms = -1;
@@ -521,7 +531,7 @@ static svc_status mark_failures(pg_batch *pb, svc__ob_batch *b, const char *plai
         snprintf(delay, sizeof delay, "%lld", (long long)it->retry_delay_ms);
         const char *why = plain_error ? plain_error : it->error;
         const char *params[] = {it->id_text, delay, why};
-        st = svc_pg_tx_exec(pb->tx, mark_failed_sql, 3, params, NULL);
+        st = svc_pg_tx_exec_stmt(pb->tx, &mark_failed_stmt, params, NULL);
     }
     return st;
 }
@@ -557,7 +567,7 @@ static svc_status pg_finish(svc__ob_store *base, svc__ob_batch *b, svc__err *err
     svc_status st = svc__buf_ok(&ids) ? SVC_OK : SVC_ENOMEM;
     if (!st && nok) {
         const char *params[] = {ids.data};
-        st = svc_pg_tx_exec(pb->tx, mark_ok_sql, 1, params, NULL);
+        st = svc_pg_tx_exec_stmt(pb->tx, &mark_ok_stmt, params, NULL);
     }
     svc__buf_free(&ids);
     if (!st && nfailed)

@@ -138,12 +138,9 @@ static char *backend_pid(svc_pg *pg)
     return pid;
 }
 
-static void killed_connection_is_replaced_on_next_checkout(void **state)
+/* Ends backend `pid` from `admin`'s connection and waits until it is gone. */
+static void terminate_backend(svc_pg *admin, const char *pid)
 {
-    (void)state;
-    svc_pg *pg = pool_with(1, 2000, 0);
-    svc_pg *admin = pool_with(1, 2000, 0);
-    char *pid = backend_pid(pg);
     const char *p[] = {pid};
     must(admin, svc_pg_exec(admin, "SELECT pg_terminate_backend($1::int)", 1, p, NULL));
     bool gone = false;
@@ -156,6 +153,15 @@ static void killed_connection_is_replaced_on_next_checkout(void **state)
             short_sleep();
     }
     assert_true(gone);
+}
+
+static void killed_connection_is_replaced_on_next_checkout(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg *admin = pool_with(1, 2000, 0);
+    char *pid = backend_pid(pg);
+    terminate_backend(admin, pid);
 
     char *pid2 = backend_pid(pg);    /* must succeed on a fresh connection */
     assert_string_not_equal(pid, pid2);
@@ -166,6 +172,268 @@ static void killed_connection_is_replaced_on_next_checkout(void **state)
     free(pid2);
     svc_pg_free(admin);
     svc_pg_free(pg);
+}
+
+/* ---- statements prepared once per connection ---------------------------- */
+
+static svc_pg_stmt add_one = SVC_PG_STMT_INIT("svc_test_add_one", "SELECT $1::int + 1", 1);
+
+/* How many times the pool's (single) connection has prepared and executed
+ * `name`: -1 when it does not hold it. */
+static long prepared_execs(svc_pg *pg, const char *name)
+{
+    svc_pg_result *r;
+    const char *p[] = {name};
+    must(pg, svc_pg_exec(pg, "SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+                             " WHERE name = $1", 1, p, &r));
+    long n = svc_pg_result_rows(r) == 1 ? strtol(svc_pg_result_value(r, 0, 0), NULL, 10) : -1;
+    svc_pg_result_free(r);
+    return n;
+}
+
+/* Checks a call's status and its one value; frees the result. `*r` is
+ * read here, after the call that filled it has run. */
+static void expect_add_one(svc_pg *pg, svc_status st, svc_pg_result **rp, const char *want)
+{
+    must(pg, st);
+    svc_pg_result *r = *rp;
+    assert_non_null(r);
+    assert_string_equal(svc_pg_result_value(r, 0, 0), want);
+    svc_pg_result_free(r);
+}
+
+static void stmt_is_prepared_once_per_connection(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg_result *r;
+    for (int i = 0; i < 3; i++) {
+        char v[8], want[8];
+        snprintf(v, sizeof v, "%d", i);
+        snprintf(want, sizeof want, "%d", i + 1);
+        const char *p[] = {v};
+        expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, want);
+    }
+    /* one statement on the server, run three times: a second PQprepare of
+     * the same name would have failed (42P05), so it was prepared once */
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 3);
+    svc_pg_conn *c;
+    must(pg, svc__pg_checkout_lib(pg, &c));
+    const char *p[] = {"41"};
+    expect_add_one(pg, svc_pg_conn_exec_stmt(c, &add_one, p, &r), &r, "42");
+    svc_pg_checkin(c);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 4);
+    svc_pg_free(pg);
+}
+
+/* The first use on a connection may be inside a transaction, and the
+ * statement stays prepared after a rollback (PREPARE is not transactional):
+ * the next call outside must not prepare it again. */
+static void stmt_works_inside_a_transaction_and_after_rollback(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    char table[64], sql[160];
+    unique_name(table, sizeof table, "svc_stmt_tx");
+    snprintf(sql, sizeof sql, "CREATE TABLE %s (v int)", table);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    static char insert_sql[160];
+    snprintf(insert_sql, sizeof insert_sql, "INSERT INTO %s VALUES ($1::int)", table);
+    static svc_pg_stmt insert = SVC_PG_STMT_INIT("svc_test_tx_insert", insert_sql, 1);
+
+    svc_pg_tx *tx;
+    svc_pg_result *r;
+    const char *one[] = {"1"}, *two[] = {"2"};
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    expect_add_one(pg, svc_pg_tx_exec_stmt(tx, &add_one, one, &r), &r, "2");
+    must(pg, svc_pg_tx_exec_stmt(tx, &insert, one, NULL));
+    must(pg, svc_pg_tx_rollback(tx));
+    assert_int_equal(svc_pg_tx_exec_stmt(tx, &insert, one, NULL), SVC_ECLOSED);
+    svc_pg_tx_free(tx);
+
+    expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, two, &r), &r, "3");
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    must(pg, svc_pg_tx_exec_stmt(tx, &insert, two, NULL));
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+
+    snprintf(sql, sizeof sql, "SELECT string_agg(v::text, ',') FROM %s", table);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, &r));
+    assert_string_equal(svc_pg_result_value(r, 0, 0), "2");
+    svc_pg_result_free(r);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 2);
+    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+    must(pg, svc_pg_exec(pg, sql, 0, NULL, NULL));
+    svc_pg_free(pg);
+}
+
+/* A replaced connection holds no statements: the first call on it, even
+ * inside a transaction (where a missing statement could not be retried),
+ * prepares again. */
+static void stmt_is_prepared_again_after_the_connection_is_killed(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg *admin = pool_with(1, 2000, 0);
+    svc_pg_result *r;
+    const char *p[] = {"1"};
+    expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "2");
+    char *pid = backend_pid(pg);
+    terminate_backend(admin, pid);
+
+    svc_pg_tx *tx;
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    expect_add_one(pg, svc_pg_tx_exec_stmt(tx, &add_one, p, &r), &r, "2");
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+    char *pid2 = backend_pid(pg);
+    assert_string_not_equal(pid, pid2);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 1);
+    free(pid);
+    free(pid2);
+    svc_pg_free(admin);
+    svc_pg_free(pg);
+}
+
+/* DISCARD ALL at checkin (svc_pg_checkout() without keep_session) drops the
+ * server's prepared statements, and the connection forgets them too. */
+static void stmt_is_prepared_again_after_discard_all(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg_conn *c;
+    svc_pg_result *r;
+    const char *p[] = {"5"};
+    must(pg, svc_pg_checkout(pg, &c));
+    expect_add_one(pg, svc_pg_conn_exec_stmt(c, &add_one, p, &r), &r, "6");
+    svc_pg_checkin(c);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), -1);
+
+    svc_pg_tx *tx;
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    expect_add_one(pg, svc_pg_tx_exec_stmt(tx, &add_one, p, &r), &r, "6");
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 1);
+    svc_pg_free(pg);
+}
+
+/* A statement deallocated by the caller's own SQL is prepared again and
+ * the call retried, outside a transaction. */
+static void stmt_deallocated_behind_the_pools_back_is_prepared_again(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    svc_pg_result *r;
+    const char *p[] = {"7"};
+    expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "8");
+    must(pg, svc_pg_exec(pg, "DEALLOCATE svc_test_add_one", 0, NULL, NULL));
+    expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "8");
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), 1);
+    svc_pg_free(pg);
+}
+
+static void stmt_that_fails_to_prepare_is_a_clear_error(void **state)
+{
+    (void)state;
+    svc_pg *pg = pool_with(1, 2000, 0);
+    static svc_pg_stmt bad = SVC_PG_STMT_INIT("svc_test_bad", "SELEC $1::int", 1);
+    svc_pg_result *r = (svc_pg_result *)&r;
+    const char *p[] = {"1"};
+    for (int i = 0; i < 2; i++) { /* nothing remembered: the same error again */
+        assert_int_equal(svc_pg_exec_stmt(pg, &bad, p, &r), SVC_EBACKEND);
+        assert_null(r);
+        const char *msg = svc_pg_errmsg(pg);
+        assert_non_null(strstr(msg, "prepare svc_test_bad: "));
+        assert_non_null(strstr(msg, "syntax error"));
+        assert_non_null(strstr(msg, "SQLSTATE 42601"));
+    }
+    assert_int_equal(prepared_execs(pg, "svc_test_bad"), -1);
+    expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "2"); /* connection still fine */
+
+    static svc_pg_stmt bad_name = SVC_PG_STMT_INIT("bad name", "SELECT 1", 0);
+    assert_int_equal(svc_pg_exec_stmt(pg, &bad_name, NULL, NULL), SVC_EINVAL);
+    assert_non_null(strstr(svc_pg_errmsg(pg), "identifier"));
+    static svc_pg_stmt bad_n = SVC_PG_STMT_INIT("svc_test_bad_n", "SELECT 1", -1);
+    assert_int_equal(svc_pg_exec_stmt(pg, &bad_n, NULL, NULL), SVC_EINVAL);
+    assert_int_equal(svc_pg_exec_stmt(pg, &add_one, NULL, NULL), SVC_EINVAL);
+    svc_pg_free(pg);
+}
+
+/* Behind a transaction-mode pooler statements cannot stay prepared:
+ * no_prepare sends their text each time, through the same calls. */
+static void no_prepare_runs_stmts_unprepared(void **state)
+{
+    (void)state;
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = pg_url();
+    o.pool_size = 1;
+    o.no_metrics = 1;
+    o.no_prepare = 1;
+    svc_pg *pg = NULL;
+    must(pg, svc_pg_new(&pg, &o));
+    svc_pg_result *r;
+    const char *p[] = {"9"};
+    for (int i = 0; i < 2; i++)
+        expect_add_one(pg, svc_pg_exec_stmt(pg, &add_one, p, &r), &r, "10");
+    svc_pg_tx *tx;
+    must(pg, svc_pg_tx_begin(pg, &tx));
+    expect_add_one(pg, svc_pg_tx_exec_stmt(tx, &add_one, p, &r), &r, "10");
+    must(pg, svc_pg_tx_commit(tx));
+    svc_pg_tx_free(tx);
+    assert_int_equal(prepared_execs(pg, "svc_test_add_one"), -1);
+    svc_pg_free(pg);
+}
+
+/* Threads share statements (ids given on first use) and the pool. */
+struct stmt_worker {
+    svc_pg *pg;
+    atomic_int failures;
+};
+
+static svc_pg_stmt shared_stmts[4] = {
+    SVC_PG_STMT_INIT("svc_test_shared_0", "SELECT $1::int + 0", 1),
+    SVC_PG_STMT_INIT("svc_test_shared_1", "SELECT $1::int + 1", 1),
+    SVC_PG_STMT_INIT("svc_test_shared_2", "SELECT $1::int + 2", 1),
+    SVC_PG_STMT_INIT("svc_test_shared_3", "SELECT $1::int + 3", 1),
+};
+
+static void *stmt_worker_run(void *arg)
+{
+    struct stmt_worker *w = arg;
+    for (int i = 0; i < 200; i++) {
+        int k = i % 4;
+        char v[16], want[16];
+        snprintf(v, sizeof v, "%d", i);
+        snprintf(want, sizeof want, "%d", i + k);
+        const char *p[] = {v};
+        svc_pg_result *r;
+        if (svc_pg_exec_stmt(w->pg, &shared_stmts[k], p, &r) != SVC_OK) {
+            atomic_fetch_add(&w->failures, 1);
+            continue;
+        }
+        if (strcmp(svc_pg_result_value(r, 0, 0), want) != 0)
+            atomic_fetch_add(&w->failures, 1);
+        svc_pg_result_free(r);
+    }
+    return NULL;
+}
+
+static void stmts_are_shared_by_threads(void **state)
+{
+    (void)state;
+    struct stmt_worker w = {.pg = pool_with(3, 5000, 0)};
+    pthread_t t[6];
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, stmt_worker_run, &w), 0);
+    for (int i = 0; i < 6; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&w.failures), 0);
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < k; j++)
+            assert_int_not_equal(shared_stmts[k].id, shared_stmts[j].id);
+    svc_pg_free(w.pg);
 }
 
 static char *setting_on(svc_pg_conn *c, const char *name)
@@ -1240,6 +1508,14 @@ int main(void)
         cmocka_unit_test(params_with_nulls_and_quotes_round_trip),
         cmocka_unit_test(checkout_times_out_when_all_connections_are_busy),
         cmocka_unit_test(killed_connection_is_replaced_on_next_checkout),
+        cmocka_unit_test(stmt_is_prepared_once_per_connection),
+        cmocka_unit_test(stmt_works_inside_a_transaction_and_after_rollback),
+        cmocka_unit_test(stmt_is_prepared_again_after_the_connection_is_killed),
+        cmocka_unit_test(stmt_is_prepared_again_after_discard_all),
+        cmocka_unit_test(stmt_deallocated_behind_the_pools_back_is_prepared_again),
+        cmocka_unit_test(stmt_that_fails_to_prepare_is_a_clear_error),
+        cmocka_unit_test(stmts_are_shared_by_threads),
+        cmocka_unit_test(no_prepare_runs_stmts_unprepared),
         cmocka_unit_test(session_state_does_not_leak_to_the_next_borrower),
         cmocka_unit_test(statement_timeout_maps_to_etimedout),
         cmocka_unit_test(statement_timeout_survives_discard_all_and_reset),

@@ -251,6 +251,64 @@ static void null_version_is_a_backend_error(void **state)
     svc_pg_checkin(conn);
 }
 
+/* The store's statements are prepared once per pooled connection and then
+ * only executed: on a one-connection pool, pg_prepared_statements shows
+ * each of them with one execution per call. */
+static long stmt_runs(svc_pg *one, const char *name)
+{
+    svc_pg_result *res = NULL;
+    const char *p[] = {name};
+    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
+                                      " pg_prepared_statements WHERE name = $1", 1, p, &res),
+                     SVC_OK);
+    long n = svc_pg_result_rows(res) == 1 ? atol(svc_pg_result_value(res, 0, 0)) : -1;
+    svc_pg_result_free(res);
+    return n;
+}
+
+static void store_statements_are_prepared_once_per_connection(void **state)
+{
+    (void)state;
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = getenv("SVC_TEST_PG_URL");
+    po.pool_size = 1;
+    po.no_metrics = 1;
+    svc_pg *one = NULL;
+    assert_int_equal(svc_pg_new(&one, &po), SVC_OK);
+    svc_idem_opts io;
+    svc_idem_opts_default(&io);
+    io.pg = one;
+    io.migrate = 0;
+    svc_idem *id1 = NULL;
+    assert_int_equal(svc_idem_new(&id1, &io), SVC_OK);
+    svc_idem_response resp = {.status = 201, .body = "{}", .body_len = 2};
+    for (int i = 0; i < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s-prepared-%d", prefix, i);
+        svc_idem_scope s = {.tenant = "t", .method = "POST", .route = "/p", .key = key};
+        svc_idem_result r;
+        assert_int_equal(svc_idem_claim(id1, &s, "fp", &r), SVC_OK);
+        assert_int_equal(r.outcome, SVC_IDEM_CLAIMED);
+        if (i < 2)
+            assert_int_equal(svc_idem_complete(id1, &s, r.token, &resp), SVC_OK);
+        else
+            assert_int_equal(svc_idem_release(id1, &s, r.token), SVC_OK);
+        svc_idem_result_clear(&r);
+        if (i == 0) { /* a replay reads the completed record */
+            assert_int_equal(svc_idem_claim(id1, &s, "fp", &r), SVC_OK);
+            assert_int_equal(r.outcome, SVC_IDEM_COMPLETED);
+            svc_idem_result_clear(&r);
+        }
+    }
+    assert_int_equal(stmt_runs(one, "svc_idem_claim"), 4);
+    assert_int_equal(stmt_runs(one, "svc_idem_read"), 1);
+    assert_int_equal(stmt_runs(one, "svc_idem_complete"), 2);
+    assert_int_equal(stmt_runs(one, "svc_idem_release"), 1);
+    svc_idem_free(id1);
+    svc_pg_free(one);
+}
+
 int main(void)
 {
     const char *url = getenv("SVC_TEST_PG_URL");
@@ -293,6 +351,7 @@ int main(void)
         cmocka_unit_test(handler_that_rolls_back_leaves_no_completed_record),
         cmocka_unit_test(version_column_update_detects_lost_updates),
         cmocka_unit_test(null_version_is_a_backend_error),
+        cmocka_unit_test(store_statements_are_prepared_once_per_connection),
     };
     int failed = cmocka_run_group_tests_name("idempotency on postgres", tests, NULL, NULL);
     svc_idem_free(idem);

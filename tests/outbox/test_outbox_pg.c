@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "svcinfra/crypto.h"
@@ -1500,6 +1501,45 @@ static void inbox_redis_marks_expire_after_ttl(void **state)
     svc_redis_free(redis);
 }
 
+/* The outbox put and the inbox claim are prepared once per pooled
+ * connection, also when their first use is inside the caller's
+ * transaction: on a one-connection pool pg_prepared_statements shows each
+ * executed once per call. */
+static long stmt_runs(svc_pg *one, const char *name)
+{
+    svc_pg_result *r = NULL;
+    const char *p[] = {name};
+    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
+                                      " pg_prepared_statements WHERE name = $1", 1, p, &r),
+                     SVC_OK);
+    long n = svc_pg_result_rows(r) == 1 ? atol(svc_pg_result_value(r, 0, 0)) : -1;
+    svc_pg_result_free(r);
+    return n;
+}
+
+static void put_and_inbox_claim_are_prepared_once_per_connection(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_pg *one = pool_of(1);
+    char msg[64];
+    snprintf(msg, sizeof msg, "prepared-%ld-%ld", (long)getpid(), (long)time(NULL));
+    for (int i = 0; i < 2; i++) {
+        svc_pg_tx *tx;
+        assert_int_equal(svc_pg_tx_begin(one, &tx), SVC_OK);
+        int64_t id = 0;
+        assert_int_equal(svc_outbox_put_tx(tx, "t.prepared", "k1", "{}", NULL, &id), SVC_OK);
+        int first = -1;
+        assert_int_equal(svc_inbox_claim_tx(tx, "prepared_test", msg, &first), SVC_OK);
+        assert_int_equal(first, i == 0);
+        assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
+        svc_pg_tx_free(tx);
+    }
+    assert_int_equal(stmt_runs(one, "svc_outbox_put"), 2);
+    assert_int_equal(stmt_runs(one, "svc_inbox_claim"), 2);
+    svc_pg_free(one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1530,6 +1570,7 @@ int main(void)
         cmocka_unit_test(inbox_postgres_duplicates_across_threads_have_one_first_time),
         cmocka_unit_test(inbox_redis_duplicates_across_threads_have_one_first_time),
         cmocka_unit_test(inbox_redis_marks_expire_after_ttl),
+        cmocka_unit_test(put_and_inbox_claim_are_prepared_once_per_connection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,84 @@
+/* test_pg.c - the jobs store's statements on PostgreSQL (SVC_TEST_PG_URL;
+ * exit 77, skipped, when unset): enqueue, claim and completion are
+ * prepared once per pooled connection and then only executed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "svcinfra/jobs.h"
+#include "svcinfra/pg.h"
+
+static const char *pg_url;
+
+/* Executions of prepared statement `name` on the pool's one connection;
+ * -1 when that connection does not hold it. */
+static long stmt_runs(svc_pg *one, const char *name)
+{
+    svc_pg_result *r = NULL;
+    const char *p[] = {name};
+    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
+                                      " pg_prepared_statements WHERE name = $1", 1, p, &r),
+                     SVC_OK);
+    long n = svc_pg_result_rows(r) == 1 ? atol(svc_pg_result_value(r, 0, 0)) : -1;
+    svc_pg_result_free(r);
+    return n;
+}
+
+static svc_job_result h_ok(svc_job *job, void *ud)
+{
+    (void)job, (void)ud;
+    return SVC_JOB_OK;
+}
+
+static void enqueue_claim_and_complete_are_prepared_once_per_connection(void **state)
+{
+    (void)state;
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = pg_url;
+    po.pool_size = 1;
+    po.no_metrics = 1;
+    svc_pg *one = NULL;
+    assert_int_equal(svc_pg_new(&one, &po), SVC_OK);
+    svc_jobs_opts o;
+    svc_jobs_opts_default(&o);
+    o.pg = one;
+    o.no_metrics = 1;
+    svc_jobs *j = NULL;
+    assert_int_equal(svc_jobs_new(&j, &o), SVC_OK);
+    assert_int_equal(svc_jobs_register(j, "prepared.test", h_ok, NULL, 0), SVC_OK);
+    char queue[64];
+    snprintf(queue, sizeof queue, "prepared_%ld_%ld", (long)getpid(), (long)time(NULL));
+    svc_job_opts jo = {.queue = queue};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(svc_jobs_enqueue(j, "prepared.test", "{}", &jo, NULL), SVC_OK);
+    const char *qs[] = {queue, NULL};
+    size_t ran = 0;
+    assert_int_equal(svc_jobs_run_due(j, qs, 10, &ran), SVC_OK);
+    assert_int_equal(ran, 3);
+    assert_int_equal(stmt_runs(one, "svc_jobs_insert_one"), 3);
+    assert_true(stmt_runs(one, "svc_jobs_claim") >= 1);
+    assert_true(stmt_runs(one, "svc_jobs_complete") >= 1);
+    svc_jobs_free(j);
+    svc_pg_free(one);
+}
+
+int main(void)
+{
+    pg_url = getenv("SVC_TEST_PG_URL");
+    if (!pg_url || !*pg_url) {
+        printf("SVC_TEST_PG_URL is not set: skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(enqueue_claim_and_complete_are_prepared_once_per_connection),
+    };
+    return cmocka_run_group_tests_name("jobs on postgres", tests, NULL, NULL);
+}
