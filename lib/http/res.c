@@ -31,6 +31,10 @@ static const unsigned char tchar[256] = {
     ['y'] = 1, ['z'] = 1,
 };
 
+/* A value byte: visible, space, HTAB or obs-text; never CR, LF, NUL, other
+ * controls or DEL. */
+static inline bool value_byte_ok(unsigned char c) { return c >= 0x20 ? c != 0x7f : c == '\t'; }
+
 bool svc__header_name_ok(const char *name)
 {
     if (!*name)
@@ -44,7 +48,26 @@ bool svc__header_name_ok(const char *name)
 bool svc__header_value_ok(const char *v)
 {
     for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-        if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+        if (!value_byte_ok(*p))
+            return false;
+    return true;
+}
+
+/* The same checks over exactly n bytes (a NUL among them fails both). */
+static bool name_ok_n(const char *name, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!tchar[(unsigned char)name[i]])
+            return false;
+    return true;
+}
+
+static bool value_ok_n(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!value_byte_ok((unsigned char)v[i]))
             return false;
     return true;
 }
@@ -87,6 +110,34 @@ static void header_remove(svc_res *res, const char *name, size_t nlen)
     res->nhdrs = o;
 }
 
+/* Room for one more header entry. */
+static bool reserve_one(svc_res *res)
+{
+    if (res->nhdrs < res->hdrs_cap)
+        return true;
+    size_t cap = res->hdrs_cap * 2;
+    svc__hdr *n = svc__ex_alloc(res->ex, cap * sizeof *n);
+    if (n == NULL)
+        return false;
+    memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
+    res->hdrs = n;
+    res->hdrs_cap = cap;
+    return true;
+}
+
+/* Appends the entry, dropping the others of its name first with `replace`.
+ * Every allocation happens before the list changes, so a failure leaves it
+ * as it was. */
+static svc_status store(svc_res *res, const char *nc, size_t nlen, const char *vc, bool replace)
+{
+    if (nc == NULL || vc == NULL || !reserve_one(res))
+        return SVC_ENOMEM;
+    if (replace)
+        header_remove(res, nc, nlen);
+    res->hdrs[res->nhdrs++] = (svc__hdr){nc, vc, nlen};
+    return SVC_OK;
+}
+
 svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, const char *value,
                                unsigned flags)
 {
@@ -94,23 +145,31 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
         return SVC_EINVAL;
     if (!(flags & SVC__HDR_VALUE_KEPT) && !svc__header_value_ok(value))
         return SVC_EINVAL;
-    if (flags & SVC__HDR_REPLACE)
-        header_remove(res, name, nlen);
-    if (res->nhdrs == res->hdrs_cap) {
-        size_t cap = res->hdrs_cap * 2;
-        svc__hdr *n = svc__ex_alloc(res->ex, cap * sizeof *n);
-        if (n == NULL)
-            return SVC_ENOMEM;
-        memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
-        res->hdrs = n;
-        res->hdrs_cap = cap;
-    }
     const char *nc = (flags & SVC__HDR_NAME_KEPT) ? name : svc__ex_strndup(res->ex, name, nlen);
     const char *vc = (flags & SVC__HDR_VALUE_KEPT) ? value : svc__ex_strdup(res->ex, value);
-    if (nc == NULL || vc == NULL)
-        return SVC_ENOMEM;
-    res->hdrs[res->nhdrs++] = (svc__hdr){nc, vc, nlen};
-    return SVC_OK;
+    return store(res, nc, nlen, vc, flags & SVC__HDR_REPLACE);
+}
+
+/* The public by-length form: validated, both strings copied. */
+static svc_status header_put_n(svc_res *res, const char *name, size_t nlen, const char *value,
+                               size_t vlen, bool replace)
+{
+    if (!name_ok_n(name, nlen) || !value_ok_n(value, vlen))
+        return SVC_EINVAL;
+    return store(res, svc__ex_strndup(res->ex, name, nlen), nlen,
+                 svc__ex_strndup(res->ex, value, vlen), replace);
+}
+
+svc_status svc_res_header_add_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return header_put_n(res, name, name_len, value, value_len, false);
+}
+
+svc_status svc_res_header_set_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return header_put_n(res, name, name_len, value, value_len, true);
 }
 
 svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)

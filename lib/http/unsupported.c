@@ -55,11 +55,13 @@ svc_status svc_app_shutdown(svc_app *app) { return SVC_ENOTSUP; }
 void svc_app_set_maintenance(svc_app *app, int on, unsigned retry_after_s) {}
 struct svc_metrics *svc_app_metrics(const svc_app *app) { return svc_metrics_default(); }
 const svc_clock *svc_app_clock(const svc_app *app) { return svc_clock_system(); }
+unsigned svc_app_handler_timeout_ms(const svc_app *app) { return 0; }
 
 /* ---- request ---------------------------------------------------------------- */
 
 const char *svc_req_method(const svc_req *req) { return ""; }
 const char *svc_req_path(const svc_req *req) { return "/"; }
+const char *svc_req_raw_path(const svc_req *req) { return "/"; }
 const char *svc_req_query(const svc_req *req) { return ""; }
 const char *svc_req_query_param(const svc_req *req, const char *name) { return NULL; }
 const char *svc_req_param(const svc_req *req, const char *name) { return NULL; }
@@ -96,6 +98,7 @@ svc_status svc_req_set(svc_req *req, const char *key, void *value, void (*free_f
 void *svc_req_get(const svc_req *req, const char *key) { return NULL; }
 int64_t svc_req_remaining_ms(const svc_req *req) { return 0; }
 svc_app *svc_req_app(const svc_req *req) { return NULL; }
+void svc_req_on_late_answer(svc_req *req, svc_late_answer_fn fn, void *ud) {}
 
 /* ---- response ---------------------------------------------------------------- */
 
@@ -106,6 +109,16 @@ svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
     return SVC_ENOTSUP;
 }
 svc_status svc_res_header_set(svc_res *res, const char *name, const char *value)
+{
+    return SVC_ENOTSUP;
+}
+svc_status svc_res_header_add_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return SVC_ENOTSUP;
+}
+svc_status svc_res_header_set_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
 {
     return SVC_ENOTSUP;
 }
