@@ -29,6 +29,13 @@
 #ifndef SVCINFRA_HTTP_INTERNAL_H
 #define SVCINFRA_HTTP_INTERNAL_H
 
+/* The wiring of the modules (lib/<module>/http.c) is compiled once more
+ * with this defined (tests/abi/meson.build): it uses the public
+ * svcinfra/http.h only, as an application's own middleware would. */
+#ifdef SVC__PUBLIC_HTTP_ONLY
+#error "lib/http/http_internal.h is internal to lib/http; use svcinfra/http.h"
+#endif
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
