@@ -231,6 +231,7 @@ static void late_answer_hook_removed_with_null_does_not_run(void **state)
 
 typedef struct n_results {
     atomic_int bad_cr, bad_lf, bad_nul, bad_name, empty_name, bad_name_nul;
+    atomic_int long_del, long_ctl, long_cr_tail, long_bad_name;
     atomic_bool unchanged_after_error;
 } n_results;
 
@@ -261,9 +262,21 @@ static void h_headers_n(svc_req *req, svc_res *res, void *ud)
     atomic_store(&nres.bad_name, svc_res_header_add_n(res, "X Bad", 5, "v", 1));
     atomic_store(&nres.empty_name, svc_res_header_set_n(res, "X-Two", 0, "v", 1));
     atomic_store(&nres.bad_name_nul, svc_res_header_set_n(res, "X-Two\0", 6, "v", 1));
+    /* long values are checked a word at a time: a bad byte anywhere counts */
+    atomic_store(&nres.long_del, svc_res_header_set_n(res, "X-Long", 6, "abcdefghij\x7fklmnop", 17));
+    atomic_store(&nres.long_ctl, svc_res_header_set_n(res, "X-Long", 6, "abcdefgh\x01", 9));
+    atomic_store(&nres.long_cr_tail,
+                 svc_res_header_set_n(res, "X-Long", 6, "0123456789abcdef\r", 17));
+    atomic_store(&nres.long_bad_name,
+                 svc_res_header_set_n(res, "X-Long-Header:Name", 18, "v", 1));
     atomic_store(&nres.unchanged_after_error,
                  svc_res_header_count(res) == before &&
                      strcmp(svc_res_header(res, "X-Two"), "only") == 0);
+    /* HTAB and obs-text pass, also inside a word */
+    static const char tabbed[] = "a\tb c\xc3\xa9 defghijklmnop";
+    assert_int_equal(svc_res_header_set_n(res, "X-Tabbed-Header-Name", 20, tabbed,
+                                          sizeof tabbed - 1),
+                     SVC_OK);
     assert_int_equal(svc_res_text(res, 200, "ok"), SVC_OK);
 }
 
@@ -286,6 +299,8 @@ static void header_setters_by_length_copy_exactly_len_bytes_and_refuse_bad_text(
     assert_int_equal(htu_header_count(&r, "X-Two"), 1);
     assert_string_equal(htu_header(&r, "X-Two"), "only");
     assert_null(htu_header(&r, "X-Bad"));
+    assert_null(htu_header(&r, "X-Long"));
+    assert_string_equal(htu_header(&r, "X-Tabbed-Header-Name"), "a\tb c\xc3\xa9 defghijklmnop");
     htu_response_free(&r);
 
     assert_int_equal(atomic_load(&nres.bad_cr), SVC_EINVAL);
@@ -294,6 +309,10 @@ static void header_setters_by_length_copy_exactly_len_bytes_and_refuse_bad_text(
     assert_int_equal(atomic_load(&nres.bad_name), SVC_EINVAL);
     assert_int_equal(atomic_load(&nres.empty_name), SVC_EINVAL);
     assert_int_equal(atomic_load(&nres.bad_name_nul), SVC_EINVAL);
+    assert_int_equal(atomic_load(&nres.long_del), SVC_EINVAL);
+    assert_int_equal(atomic_load(&nres.long_ctl), SVC_EINVAL);
+    assert_int_equal(atomic_load(&nres.long_cr_tail), SVC_EINVAL);
+    assert_int_equal(atomic_load(&nres.long_bad_name), SVC_EINVAL);
     assert_true(atomic_load(&nres.unchanged_after_error));
     svc_app_free(app);
 }
