@@ -277,6 +277,7 @@ static void h_headers_n(svc_req *req, svc_res *res, void *ud)
     assert_int_equal(svc_res_header_set_n(res, "X-Tabbed-Header-Name", 20, tabbed,
                                           sizeof tabbed - 1),
                      SVC_OK);
+    assert_int_equal(svc_res_header_set_n(res, "X-Short-Tab", 11, "x\tyz", 4), SVC_OK);
     assert_int_equal(svc_res_text(res, 200, "ok"), SVC_OK);
 }
 
@@ -300,6 +301,7 @@ static void header_setters_by_length_copy_exactly_len_bytes_and_refuse_bad_text(
     assert_string_equal(htu_header(&r, "X-Two"), "only");
     assert_null(htu_header(&r, "X-Bad"));
     assert_null(htu_header(&r, "X-Long"));
+    assert_string_equal(htu_header(&r, "X-Short-Tab"), "x\tyz");
     assert_string_equal(htu_header(&r, "X-Tabbed-Header-Name"), "a\tb c\xc3\xa9 defghijklmnop");
     htu_response_free(&r);
 
