@@ -230,6 +230,13 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_app_attach(svc_app *app, const char *key
 SVC_EXPORT void *svc_app_attached(const svc_app *app, const char *key) SVC_NONNULL(1, 2);
 SVC_EXPORT const svc_clock *svc_app_clock(const svc_app *app) SVC_NONNULL(1);
 
+/* The handler deadline in milliseconds: the effective handler_timeout_ms,
+ * after the `http.handler_timeout` key of opts->config (or, with NULL opts,
+ * SVC_HTTP_HANDLER_TIMEOUT) was applied. Middleware that holds something
+ * for the length of a request (a lease, a lock) sizes it from this. Never
+ * changes after svc_app_new(); any thread. */
+SVC_EXPORT unsigned svc_app_handler_timeout_ms(const svc_app *app) SVC_NONNULL(1);
+
 /* ------------------------------------------------------------------------
  * Request (borrowed by handlers and middleware; strings valid until the
  * handler returns). Header names are case-insensitive; duplicates are kept.
@@ -238,6 +245,12 @@ SVC_EXPORT const svc_clock *svc_app_clock(const svc_app *app) SVC_NONNULL(1);
 SVC_EXPORT const char *svc_req_method(const svc_req *req) SVC_NONNULL(1);
 /* The decoded path, without the query. */
 SVC_EXPORT const char *svc_req_path(const svc_req *req) SVC_NONNULL(1);
+/* The raw path as it arrived, percent-escapes kept, without the query: what
+ * the router splits into segments before decoding each. Middleware that
+ * matches paths (skip lists, scopes of keys) compares against this, never
+ * svc_req_path(): "/api%2Fpublic" decodes to "/api/public" yet routes
+ * elsewhere. Never NULL. */
+SVC_EXPORT const char *svc_req_raw_path(const svc_req *req) SVC_NONNULL(1);
 /* The raw query string without '?', "" when none. */
 SVC_EXPORT const char *svc_req_query(const svc_req *req) SVC_NONNULL(1);
 /* The first value of query parameter `name`, decoded; NULL when absent. */
@@ -289,6 +302,25 @@ SVC_EXPORT void *svc_req_get(const svc_req *req, const char *key) SVC_NONNULL(1,
 SVC_EXPORT int64_t svc_req_remaining_ms(const svc_req *req) SVC_NONNULL(1);
 SVC_EXPORT svc_app *svc_req_app(const svc_req *req) SVC_NONNULL(1);
 
+/* A late-answer hook: see svc_req_on_late_answer(). `res` holds the
+ * handler's own answer (status 0 when it set none: 200 with a body, else
+ * 204 would have been sent); read it, never change it. */
+typedef void (*svc_late_answer_fn)(svc_req *req, const svc_res *res, void *ud);
+
+/* Registers the request's late-answer hook; a second call replaces the
+ * first, `fn` NULL removes it. When the handler returns past its deadline
+ * (svc_req_remaining_ms() < 0), `fn(req, res, ud)` runs once, on the
+ * request's thread, just before the handler's answer is replaced with 503
+ * problem+json, code TIMEOUT; it does not run when the handler returned in
+ * time, nor when no handler ran (404, 405, an answer from middleware). Use
+ * it to act on the answer whose side effects happened (the idempotency
+ * middleware stores it, so a retry gets that answer and not a second run).
+ * The middleware that called this sees the 503 once svc_next() returns.
+ * `ud` is borrowed and must live until the request ends (svc_req_set()
+ * with a free function ties it to the request). Request thread only. */
+SVC_EXPORT void svc_req_on_late_answer(svc_req *req, svc_late_answer_fn fn, void *ud)
+    SVC_NONNULL(1);
+
 /* ------------------------------------------------------------------------
  * Response (buffered until the chain returns)
  * ---------------------------------------------------------------------- */
@@ -303,6 +335,20 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_add(svc_res *res, const char 
 /* Replaces every header `name` with one. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_set(svc_res *res, const char *name,
                                                        const char *value) SVC_NONNULL(1, 2, 3);
+/* svc_res_header_add() and svc_res_header_set() for strings given by
+ * length: exactly name[0..name_len) and value[0..value_len) are read (no
+ * NUL needed, bytes past the length are ignored) and copied, so the caller
+ * may reuse its buffers at once. The same checks: SVC_EINVAL for an empty
+ * name, a name byte that is not an RFC 9110 token character, a value byte
+ * CR, LF, NUL, another control character but HTAB, or DEL; SVC_ENOMEM.
+ * On an error `res` is unchanged. Request thread only, like every svc_res
+ * call. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_add_n(svc_res *res, const char *name,
+                                                         size_t name_len, const char *value,
+                                                         size_t value_len) SVC_NONNULL(1, 2, 4);
+SVC_EXPORT SVC_NODISCARD svc_status svc_res_header_set_n(svc_res *res, const char *name,
+                                                         size_t name_len, const char *value,
+                                                         size_t value_len) SVC_NONNULL(1, 2, 4);
 SVC_EXPORT void svc_res_header_remove(svc_res *res, const char *name) SVC_NONNULL(1, 2);
 /* The first response header `name`, NULL when absent. */
 SVC_EXPORT const char *svc_res_header(const svc_res *res, const char *name) SVC_NONNULL(1, 2);

@@ -943,3 +943,5 @@ struct svc_metrics *svc_app_metrics(const svc_app *app)
 }
 
 const svc_clock *svc_app_clock(const svc_app *app) { return app->clock; }
+
+unsigned svc_app_handler_timeout_ms(const svc_app *app) { return app->opts.handler_timeout_ms; }

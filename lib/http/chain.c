@@ -94,7 +94,7 @@ void svc_next(svc_chain *next)
     }
 }
 
-void svc__req_on_late_answer(svc_req *req, svc__late_answer_fn fn, void *ud)
+void svc_req_on_late_answer(svc_req *req, svc_late_answer_fn fn, void *ud)
 {
     req->ex->late_fn = fn;
     req->ex->late_ud = ud;

@@ -29,6 +29,13 @@
 #ifndef SVCINFRA_HTTP_INTERNAL_H
 #define SVCINFRA_HTTP_INTERNAL_H
 
+/* The wiring of the modules (lib/<module>/http.c) is compiled once more
+ * with this defined (tests/abi/meson.build): it uses the public
+ * svcinfra/http.h only, as an application's own middleware would. */
+#ifdef SVC__PUBLIC_HTTP_ONLY
+#error "lib/http/http_internal.h is internal to lib/http; use svcinfra/http.h"
+#endif
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -185,9 +192,6 @@ typedef struct svc__arena_chunk {
 
 typedef struct svc__exchange svc__exchange;
 
-/* See svc__req_on_late_answer(). */
-typedef void (*svc__late_answer_fn)(svc_req *req, svc_res *res, void *ud);
-
 struct svc_chain {
     svc__exchange *ex;
     size_t idx;  /* next middleware to run; == nmws: the handler */
@@ -251,7 +255,7 @@ struct svc__exchange {
     bool cut_off;             /* the sender was disconnected mid-body (2 × read timeout) */
     int match;                /* svc__match of the router */
     size_t deepest_mw;        /* the last middleware entered (for diagnostics) */
-    svc__late_answer_fn late_fn; /* svc__req_on_late_answer(); NULL: none */
+    svc_late_answer_fn late_fn; /* svc_req_on_late_answer(); NULL: none */
     void *late_ud;
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
@@ -283,11 +287,6 @@ void svc__exchange_free(svc__exchange *ex);
 /* Splits uri into raw path and query and decodes the path. Returns
  * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
 svc_status svc__req_parse_target(svc_req *req);
-/* The raw (undecoded) path, without the query: what the router splits into
- * segments before decoding each. Skip lists compare against this, never the
- * decoded svc_req_path(), so "/api%2Fpublic" cannot pass for "/api/public"
- * while routing to another route. "" when the target was not parsed. */
-const char *svc__req_raw_path(const svc_req *req);
 /* Appends a request header (borrowed strings; nlen = strlen(name)). */
 svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value);
 /* In-place percent-decoding of s[0..n) into out (may be s); returns the
@@ -340,12 +339,6 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
 /* Runs the middleware and then the handler (or the 404/405 answer) for
  * ex->match / ex->allow; fills in the status when nothing was set. */
 void svc__chain_run(svc__exchange *ex);
-/* Registers the request's one late-answer hook (a second call replaces
- * it): when the handler returns past its deadline, `fn` runs once on the
- * request thread with the handler's own answer still in `res`, just before
- * the 503 TIMEOUT replaces it (the idempotency middleware stores the
- * answer whose side effects happened). `fn` must not change `res`. */
-void svc__req_on_late_answer(svc_req *req, svc__late_answer_fn fn, void *ud);
 
 /* ---- problems (lib/http/problem.c) ------------------------------------------- */
 /* The `type` URI for `code` into buf: base + "not-found". */

@@ -306,7 +306,7 @@ static void parse_query(svc_req *req)
 
 const char *svc_req_method(const svc_req *req) { return req->method; }
 const char *svc_req_path(const svc_req *req) { return req->path ? req->path : "/"; }
-const char *svc__req_raw_path(const svc_req *req) { return req->raw_path ? req->raw_path : ""; }
+const char *svc_req_raw_path(const svc_req *req) { return req->raw_path ? req->raw_path : ""; }
 const char *svc_req_query(const svc_req *req) { return req->query; }
 const char *svc_req_route(const svc_req *req) { return req->route ? req->route->pattern : NULL; }
 svc_app *svc_req_app(const svc_req *req) { return req->app; }

@@ -31,6 +31,10 @@ static const unsigned char tchar[256] = {
     ['y'] = 1, ['z'] = 1,
 };
 
+/* A value byte: visible, space, HTAB or obs-text; never CR, LF, NUL, other
+ * controls or DEL. */
+static inline bool value_byte_ok(unsigned char c) { return c >= 0x20 ? c != 0x7f : c == '\t'; }
+
 bool svc__header_name_ok(const char *name)
 {
     if (!*name)
@@ -44,9 +48,51 @@ bool svc__header_name_ok(const char *name)
 bool svc__header_value_ok(const char *v)
 {
     for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-        if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+        if (!value_byte_ok(*p))
             return false;
     return true;
+}
+
+/* The same checks over exactly n bytes (a NUL among them fails both).
+ * Names are looked up eight bytes per branch: one mispredicted loop exit
+ * per name costs more than the lookups. */
+static bool name_ok_n(const char *name, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)name;
+    if (n == 0)
+        return false;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (!(tchar[p[i]] & tchar[p[i + 1]] & tchar[p[i + 2]] & tchar[p[i + 3]] &
+              tchar[p[i + 4]] & tchar[p[i + 5]] & tchar[p[i + 6]] & tchar[p[i + 7]]))
+            return false;
+    unsigned ok = 1;
+    for (; i < n; i++)
+        ok &= tchar[p[i]];
+    return ok;
+}
+
+/* Eight bytes at a time: a word with no byte below 0x20 and none equal to
+ * 0x7f is valid as it stands (both tests are exact for "any byte"); a word
+ * with one is looked at byte by byte, as HTAB is a control that passes. */
+static bool value_ok_n(const char *v, size_t n)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        uint64_t del = w ^ (ones * 0x7f);
+        if (((w - ones * 0x20) & ~w & highs) | ((del - ones) & ~del & highs))
+            for (size_t k = i; k < i + 8; k++)
+                if (!value_byte_ok((unsigned char)v[k]))
+                    return false;
+    }
+    bool ok = true;
+    for (; i < n; i++)
+        ok &= value_byte_ok((unsigned char)v[i]);
+    return ok;
 }
 
 void svc__res_reset(svc_res *res)
@@ -87,6 +133,34 @@ static void header_remove(svc_res *res, const char *name, size_t nlen)
     res->nhdrs = o;
 }
 
+/* Room for one more header entry. */
+static bool reserve_one(svc_res *res)
+{
+    if (res->nhdrs < res->hdrs_cap)
+        return true;
+    size_t cap = res->hdrs_cap * 2;
+    svc__hdr *n = svc__ex_alloc(res->ex, cap * sizeof *n);
+    if (n == NULL)
+        return false;
+    memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
+    res->hdrs = n;
+    res->hdrs_cap = cap;
+    return true;
+}
+
+/* Appends the entry, dropping the others of its name first with `replace`.
+ * Every allocation happens before the list changes, so a failure leaves it
+ * as it was. */
+static svc_status store(svc_res *res, const char *nc, size_t nlen, const char *vc, bool replace)
+{
+    if (nc == NULL || vc == NULL || !reserve_one(res))
+        return SVC_ENOMEM;
+    if (replace)
+        header_remove(res, nc, nlen);
+    res->hdrs[res->nhdrs++] = (svc__hdr){nc, vc, nlen};
+    return SVC_OK;
+}
+
 svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, const char *value,
                                unsigned flags)
 {
@@ -94,23 +168,41 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
         return SVC_EINVAL;
     if (!(flags & SVC__HDR_VALUE_KEPT) && !svc__header_value_ok(value))
         return SVC_EINVAL;
-    if (flags & SVC__HDR_REPLACE)
-        header_remove(res, name, nlen);
-    if (res->nhdrs == res->hdrs_cap) {
-        size_t cap = res->hdrs_cap * 2;
-        svc__hdr *n = svc__ex_alloc(res->ex, cap * sizeof *n);
-        if (n == NULL)
-            return SVC_ENOMEM;
-        memcpy(n, res->hdrs, res->nhdrs * sizeof *n);
-        res->hdrs = n;
-        res->hdrs_cap = cap;
-    }
     const char *nc = (flags & SVC__HDR_NAME_KEPT) ? name : svc__ex_strndup(res->ex, name, nlen);
     const char *vc = (flags & SVC__HDR_VALUE_KEPT) ? value : svc__ex_strdup(res->ex, value);
-    if (nc == NULL || vc == NULL)
+    return store(res, nc, nlen, vc, flags & SVC__HDR_REPLACE);
+}
+
+/* The public by-length form: validated, both strings copied into one
+ * allocation of the arena ("name\0value\0"). */
+static svc_status header_put_n(svc_res *res, const char *name, size_t nlen, const char *value,
+                               size_t vlen, bool replace)
+{
+    if (!name_ok_n(name, nlen) || !value_ok_n(value, vlen))
+        return SVC_EINVAL;
+    if (nlen > SIZE_MAX / 2 || vlen > SIZE_MAX / 2)
         return SVC_ENOMEM;
-    res->hdrs[res->nhdrs++] = (svc__hdr){nc, vc, nlen};
-    return SVC_OK;
+    char *nc = svc__ex_alloc(res->ex, nlen + vlen + 2);
+    if (nc == NULL)
+        return SVC_ENOMEM;
+    memcpy(nc, name, nlen);
+    nc[nlen] = '\0';
+    char *vc = nc + nlen + 1;
+    memcpy(vc, value, vlen);
+    vc[vlen] = '\0';
+    return store(res, nc, nlen, vc, replace);
+}
+
+svc_status svc_res_header_add_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return header_put_n(res, name, name_len, value, value_len, false);
+}
+
+svc_status svc_res_header_set_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return header_put_n(res, name, name_len, value, value_len, true);
 }
 
 svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)

@@ -71,7 +71,7 @@ static const char *api_key_of(const tenancy *t, const svc_req *req)
 static void mw_tenancy(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     const tenancy *t = ud;
-    const char *path = svc__req_raw_path(req); /* as the router sees it */
+    const char *path = svc_req_raw_path(req); /* as the router sees it */
     for (size_t i = 0; i < t->nskip; i++)
         if (strcmp(path, t->skip[i]) == 0) {
             svc_next(next);

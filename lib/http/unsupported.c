@@ -66,11 +66,13 @@ svc_status svc_app_attach(svc_app *app, const char *key, void *ptr, void (*relea
     return SVC_ENOTSUP;
 }
 void *svc_app_attached(const svc_app *app, const char *key) { return NULL; }
+unsigned svc_app_handler_timeout_ms(const svc_app *app) { return 0; }
 
 /* ---- request ---------------------------------------------------------------- */
 
 const char *svc_req_method(const svc_req *req) { return ""; }
 const char *svc_req_path(const svc_req *req) { return "/"; }
+const char *svc_req_raw_path(const svc_req *req) { return "/"; }
 const char *svc_req_query(const svc_req *req) { return ""; }
 const char *svc_req_query_param(const svc_req *req, const char *name) { return NULL; }
 const char *svc_req_param(const svc_req *req, const char *name) { return NULL; }
@@ -107,6 +109,7 @@ svc_status svc_req_set(svc_req *req, const char *key, void *value, void (*free_f
 void *svc_req_get(const svc_req *req, const char *key) { return NULL; }
 int64_t svc_req_remaining_ms(const svc_req *req) { return 0; }
 svc_app *svc_req_app(const svc_req *req) { return NULL; }
+void svc_req_on_late_answer(svc_req *req, svc_late_answer_fn fn, void *ud) {}
 
 /* ---- response ---------------------------------------------------------------- */
 
@@ -117,6 +120,16 @@ svc_status svc_res_header_add(svc_res *res, const char *name, const char *value)
     return SVC_ENOTSUP;
 }
 svc_status svc_res_header_set(svc_res *res, const char *name, const char *value)
+{
+    return SVC_ENOTSUP;
+}
+svc_status svc_res_header_add_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
+{
+    return SVC_ENOTSUP;
+}
+svc_status svc_res_header_set_n(svc_res *res, const char *name, size_t name_len,
+                                const char *value, size_t value_len)
 {
     return SVC_ENOTSUP;
 }

@@ -20,7 +20,7 @@
  * A handler that returns past the app's handler deadline has done its work,
  * but the client gets a 503 TIMEOUT in place of its answer. The handler's
  * own answer is what a retry must see, so it is stored from the late-answer
- * hook (svc__req_on_late_answer), before the 503 replaces it; the 503 is
+ * hook (svc_req_on_late_answer()), before the 503 replaces it; the 503 is
  * never stored and never releases the key. svc_add_idempotency() refuses a
  * lease not longer than the handler deadline, so a retry cannot take over
  * the claim of a handler still inside its deadline.
@@ -52,7 +52,6 @@ void svc_idem_http_opts_default(svc_idem_http_opts *opts)
 #include <jansson.h>
 
 #include "svcinfra/http.h"
-#include "http/http_internal.h"
 #include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
@@ -182,7 +181,7 @@ static bool required(const idem_http *h, const char *method, const char *route)
  * /a%3Fb and /a?b stay different, as they are different requests. */
 static svc_status default_fingerprint(svc_req *req, char out[65])
 {
-    const char *path = svc__req_raw_path(req), *q = svc_req_query(req);
+    const char *path = svc_req_raw_path(req), *q = svc_req_query(req);
     char stack[512];
     char *pq = stack;
     size_t need = strlen(path) + strlen(q) + 2;
@@ -238,7 +237,7 @@ static int effective_status(const svc_res *res)
  * the response has more headers than a record holds: it is then not stored
  * at all (never a replay missing some of its headers). */
 #define MAX_STORED_HEADERS 64
-static bool capture(svc_res *res, svc_idem_response *out, const char **names,
+static bool capture(const svc_res *res, svc_idem_response *out, const char **names,
                     const char **values)
 {
     memset(out, 0, sizeof *out);
@@ -292,7 +291,7 @@ static void release_quietly(idem_ctx *c)
                  svc_idem_errmsg(c->h->idem));
 }
 
-static void finish(idem_ctx *c, svc_res *res)
+static void finish(idem_ctx *c, const svc_res *res)
 {
     if (c->finished)
         return; /* stored from the late-answer hook: `res` is now the 503 TIMEOUT */
@@ -329,7 +328,7 @@ static void finish(idem_ctx *c, svc_res *res)
 }
 
 /* The handler returned past its deadline: store its own answer now. */
-static void late_answer(svc_req *req, svc_res *res, void *ud)
+static void late_answer(svc_req *req, const svc_res *res, void *ud)
 {
     (void)req;
     finish(ud, res);
@@ -412,7 +411,7 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
             return;
         }
         svc_idem_result_clear(&r);
-        svc__req_on_late_answer(req, late_answer, c);
+        svc_req_on_late_answer(req, late_answer, c);
         svc_next(next);
         finish(c, res);
         return; /* c is freed with the request */
@@ -529,11 +528,11 @@ svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *op
     if (!h)
         return SVC_ENOMEM;
     svc_status st = build(h, opts);
-    if (st == SVC_OK && svc_idem_lease_ms(h->idem) <= (int64_t)app->opts.handler_timeout_ms) {
+    if (st == SVC_OK && svc_idem_lease_ms(h->idem) <= (int64_t)svc_app_handler_timeout_ms(app)) {
         svc_logf(SVC_LOG_ERROR, "idempotency: lease_ms (%lld) must be longer than the app's "
                                 "handler_timeout_ms (%u), else a retry takes over the claim of "
                                 "a handler still running",
-                 (long long)svc_idem_lease_ms(h->idem), app->opts.handler_timeout_ms);
+                 (long long)svc_idem_lease_ms(h->idem), svc_app_handler_timeout_ms(app));
         st = SVC_EINVAL;
     }
     if (st == SVC_OK)

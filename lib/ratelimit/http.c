@@ -43,8 +43,6 @@ void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
 
 #include "svcinfra/http.h"
 
-#include "http/http_internal.h"
-
 typedef struct cidr {
     int family; /* AF_INET or AF_INET6 */
     uint8_t addr[16];
@@ -59,13 +57,14 @@ typedef struct rroute {
 } rroute;
 
 /* A RateLimit-Policy value rendered once: it changes only with the policy
- * (name, quota, window), not per request. Immutable once listed, freed with
- * the middleware, so responses borrow it. */
+ * (name, quota, window), not per request. Immutable once listed (readers
+ * need no lock), freed with the middleware. */
 #define POLICY_VALUES 32
 typedef struct policy_value {
     uint64_t q, w;
     char policy[SVC_RATELIMIT_MAX_NAME + 1];
     char v[SVC_RATELIMIT_MAX_NAME + 64]; /* item() writes at most 111 bytes */
+    size_t vlen;
 } policy_value;
 
 typedef struct rl_http {
@@ -347,16 +346,11 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-/* Value bytes [v, end) go straight into the exchange's arena, and name and
- * value are passed as kept: both are valid header text by construction. */
+/* Value bytes [v, end) are rendered without a NUL; the response copies them. */
 static void set_header(svc_res *res, const char *name, size_t nlen, const char *v,
                        const char *end)
 {
-    char *copy = svc__ex_strndup(res->ex, v, (size_t)(end - v));
-    if (copy)
-        discard(svc__res_header_put(res, name, nlen, copy,
-                                    SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
-                                        SVC__HDR_VALUE_KEPT));
+    discard(svc_res_header_set_n(res, name, nlen, v, (size_t)(end - v)));
 }
 
 #define SET_HEADER(res, lit, v, end) set_header(res, lit, sizeof lit - 1, v, end)
@@ -376,7 +370,7 @@ static char *item(char *p, const char *policy, const char *x, uint64_t a, const 
 /* The pre-rendered RateLimit-Policy value for r's policy and window `w`;
  * NULL when POLICY_VALUES different ones are listed already (the caller
  * renders it then) or memory runs out. */
-static const char *policy_header(rl_http *h, const svc_ratelimit_result *r, uint64_t w)
+static const policy_value *policy_header(rl_http *h, const svc_ratelimit_result *r, uint64_t w)
 {
     size_t n = atomic_load_explicit(&h->npv, memory_order_acquire);
     for (size_t i = 0;; i++) {
@@ -390,19 +384,19 @@ static const char *policy_header(rl_http *h, const svc_ratelimit_result *r, uint
         }
         const policy_value *p = h->pv[i];
         if (p->q == r->quota && p->w == w && strcmp(p->policy, r->policy) == 0)
-            return p->v;
+            return p;
     }
     policy_value *p = n < POLICY_VALUES ? svc_malloc(sizeof *p) : NULL;
     if (p) {
         p->q = r->quota;
         p->w = w;
         memcpy(p->policy, r->policy, sizeof p->policy);
-        *item(p->v, r->policy, "\";q=", r->quota, ";w=", w) = '\0';
+        p->vlen = (size_t)(item(p->v, r->policy, "\";q=", r->quota, ";w=", w) - p->v);
         h->pv[n] = p;
         atomic_store_explicit(&h->npv, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&h->pv_mu);
-    return p ? p->v : NULL;
+    return p;
 }
 
 static void put_headers(rl_http *h, svc_res *res, const svc_ratelimit_result *r)
@@ -410,11 +404,9 @@ static void put_headers(rl_http *h, svc_res *res, const svc_ratelimit_result *r)
     uint64_t w = (uint64_t)(r->period_ms + 999) / 1000;
     uint64_t t = r->reset_ms > 0 ? (uint64_t)(r->reset_ms + 999) / 1000 : 0;
     char v[SVC_RATELIMIT_MAX_NAME + 64];
-    const char *pv = policy_header(h, r, w);
+    const policy_value *pv = policy_header(h, r, w);
     if (pv)
-        discard(svc__res_header_put(res, "RateLimit-Policy", sizeof "RateLimit-Policy" - 1, pv,
-                                    SVC__HDR_REPLACE | SVC__HDR_NAME_KEPT |
-                                        SVC__HDR_VALUE_KEPT));
+        SET_HEADER(res, "RateLimit-Policy", pv->v, pv->v + pv->vlen);
     else
         SET_HEADER(res, "RateLimit-Policy", v,
                    item(v, r->policy, "\";q=", r->quota, ";w=", w));
@@ -481,7 +473,7 @@ static void limit_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
 {
     rl_http *h = ud;
     uint64_t cost;
-    const char *name = skipped(h, svc__req_raw_path(req)) ? NULL : choose(h, req, &cost);
+    const char *name = skipped(h, svc_req_raw_path(req)) ? NULL : choose(h, req, &cost);
     if (!name) {
         svc_next(next);
         return;
