@@ -21,7 +21,7 @@ static const char idem_help[] =
     "Commands:\n"
     "  purge      delete expired records (expires_at in the past), in batches\n\n"
     "Options:\n"
-    "  --db URL   postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --db URL   postgres:// URL (default: $SVC_PG_URL)\n"
     "  --help     this text\n\n"
     "Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 backend unreachable.\n";
 
@@ -55,10 +55,10 @@ static int purge(int argc, char **argv)
         }
     }
     if (!db || !*db)
-        db = getenv("SVC_DATABASE_URL");
+        db = getenv("SVC_PG_URL");
     if (!db || !*db) {
         fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set "
-                        "SVC_DATABASE_URL\n");
+                        "SVC_PG_URL\n");
         return USAGE;
     }
     svc_pg_opts o;

@@ -12,7 +12,7 @@
  *   svcinfra jobs prune    [--db URL]
  *   svcinfra jobs dlq list|retry|purge [ID | --all] [--queue Q] [--older-than DUR]
  *
- * The database comes from --db, else $SVC_JOBS_URL, else $SVC_DATABASE_URL.
+ * The database comes from --db, else $SVC_JOBS_URL, else $SVC_PG_URL.
  * `run` executes jobs of every kind: with --exec each job runs `sh -c CMD`
  * with the payload on stdin and SVC_JOB_ID, SVC_JOB_KIND, SVC_JOB_QUEUE,
  * SVC_JOB_ATTEMPT in the environment (exit 0: completed; exit 75: snoozed
@@ -54,7 +54,7 @@ static const char jobs_help[] =
     "  prune      delete finished jobs past their retention\n"
     "  dlq        dead letters: 'dlq list', 'dlq retry ID|--all', 'dlq purge [--older-than DUR]'\n\n"
     "Options:\n"
-    "  --db URL            postgres:// URL (default: $SVC_JOBS_URL, else $SVC_DATABASE_URL)\n"
+    "  --db URL            postgres:// URL (default: $SVC_JOBS_URL, else $SVC_PG_URL)\n"
     "  --queue Q           queue (run: repeatable; default 'default'; list/stats/dlq: filter)\n"
     "run:\n"
     "  --threads N         handler threads (default 4)\n"
@@ -193,9 +193,9 @@ static int open_jobs(const opts *o, svc_jobs **out)
 {
     const char *url = o->db ? o->db : getenv("SVC_JOBS_URL");
     if (!url || !*url)
-        url = getenv("SVC_DATABASE_URL");
+        url = getenv("SVC_PG_URL");
     if (!url || !*url) {
-        fprintf(stderr, "svcinfra jobs: no database: pass --db URL or set SVC_DATABASE_URL\n");
+        fprintf(stderr, "svcinfra jobs: no database: pass --db URL or set SVC_PG_URL\n");
         return USAGE;
     }
     svc_jobs_opts jo;

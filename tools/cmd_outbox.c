@@ -36,7 +36,7 @@ static const char outbox_help[] =
     "  stats      count pending, failing and published events\n"
     "  prune      delete events published longer ago than --older-than (and inbox marks)\n\n"
     "Options (every command):\n"
-    "  --db URL           postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --db URL           postgres:// URL (default: $SVC_PG_URL)\n"
     "  --help             this text\n"
     "relay:\n"
     "  --once             publish what is due, then exit\n"
@@ -119,9 +119,9 @@ static int parse(int argc, char **argv, opts *o)
         }
     }
     if (!o->db || !*o->db)
-        o->db = getenv("SVC_DATABASE_URL");
+        o->db = getenv("SVC_PG_URL");
     if (!o->db || !*o->db) {
-        fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_DATABASE_URL\n");
+        fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_PG_URL\n");
         return USAGE;
     }
     return -1;

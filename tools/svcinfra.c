@@ -97,7 +97,7 @@ static int parse_db_opts(const command *self, const char *path, int argc, char *
         }
     }
     if (!o->url || !*o->url)
-        o->url = getenv("SVC_DATABASE_URL");
+        o->url = getenv("SVC_PG_URL");
     if (o->module && svc_pg_migrate_latest(o->module) == 0) {
         fprintf(stderr, "svcinfra: no module '%s' in this library (modules:", o->module);
         for (size_t i = 0; svc_pg_migrate_module(i); i++)
@@ -106,7 +106,7 @@ static int parse_db_opts(const command *self, const char *path, int argc, char *
         return EXIT_USAGE;
     }
     if (!o->url || !*o->url) {
-        fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_DATABASE_URL\n");
+        fprintf(stderr, "svcinfra: no database URL: pass --db postgres://... or set SVC_PG_URL\n");
         return EXIT_USAGE;
     }
     return -1;
@@ -259,12 +259,12 @@ static int cmd_migrate_status(const command *self, int argc, char **argv)
 
 static const char db_usage[] =
     "Options:\n"
-    "  --db URL   postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --db URL   postgres:// URL (default: $SVC_PG_URL)\n"
     "  --help     this text\n";
 
 static const char migrate_up_usage[] =
     "Options:\n"
-    "  --db URL        postgres:// URL (default: $SVC_DATABASE_URL)\n"
+    "  --db URL        postgres:// URL (default: $SVC_PG_URL)\n"
     "  --module NAME   core and this module only: idempotency, jobs, outbox\n"
     "                  (default: every module compiled in)\n"
     "  --help          this text\n";

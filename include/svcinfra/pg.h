@@ -52,7 +52,7 @@ typedef struct svc_pg_result svc_pg_result;
 typedef struct svc_pg_tx svc_pg_tx;
 
 typedef struct svc_pg_opts {
-    const char *url;                  /* postgres:// URL; NULL: env SVC_DATABASE_URL */
+    const char *url;                  /* postgres:// URL (required) */
     unsigned pool_size;               /* 8: most connections open at once (1..1024) */
     int64_t connect_timeout_ms;       /* 5000 (libpq rounds up to whole seconds, min 2 s) */
     int64_t checkout_timeout_ms;      /* 5000: wait for a free connection, then SVC_ETIMEDOUT */
@@ -82,8 +82,9 @@ typedef struct svc_pg_opts {
 /* Fills `opts` with the defaults written beside each field. */
 SVC_EXPORT void svc_pg_opts_default(svc_pg_opts *opts) SVC_NONNULL(1);
 
-/* Creates a pool (new; svc_pg_free()). `opts` NULL means all defaults
- * (URL from SVC_DATABASE_URL).
+/* Creates a pool (new; svc_pg_free()). `opts` NULL means the defaults
+ * overridden by the SVC_PG_* environment (SVC_PG_URL, SVC_PG_POOL_SIZE, ...,
+ * docs/configuration.md); explicit options are used as given.
  * Returns SVC_EINVAL for a missing or non-postgres URL or an option out of
  * range; SVC_EUNAVAILABLE when `eager` and the server cannot be reached;
  * SVC_ENOMEM. On failure svc_last_errmsg() says what was wrong. */
@@ -289,7 +290,7 @@ typedef struct svc_pg_pool_stats {
 } svc_pg_pool_stats;
 
 /* A consistent snapshot of the pool's counters. */
-SVC_EXPORT void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out) SVC_NONNULL(1, 2);
+SVC_EXPORT svc_status svc_pg_stats_get(svc_pg *pg, svc_pg_pool_stats *out) SVC_NONNULL(1, 2);
 
 /* Readiness: checks out a connection and runs SELECT 1, both within
  * `timeout_ms` (negative: 0): the answer is awaited only for what the

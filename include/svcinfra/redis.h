@@ -48,7 +48,7 @@ typedef struct svc_redis_reply svc_redis_reply;
 typedef struct svc_redis_script svc_redis_script;
 
 typedef struct svc_redis_opts {
-    const char *url;                /* redis:// URL; NULL: env SVC_REDIS_URL */
+    const char *url;                /* redis:// URL (required) */
     unsigned pool_size;             /* 8: most connections open at once (1..1024) */
     int64_t connect_timeout_ms;     /* 2000 */
     int64_t command_timeout_ms;     /* 2000: per command (send + reply); 0 = none */
@@ -67,7 +67,9 @@ typedef struct svc_redis_opts {
 /* Fills `opts` with the defaults written beside each field. */
 SVC_EXPORT void svc_redis_opts_default(svc_redis_opts *opts) SVC_NONNULL(1);
 
-/* Creates a pool (new; svc_redis_free()); `opts` NULL = all defaults.
+/* Creates a pool (new; svc_redis_free()). `opts` NULL means the defaults
+ * overridden by the SVC_REDIS_* environment (SVC_REDIS_URL, ...); explicit
+ * options are used as given.
  * SVC_EINVAL for a missing or non-redis URL or an option out of range,
  * SVC_ENOTSUP for rediss://, SVC_EUNAVAILABLE when `eager` and the server
  * cannot be reached (or AUTH/SELECT fail), SVC_ENOMEM. On failure
@@ -152,8 +154,8 @@ SVC_EXPORT void svc_redis_reply_free(svc_redis_reply *reply);
  * svc_redis_script_free()). Nothing is sent to the server yet. SVC_EINVAL
  * for an empty source. The pool is not needed by the result: one script
  * may be run through several pools. */
-SVC_EXPORT SVC_NODISCARD svc_status svc_redis_script_new(svc_redis *r, const char *lua_source,
-                                                         svc_redis_script **out)
+SVC_EXPORT SVC_NODISCARD svc_status svc_redis_script_new(svc_redis_script **out, svc_redis *r,
+                                                         const char *lua_source)
     SVC_NONNULL(1, 2, 3);
 /* The script's SHA1 in hex (borrowed, 40 chars). */
 SVC_EXPORT const char *svc_redis_script_sha(const svc_redis_script *s) SVC_NONNULL(1);
@@ -187,7 +189,8 @@ typedef struct svc_redis_pool_stats {
 } svc_redis_pool_stats;
 
 /* A consistent snapshot of the pool's counters. */
-SVC_EXPORT void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out) SVC_NONNULL(1, 2);
+SVC_EXPORT svc_status svc_redis_stats_get(svc_redis *r, svc_redis_pool_stats *out)
+    SVC_NONNULL(1, 2);
 
 /* Readiness: a connection, then PING, both within `timeout_ms` (negative:
  * 0; the answer is awaited for what the checkout left when that is

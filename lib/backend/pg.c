@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "core/opts.h"
 #include "pg_internal.h"
 #include "ping.h"
 #include "pool.h"
@@ -72,16 +73,6 @@ _Static_assert(offsetof(svc_pg_opts, reserved) - offsetof(svc_pg_opts, no_prepar
                "svc_pg_opts changed size");
 
 #define new_fail svc__fail_new
-
-void svc_pg_opts_default(svc_pg_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->pool_size = 8;
-    o->connect_timeout_ms = 5000;
-    o->checkout_timeout_ms = 5000;
-    o->statement_timeout_ms = 0;
-    o->application_name = "svcinfra";
-}
 
 static PGconn *pq_of(const svc_pg_conn *c) { return c->slot.handle; }
 
@@ -724,18 +715,29 @@ static void pool_destroy(svc_pg *pg)
     svc_free(pg);
 }
 
+extern const svc__opt_table svc__pg_opts_table;
+static svc_status pg_new(svc_pg **out, const svc_pg_opts *opts);
+
 svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
 {
     *out = NULL;
     svc__fail_new_clear();
     svc_pg_opts o;
-    if (opts)
-        o = *opts;
-    else
-        svc_pg_opts_default(&o);
-    const char *url = o.url ? o.url : svc__getenv("SVC_DATABASE_URL");
+    svc__opts_hold hold;
+    svc_status rst = svc__opts_resolve(&svc__pg_opts_table, opts, NULL, &o, sizeof o, &hold);
+    if (rst)
+        return rst;
+    svc_status st = pg_new(out, &o);
+    svc__opts_release(&hold); /* the pool copied what it keeps */
+    return st;
+}
+
+static svc_status pg_new(svc_pg **out, const svc_pg_opts *opts)
+{
+    svc_pg_opts o = *opts;
+    const char *url = o.url;
     if (!url)
-        return new_fail(SVC_EINVAL, "svc_pg: no database URL (set opts.url or SVC_DATABASE_URL)");
+        return new_fail(SVC_EINVAL, "svc_pg: no database URL (set opts.url or SVC_PG_URL)");
     if (o.pool_size == 0 || o.pool_size > MAX_POOL)
         return new_fail(SVC_EINVAL, "svc_pg: pool_size %u out of range 1..%d", o.pool_size, MAX_POOL);
     if (o.connect_timeout_ms < 0 || o.checkout_timeout_ms < 0 || o.statement_timeout_ms < 0)
@@ -819,11 +821,12 @@ void svc_pg_free(svc_pg *pg)
 
 const char *svc_pg_errmsg(svc_pg *pg) { return svc__err_get(&pg->pool.err); }
 
-void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
+svc_status svc_pg_stats_get(svc_pg *pg, svc_pg_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
     svc__pool_stats_get(&pg->pool, &out->size, &out->in_use, &out->idle, &out->waiting,
                         &out->total_connects, &out->connect_failures);
+    return SVC_OK;
 }
 
 /* Runs `sql` on `c` without waiting for its answer past `deadline_ns`

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "../internal.h"
+#include "core/opts.h"
 #include "ping.h"
 #include "pool.h"
 #include "svcinfra/store.h"
@@ -46,17 +47,6 @@ struct svc_redis_script {
 };
 
 #define new_fail svc__fail_new
-
-void svc_redis_opts_default(svc_redis_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->pool_size = 8;
-    o->connect_timeout_ms = 2000;
-    o->command_timeout_ms = 2000;
-    o->checkout_timeout_ms = 2000;
-    o->backoff_initial_ms = 50;
-    o->backoff_max_ms = 5000;
-}
 
 static redisContext *ctx_of(const svc_redis_conn *c) { return c->slot.handle; }
 
@@ -392,7 +382,7 @@ void svc_redis_reply_free(svc_redis_reply *x)
 
 /* ---- scripts --------------------------------------------------------------------- */
 
-svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script **out)
+svc_status svc_redis_script_new(svc_redis_script **out, svc_redis *r, const char *lua)
 {
     *out = NULL;
     if (!*lua)
@@ -518,16 +508,27 @@ static void pool_destroy(svc_redis *r)
     svc_free(r);
 }
 
+extern const svc__opt_table svc__redis_opts_table;
+static svc_status redis_new(svc_redis **out, const svc_redis_opts *opts);
+
 svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
 {
     *out = NULL;
     svc__fail_new_clear();
     svc_redis_opts o;
-    if (opts)
-        o = *opts;
-    else
-        svc_redis_opts_default(&o);
-    const char *url = o.url ? o.url : svc__getenv("SVC_REDIS_URL");
+    svc__opts_hold hold;
+    svc_status rst = svc__opts_resolve(&svc__redis_opts_table, opts, NULL, &o, sizeof o, &hold);
+    if (rst)
+        return rst;
+    svc_status st = redis_new(out, &o);
+    svc__opts_release(&hold); /* the pool copied what it keeps */
+    return st;
+}
+
+static svc_status redis_new(svc_redis **out, const svc_redis_opts *opts)
+{
+    svc_redis_opts o = *opts;
+    const char *url = o.url;
     if (!url)
         return new_fail(SVC_EINVAL, "svc_redis: no URL (set opts.url or SVC_REDIS_URL)");
     if (o.pool_size == 0 || o.pool_size > MAX_POOL)
@@ -606,11 +607,12 @@ void svc_redis_free(svc_redis *r)
 
 const char *svc_redis_errmsg(svc_redis *r) { return svc__err_get(&r->pool.err); }
 
-void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
+svc_status svc_redis_stats_get(svc_redis *r, svc_redis_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
     svc__pool_stats_get(&r->pool, &out->size, &out->in_use, &out->idle, &out->waiting,
                         &out->total_connects, &out->connect_failures);
+    return SVC_OK;
 }
 
 svc_status svc__redis_ping(svc_redis *r, int64_t timeout_ms, char *msg, size_t msglen)

@@ -14,14 +14,6 @@
 
 static const char pg_missing[] = "PostgreSQL support (libpq) was not built into this libsvcinfra";
 
-void svc_pg_opts_default(svc_pg_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->pool_size = 8;
-    o->connect_timeout_ms = 5000;
-    o->checkout_timeout_ms = 5000;
-    o->application_name = "svcinfra";
-}
 svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
 {
     (void)opts;
@@ -111,10 +103,11 @@ svc_status svc_pg_tx_rollback_to(svc_pg_tx *tx, const char *name) { (void)tx, (v
 svc_status svc_pg_tx_release(svc_pg_tx *tx, const char *name) { (void)tx, (void)name; return SVC_ENOTSUP; }
 svc_pg_conn *svc_pg_tx_conn(svc_pg_tx *tx) { (void)tx; return NULL; }
 void svc_pg_tx_free(svc_pg_tx *tx) { (void)tx; }
-void svc_pg_stats(svc_pg *pg, svc_pg_pool_stats *out)
+svc_status svc_pg_stats_get(svc_pg *pg, svc_pg_pool_stats *out)
 {
     (void)pg;
     memset(out, 0, sizeof *out);
+    return SVC_ENOTSUP;
 }
 svc_status svc_pg_ping(svc_pg *pg, int64_t timeout_ms) { (void)pg, (void)timeout_ms; return SVC_ENOTSUP; }
 svc_status svc__pg_ping(svc_pg *pg, int64_t timeout_ms, char *msg, size_t msglen)
@@ -154,16 +147,6 @@ int svc_pg_migrate_latest(const char *module) { (void)module; return 0; }
 
 static const char redis_missing[] = "Redis support (hiredis) was not built into this libsvcinfra";
 
-void svc_redis_opts_default(svc_redis_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->pool_size = 8;
-    o->connect_timeout_ms = 2000;
-    o->command_timeout_ms = 2000;
-    o->checkout_timeout_ms = 2000;
-    o->backoff_initial_ms = 50;
-    o->backoff_max_ms = 5000;
-}
 svc_status svc_redis_new(svc_redis **out, const svc_redis_opts *opts)
 {
     (void)opts;
@@ -210,7 +193,7 @@ size_t svc_redis_reply_len(const svc_redis_reply *x) { (void)x; return 0; }
 const svc_redis_reply *svc_redis_reply_element(const svc_redis_reply *x, size_t i) { (void)x, (void)i; return NULL; }
 const void *svc_redis_reply_raw(const svc_redis_reply *x) { (void)x; return NULL; }
 void svc_redis_reply_free(svc_redis_reply *x) { (void)x; }
-svc_status svc_redis_script_new(svc_redis *r, const char *lua, svc_redis_script **out)
+svc_status svc_redis_script_new(svc_redis_script **out, svc_redis *r, const char *lua)
 {
     (void)r, (void)lua;
     *out = NULL;
@@ -236,10 +219,11 @@ svc_status svc_redis_script_eval(svc_redis *r, const svc_redis_script *s, int nk
         *out = NULL;
     return SVC_ENOTSUP;
 }
-void svc_redis_stats(svc_redis *r, svc_redis_pool_stats *out)
+svc_status svc_redis_stats_get(svc_redis *r, svc_redis_pool_stats *out)
 {
     (void)r;
     memset(out, 0, sizeof *out);
+    return SVC_ENOTSUP;
 }
 svc_status svc_redis_ping(svc_redis *r, int64_t timeout_ms) { (void)r, (void)timeout_ms; return SVC_ENOTSUP; }
 svc_status svc__redis_ping(svc_redis *r, int64_t timeout_ms, char *msg, size_t msglen)

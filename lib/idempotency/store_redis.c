@@ -216,7 +216,7 @@ svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *po
         rs->own_pool = true;
     }
     for (int i = 0; i < S_N && st == SVC_OK; i++)
-        st = svc_redis_script_new(rs->pool, SOURCES[i], &rs->scripts[i]);
+        st = svc_redis_script_new(&rs->scripts[i], rs->pool, SOURCES[i]);
     if (st != SVC_OK) {
         snprintf(err, errlen, "redis store: cannot prepare the scripts");
         redis_destroy(&rs->base);

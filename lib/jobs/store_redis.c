@@ -1191,7 +1191,7 @@ svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const 
         return st;
     }
     for (int i = 0; i < S_COUNT && !st; i++)
-        st = svc_redis_script_new(s->r, lua_sources[i], &s->sc[i]);
+        st = svc_redis_script_new(&s->sc[i], s->r, lua_sources[i]);
     /* with `migrate` (the default) the server must answer now, as the
      * PostgreSQL store's migrations make it */
     if (!st && o->migrate && (st = svc_redis_ping(s->r, 2000)))

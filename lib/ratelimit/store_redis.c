@@ -167,7 +167,7 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
         }
         rs->own_pool = true;
     }
-    st = svc_redis_script_new(rs->pool, RL_LUA, &rs->script);
+    st = svc_redis_script_new(&rs->script, rs->pool, RL_LUA);
     if (st != SVC_OK) {
         snprintf(err, errlen, "redis store: cannot prepare the script");
         redis_destroy(&rs->base);

@@ -113,7 +113,7 @@ static void test_pool_made_from_url_and_migrated(void **state)
     assert_int_equal(s.kind, SVC_STORE_POSTGRES);
     assert_non_null(s.pg);
     svc_pg_pool_stats ps;
-    svc_pg_stats(s.pg, &ps);
+    svc_pg_stats_get(s.pg, &ps);
     assert_int_equal(ps.size, 2);
     svc_pg_result *res = NULL;
     assert_int_equal(svc_pg_exec(s.pg, "SELECT 1 FROM svc_idempotency LIMIT 1", 0, NULL, &res),

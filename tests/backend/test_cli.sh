@@ -17,7 +17,7 @@ expect_out() {   # expect_out TEXT ARGS... : output of a successful run contains
     fi
 }
 
-unset SVC_DATABASE_URL
+unset SVC_PG_URL
 expect 0 "" --help
 expect 0 "" help
 expect 0 "" version
@@ -59,7 +59,7 @@ if [ -n "${SVC_TEST_PG_URL:-}" ]; then
     nsteps=$("$exe" migrate status --db "$url" | grep -c " pending ")
     [ "$nsteps" -gt 0 ] || { echo "FAIL: migrate status lists no pending step"; fails=$((fails + 1)); }
     expect_out "applied $nsteps migration(s)" migrate up --db "$url"
-    SVC_DATABASE_URL="$url" expect_out "applied 0 migration(s)" migrate up
+    SVC_PG_URL="$url" expect_out "applied 0 migration(s)" migrate up
     expect_out "0 pending, 0 changed" migrate status --db "$url"
     # idempotency purge: the two expired records go, the live one stays
     psql -q "$url" -c "INSERT INTO svc_idempotency (key, fingerprint, state, token, lease_until, expires_at)

@@ -118,7 +118,7 @@ static void redis_loads_each_script_under_the_sha1_the_pool_computed(void **stat
     assert_int_equal(svc_redis_new(&r, &o), SVC_OK);
     for (size_t i = 0; i < NSCRIPTS; i++) {
         svc_redis_script *sc = NULL;
-        assert_int_equal(svc_redis_script_new(r, scripts[i].text, &sc), SVC_OK);
+        assert_int_equal(svc_redis_script_new(&sc, r, scripts[i].text), SVC_OK);
         const char *argv[] = {"SCRIPT", "LOAD", scripts[i].text};
         svc_redis_reply *rep = NULL;
         assert_int_equal(svc_redis_command_argv(r, 3, argv, NULL, &rep), SVC_OK);

@@ -110,7 +110,7 @@ static void checkout_times_out_when_all_connections_are_busy(void **state)
     must(pg, svc_pg_checkout(pg, &a));
     must(pg, svc_pg_checkout(pg, &b));
     svc_pg_pool_stats s;
-    svc_pg_stats(pg, &s);
+    svc_pg_stats_get(pg, &s);
     assert_int_equal(s.size, 2);
     assert_int_equal(s.in_use, 2);
     assert_int_equal(s.idle, 0);
@@ -122,7 +122,7 @@ static void checkout_times_out_when_all_connections_are_busy(void **state)
     assert_ptr_equal(c, a);
     svc_pg_checkin(b);
     svc_pg_checkin(c);
-    svc_pg_stats(pg, &s);
+    svc_pg_stats_get(pg, &s);
     assert_int_equal(s.in_use, 0);
     assert_int_equal(s.idle, 2);
     assert_int_equal(s.total_connects, 2);
@@ -166,7 +166,7 @@ static void killed_connection_is_replaced_on_next_checkout(void **state)
     char *pid2 = backend_pid(pg);    /* must succeed on a fresh connection */
     assert_string_not_equal(pid, pid2);
     svc_pg_pool_stats s;
-    svc_pg_stats(pg, &s);
+    svc_pg_stats_get(pg, &s);
     assert_int_equal(s.total_connects, 2);
     free(pid);
     free(pid2);
@@ -610,7 +610,7 @@ static void tx_commit_is_visible_and_rollback_is_not(void **state)
     assert_int_equal(count_rows(pg, t), 2);
 
     svc_pg_pool_stats s;
-    svc_pg_stats(pg, &s);
+    svc_pg_stats_get(pg, &s);
     assert_int_equal(s.in_use, 0);                  /* every tx gave its connection back */
 
     snprintf(sql, sizeof sql, "DROP TABLE %s", t);
@@ -697,7 +697,7 @@ static void bad_options_and_unreachable_server_fail_clearly(void **state)
     assert_non_null(strstr(detail, "backend unavailable: "));
     assert_null(strstr(detail, "sekret"));
     svc_pg_pool_stats s;
-    svc_pg_stats(pg, &s);
+    svc_pg_stats_get(pg, &s);
     assert_int_equal(s.connect_failures, 1);
     assert_int_equal(s.in_use, 0);
     svc_pg_free(pg);

@@ -167,7 +167,7 @@ static void pool_is_shared_by_four_threads(void **state)
     assert_string_equal(svc_redis_reply_string(rep, NULL), "1000");
     svc_redis_reply_free(rep);
     svc_redis_pool_stats s;
-    svc_redis_stats(r, &s);
+    svc_redis_stats_get(r, &s);
     assert_int_equal(s.in_use, 0);
     assert_true(s.total_connects >= 1 && s.total_connects <= 3);
     assert_int_equal(s.connect_failures, 0);
@@ -182,7 +182,7 @@ static void evalsha_reloads_the_script_after_script_flush(void **state)
     svc_redis *r = pool_with(2);
     const char *lua = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
     svc_redis_script *s;
-    must(r, svc_redis_script_new(r, lua, &s));
+    must(r, svc_redis_script_new(&s, r, lua));
 
     /* our SHA1 is the server's */
     const char *load[] = {"SCRIPT", "LOAD", lua};
@@ -214,7 +214,7 @@ static void evalsha_reloads_the_script_after_script_flush(void **state)
 
     /* binary-safe keys and arguments, NOSCRIPT handled the same way */
     svc_redis_script *echo;
-    must(r, svc_redis_script_new(r, "return {KEYS[1], ARGV[1], string.len(ARGV[1])}", &echo));
+    must(r, svc_redis_script_new(&echo, r, "return {KEYS[1], ARGV[1], string.len(ARGV[1])}"));
     svc_redis_reply_free(cmd(r, 2, flush));
     const char bkey[] = {'k', '\0', 'y'};
     const char barg[] = {'a', '\0', 'b', '\0'};
@@ -241,7 +241,7 @@ static void evalsha_reloads_the_script_after_script_flush(void **state)
     assert_non_null(strstr(svc_redis_errmsg(r), "not an integer"));
     assert_int_equal(svc_redis_script_eval(r, s, -1, NULL, 0, NULL, NULL), SVC_EINVAL);
     svc_redis_script *empty;
-    assert_int_equal(svc_redis_script_new(r, "", &empty), SVC_EINVAL);
+    assert_int_equal(svc_redis_script_new(&empty, r, ""), SVC_EINVAL);
 
     const char *del[] = {"DEL", key};
     assert_int_equal(cmd_int(r, 2, del), 1);
@@ -265,7 +265,7 @@ static void killed_connection_is_replaced_on_next_use(void **state)
     int64_t id2 = cmd_int(r, 2, id_cmd);   /* must work on a new connection */
     assert_true(id2 != id);
     svc_redis_pool_stats s;
-    svc_redis_stats(r, &s);
+    svc_redis_stats_get(r, &s);
     assert_int_equal(s.total_connects, 2);
     svc_redis_free(admin);
     svc_redis_free(r);
@@ -476,7 +476,7 @@ static void bad_urls_and_unreachable_server_fail_clearly(void **state)
     assert_int_equal(svc_redis_check(r, detail, sizeof detail, 100), SVC_EUNAVAILABLE);
     assert_non_null(strstr(detail, "backend unavailable: "));
     svc_redis_pool_stats s;
-    svc_redis_stats(r, &s);
+    svc_redis_stats_get(r, &s);
     assert_int_equal(s.connect_failures, 1);
     svc_redis_free(r);
     svc_redis_free(NULL);

@@ -20,7 +20,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-unset SVC_DATABASE_URL
+unset SVC_PG_URL
 db=postgres://127.0.0.1:1/none
 for bad in 10x 1e3 "" " 10" "+10" 10.5 0 10001 -1 99999999999999999999; do
     expect 2 "--batch needs an integer 1..10000" outbox relay --db "$db" --batch "$bad"

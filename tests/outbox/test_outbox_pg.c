@@ -1072,7 +1072,7 @@ static void a_failed_claim_returns_its_connection_to_the_pool(void **state)
         assert_non_null(strstr(svc_outbox_errmsg(ob), "svc_outbox"));
         assert_int_equal(n + bad, 0);
         svc_pg_pool_stats ps;
-        svc_pg_stats(bare, &ps);
+        svc_pg_stats_get(bare, &ps);
         assert_int_equal(ps.in_use, 0);
     }
     svc_outbox_relay_stats rs;

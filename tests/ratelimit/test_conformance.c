@@ -321,7 +321,7 @@ static void redis_script_matches_the_engine_exactly(void **state)
     };
     svc_redis *pool = test_pool();
     svc_redis_script *script = NULL;
-    assert_int_equal(svc_redis_script_new(pool, svc__rl_redis_lua(), &script), SVC_OK);
+    assert_int_equal(svc_redis_script_new(&script, pool, svc__rl_redis_lua()), SVC_OK);
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++)
         diff_walk(pool, script, &pols[i], pols[i].steps);
     svc_redis_script_free(script);
