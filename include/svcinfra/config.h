@@ -78,7 +78,7 @@ SVC_EXPORT const char *svc_config_errmsg(const svc_config *c);
  * number does not fit.
  *
  * svc_config_get_string: any scalar, as written. *out is borrowed from `c`
- *   (or from the process environment). A sequence or mapping → SVC_ECONFIG. */
+ *   (the environment is copied when `c` is loaded), valid while `c` lives. A sequence or mapping → SVC_ECONFIG. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_config_get_string(const svc_config *c, const char *key,
                                                           const char *def, const char **out);
 

@@ -70,11 +70,13 @@ typedef struct svc_app_opts {
                                        member is this base + lower-case code */
     struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else it must outlive
                                        the app (svc_app_free() unregisters from it) */
-    const struct svc_config *config;/* NULL: the YAML file named by SVC_CONFIG_FILE (if
-                                       set) under the SVC_* environment; else http.* keys
-                                       override these fields (docs/http.md lists them).
-                                       The app keeps a reference (svc_app_config()), which
-                                       every svc_add_*(app, NULL) reads its options from */
+    const struct svc_config *config;/* NULL: the app keeps the YAML file named by
+                                       SVC_CONFIG_FILE (if set) under the SVC_*
+                                       environment, for svc_add_*(app, NULL), and these
+                                       explicit fields are used as given; non-NULL:
+                                       http.* keys override these fields
+                                       (docs/configuration.md lists them). The app keeps a
+                                       reference (svc_app_config()) */
     const svc_clock *clock;         /* NULL: svc_clock_system() */
     int trace_response;             /* 0: 1 adds the W3C `traceresponse` header
                                        (00-<trace id>-<this server's span id>-<flags>)
@@ -218,7 +220,9 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_app_on_start(svc_app *app, svc_status (*
     SVC_NONNULL(1);
 
 /* Hangs a handle on the app under `key` (copied), so wiring can leave what
- * it made where code finds it again (svc_app_jobs(app) reads "jobs").
+ * it made where code finds it again (svc_app_jobs(app) reads "jobs"). On
+ * success the app owns `ptr` (through `release`); on failure the caller
+ * still does. SVC_EBUSY once the app is started.
  * When the app is freed, after the svc_app_on_free() callbacks, each
  * `release(ptr)` runs (reverse order; `release` may be NULL). SVC_EINVAL
  * for a NULL app, key or ptr or an empty key; SVC_EEXIST for a key in use;
@@ -480,7 +484,9 @@ typedef struct svc_tenancy_opts {
     int required;                    /* 0 */
     const char *const *skip_paths;   /* NULL-terminated exact raw paths (compared
                                         before percent-decoding, as the router
-                                        sees them); default: probes and /metrics */
+                                        sees them); default: /healthz, /readyz,
+                                        /startupz and /metrics (the default paths:
+                                        list moved probe paths here) */
     void *reserved[4];
 } svc_tenancy_opts;
 SVC_EXPORT void svc_tenancy_opts_default(svc_tenancy_opts *opts) SVC_NONNULL(1);

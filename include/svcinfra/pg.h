@@ -86,7 +86,7 @@ SVC_EXPORT void svc_pg_opts_default(svc_pg_opts *opts) SVC_NONNULL(1);
  * overridden by the SVC_PG_* environment (SVC_PG_URL, SVC_PG_POOL_SIZE, ...,
  * docs/configuration.md); explicit options are used as given.
  * Returns SVC_EINVAL for a missing or non-postgres URL or an option out of
- * range; SVC_EUNAVAILABLE when `eager` and the server cannot be reached;
+ * range; SVC_ECONFIG/SVC_ERANGE for a bad SVC_PG_* value (NULL options); SVC_EUNAVAILABLE when `eager` and the server cannot be reached;
  * SVC_ENOMEM. On failure svc_last_errmsg() says what was wrong. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_pg_new(svc_pg **out, const svc_pg_opts *opts)
     SVC_NONNULL(1);

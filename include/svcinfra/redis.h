@@ -71,6 +71,7 @@ SVC_EXPORT void svc_redis_opts_default(svc_redis_opts *opts) SVC_NONNULL(1);
  * overridden by the SVC_REDIS_* environment (SVC_REDIS_URL, ...); explicit
  * options are used as given.
  * SVC_EINVAL for a missing or non-redis URL or an option out of range,
+ * SVC_ECONFIG/SVC_ERANGE for a bad SVC_REDIS_* value (NULL options),
  * SVC_ENOTSUP for rediss://, SVC_EUNAVAILABLE when `eager` and the server
  * cannot be reached (or AUTH/SELECT fail), SVC_ENOMEM. On failure
  * svc_last_errmsg() says what was wrong. */

@@ -61,8 +61,8 @@ SVC_EXPORT const char *svc_status_name(svc_status status);
 
 /* Why the most recent failed constructor (svc_*_new(), svc_add_*(),
  * svc_*_ref() never fails) on the calling thread failed, as one line that
- * names the module and never a password ("jobs: redis:// is not built
- * in"); "" when no constructor has failed on this thread since it last
+ * names the module and never a password ("outbox: redis stores are not
+ * supported (use memory: or postgres://)"); "" when no constructor has failed on this thread since it last
  * succeeded one. Never NULL; per-thread storage, valid until the thread's
  * next constructor call. */
 SVC_EXPORT const char *svc_last_errmsg(void);

@@ -16,9 +16,9 @@
  * messages (through svc_last_errmsg()):
  *
  *   SVC_EINVAL   both pg and redis given; a malformed URL (the part named)
- *   SVC_ENOTSUP  a kind the module has no store for ("outbox: redis:// is
- *                not supported (use memory: or postgres://)"), or one this
- *                build has no client library for
+ *   SVC_ENOTSUP  a kind the module has no store for ("outbox: redis stores
+ *                are not supported (use memory: or postgres://)"), or one
+ *                this build has no client library for
  *   others       from svc_pg_new()/svc_redis_new() and the migrations
  */
 #ifndef SVCINFRA_BACKEND_BIND_H
@@ -57,7 +57,8 @@ typedef struct svc__store {
 } svc__store;
 
 svc_status svc__store_bind(svc__store *s, const svc__store_spec *spec);
-/* Drops the store's reference; the binding is zeroed. Idempotent. */
+/* Drops the store's reference and clears the pool pointers (kind stays).
+ * Idempotent. */
 void svc__store_unbind(svc__store *s);
 
 #endif /* SVCINFRA_BACKEND_BIND_H */

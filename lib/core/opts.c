@@ -38,15 +38,23 @@ static int64_t get_i64(const void *field, size_t width, bool sign)
     }
 }
 
-/* The bounds of a numeric field: the entry's, else its C type's (from 0 for
- * durations and sizes, which are never negative). */
+/* The bounds of a numeric field: its C type's (from 0 for durations and
+ * sizes, which are never negative), narrowed to the entry's own bounds, so a
+ * value is never cut to fit the field. */
+static void type_bounds(const svc__opt *o, int64_t *lo, int64_t *hi);
 static void bounds(const svc__opt *o, int64_t *lo, int64_t *hi)
 {
+    type_bounds(o, lo, hi);
     if (o->min || o->max) {
-        *lo = o->min;
-        *hi = o->max;
-        return;
+        if (o->min > *lo)
+            *lo = o->min;
+        if (o->max < *hi)
+            *hi = o->max;
     }
+}
+
+static void type_bounds(const svc__opt *o, int64_t *lo, int64_t *hi)
+{
     if (o->type == SVC__OPT_BOOL) {
         *lo = 0, *hi = 1;
         return;
@@ -116,8 +124,13 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
             return SVC_OK;
         /* a NULL-terminated copy of the pointers; the strings stay in `list` */
         char **terminated = svc__calloc(n + 1, sizeof *terminated);
-        if (!terminated || hold->nlists + 2 > (int)SVC__ARRAY_LEN(hold->lists)) {
+        if (hold->nlists + 2 > (int)SVC__ARRAY_LEN(hold->lists)) {
             svc_free(terminated);
+            svc_config_strings_free(list, n);
+            return svc__fail_new(SVC_EINTERNAL, "%s: too many list options in one table",
+                                 t->module);
+        }
+        if (!terminated) {
             svc_config_strings_free(list, n);
             return svc__fail_new(SVC_ENOMEM, "%s: out of memory", t->module);
         }

@@ -53,8 +53,8 @@ typedef struct svc__opt {
     size_t offset;       /* offsetof(opts struct, field) */
     size_t width;        /* sizeof the field: checked against the type */
     struct {
-        const char *s;   /* STRING */
-        int64_t i;       /* BOOL, INT, UINT, I64, MS, MS_UINT, SIZE */
+        const char *s;   /* STRING (a STRINGS default is always NULL) */
+        int64_t i;       /* BOOL, INT, UINT, MS, SIZE */
         double d;        /* DOUBLE */
     } def;
     const char *doc;     /* one line for the reference */
@@ -83,7 +83,8 @@ typedef struct svc__opt_table {
 /* Zeroes `opts` (`size` bytes) and writes each field's default. */
 void svc__opts_default(const svc__opt_table *t, void *opts, size_t size);
 
-/* Overrides the fields of `opts` with what `cfg` holds for them. On a bad
+/* (svc__opts_apply, below) Overrides the fields of `opts` with what `cfg`
+ * holds for them. On a bad
  * value returns SVC_ECONFIG or SVC_ERANGE with svc_last_errmsg() naming the
  * key, where it came from and what was expected; `opts` may then be
  * partly changed. Strings and lists are borrowed from `cfg` (lists from
@@ -96,7 +97,9 @@ typedef struct svc__opts_hold {
 } svc__opts_hold;
 
 /* Applies what `cfg` holds for the table's keys over `opts` (for options
- * that are themselves overridden by a configuration, as the app's are). */
+ * that are themselves overridden by a configuration, as the app's are).
+ * `hold` starts zeroed; on failure it is released whole (lists taken by
+ * earlier calls with the same hold included). */
 svc_status svc__opts_apply(const svc__opt_table *t, const svc_config *cfg, void *opts,
                            svc__opts_hold *hold);
 

@@ -104,6 +104,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     if (!out)
         return svc__fail_new(SVC_EINVAL, "http: svc_app_new: out is NULL");
     *out = NULL;
+    svc__fail_new_clear();
     svc_app_opts o;
     svc_config *cfg = NULL;
     if (opts)
@@ -147,11 +148,11 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     svc__err_init(&app->err);
     if (app->bind_addr == NULL || app->problem_type_base == NULL) {
         svc_app_free(app);
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "http: out of memory");
     }
     if (pipe2(app->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         svc_app_free(app);
-        return SVC_EIO;
+        return svc__fail_new(SVC_EIO, "http: pipe2: %s", strerror(errno));
     }
     if (o.default_middleware) {
         st = svc__mw_install_request_id(app);
@@ -165,7 +166,8 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
             st = svc__mw_install_maintenance(app);
         if (st != SVC_OK) {
             svc_app_free(app);
-            return st;
+            return svc__fail_new(st, "http: installing the default middleware: %s",
+                                 svc_strerror(st));
         }
     }
     svc__fail_new_clear();

@@ -290,7 +290,8 @@ svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
                                       sizeof o, &hold);
     if (st)
         return st;
-    st = svc__add_done(app, add_cors(app, &o));
+    svc__err_clear(&app->err);
+    st = svc__add_done(app, "cors", add_cors(app, &o));
     svc__opts_release(&hold);
     return st;
 }

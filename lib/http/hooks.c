@@ -69,6 +69,8 @@ svc_status svc_app_attach(svc_app *app, const char *key, void *ptr, void (*relea
 {
     if (!app || !key || !*key || !ptr)
         return SVC_EINVAL;
+    if (atomic_load(&app->started)) /* request threads may read the list */
+        return svc__err_set(&app->err, SVC_EBUSY, "svc_app_attach: the app is started");
     if (svc_app_attached(app, key))
         return svc__err_set(&app->err, SVC_EEXIST, "svc_app_attach: '%s' is attached already",
                             key);
@@ -110,11 +112,14 @@ void svc__app_hooks_free(svc_app *app)
     app->config = NULL;
 }
 
-svc_status svc__add_done(svc_app *app, svc_status st)
+svc_status svc__add_done(svc_app *app, const char *module, svc_status st)
 {
-    if (st)
-        svc__fail_new(st, "%s", svc_app_errmsg(app));
-    else
+    if (st == SVC_OK) {
         svc__fail_new_clear();
-    return st;
+        return st;
+    }
+    const char *why = svc_app_errmsg(app); /* cleared by the caller before the call */
+    if (why[0])
+        return svc__fail_new(st, "%s", why);
+    return svc__fail_new(st, "%s: %s", module, svc_strerror(st));
 }

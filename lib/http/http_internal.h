@@ -106,9 +106,11 @@ typedef struct svc__attachment {
     void (*release)(void *ptr);
 } svc__attachment;
 svc_status svc__app_hooks_start(svc_app *app);
-/* The end of every svc_add_*(): a failure's detail (kept on the app) also
- * goes to svc_last_errmsg(); a success clears that. Returns `st`. */
-svc_status svc__add_done(svc_app *app, svc_status st);
+/* The end of every svc_add_*(), whose caller cleared app->err before the
+ * module's work: a failure's detail (kept on the app, or "<module>: <status
+ * text>" when the failing path set none) also goes to svc_last_errmsg(); a
+ * success clears that. Returns `st`. */
+svc_status svc__add_done(svc_app *app, const char *module, svc_status st);
 void svc__app_hooks_stop(svc_app *app);
 void svc__app_hooks_free(svc_app *app);
 

@@ -235,7 +235,8 @@ svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
                                       &o, sizeof o, &hold);
     if (st)
         return st;
-    st = svc__add_done(app, add_metrics(app, &o));
+    svc__err_clear(&app->err);
+    st = svc__add_done(app, "metrics", add_metrics(app, &o));
     svc__opts_release(&hold);
     return st;
 }

@@ -471,7 +471,8 @@ svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
                                       sizeof o, &hold);
     if (st)
         return st;
-    st = svc__add_done(app, add_probes(app, &o));
+    svc__err_clear(&app->err);
+    st = svc__add_done(app, "probes", add_probes(app, &o));
     svc__opts_release(&hold);
     return st;
 }

@@ -210,7 +210,8 @@ svc_status svc_add_security_headers(svc_app *app, const svc_security_headers_opt
     if (st)
         return st;
     const char *const *pairs = o.headers ? o.headers : default_headers;
-    st = svc__add_done(app, sec_configure(app, pairs, o.hsts_max_age_s));
+    svc__err_clear(&app->err);
+    st = svc__add_done(app, "security_headers", sec_configure(app, pairs, o.hsts_max_age_s));
     svc__opts_release(&hold);
     return st;
 }

@@ -171,7 +171,8 @@ svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
                                       sizeof o, &hold);
     if (st)
         return st;
-    st = svc__add_done(app, add_tenancy(app, &o));
+    svc__err_clear(&app->err);
+    st = svc__add_done(app, "tenancy", add_tenancy(app, &o));
     svc__opts_release(&hold);
     return st;
 }

@@ -9,6 +9,7 @@
  * serve (SVC_ENOTSUP, NULL, 0, or nothing). The option defaults and the
  * problem table are real (defaults.c).
  */
+#include "../internal.h"
 #include "svcinfra/http.h"
 #include "svcinfra/metrics.h"
 
@@ -162,17 +163,29 @@ svc_status svc_res_problem_ext(svc_res *res, int status, svc_problem_code code, 
 
 /* ---- built-in middleware and ops routes ---------------------------------------- */
 
-svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts) { return SVC_ENOTSUP; }
+svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
+{
+    return svc__fail_new(SVC_ENOTSUP, "cors: %s", http_missing);
+}
 svc_status svc_add_security_headers(svc_app *app, const svc_security_headers_opts *opts)
 {
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "security_headers: %s", http_missing);
 }
-svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts) { return SVC_ENOTSUP; }
-svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts) { return SVC_ENOTSUP; }
+svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
+{
+    return svc__fail_new(SVC_ENOTSUP, "tenancy: %s", http_missing);
+}
+svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
+{
+    return svc__fail_new(SVC_ENOTSUP, "probes: %s", http_missing);
+}
 svc_status svc_app_add_check(svc_app *app, const char *name, svc_check_fn fn, void *ud,
                              unsigned timeout_ms, int critical)
 {
     return SVC_ENOTSUP;
 }
 void svc_app_set_started(svc_app *app) {}
-svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts) { return SVC_ENOTSUP; }
+svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
+{
+    return svc__fail_new(SVC_ENOTSUP, "metrics: %s", http_missing);
+}

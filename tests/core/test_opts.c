@@ -74,7 +74,7 @@ static void test_yaml_overrides_defaults_in_one_grammar(void **state)
 {
     (void)state;
     svc_config *c = yaml("demo:\n  url: redis://127.0.0.1:1/0\n  names: [a, b]\n  on: no\n"
-                         "  level: -7\n  count: 64\n  port: 65535\n  ttl_ms: 24h\n"
+                         "  level: -7\n  count: 64\n  port: 65535\n  ttl_ms: 7h\n"
                          "  grace: 1m30s\n  max_bytes: 64KiB\n  ratio: 0.25\n");
     demo_opts o;
     svc__opts_hold hold;
@@ -88,7 +88,7 @@ static void test_yaml_overrides_defaults_in_one_grammar(void **state)
     assert_int_equal(o.level, -7);
     assert_int_equal(o.count, 64);
     assert_int_equal(o.port, 65535);
-    assert_int_equal(o.ttl_ms, 86400000);
+    assert_int_equal(o.ttl_ms, 7 * 3600000);
     assert_int_equal(o.grace_ms, 90000);
     assert_int_equal(o.max_bytes, 65536);
     assert_true(o.ratio == 0.25);
@@ -99,12 +99,12 @@ static void test_yaml_overrides_defaults_in_one_grammar(void **state)
 static void test_environment_when_no_configuration(void **state)
 {
     (void)state;
-    setenv("SVC_DEMO_TTL_MS", "24h", 1); /* the duration grammar, as in YAML */
+    setenv("SVC_DEMO_TTL_MS", "7h", 1); /* the duration grammar, as in YAML */
     setenv("SVC_DEMO_NAMES", "x, y ,z", 1);
     demo_opts o;
     svc__opts_hold hold;
     assert_int_equal(svc__opts_resolve(&demo, NULL, NULL, &o, sizeof o, &hold), SVC_OK);
-    assert_int_equal(o.ttl_ms, 86400000);
+    assert_int_equal(o.ttl_ms, 7 * 3600000);
     assert_string_equal(o.names[2], "z");
     svc__opts_release(&hold);
     unsetenv("SVC_DEMO_TTL_MS");
@@ -150,6 +150,67 @@ static void test_bad_values_name_key_and_bounds(void **state)
     expect_bad("demo:\n  max_bytes: 1 parsec\n", SVC_ECONFIG, "demo.max_bytes");
 }
 
+/* A bound wider than the field never lets a value be cut to fit it. */
+typedef struct narrow_opts {
+    uint8_t small;
+    int8_t tiny;
+    uint16_t wide_bound;
+    const char *const *l1, *const *l2, *const *l3, *const *l4, *const *l5;
+} narrow_opts;
+static const svc__opt narrow_spec[] = {
+    SVC__OPT(narrow_opts, small, UINT, .i = 7, 0, 0, "1 byte"),
+    SVC__OPT(narrow_opts, tiny, INT, .i = -1, 0, 0, "1 byte, signed"),
+    SVC__OPT(narrow_opts, wide_bound, UINT, .i = 1, 0, 100000, "bound wider than the field"),
+};
+static const svc__opt_table narrow = SVC__OPT_TABLE("narrow", narrow_spec);
+
+static void test_values_never_cut_to_the_field(void **state)
+{
+    (void)state;
+    narrow_opts o;
+    svc__opts_hold hold;
+    svc_config *c = yaml("narrow:\n  small: 255\n  tiny: -128\n  wide_bound: 65535\n");
+    assert_int_equal(svc__opts_resolve(&narrow, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_int_equal(o.small, 255);
+    assert_int_equal(o.tiny, -128);
+    assert_int_equal(o.wide_bound, 65535);
+    svc__opts_release(&hold);
+    svc_config_free(c);
+    const char *bad[] = {"narrow:\n  small: 256\n", "narrow:\n  tiny: 128\n",
+                         "narrow:\n  wide_bound: 70000\n"};
+    for (size_t i = 0; i < 3; i++) {
+        c = yaml(bad[i]);
+        assert_int_equal(svc__opts_resolve(&narrow, NULL, c, &o, sizeof o, &hold), SVC_ECONFIG);
+        assert_non_null(strstr(svc_last_errmsg(), "out of range"));
+        svc_config_free(c);
+    }
+}
+
+static const svc__opt lists_spec[] = {
+    SVC__OPT(narrow_opts, l1, STRINGS, .s = NULL, 0, 0, "list"),
+    SVC__OPT(narrow_opts, l2, STRINGS, .s = NULL, 0, 0, "list"),
+    SVC__OPT(narrow_opts, l3, STRINGS, .s = NULL, 0, 0, "list"),
+    SVC__OPT(narrow_opts, l4, STRINGS, .s = NULL, 0, 0, "list"),
+    SVC__OPT(narrow_opts, l5, STRINGS, .s = NULL, 0, 0, "list"),
+};
+static const svc__opt_table lists = SVC__OPT_TABLE("lists", lists_spec);
+
+static void test_too_many_lists_is_an_internal_error(void **state)
+{
+    (void)state;
+    narrow_opts o;
+    svc__opts_hold hold;
+    svc_config *c = yaml("lists:\n  l1: [a]\n  l2: [b]\n  l3: [c]\n  l4: [d]\n  l5: [e]\n");
+    assert_int_equal(svc__opts_resolve(&lists, NULL, c, &o, sizeof o, &hold), SVC_EINTERNAL);
+    assert_non_null(strstr(svc_last_errmsg(), "too many list options"));
+    svc_config_free(c);
+    c = yaml("lists:\n  l1: [a]\n  l2: [b]\n  l3: [c]\n  l4: [d]\n");
+    assert_int_equal(svc__opts_resolve(&lists, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_string_equal(o.l4[0], "d");
+    svc__opts_release(&hold);
+    svc_config_free(c);
+}
+
 /* Every table of the library: keys unique, widths fit their kinds, and
  * defaults within the bounds, so opts_default() never yields what the
  * configuration would refuse. */
@@ -178,6 +239,8 @@ static void test_every_library_table_is_well_formed(void **state)
                 break;
             default:
                 assert_true(o->width == 1 || o->width == 2 || o->width == 4 || o->width == 8);
+                if ((o->min || o->max) && o->min > o->max)
+                    fail_msg("%s.%s: min > max", t[i]->module, o->key);
                 if ((o->min || o->max) && (o->def.i < o->min || o->def.i > o->max))
                     fail_msg("%s.%s default %lld outside %lld..%lld", t[i]->module, o->key,
                              (long long)o->def.i, (long long)o->min, (long long)o->max);
@@ -318,6 +381,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_environment_when_no_configuration),
         cmocka_unit_test(test_explicit_options_are_used_as_given),
         cmocka_unit_test(test_bad_values_name_key_and_bounds),
+        cmocka_unit_test(test_values_never_cut_to_the_field),
+        cmocka_unit_test(test_too_many_lists_is_an_internal_error),
         cmocka_unit_test(test_every_library_table_is_well_formed),
         cmocka_unit_test(test_reference_matches_the_tables),
     };
