@@ -56,7 +56,8 @@ static void test_start_hooks_in_order_stop_hooks_reversed(void **state)
     assert_int_equal(svc_app_start(app), SVC_OK);
     assert_string_equal(order, "AB");
     assert_int_equal(svc_app_on_start(app, start_a, stop_a, NULL), SVC_EBUSY);
-    assert_int_equal(svc_app_attach(app, "late", &released[2], NULL), SVC_EBUSY);
+    static int late;
+    assert_int_equal(svc_app_attach(app, "late", &late, NULL), SVC_EBUSY);
     assert_int_equal(svc_app_shutdown(app), SVC_OK);
     assert_string_equal(order, "ABba");
     svc_app_free(app); /* stopped hooks are not stopped twice */
