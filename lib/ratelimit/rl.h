@@ -107,6 +107,8 @@ struct svc_ratelimit {
                      progress and are kept only when it commits */
     size_t nzones;
     size_t npending;
+    svc__store bound;     /* the store binding: its reference on a pool */
+    svc__ref ref;
     /* read by every check; written only by publish: a line of its own, away
      * from the counters above that errors write */
     _Alignas(SVC__RL_LINE) _Atomic uint64_t gen; /* bumped by every publish */

@@ -54,7 +54,7 @@ static void env_open_metrics(env *e, int fail_open, svc_metrics *m)
     assert_int_equal(svc_manual_clock_new(&e->mc, 1, WALL0), SVC_OK);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.clock = svc_manual_clock_get(e->mc);
     o.fail_open = fail_open;
     o.metrics = m;
