@@ -35,9 +35,13 @@
  * checks that start afterwards see the change (no restart, no lock on the
  * check path: the table is swapped as a whole).
  *
+ * Lifetime: svc_ratelimit_new() gives one reference; svc_ratelimit_ref()
+ * adds one and svc_ratelimit_free() drops one, the last freeing the
+ * limiter. svc_add_ratelimit() keeps a reference of the app's own.
+ *
  * Thread safety: every function may be called from any thread at once on
- * the same svc_ratelimit, except svc_ratelimit_free(), which must not race
- * with any other call on that handle.
+ * the same svc_ratelimit, except the svc_ratelimit_free() that drops the
+ * last reference, which must not race with any other call on that handle.
  */
 #ifndef SVCINFRA_RATELIMIT_H
 #define SVCINFRA_RATELIMIT_H
