@@ -25,6 +25,7 @@
 #include "svcinfra/crypto.h"
 #include "svcinfra/log.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/redis.h"
 
 #include "../internal.h"
 #include "../core/opts.h"
@@ -747,7 +748,8 @@ static svc_status add_ratelimit(svc_app *app, const svc_ratelimit_http_opts *o,
         svc__fail_new(st, "ratelimit: out of memory");
     if (st == SVC_OK &&
         (st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h)) != SVC_OK)
-        svc__fail_new(st, "ratelimit: %s", svc_app_errmsg(app));
+        svc__fail_new(st, "ratelimit: cannot install the middleware: %s%s", svc_strerror(st),
+                      st == SVC_EBUSY ? " (the app is started)" : "");
     if (st != SVC_OK) {
         rl_http_free(h);
         return st;
@@ -760,6 +762,13 @@ static svc_status add_ratelimit(svc_app *app, const svc_ratelimit_http_opts *o,
         svc_ratelimit_free(rl);
         svc_logf(SVC_LOG_ERROR, "rate limit: cannot attach the limiter (%s)", svc_strerror(st));
     }
+    /* a Redis store is a backend /readyz reports; it fails readiness only
+     * when a failing store denies (fail_open = 0) */
+    struct svc_redis *pool = svc__ratelimit_redis(rl);
+    if (pool && (st = svc_app_add_check(app, "ratelimit", svc_redis_check, pool, 1000,
+                                        !svc__ratelimit_fail_open(rl))) != SVC_OK)
+        svc_logf(SVC_LOG_ERROR, "rate limit: cannot add the readiness check (%s)",
+                 svc_strerror(st));
     return SVC_OK;
 }
 

@@ -176,6 +176,16 @@ void svc_ratelimit_free(svc_ratelimit *rl)
     svc__rl_free_aligned(rl);
 }
 
+struct svc_redis *svc__ratelimit_redis(const svc_ratelimit *rl)
+{
+    return rl->bound.redis;
+}
+
+int svc__ratelimit_fail_open(const svc_ratelimit *rl)
+{
+    return rl->fail_open;
+}
+
 const char *svc_ratelimit_backend_name(const svc_ratelimit *rl)
 {
     return rl ? svc_store_kind_name(rl->bound.kind) : "";

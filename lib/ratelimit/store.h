@@ -125,6 +125,12 @@ void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
 svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const char *key,
                                       uint64_t cost, bool shadow, svc_ratelimit_result *out);
 
+/* The Redis pool of a limiter on a redis store (borrowed: lives as long as
+ * the limiter), else NULL; and its fail_open. For the readiness check of
+ * svc_add_ratelimit(). */
+struct svc_redis *svc__ratelimit_redis(const svc_ratelimit *rl);
+int svc__ratelimit_fail_open(const svc_ratelimit *rl);
+
 /* The option tables of section "ratelimit" (ratelimit.c) and
  * "ratelimit.http" (http.c). */
 struct svc__opt_table;

@@ -19,6 +19,7 @@
 #include "svcinfra/http.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/version.h"
 
 #include "ratelimit/store.h"
 #include "rl_test_util.h"
@@ -740,6 +741,39 @@ static void limiter_freed_before_the_app_stays_usable(void **state)
     env_close(&e);
 }
 
+/* A Redis store is checked by /readyz: critical when a failing store
+ * denies (fail_open 0), reported only otherwise. */
+static void redis_store_has_a_readiness_check(void **state)
+{
+    (void)state;
+    if (!svc_feature_supported(SVC_FEATURE_REDIS))
+        skip();
+    for (int fail_open = 0; fail_open <= 1; fail_open++) {
+        svc_config *cfg = NULL;
+        char yaml[256], eb[256];
+        snprintf(yaml, sizeof yaml,
+                 "ratelimit:\n  url: redis://127.0.0.1:1/0\n  store_timeout: 200ms\n"
+                 "  fail_open: %s\n",
+                 fail_open ? "true" : "false");
+        assert_int_equal(svc_config_parse(&cfg, yaml, eb, sizeof eb), SVC_OK);
+        svc_app *app = config_app(cfg);
+        svc_config_free(cfg);
+        svc_probes_opts po;
+        svc_probes_opts_default(&po);
+        po.healthz_path = "/livez"; /* config_app() routes /healthz itself */
+        assert_int_equal(svc_add_probes(app, &po), SVC_OK);
+        assert_int_equal(svc_add_ratelimit(app, NULL), SVC_OK);
+        assert_string_equal(svc_ratelimit_backend_name(svc_app_ratelimit(app)), "redis");
+        assert_int_equal(svc_app_start(app), SVC_OK);
+        htu_response r;
+        assert_int_equal(htu_request(svc_app_port(app), "GET", "/readyz", NULL, NULL, &r), 0);
+        assert_int_equal(r.status, fail_open ? 200 : 503);
+        assert_non_null(strstr(r.body, "ratelimit"));
+        htu_response_free(&r);
+        svc_app_free(app);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -759,6 +793,7 @@ int main(void)
         cmocka_unit_test(add_null_is_configured_from_the_environment),
         cmocka_unit_test(add_null_refuses_a_bad_configuration),
         cmocka_unit_test(limiter_freed_before_the_app_stays_usable),
+        cmocka_unit_test(redis_store_has_a_readiness_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
