@@ -22,15 +22,15 @@
 #include <strings.h>
 
 #include "svcinfra_config.h"
+#include "svcinfra/config.h"
 #include "svcinfra/crypto.h"
 #include "svcinfra/log.h"
 #include "svcinfra/ratelimit.h"
 #include "svcinfra/redis.h"
 
-#include "../internal.h"
 #include "../core/opts.h"
 #include "../core/parse.h"
-#include "svcinfra/config.h"
+#include "../internal.h"
 #include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }

@@ -676,7 +676,9 @@ static void add_null_is_configured_from_the_environment(void **state)
     setenv("SVC_RATELIMIT_POLICIES", "api fixed_window 1/1h", 1);
     setenv("SVC_RATELIMIT_HTTP_POLICY", "api", 1);
     setenv("SVC_RATELIMIT_HTTP_SKIP_PATHS", "/search", 1);
+    setenv("SVC_RATELIMIT_HTTP_ROUTES", "POST /login none, GET /x api", 1);
     svc_app *app = config_app(NULL);
+    unsetenv("SVC_RATELIMIT_HTTP_ROUTES");
     unsetenv("SVC_RATELIMIT_POLICIES");
     unsetenv("SVC_RATELIMIT_HTTP_POLICY");
     unsetenv("SVC_RATELIMIT_HTTP_SKIP_PATHS");
@@ -687,6 +689,8 @@ static void add_null_is_configured_from_the_environment(void **state)
     assert_int_equal(status_at(port, "GET", "/x"), 429);
     assert_int_equal(status_at(port, "GET", "/search"), 200);
     assert_int_equal(status_at(port, "GET", "/search"), 200);
+    assert_int_equal(status_at(port, "POST", "/login"), 200); /* route: none */
+    assert_int_equal(status_at(port, "POST", "/login"), 200);
     svc_app_free(app);
 }
 
