@@ -79,7 +79,8 @@ int main(void)
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
+    o.no_metrics = 1; /* the check alone, without the decision counters */
     if (svc_ratelimit_new(&rl, &o) != SVC_OK) {
         fprintf(stderr, "cannot create the limiter\n");
         return 1;

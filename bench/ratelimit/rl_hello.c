@@ -53,7 +53,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[4], "on") == 0) {
         svc_ratelimit_opts ro;
         svc_ratelimit_opts_default(&ro);
-        ro.store_url = "memory:";
+        ro.url = "memory:";
+        ro.no_metrics = 1; /* as before: the middleware without the limiter's counters */
         svc_ratelimit_policy p = {.name = "api", .algorithm = SVC_RL_GCRA,
                                   .limit = 1000000000, .period_ms = 1000};
         if ((st = svc_ratelimit_new(&rl, &ro)) != SVC_OK ||

@@ -35,9 +35,13 @@
  * checks that start afterwards see the change (no restart, no lock on the
  * check path: the table is swapped as a whole).
  *
+ * Lifetime: svc_ratelimit_new() gives one reference; svc_ratelimit_ref()
+ * adds one and svc_ratelimit_free() drops one, the last freeing the
+ * limiter. svc_add_ratelimit() keeps a reference of the app's own.
+ *
  * Thread safety: every function may be called from any thread at once on
- * the same svc_ratelimit, except svc_ratelimit_free(), which must not race
- * with any other call on that handle.
+ * the same svc_ratelimit, except the svc_ratelimit_free() that drops the
+ * last reference, which must not race with any other call on that handle.
  */
 #ifndef SVCINFRA_RATELIMIT_H
 #define SVCINFRA_RATELIMIT_H
@@ -107,57 +111,78 @@ typedef struct svc_ratelimit_result {
 
 struct svc_redis;
 
+/* The limiter's options. svc_ratelimit_opts_default() fills the defaults;
+ * the same fields are read from the configuration section "ratelimit"
+ * (YAML ratelimit.<key>, environment SVC_RATELIMIT_<KEY>) when the options
+ * pointer is NULL, with the keys given below. */
 typedef struct svc_ratelimit_opts {
-    const char *store_url;   /* "memory:" (default) or "redis://..." (a
-                                pool of its own; SVC_ENOTSUP when the
-                                library was built without hiredis) */
-    struct svc_redis *redis; /* NULL, or a pool (borrowed, must outlive the
-                                limiter) to use as the store instead of
-                                store_url */
-    int64_t store_timeout_ms; /* redis: connect, checkout and per-check
-                                timeout of a pool of its own (default 500) */
+    const char *url;         /* "memory:" (default) or "redis://..." (a pool
+                                of its own); postgres:// is SVC_ENOTSUP.
+                                Key: url */
+    struct svc_redis *redis; /* NULL, or a pool to use as the store instead
+                                of url (a reference is taken) */
+    unsigned pool_size;      /* connections of a pool made from url; 0: the
+                                pool's default. Key: pool_size */
+    int64_t store_timeout_ms; /* connect, checkout and per-check timeout of
+                                a pool made from url (default 500).
+                                Key: store_timeout (a duration) */
     const svc_clock *clock;  /* NULL: svc_clock_system() */
-    struct svc_metrics *metrics; /* NULL: no metrics. Else the counters
+    struct svc_metrics *metrics; /* NULL: svc_metrics_default(). The counters
                                 ratelimit_decisions_total{policy,result}
                                 and ratelimit_store_errors_total{store} */
+    int no_metrics;          /* 1: register no metrics. Key: no_metrics */
     int fail_open;           /* 1 (default): a failing store admits (logged,
                                 counted, result.store_error = 1);
                                 0: it denies and the call returns the store's
-                                status */
+                                status. Key: fail_open */
     size_t max_keys;         /* memory store: most keys held (default
                                 262144, minimum 64; about 170-340 bytes
                                 each), split evenly over 64 shards of
                                 max_keys / 64 each; an insert into a full
                                 shard evicts, of 16 keys sampled from that
-                                shard, the one that expires first */
+                                shard, the one that expires first.
+                                Key: max_keys */
     void *reserved[8];
 } svc_ratelimit_opts;
 
-/* Fills `opts` with the defaults above, then applies the environment:
- * SVC_RATELIMIT_STORE (store_url), SVC_RATELIMIT_FAIL_OPEN (a boolean as
- * svc_config_get_bool() reads it), SVC_RATELIMIT_MAX_KEYS (an integer;
- * bad values are ignored). NULL is a
- * no-op. */
+/* Fills `opts` with the defaults above (the environment is not read: NULL
+ * options to svc_ratelimit_new() are what read it). NULL is a no-op. */
 SVC_EXPORT void svc_ratelimit_opts_default(svc_ratelimit_opts *opts);
 
-/* Creates a limiter (new, *out; release with svc_ratelimit_free()) with no
- * policies. opts NULL = svc_ratelimit_opts_default().
+/* Creates a limiter with no policies (new: *out holds one reference;
+ * release it with svc_ratelimit_free()).
+ * opts NULL: the defaults overridden by the SVC_RATELIMIT_* environment
+ * (SVC_RATELIMIT_URL, SVC_RATELIMIT_FAIL_OPEN, SVC_RATELIMIT_MAX_KEYS ...,
+ * docs/configuration.md); explicit opts are used as given.
  * A redis store connects lazily: a server that is down shows at the first
  * check (fail_open decides), not here.
- * Returns SVC_OK; SVC_EINVAL for a malformed store URL or option;
- * SVC_ENOTSUP for a store this build lacks (postgres://, or redis://
- * without hiredis); SVC_ENOMEM. On failure *out is NULL and the reason is
- * logged. */
+ * Returns SVC_OK; SVC_EINVAL for a malformed URL, a negative
+ * store_timeout_ms, max_keys below 64; SVC_ECONFIG / SVC_ERANGE for a bad
+ * value in the environment; SVC_ENOTSUP for postgres:// ("ratelimit:
+ * postgres stores are not supported (use memory: or redis://)") or
+ * redis:// in a build without hiredis; SVC_ENOMEM. On failure *out is NULL
+ * and svc_last_errmsg() says why. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_ratelimit_new(svc_ratelimit **out,
                                                       const svc_ratelimit_opts *opts)
     SVC_NONNULL(1);
 
-/* Frees the limiter and its store. NULL is a no-op. */
+/* Adds a reference to `rl` and returns it (NULL: returns NULL). Anything
+ * that keeps a limiter (svc_add_ratelimit()) takes one, so the order in
+ * which holders release it never matters. Any thread. */
+SVC_EXPORT svc_ratelimit *svc_ratelimit_ref(svc_ratelimit *rl);
+
+/* Drops one reference; the last frees the limiter and its store (and its
+ * reference on a given Redis pool). NULL is a no-op. The last drop must
+ * not race with any other call on `rl`. */
 SVC_EXPORT void svc_ratelimit_free(svc_ratelimit *rl);
 
 /* Detail of the limiter's latest failure (a bad policy, a config key, a
  * store error). Per-thread copy; "" when none or for NULL. */
 SVC_EXPORT const char *svc_ratelimit_errmsg(svc_ratelimit *rl);
+
+/* "memory" or "redis": where the limiter keeps its counters. "" for NULL.
+ * Static string. */
+SVC_EXPORT const char *svc_ratelimit_backend_name(const svc_ratelimit *rl);
 
 /* ---- policies and plans ------------------------------------------------- */
 
@@ -389,10 +414,23 @@ typedef struct svc_ratelimit_route {
     uint64_t cost;       /* 0 means 1 */
 } svc_ratelimit_route;
 
+/* The middleware's options. With NULL options svc_add_ratelimit() reads
+ * policy, shadow, legacy_headers, trusted_proxies and skip_paths from the
+ * section "ratelimit.http" of the app's configuration (YAML
+ * ratelimit.http.<key>, environment SVC_RATELIMIT_HTTP_<KEY>), and the
+ * routes from ratelimit.http.routes, one string per route:
+ *
+ *   "<METHOD> <route template> <policy or plan> [<cost>]"
+ *
+ * METHOD is a method or "*" (any); the policy "none" leaves the route
+ * unlimited; cost is 1 when absent ("POST /search search 5"). */
 typedef struct svc_ratelimit_http_opts {
-    svc_ratelimit *rl;              /* required; borrowed, must outlive the app */
+    svc_ratelimit *rl;              /* the limiter (a reference is taken); NULL:
+                                       one made from the app's configuration
+                                       (svc_add_ratelimit()) */
     const char *policy;             /* policy or plan for routes not listed;
-                                       NULL: only listed routes are limited */
+                                       NULL: only listed routes are limited.
+                                       Key: policy */
     const svc_ratelimit_route *routes; /* per-route choices (copied) */
     size_t nroutes;
     svc_ratelimit_select_fn select; /* per-tenant (or any) choice; NULL: none */
@@ -400,27 +438,55 @@ typedef struct svc_ratelimit_http_opts {
     svc_ratelimit_key_fn key_fn;    /* NULL: tenant + principal, else address */
     void *key_ud;
     const char *const *trusted_proxies; /* NULL-terminated CIDRs ("10.0.0.0/8",
-                                       "::1/128", or one address); NULL: none */
+                                       "::1/128", or one address); NULL: none.
+                                       Key: trusted_proxies (a list) */
     int shadow;                     /* 1: dry run, never deny: count, log, no
-                                       headers */
-    int legacy_headers;             /* 1: X-RateLimit-* too */
+                                       headers. Key: shadow */
+    int legacy_headers;             /* 1 (default): X-RateLimit-* too.
+                                       Key: legacy_headers */
     const char *const *skip_paths;  /* NULL-terminated exact paths, or prefixes
                                        ending in '*'; NULL: the probes and
-                                       /metrics */
+                                       /metrics. Key: skip_paths (a list) */
     void *reserved[8];
 } svc_ratelimit_http_opts;
 
-/* Defaults: everything NULL/0 except legacy_headers = 1. */
-SVC_EXPORT void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
-    SVC_NONNULL(1);
+/* Defaults: everything NULL/0 except legacy_headers = 1. NULL is a no-op. */
+SVC_EXPORT void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts);
 
 /* Installs the rate limit middleware on `app` (before svc_app_start()).
- * Returns SVC_OK; SVC_EINVAL for a NULL rl, a bad trusted proxy range or
- * route entry (detail logged); SVC_ENOTSUP when built without HTTP;
- * SVC_EEXIST when already installed; SVC_EBUSY after start; SVC_ENOMEM. */
+ *
+ * opts NULL: everything from the app's configuration (svc_app_config()):
+ * a limiter made with the options of section "ratelimit" (url, fail_open
+ * ..., metrics in the app's registry), the policies, plans and quotas of
+ * ratelimit.policies / .plans / .quotas (svc_ratelimit_load_config()), and
+ * the middleware options and routes of "ratelimit.http" (above):
+ *
+ *   ratelimit:
+ *     url: redis://cache:6379/0
+ *     policies: ["api gcra 100/1m burst 20", "login fixed_window 5/15m"]
+ *     http:
+ *       policy: api
+ *       routes: ["POST /login login"]
+ *
+ * Explicit opts are used as given; when opts->rl is NULL the limiter is
+ * made from the configuration as above. Either way the app keeps a
+ * reference on the limiter (so svc_ratelimit_free() and svc_app_free() may
+ * come in any order) and svc_app_ratelimit() returns it, for code that
+ * adds policies after wiring.
+ * Returns SVC_OK; SVC_EINVAL for a NULL app, a bad trusted proxy range or
+ * route entry; SVC_ECONFIG / SVC_ERANGE for a bad configuration value;
+ * the statuses of svc_ratelimit_new() and svc_ratelimit_load_config();
+ * SVC_ENOTSUP when built without HTTP; SVC_EEXIST when already installed;
+ * SVC_EBUSY after start; SVC_ENOMEM. On failure svc_last_errmsg() says
+ * why and nothing is installed. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_ratelimit(struct svc_app *app,
                                                       const svc_ratelimit_http_opts *opts)
-    SVC_NONNULL(1, 2);
+    SVC_NONNULL(1);
+
+/* The limiter svc_add_ratelimit() installed on `app` (borrowed: valid while
+ * the app lives; svc_ratelimit_ref() to keep it longer), or NULL when the
+ * middleware is not installed or `app` is NULL. */
+SVC_EXPORT svc_ratelimit *svc_app_ratelimit(const struct svc_app *app);
 
 /* "gcra", "fixed_window", "sliding_window"; "unknown" otherwise. */
 SVC_EXPORT const char *svc_ratelimit_algorithm_name(svc_ratelimit_algorithm a);

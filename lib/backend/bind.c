@@ -73,6 +73,11 @@ static svc_status open_pool(svc__store *s, const svc__store_spec *spec, const ch
         ro.clock = spec->clock;
         ro.metrics = spec->metrics;
         ro.no_metrics = spec->no_metrics;
+        if (spec->timeout_ms > 0) {
+            ro.connect_timeout_ms = spec->timeout_ms;
+            ro.checkout_timeout_ms = spec->timeout_ms;
+            ro.command_timeout_ms = spec->timeout_ms;
+        }
         st = svc_redis_new(&s->redis, &ro);
     }
     if (st) {

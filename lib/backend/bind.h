@@ -47,6 +47,8 @@ typedef struct svc__store_spec {
     const svc_clock *clock;       /* for a pool made from the URL */
     struct svc_metrics *metrics;  /* for a pool made from the URL (NULL: default) */
     int no_metrics;
+    int64_t timeout_ms;           /* a Redis pool made from the URL: its connect, checkout
+                                     and command timeouts; 0: the pool's defaults */
     const char *migrate;          /* postgres: run this module's migrations; NULL: none */
 } svc__store_spec;
 

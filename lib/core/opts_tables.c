@@ -12,6 +12,8 @@ extern const svc__opt_table svc__metrics_http_opts_table;
 extern const svc__opt_table svc__tenancy_opts_table;
 extern const svc__opt_table svc__pg_opts_table;
 extern const svc__opt_table svc__redis_opts_table;
+extern const svc__opt_table svc__ratelimit_opts_table;
+extern const svc__opt_table svc__ratelimit_http_opts_table;
 
 static const svc__opt_table *const tables[] = {
     &svc__http_opts_table,
@@ -22,6 +24,8 @@ static const svc__opt_table *const tables[] = {
     &svc__tenancy_opts_table,
     &svc__pg_opts_table,
     &svc__redis_opts_table,
+    &svc__ratelimit_opts_table,
+    &svc__ratelimit_http_opts_table,
 };
 
 const svc__opt_table *const *svc__opts_tables(size_t *n)

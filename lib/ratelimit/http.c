@@ -22,19 +22,41 @@
 #include <strings.h>
 
 #include "svcinfra_config.h"
+#include "svcinfra/config.h"
 #include "svcinfra/crypto.h"
 #include "svcinfra/log.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/redis.h"
 
+#include "../core/opts.h"
+#include "../core/parse.h"
 #include "../internal.h"
 #include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
 
+/* The middleware's options (section "ratelimit.http"); rl, routes and the
+ * callbacks are not configuration (routes have a grammar of their own, read
+ * by routes_from_config()). */
+static const svc__opt ratelimit_http_spec[] = {
+    SVC__OPT(svc_ratelimit_http_opts, policy, STRING, .s = NULL, 0, 0,
+             "policy or plan for routes not listed; unset: only listed routes are limited"),
+    SVC__OPT(svc_ratelimit_http_opts, shadow, BOOL, .i = 0, 0, 0,
+             "dry run: count and log denials, never deny, no headers"),
+    SVC__OPT(svc_ratelimit_http_opts, legacy_headers, BOOL, .i = 1, 0, 0,
+             "X-RateLimit-Limit/-Remaining/-Reset besides RateLimit"),
+    SVC__OPT(svc_ratelimit_http_opts, trusted_proxies, STRINGS, .s = NULL, 0, 0,
+             "CIDRs whose X-Forwarded-For / Forwarded is believed; unset: none"),
+    SVC__OPT(svc_ratelimit_http_opts, skip_paths, STRINGS, .s = NULL, 0, 0,
+             "paths not limited (a trailing * is a prefix); unset: the probes and /metrics"),
+};
+const svc__opt_table svc__ratelimit_http_opts_table =
+    SVC__OPT_TABLE("ratelimit.http", ratelimit_http_spec);
+
 void svc_ratelimit_http_opts_default(svc_ratelimit_http_opts *opts)
 {
-    memset(opts, 0, sizeof *opts);
-    opts->legacy_headers = 1;
+    if (opts)
+        svc__opts_default(&svc__ratelimit_http_opts_table, opts, sizeof *opts);
 }
 
 #if SVC_HAVE_HTTP
@@ -549,6 +571,7 @@ static void rl_http_free(void *p)
     rl_http *h = p;
     if (!h)
         return;
+    svc_ratelimit_free(h->rl);
     svc_free(h->policy);
     for (size_t i = 0; i < h->nroutes; i++) {
         svc_free(h->routes[i].method);
@@ -568,7 +591,6 @@ static void rl_http_free(void *p)
 
 static svc_status build(rl_http *h, const svc_ratelimit_http_opts *o)
 {
-    h->rl = o->rl;
     h->select = o->select;
     h->select_ud = o->select_ud;
     h->key_fn = o->key_fn;
@@ -580,16 +602,15 @@ static svc_status build(rl_http *h, const svc_ratelimit_http_opts *o)
         return SVC_ENOMEM;
     if (o->nroutes) {
         if (!o->routes)
-            return SVC_EINVAL;
+            return svc__fail_new(SVC_EINVAL, "ratelimit: nroutes is %zu but routes is NULL",
+                                 o->nroutes);
         h->routes = svc__calloc(o->nroutes, sizeof *h->routes);
         if (!h->routes)
             return SVC_ENOMEM;
         for (size_t i = 0; i < o->nroutes; i++, h->nroutes++) {
             const svc_ratelimit_route *r = &o->routes[i];
-            if (!r->route) {
-                svc_logf(SVC_LOG_ERROR, "rate limit: route entry %zu has no route", i);
-                return SVC_EINVAL;
-            }
+            if (!r->route)
+                return svc__fail_new(SVC_EINVAL, "ratelimit: route entry %zu has no route", i);
             rroute *d = &h->routes[i];
             bool any = !r->method || strcmp(r->method, "*") == 0;
             d->method = any ? NULL : svc__strdup(r->method);
@@ -611,12 +632,11 @@ static svc_status build(rl_http *h, const svc_ratelimit_http_opts *o)
         if (!h->proxies)
             return SVC_ENOMEM;
         for (size_t i = 0; i < n; i++) {
-            if (!parse_cidr(o->trusted_proxies[i], &h->proxies[i])) {
-                svc_logf(SVC_LOG_ERROR, "rate limit: trusted proxy range '%.80s' is not an "
-                                        "address or CIDR",
-                         o->trusted_proxies[i]);
-                return SVC_EINVAL;
-            }
+            if (!parse_cidr(o->trusted_proxies[i], &h->proxies[i]))
+                return svc__fail_new(SVC_EINVAL,
+                                     "ratelimit: trusted proxy range '%.80s' is not an "
+                                     "address or CIDR",
+                                     o->trusted_proxies[i]);
         }
         h->nproxies = n;
     }
@@ -633,28 +653,161 @@ static svc_status build(rl_http *h, const svc_ratelimit_http_opts *o)
     return SVC_OK;
 }
 
-svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts *opts)
+/* Routes from `key` of `cfg`: "<METHOD> <route> <policy> [<cost>]" each.
+ * *out (svc_free) holds the entries; their strings point into *items
+ * (svc_config_strings_free(*items, *nitems)). */
+static svc_status routes_from_config(const svc_config *cfg, const char *key,
+                                     svc_ratelimit_route **out, size_t *n, char ***items,
+                                     size_t *nitems)
 {
-    if (!opts->rl)
-        return SVC_EINVAL;
+    *out = NULL;
+    *n = 0;
+    svc_status st = svc_config_get_strings(cfg, key, items, nitems);
+    if (st != SVC_OK)
+        return svc__fail_new(st, "ratelimit: %s", svc_config_errmsg(cfg));
+    if (!*nitems)
+        return SVC_OK;
+    svc_ratelimit_route *r = svc__calloc(*nitems, sizeof *r);
+    if (!r)
+        return svc__fail_new(SVC_ENOMEM, "ratelimit: out of memory");
+    for (size_t i = 0; i < *nitems; i++) {
+        char *w[5];
+        size_t nw = 0;
+        char *save = NULL;
+        /* svc_config_get_strings() gives copies of our own: split in place,
+         * keeping the entry's text for the message in a copy */
+        char shown[128];
+        snprintf(shown, sizeof shown, "%s", (*items)[i]);
+        for (char *tok = strtok_r((*items)[i], " \t", &save); tok && nw < 5;
+             tok = strtok_r(NULL, " \t", &save))
+            w[nw++] = tok;
+        int64_t cost = 1;
+        bool ok = (nw == 3 || nw == 4) && w[1][0] == '/';
+        if (ok && nw == 4)
+            ok = isdigit((unsigned char)w[3][0]) && svc__parse_int(w[3], &cost) == SVC_OK &&
+                 cost >= 1;
+        if (!ok) {
+            svc_free(r);
+            return svc__fail_new(SVC_ECONFIG,
+                                 "ratelimit: config key '%s': entry '%s': expected "
+                                 "'<METHOD> </route> <policy> [<cost>]'",
+                                 key, shown);
+        }
+        r[i].method = w[0];
+        r[i].route = w[1];
+        r[i].policy = strcmp(w[2], "none") == 0 ? NULL : w[2];
+        r[i].cost = (uint64_t)cost;
+    }
+    *out = r;
+    *n = *nitems;
+    return SVC_OK;
+}
+
+static void release_rl(void *p)
+{
+    svc_ratelimit_free(p);
+}
+
+/* The limiter the wiring makes: options of section "ratelimit", metrics in
+ * the app's registry, policies/plans/quotas loaded from the configuration. */
+static svc_status limiter_from_config(svc_app *app, const svc_config *cfg, svc_ratelimit **out)
+{
+    svc_ratelimit_opts o;
+    svc__opts_hold hold;
+    svc_status st =
+        svc__opts_resolve(&svc__ratelimit_opts_table, NULL, cfg, &o, sizeof o, &hold);
+    if (st != SVC_OK)
+        return st;
+    if (!o.no_metrics)
+        o.metrics = svc_app_metrics(app);
+    st = svc_ratelimit_new(out, &o);
+    svc__opts_release(&hold);
+    if (st != SVC_OK)
+        return st;
+    if ((st = svc_ratelimit_load_config(*out, cfg)) != SVC_OK) {
+        svc__fail_new(st, "ratelimit: %s", svc_ratelimit_errmsg(*out));
+        svc_ratelimit_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static svc_status add_ratelimit(svc_app *app, const svc_ratelimit_http_opts *o,
+                                svc_ratelimit *rl)
+{
+    if (svc_app_attached(app, "ratelimit"))
+        return svc__fail_new(SVC_EEXIST, "ratelimit: svc_add_ratelimit: already installed");
     rl_http *h = svc__calloc(1, sizeof *h);
     if (!h)
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "ratelimit: out of memory");
     pthread_mutex_init(&h->pv_mu, NULL);
     atomic_init(&h->npv, 0);
-    svc_status st = build(h, opts);
-    if (st == SVC_OK)
-        st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h);
+    h->rl = svc_ratelimit_ref(rl);
+    svc_status st = build(h, o);
+    if (st == SVC_ENOMEM)
+        svc__fail_new(st, "ratelimit: out of memory");
+    if (st == SVC_OK &&
+        (st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h)) != SVC_OK)
+        svc__fail_new(st, "ratelimit: cannot install the middleware: %s%s", svc_strerror(st),
+                      st == SVC_EBUSY ? " (the app is started)" : "");
     if (st != SVC_OK) {
         rl_http_free(h);
         return st;
     }
-    st = svc_app_on_free(app, rl_http_free, h);
-    if (st != SVC_OK) {
-        /* the middleware is installed and may run: keep h alive */
+    /* from here the middleware is installed and may run: h lives until the
+     * app is freed, whatever fails below */
+    if ((st = svc_app_on_free(app, rl_http_free, h)) != SVC_OK)
         svc_logf(SVC_LOG_ERROR, "rate limit: cannot register cleanup (%s)", svc_strerror(st));
+    if ((st = svc_app_attach(app, "ratelimit", svc_ratelimit_ref(rl), release_rl)) != SVC_OK) {
+        svc_ratelimit_free(rl);
+        svc_logf(SVC_LOG_ERROR, "rate limit: cannot attach the limiter (%s)", svc_strerror(st));
     }
+    /* a Redis store is a backend /readyz reports; it fails readiness only
+     * when a failing store denies (fail_open = 0) */
+    struct svc_redis *pool = svc__ratelimit_redis(rl);
+    if (pool && (st = svc_app_add_check(app, "ratelimit", svc_redis_check, pool, 1000,
+                                        !svc__ratelimit_fail_open(rl))) != SVC_OK)
+        svc_logf(SVC_LOG_ERROR, "rate limit: cannot add the readiness check (%s)",
+                 svc_strerror(st));
     return SVC_OK;
+}
+
+svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "ratelimit: svc_add_ratelimit: app is NULL");
+    const svc_config *cfg = svc_app_config(app);
+    svc_ratelimit_http_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__ratelimit_http_opts_table, opts, cfg, &o, sizeof o,
+                                      &hold);
+    if (st != SVC_OK)
+        return st;
+    svc_ratelimit_route *routes = NULL;
+    char **items = NULL;
+    size_t nitems = 0;
+    if (!opts)
+        st = routes_from_config(cfg, "ratelimit.http.routes", &routes, &o.nroutes, &items,
+                                &nitems);
+    if (routes)
+        o.routes = routes;
+    svc_ratelimit *made = NULL;
+    if (st == SVC_OK && !o.rl)
+        st = limiter_from_config(app, cfg, &made);
+    if (st == SVC_OK)
+        st = add_ratelimit(app, &o, o.rl ? o.rl : made);
+    svc_ratelimit_free(made); /* the app holds its own references */
+    svc_free(routes);
+    svc_config_strings_free(items, nitems);
+    svc__opts_release(&hold);
+    if (st == SVC_OK)
+        svc__fail_new_clear();
+    return st;
+}
+
+svc_ratelimit *svc_app_ratelimit(const struct svc_app *app)
+{
+    return app ? svc_app_attached(app, "ratelimit") : NULL;
 }
 
 #else /* !SVC_HAVE_HTTP */
@@ -663,7 +816,13 @@ svc_status svc_add_ratelimit(struct svc_app *app, const svc_ratelimit_http_opts 
 {
     SVC__UNUSED(app);
     SVC__UNUSED(opts);
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "ratelimit: this libsvcinfra was built without HTTP");
+}
+
+svc_ratelimit *svc_app_ratelimit(const struct svc_app *app)
+{
+    SVC__UNUSED(app);
+    return NULL;
 }
 
 #endif

@@ -101,13 +101,11 @@ struct svc__rl_store {
 svc_status svc__rl_store_memory_new(svc__rl_store **out, size_t max_keys);
 
 struct svc_redis;
-/* The Redis store (store_redis.c): on the borrowed pool `pool`, or on a pool
- * of its own for `url` (with `timeout_ms` for connect, checkout and each
- * command) when `pool` is NULL. SVC_ENOTSUP when hiredis was not built.
- * `err` receives the detail of a failure. */
-svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, const char *url,
-                                   int64_t timeout_ms, struct svc_metrics *metrics,
-                                   char *err, size_t errlen);
+/* The Redis store (store_redis.c) on `pool` (borrowed: the limiter's
+ * store binding holds the reference and outlives the store). SVC_ENOTSUP
+ * when hiredis was not built. `err` receives the detail of a failure. */
+svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, char *err,
+                                   size_t errlen);
 
 /* The Redis store's Lua script (static text), and the KEYS[1] (at most
  * SVC__RL_REDIS_KEY_CAP bytes with its NUL) and ARGV it sends for `req`;
@@ -126,6 +124,18 @@ void svc__ratelimit_set_store(svc_ratelimit *rl, svc__rl_store *s);
  * run that never denies) a denial is counted as result="shadow_denied". */
 svc_status svc__ratelimit_check_named(svc_ratelimit *rl, const char *name, const char *key,
                                       uint64_t cost, bool shadow, svc_ratelimit_result *out);
+
+/* The Redis pool of a limiter on a redis store (borrowed: lives as long as
+ * the limiter), else NULL; and its fail_open. For the readiness check of
+ * svc_add_ratelimit(). */
+struct svc_redis *svc__ratelimit_redis(const svc_ratelimit *rl);
+int svc__ratelimit_fail_open(const svc_ratelimit *rl);
+
+/* The option tables of section "ratelimit" (ratelimit.c) and
+ * "ratelimit.http" (http.c). */
+struct svc__opt_table;
+extern const struct svc__opt_table svc__ratelimit_opts_table;
+extern const struct svc__opt_table svc__ratelimit_http_opts_table;
 
 /* Time zones the limiter holds for its quotas (for tests). */
 size_t svc__ratelimit_zone_count(svc_ratelimit *rl);

@@ -78,7 +78,6 @@ void svc__rl_redis_args(const svc__rl_req *req, char *key, size_t keylen, char a
 typedef struct redis_store {
     svc__rl_store base;
     svc_redis *pool;
-    bool own_pool;
     svc_redis_script *script;
 } redis_store;
 
@@ -123,8 +122,6 @@ static void redis_destroy(svc__rl_store *base)
     if (!rs)
         return;
     svc_redis_script_free(rs->script);
-    if (rs->own_pool)
-        svc_redis_free(rs->pool);
     svc_free(rs);
 }
 
@@ -135,9 +132,8 @@ static const svc__rl_store_ops redis_ops = {
     .destroy = redis_destroy,
 };
 
-svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, const char *url,
-                                   int64_t timeout_ms, struct svc_metrics *metrics,
-                                   char *err, size_t errlen)
+svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, char *err,
+                                   size_t errlen)
 {
     if (!svc_feature_supported(SVC_FEATURE_REDIS)) {
         snprintf(err, errlen, "redis:// needs a library built with hiredis");
@@ -147,27 +143,8 @@ svc_status svc__rl_store_redis_new(svc__rl_store **out, struct svc_redis *pool, 
     if (!rs)
         return SVC_ENOMEM;
     rs->base.ops = &redis_ops;
-    svc_status st = SVC_OK;
-    if (pool) {
-        rs->pool = pool;
-    } else {
-        svc_redis_opts o;
-        svc_redis_opts_default(&o);
-        o.url = url;
-        o.connect_timeout_ms = timeout_ms;
-        o.command_timeout_ms = timeout_ms;
-        o.checkout_timeout_ms = timeout_ms;
-        o.metrics = metrics;
-        o.no_metrics = metrics == NULL;
-        st = svc_redis_new(&rs->pool, &o);
-        if (st != SVC_OK) {
-            snprintf(err, errlen, "redis store: %s", svc_last_errmsg());
-            svc_free(rs);
-            return st;
-        }
-        rs->own_pool = true;
-    }
-    st = svc_redis_script_new(&rs->script, rs->pool, RL_LUA);
+    rs->pool = pool;
+    svc_status st = svc_redis_script_new(&rs->script, rs->pool, RL_LUA);
     if (st != SVC_OK) {
         snprintf(err, errlen, "redis store: cannot prepare the script");
         redis_destroy(&rs->base);

@@ -21,7 +21,7 @@ svc_ratelimit *rl_conformance_open(const char *url, const svc_clock *clock)
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = url;
+    o.url = url;
     o.clock = clock;
     o.fail_open = 0;
     svc_ratelimit *rl = NULL;

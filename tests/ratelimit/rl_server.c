@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 
     svc_ratelimit_opts ro;
     svc_ratelimit_opts_default(&ro);
-    ro.store_url = argv[1];
+    ro.url = argv[1];
     ro.fail_open = 0; /* a store failure must show as 503, never as extra 200s */
     svc_ratelimit *rl = NULL;
     svc_status st = svc_ratelimit_new(&rl, &ro);

@@ -302,7 +302,7 @@ static svc_ratelimit *open_limiter(const char *url, int fail_open, svc_metrics *
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = url;
+    o.url = url;
     o.store_timeout_ms = STORE_TIMEOUT_MS;
     o.fail_open = fail_open;
     o.metrics = m;

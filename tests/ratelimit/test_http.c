@@ -15,9 +15,11 @@
 #include <string.h>
 
 #include "../http/http_test_util.h"
+#include "svcinfra/config.h"
 #include "svcinfra/http.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/ratelimit.h"
+#include "svcinfra/version.h"
 
 #include "ratelimit/store.h"
 #include "rl_test_util.h"
@@ -54,7 +56,7 @@ static void env_open_metrics(env *e, int fail_open, svc_metrics *m)
     assert_int_equal(svc_manual_clock_new(&e->mc, 1, WALL0), SVC_OK);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.clock = svc_manual_clock_get(e->mc);
     o.fail_open = fail_open;
     o.metrics = m;
@@ -585,6 +587,197 @@ static void store_down_fails_closed_with_503_or_open(void **state)
     }
 }
 
+/* An app with routes /x, /login, /search and /healthz on `cfg` (NULL: the
+ * environment's configuration). */
+static svc_app *config_app(const svc_config *cfg)
+{
+    svc_app_opts ao;
+    svc_app_opts_default(&ao);
+    ao.port = 0;
+    ao.threads = 1;
+    ao.access_log = 0;
+    ao.config = cfg;
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, &ao), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/x", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "POST", "/login", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/search", h_ok, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/healthz", h_ok, NULL), SVC_OK);
+    return app;
+}
+
+static int status_at(uint16_t port, const char *method, const char *path)
+{
+    htu_response r;
+    assert_int_equal(htu_request(port, method, path, NULL, method[0] == 'P' ? "" : NULL, &r), 0);
+    int st = r.status;
+    htu_response_free(&r);
+    return st;
+}
+
+/* svc_add_ratelimit(app, NULL): limiter, policies, routes and middleware
+ * options from the app's YAML; svc_app_ratelimit() returns the limiter so
+ * code can add a policy after wiring. */
+static void add_null_is_configured_from_the_app_yaml(void **state)
+{
+    (void)state;
+    svc_config *cfg = NULL;
+    char eb[256];
+    assert_int_equal(svc_config_parse(&cfg,
+                                      "ratelimit:\n"
+                                      "  max_keys: 1024\n"
+                                      "  policies: [\"api fixed_window 2/1h\",\n"
+                                      "             \"login fixed_window 1/1h\"]\n"
+                                      "  http:\n"
+                                      "    policy: api\n"
+                                      "    legacy_headers: false\n"
+                                      "    routes:\n"
+                                      "      - POST /login login\n"
+                                      "      - GET /search search 3\n",
+                                      eb, sizeof eb),
+                     SVC_OK);
+    svc_app *app = config_app(cfg);
+    svc_config_free(cfg);
+    assert_null(svc_app_ratelimit(app));
+    assert_int_equal(svc_add_ratelimit(app, NULL), SVC_OK);
+    svc_ratelimit *rl = svc_app_ratelimit(app);
+    assert_non_null(rl);
+    assert_string_equal(svc_ratelimit_backend_name(rl), "memory");
+    svc_ratelimit_stats s;
+    assert_int_equal(svc_ratelimit_stats_get(rl, &s), SVC_OK);
+    assert_int_equal(s.max_keys, 1024);
+    /* a policy only code knows, added after wiring, used by a configured route */
+    svc_ratelimit_policy p = {.name = "search", .algorithm = SVC_RL_FIXED_WINDOW, .limit = 4,
+                              .period_ms = 3600000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    uint16_t port = svc_app_port(app);
+
+    htu_response r;
+    assert_int_equal(htu_request(port, "GET", "/x", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(htu_header(&r, "RateLimit"));
+    assert_null(htu_header(&r, "X-RateLimit-Limit")); /* legacy_headers: false */
+    htu_response_free(&r);
+    assert_int_equal(status_at(port, "GET", "/x"), 200);
+    assert_int_equal(status_at(port, "GET", "/x"), 429); /* api: 2 per hour */
+    assert_int_equal(status_at(port, "POST", "/login"), 200);
+    assert_int_equal(status_at(port, "POST", "/login"), 429); /* login: 1 per hour */
+    assert_int_equal(status_at(port, "GET", "/search"), 200); /* cost 3 of 4 */
+    assert_int_equal(status_at(port, "GET", "/search"), 429);
+    assert_int_equal(status_at(port, "GET", "/healthz"), 200); /* skipped */
+    svc_app_free(app);
+}
+
+/* The same from SVC_RATELIMIT_* variables alone. */
+static void add_null_is_configured_from_the_environment(void **state)
+{
+    (void)state;
+    setenv("SVC_RATELIMIT_POLICIES", "api fixed_window 1/1h", 1);
+    setenv("SVC_RATELIMIT_HTTP_POLICY", "api", 1);
+    setenv("SVC_RATELIMIT_HTTP_SKIP_PATHS", "/search", 1);
+    setenv("SVC_RATELIMIT_HTTP_ROUTES", "POST /login none, GET /x api", 1);
+    svc_app *app = config_app(NULL);
+    unsetenv("SVC_RATELIMIT_HTTP_ROUTES");
+    unsetenv("SVC_RATELIMIT_POLICIES");
+    unsetenv("SVC_RATELIMIT_HTTP_POLICY");
+    unsetenv("SVC_RATELIMIT_HTTP_SKIP_PATHS");
+    assert_int_equal(svc_add_ratelimit(app, NULL), SVC_OK);
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    uint16_t port = svc_app_port(app);
+    assert_int_equal(status_at(port, "GET", "/x"), 200);
+    assert_int_equal(status_at(port, "GET", "/x"), 429);
+    assert_int_equal(status_at(port, "GET", "/search"), 200);
+    assert_int_equal(status_at(port, "GET", "/search"), 200);
+    assert_int_equal(status_at(port, "POST", "/login"), 200); /* route: none */
+    assert_int_equal(status_at(port, "POST", "/login"), 200);
+    svc_app_free(app);
+}
+
+/* A bad route entry or middleware option fails with the key named, and
+ * installs nothing. */
+static void add_null_refuses_a_bad_configuration(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "ratelimit:\n  http:\n    routes: [\"GET login\"]\n",
+        "ratelimit:\n  http:\n    routes: [\"GET /x api zero\"]\n",
+        "ratelimit:\n  http:\n    shadow: maybe\n",
+        "ratelimit:\n  policies: [\"api gcra fast\"]\n",
+        "ratelimit:\n  url: postgres://localhost/db\n",
+    };
+    static const char *const why[] = {
+        "ratelimit.http.routes", "ratelimit.http.routes", "ratelimit.http.shadow",
+        "ratelimit.policies", "postgres stores are not supported",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        svc_config *cfg = NULL;
+        char eb[256];
+        assert_int_equal(svc_config_parse(&cfg, bad[i], eb, sizeof eb), SVC_OK);
+        svc_app *app = config_app(cfg);
+        svc_config_free(cfg);
+        assert_int_not_equal(svc_add_ratelimit(app, NULL), SVC_OK);
+        if (!strstr(svc_last_errmsg(), why[i]))
+            fail_msg("case %zu: '%s' does not name '%s'", i, svc_last_errmsg(), why[i]);
+        assert_null(svc_app_ratelimit(app));
+        svc_app_free(app);
+    }
+}
+
+/* Explicit options carrying a limiter: the app takes its own reference, so
+ * the limiter may be freed before the app (or after: env_close()). */
+static void limiter_freed_before_the_app_stays_usable(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 1);
+    svc_ratelimit_http_opts o;
+    opts_for(&e, &o, "api");
+    assert_int_equal(svc_add_ratelimit(e.app, &o), SVC_OK);
+    assert_ptr_equal(svc_app_ratelimit(e.app), e.rl);
+    svc_ratelimit_free(e.rl); /* the caller's reference */
+    e.rl = NULL;
+    env_start(&e);
+    status_of(&e, "GET", "/x", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 200);
+    status_of(&e, "GET", "/x", NULL, 429);
+    env_close(&e);
+}
+
+/* A Redis store is checked by /readyz: critical when a failing store
+ * denies (fail_open 0), reported only otherwise. */
+static void redis_store_has_a_readiness_check(void **state)
+{
+    (void)state;
+    if (!svc_feature_supported(SVC_FEATURE_REDIS))
+        skip();
+    for (int fail_open = 0; fail_open <= 1; fail_open++) {
+        svc_config *cfg = NULL;
+        char yaml[256], eb[256];
+        snprintf(yaml, sizeof yaml,
+                 "ratelimit:\n  url: redis://127.0.0.1:1/0\n  store_timeout: 200ms\n"
+                 "  fail_open: %s\n",
+                 fail_open ? "true" : "false");
+        assert_int_equal(svc_config_parse(&cfg, yaml, eb, sizeof eb), SVC_OK);
+        svc_app *app = config_app(cfg);
+        svc_config_free(cfg);
+        svc_probes_opts po;
+        svc_probes_opts_default(&po);
+        po.healthz_path = "/livez"; /* config_app() routes /healthz itself */
+        assert_int_equal(svc_add_probes(app, &po), SVC_OK);
+        assert_int_equal(svc_add_ratelimit(app, NULL), SVC_OK);
+        assert_string_equal(svc_ratelimit_backend_name(svc_app_ratelimit(app)), "redis");
+        assert_int_equal(svc_app_start(app), SVC_OK);
+        htu_response r;
+        assert_int_equal(htu_request(svc_app_port(app), "GET", "/readyz", NULL, NULL, &r), 0);
+        assert_int_equal(r.status, fail_open ? 200 : 503);
+        assert_non_null(strstr(r.body, "ratelimit"));
+        htu_response_free(&r);
+        svc_app_free(app);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -600,6 +793,11 @@ int main(void)
         cmocka_unit_test(a_plan_name_checks_the_plan),
         cmocka_unit_test(custom_skip_paths_exact_and_prefix),
         cmocka_unit_test(store_down_fails_closed_with_503_or_open),
+        cmocka_unit_test(add_null_is_configured_from_the_app_yaml),
+        cmocka_unit_test(add_null_is_configured_from_the_environment),
+        cmocka_unit_test(add_null_refuses_a_bad_configuration),
+        cmocka_unit_test(limiter_freed_before_the_app_stays_usable),
+        cmocka_unit_test(redis_store_has_a_readiness_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

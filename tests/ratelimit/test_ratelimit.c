@@ -39,7 +39,7 @@ static int setup(void **state)
     assert_int_equal(svc_manual_clock_new(&f->mc, 1, WALL0), SVC_OK);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.clock = svc_manual_clock_get(f->mc);
     assert_int_equal(svc_ratelimit_new(&f->rl, &o), SVC_OK);
     *state = f;
@@ -535,7 +535,7 @@ static void fresh_keys_while_tables_grow_never_touch_a_freed_table(void **state)
     for (int round = 0; round < 6; round++) {
         svc_ratelimit_opts o;
         svc_ratelimit_opts_default(&o);
-        o.store_url = "memory:";
+        o.url = "memory:";
         svc_ratelimit *rl;
         assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
         add_policy(rl, "fresh", SVC_RL_FIXED_WINDOW, 1, 3600000, 0);
@@ -645,7 +645,7 @@ static void memory_cap_holds_under_a_million_unique_keys(void **state)
     assert_int_equal(svc_manual_clock_new(&mc, 1, WALL0), SVC_OK);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.clock = svc_manual_clock_get(mc);
     o.max_keys = 4096;
     svc_ratelimit *rl;
@@ -833,32 +833,158 @@ static void denied_plan_spends_nothing_and_reports_the_longest_wait(void **state
     assert_true(r.allowed);
 }
 
-/* SVC_RATELIMIT_* variables take the config getters' grammar (core/parse.h). */
-static void environment_takes_the_config_value_grammar(void **state)
+static uint64_t cap_of(svc_ratelimit *rl)
+{
+    svc_ratelimit_stats s;
+    assert_int_equal(svc_ratelimit_stats_get(rl, &s), SVC_OK);
+    return s.max_keys;
+}
+
+static void clear_rl_env(void)
+{
+    unsetenv("SVC_RATELIMIT_URL");
+    unsetenv("SVC_RATELIMIT_FAIL_OPEN");
+    unsetenv("SVC_RATELIMIT_MAX_KEYS");
+    unsetenv("SVC_RATELIMIT_NO_METRICS");
+}
+
+/* svc_ratelimit_new(&rl, NULL): the defaults overridden by SVC_RATELIMIT_*,
+ * in the config getters' grammar (core/parse.h). */
+static void null_opts_read_the_environment(void **state)
 {
     (void)state;
-    unsetenv("SVC_RATELIMIT_FAIL_OPEN");
+    clear_rl_env();
+    svc_ratelimit *rl = NULL;
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_OK);
+    assert_int_equal(cap_of(rl), 262144);
+    assert_string_equal(svc_ratelimit_backend_name(rl), "memory");
+    svc_ratelimit_free(rl);
+
+    setenv("SVC_RATELIMIT_MAX_KEYS", " 4096 ", 1);
+    setenv("SVC_RATELIMIT_FAIL_OPEN", "off", 1);
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_OK);
+    assert_int_equal(cap_of(rl), 4096);
+    /* fail_open off: a failing store denies and the check returns its status */
+    svc__ratelimit_set_store(rl, rl_test_down_store());
+    svc_ratelimit_policy p = {.name = "p", .limit = 10, .period_ms = 1000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(rl, "p", "k", 1, &r), SVC_EUNAVAILABLE);
+    svc_ratelimit_free(rl);
+
+    /* a bad value is an error naming the variable, not silently ignored */
+    setenv("SVC_RATELIMIT_MAX_KEYS", "4096x", 1);
+    rl = (svc_ratelimit *)&p;
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_ECONFIG);
+    assert_null(rl);
+    assert_non_null(strstr(svc_last_errmsg(), "SVC_RATELIMIT_MAX_KEYS"));
+    setenv("SVC_RATELIMIT_MAX_KEYS", "12", 1); /* below the minimum of 64 */
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_ECONFIG);
+    assert_non_null(strstr(svc_last_errmsg(), "ratelimit.max_keys"));
     unsetenv("SVC_RATELIMIT_MAX_KEYS");
+
+    /* SVC_RATELIMIT_URL names the store */
+    setenv("SVC_RATELIMIT_URL", "postgres://localhost/db", 1);
+    assert_int_equal(svc_ratelimit_new(&rl, NULL), SVC_ENOTSUP);
+    assert_string_equal(svc_last_errmsg(),
+                        "ratelimit: postgres stores are not supported (use memory: or redis://)");
+    clear_rl_env();
+}
+
+/* Explicit options are used as given: the environment is not read. */
+static void explicit_opts_ignore_the_environment(void **state)
+{
+    (void)state;
+    clear_rl_env();
+    setenv("SVC_RATELIMIT_MAX_KEYS", "4096", 1);
+    setenv("SVC_RATELIMIT_URL", "postgres://localhost/db", 1);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    size_t dflt_keys = o.max_keys;
-    setenv("SVC_RATELIMIT_FAIL_OPEN", "off", 1);
-    setenv("SVC_RATELIMIT_MAX_KEYS", " 4096 ", 1);
-    svc_ratelimit_opts_default(&o);
-    assert_int_equal(o.fail_open, 0);
-    assert_int_equal(o.max_keys, 4096);
-    setenv("SVC_RATELIMIT_FAIL_OPEN", "Yes", 1);
-    setenv("SVC_RATELIMIT_MAX_KEYS", "99999999999999999999999", 1); /* too large */
-    svc_ratelimit_opts_default(&o);
+    assert_string_equal(o.url, "memory:");
+    assert_int_equal(o.max_keys, 262144);
     assert_int_equal(o.fail_open, 1);
-    assert_int_equal(o.max_keys, dflt_keys);
-    setenv("SVC_RATELIMIT_FAIL_OPEN", "maybe", 1);
-    setenv("SVC_RATELIMIT_MAX_KEYS", "4096x", 1);
+    svc_ratelimit *rl = NULL;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    assert_int_equal(cap_of(rl), 262144);
+    svc_ratelimit_free(rl);
+    o.max_keys = 10;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_last_errmsg(), "max_keys"));
+    clear_rl_env();
+}
+
+/* Store binding: the standard statuses and messages of every module. */
+static void store_binding_errors_are_the_standard_ones(void **state)
+{
+    (void)state;
+    svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    assert_int_equal(o.fail_open, 1);
-    assert_int_equal(o.max_keys, dflt_keys);
-    unsetenv("SVC_RATELIMIT_FAIL_OPEN");
-    unsetenv("SVC_RATELIMIT_MAX_KEYS");
+    svc_ratelimit *rl = NULL;
+    o.url = "postgres://localhost/db";
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_ENOTSUP);
+    assert_string_equal(svc_last_errmsg(),
+                        "ratelimit: postgres stores are not supported (use memory: or redis://)");
+    o.url = "nonsense://";
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_last_errmsg(), "ratelimit: "));
+    o.url = "memory:";
+    o.store_timeout_ms = -1;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_last_errmsg(), "store_timeout_ms"));
+    /* success clears the message */
+    o.store_timeout_ms = 0;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    assert_string_equal(svc_last_errmsg(), "");
+    svc_ratelimit_free(rl);
+}
+
+/* svc_ratelimit_ref(): each reference is dropped by one free; the last one
+ * destroys (ASan reports a leak or a use after free otherwise). */
+static void references_are_counted(void **state)
+{
+    (void)state;
+    assert_null(svc_ratelimit_ref(NULL));
+    assert_string_equal(svc_ratelimit_backend_name(NULL), "");
+    svc_ratelimit *rl = NULL;
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    o.no_metrics = 1;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    assert_ptr_equal(svc_ratelimit_ref(rl), rl);
+    svc_ratelimit_free(rl);
+    svc_ratelimit_policy p = {.name = "p", .limit = 10, .period_ms = 1000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK); /* still alive */
+    svc_ratelimit_free(rl);
+}
+
+/* metrics NULL is the default registry; no_metrics = 1 registers none. */
+static void metrics_default_to_the_default_registry(void **state)
+{
+    (void)state;
+    svc_ratelimit_opts o;
+    svc_ratelimit_opts_default(&o);
+    svc_ratelimit *rl = NULL;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    svc_ratelimit_policy p = {.name = "default-registry-p", .limit = 10, .period_ms = 1000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &p), SVC_OK);
+    svc_ratelimit_result r;
+    assert_int_equal(svc_ratelimit_check(rl, "default-registry-p", "k", 1, &r), SVC_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(svc_metrics_render(svc_metrics_default(), &text, &len), SVC_OK);
+    assert_non_null(strstr(text, "policy=\"default-registry-p\""));
+    svc_free(text);
+    svc_ratelimit_free(rl);
+
+    o.no_metrics = 1;
+    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
+    svc_ratelimit_policy q = {.name = "no-metrics-q", .limit = 10, .period_ms = 1000};
+    assert_int_equal(svc_ratelimit_policy_add(rl, &q), SVC_OK);
+    assert_int_equal(svc_ratelimit_check(rl, "no-metrics-q", "k", 1, &r), SVC_OK);
+    assert_int_equal(svc_metrics_render(svc_metrics_default(), &text, &len), SVC_OK);
+    assert_null(strstr(text, "no-metrics-q"));
+    svc_free(text);
+    svc_ratelimit_free(rl);
 }
 
 static void policies_plans_quotas_load_from_config(void **state)
@@ -1063,11 +1189,9 @@ static void bad_input_gets_a_status(void **state)
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
     svc_ratelimit *rl = (svc_ratelimit *)&o;
-    o.store_url = "postgres://localhost/db";
+    o.url = "postgres://localhost/db";
     assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_ENOTSUP);
     assert_null(rl);
-    o.store_url = "nonsense://";
-    assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_EINVAL);
     svc_ratelimit_free(NULL);
 
     svc_ratelimit_algorithm a;
@@ -1082,7 +1206,7 @@ static svc_ratelimit *open_down_clock(int fail_open, svc_metrics *m, const svc_c
 {
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.fail_open = fail_open;
     o.metrics = m;
     o.clock = clock;
@@ -1241,7 +1365,7 @@ static void unreachable_redis_store_fails_open_or_closed(void **state)
     for (int open = 0; open <= 1; open++) {
         svc_ratelimit_opts o;
         svc_ratelimit_opts_default(&o);
-        o.store_url = "redis://127.0.0.1:1/0"; /* nothing listens on port 1 */
+        o.url = "redis://127.0.0.1:1/0"; /* nothing listens on port 1 */
         o.store_timeout_ms = 200;
         o.fail_open = open;
         svc_ratelimit *rl;
@@ -1274,7 +1398,7 @@ static void decisions_are_counted_by_policy_and_result(void **state)
     assert_int_equal(svc_metrics_new(&m), SVC_OK);
     svc_ratelimit_opts o;
     svc_ratelimit_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.metrics = m;
     svc_ratelimit *rl;
     assert_int_equal(svc_ratelimit_new(&rl, &o), SVC_OK);
@@ -1324,7 +1448,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(denied_plan_spends_nothing_and_reports_the_longest_wait,
                                         setup, teardown),
-        cmocka_unit_test(environment_takes_the_config_value_grammar),
+        cmocka_unit_test(null_opts_read_the_environment),
+        cmocka_unit_test(explicit_opts_ignore_the_environment),
+        cmocka_unit_test(store_binding_errors_are_the_standard_ones),
+        cmocka_unit_test(references_are_counted),
+        cmocka_unit_test(metrics_default_to_the_default_registry),
         cmocka_unit_test_setup_teardown(policies_plans_quotas_load_from_config, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(config_reload_removes_what_it_no_longer_lists, setup,
