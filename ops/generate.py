@@ -475,6 +475,8 @@ def main():
                     help="compare ops/ with the output of the defaults instead of writing")
     a = ap.parse_args()
     slo_rel = os.path.relpath(os.path.abspath(a.slo), os.path.dirname(HERE))
+    if slo_rel.startswith(".."):
+        slo_rel = os.path.abspath(a.slo)
     files = {
         os.path.join("prometheus", "svcinfra-rules.yml"): rules_yaml(load_slo(a.slo), slo_rel),
         os.path.join("grafana", "svcinfra-dashboard.json"): dashboard_json(),
