@@ -179,8 +179,8 @@ def ops_alerts():
          "annotations": {
              "summary": "{{ $labels.job }} on {{ $labels.instance }} dropped requests "
                         "without an answer ({{ $labels.reason }})",
-             "description": "{{ $value }} requests in 15 minutes. Dropped requests have no "
-                            "route and do not count in the availability SLO."}},
+             "description": "Dropped in 15 minutes: {{ $value | humanize }}. Dropped requests "
+                            "have no route and do not count in the availability SLO."}},
         {"alert": "SvcRateLimitStoreErrors",
          "expr": "sum by (job, instance, store) (rate(ratelimit_store_errors_total[5m])) > 0",
          "for": "5m",
@@ -204,7 +204,7 @@ def ops_alerts():
          "labels": {"severity": "ticket"},
          "annotations": {
              "summary": "{{ $labels.job }}: jobs of queue {{ $labels.queue }} were discarded",
-             "description": "{{ $value }} new dead letters in the last hour "
+             "description": "About {{ $value | humanize }} new dead letters in the last hour "
                             "(svcinfra jobs list --state discarded)."}},
     ]}
 
