@@ -24,7 +24,7 @@ TESTENV  ?= $(CURDIR)/.svc-test
 APT_PKGS = build-essential g++ meson ninja-build pkg-config python3 curl tzdata \
            libmicrohttpd-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev \
            libsodium-dev libyaml-dev libcurl4-openssl-dev libcmocka-dev \
-           postgresql-15 redis-server wrk
+           postgresql-15 redis-server wrk prometheus
 
 .PHONY: all deps build demo run test sanitize test-minimal bench install clean distclean
 
