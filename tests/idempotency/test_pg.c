@@ -120,7 +120,7 @@ static void h_order(svc_req *req, svc_res *res, void *ud)
         snprintf(name, sizeof name, "X-Part-%d", i);
         assert_int_equal(svc_res_header_add(res, name, "v"), SVC_OK);
     }
-    svc_status cst = svc_idem_req_complete_tx(req, res, tx);
+    svc_status cst = svc_idem_req_complete_tx(req, tx, res);
     assert_int_equal(cst, many ? SVC_ETOOBIG : SVC_OK);
     if (many)
         assert_non_null(strstr(svc_idem_errmsg(idem), "more than 64 headers"));
