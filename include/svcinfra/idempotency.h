@@ -308,7 +308,8 @@ SVC_EXPORT void svc_idem_http_opts_default(svc_idem_http_opts *opts) SVC_NONNULL
 /* Installs the middleware. `opts` NULL: the http options and the engine's
  * options (svc_idem_opts) from the app's configuration (svc_app_config():
  * the YAML section "idempotency" with SVC_IDEMPOTENCY_* over it), the
- * engine's metrics in the app's registry. The engine the middleware uses is
+ * engine on the app's clock with its metrics in the app's registry, and a
+ * critical readiness check ("idempotency") on a redis or postgres store. The engine the middleware uses is
  * attached to the app (svc_app_idem()) and released with it; an engine
  * given in opts->idem gets a reference of the app's own, so it may be freed
  * before or after the app.

@@ -69,6 +69,8 @@ void svc_idem_http_opts_default(svc_idem_http_opts *opts)
 #include <jansson.h>
 
 #include "svcinfra/http.h"
+#include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
 #include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
@@ -521,6 +523,16 @@ static svc_status build(idem_http *h, const svc_idem_http_opts *o)
 
 static void release_idem(void *p) { svc_idem_free(p); }
 
+/* /readyz: the store's pool answers (memory stores have no check). */
+static svc_status store_check(void *ud, char *detail, size_t len, int64_t timeout_ms)
+{
+    const idem_http *h = ud;
+    svc_pg *pg = svc__idem_pg(h->idem);
+    svc_redis *r = svc__idem_redis(h->idem);
+    return pg ? svc_pg_check(pg, detail, len, timeout_ms)
+              : svc_redis_check(r, detail, len, timeout_ms);
+}
+
 #define ATTACH_KEY "idempotency"
 
 /* Builds and installs the middleware for resolved options `o`. */
@@ -538,7 +550,8 @@ static svc_status add_idempotency(svc_app *app, const svc_idem_http_opts *o)
     }
     svc_idem *idem = o->idem ? svc_idem_ref(o->idem) : NULL;
     if (!idem &&
-        (st = svc__idem_new_from(&idem, svc_app_config(app), svc_app_metrics(app)))) {
+        (st = svc__idem_new_from(&idem, svc_app_config(app), svc_app_metrics(app),
+                                      svc_app_clock(app)))) {
         idem_http_free(h);
         return st;
     }
@@ -566,6 +579,10 @@ static svc_status add_idempotency(svc_app *app, const svc_idem_http_opts *o)
     }
     if ((st = svc_app_use_stage(app, SVC_STAGE_IDEMPOTENCY, "idempotency", idem_mw, h)))
         return svc__fail_new(st, "idempotency: %s", svc_app_errmsg(app));
+    if ((svc__idem_pg(idem) || svc__idem_redis(idem)) &&
+        (st = svc_app_add_check(app, ATTACH_KEY, store_check, h, 1000, 1)))
+        return svc__fail_new(st, "idempotency: cannot add the readiness check: %s",
+                             svc_strerror(st));
     svc__fail_new_clear();
     return SVC_OK;
 }

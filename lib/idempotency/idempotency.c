@@ -238,7 +238,8 @@ svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
     return st;
 }
 
-svc_status svc__idem_new_from(svc_idem **out, const svc_config *cfg, svc_metrics *metrics)
+svc_status svc__idem_new_from(svc_idem **out, const svc_config *cfg, svc_metrics *metrics,
+                              const svc_clock *clock)
 {
     *out = NULL;
     svc_idem_opts o;
@@ -246,6 +247,7 @@ svc_status svc__idem_new_from(svc_idem **out, const svc_config *cfg, svc_metrics
     svc_status st = svc__opts_resolve(&svc__idem_opts_table, NULL, cfg, &o, sizeof o, &hold);
     if (!st) {
         o.metrics = metrics;
+        o.clock = clock;
         st = idem_new(out, &o);
     }
     svc__opts_release(&hold);
@@ -267,6 +269,8 @@ void svc_idem_free(svc_idem *idem)
 
 const char *svc_idem_errmsg(svc_idem *idem) { return idem ? svc__err_get(&idem->err) : ""; }
 svc__err *svc__idem_err(svc_idem *idem) { return &idem->err; }
+struct svc_pg *svc__idem_pg(const svc_idem *idem) { return idem->bound.pg; }
+struct svc_redis *svc__idem_redis(const svc_idem *idem) { return idem->bound.redis; }
 const char *svc_idem_backend_name(const svc_idem *idem)
 {
     return idem ? idem->store->ops->name : "";

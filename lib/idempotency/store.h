@@ -96,12 +96,18 @@ svc_status svc__idem_complete_key(svc_idem *idem, struct svc_pg_tx *tx, const ch
 svc_status svc__idem_release_key(svc_idem *idem, const char *key, const char *token);
 
 /* An engine from the "idempotency" section of `cfg` (NULL: the
- * environment), its metrics in `metrics` (NULL: the default registry),
- * for svc_add_idempotency(app, NULL). Why it failed: svc_last_errmsg(). */
+ * environment), its metrics in `metrics` (NULL: the default registry) and
+ * its time from `clock` (NULL: the system's), for svc_add_idempotency(app,
+ * NULL). Why it failed: svc_last_errmsg(). */
 struct svc_config;
 struct svc_metrics;
 svc_status svc__idem_new_from(svc_idem **out, const struct svc_config *cfg,
-                              struct svc_metrics *metrics);
+                              struct svc_metrics *metrics, const svc_clock *clock);
+
+/* The pool the engine's store is bound to (borrowed), NULL for another
+ * kind: for the wiring's readiness check. */
+struct svc_pg *svc__idem_pg(const svc_idem *idem);
+struct svc_redis *svc__idem_redis(const svc_idem *idem);
 
 /* The engine's error detail, for the HTTP wiring's own failures. */
 svc__err *svc__idem_err(svc_idem *idem);
