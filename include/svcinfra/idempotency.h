@@ -287,7 +287,7 @@ typedef struct svc_idem_http_opts {
                                            configuration (section "idempotency" of
                                            svc_idem_opts); else this one (a
                                            reference is taken) */
-    const char *const *methods;         /* NULL-terminated; NULL: {"POST", "PATCH"}
+    const char *const *methods;         /* NULL-terminated; NULL or empty: {"POST", "PATCH"}
                                            (idempotency.methods) */
     const char *const *required_routes; /* NULL-terminated "METHOD /template" or
                                            "/template" (any covered method): a request
