@@ -71,7 +71,7 @@ int main(int argc, char **argv)
         return 2;
     svc_idem_opts o;
     svc_idem_opts_default(&o);
-    o.store_url = argv[1];
+    o.url = argv[1];
     if (svc_idem_new(&idem, &o) != SVC_OK || svc_random_hex(run_id, 8) != SVC_OK) {
         fprintf(stderr, "idem_bench_store: cannot open %s\n", argv[1]);
         return 1;

@@ -30,14 +30,19 @@
  * engine's clock in every store, so instances sharing Redis or PostgreSQL
  * should run NTP-synchronised clocks (skew shortens or lengthens a lease).
  *
- * Stores (by URL): memory: (bounded: max_records, and max_bytes of stored
+ * Stores (by URL, or a given pool): memory: (bounded: max_records, and max_bytes of stored
  * responses for the whole store; expired records reclaimed), redis:// (claim, complete and release are each one Lua
  * script on one {idem:...} hash-tagged key), postgres:// (table
  * svc_idempotency from migration idempotency/1; INSERT ... ON CONFLICT; completion may
  * join the caller's transaction with svc_idem_complete_tx()).
  *
+ * Lifetime: svc_idem_new() gives one reference, svc_idem_ref() adds one,
+ * svc_idem_free() drops one; the last drop frees the engine. Whatever keeps
+ * an engine (the app, after svc_add_idempotency()) holds its own reference.
+ *
  * Thread safety: an svc_idem may be used from any number of threads at
- * once. An svc_idem_result belongs to the caller.
+ * once, svc_idem_ref()/svc_idem_free() included. An svc_idem_result
+ * belongs to the caller.
  */
 #ifndef SVCINFRA_IDEMPOTENCY_H
 #define SVCINFRA_IDEMPOTENCY_H
@@ -63,57 +68,93 @@ typedef struct svc_idem svc_idem;
 /* Lease tokens are 32 hex characters. */
 #define SVC_IDEM_TOKEN_LEN 32
 
+struct svc_metrics;
+
 typedef struct svc_idem_opts {
-    const char *store_url;       /* "memory:" (env SVC_IDEMPOTENCY_STORE); memory:,
+    const char *url;             /* "memory:" (env SVC_IDEMPOTENCY_URL): memory:,
                                     redis://..., postgres://... */
-    struct svc_pg *pg;           /* NULL; else this pool (borrowed) is the store */
-    struct svc_redis *redis;     /* NULL; else this pool (borrowed) is the store */
+    struct svc_pg *pg;           /* NULL; else this pool is the store (a reference
+                                    is taken) */
+    struct svc_redis *redis;     /* NULL; else this pool is the store (a reference
+                                    is taken) */
+    unsigned pool_size;          /* 0: the pool's default; connections of a pool
+                                    made from `url` */
     int64_t ttl_ms;              /* 86400000 (24 h): a record lives this long after
-                                    its claim (env SVC_IDEMPOTENCY_TTL_MS, a
-                                    duration: "24h", "90m", "86400000") */
+                                    its claim (a duration: "24h", "90m") */
     int64_t lease_ms;            /* 60000: an unfinished claim is taken over after this
-                                    (env SVC_IDEMPOTENCY_LEASE_MS, a duration); must be
-                                    < ttl_ms, and with svc_add_idempotency() > the
-                                    app's handler_timeout_ms */
-    size_t max_records;          /* 100000: memory store bound (>= 64)
-                                    (env SVC_IDEMPOTENCY_MAX_RECORDS); a store full
-                                    of live records answers 503 (UNAVAILABLE): size
-                                    it for requests/s x ttl */
+                                    (a duration); must be < ttl_ms, and with
+                                    svc_add_idempotency() > the app's
+                                    handler_timeout_ms */
+    size_t max_records;          /* 100000: memory store bound (>= 64; 0: the
+                                    default); a store full of live records
+                                    answers 503 (UNAVAILABLE): size it for
+                                    requests/s x ttl */
     size_t max_bytes;            /* 64 MiB: memory store bound on the stored responses
-                                    (body + headers) of all records together
-                                    (env SVC_IDEMPOTENCY_MAX_BYTES, a size: "64MiB");
-                                    a completion that does not fit once expired
-                                    records are reclaimed gets SVC_EBUSY: not stored */
-    size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored;
-                                    larger: svc_idem_complete() returns SVC_ETOOBIG */
-    int64_t store_timeout_ms;    /* 2000: connect/command timeout of an own pool */
-    int migrate;                 /* 1: postgres store runs svc_pg_migrate(pg,
-                                    "idempotency") at svc_idem_new() (advisory-
+                                    (body + headers) of all records together (a
+                                    size: "64MiB"; 0: the default); a completion
+                                    that does not fit once expired records are
+                                    reclaimed gets SVC_EBUSY: not stored */
+    size_t max_response_bytes;   /* 1 MiB: the largest response (body + headers) stored
+                                    (0: the default); larger: svc_idem_complete()
+                                    returns SVC_ETOOBIG */
+    int migrate;                 /* 1: a postgres store runs svc_pg_migrate(pg,
+                                    "idempotency") in svc_idem_new() (advisory-
                                     locked, idempotent; no other module's tables) */
     const svc_clock *clock;      /* NULL: the system clock (wall time) */
+    struct svc_metrics *metrics; /* NULL: svc_metrics_default(); svc_add_idempotency()
+                                    passes the app's registry */
+    int no_metrics;              /* 0; 1: register no metrics at all */
     void *reserved[8];           /* zero */
 } svc_idem_opts;
 
-/* Fills `opts` with the defaults written beside each field (environment
- * variables included). */
+/* What the engine counted since svc_idem_new(), all stores alike. The same
+ * figures are the metrics svc_idempotency_*_total (docs/idempotency.md). */
+typedef struct svc_idem_stats {
+    uint64_t claims;           /* claims that reached the store (any outcome) */
+    uint64_t claimed;          /* ... of which CLAIMED (fresh or taken over) */
+    uint64_t taken_over;       /* ... of which took an expired lease over */
+    uint64_t replays;          /* ... of which COMPLETED: a stored answer returned */
+    uint64_t in_progress;      /* ... of which IN_PROGRESS (409 over HTTP) */
+    uint64_t mismatches;       /* ... of which MISMATCH (422 over HTTP) */
+    uint64_t completes;        /* responses stored (complete and complete_tx) */
+    uint64_t releases;         /* claims given up (release) */
+    uint64_t conflicts;        /* complete/release refused: the claim was no longer
+                                  the caller's (SVC_ECONFLICT) */
+    uint64_t store_errors;     /* calls the store failed (unavailable, timeout,
+                                  backend error, full) */
+    void *reserved[4];
+} svc_idem_stats;
+
+/* Fills `opts` with the defaults written beside each field (no environment:
+ * that is read for NULL options only). */
 SVC_EXPORT void svc_idem_opts_default(svc_idem_opts *opts) SVC_NONNULL(1);
 
-/* Creates an engine (new; svc_idem_free()). `opts` NULL: all defaults.
+/* Creates an engine; the caller holds one reference (svc_idem_free()).
+ * `opts` NULL: the defaults overridden by the SVC_IDEMPOTENCY_* environment
+ * (SVC_IDEMPOTENCY_URL, _TTL_MS, _LEASE_MS, _MAX_RECORDS, ...; see
+ * docs/configuration.md); explicit options are used as given.
  * Returns SVC_EINVAL for a bad URL or option (ttl_ms or lease_ms <= 0,
- * lease_ms >= ttl_ms, max_records < 64), SVC_ENOTSUP for a store this build lacks,
- * SVC_EUNAVAILABLE when a postgres store cannot migrate, SVC_ENOMEM.
- * The detail of a failure is logged at error level. */
+ * lease_ms >= ttl_ms, max_records < 64, pg and redis both given),
+ * SVC_ECONFIG / SVC_ERANGE for a bad environment value, SVC_ENOTSUP for a
+ * store kind this module or build lacks, the pool's status when a store
+ * cannot be reached or migrated, SVC_ENOMEM. Why: svc_last_errmsg(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
     SVC_NONNULL(1);
-/* Frees the engine (and a pool it opened itself). NULL is a no-op. */
+/* Adds a reference to `idem` and returns it (NULL: returns NULL). */
+SVC_EXPORT svc_idem *svc_idem_ref(svc_idem *idem);
+/* Drops one reference; the last frees the engine and drops its reference
+ * on the store's pool. NULL is a no-op. */
 SVC_EXPORT void svc_idem_free(svc_idem *idem);
-/* The detail of the engine's latest failure, "" when none (thread-local
- * copy, valid until the calling thread's next call). */
-SVC_EXPORT const char *svc_idem_errmsg(svc_idem *idem) SVC_NONNULL(1);
-/* "memory", "redis" or "postgres". Static storage. */
-SVC_EXPORT const char *svc_idem_store_name(const svc_idem *idem) SVC_NONNULL(1);
-/* The engine's lease, in ms. */
-SVC_EXPORT int64_t svc_idem_lease_ms(const svc_idem *idem) SVC_NONNULL(1);
+/* The detail of the engine's latest failure, "" when none (NULL: "")
+ * (thread-local copy, valid until the calling thread's next call). */
+SVC_EXPORT const char *svc_idem_errmsg(svc_idem *idem);
+/* "memory", "redis" or "postgres" ("" for NULL). Static storage. */
+SVC_EXPORT const char *svc_idem_backend_name(const svc_idem *idem);
+/* The engine's lease, in ms (0 for NULL). */
+SVC_EXPORT int64_t svc_idem_lease_ms(const svc_idem *idem);
+/* Fills *out with the engine's counters (a consistent-enough snapshot: each
+ * figure is read atomically). SVC_EINVAL for a NULL idem or out. Any thread. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_idem_stats_get(svc_idem *idem, svc_idem_stats *out);
 
 /* What a key is scoped by. NULL members count as "". `key` (the client's
  * key) must be 1..SVC_IDEM_MAX_KEY bytes. */
@@ -242,12 +283,16 @@ typedef svc_status (*svc_idem_fingerprint_fn)(struct svc_req *req, struct svc_sh
                                               void *ud);
 
 typedef struct svc_idem_http_opts {
-    svc_idem *idem;                     /* NULL: an engine with the defaults of
-                                           svc_idem_opts_default() owned by the app */
-    const char *const *methods;         /* NULL-terminated; NULL: {"POST", "PATCH"} */
+    svc_idem *idem;                     /* NULL: an engine made from the app's
+                                           configuration (section "idempotency" of
+                                           svc_idem_opts); else this one (a
+                                           reference is taken) */
+    const char *const *methods;         /* NULL-terminated; NULL or empty: {"POST", "PATCH"}
+                                           (idempotency.methods) */
     const char *const *required_routes; /* NULL-terminated "METHOD /template" or
                                            "/template" (any covered method): a request
-                                           without a key gets 400 */
+                                           without a key gets 400
+                                           (idempotency.required_routes) */
     int require_all;                    /* 0; 1: every covered request needs a key */
     size_t min_key_len;                 /* 8 (1..255) */
     int release_on_5xx;                 /* 0: every final response is stored (Stripe);
@@ -257,11 +302,20 @@ typedef struct svc_idem_http_opts {
     void *reserved[8];
 } svc_idem_http_opts;
 
+/* Fills `opts` with the defaults written beside each field. */
 SVC_EXPORT void svc_idem_http_opts_default(svc_idem_http_opts *opts) SVC_NONNULL(1);
 
-/* Installs the middleware (`opts` NULL: defaults, memory store). A covered
- * request with an Idempotency-Key header (an sf-string "..." or a bare
- * token) is claimed under tenant + principal + method + route + key:
+/* Installs the middleware. `opts` NULL: the http options and the engine's
+ * options (svc_idem_opts) from the app's configuration (svc_app_config():
+ * the YAML section "idempotency" with SVC_IDEMPOTENCY_* over it), the
+ * engine on the app's clock with its metrics in the app's registry, and a
+ * critical readiness check ("idempotency") on a redis or postgres store. The engine the middleware uses is
+ * attached to the app (svc_app_idem()) and released with it; an engine
+ * given in opts->idem gets a reference of the app's own, so it may be freed
+ * before or after the app.
+ *
+ * A covered request with an Idempotency-Key header (an sf-string "..." or
+ * a bare token) is claimed under tenant + principal + method + route + key:
  *   claimed      → the handler runs; its final response is stored (a
  *                  handler past the app's handler deadline: its own answer
  *                  is stored, the client gets 503 TIMEOUT, a retry replays)
@@ -272,27 +326,33 @@ SVC_EXPORT void svc_idem_http_opts_default(svc_idem_http_opts *opts) SVC_NONNULL
  *                  the fingerprint callback refused the request → 400
  *   store down, or out of memory → 503 problem+json (UNAVAILABLE), Retry-After: 1
  * See docs/idempotency.md for what is stored and replayed. Returns
- * SVC_EINVAL (logged at error level, nothing installed) for a bad option
- * (min_key_len, unknown method, malformed route entry) or an engine whose
- * lease_ms is not longer than the app's handler_timeout_ms (a retry could
- * take over the claim of a handler still within its deadline),
- * SVC_EBUSY once the app started, SVC_ENOTSUP without HTTP. */
+ * SVC_EINVAL (nothing installed) for a NULL app, a bad option (min_key_len,
+ * unknown method, malformed route entry) or an engine whose lease_ms is not
+ * longer than the app's handler_timeout_ms (a retry could take over the
+ * claim of a handler still within its deadline), SVC_EEXIST when the app
+ * already has idempotency, the statuses of svc_idem_new() and of a bad
+ * configuration value, SVC_EBUSY once the app started, SVC_ENOTSUP without
+ * HTTP. Why: svc_last_errmsg(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_idempotency(struct svc_app *app,
-                                                        const svc_idem_http_opts *opts)
-    SVC_NONNULL(1);
+                                                        const svc_idem_http_opts *opts);
+
+/* The engine svc_add_idempotency() installed on `app` (borrowed: valid
+ * while the app lives; svc_idem_ref() to keep it longer), NULL when the app
+ * has none (or app is NULL). */
+SVC_EXPORT svc_idem *svc_app_idem(const struct svc_app *app);
 
 /* For handlers that write to PostgreSQL: stores the handler's response as
  * it stands now (status, headers, body of `res`) inside `tx`, so it commits
  * with the handler's writes. Call it last, just before svc_pg_tx_commit().
  * When the transaction rolls back the middleware releases the key after
- * the handler returns. SVC_ENOTFOUND when the request holds no claim (no
- * key, or not a covered method); SVC_ETOOBIG when the response has more
- * than 64 headers or is larger than max_response_bytes (nothing is written
- * to `tx`; the key is released after the handler, so a retry runs again);
- * else as svc_idem_complete_tx(). */
+ * the handler returns. SVC_ENOTFOUND when the request holds no claim (no key, or not a covered method);
+ * SVC_ETOOBIG when the response has more than 64 headers or is larger than
+ * max_response_bytes (nothing is written to `tx`; the key is released
+ * after the handler, so a retry runs again); else as
+ * svc_idem_complete_tx(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_idem_req_complete_tx(struct svc_req *req,
-                                                             struct svc_res *res,
-                                                             struct svc_pg_tx *tx)
+                                                             struct svc_pg_tx *tx,
+                                                             struct svc_res *res)
     SVC_NONNULL(1, 2, 3);
 
 SVC_END_DECLS

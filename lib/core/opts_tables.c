@@ -14,6 +14,8 @@ extern const svc__opt_table svc__pg_opts_table;
 extern const svc__opt_table svc__redis_opts_table;
 extern const svc__opt_table svc__ratelimit_opts_table;
 extern const svc__opt_table svc__ratelimit_http_opts_table;
+extern const svc__opt_table svc__idem_opts_table;
+extern const svc__opt_table svc__idem_http_opts_table;
 
 static const svc__opt_table *const tables[] = {
     &svc__http_opts_table,
@@ -26,6 +28,8 @@ static const svc__opt_table *const tables[] = {
     &svc__redis_opts_table,
     &svc__ratelimit_opts_table,
     &svc__ratelimit_http_opts_table,
+    &svc__idem_opts_table,
+    &svc__idem_http_opts_table,
 };
 
 const svc__opt_table *const *svc__opts_tables(size_t *n)

@@ -40,11 +40,28 @@
 #include "svcinfra/log.h"
 
 #include "../internal.h"
+#include "../core/opts.h"
+
+/* The configuration part of svc_idem_http_opts; it shares the section
+ * "idempotency" with the engine's table (svc_idem_opts). */
+static const svc__opt idem_http_spec[] = {
+    SVC__OPT(svc_idem_http_opts, methods, STRINGS, .s = NULL, 0, 0,
+             "covered methods (POST, PATCH, PUT, DELETE); empty: POST and PATCH"),
+    SVC__OPT(svc_idem_http_opts, required_routes, STRINGS, .s = NULL, 0, 0,
+             "\"METHOD /template\" or \"/template\" entries where a key is required"),
+    SVC__OPT(svc_idem_http_opts, require_all, BOOL, .i = 0, 0, 1,
+             "every covered request needs a key"),
+    SVC__OPT(svc_idem_http_opts, min_key_len, UINT, .i = 8, 1, SVC_IDEM_MAX_KEY,
+             "shortest Idempotency-Key accepted"),
+    SVC__OPT(svc_idem_http_opts, release_on_5xx, BOOL, .i = 0, 0, 1,
+             "a 5xx answer releases the key instead of being stored"),
+};
+const svc__opt_table svc__idem_http_opts_table =
+    SVC__OPT_TABLE("idempotency", idem_http_spec);
 
 void svc_idem_http_opts_default(svc_idem_http_opts *opts)
 {
-    memset(opts, 0, sizeof *opts);
-    opts->min_key_len = 8;
+    svc__opts_default(&svc__idem_http_opts_table, opts, sizeof *opts);
 }
 
 #if SVC_HAVE_HTTP
@@ -52,6 +69,8 @@ void svc_idem_http_opts_default(svc_idem_http_opts *opts)
 #include <jansson.h>
 
 #include "svcinfra/http.h"
+#include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
 #include "store.h"
 
 static inline void discard(svc_status st) { (void)st; }
@@ -65,8 +84,7 @@ typedef struct req_route {
 } req_route;
 
 typedef struct idem_http {
-    svc_idem *idem;
-    bool own;
+    svc_idem *idem; /* a reference of its own */
     char methods[MAX_METHODS][8];
     size_t nmethods;
     req_route *required;
@@ -420,8 +438,8 @@ static void idem_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     svc_free(c);
 }
 
-svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
-                                    struct svc_pg_tx *tx)
+svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_pg_tx *tx,
+                                    struct svc_res *res)
 {
     idem_ctx *c = svc_req_get(req, SLOT);
     if (!c)
@@ -443,13 +461,12 @@ static void idem_http_free(void *p)
     idem_http *h = p;
     if (!h)
         return;
-    if (h->own)
-        svc_idem_free(h->idem);
     for (size_t i = 0; i < h->nrequired; i++) {
         svc_free(h->required[i].method);
         svc_free(h->required[i].route);
     }
     svc_free(h->required);
+    svc_idem_free(h->idem);
     svc_free(h);
 }
 
@@ -465,19 +482,16 @@ static bool method_ok(const char *m)
 static svc_status build(idem_http *h, const svc_idem_http_opts *o)
 {
     static const char *const dflt[] = {"POST", "PATCH", NULL};
-    const char *const *m = o->methods ? o->methods : dflt;
+    const char *const *m = o->methods && o->methods[0] ? o->methods : dflt;
     for (; *m; m++) {
-        if (!method_ok(*m) || h->nmethods >= MAX_METHODS) {
-            svc_logf(SVC_LOG_ERROR, "idempotency: method '%.16s' not covered "
-                                    "(POST, PATCH, PUT, DELETE)", *m);
-            return SVC_EINVAL;
-        }
+        if (!method_ok(*m) || h->nmethods >= MAX_METHODS)
+            return svc__fail_new(SVC_EINVAL, "idempotency: method '%.16s' not covered "
+                                             "(POST, PATCH, PUT, DELETE)", *m);
         snprintf(h->methods[h->nmethods++], sizeof h->methods[0], "%s", *m);
     }
-    if (o->min_key_len < 1 || o->min_key_len > SVC_IDEM_MAX_KEY) {
-        svc_logf(SVC_LOG_ERROR, "idempotency: min_key_len must be 1..%d", SVC_IDEM_MAX_KEY);
-        return SVC_EINVAL;
-    }
+    if (o->min_key_len < 1 || o->min_key_len > SVC_IDEM_MAX_KEY)
+        return svc__fail_new(SVC_EINVAL, "idempotency: min_key_len %zu is not 1..%d",
+                             o->min_key_len, SVC_IDEM_MAX_KEY);
     h->min_len = o->min_key_len;
     h->require_all = o->require_all;
     h->release_5xx = o->release_on_5xx;
@@ -487,7 +501,7 @@ static svc_status build(idem_http *h, const svc_idem_http_opts *o)
     while (o->required_routes && o->required_routes[n])
         n++;
     if (n && !(h->required = svc__calloc(n, sizeof *h->required)))
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "idempotency: out of memory");
     for (size_t i = 0; i < n; i++, h->nrequired++) {
         const char *e = o->required_routes[i];
         const char *sp = strchr(e, ' ');
@@ -495,56 +509,103 @@ static svc_status build(idem_http *h, const svc_idem_http_opts *o)
         char meth[8] = "";
         if (sp && (size_t)(sp - e) < sizeof meth)
             memcpy(meth, e, (size_t)(sp - e));
-        if (route[0] != '/' || (sp && !method_ok(meth))) {
-            svc_logf(SVC_LOG_ERROR, "idempotency: required route '%.80s' is not "
-                                    "\"METHOD /template\" or \"/template\"", e);
-            return SVC_EINVAL;
-        }
+        if (route[0] != '/' || (sp && !method_ok(meth)))
+            return svc__fail_new(SVC_EINVAL, "idempotency: required route '%.80s' is not "
+                                             "\"METHOD /template\" or \"/template\"", e);
         req_route *d = &h->required[i];
         if (!(d->route = svc__strdup(route)) || (sp && !(d->method = svc__strdup(meth)))) {
             h->nrequired++;
-            return SVC_ENOMEM;
+            return svc__fail_new(SVC_ENOMEM, "idempotency: out of memory");
         }
-    }
-    if (o->idem) {
-        h->idem = o->idem;
-    } else {
-        svc_status st = svc_idem_new(&h->idem, NULL);
-        if (st != SVC_OK)
-            return st;
-        h->own = true;
     }
     return SVC_OK;
 }
 
-svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *opts)
+static void release_idem(void *p) { svc_idem_free(p); }
+
+/* /readyz: the store's pool answers (memory stores have no check). */
+static svc_status store_check(void *ud, char *detail, size_t len, int64_t timeout_ms)
 {
-    svc_idem_http_opts def;
-    if (!opts) {
-        svc_idem_http_opts_default(&def);
-        opts = &def;
-    }
+    const idem_http *h = ud;
+    svc_pg *pg = svc__idem_pg(h->idem);
+    svc_redis *r = svc__idem_redis(h->idem);
+    return pg ? svc_pg_check(pg, detail, len, timeout_ms)
+              : svc_redis_check(r, detail, len, timeout_ms);
+}
+
+#define ATTACH_KEY "idempotency"
+
+/* Builds and installs the middleware for resolved options `o`. */
+static svc_status add_idempotency(svc_app *app, const svc_idem_http_opts *o)
+{
+    if (svc_app_attached(app, ATTACH_KEY))
+        return svc__fail_new(SVC_EEXIST, "idempotency: the app already has it");
     idem_http *h = svc__calloc(1, sizeof *h);
     if (!h)
-        return SVC_ENOMEM;
-    svc_status st = build(h, opts);
-    if (st == SVC_OK && svc_idem_lease_ms(h->idem) <= (int64_t)svc_app_handler_timeout_ms(app)) {
-        svc_logf(SVC_LOG_ERROR, "idempotency: lease_ms (%lld) must be longer than the app's "
-                                "handler_timeout_ms (%u), else a retry takes over the claim of "
-                                "a handler still running",
-                 (long long)svc_idem_lease_ms(h->idem), svc_app_handler_timeout_ms(app));
-        st = SVC_EINVAL;
-    }
-    if (st == SVC_OK)
-        st = svc_app_use_stage(app, SVC_STAGE_IDEMPOTENCY, "idempotency", idem_mw, h);
-    if (st != SVC_OK) {
+        return svc__fail_new(SVC_ENOMEM, "idempotency: out of memory");
+    svc_status st = build(h, o);
+    if (st) {
         idem_http_free(h);
         return st;
     }
-    st = svc_app_on_free(app, idem_http_free, h);
-    if (st != SVC_OK)
-        svc_logf(SVC_LOG_ERROR, "idempotency: cannot register cleanup (%s)", svc_strerror(st));
+    svc_idem *idem = o->idem ? svc_idem_ref(o->idem) : NULL;
+    if (!idem &&
+        (st = svc__idem_new_from(&idem, svc_app_config(app), svc_app_metrics(app),
+                                      svc_app_clock(app)))) {
+        idem_http_free(h);
+        return st;
+    }
+    if (svc_idem_lease_ms(idem) <= (int64_t)svc_app_handler_timeout_ms(app)) {
+        svc__fail_new(SVC_EINVAL,
+                      "idempotency: lease_ms (%lld) must be longer than the app's "
+                      "handler_timeout_ms (%u), else a retry takes over the claim of a "
+                      "handler still running",
+                      (long long)svc_idem_lease_ms(idem), svc_app_handler_timeout_ms(app));
+        h->idem = idem;
+        idem_http_free(h);
+        return SVC_EINVAL;
+    }
+    h->idem = idem; /* h's reference, dropped when the app frees h */
+    if ((st = svc_app_on_free(app, idem_http_free, h))) {
+        idem_http_free(h);
+        return svc__fail_new(st, "idempotency: cannot register with the app: %s",
+                             svc_strerror(st));
+    }
+    /* the app's own reference, for svc_app_idem() */
+    if ((st = svc_app_attach(app, ATTACH_KEY, svc_idem_ref(idem), release_idem))) {
+        svc_idem_free(idem);
+        return svc__fail_new(st, "idempotency: cannot attach the engine to the app: %s",
+                             svc_strerror(st));
+    }
+    if ((st = svc_app_use_stage(app, SVC_STAGE_IDEMPOTENCY, "idempotency", idem_mw, h)))
+        return svc__fail_new(st, "idempotency: %s", svc_app_errmsg(app));
+    if ((svc__idem_pg(idem) || svc__idem_redis(idem)) &&
+        (st = svc_app_add_check(app, ATTACH_KEY, store_check, h, 1000, 1)))
+        return svc__fail_new(st, "idempotency: cannot add the readiness check: %s",
+                             svc_strerror(st));
+    svc__fail_new_clear();
     return SVC_OK;
+}
+
+extern const svc__opt_table svc__idem_http_opts_table;
+
+svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *opts)
+{
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "idempotency: svc_add_idempotency: app is NULL");
+    svc_idem_http_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__idem_http_opts_table, opts, svc_app_config(app), &o,
+                                      sizeof o, &hold);
+    if (!st)
+        st = add_idempotency(app, &o);
+    svc__opts_release(&hold);
+    return st;
+}
+
+svc_idem *svc_app_idem(const struct svc_app *app)
+{
+    return app ? svc_app_attached(app, ATTACH_KEY) : NULL;
 }
 
 #else /* !SVC_HAVE_HTTP */
@@ -553,15 +614,21 @@ svc_status svc_add_idempotency(struct svc_app *app, const svc_idem_http_opts *op
 {
     SVC__UNUSED(app);
     SVC__UNUSED(opts);
-    return SVC_ENOTSUP;
+    return svc__fail_new(SVC_ENOTSUP, "idempotency: this libsvcinfra was built without HTTP");
 }
 
-svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_res *res,
-                                    struct svc_pg_tx *tx)
+svc_idem *svc_app_idem(const struct svc_app *app)
+{
+    SVC__UNUSED(app);
+    return NULL;
+}
+
+svc_status svc_idem_req_complete_tx(struct svc_req *req, struct svc_pg_tx *tx,
+                                    struct svc_res *res)
 {
     SVC__UNUSED(req);
-    SVC__UNUSED(res);
     SVC__UNUSED(tx);
+    SVC__UNUSED(res);
     return SVC_ENOTSUP;
 }
 

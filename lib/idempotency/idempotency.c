@@ -9,164 +9,288 @@
 #include <strings.h>
 
 #include "svcinfra/crypto.h"
-#include "svcinfra/log.h"
+#include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
 
-#include "core/parse.h"
+#include "backend/bind.h"
+#include "core/opts.h"
 #include "store.h"
 
-#define DEFAULT_TTL_MS INT64_C(86400000)
-#define DEFAULT_LEASE_MS INT64_C(60000)
 #define DEFAULT_MAX_RECORDS 100000
 #define DEFAULT_MAX_BYTES ((size_t)64 << 20)
 #define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
 #define MAX_FP 128
 
+/* The engine's counters, each bumped with one relaxed atomic add: the
+ * stats are figures, not a synchronisation point. */
+enum {
+    C_CLAIMS, C_CLAIMED, C_TAKEN_OVER, C_REPLAYS, C_IN_PROGRESS, C_MISMATCHES,
+    C_COMPLETES, C_RELEASES, C_CONFLICTS, C_STORE_ERRORS, C_N
+};
+
 struct svc_idem {
+    svc__ref ref;
+    svc__store bound;          /* the pool reference, when not memory */
     svc__idem_store *store;
     const svc_clock *clock;
     int64_t ttl_ms;
     int64_t lease_ms;
     size_t max_response;
     svc__err err;
+    uint64_t count[C_N];
+    /* metrics: the counters above, added to the registry's series at
+     * render time (a collector), so the hot path pays one atomic add */
+    svc_metrics *metrics;
+    svc_counter *m_claims, *m_takeovers, *m_completes, *m_releases, *m_conflicts, *m_errors;
+    uint64_t exported[C_N];
 };
 
-/* The kinds of SVC_IDEMPOTENCY_* variables, each read with core's parser
- * of that kind (core/parse.h), so a variable takes what its YAML key takes. */
-typedef enum { ENV_DURATION, ENV_COUNT, ENV_SIZE } env_kind;
-
-/* The positive value of variable `name`, or `dflt` when it is unset or (with
- * a warning) not a positive value of its kind. */
-static int64_t env_positive(const char *name, env_kind kind, int64_t dflt)
+static inline void count(svc_idem *idem, int which)
 {
-    static const char *const what[] = {"a positive duration (e.g. 500ms, 30s, 24h)",
-                                       "a positive integer", "a positive size (e.g. 64MiB)"};
-    const char *v = svc__getenv(name);
-    if (!v)
-        return dflt;
-    int64_t n = 0;
-    uint64_t u = 0;
-    svc_status st = kind == ENV_DURATION ? svc__parse_duration_ms(v, &n)
-                  : kind == ENV_SIZE     ? svc__parse_size(v, &u)
-                                         : svc__parse_int(v, &n);
-    if (kind == ENV_SIZE && st == SVC_OK)
-        n = u > (uint64_t)INT64_MAX ? 0 : (int64_t)u;
-    if (st != SVC_OK || n <= 0) {
-        svc_logf(SVC_LOG_WARN, "idempotency: %s=\"%s\" is not %s; using %lld", name, v,
-                 what[kind], (long long)dflt);
-        return dflt;
-    }
-    return n;
+    __atomic_add_fetch(&idem->count[which], 1, __ATOMIC_RELAXED);
 }
+
+static const svc__opt idem_spec[] = {
+    SVC__OPT(svc_idem_opts, url, STRING, .s = "memory:", 0, 0,
+             "where records live: memory:, redis://..., postgres://..."),
+    SVC__OPT(svc_idem_opts, pool_size, UINT, .i = 0, 0, 1024,
+             "connections of a pool made from url (0: the pool's default)"),
+    SVC__OPT(svc_idem_opts, migrate, BOOL, .i = 1, 0, 1,
+             "postgres: apply the idempotency migrations in svc_idem_new()"),
+    SVC__OPT(svc_idem_opts, ttl_ms, MS, .i = 86400000, 1, INT64_MAX,
+             "a record lives this long after its claim"),
+    SVC__OPT(svc_idem_opts, lease_ms, MS, .i = 60000, 1, INT64_MAX,
+             "an unfinished claim is taken over after this (< ttl_ms)"),
+    SVC__OPT(svc_idem_opts, max_records, UINT, .i = DEFAULT_MAX_RECORDS, 64, INT64_MAX,
+             "memory store: most records kept (size it for requests/s x ttl)"),
+    SVC__OPT(svc_idem_opts, max_bytes, SIZE, .i = (int64_t)DEFAULT_MAX_BYTES, 1, INT64_MAX,
+             "memory store: most bytes of stored responses, all records together"),
+    SVC__OPT(svc_idem_opts, max_response_bytes, SIZE, .i = (int64_t)DEFAULT_MAX_RESPONSE, 1,
+             INT64_MAX,
+             "the largest response (body + headers) stored"),
+    SVC__OPT(svc_idem_opts, no_metrics, BOOL, .i = 0, 0, 1, "register no metrics"),
+};
+const svc__opt_table svc__idem_opts_table = SVC__OPT_TABLE("idempotency", idem_spec);
 
 void svc_idem_opts_default(svc_idem_opts *opts)
 {
-    memset(opts, 0, sizeof *opts);
-    opts->store_url = "memory:";
-    const char *v = svc__getenv("SVC_IDEMPOTENCY_STORE");
-    if (v)
-        opts->store_url = v;
-    opts->ttl_ms = env_positive("SVC_IDEMPOTENCY_TTL_MS", ENV_DURATION, DEFAULT_TTL_MS);
-    opts->lease_ms = env_positive("SVC_IDEMPOTENCY_LEASE_MS", ENV_DURATION, DEFAULT_LEASE_MS);
-    opts->max_records =
-        (size_t)env_positive("SVC_IDEMPOTENCY_MAX_RECORDS", ENV_COUNT, DEFAULT_MAX_RECORDS);
-    opts->max_bytes =
-        (size_t)env_positive("SVC_IDEMPOTENCY_MAX_BYTES", ENV_SIZE, (int64_t)DEFAULT_MAX_BYTES);
-    opts->max_response_bytes = DEFAULT_MAX_RESPONSE;
-    opts->store_timeout_ms = 2000;
-    opts->migrate = 1;
+    svc__opts_default(&svc__idem_opts_table, opts, sizeof *opts);
 }
 
-svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
+static void collect(svc_metrics *m, void *ctx);
+
+static svc_status register_metrics(svc_idem *idem, svc_metrics *m)
 {
-    *out = NULL;
-    svc_idem_opts def;
-    if (!opts) {
-        svc_idem_opts_default(&def);
-        opts = &def;
-    }
-    if (opts->ttl_ms <= 0 || opts->lease_ms <= 0 || opts->store_timeout_ms < 0 ||
-        (opts->max_records && opts->max_records < 64)) {
-        svc_logf(SVC_LOG_ERROR, "idempotency: ttl_ms and lease_ms must be > 0, "
-                                "store_timeout_ms >= 0, max_records 0 or >= 64");
-        return SVC_EINVAL;
-    }
-    /* A record that expires under a running claim lets a retry claim the
-     * key afresh and run the operation a second time. */
-    if (opts->lease_ms >= opts->ttl_ms) {
-        svc_logf(SVC_LOG_ERROR, "idempotency: lease_ms (%lld) must be shorter than ttl_ms (%lld)",
-                 (long long)opts->lease_ms, (long long)opts->ttl_ms);
-        return SVC_EINVAL;
-    }
-    char why[256] = "";
-    svc_store_kind kind;
-    const char *url = opts->store_url ? opts->store_url : "memory:";
-    if (opts->pg) {
-        kind = SVC_STORE_POSTGRES;
-    } else if (opts->redis) {
-        kind = SVC_STORE_REDIS;
-    } else {
-        svc_store_url u;
-        svc_status st = svc_store_url_parse(url, &u, why, sizeof why);
-        kind = u.kind;
-        svc_store_url_clear(&u);
-        if (st != SVC_OK) {
-            svc_logf(SVC_LOG_ERROR, "idempotency store URL refused: %s", why);
-            return st;
-        }
-    }
-    svc_idem *idem = svc__calloc(1, sizeof *idem);
-    if (!idem)
-        return SVC_ENOMEM;
-    idem->clock = opts->clock;
-    idem->ttl_ms = opts->ttl_ms;
-    idem->lease_ms = opts->lease_ms;
-    idem->max_response = opts->max_response_bytes ? opts->max_response_bytes
-                                                  : DEFAULT_MAX_RESPONSE;
-    svc__err_init(&idem->err);
-    int64_t to = opts->store_timeout_ms ? opts->store_timeout_ms : 2000;
-    svc_status st;
-    switch (kind) {
-    case SVC_STORE_MEMORY:
-        st = svc__idem_store_memory_new(&idem->store,
-                                        opts->max_records ? opts->max_records : DEFAULT_MAX_RECORDS,
-                                        opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES);
-        break;
-    case SVC_STORE_REDIS:
-        st = svc__idem_store_redis_new(&idem->store, opts->redis, url, to, why, sizeof why);
-        break;
-    case SVC_STORE_POSTGRES:
-        st = svc__idem_store_pg_new(&idem->store, opts->pg, url, to, opts->migrate != 0, why,
-                                    sizeof why);
-        break;
-    default:
-        st = SVC_ENOTSUP;
-        snprintf(why, sizeof why, "unknown store kind");
-    }
-    if (st != SVC_OK) {
-        svc_logf(SVC_LOG_ERROR, "idempotency store: %s (%s)", why, svc_strerror(st));
-        svc__err_destroy(&idem->err);
-        svc_free(idem);
-        return st;
-    }
-    *out = idem;
+    static const char *const outcome[] = {"outcome", NULL};
+    svc_status st = svc_metrics_counter(m, "svc_idempotency_claims_total",
+                                        "Idempotency claims by outcome "
+                                        "(claimed, replayed, in_progress, mismatch)",
+                                        outcome, &idem->m_claims);
+    if (!st)
+        st = svc_metrics_counter(m, "svc_idempotency_takeovers_total",
+                                 "Claims that took over an expired lease", NULL,
+                                 &idem->m_takeovers);
+    if (!st)
+        st = svc_metrics_counter(m, "svc_idempotency_completes_total",
+                                 "Responses stored for replay", NULL, &idem->m_completes);
+    if (!st)
+        st = svc_metrics_counter(m, "svc_idempotency_releases_total",
+                                 "Claims given up so a retry runs again", NULL,
+                                 &idem->m_releases);
+    if (!st)
+        st = svc_metrics_counter(m, "svc_idempotency_conflicts_total",
+                                 "Completions or releases refused: the claim was no longer "
+                                 "the caller's", NULL, &idem->m_conflicts);
+    if (!st)
+        st = svc_metrics_counter(m, "svc_idempotency_store_errors_total",
+                                 "Idempotency store calls that failed", NULL, &idem->m_errors);
+    if (!st)
+        st = svc_metrics_add_collector(m, collect, idem);
+    if (st)
+        return svc__fail_new(st, "idempotency: metrics: %s", svc_metrics_errmsg(m));
+    idem->metrics = m;
     return SVC_OK;
 }
 
-void svc_idem_free(svc_idem *idem)
+/* Adds what each counter gained since the last render to its series, so
+ * engines sharing a registry add up. Renders run collectors one at a time. */
+static void collect(svc_metrics *m, void *ctx)
 {
-    if (!idem)
-        return;
-    idem->store->ops->destroy(idem->store);
+    (void)m;
+    svc_idem *idem = ctx;
+    static const struct {
+        int which;
+        const char *outcome;
+    } outcomes[] = {{C_CLAIMED, "claimed"}, {C_REPLAYS, "replayed"},
+                    {C_IN_PROGRESS, "in_progress"}, {C_MISMATCHES, "mismatch"}};
+    uint64_t now[C_N];
+    for (int i = 0; i < C_N; i++)
+        now[i] = __atomic_load_n(&idem->count[i], __ATOMIC_RELAXED);
+#define DELTA(i) ((double)(now[i] - idem->exported[i]))
+    for (size_t i = 0; i < SVC__ARRAY_LEN(outcomes); i++) {
+        const char *lv[] = {outcomes[i].outcome};
+        svc_counter_add(idem->m_claims, lv, DELTA(outcomes[i].which));
+    }
+    svc_counter_add(idem->m_takeovers, NULL, DELTA(C_TAKEN_OVER));
+    svc_counter_add(idem->m_completes, NULL, DELTA(C_COMPLETES));
+    svc_counter_add(idem->m_releases, NULL, DELTA(C_RELEASES));
+    svc_counter_add(idem->m_conflicts, NULL, DELTA(C_CONFLICTS));
+    svc_counter_add(idem->m_errors, NULL, DELTA(C_STORE_ERRORS));
+#undef DELTA
+    memcpy(idem->exported, now, sizeof now);
+}
+
+static void destroy(svc_idem *idem)
+{
+    if (idem->metrics)
+        svc_metrics_remove_collector(idem->metrics, collect, idem);
+    if (idem->store)
+        idem->store->ops->destroy(idem->store);
+    svc__store_unbind(&idem->bound);
     svc__err_destroy(&idem->err);
     svc_free(idem);
 }
 
-const char *svc_idem_errmsg(svc_idem *idem) { return svc__err_get(&idem->err); }
+static svc_status check_opts(const svc_idem_opts *o)
+{
+    if (o->ttl_ms <= 0 || o->lease_ms <= 0)
+        return svc__fail_new(SVC_EINVAL, "idempotency: ttl_ms and lease_ms must be > 0");
+    if (o->max_records && o->max_records < 64)
+        return svc__fail_new(SVC_EINVAL, "idempotency: max_records %zu is below 64",
+                             o->max_records);
+    /* A record that expires under a running claim lets a retry claim the
+     * key afresh and run the operation a second time. */
+    if (o->lease_ms >= o->ttl_ms)
+        return svc__fail_new(SVC_EINVAL,
+                             "idempotency: lease_ms (%lld) must be shorter than ttl_ms (%lld)",
+                             (long long)o->lease_ms, (long long)o->ttl_ms);
+    return SVC_OK;
+}
+
+/* The engine from resolved options `o` (strings still held by the caller). */
+static svc_status idem_new(svc_idem **out, const svc_idem_opts *o)
+{
+    svc_status st = check_opts(o);
+    if (st)
+        return st;
+    svc_idem *idem = svc__calloc(1, sizeof *idem);
+    if (!idem)
+        return svc__fail_new(SVC_ENOMEM, "idempotency: out of memory");
+    svc__ref_init(&idem->ref);
+    svc__err_init(&idem->err);
+    idem->clock = o->clock;
+    idem->ttl_ms = o->ttl_ms;
+    idem->lease_ms = o->lease_ms;
+    idem->max_response = o->max_response_bytes ? o->max_response_bytes : DEFAULT_MAX_RESPONSE;
+    svc_metrics *m = o->no_metrics ? NULL : o->metrics ? o->metrics : svc_metrics_default();
+    st = svc__store_bind(&idem->bound,
+                         &(svc__store_spec){.module = "idempotency",
+                                            .kinds = SVC__STORE_MEMORY | SVC__STORE_REDIS |
+                                                     SVC__STORE_POSTGRES,
+                                            .url = o->url, .pg = o->pg, .redis = o->redis,
+                                            .pool_size = o->pool_size, .clock = o->clock,
+                                            .metrics = o->metrics, .no_metrics = o->no_metrics,
+                                            .migrate = o->migrate ? "idempotency" : NULL});
+    if (!st) {
+        switch (idem->bound.kind) {
+        case SVC_STORE_MEMORY:
+            st = svc__idem_store_memory_new(&idem->store,
+                                            o->max_records ? o->max_records : DEFAULT_MAX_RECORDS,
+                                            o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES);
+            if (st)
+                svc__fail_new(st, "idempotency: memory store: %s", svc_strerror(st));
+            break;
+        case SVC_STORE_REDIS:
+            st = svc__idem_store_redis_new(&idem->store, idem->bound.redis);
+            break;
+        case SVC_STORE_POSTGRES:
+            st = svc__idem_store_pg_new(&idem->store, idem->bound.pg);
+            if (st)
+                svc__fail_new(st, "idempotency: postgres store: %s", svc_strerror(st));
+            break;
+        default:
+            st = svc__fail_new(SVC_ENOTSUP, "idempotency: unknown store kind");
+        }
+    }
+    if (!st && m)
+        st = register_metrics(idem, m);
+    if (st) {
+        destroy(idem);
+        return st;
+    }
+    *out = idem;
+    svc__fail_new_clear();
+    return SVC_OK;
+}
+
+svc_status svc_idem_new(svc_idem **out, const svc_idem_opts *opts)
+{
+    if (!out)
+        return svc__fail_new(SVC_EINVAL, "idempotency: svc_idem_new: out is NULL");
+    *out = NULL;
+    svc_idem_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__idem_opts_table, opts, NULL, &o, sizeof o, &hold);
+    if (!st)
+        st = idem_new(out, &o);
+    svc__opts_release(&hold);
+    return st;
+}
+
+svc_status svc__idem_new_from(svc_idem **out, const svc_config *cfg, svc_metrics *metrics,
+                              const svc_clock *clock)
+{
+    *out = NULL;
+    svc_idem_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__idem_opts_table, NULL, cfg, &o, sizeof o, &hold);
+    if (!st) {
+        o.metrics = metrics;
+        o.clock = clock;
+        st = idem_new(out, &o);
+    }
+    svc__opts_release(&hold);
+    return st;
+}
+
+svc_idem *svc_idem_ref(svc_idem *idem)
+{
+    if (idem)
+        svc__ref_take(&idem->ref);
+    return idem;
+}
+
+void svc_idem_free(svc_idem *idem)
+{
+    if (idem && svc__ref_drop(&idem->ref))
+        destroy(idem);
+}
+
+const char *svc_idem_errmsg(svc_idem *idem) { return idem ? svc__err_get(&idem->err) : ""; }
 svc__err *svc__idem_err(svc_idem *idem) { return &idem->err; }
-const char *svc_idem_store_name(const svc_idem *idem) { return idem->store->ops->name; }
-int64_t svc_idem_lease_ms(const svc_idem *idem) { return idem->lease_ms; }
+struct svc_pg *svc__idem_pg(const svc_idem *idem) { return idem->bound.pg; }
+struct svc_redis *svc__idem_redis(const svc_idem *idem) { return idem->bound.redis; }
+const char *svc_idem_backend_name(const svc_idem *idem)
+{
+    return idem ? idem->store->ops->name : "";
+}
+int64_t svc_idem_lease_ms(const svc_idem *idem) { return idem ? idem->lease_ms : 0; }
+
+svc_status svc_idem_stats_get(svc_idem *idem, svc_idem_stats *out)
+{
+    if (!idem || !out)
+        return SVC_EINVAL;
+    uint64_t c[C_N];
+    for (int i = 0; i < C_N; i++)
+        c[i] = __atomic_load_n(&idem->count[i], __ATOMIC_RELAXED);
+    *out = (svc_idem_stats){.claims = c[C_CLAIMS], .claimed = c[C_CLAIMED],
+                            .taken_over = c[C_TAKEN_OVER], .replays = c[C_REPLAYS],
+                            .in_progress = c[C_IN_PROGRESS], .mismatches = c[C_MISMATCHES],
+                            .completes = c[C_COMPLETES], .releases = c[C_RELEASES],
+                            .conflicts = c[C_CONFLICTS], .store_errors = c[C_STORE_ERRORS]};
+    return SVC_OK;
+}
 
 /* ---- results ------------------------------------------------------------------- */
 
@@ -348,13 +472,44 @@ svc_status svc__idem_claim_key(svc_idem *idem, const char *key, const char *fing
     st = idem->store->ops->claim(idem->store, &req, out, &idem->err);
     if (st != SVC_OK) {
         svc_idem_result_clear(out);
+        count(idem, C_STORE_ERRORS);
         return st;
+    }
+    count(idem, C_CLAIMS);
+    switch (out->outcome) {
+    case SVC_IDEM_CLAIMED:
+        count(idem, C_CLAIMED);
+        if (out->taken_over)
+            count(idem, C_TAKEN_OVER);
+        break;
+    case SVC_IDEM_COMPLETED:
+        count(idem, C_REPLAYS);
+        break;
+    case SVC_IDEM_IN_PROGRESS:
+        count(idem, C_IN_PROGRESS);
+        break;
+    case SVC_IDEM_MISMATCH:
+        count(idem, C_MISMATCHES);
+        break;
     }
     if (out->outcome == SVC_IDEM_CLAIMED)
         memcpy(out->token, token, sizeof token);
     if (out->outcome == SVC_IDEM_IN_PROGRESS && out->retry_after_ms < 1)
         out->retry_after_ms = 1;
     return SVC_OK;
+}
+
+/* Counts what a store answered to a complete or release: done, refused
+ * (not the caller's claim), or failed (ENOTFOUND is the record's expiry,
+ * neither). */
+static void count_step(svc_idem *idem, svc_status st, int done)
+{
+    if (st == SVC_OK)
+        count(idem, done);
+    else if (st == SVC_ECONFLICT)
+        count(idem, C_CONFLICTS);
+    else if (st != SVC_ENOTFOUND)
+        count(idem, C_STORE_ERRORS);
 }
 
 /* Validates and encodes a response for the stores. */
@@ -397,9 +552,11 @@ svc_status svc__idem_complete_key(svc_idem *idem, struct svc_pg_tx *tx, const ch
     svc__buf_init(&hdrs);
     svc__idem_done d;
     svc_status st = prepare(idem, key, token, resp, &hdrs, &d);
-    if (st == SVC_OK)
+    if (st == SVC_OK) {
         st = tx ? idem->store->ops->complete_tx(idem->store, tx, &d, &idem->err)
                 : idem->store->ops->complete(idem->store, &d, &idem->err);
+        count_step(idem, st, C_COMPLETES);
+    }
     svc__buf_free(&hdrs);
     return st;
 }
@@ -427,7 +584,9 @@ svc_status svc__idem_release_key(svc_idem *idem, const char *key, const char *to
 {
     if (!token_ok(token))
         return svc__err_set(&idem->err, SVC_EINVAL, "bad scope or token");
-    return idem->store->ops->release(idem->store, key, token, now_ms(idem), &idem->err);
+    svc_status st = idem->store->ops->release(idem->store, key, token, now_ms(idem), &idem->err);
+    count_step(idem, st, C_RELEASES);
+    return st;
 }
 
 svc_status svc_idem_release(svc_idem *idem, const svc_idem_scope *scope, const char *token)

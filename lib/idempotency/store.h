@@ -70,11 +70,10 @@ struct svc__idem_store {
 };
 
 svc_status svc__idem_store_memory_new(svc__idem_store **out, size_t max_records, size_t max_bytes);
-svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *pool,
-                                     const char *url, int64_t timeout_ms, char *err,
-                                     size_t errlen);
-svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, const char *url,
-                                  int64_t timeout_ms, bool migrate, char *err, size_t errlen);
+/* The stores on a pool the engine's binding holds a reference on (they
+ * borrow it). */
+svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *pool);
+svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool);
 
 /* The statements the stores send, for benchmarks that run them through
  * redis-benchmark and pgbench: `which` is "claim" or "complete" (and
@@ -95,6 +94,20 @@ svc_status svc__idem_claim_key(svc_idem *idem, const char *key, const char *fing
 svc_status svc__idem_complete_key(svc_idem *idem, struct svc_pg_tx *tx, const char *key,
                                   const char *token, const svc_idem_response *resp);
 svc_status svc__idem_release_key(svc_idem *idem, const char *key, const char *token);
+
+/* An engine from the "idempotency" section of `cfg` (NULL: the
+ * environment), its metrics in `metrics` (NULL: the default registry) and
+ * its time from `clock` (NULL: the system's), for svc_add_idempotency(app,
+ * NULL). Why it failed: svc_last_errmsg(). */
+struct svc_config;
+struct svc_metrics;
+svc_status svc__idem_new_from(svc_idem **out, const struct svc_config *cfg,
+                              struct svc_metrics *metrics, const svc_clock *clock);
+
+/* The pool the engine's store is bound to (borrowed), NULL for another
+ * kind: for the wiring's readiness check. */
+struct svc_pg *svc__idem_pg(const svc_idem *idem);
+struct svc_redis *svc__idem_redis(const svc_idem *idem);
 
 /* The engine's error detail, for the HTTP wiring's own failures. */
 svc__err *svc__idem_err(svc_idem *idem);

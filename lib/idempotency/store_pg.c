@@ -77,8 +77,7 @@ const char *svc__idem_pg_sql(const char *which)
 
 typedef struct pg_store {
     svc__idem_store base;
-    svc_pg *pool;
-    bool own_pool;
+    svc_pg *pool; /* borrowed: the engine's store binding holds the reference */
 } pg_store;
 
 static svc_status pg_fail(pg_store *ps, svc_status st, svc__err *err)
@@ -307,8 +306,6 @@ static void pg_destroy(svc__idem_store *base)
     pg_store *ps = (pg_store *)base;
     if (!ps)
         return;
-    if (ps->own_pool)
-        svc_pg_free(ps->pool);
     svc_free(ps);
 }
 
@@ -322,45 +319,13 @@ static const svc__idem_store_ops pg_ops = {
     .destroy = pg_destroy,
 };
 
-svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool, const char *url,
-                                  int64_t timeout_ms, bool migrate, char *err, size_t errlen)
+svc_status svc__idem_store_pg_new(svc__idem_store **out, struct svc_pg *pool)
 {
-    if (!svc_feature_supported(SVC_FEATURE_POSTGRES)) {
-        snprintf(err, errlen, "postgres:// needs a library built with libpq");
-        return SVC_ENOTSUP;
-    }
     pg_store *ps = svc__calloc(1, sizeof *ps);
     if (!ps)
         return SVC_ENOMEM;
     ps->base.ops = &pg_ops;
-    svc_status st;
-    if (pool) {
-        ps->pool = pool;
-    } else {
-        svc_pg_opts o;
-        svc_pg_opts_default(&o);
-        o.url = url;
-        o.connect_timeout_ms = timeout_ms;
-        o.checkout_timeout_ms = timeout_ms;
-        o.no_metrics = 1;
-        o.application_name = "svcinfra-idempotency";
-        st = svc_pg_new(&ps->pool, &o);
-        if (st != SVC_OK) {
-            snprintf(err, errlen, "postgres store: %s", svc_last_errmsg());
-            svc_free(ps);
-            return st;
-        }
-        ps->own_pool = true;
-    }
-    if (migrate) {
-        st = svc_pg_migrate(ps->pool, "idempotency", NULL);
-        if (st != SVC_OK) {
-            snprintf(err, errlen, "postgres store: migrations failed: %s",
-                     svc_pg_errmsg(ps->pool));
-            pg_destroy(&ps->base);
-            return st;
-        }
-    }
+    ps->pool = pool;
     *out = &ps->base;
     return SVC_OK;
 }

@@ -42,7 +42,6 @@ const char *svc__idem_redis_lua(const char *which)
 typedef struct redis_store {
     svc__idem_store base;
     svc_redis *pool;
-    bool own_pool;
     svc_redis_script *scripts[S_N];
 } redis_store;
 
@@ -169,8 +168,6 @@ static void redis_destroy(svc__idem_store *base)
         return;
     for (int i = 0; i < S_N; i++)
         svc_redis_script_free(rs->scripts[i]);
-    if (rs->own_pool)
-        svc_redis_free(rs->pool);
     svc_free(rs);
 }
 
@@ -184,43 +181,19 @@ static const svc__idem_store_ops redis_ops = {
     .destroy = redis_destroy,
 };
 
-svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *pool,
-                                     const char *url, int64_t timeout_ms, char *err,
-                                     size_t errlen)
+svc_status svc__idem_store_redis_new(svc__idem_store **out, struct svc_redis *pool)
 {
-    if (!svc_feature_supported(SVC_FEATURE_REDIS)) {
-        snprintf(err, errlen, "redis:// needs a library built with hiredis");
-        return SVC_ENOTSUP;
-    }
     redis_store *rs = svc__calloc(1, sizeof *rs);
     if (!rs)
         return SVC_ENOMEM;
     rs->base.ops = &redis_ops;
+    rs->pool = pool;
     svc_status st = SVC_OK;
-    if (pool) {
-        rs->pool = pool;
-    } else {
-        svc_redis_opts o;
-        svc_redis_opts_default(&o);
-        o.url = url;
-        o.connect_timeout_ms = timeout_ms;
-        o.command_timeout_ms = timeout_ms;
-        o.checkout_timeout_ms = timeout_ms;
-        o.no_metrics = 1;
-        st = svc_redis_new(&rs->pool, &o);
-        if (st != SVC_OK) {
-            snprintf(err, errlen, "redis store: %s", svc_last_errmsg());
-            svc_free(rs);
-            return st;
-        }
-        rs->own_pool = true;
-    }
     for (int i = 0; i < S_N && st == SVC_OK; i++)
         st = svc_redis_script_new(&rs->scripts[i], rs->pool, SOURCES[i]);
     if (st != SVC_OK) {
-        snprintf(err, errlen, "redis store: cannot prepare the scripts");
         redis_destroy(&rs->base);
-        return st;
+        return svc__fail_new(st, "idempotency: redis store: cannot prepare the scripts");
     }
     *out = &rs->base;
     return SVC_OK;

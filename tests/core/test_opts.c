@@ -290,8 +290,9 @@ static void reference(FILE *out)
     size_t n = 0;
     const svc__opt_table *const *t = svc__opts_tables(&n);
     for (size_t i = 0; i < n; i++) {
-        fprintf(out, "\n#### `%s`\n\n| key | environment | type | default | meaning |\n"
-                     "|---|---|---|---|---|\n", t[i]->module);
+        if (i == 0 || strcmp(t[i - 1]->module, t[i]->module) != 0) /* one table per section */
+            fprintf(out, "\n#### `%s`\n\n| key | environment | type | default | meaning |\n"
+                         "|---|---|---|---|---|\n", t[i]->module);
         for (size_t j = 0; j < t[i]->n; j++) {
             const svc__opt *o = &t[i]->opts[j];
             char env[160], def[160];

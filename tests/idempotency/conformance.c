@@ -45,7 +45,7 @@ static svc_idem *open_engine(const svc_clock *clock, int64_t ttl, int64_t lease)
 {
     svc_idem_opts o;
     svc_idem_opts_default(&o);
-    o.store_url = store_url;
+    o.url = store_url;
     o.clock = clock;
     o.ttl_ms = ttl;
     o.lease_ms = lease;
@@ -361,7 +361,7 @@ static void purge_removes_expired_records(void **state)
     svc_manual_clock_advance(f->mc, (TTL_MS + 1) * MS);
     int64_t removed = -1;
     assert_int_equal(svc_idem_purge(f->idem, &removed), SVC_OK);
-    if (strcmp(svc_idem_store_name(f->idem), "redis") == 0)
+    if (strcmp(svc_idem_backend_name(f->idem), "redis") == 0)
         assert_int_equal(removed, 0); /* the server expires keys itself */
     else
         assert_true(removed >= 1);

@@ -191,7 +191,7 @@ static void start_cfg(const cfg *c)
     assert_int_equal(svc_app_new(&E.app, &ao), SVC_OK);
     svc_idem_opts io;
     svc_idem_opts_default(&io);
-    io.store_url = "memory:";
+    io.url = "memory:";
     io.max_response_bytes = 4096;
     io.clock = ao.clock;
     assert_int_equal(svc_idem_new(&E.idem, &io), SVC_OK);
@@ -792,7 +792,7 @@ static void lease_not_longer_than_the_handler_deadline_is_refused(void **state)
     assert_int_equal(svc_add_idempotency(app, NULL), SVC_EINVAL); /* lease 60000 */
     svc_idem_opts io;
     svc_idem_opts_default(&io);
-    io.store_url = "memory:";
+    io.url = "memory:";
     io.lease_ms = 60001;
     svc_idem *idem = NULL;
     assert_int_equal(svc_idem_new(&idem, &io), SVC_OK);

@@ -74,7 +74,9 @@ static void scope_key_needs_a_client_key_of_1_to_255(void **state)
     assert_int_equal(svc_idem_scope_key(&s, out), SVC_EINVAL);
 }
 
-static void defaults_follow_the_environment(void **state)
+/* Defaults are the table's; the environment is read for NULL options only
+ * (explicit options are used as given). */
+static void defaults_ignore_the_environment_null_options_read_it(void **state)
 {
     (void)state;
     setenv("SVC_IDEMPOTENCY_TTL_MS", "5000", 1);
@@ -82,40 +84,48 @@ static void defaults_follow_the_environment(void **state)
     setenv("SVC_IDEMPOTENCY_MAX_RECORDS", "777", 1);
     svc_idem_opts o;
     svc_idem_opts_default(&o);
-    assert_int_equal(o.ttl_ms, 5000);
-    assert_int_equal(o.lease_ms, 1234);
-    assert_int_equal(o.max_records, 777);
-    setenv("SVC_IDEMPOTENCY_LEASE_MS", "12x", 1); /* not a number: the default */
-    svc_idem_opts_default(&o);
+    assert_int_equal(o.ttl_ms, 86400000);
     assert_int_equal(o.lease_ms, 60000);
+    assert_int_equal(o.max_records, 100000);
+    svc_idem *idem = NULL;
+    assert_int_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_int_equal(svc_idem_lease_ms(idem), 1234);
+    svc_idem_free(idem);
+    /* not a duration: refused, not silently replaced by the default */
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "12x", 1);
+    assert_int_not_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_null(idem);
+    assert_non_null(strstr(svc_last_errmsg(), "idempotency.lease_ms"));
+    /* below the table's bound */
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "1000", 1);
+    setenv("SVC_IDEMPOTENCY_MAX_RECORDS", "10", 1);
+    assert_int_not_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_non_null(strstr(svc_last_errmsg(), "max_records"));
     unsetenv("SVC_IDEMPOTENCY_TTL_MS");
     unsetenv("SVC_IDEMPOTENCY_LEASE_MS");
     unsetenv("SVC_IDEMPOTENCY_MAX_RECORDS");
-    svc_idem_opts_default(&o);
-    assert_int_equal(o.ttl_ms, 86400000);
-    assert_int_equal(o.lease_ms, 60000);
 }
 
-/* The variables take what the config getters take (core/parse.h): a
- * duration with units, a size with units. */
+/* The variables take the configuration's grammar: a duration with units,
+ * a size with units. */
 static void environment_durations_and_sizes_take_units(void **state)
 {
     (void)state;
     setenv("SVC_IDEMPOTENCY_TTL_MS", "24h", 1);
     setenv("SVC_IDEMPOTENCY_LEASE_MS", "1m30s", 1);
     setenv("SVC_IDEMPOTENCY_MAX_BYTES", "1MiB", 1);
-    svc_idem_opts o;
-    svc_idem_opts_default(&o);
-    assert_int_equal(o.ttl_ms, 86400000);
-    assert_int_equal(o.lease_ms, 90000);
-    assert_int_equal(o.max_bytes, 1048576);
-    setenv("SVC_IDEMPOTENCY_TTL_MS", " 250ms ", 1);
-    setenv("SVC_IDEMPOTENCY_LEASE_MS", "0s", 1);           /* not positive: the default */
-    setenv("SVC_IDEMPOTENCY_MAX_BYTES", "99999999999TiB", 1); /* too large: the default */
-    svc_idem_opts_default(&o);
-    assert_int_equal(o.ttl_ms, 250);
-    assert_int_equal(o.lease_ms, 60000);
-    assert_int_equal(o.max_bytes, 64u * 1024 * 1024);
+    svc_idem *idem = NULL;
+    assert_int_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_int_equal(svc_idem_lease_ms(idem), 90000);
+    svc_idem_free(idem);
+    idem = NULL;
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "0s", 1); /* not positive */
+    assert_int_not_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_null(idem);
+    setenv("SVC_IDEMPOTENCY_LEASE_MS", "250ms", 1);
+    setenv("SVC_IDEMPOTENCY_MAX_BYTES", "99999999999TiB", 1); /* too large */
+    assert_int_not_equal(svc_idem_new(&idem, NULL), SVC_OK);
+    assert_non_null(strstr(svc_last_errmsg(), "max_bytes"));
     unsetenv("SVC_IDEMPOTENCY_TTL_MS");
     unsetenv("SVC_IDEMPOTENCY_LEASE_MS");
     unsetenv("SVC_IDEMPOTENCY_MAX_BYTES");
@@ -145,11 +155,11 @@ static void bad_options_are_refused(void **state)
     svc_idem_free(idem);
     idem = NULL;
     svc_idem_opts_default(&o);
-    o.store_url = "ftp://x";
+    o.url = "ftp://x";
     assert_int_equal(svc_idem_new(&idem, &o), SVC_EINVAL);
     assert_null(idem);
     assert_int_equal(svc_idem_new(&idem, NULL), SVC_OK);
-    assert_string_equal(svc_idem_store_name(idem), "memory");
+    assert_string_equal(svc_idem_backend_name(idem), "memory");
     svc_idem_free(idem);
     svc_idem_free(NULL);
 }
@@ -160,7 +170,7 @@ static svc_idem *memory_engine(svc_manual_clock *mc, size_t max_records, size_t 
 {
     svc_idem_opts o;
     svc_idem_opts_default(&o);
-    o.store_url = "memory:";
+    o.url = "memory:";
     o.max_records = max_records;
     o.max_bytes = max_bytes;
     o.max_response_bytes = max_response_bytes;
@@ -308,7 +318,7 @@ int main(void)
         cmocka_unit_test(fingerprint_covers_method_path_type_and_body),
         cmocka_unit_test(fields_are_length_prefixed),
         cmocka_unit_test(scope_key_needs_a_client_key_of_1_to_255),
-        cmocka_unit_test(defaults_follow_the_environment),
+        cmocka_unit_test(defaults_ignore_the_environment_null_options_read_it),
         cmocka_unit_test(environment_durations_and_sizes_take_units),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(full_store_refuses_instead_of_evicting_live_records),

@@ -20,6 +20,7 @@
 
 #include "../http/http_test_util.h"
 #include "svcinfra/concurrency.h"
+#include "svcinfra/config.h"
 #include "svcinfra/crypto.h"
 #include "svcinfra/http.h"
 #include "svcinfra/idempotency.h"
@@ -120,7 +121,7 @@ static void h_order(svc_req *req, svc_res *res, void *ud)
         snprintf(name, sizeof name, "X-Part-%d", i);
         assert_int_equal(svc_res_header_add(res, name, "v"), SVC_OK);
     }
-    svc_status cst = svc_idem_req_complete_tx(req, res, tx);
+    svc_status cst = svc_idem_req_complete_tx(req, tx, res);
     assert_int_equal(cst, many ? SVC_ETOOBIG : SVC_OK);
     if (many)
         assert_non_null(strstr(svc_idem_errmsg(idem), "more than 64 headers"));
@@ -309,6 +310,69 @@ static void store_statements_are_prepared_once_per_connection(void **state)
     svc_pg_free(one);
 }
 
+/* The engine holds a reference on a pool it is given: the pool may be
+ * freed first. */
+static void given_pool_may_be_freed_before_the_engine(void **state)
+{
+    (void)state;
+    svc_pg_opts po;
+    svc_pg_opts_default(&po);
+    po.url = getenv("SVC_TEST_PG_URL");
+    po.pool_size = 1;
+    po.no_metrics = 1;
+    svc_pg *mine = NULL;
+    assert_int_equal(svc_pg_new(&mine, &po), SVC_OK);
+    svc_idem_opts io;
+    svc_idem_opts_default(&io);
+    io.pg = mine;
+    io.no_metrics = 1;
+    svc_idem *id1 = NULL;
+    assert_int_equal(svc_idem_new(&id1, &io), SVC_OK);
+    assert_string_equal(svc_idem_backend_name(id1), "postgres");
+    svc_pg_free(mine); /* the engine's reference keeps it */
+    char key[64];
+    snprintf(key, sizeof key, "%s-pool-ref", prefix);
+    svc_idem_scope s = {.tenant = "t", .method = "POST", .route = "/p", .key = key};
+    svc_idem_result r;
+    assert_int_equal(svc_idem_claim(id1, &s, "fp", &r), SVC_OK);
+    assert_int_equal(r.outcome, SVC_IDEM_CLAIMED);
+    assert_int_equal(svc_idem_release(id1, &s, r.token), SVC_OK);
+    svc_idem_result_clear(&r);
+    svc_idem_free(id1);
+}
+
+/* svc_add_idempotency(app, NULL) with a postgres:// URL from the app's
+ * configuration: the engine is the app's, and /readyz checks its pool. */
+static void add_with_null_options_on_postgres_checks_the_store(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "idempotency:\n  url: \"%s\"\n  pool_size: 2\n",
+             getenv("SVC_TEST_PG_URL"));
+    svc_config *cfg = NULL;
+    char eb[256];
+    assert_int_equal(svc_config_parse(&cfg, yaml, eb, sizeof eb), SVC_OK);
+    svc_app_opts ao;
+    svc_app_opts_default(&ao);
+    ao.port = 0;
+    ao.threads = 1;
+    ao.access_log = 0;
+    ao.config = cfg;
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, &ao), SVC_OK);
+    svc_config_free(cfg);
+    assert_int_equal(svc_add_probes(app, NULL), SVC_OK);
+    assert_int_equal(svc_add_idempotency(app, NULL), SVC_OK);
+    assert_string_equal(svc_idem_backend_name(svc_app_idem(app)), "postgres");
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    htu_response r;
+    assert_int_equal(htu_request(svc_app_port(app), "GET", "/readyz", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "idempotency"));
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
 int main(void)
 {
     const char *url = getenv("SVC_TEST_PG_URL");
@@ -352,6 +416,8 @@ int main(void)
         cmocka_unit_test(version_column_update_detects_lost_updates),
         cmocka_unit_test(null_version_is_a_backend_error),
         cmocka_unit_test(store_statements_are_prepared_once_per_connection),
+        cmocka_unit_test(given_pool_may_be_freed_before_the_engine),
+        cmocka_unit_test(add_with_null_options_on_postgres_checks_the_store),
     };
     int failed = cmocka_run_group_tests_name("idempotency on postgres", tests, NULL, NULL);
     svc_idem_free(idem);
