@@ -72,9 +72,11 @@ static void route_enqueues_and_the_app_worker_runs_it(void **state)
     svc_jobs_http_opts ho = {.jobs = jobs, .worker = &wo, .start_worker = 1,
                              .check_critical = 1};
     assert_int_equal(svc_add_jobs(app, &ho), SVC_OK);
-    /* the worker runs: handlers can no longer be registered */
-    assert_int_equal(svc_jobs_register(jobs, "late", h_ping, NULL, 0), SVC_EBUSY);
+    assert_ptr_equal(svc_app_jobs(app), jobs);
+    /* the worker starts with the app: until then handlers can be added */
+    assert_int_equal(svc_jobs_register(jobs, "early", h_ping, NULL, 0), SVC_OK);
     assert_int_equal(svc_app_start(app), SVC_OK);
+    assert_int_equal(svc_jobs_register(jobs, "late", h_ping, NULL, 0), SVC_EBUSY);
     uint16_t port = svc_app_port(app);
 
     htu_response r;
@@ -94,7 +96,7 @@ static void route_enqueues_and_the_app_worker_runs_it(void **state)
 
     for (int i = 0; i < 100; i++) { /* the result thread records after the handler */
         svc_jobs_counts c;
-        assert_int_equal(svc_jobs_stats(jobs, NULL, &c), SVC_OK);
+        assert_int_equal(svc_jobs_stats_get(jobs, NULL, &c), SVC_OK);
         if (c.counts[SVC_JOB_COMPLETED] == 3)
             break;
         htu_sleep_ms(10);
