@@ -353,7 +353,7 @@ SVC_EXPORT void svc_jobs_worker_opts_default(svc_jobs_worker_opts *opts) SVC_NON
  * Returns SVC_EINVAL for bad options (every duration at most
  * SVC_JOBS_MAX_DURATION_MS, 30 days; the detail in svc_last_errmsg()),
  * SVC_ECONFIG / SVC_ERANGE for a bad environment value, SVC_EIO when no
- * eventfd can be made, SVC_ENOMEM. */
+ * eventfd can be made, SVC_ENOMEM; SVC_EINVAL for a NULL out or jobs. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_new(svc_jobs_worker **out, svc_jobs *jobs,
                                                         const svc_jobs_worker_opts *opts)
     SVC_NONNULL(1, 2);
@@ -541,7 +541,8 @@ SVC_EXPORT void svc_jobs_scheduler_opts_default(svc_jobs_scheduler_opts *opts) S
  * runs a thread that fires them, or call svc_jobs_scheduler_tick()
  * yourself. `opts` NULL: the defaults overridden by SVC_JOBS_SCHEDULER_*.
  * SVC_EINVAL for a check interval out of range, SVC_ECONFIG / SVC_ERANGE
- * for a bad environment value (detail in svc_last_errmsg()), SVC_ENOMEM. */
+ * for a bad environment value (detail in svc_last_errmsg()), SVC_ENOMEM;
+ * SVC_EINVAL for a NULL out or jobs. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_new(svc_jobs_scheduler **out,
                                                            svc_jobs *jobs,
                                                            const svc_jobs_scheduler_opts *opts)

@@ -133,6 +133,8 @@ static svc_status setup_metrics(svc_jobs *j, svc_metrics *m)
 
 svc_status svc__jobs_new_cfg(svc_jobs **out, const svc_jobs_opts *opts, const svc_config *cfg)
 {
+    if (!out)
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_new() needs an out pointer");
     *out = NULL;
     svc_jobs_opts o;
     svc__opts_hold hold;

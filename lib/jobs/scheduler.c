@@ -65,6 +65,11 @@ svc_status svc__jobs_scheduler_new_cfg(svc_jobs_scheduler **out, svc_jobs *j,
                                        const svc_jobs_scheduler_opts *opts,
                                        const svc_config *cfg)
 {
+    if (!out || !j) {
+        if (out)
+            *out = NULL;
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_scheduler_new() needs out and a queue");
+    }
     *out = NULL;
     svc_jobs_scheduler_opts o;
     svc__opts_hold hold;

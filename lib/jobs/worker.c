@@ -903,6 +903,11 @@ static svc_status worker_make(svc_jobs_worker **out, svc_jobs *j, svc_jobs_worke
 svc_status svc__jobs_worker_new_cfg(svc_jobs_worker **out, svc_jobs *j,
                                     const svc_jobs_worker_opts *opts, const svc_config *cfg)
 {
+    if (!out || !j) {
+        if (out)
+            *out = NULL;
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_worker_new() needs out and a queue");
+    }
     *out = NULL;
     svc_jobs_worker_opts o;
     svc__opts_hold hold;
