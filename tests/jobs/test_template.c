@@ -111,6 +111,16 @@ static void explicit_opts_ignore_the_environment(void **state)
     svc_jobs_scheduler *s;
     assert_int_equal(svc_jobs_scheduler_new(&s, j, &so), SVC_OK);
     svc_jobs_scheduler_free(s);
+    /* a NULL queue is refused, not a crash (called through pointers, which
+     * carry no nonnull attribute for the compiler or the sanitizer) */
+    svc_status (*wnew)(svc_jobs_worker **, svc_jobs *, const svc_jobs_worker_opts *) =
+        svc_jobs_worker_new;
+    svc_status (*snew)(svc_jobs_scheduler **, svc_jobs *, const svc_jobs_scheduler_opts *) =
+        svc_jobs_scheduler_new;
+    assert_int_equal(wnew(&w, NULL, &wo), SVC_EINVAL);
+    assert_null(w);
+    assert_int_equal(snew(&s, NULL, &so), SVC_EINVAL);
+    assert_null(s);
     /* the same with NULL options reads those values and refuses them */
     assert_int_equal(svc_jobs_worker_new(&w, j, NULL), SVC_ECONFIG);
     assert_non_null(strstr(svc_last_errmsg(), "jobs.worker.threads"));
