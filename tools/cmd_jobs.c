@@ -205,7 +205,7 @@ static int open_jobs(const opts *o, svc_jobs **out)
     jo.pool_size = (unsigned)(o->threads > 4 ? 4 : o->threads < 2 ? 2 : o->threads);
     svc_status st = svc_jobs_new(out, &jo);
     if (st) {
-        fprintf(stderr, "svcinfra jobs: %s\n", svc_jobs_last_error());
+        fprintf(stderr, "svcinfra jobs: %s\n", svc_last_errmsg());
         return exit_for(st);
     }
     return -1;
@@ -448,8 +448,16 @@ static int do_run(const opts *o)
         wo.queues = qs;
         wo.threads = (unsigned)o->threads;
         wo.batch_size = (unsigned)o->batch;
-        svc_jobs_worker *w;
-        st = svc_jobs_worker_start(j, &wo, &w);
+        svc_jobs_worker *w = NULL;
+        st = svc_jobs_worker_new(&w, j, &wo);
+        if (st) {
+            fprintf(stderr, "svcinfra jobs: %s\n", svc_last_errmsg());
+            svc_jobs_free(j);
+            return exit_for(st);
+        }
+        st = svc_jobs_worker_start(w);
+        if (st)
+            svc_jobs_worker_free(w);
         if (!st) {
             struct sigaction sa, old_int, old_term;
             memset(&sa, 0, sizeof sa);
@@ -464,7 +472,7 @@ static int do_run(const opts *o)
             }
             svc_status ss = svc_jobs_worker_stop(w);
             svc_jobs_worker_stats s;
-            svc_jobs_worker_get_stats(w, &s);
+            svc_jobs_worker_stats_get(w, &s);
             svc_jobs_worker_free(w);
             sigaction(SIGINT, &old_int, NULL);
             sigaction(SIGTERM, &old_term, NULL);
@@ -571,7 +579,7 @@ static int do_stats(const opts *o)
     if (rc >= 0)
         return rc;
     svc_jobs_counts c;
-    svc_status st = svc_jobs_stats(j, o->nq ? o->queues[0] : NULL, &c);
+    svc_status st = svc_jobs_stats_get(j, o->nq ? o->queues[0] : NULL, &c);
     if (!st) {
         for (int s = 1; s < SVC_JOB_STATE_COUNT; s++)
             printf("%-10s %llu\n", svc_job_state_name((svc_job_state)s),

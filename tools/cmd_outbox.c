@@ -215,7 +215,7 @@ static int cmd_relay(const opts *o)
         jo.no_metrics = 1;
         st = svc_jobs_new(&jobs, &jo);
         if (st)
-            fprintf(stderr, "svcinfra: jobs: %s: %s\n", svc_strerror(st), svc_jobs_last_error());
+            fprintf(stderr, "svcinfra: jobs: %s: %s\n", svc_strerror(st), svc_last_errmsg());
         svc_outbox_jobs_opts po = {.jobs = jobs, .kind = o->kind, .queue = o->queue};
         if (!st && (st = svc_outbox_publisher_jobs(&ro.publisher, &po)))
             fprintf(stderr, "svcinfra: jobs publisher: %s\n", svc_strerror(st));

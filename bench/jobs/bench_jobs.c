@@ -36,7 +36,7 @@ static svc_jobs *open_jobs(const char *url, unsigned pool)
     svc_jobs *j;
     svc_status st = svc_jobs_new(&j, &o);
     if (st) {
-        fprintf(stderr, "bench_jobs: %s\n", svc_jobs_last_error());
+        fprintf(stderr, "bench_jobs: %s\n", svc_last_errmsg());
         exit(1);
     }
     return j;
@@ -134,12 +134,14 @@ int main(int argc, char **argv)
     wo.batch_size = (unsigned)fetch;
     wo.maintenance_interval_ms = 0;
     svc_jobs_worker *w;
+    if (svc_jobs_worker_new(&w, j, &wo))
+        return 1;
     double t2 = now_s();
-    if (svc_jobs_worker_start(j, &wo, &w))
+    if (svc_jobs_worker_start(w))
         return 1;
     svc_jobs_worker_stats s;
     for (;;) {
-        svc_jobs_worker_get_stats(w, &s);
+        svc_jobs_worker_stats_get(w, &s);
         if (s.completed >= (uint64_t)n || now_s() - t2 > 600)
             break;
         struct timespec ts = {0, 2 * 1000 * 1000};
@@ -149,7 +151,7 @@ int main(int argc, char **argv)
     (void)svc_jobs_worker_stop(w);
     svc_jobs_worker_free(w);
     svc_jobs_counts c;
-    if (svc_jobs_stats(j, queue, &c) == SVC_OK && c.counts[SVC_JOB_COMPLETED] != (uint64_t)n)
+    if (svc_jobs_stats_get(j, queue, &c) == SVC_OK && c.counts[SVC_JOB_COMPLETED] != (uint64_t)n)
         fprintf(stderr, "bench_jobs: only %llu of %ld completed\n",
                 (unsigned long long)c.counts[SVC_JOB_COMPLETED], n);
     printf("drain    %ld jobs, %ld threads, claims of %ld: %.2f s, %.0f jobs/s\n", n, threads,

@@ -4,8 +4,8 @@
  *
  *   svc_jobs *jobs;
  *   svc_jobs_opts o; svc_jobs_opts_default(&o);
- *   o.url = "postgres://app@db/app";            // or "memory:"
- *   if ((st = svc_jobs_new(&jobs, &o))) ...
+ *   o.url = "postgres://app@db/app";            // or "memory:", "redis://..."
+ *   if ((st = svc_jobs_new(&jobs, &o))) ...     // why: svc_last_errmsg()
  *   int64_t id;
  *   st = svc_jobs_enqueue(jobs, "email.send", "{\"to\":\"a@b.c\"}", NULL, &id);
  *
@@ -15,9 +15,17 @@
  *   }
  *   st = svc_jobs_register(jobs, "email.send", send, NULL, 0);
  *   svc_jobs_worker *w;
- *   st = svc_jobs_worker_start(jobs, NULL, &w);   // N threads, until stopped
+ *   st = svc_jobs_worker_new(&w, jobs, NULL);     // options from SVC_JOBS_WORKER_*
+ *   st = svc_jobs_worker_start(w);                // N threads, until stopped
  *   ...
  *   svc_jobs_worker_stop(w); svc_jobs_worker_free(w); svc_jobs_free(jobs);
+ *
+ * In a server, one line does all of it from the app's configuration (the
+ * `jobs:` section of its YAML, SVC_JOBS_* over it) and the worker pool and
+ * the cron schedules run from svc_app_start() to its shutdown:
+ *
+ *   st = svc_add_jobs(app, NULL);
+ *   st = svc_jobs_register(svc_app_jobs(app), "email.send", send, NULL, 0);
  *
  * States (every transition is timestamped; see docs/jobs.md):
  *
@@ -62,11 +70,23 @@
  * Redis queue need synchronised clocks); the PostgreSQL backend uses the
  * server's clock (now()), so schedules agree across a fleet.
  *
+ * Lifetimes: svc_jobs_new() gives the caller one reference, svc_jobs_ref()
+ * adds one, each svc_jobs_free() drops one and the last destroys the handle.
+ * Workers, schedulers and svc_add_jobs() hold a reference of their own, so
+ * the order in which they and the handle are freed does not matter.
+ *
+ * Options: explicit options are used as given; NULL options are the
+ * defaults overridden by the SVC_JOBS_* environment (svc_jobs_new),
+ * SVC_JOBS_WORKER_* (svc_jobs_worker_new), SVC_JOBS_SCHEDULER_*
+ * (svc_jobs_scheduler_new), or by the app's configuration
+ * (svc_add_jobs(app, NULL)); docs/configuration.md lists every key.
+ *
  * Thread safety: an svc_jobs may be used from any number of threads at
  * once (enqueue, admin calls, workers), except svc_jobs_register(), which
- * must happen before the first worker starts, and svc_jobs_free(), which
- * must not race with anything (stop and free workers and schedulers
- * first). An svc_job handed to a handler belongs to that call only.
+ * must happen before the first worker starts. svc_jobs_ref() and
+ * svc_jobs_free() may be called from any thread; the last svc_jobs_free()
+ * must not race with other calls on the handle. An svc_job handed to a
+ * handler belongs to that call only.
  */
 #ifndef SVCINFRA_JOBS_H
 #define SVCINFRA_JOBS_H
@@ -81,6 +101,7 @@ struct svc_metrics;
 struct svc_config;
 struct svc_app;
 struct svc_pg;
+struct svc_redis;
 struct svc_pg_tx;
 
 typedef struct svc_jobs svc_jobs;
@@ -125,13 +146,17 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_job_state_parse(const char *name, svc_jo
 /* ---- the queue handle ----------------------------------------------------- */
 
 typedef struct svc_jobs_opts {
-    const char *url;                 /* "memory:"; NULL: env SVC_JOBS_URL, else "memory:" */
-    struct svc_pg *pg;               /* NULL; an existing pool to use for a postgres URL
-                                        (borrowed; must outlive the handle). With a pool,
-                                        url may be NULL; the LISTEN connection still needs
-                                        the URL, else workers only poll */
-    unsigned pool_size;              /* 4: connections of the pool opened for `url` */
-    int migrate;                     /* 1: svc_jobs_new applies svc_pg_migrate(pg, "jobs") */
+    const char *url;                 /* "memory:"; or "redis://...", "postgres://..." */
+    struct svc_pg *pg;               /* NULL; a PostgreSQL pool to use instead of `url`
+                                        (a reference is taken). The workers' LISTEN
+                                        connection needs a postgres:// `url` beside it,
+                                        else workers only poll */
+    struct svc_redis *redis;         /* NULL; a Redis pool to use instead of `url` (a
+                                        reference is taken); not with `pg` */
+    unsigned pool_size;              /* 4: connections of the pool made from `url`
+                                        (0: the pool's default; at most 1024) */
+    int migrate;                     /* 1: svc_jobs_new applies svc_pg_migrate(pg, "jobs")
+                                        (postgres), pings the server (redis) */
     int default_max_attempts;        /* 20: when svc_job_opts.max_attempts is 0 */
     int64_t backoff_base_ms;         /* 1000: delay(n) = base * n^4, see above */
     int64_t backoff_max_ms;          /* 86400000 (24 h): cap of one delay, jitter
@@ -144,23 +169,27 @@ typedef struct svc_jobs_opts {
                                         prunes finished jobs first, then SVC_ETOOBIG */
     const svc_clock *clock;          /* NULL = system (memory backend, timeouts) */
     struct svc_metrics *metrics;     /* NULL = svc_metrics_default() */
-    int no_metrics;                  /* 1: register no metrics */
-    void *reserved[8];               /* zero */
+    int no_metrics;                  /* 0; 1: register no metrics */
+    void *reserved[7];               /* zero */
 } svc_jobs_opts;
 
 /* Fills `opts` with the defaults written beside each field. */
 SVC_EXPORT void svc_jobs_opts_default(svc_jobs_opts *opts) SVC_NONNULL(1);
 
-/* Opens a queue handle (new; svc_jobs_free()). `opts` NULL: all defaults.
- * Returns SVC_EINVAL for a bad URL or option (svc_jobs_last_error() says
- * which), SVC_ENOTSUP for rediss:// or a backend not built,
- * SVC_EUNAVAILABLE / SVC_EBACKEND when `migrate` could not reach or update
- * the database, SVC_ENOMEM. */
+/* Opens a queue handle (new: one reference; svc_jobs_free()). `opts` NULL:
+ * the defaults overridden by the SVC_JOBS_* environment (SVC_JOBS_URL,
+ * SVC_JOBS_POOL_SIZE, ...); explicit options are used as given.
+ * Returns SVC_EINVAL for a bad URL or option, both `pg` and `redis`, or
+ * (NULL opts) SVC_ECONFIG / SVC_ERANGE for a bad environment value;
+ * SVC_ENOTSUP for rediss:// or a backend not built; SVC_EUNAVAILABLE /
+ * SVC_EBACKEND when `migrate` could not reach or update the database;
+ * SVC_ENOMEM. Why it failed: svc_last_errmsg() ("jobs: ..."). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
     SVC_NONNULL(1);
-/* Detail of the calling thread's last failed svc_jobs_new() (or ""). */
-SVC_EXPORT const char *svc_jobs_last_error(void);
-/* Frees the handle (and the pool it opened). NULL is a no-op. */
+/* Adds a reference and returns `jobs` (NULL: returns NULL). Never fails. */
+SVC_EXPORT svc_jobs *svc_jobs_ref(svc_jobs *jobs);
+/* Drops one reference; the last one frees the handle (and drops its
+ * reference on its pool). NULL is a no-op. */
 SVC_EXPORT void svc_jobs_free(svc_jobs *jobs);
 /* Detail of the handle's most recent failure, "" when none; a thread-local
  * copy valid until the calling thread's next call. */
@@ -170,7 +199,8 @@ SVC_EXPORT const char *svc_jobs_backend_name(const svc_jobs *jobs) SVC_NONNULL(1
 
 /* ---- enqueue ---------------------------------------------------------------- */
 
-/* Per-job options; all-zero (or NULL) means the defaults written beside. */
+/* Per-job options; all-zero (or NULL) means the defaults written beside.
+ * Not configuration: svc_job_opts_default() zeroes the struct. */
 typedef struct svc_job_opts {
     const char *queue;          /* NULL: "default" */
     int priority;               /* 0; -1000..1000, LOWER runs first */
@@ -183,6 +213,9 @@ typedef struct svc_job_opts {
     int64_t unique_window_ms;   /* 0: as long as the job row is kept */
     void *reserved[6];          /* zero */
 } svc_job_opts;
+
+/* Fills `opts` with the defaults (all zero). */
+SVC_EXPORT void svc_job_opts_default(svc_job_opts *opts) SVC_NONNULL(1);
 
 /* Enqueues one job of `kind` with the JSON text `payload` (NULL: "{}";
  * must be valid JSON, else SVC_EINVAL). `*id` (when non-NULL) receives the
@@ -219,15 +252,15 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_batch(svc_jobs *jobs, svc_j
  * Other statuses as svc_jobs_enqueue(); a failure leaves the caller's
  * transaction aborted, as any failed statement does. Thread safety: as the
  * transaction (one thread at a time). */
-SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_tx(struct svc_pg_tx *tx, svc_jobs *jobs,
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_tx(svc_jobs *jobs, struct svc_pg_tx *tx,
                                                         const char *kind, const char *payload,
                                                         const svc_job_opts *opts, int64_t *id)
-    SVC_NONNULL(1, 3);
+    SVC_NONNULL(2, 3);
 /* The batch form of svc_jobs_enqueue_tx(). */
-SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_batch_tx(struct svc_pg_tx *tx,
-                                                              svc_jobs *jobs,
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_enqueue_batch_tx(svc_jobs *jobs,
+                                                              struct svc_pg_tx *tx,
                                                               svc_job_spec *specs, size_t n)
-    SVC_NONNULL(1, 3);
+    SVC_NONNULL(2, 3);
 
 /* ---- handlers ------------------------------------------------------------------ */
 
@@ -250,7 +283,9 @@ typedef svc_job_result (*svc_job_handler_fn)(svc_job *job, void *ud);
  * handler for every kind that has none of its own. `timeout_ms` 0 means
  * the worker's job_timeout_ms. Registering a kind again replaces it.
  * SVC_EINVAL for a bad kind or a timeout below 0 or above
- * SVC_JOBS_MAX_DURATION_MS; SVC_EBUSY once a worker of this handle runs. */
+ * SVC_JOBS_MAX_DURATION_MS; SVC_EBUSY once a worker of this handle runs
+ * (svc_jobs_worker_start(); a worker made but not started is no obstacle,
+ * nor is svc_add_jobs() before svc_app_start()). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_register(svc_jobs *jobs, const char *kind,
                                                       svc_job_handler_fn fn, void *ud,
                                                       int64_t timeout_ms)
@@ -288,6 +323,10 @@ SVC_EXPORT svc_job_result svc_job_snooze(svc_job *job, int64_t delay_ms) SVC_NON
 
 /* ---- workers ------------------------------------------------------------------- */
 
+/* Worker options; NULL options read SVC_JOBS_WORKER_* (jobs.worker.* of
+ * the app's configuration for svc_add_jobs(app, NULL)): queues, threads,
+ * batch_size, poll_interval, lease, job_timeout, shutdown_grace,
+ * maintenance_interval, listen, worker_id. */
 typedef struct svc_jobs_worker_opts {
     const char *const *queues;       /* NULL-terminated; NULL: {"default"} */
     unsigned threads;                /* 4: handler threads (1..256) */
@@ -304,20 +343,30 @@ typedef struct svc_jobs_worker_opts {
     void *reserved[8];               /* zero */
 } svc_jobs_worker_opts;
 
+/* Fills `opts` with the defaults written beside each field. */
 SVC_EXPORT void svc_jobs_worker_opts_default(svc_jobs_worker_opts *opts) SVC_NONNULL(1);
 
-/* Starts a worker pool on `jobs` (new; svc_jobs_worker_free()): one fetch
- * thread that claims batches of due jobs of `queues` (in priority, then
- * run_at order), renews leases and returns expired ones, one thread that
- * records results in batches, and `threads` handler threads. A job of a
- * kind with no handler is discarded with the error "no handler".
- * Returns SVC_EINVAL for bad options, SVC_ENOMEM, SVC_EIO when a thread
- * cannot start. Every duration option must be at most
- * SVC_JOBS_MAX_DURATION_MS (30 days), else SVC_EINVAL. */
-SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs *jobs,
-                                                          const svc_jobs_worker_opts *opts,
-                                                          svc_jobs_worker **out)
-    SVC_NONNULL(1, 3);
+/* Makes a worker pool on `jobs` (new; svc_jobs_worker_free()), not yet
+ * running; it takes a reference on `jobs`. `opts` NULL: the defaults
+ * overridden by SVC_JOBS_WORKER_*. Handlers may still be registered until
+ * svc_jobs_worker_start().
+ * Returns SVC_EINVAL for bad options (every duration at most
+ * SVC_JOBS_MAX_DURATION_MS, 30 days; the detail in svc_last_errmsg()),
+ * SVC_ECONFIG / SVC_ERANGE for a bad environment value, SVC_EIO when no
+ * eventfd can be made, SVC_ENOMEM; SVC_EINVAL for a NULL out or jobs. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_new(svc_jobs_worker **out, svc_jobs *jobs,
+                                                        const svc_jobs_worker_opts *opts)
+    SVC_NONNULL(1, 2);
+
+/* Starts the pool: one fetch thread that claims batches of due jobs of
+ * `queues` (in priority, then run_at order), renews leases and returns
+ * expired ones, one thread that records results in batches, and `threads`
+ * handler threads. A job of a kind with no handler is discarded with the
+ * error "no handler". A worker starts once: SVC_EBUSY when it was started
+ * before (also after svc_jobs_worker_stop()); SVC_EBUSY when the handle
+ * already serves 64 workers; SVC_EIO when a thread cannot start (detail
+ * in svc_jobs_errmsg() of the handle). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs_worker *w) SVC_NONNULL(1);
 
 /* Graceful stop: stop claiming, let running jobs finish for up to
  * shutdown_grace_ms, put claimed jobs that did not start back in the
@@ -329,10 +378,12 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_worker_start(svc_jobs *jobs,
  * call; each one still running is named in the log (warning) after a
  * second and every 30 s after that.
  * Returns SVC_OK, or SVC_ETIMEDOUT when jobs had to be returned unfinished.
- * Calling it again is a no-op. Any thread except a handler of this worker. */
+ * Calling it again, or on a worker never started, is a no-op. Any thread
+ * except a handler of this worker. */
 SVC_EXPORT svc_status svc_jobs_worker_stop(svc_jobs_worker *w) SVC_NONNULL(1);
 
-/* Stops (when running) and frees. NULL is a no-op. */
+/* Stops (when running), frees the worker and drops its reference on the
+ * handle. NULL is a no-op. */
 SVC_EXPORT void svc_jobs_worker_free(svc_jobs_worker *w);
 
 typedef struct svc_jobs_worker_stats {
@@ -346,7 +397,8 @@ typedef struct svc_jobs_worker_stats {
     uint64_t reserved[4];
 } svc_jobs_worker_stats;
 
-SVC_EXPORT void svc_jobs_worker_get_stats(svc_jobs_worker *w, svc_jobs_worker_stats *out)
+/* Fills `out` with the worker's counters since it was made. Any thread. */
+SVC_EXPORT void svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
     SVC_NONNULL(1, 2);
 
 /* Runs due jobs of `queues` (NULL: "default") on the calling thread until
@@ -443,8 +495,8 @@ typedef struct svc_jobs_counts {
     uint64_t due;
     uint64_t reserved[4];
 } svc_jobs_counts;
-SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_stats(svc_jobs *jobs, const char *queue,
-                                                   svc_jobs_counts *out) SVC_NONNULL(1, 3);
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_stats_get(svc_jobs *jobs, const char *queue,
+                                                       svc_jobs_counts *out) SVC_NONNULL(1, 3);
 
 /* ---- cron schedules --------------------------------------------------------------
  *
@@ -476,17 +528,25 @@ typedef struct svc_jobs_schedule {
 } svc_jobs_schedule;
 
 typedef struct svc_jobs_scheduler_opts {
-    int64_t check_interval_ms;  /* 1000: how often the thread looks for due ticks */
+    int64_t check_interval_ms;  /* 1000: how often the thread looks for due ticks
+                                   (10 .. 3600000; 0 also means 1000) */
     void *reserved[4];
 } svc_jobs_scheduler_opts;
 
-/* Creates a scheduler on `jobs` (new; svc_jobs_scheduler_free()). It holds
- * schedules; svc_jobs_scheduler_start() runs a thread that fires them, or
- * call svc_jobs_scheduler_tick() yourself. `opts` NULL: defaults. */
-SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_new(svc_jobs *jobs,
-                                                           const svc_jobs_scheduler_opts *opts,
-                                                           svc_jobs_scheduler **out)
-    SVC_NONNULL(1, 3);
+/* Fills `opts` with the defaults written beside each field. */
+SVC_EXPORT void svc_jobs_scheduler_opts_default(svc_jobs_scheduler_opts *opts) SVC_NONNULL(1);
+
+/* Creates a scheduler on `jobs` (new; svc_jobs_scheduler_free()); it takes
+ * a reference on `jobs`. It holds schedules; svc_jobs_scheduler_start()
+ * runs a thread that fires them, or call svc_jobs_scheduler_tick()
+ * yourself. `opts` NULL: the defaults overridden by SVC_JOBS_SCHEDULER_*.
+ * SVC_EINVAL for a check interval out of range, SVC_ECONFIG / SVC_ERANGE
+ * for a bad environment value (detail in svc_last_errmsg()), SVC_ENOMEM;
+ * SVC_EINVAL for a NULL out or jobs. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_new(svc_jobs_scheduler **out,
+                                                           svc_jobs *jobs,
+                                                           const svc_jobs_scheduler_opts *opts)
+    SVC_NONNULL(1, 2);
 /* Adds a schedule (copied). SVC_EINVAL for a missing field or bad name,
  * SVC_EPARSE for a bad cron expression (detail in svc_jobs_errmsg() of the
  * handle), SVC_EEXIST for a name already added, SVC_EBUSY once started. */
@@ -517,34 +577,61 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_tick(svc_jobs_scheduler *
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_start(svc_jobs_scheduler *s)
     SVC_NONNULL(1);
 SVC_EXPORT void svc_jobs_scheduler_stop(svc_jobs_scheduler *s) SVC_NONNULL(1);
-/* Stops and frees. NULL is a no-op. */
+/* Stops, frees and drops the scheduler's reference on the handle. NULL is
+ * a no-op. */
 SVC_EXPORT void svc_jobs_scheduler_free(svc_jobs_scheduler *s);
 
 /* ---- HTTP wiring ------------------------------------------------------------------ */
 
 typedef struct svc_jobs_http_opts {
-    svc_jobs *jobs;                   /* required (borrowed; outlives the app) */
-    const svc_jobs_worker_opts *worker; /* NULL: defaults */
-    int start_worker;                 /* 1: start a worker pool now, stopped
-                                         gracefully when the app is freed */
-    svc_jobs_scheduler *scheduler;    /* NULL; else started now, stopped at free */
+    svc_jobs *jobs;                   /* NULL: made from the app's configuration (jobs.*)
+                                         with the app's metrics registry; else a
+                                         reference is taken */
+    const svc_jobs_worker_opts *worker; /* NULL: defaults (NULL http opts: jobs.worker.*) */
+    int start_worker;                 /* 1: a worker pool runs from svc_app_start() to
+                                         the app's shutdown */
+    svc_jobs_scheduler *scheduler;    /* NULL; else started with the app, stopped at
+                                         shutdown (borrowed: free it after the app). NULL
+                                         http opts: a scheduler of the schedules of the
+                                         app's configuration (jobs.schedules), when any */
     int check_critical;               /* 1: /readyz fails when the backend (PostgreSQL
                                          or Redis) does not answer its ping */
     void *reserved[4];
 } svc_jobs_http_opts;
 
-/* Wires jobs into an app: starts the worker pool (and scheduler) and adds
- * the readiness check "jobs": the backend answers within the check's
- * timeout (PostgreSQL SELECT 1, Redis PING; memory: always ready). The job
- * metrics stay in the registry of the jobs handle (svc_jobs_opts.metrics,
- * the default registry unless set): for /metrics to show them, give the
- * handle the app's registry (svc_app_metrics()) or let both use the
- * default.
- * SVC_EINVAL for a NULL jobs; statuses of svc_jobs_worker_start();
- * SVC_ENOTSUP when built without HTTP. Call before svc_app_start(). */
+/* Fills `opts` with the defaults written beside each field. */
+SVC_EXPORT void svc_jobs_http_opts_default(svc_jobs_http_opts *opts) SVC_NONNULL(1);
+
+/* Wires jobs into an app. `opts` NULL: everything from the app's
+ * configuration (svc_app_config(): its YAML, the SVC_* environment over it):
+ *
+ *     jobs:
+ *       url: postgres://app@db/app      # memory: (default), redis://...
+ *       worker: {threads: 8, queues: [default, mail], poll_interval: 1s}
+ *       http:   {start_worker: true, check_critical: true}
+ *       schedules: [nightly]
+ *       schedule:
+ *         nightly: {cron: "0 3 * * *", kind: report.build}
+ *
+ * It makes the queue handle (metrics in svc_app_metrics()), attaches it to
+ * the app (svc_app_jobs() returns it, for svc_jobs_register()), registers
+ * the worker pool and the scheduler to start in svc_app_start() and stop
+ * after the last request of the shutdown, and adds the readiness check
+ * "jobs": the backend answers within the check's timeout (PostgreSQL
+ * SELECT 1, Redis PING; memory: always ready). Handlers are registered on
+ * svc_app_jobs(app) after this call and before svc_app_start().
+ * With explicit `opts` carrying `jobs`, that handle is used (a reference is
+ * taken: free order does not matter) and keeps its own metrics registry.
+ * Returns SVC_EEXIST when jobs are wired already, statuses of
+ * svc_jobs_new() and svc_jobs_worker_new(), SVC_EBUSY once the app is
+ * started, SVC_ENOTSUP when built without HTTP; why: svc_last_errmsg(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_add_jobs(struct svc_app *app,
                                                  const svc_jobs_http_opts *opts)
-    SVC_NONNULL(1, 2);
+    SVC_NONNULL(1);
+/* The queue handle the app owns (svc_add_jobs()), NULL when jobs are not
+ * wired (or for a NULL app). Borrowed: valid while the app lives; take a
+ * reference (svc_jobs_ref()) to keep it longer. */
+SVC_EXPORT svc_jobs *svc_app_jobs(const struct svc_app *app);
 
 SVC_END_DECLS
 

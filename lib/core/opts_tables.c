@@ -16,6 +16,10 @@ extern const svc__opt_table svc__ratelimit_opts_table;
 extern const svc__opt_table svc__ratelimit_http_opts_table;
 extern const svc__opt_table svc__idem_opts_table;
 extern const svc__opt_table svc__idem_http_opts_table;
+extern const svc__opt_table svc__jobs_opts_table;
+extern const svc__opt_table svc__jobs_worker_opts_table;
+extern const svc__opt_table svc__jobs_scheduler_opts_table;
+extern const svc__opt_table svc__jobs_http_opts_table;
 
 static const svc__opt_table *const tables[] = {
     &svc__http_opts_table,
@@ -30,6 +34,10 @@ static const svc__opt_table *const tables[] = {
     &svc__ratelimit_http_opts_table,
     &svc__idem_opts_table,
     &svc__idem_http_opts_table,
+    &svc__jobs_opts_table,
+    &svc__jobs_worker_opts_table,
+    &svc__jobs_scheduler_opts_table,
+    &svc__jobs_http_opts_table,
 };
 
 const svc__opt_table *const *svc__opts_tables(size_t *n)

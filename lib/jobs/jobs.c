@@ -15,10 +15,6 @@
 
 #include "jobs_internal.h"
 
-static _Thread_local char last_new_error[512];
-
-const char *svc_jobs_last_error(void) { return last_new_error; }
-
 static const char *const state_names[SVC_JOB_STATE_COUNT] = {
     NULL, "available", "scheduled", "running", "retryable", "completed", "discarded", "cancelled",
 };
@@ -44,19 +40,38 @@ svc_status svc_job_state_parse(const char *name, svc_job_state *out)
     return SVC_EINVAL;
 }
 
+static const svc__opt jobs_spec[] = {
+    SVC__OPT(svc_jobs_opts, url, STRING, .s = "memory:", 0, 0,
+             "store: memory:, redis://... or postgres://..."),
+    SVC__OPT(svc_jobs_opts, pool_size, UINT, .i = 4, 0, 1024,
+             "connections of the pool made from url; 0: the pool's default"),
+    SVC__OPT(svc_jobs_opts, migrate, BOOL, .i = 1, 0, 0,
+             "apply the jobs migrations (postgres) or ping (redis) in svc_jobs_new"),
+    SVC__OPT(svc_jobs_opts, default_max_attempts, INT, .i = 20, 1, 1000,
+             "attempts of a job that sets none"),
+    SVC__OPT_K(svc_jobs_opts, backoff_base_ms, "backoff_base", MS, .i = 1000, 0, 0,
+               "retry delay base: delay(n) = base * n^4"),
+    SVC__OPT_K(svc_jobs_opts, backoff_max_ms, "backoff_max", MS, .i = INT64_C(86400000), 0, 0,
+               "cap of one retry delay"),
+    SVC__OPT(svc_jobs_opts, backoff_jitter, DOUBLE, .d = 0.10, 0, 0,
+             "+/- fraction of a retry delay (0 .. 0.5)"),
+    SVC__OPT_K(svc_jobs_opts, retention_completed_ms, "retention_completed", MS,
+               .i = INT64_C(86400000), 0, 0, "completed jobs are pruned after; 0 keeps them"),
+    SVC__OPT_K(svc_jobs_opts, retention_discarded_ms, "retention_discarded", MS,
+               .i = INT64_C(604800000), 0, 0,
+               "discarded and cancelled jobs are pruned after; 0 keeps them"),
+    SVC__OPT(svc_jobs_opts, memory_max_jobs, UINT, .i = 1000000, 1, INT64_C(1000000000),
+             "most jobs the memory: store holds"),
+    SVC__OPT(svc_jobs_opts, no_metrics, BOOL, .i = 0, 0, 0, "register no metrics"),
+};
+const svc__opt_table svc__jobs_opts_table = SVC__OPT_TABLE("jobs", jobs_spec);
+
 void svc_jobs_opts_default(svc_jobs_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->pool_size = 4;
-    o->migrate = 1;
-    o->default_max_attempts = 20;
-    o->backoff_base_ms = 1000;
-    o->backoff_max_ms = INT64_C(86400000);
-    o->backoff_jitter = 0.10;
-    o->retention_completed_ms = INT64_C(86400000);
-    o->retention_discarded_ms = INT64_C(604800000);
-    o->memory_max_jobs = 1000000;
+    svc__opts_default(&svc__jobs_opts_table, o, sizeof *o);
 }
+
+void svc_job_opts_default(svc_job_opts *o) { memset(o, 0, sizeof *o); }
 
 __attribute__((noinline)) bool svc__jobs_name_ok(const char *s)
 {
@@ -73,34 +88,26 @@ __attribute__((noinline)) bool svc__jobs_name_ok(const char *s)
     return true;
 }
 
-static svc_status check_opts(const svc_jobs_opts *o, char *msg, size_t len)
+static svc_status check_opts(const svc_jobs_opts *o)
 {
-    if (o->default_max_attempts < 1 || o->default_max_attempts > 1000) {
-        snprintf(msg, len, "jobs: default_max_attempts must be 1..1000");
-        return SVC_EINVAL;
-    }
+    if (o->default_max_attempts < 1 || o->default_max_attempts > 1000)
+        return svc__fail_new(SVC_EINVAL, "jobs: default_max_attempts %d is outside 1..1000",
+                             o->default_max_attempts);
     if (o->backoff_base_ms < 0 || o->backoff_max_ms < 0 || !(o->backoff_jitter >= 0.0) ||
-        o->backoff_jitter > 0.5) {
-        snprintf(msg, len, "jobs: backoff_base_ms and backoff_max_ms must be >= 0, "
-                           "backoff_jitter 0..0.5");
-        return SVC_EINVAL;
-    }
-    if (o->retention_completed_ms < 0 || o->retention_discarded_ms < 0) {
-        snprintf(msg, len, "jobs: retention ages must be >= 0");
-        return SVC_EINVAL;
-    }
-    if (o->memory_max_jobs == 0) {
-        snprintf(msg, len, "jobs: memory_max_jobs must be > 0");
-        return SVC_EINVAL;
-    }
-    if (o->pool_size == 0 || o->pool_size > 1024) {
-        snprintf(msg, len, "jobs: pool_size must be 1..1024");
-        return SVC_EINVAL;
-    }
+        o->backoff_jitter > 0.5)
+        return svc__fail_new(SVC_EINVAL, "jobs: backoff_base_ms and backoff_max_ms must be >= 0, "
+                                         "backoff_jitter 0..0.5");
+    if (o->retention_completed_ms < 0 || o->retention_discarded_ms < 0)
+        return svc__fail_new(SVC_EINVAL, "jobs: retention ages must be >= 0");
+    if (o->memory_max_jobs == 0)
+        return svc__fail_new(SVC_EINVAL, "jobs: memory_max_jobs must be > 0");
+    if (o->pool_size > 1024)
+        return svc__fail_new(SVC_EINVAL, "jobs: pool_size %u is outside 0..1024", o->pool_size);
     return SVC_OK;
 }
 
 static void jobs_collect(svc_metrics *m, void *ctx);
+static void jobs_destroy(svc_jobs *j);
 
 static svc_status setup_metrics(svc_jobs *j, svc_metrics *m)
 {
@@ -124,42 +131,26 @@ static svc_status setup_metrics(svc_jobs *j, svc_metrics *m)
     return SVC_OK;
 }
 
-svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
+svc_status svc__jobs_new_cfg(svc_jobs **out, const svc_jobs_opts *opts, const svc_config *cfg)
 {
-    last_new_error[0] = '\0';
+    if (!out)
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_new() needs an out pointer");
     *out = NULL;
     svc_jobs_opts o;
-    if (opts)
-        o = *opts;
-    else
-        svc_jobs_opts_default(&o);
-    svc_status st = check_opts(&o, last_new_error, sizeof last_new_error);
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__jobs_opts_table, opts, cfg, &o, sizeof o, &hold);
     if (st)
         return st;
-    const char *url = o.url ? o.url : svc__getenv("SVC_JOBS_URL");
-    svc_store_kind kind = SVC_STORE_MEMORY;
-    if (o.pg && !url) {
-        kind = SVC_STORE_POSTGRES;
-    } else if (url) {
-        svc_store_url u;
-        char eb[256];
-        st = svc_store_url_parse(url, &u, eb, sizeof eb);
-        kind = u.kind;
-        svc_store_url_clear(&u);
-        if (st) {
-            snprintf(last_new_error, sizeof last_new_error, "jobs: %s", eb);
-            return st;
-        }
+    if ((st = check_opts(&o))) {
+        svc__opts_release(&hold);
+        return st;
     }
-#if !SVC_HAVE_POSTGRES
-    if (kind == SVC_STORE_POSTGRES) {
-        snprintf(last_new_error, sizeof last_new_error, "jobs: built without PostgreSQL");
-        return SVC_ENOTSUP;
-    }
-#endif
     svc_jobs *j = svc__calloc(1, sizeof *j);
-    if (!j)
-        return SVC_ENOMEM;
+    if (!j) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
+    }
+    svc__ref_init(&j->ref);
     svc__err_init(&j->err);
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->subs.mu, NULL);
@@ -167,79 +158,85 @@ svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
     j->opts = o;
     j->opts.url = NULL;
     j->opts.pg = NULL;
+    j->opts.redis = NULL;
     j->opts.clock = NULL;
     j->opts.metrics = NULL;
     j->clock = svc__clock_or_system(o.clock);
-    j->kind = kind;
     j->rng = (uint64_t)svc_clock_mono_ns(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)j;
-    if (url && !(j->url = svc__strdup(url))) {
-        st = SVC_ENOMEM;
-        goto fail;
-    }
-    if (kind == SVC_STORE_MEMORY) {
-        st = svc__jobs_store_memory_new(j, &j->store);
-    } else if (kind == SVC_STORE_REDIS) {
-        st = svc__jobs_store_redis_new(j, &o, url, last_new_error, sizeof last_new_error,
-                                       &j->store);
-    } else {
-#if SVC_HAVE_POSTGRES
-        if (o.pg) {
-            j->pg = o.pg;
-        } else {
-            svc_pg_opts po;
-            svc_pg_opts_default(&po);
-            po.url = url;
-            po.pool_size = o.pool_size;
-            po.application_name = "svcinfra-jobs";
-            po.metrics = o.metrics;
-            po.no_metrics = o.no_metrics;
-            po.clock = o.clock;
-            st = svc_pg_new(&j->pg, &po);
-            if (st) {
-                snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_last_errmsg());
-                goto fail;
-            }
-            j->own_pg = 1;
-        }
-        if (o.migrate && (st = svc_pg_migrate(j->pg, "jobs", NULL))) {
-            snprintf(last_new_error, sizeof last_new_error, "jobs: migrations: %s",
-                     svc_pg_errmsg(j->pg));
-            goto fail;
-        }
-        st = svc__jobs_store_pg_new(j, &j->store);
-#endif
-    }
+    st = svc__store_bind(&j->bind, &(svc__store_spec){
+                                       .module = "jobs",
+                                       .kinds = SVC__STORE_MEMORY | SVC__STORE_REDIS |
+                                                SVC__STORE_POSTGRES,
+                                       .url = o.url,
+                                       .pg = o.pg,
+                                       .redis = o.redis,
+                                       .pool_size = o.pool_size,
+                                       .clock = o.clock,
+                                       .metrics = o.metrics,
+                                       .no_metrics = o.no_metrics,
+                                       .migrate = o.migrate ? "jobs" : NULL,
+                                   });
     if (st)
         goto fail;
+    j->kind = j->bind.kind;
+    j->pg = j->bind.pg;
+    /* the LISTEN connection of workers needs a URL: the one given, when it
+     * names the database of the pool (not with a pool given alone) */
+    if (j->kind == SVC_STORE_POSTGRES && o.url && strncmp(o.url, "postgres", 8) == 0 &&
+        !(j->url = svc__strdup(o.url))) {
+        st = svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
+        goto fail;
+    }
+    if (j->kind == SVC_STORE_MEMORY) {
+        st = svc__jobs_store_memory_new(j, &j->store);
+    } else if (j->kind == SVC_STORE_REDIS) {
+#if SVC_HAVE_REDIS
+        st = svc__jobs_store_redis_new(j, j->bind.redis, o.migrate, &j->store);
+#else
+        st = svc__fail_new(SVC_ENOTSUP, "jobs: this libsvcinfra was built without redis support");
+#endif
+    } else {
+#if SVC_HAVE_POSTGRES
+        st = svc__jobs_store_pg_new(j, &j->store);
+#else
+        st = svc__fail_new(SVC_ENOTSUP,
+                           "jobs: this libsvcinfra was built without postgres support");
+#endif
+    }
+    if (st) {
+        if (st == SVC_ENOMEM)
+            svc__fail_new(st, "jobs: out of memory");
+        goto fail;
+    }
     if (!o.no_metrics) {
         svc_metrics *m = o.metrics ? o.metrics : svc_metrics_default();
         if (m && (st = setup_metrics(j, m))) {
-            snprintf(last_new_error, sizeof last_new_error, "jobs: metrics: %s",
-                     svc_metrics_errmsg(m));
+            svc__fail_new(st, "jobs: metrics: %s", svc_metrics_errmsg(m));
             goto fail;
         }
     }
+    svc__opts_release(&hold);
+    svc__fail_new_clear();
     *out = j;
     return SVC_OK;
 fail:
-    if (!last_new_error[0])
-        snprintf(last_new_error, sizeof last_new_error, "jobs: %s", svc_strerror(st));
-    svc_jobs_free(j);
+    svc__opts_release(&hold);
+    jobs_destroy(j);
     return st;
 }
 
-void svc_jobs_free(svc_jobs *j)
+svc_status svc_jobs_new(svc_jobs **out, const svc_jobs_opts *opts)
 {
-    if (!j)
-        return;
+    return svc__jobs_new_cfg(out, opts, NULL);
+}
+
+static void jobs_destroy(svc_jobs *j)
+{
     if (j->metrics)
         svc_metrics_remove_collector(j->metrics, jobs_collect, j);
     if (j->store)
         j->store->vt->free(j->store);
-#if SVC_HAVE_POSTGRES
-    if (j->own_pg)
-        svc_pg_free(j->pg);
-#endif
+    svc__store_unbind(&j->bind);
     for (size_t i = 0; i < j->nhandlers; i++)
         svc_free(j->handlers[i].kind);
     svc_free(j->handlers);
@@ -252,6 +249,19 @@ void svc_jobs_free(svc_jobs *j)
     pthread_mutex_destroy(&j->mu);
     svc__err_destroy(&j->err);
     svc_free(j);
+}
+
+svc_jobs *svc_jobs_ref(svc_jobs *j)
+{
+    if (j)
+        svc__ref_take(&j->ref);
+    return j;
+}
+
+void svc_jobs_free(svc_jobs *j)
+{
+    if (j && svc__ref_drop(&j->ref))
+        jobs_destroy(j);
 }
 
 const char *svc_jobs_errmsg(svc_jobs *j) { return svc__err_get(&j->err); }
@@ -397,7 +407,7 @@ svc_status svc_jobs_enqueue(svc_jobs *j, const char *kind, const char *payload,
 static svc__err tx_err = {PTHREAD_MUTEX_INITIALIZER, {0}};
 #endif
 
-svc_status svc_jobs_enqueue_batch_tx(svc_pg_tx *tx, svc_jobs *j, svc_job_spec *specs, size_t n)
+svc_status svc_jobs_enqueue_batch_tx(svc_jobs *j, svc_pg_tx *tx, svc_job_spec *specs, size_t n)
 {
 #if SVC_HAVE_POSTGRES
     if (j && j->kind != SVC_STORE_POSTGRES)
@@ -413,7 +423,7 @@ svc_status svc_jobs_enqueue_batch_tx(svc_pg_tx *tx, svc_jobs *j, svc_job_spec *s
 #endif
 }
 
-svc_status svc_jobs_enqueue_tx(svc_pg_tx *tx, svc_jobs *j, const char *kind, const char *payload,
+svc_status svc_jobs_enqueue_tx(svc_jobs *j, svc_pg_tx *tx, const char *kind, const char *payload,
                                const svc_job_opts *opts, int64_t *id)
 {
     svc_job_spec s;
@@ -422,7 +432,7 @@ svc_status svc_jobs_enqueue_tx(svc_pg_tx *tx, svc_jobs *j, const char *kind, con
     s.payload = payload;
     if (opts)
         s.opts = *opts;
-    svc_status st = svc_jobs_enqueue_batch_tx(tx, j, &s, 1);
+    svc_status st = svc_jobs_enqueue_batch_tx(j, tx, &s, 1);
     if (!st && id)
         *id = s.id;
     return st;
@@ -733,7 +743,7 @@ svc_status svc_jobs_rescue(svc_jobs *j, size_t *count)
     return j->store->vt->rescue(j->store, count ? count : &c);
 }
 
-svc_status svc_jobs_stats(svc_jobs *j, const char *queue, svc_jobs_counts *out)
+svc_status svc_jobs_stats_get(svc_jobs *j, const char *queue, svc_jobs_counts *out)
 {
     memset(out, 0, sizeof *out);
     return j->store->vt->stats(j->store, queue, out);

@@ -19,11 +19,14 @@
 #include "svcinfra/jobs.h"
 #include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
+#include "svcinfra/redis.h"
 
 #include "svcinfra_config.h"
 #include "svcinfra/store.h"
 
 #include "../internal.h"
+#include "../backend/bind.h"
+#include "../core/opts.h"
 
 typedef struct svc__jobs_store svc__jobs_store;
 
@@ -128,11 +131,12 @@ typedef struct svc__jobs_handler {
 } svc__jobs_handler;
 
 struct svc_jobs {
+    svc__ref ref;
     svc__jobs_store *store;
     svc_store_kind kind;
-    svc_pg *pg;                 /* postgres: the pool (owned when own_pg) */
-    int own_pg;
-    char *url;                  /* as given (for the LISTEN connection); may be NULL */
+    svc__store bind;            /* the pool reference (postgres or redis) */
+    svc_pg *pg;                 /* postgres: bind.pg */
+    char *url;                  /* a postgres:// URL (for the LISTEN connection); may be NULL */
     svc_jobs_opts opts;         /* numbers only: pointers are not kept */
     const svc_clock *clock;
     svc__err err;
@@ -156,6 +160,24 @@ struct svc_jobs {
 };
 /* Most queues whose gauges are tracked (as many as the stores report). */
 #define SVC__JOBS_GAUGE_QUEUES 1000
+
+/* The option tables of the queue handle ("jobs"), its workers
+ * ("jobs.worker"), schedulers ("jobs.scheduler") and wiring ("jobs.http"). */
+extern const svc__opt_table svc__jobs_opts_table;
+extern const svc__opt_table svc__jobs_worker_opts_table;
+extern const svc__opt_table svc__jobs_scheduler_opts_table;
+extern const svc__opt_table svc__jobs_http_opts_table;
+
+/* svc_jobs_new() with NULL options read from `cfg` (NULL: the environment):
+ * the wiring's way to build the handle from the app's configuration. */
+svc_status svc__jobs_new_cfg(svc_jobs **out, const svc_jobs_opts *opts,
+                             const svc_config *cfg);
+/* The same for a worker and a scheduler. */
+svc_status svc__jobs_worker_new_cfg(svc_jobs_worker **out, svc_jobs *j,
+                                    const svc_jobs_worker_opts *opts, const svc_config *cfg);
+svc_status svc__jobs_scheduler_new_cfg(svc_jobs_scheduler **out, svc_jobs *j,
+                                       const svc_jobs_scheduler_opts *opts,
+                                       const svc_config *cfg);
 
 /* ---- shared helpers (jobs.c) ---------------------------------------------- */
 /* 1 when `s` is a valid queue or kind name. */
@@ -188,9 +210,9 @@ svc_status svc__jobs_store_memory_new(svc_jobs *j, svc__jobs_store **out);
 /* Slots of the memory store's id table (0 for another backend); for tests
  * of its bound. */
 size_t svc__jobs_memory_table_cap(svc_jobs *j);
-/* The redis:// store (its own pool for `url`); a failure's detail goes to errbuf. */
-svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const char *url,
-                                     char *errbuf, size_t errlen, svc__jobs_store **out);
+/* The Redis store on pool `r` (a reference is taken); `ping` 1: the server
+ * must answer now. A failure's detail goes to svc_last_errmsg(). */
+svc_status svc__jobs_store_redis_new(svc_jobs *j, svc_redis *r, int ping, svc__jobs_store **out);
 /* The text of the Redis store's script `name` ("alloc", "enq", "claim", ...:
  * lib/jobs/redis_<name>.lua, after redis_prelude.lua for all but "alloc");
  * NULL for another name. */

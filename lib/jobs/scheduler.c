@@ -49,17 +49,43 @@ struct svc_jobs_scheduler {
     int running, stop;
 };
 
-svc_status svc_jobs_scheduler_new(svc_jobs *j, const svc_jobs_scheduler_opts *opts,
-                                  svc_jobs_scheduler **out)
+static const svc__opt sched_spec[] = {
+    SVC__OPT_K(svc_jobs_scheduler_opts, check_interval_ms, "check_interval", MS, .i = 1000, 0,
+               3600000, "how often the scheduler looks for due ticks (at least 10ms)"),
+};
+const svc__opt_table svc__jobs_scheduler_opts_table =
+    SVC__OPT_TABLE("jobs.scheduler", sched_spec);
+
+void svc_jobs_scheduler_opts_default(svc_jobs_scheduler_opts *o)
 {
+    svc__opts_default(&svc__jobs_scheduler_opts_table, o, sizeof *o);
+}
+
+svc_status svc__jobs_scheduler_new_cfg(svc_jobs_scheduler **out, svc_jobs *j,
+                                       const svc_jobs_scheduler_opts *opts,
+                                       const svc_config *cfg)
+{
+    if (!out || !j) {
+        if (out)
+            *out = NULL;
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_scheduler_new() needs out and a queue");
+    }
     *out = NULL;
-    int64_t check = opts && opts->check_interval_ms ? opts->check_interval_ms : 1000;
+    svc_jobs_scheduler_opts o;
+    svc__opts_hold hold;
+    svc_status st =
+        svc__opts_resolve(&svc__jobs_scheduler_opts_table, opts, cfg, &o, sizeof o, &hold);
+    svc__opts_release(&hold);
+    if (st)
+        return st;
+    int64_t check = o.check_interval_ms ? o.check_interval_ms : 1000;
     if (check < 10 || check > INT64_C(3600000))
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: check_interval_ms must be 10..3600000");
+        return svc__fail_new(SVC_EINVAL, "jobs: check_interval_ms %lld is outside 10..3600000",
+                             (long long)check);
     svc_jobs_scheduler *s = svc__calloc(1, sizeof *s);
     if (!s)
-        return SVC_ENOMEM;
-    s->j = j;
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
+    s->j = svc_jobs_ref(j);
     s->check_ms = check;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
@@ -67,8 +93,15 @@ svc_status svc_jobs_scheduler_new(svc_jobs *j, const svc_jobs_scheduler_opts *op
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
+    svc__fail_new_clear();
     *out = s;
     return SVC_OK;
+}
+
+svc_status svc_jobs_scheduler_new(svc_jobs_scheduler **out, svc_jobs *j,
+                                  const svc_jobs_scheduler_opts *opts)
+{
+    return svc__jobs_scheduler_new_cfg(out, j, opts, NULL);
 }
 
 static void entry_clear(sched_entry *e)
@@ -376,5 +409,6 @@ void svc_jobs_scheduler_free(svc_jobs_scheduler *s)
     svc_free(s->e);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    svc_jobs_free(s->j);
     svc_free(s);
 }

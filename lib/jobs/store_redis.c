@@ -1167,38 +1167,27 @@ static const svc__jobs_store_vt redis_vt = {
     .free = rd_free,
 };
 
-svc_status svc__jobs_store_redis_new(svc_jobs *j, const svc_jobs_opts *o, const char *url,
-                                     char *errbuf, size_t errlen, svc__jobs_store **out)
+svc_status svc__jobs_store_redis_new(svc_jobs *j, svc_redis *r, int ping,
+                                     svc__jobs_store **out)
 {
     redis_store *s = svc__calloc(1, sizeof *s);
     if (!s)
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
     s->base.vt = &redis_vt;
     s->base.err = &j->err;
     s->base.clock = j->clock;
     s->j = j;
-    svc_redis_opts ro;
-    svc_redis_opts_default(&ro);
-    ro.url = url;
-    ro.pool_size = o->pool_size;
-    ro.clock = o->clock;
-    ro.metrics = o->metrics;
-    ro.no_metrics = o->no_metrics;
-    svc_status st = svc_redis_new(&s->r, &ro);
-    if (st) {
-        snprintf(errbuf, errlen, "jobs: %s", svc_last_errmsg());
-        svc_free(s);
-        return st;
-    }
+    s->r = svc_redis_ref(r);
+    svc_status st = SVC_OK;
     for (int i = 0; i < S_COUNT && !st; i++)
         st = svc_redis_script_new(&s->sc[i], s->r, lua_sources[i]);
     /* with `migrate` (the default) the server must answer now, as the
      * PostgreSQL store's migrations make it */
-    if (!st && o->migrate && (st = svc_redis_ping(s->r, 2000)))
-        snprintf(errbuf, errlen, "jobs: redis: %s", svc_redis_errmsg(s->r));
+    if (st)
+        svc__fail_new(st, "jobs: redis: %s", svc_redis_errmsg(s->r));
+    else if (ping && (st = svc_redis_ping(s->r, 2000)))
+        svc__fail_new(st, "jobs: redis: %s", svc_redis_errmsg(s->r));
     if (st) {
-        if (!errbuf[0])
-            snprintf(errbuf, errlen, "jobs: redis: %s", svc_strerror(st));
         rd_free(&s->base);
         return st;
     }

@@ -81,6 +81,8 @@ struct svc_jobs_worker {
     pthread_t fetch_th, result_th, renew_th, *handler_th;
     unsigned nhandler_th;
     int fetch_started, result_started, renew_started;
+    int started;                  /* svc_jobs_worker_start() was called (under mu) */
+    int subscribed;               /* counted in the handle's workers, wake fd subscribed */
     svc_jobs_worker_stats stats;
 #if SVC_HAVE_POSTGRES
     PGconn *listen;
@@ -757,16 +759,33 @@ static void *fetch_main(void *arg)
 
 /* ---- start / stop ------------------------------------------------------------------------ */
 
+#define MAXD SVC_JOBS_MAX_DURATION_MS
+static const svc__opt worker_spec[] = {
+    SVC__OPT(svc_jobs_worker_opts, queues, STRINGS, .s = NULL, 0, 0,
+             "queues served; unset: default"),
+    SVC__OPT(svc_jobs_worker_opts, threads, UINT, .i = 4, 1, 256, "handler threads"),
+    SVC__OPT(svc_jobs_worker_opts, batch_size, UINT, .i = 0, 0, 1000,
+             "jobs per claim; 0: 50 * threads, at most 1000"),
+    SVC__OPT_K(svc_jobs_worker_opts, poll_interval_ms, "poll_interval", MS, .i = 1000, 1, MAXD,
+               "look for due jobs at least this often"),
+    SVC__OPT_K(svc_jobs_worker_opts, lease_ms, "lease", MS, .i = 30000, 30, MAXD,
+               "a claimed job's lease, renewed every third of it"),
+    SVC__OPT_K(svc_jobs_worker_opts, job_timeout_ms, "job_timeout", MS, .i = 60000, 1, MAXD,
+               "default per-job timeout"),
+    SVC__OPT_K(svc_jobs_worker_opts, shutdown_grace_ms, "shutdown_grace", MS, .i = 10000, 0,
+               MAXD, "in-flight jobs get this long to finish at stop"),
+    SVC__OPT_K(svc_jobs_worker_opts, maintenance_interval_ms, "maintenance_interval", MS,
+               .i = 60000, 0, MAXD, "retention pruning; 0: never prune"),
+    SVC__OPT(svc_jobs_worker_opts, listen, BOOL, .i = 1, 0, 0,
+             "LISTEN/NOTIFY wake-ups (postgres)"),
+    SVC__OPT(svc_jobs_worker_opts, worker_id, STRING, .s = NULL, 0, 0,
+             "the worker's name in job rows; unset: <host>:<pid>:<random>"),
+};
+const svc__opt_table svc__jobs_worker_opts_table = SVC__OPT_TABLE("jobs.worker", worker_spec);
+
 void svc_jobs_worker_opts_default(svc_jobs_worker_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->threads = 4;
-    o->poll_interval_ms = 1000;
-    o->lease_ms = 30000;
-    o->job_timeout_ms = 60000;
-    o->shutdown_grace_ms = 10000;
-    o->maintenance_interval_ms = 60000;
-    o->listen = 1;
+    svc__opts_default(&svc__jobs_worker_opts_table, o, sizeof *o);
 }
 
 static void worker_destroy(svc_jobs_worker *w)
@@ -787,42 +806,37 @@ static void worker_destroy(svc_jobs_worker *w)
     svc_free(w);
 }
 
-static svc_status check_worker_opts(svc_jobs *j, svc_jobs_worker_opts *o)
+static svc_status check_worker_opts(svc_jobs_worker_opts *o)
 {
     if (o->threads == 0 || o->threads > 256)
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: worker threads must be 1..256");
+        return svc__fail_new(SVC_EINVAL, "jobs: worker threads %u is outside 1..256", o->threads);
     if (o->batch_size == 0)
         o->batch_size = 50 * o->threads > 1000 ? 1000 : 50 * o->threads;
     if (o->batch_size > 1000)
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: batch_size must be 1..1000");
+        return svc__fail_new(SVC_EINVAL, "jobs: batch_size %u is outside 1..1000",
+                             o->batch_size);
     if (o->poll_interval_ms < 1 || o->lease_ms < 30 || o->job_timeout_ms < 1 ||
         o->shutdown_grace_ms < 0 || o->maintenance_interval_ms < 0)
-        return svc__err_set(&j->err, SVC_EINVAL,
-                            "jobs: poll_interval_ms >= 1, lease_ms >= 30, job_timeout_ms >= 1, "
-                            "shutdown_grace_ms and maintenance_interval_ms >= 0");
+        return svc__fail_new(SVC_EINVAL,
+                             "jobs: poll_interval_ms >= 1, lease_ms >= 30, job_timeout_ms >= 1, "
+                             "shutdown_grace_ms and maintenance_interval_ms >= 0");
     const int64_t max = SVC_JOBS_MAX_DURATION_MS;
     if (o->poll_interval_ms > max || o->lease_ms > max || o->job_timeout_ms > max ||
         o->shutdown_grace_ms > max || o->maintenance_interval_ms > max)
-        return svc__err_set(&j->err, SVC_EINVAL,
-                            "jobs: poll_interval_ms, lease_ms, job_timeout_ms, "
-                            "shutdown_grace_ms and maintenance_interval_ms must be at most "
-                            "%lld ms (30 days)",
-                            (long long)max);
+        return svc__fail_new(SVC_EINVAL,
+                             "jobs: poll_interval_ms, lease_ms, job_timeout_ms, "
+                             "shutdown_grace_ms and maintenance_interval_ms must be at most "
+                             "%lld ms (30 days)",
+                             (long long)max);
     if (o->worker_id && (!*o->worker_id || strlen(o->worker_id) > 200))
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: worker_id must be 1..200 bytes");
+        return svc__fail_new(SVC_EINVAL, "jobs: worker_id must be 1..200 bytes");
     return SVC_OK;
 }
 
-svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
-                                 svc_jobs_worker **out)
+/* Builds the worker from resolved options `o` (strings still borrowed). */
+static svc_status worker_make(svc_jobs_worker **out, svc_jobs *j, svc_jobs_worker_opts o)
 {
-    *out = NULL;
-    svc_jobs_worker_opts o;
-    if (opts)
-        o = *opts;
-    else
-        svc_jobs_worker_opts_default(&o);
-    svc_status st = check_worker_opts(j, &o);
+    svc_status st = check_worker_opts(&o);
     if (st)
         return st;
     static const char *const dflt[] = {"default", NULL};
@@ -830,14 +844,14 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     size_t nq = 0;
     while (queues[nq]) {
         if (!svc__jobs_name_ok(queues[nq]))
-            return svc__err_set(&j->err, SVC_EINVAL, "jobs: bad queue name '%.64s'", queues[nq]);
+            return svc__fail_new(SVC_EINVAL, "jobs: bad queue name '%.64s'", queues[nq]);
         nq++;
     }
     if (nq == 0 || nq > 64)
-        return svc__err_set(&j->err, SVC_EINVAL, "jobs: a worker serves 1..64 queues");
+        return svc__fail_new(SVC_EINVAL, "jobs: a worker serves 1..64 queues");
     svc_jobs_worker *w = svc__calloc(1, sizeof *w);
     if (!w)
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
     w->j = j;
     w->o = o;
     w->o.queues = NULL;
@@ -853,12 +867,12 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     w->handler_th = svc__calloc(o.threads, sizeof *w->handler_th);
     if (!w->queues || !w->handler_th) {
         worker_destroy(w);
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
     }
     for (; w->nq < nq; w->nq++)
         if (!(w->queues[w->nq] = svc__strdup(queues[w->nq]))) {
             worker_destroy(w);
-            return SVC_ENOMEM;
+            return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
         }
     if (o.worker_id) {
         w->id = svc__strdup(o.worker_id);
@@ -873,26 +887,70 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     }
     if (!w->id) {
         worker_destroy(w);
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
     }
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0) {
+        int e = errno;
         worker_destroy(w);
-        return svc__err_set(&j->err, SVC_EIO, "jobs: eventfd: %s", strerror(errno));
+        return svc__fail_new(SVC_EIO, "jobs: eventfd: %s", strerror(e));
     }
+    w->j = svc_jobs_ref(j);
+    *out = w;
+    return SVC_OK;
+}
+
+svc_status svc__jobs_worker_new_cfg(svc_jobs_worker **out, svc_jobs *j,
+                                    const svc_jobs_worker_opts *opts, const svc_config *cfg)
+{
+    if (!out || !j) {
+        if (out)
+            *out = NULL;
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_jobs_worker_new() needs out and a queue");
+    }
+    *out = NULL;
+    svc_jobs_worker_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__jobs_worker_opts_table, opts, cfg, &o, sizeof o, &hold);
+    if (st)
+        return st;
+    st = worker_make(out, j, o);
+    svc__opts_release(&hold);
+    if (!st)
+        svc__fail_new_clear();
+    return st;
+}
+
+svc_status svc_jobs_worker_new(svc_jobs_worker **out, svc_jobs *j, const svc_jobs_worker_opts *opts)
+{
+    return svc__jobs_worker_new_cfg(out, j, opts, NULL);
+}
+
+svc_status svc_jobs_worker_start(svc_jobs_worker *w)
+{
+    svc_jobs *j = w->j;
+    pthread_mutex_lock(&w->mu);
+    int again = w->started || w->stopped;
+    w->started = 1;
+    pthread_mutex_unlock(&w->mu);
+    if (again)
+        return svc__err_set(&j->err, SVC_EBUSY, "jobs: worker %s was started before", w->id);
     svc__jobs_workers_add(j, 1);
     if (!svc__jobs_subscribe(j, w->wake_fd)) {
         svc__jobs_workers_add(j, -1);
-        worker_destroy(w);
+        pthread_mutex_lock(&w->mu);
+        w->stopped = 1; /* nothing to stop */
+        pthread_mutex_unlock(&w->mu);
         return svc__err_set(&j->err, SVC_EBUSY, "jobs: too many workers on one handle");
     }
+    w->subscribed = 1;
     int rc = pthread_create(&w->renew_th, NULL, renew_main, w);
     w->renew_started = rc == 0;
     if (rc == 0) {
         rc = pthread_create(&w->result_th, NULL, result_main, w);
         w->result_started = rc == 0;
     }
-    for (unsigned i = 0; rc == 0 && i < o.threads; i++) {
+    for (unsigned i = 0; rc == 0 && i < w->o.threads; i++) {
         rc = pthread_create(&w->handler_th[i], NULL, handler_main, w);
         if (rc == 0)
             w->nhandler_th++;
@@ -903,11 +961,9 @@ svc_status svc_jobs_worker_start(svc_jobs *j, const svc_jobs_worker_opts *opts,
     }
     if (rc != 0) {
         (void)svc_jobs_worker_stop(w);
-        svc_jobs_worker_free(w);
         return svc__err_set(&j->err, SVC_EIO, "jobs: cannot start worker threads: %s",
                             strerror(rc));
     }
-    *out = w;
     return SVC_OK;
 }
 
@@ -949,7 +1005,8 @@ static void join_handlers(svc_jobs_worker *w)
 svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
 {
     pthread_mutex_lock(&w->mu);
-    if (w->stopped) {
+    if (w->stopped || !w->started) {
+        w->stopped = 1;
         pthread_mutex_unlock(&w->mu);
         return SVC_OK;
     }
@@ -1008,8 +1065,11 @@ svc_status svc_jobs_worker_stop(svc_jobs_worker *w)
     pthread_mutex_unlock(&w->mu);
     if (w->renew_started)
         pthread_join(w->renew_th, NULL);
-    svc__jobs_unsubscribe(w->j, w->wake_fd);
-    svc__jobs_workers_add(w->j, -1);
+    if (w->subscribed) {
+        svc__jobs_unsubscribe(w->j, w->wake_fd);
+        svc__jobs_workers_add(w->j, -1);
+        w->subscribed = 0;
+    }
     return st;
 }
 
@@ -1024,10 +1084,12 @@ void svc_jobs_worker_free(svc_jobs_worker *w)
         all_remove(w, p);
         job_free(p);
     }
+    svc_jobs *j = w->j;
     worker_destroy(w);
+    svc_jobs_free(j);
 }
 
-void svc_jobs_worker_get_stats(svc_jobs_worker *w, svc_jobs_worker_stats *out)
+void svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
 {
     pthread_mutex_lock(&w->mu);
     *out = w->stats;

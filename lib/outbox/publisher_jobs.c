@@ -41,7 +41,7 @@ static svc_status enqueue(jobs_pub *p, const svc_outbox_message *m, const char *
         if ((st = svc_pg_tx_savepoint(m->tx, sp)))
             return st;
         int64_t id;
-        st = svc_jobs_enqueue_tx(m->tx, p->jobs, kind, payload, jo, &id);
+        st = svc_jobs_enqueue_tx(p->jobs, m->tx, kind, payload, jo, &id);
         if (st) {
             snprintf(err, errlen, "enqueue: %s: %s", svc_strerror(st), svc_jobs_errmsg(p->jobs));
             svc_status rs = svc_pg_tx_rollback_to(m->tx, sp);

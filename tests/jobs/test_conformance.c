@@ -60,6 +60,19 @@ static int64_t backend_now_ms(void)
                  : svc_clock_wall_ns(svc_manual_clock_get(mclock)) / 1000000;
 }
 
+/* A worker made and started, as one step. */
+static svc_status worker_run(svc_jobs *j, const svc_jobs_worker_opts *o, svc_jobs_worker **w)
+{
+    svc_status st = svc_jobs_worker_new(w, j, o);
+    if (st)
+        return st;
+    if ((st = svc_jobs_worker_start(*w))) {
+        svc_jobs_worker_free(*w);
+        *w = NULL;
+    }
+    return st;
+}
+
 static svc_jobs *open_jobs_with(void (*tweak)(svc_jobs_opts *))
 {
     svc_jobs_opts o;
@@ -72,7 +85,7 @@ static svc_jobs *open_jobs_with(void (*tweak)(svc_jobs_opts *))
     svc_jobs *j = NULL;
     svc_status st = svc_jobs_new(&j, &o);
     if (st)
-        fail_msg("svc_jobs_new: %s: %s", svc_strerror(st), svc_jobs_last_error());
+        fail_msg("svc_jobs_new: %s: %s", svc_strerror(st), svc_last_errmsg());
     snprintf(queue, sizeof queue, "q%ld_%u", (long)getpid(), ++qseq);
     return j;
 }
@@ -222,14 +235,14 @@ static void batch_enqueue_returns_ids_in_order_all_or_none(void **state)
         assert_int_equal(sp[i].duplicate, 0);
     }
     svc_jobs_counts c;
-    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_AVAILABLE], 50);
     assert_int_equal(c.due, 50);
     /* one bad spec: nothing is inserted */
     sp[10].payload = "[";
     assert_int_equal(svc_jobs_enqueue_batch(j, sp, 50), SVC_EINVAL);
     assert_non_null(strstr(svc_jobs_errmsg(j), "job 10"));
-    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_AVAILABLE], 50);
     svc_jobs_free(j);
 }
@@ -574,7 +587,7 @@ static void cancel_from_handler_and_from_api(void **state)
     assert_int_equal(svc_jobs_cancel(j, b + 1000000), SVC_ENOTFOUND);
     /* cancelled jobs are not dead letters and do not run */
     svc_jobs_counts c;
-    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_CANCELLED], 2);
     assert_int_equal(c.counts[SVC_JOB_DISCARDED], 0);
     svc_jobs_free(j);
@@ -776,7 +789,7 @@ static svc_jobs *open_real_with(void (*tweak)(svc_jobs_opts *))
         tweak(&o);
     svc_jobs *j = NULL;
     if (svc_jobs_new(&j, &o))
-        fail_msg("svc_jobs_new: %s", svc_jobs_last_error());
+        fail_msg("svc_jobs_new: %s", svc_last_errmsg());
     return j;
 }
 
@@ -786,7 +799,7 @@ static int wait_completed(svc_jobs *j, uint64_t want, int64_t max_ms)
 {
     for (int64_t waited = 0; waited < max_ms; waited += 20) {
         svc_jobs_counts c;
-        if (svc_jobs_stats(j, queue, &c) == SVC_OK && c.counts[SVC_JOB_COMPLETED] >= want)
+        if (svc_jobs_stats_get(j, queue, &c) == SVC_OK && c.counts[SVC_JOB_COMPLETED] >= want)
             return 1;
         sleep_ms(20);
     }
@@ -812,8 +825,8 @@ static void two_worker_pools_run_each_job_once_never_together(void **state)
     wo.batch_size = 7;
     wo.poll_interval_ms = 50;
     svc_jobs_worker *w1, *w2;
-    assert_int_equal(svc_jobs_worker_start(j1, &wo, &w1), SVC_OK);
-    assert_int_equal(svc_jobs_worker_start(j2, &wo, &w2), SVC_OK);
+    assert_int_equal(worker_run(j1, &wo, &w1), SVC_OK);
+    assert_int_equal(worker_run(j2, &wo, &w2), SVC_OK);
     assert_int_equal(svc_jobs_register(j1, "late", h_count, NULL, 0), SVC_EBUSY);
     svc_job_spec sp[NJOBS];
     memset(sp, 0, sizeof sp);
@@ -831,8 +844,8 @@ static void two_worker_pools_run_each_job_once_never_together(void **state)
     assert_int_equal(svc_jobs_worker_stop(w1), SVC_OK);
     assert_int_equal(svc_jobs_worker_stop(w2), SVC_OK);
     svc_jobs_worker_stats s1, s2;
-    svc_jobs_worker_get_stats(w1, &s1);
-    svc_jobs_worker_get_stats(w2, &s2);
+    svc_jobs_worker_stats_get(w1, &s1);
+    svc_jobs_worker_stats_get(w2, &s2);
     svc_jobs_worker_free(w1);
     svc_jobs_worker_free(w2);
     assert_true(ok);
@@ -854,7 +867,7 @@ static int64_t start_with_one_job(svc_jobs *j, char prefix, const char *kind,
 {
     snprintf(queue, sizeof queue, "%c%ld_%u", prefix, (long)getpid(), ++qseq);
     assert_int_equal(svc_jobs_register(j, kind, fn, NULL, timeout_ms), SVC_OK);
-    assert_int_equal(svc_jobs_worker_start(j, wo, w), SVC_OK);
+    assert_int_equal(worker_run(j, wo, w), SVC_OK);
     svc_job_opts o = {.queue = queue};
     int64_t id = 0;
     assert_int_equal(svc_jobs_enqueue(j, kind, NULL, &o, &id), SVC_OK);
@@ -888,7 +901,7 @@ static void job_past_its_timeout_is_given_up_on_and_runs_again(void **state)
     sleep_ms(1000); /* the first attempt returns late; its result must not count */
     assert_int_equal(svc_jobs_worker_stop(w), SVC_OK);
     svc_jobs_worker_stats ws;
-    svc_jobs_worker_get_stats(w, &ws);
+    svc_jobs_worker_stats_get(w, &ws);
     svc_jobs_worker_free(w);
     assert_true(ok);
     svc_job_info in;
@@ -930,7 +943,7 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     wo.poll_interval_ms = 50;
     wo.shutdown_grace_ms = 100;
     svc_jobs_worker *w;
-    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    assert_int_equal(worker_run(j, &wo, &w), SVC_OK);
     svc_job_spec sp[3];
     memset(sp, 0, sizeof sp);
     for (int i = 0; i < 3; i++) {
@@ -944,7 +957,7 @@ static void graceful_stop_returns_unfinished_and_unstarted_jobs(void **state)
     assert_int_equal(svc_jobs_worker_stop(w), SVC_ETIMEDOUT);
     svc_jobs_worker_free(w);
     svc_jobs_counts c;
-    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
     assert_int_equal(c.counts[SVC_JOB_COMPLETED], 0);
     assert_int_equal(c.due, 2); /* the two that never started can run again now */
@@ -1122,7 +1135,7 @@ static void leases_are_renewed_through_the_shutdown_grace_period(void **state)
     wo.poll_interval_ms = 50;
     wo.shutdown_grace_ms = 5000;
     svc_jobs_worker *w1, *w2;
-    assert_int_equal(svc_jobs_worker_start(j1, &wo, &w1), SVC_OK);
+    assert_int_equal(worker_run(j1, &wo, &w1), SVC_OK);
     svc_job_opts o = {.queue = queue};
     int64_t id;
     assert_int_equal(svc_jobs_enqueue(j1, "slow2", NULL, &o, &id), SVC_OK);
@@ -1130,7 +1143,7 @@ static void leases_are_renewed_through_the_shutdown_grace_period(void **state)
         sleep_ms(5);
     assert_int_equal(atomic_load(&slow2_runs), 1);
     /* another worker of the fleet polls the queue while the first stops */
-    assert_int_equal(svc_jobs_worker_start(j2, &wo, &w2), SVC_OK);
+    assert_int_equal(worker_run(j2, &wo, &w2), SVC_OK);
     assert_int_equal(svc_jobs_worker_stop(w1), SVC_OK); /* finished within the grace */
     int ok = wait_completed(j1, 1, 10000);
     svc_jobs_worker_free(w2);
@@ -1161,7 +1174,7 @@ static void stop_discards_an_unfinished_job_on_its_last_attempt(void **state)
     wo.poll_interval_ms = 50;
     wo.shutdown_grace_ms = 100;
     svc_jobs_worker *w;
-    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    assert_int_equal(worker_run(j, &wo, &w), SVC_OK);
     svc_job_opts o = {.queue = queue, .max_attempts = 1};
     int64_t id;
     assert_int_equal(svc_jobs_enqueue(j, "sleep", NULL, &o, &id), SVC_OK);
@@ -1210,7 +1223,7 @@ static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **st
         wo.poll_interval_ms = 20;
         wo.shutdown_grace_ms = 50;
         svc_jobs_worker *w;
-        assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+        assert_int_equal(worker_run(j, &wo, &w), SVC_OK);
         svc_job_spec sp[16];
         memset(sp, 0, sizeof sp);
         for (int i = 0; i < 16; i++) {
@@ -1225,7 +1238,7 @@ static void stop_survives_handlers_returning_while_it_gives_up_on_them(void **st
         assert_true(st == SVC_OK || st == SVC_ETIMEDOUT);
         svc_jobs_worker_free(w);
         svc_jobs_counts c;
-        assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+        assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
         assert_int_equal(c.counts[SVC_JOB_RUNNING], 0);
         /* completed, or back in the queue: at once when never started,
          * after a lease when given up on */
@@ -1265,7 +1278,7 @@ static void listen_wakes_a_worker_for_a_job_enqueued_elsewhere(void **state)
     wo.listen = 1;
     assert_int_equal(svc_jobs_register(worker_side, "woken", h_woken, NULL, 0), SVC_OK);
     svc_jobs_worker *w;
-    assert_int_equal(svc_jobs_worker_start(worker_side, &wo, &w), SVC_OK);
+    assert_int_equal(worker_run(worker_side, &wo, &w), SVC_OK);
     sleep_ms(300); /* the first claim found nothing: the worker sleeps */
     svc_job_opts o = {.queue = queue};
     int64_t id;
@@ -1294,8 +1307,8 @@ static void cron_fires_each_tick_once_across_two_schedulers(void **state)
     svc_jobs_schedule sc = {.name = name, .cron = "*/5 * * * *", .kind = "tick",
                             .queue = queue};
     svc_jobs_scheduler *a, *b;
-    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &a), SVC_OK);
-    assert_int_equal(svc_jobs_scheduler_new(j2, NULL, &b), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&a, j, NULL), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&b, j2, NULL), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_add(b, &sc), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_EEXIST);
@@ -1353,7 +1366,7 @@ static void cron_run_once_catches_up_the_latest_missed_tick(void **state)
     char eb[256];
     assert_int_equal(svc_config_parse(&cfg, yaml, eb, sizeof eb), SVC_OK);
     svc_jobs_scheduler *s;
-    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &s), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&s, j, NULL), SVC_OK);
     size_t added = 0;
     assert_int_equal(svc_jobs_scheduler_load(s, cfg, NULL, &added), SVC_OK);
     assert_int_equal(added, 1);
@@ -1375,7 +1388,7 @@ static void cron_run_once_catches_up_the_latest_missed_tick(void **state)
                                       "      missed: sometimes\n",
                                       eb, sizeof eb),
                      SVC_OK);
-    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &s), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&s, j, NULL), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_load(s, cfg, NULL, NULL), SVC_ECONFIG);
     assert_non_null(strstr(svc_jobs_errmsg(j), "missed"));
     svc_jobs_scheduler_free(s);
@@ -1398,7 +1411,7 @@ static void cron_tick_is_not_fired_again_after_its_job_was_pruned(void **state)
                             .queue = queue, .missed = SVC_JOBS_MISSED_RUN_ONCE};
     const int64_t sunday_ms = INT64_C(4102617600) * 1000; /* 2100-01-03 00:00Z, a Sunday */
     svc_jobs_scheduler *a;
-    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &a), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&a, j, NULL), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_add(a, &sc), SVC_OK);
     size_t fired = 0;
     assert_int_equal(svc_jobs_scheduler_tick(a, sunday_ms + 30000, &fired), SVC_OK);
@@ -1420,7 +1433,7 @@ static void cron_tick_is_not_fired_again_after_its_job_was_pruned(void **state)
     assert_int_equal(svc_jobs_get(j, id, &in), SVC_ENOTFOUND);
     /* a restart three days later: Sunday's tick is the latest missed one */
     svc_jobs_scheduler *b;
-    assert_int_equal(svc_jobs_scheduler_new(j, NULL, &b), SVC_OK);
+    assert_int_equal(svc_jobs_scheduler_new(&b, j, NULL), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_add(b, &sc), SVC_OK);
     assert_int_equal(svc_jobs_scheduler_tick(b, sunday_ms + 3 * 86400000, &fired), SVC_OK);
     assert_int_equal(fired, 0);
@@ -1520,7 +1533,7 @@ static void memory_store_stays_bounded_through_enqueue_cancel_prune_cycles(void 
     assert_true(cap <= 8192);
     /* the jobs are gone and the store still works */
     svc_jobs_counts c;
-    assert_int_equal(svc_jobs_stats(j, queue, &c), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &c), SVC_OK);
     assert_int_equal(c.counts[SVC_JOB_CANCELLED], 0);
     assert_int_equal(svc_jobs_register(j, "rec", h_record, NULL, 0), SVC_OK);
     int64_t id = enq(j, "rec", NULL, NULL);
@@ -1652,16 +1665,16 @@ static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
     svc_pg_tx *tx;
     int64_t id1 = 0, id2 = 0;
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_jobs_enqueue_tx(tx, j, "txjob", "{}", &o, &id1), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_tx(j, tx, "txjob", "{}", &o, &id1), SVC_OK);
     assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
     svc_pg_tx_free(tx);
     svc_job_info in;
     assert_int_equal(svc_jobs_get(j, id1, &in), SVC_ENOTFOUND);
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_jobs_enqueue_tx(tx, NULL, "txjob", "{\"a\":1}", &o, &id2), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_tx(NULL, tx, "txjob", "{\"a\":1}", &o, &id2), SVC_OK);
     svc_job_spec sp[2] = {{.kind = "txjob", .opts = {.queue = queue}},
                           {.kind = "txjob", .opts = {.queue = queue}}};
-    assert_int_equal(svc_jobs_enqueue_batch_tx(tx, j, sp, 2), SVC_OK);
+    assert_int_equal(svc_jobs_enqueue_batch_tx(j, tx, sp, 2), SVC_OK);
     assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
     svc_pg_tx_free(tx);
     assert_int_equal(state_of(j, id2), SVC_JOB_AVAILABLE);
@@ -1674,7 +1687,7 @@ static void enqueue_tx_exists_only_when_the_transaction_commits(void **state)
     svc_jobs *mj;
     assert_int_equal(svc_jobs_new(&mj, &mo), SVC_OK);
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_jobs_enqueue_tx(tx, mj, "txjob", NULL, &o, &id1), SVC_EINVAL);
+    assert_int_equal(svc_jobs_enqueue_tx(mj, tx, "txjob", NULL, &o, &id1), SVC_EINVAL);
     svc_pg_tx_free(tx);
     svc_jobs_free(mj);
     svc_pg_free(pg);
@@ -1696,7 +1709,7 @@ static void handle_rejects_bad_urls_and_options(void **state)
     /* redis://: the server must answer when `migrate` is on (the default) */
     o.url = "redis://127.0.0.1:1/0";
     assert_int_equal(svc_jobs_new(&j, &o), SVC_EUNAVAILABLE);
-    assert_non_null(strstr(svc_jobs_last_error(), "redis"));
+    assert_non_null(strstr(svc_last_errmsg(), "redis"));
     assert_null(j);
     o.migrate = 0;
     o.no_metrics = 1;
@@ -1735,9 +1748,9 @@ static void durations_above_30_days_are_rejected(void **state)
                         &wo.shutdown_grace_ms, &wo.maintenance_interval_ms};
         *f[field] = INT64_MAX;
         svc_jobs_worker *w = (svc_jobs_worker *)1;
-        assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_EINVAL);
+        assert_int_equal(svc_jobs_worker_new(&w, j, &wo), SVC_EINVAL);
         assert_null(w);
-        assert_non_null(strstr(svc_jobs_errmsg(j), "30 days"));
+        assert_non_null(strstr(svc_last_errmsg(), "30 days"));
     }
     svc_jobs_free(j);
 }

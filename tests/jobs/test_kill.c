@@ -30,6 +30,19 @@ static char queue[64];
 static int pipefd[2];
 static atomic_int parent_runs[NJOBS];
 
+/* A worker made and started, as one step. */
+static svc_status worker_run(svc_jobs *j, const svc_jobs_worker_opts *o, svc_jobs_worker **w)
+{
+    svc_status st = svc_jobs_worker_new(w, j, o);
+    if (st)
+        return st;
+    if ((st = svc_jobs_worker_start(*w))) {
+        svc_jobs_worker_free(*w);
+        *w = NULL;
+    }
+    return st;
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -80,7 +93,7 @@ static void child(void)
     svc_jobs_worker_opts wo = worker_opts(qs);
     wo.worker_id = "doomed-child";
     svc_jobs_worker *w;
-    if (svc_jobs_worker_start(j, &wo, &w))
+    if (worker_run(j, &wo, &w))
         _exit(2);
     for (;;)
         pause();
@@ -123,7 +136,7 @@ static void killed_worker_jobs_complete_later_exactly_once(void **state)
     char c;
     assert_int_equal(read(pipefd[0], &c, 1), 1);
     svc_jobs_counts cnt;
-    assert_int_equal(svc_jobs_stats(j, queue, &cnt), SVC_OK);
+    assert_int_equal(svc_jobs_stats_get(j, queue, &cnt), SVC_OK);
     assert_true(cnt.counts[SVC_JOB_RUNNING] >= 1); /* held by the child */
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status;
@@ -135,10 +148,10 @@ static void killed_worker_jobs_complete_later_exactly_once(void **state)
     svc_jobs_worker_opts wo = worker_opts(qs);
     wo.threads = 2;
     svc_jobs_worker *w;
-    assert_int_equal(svc_jobs_worker_start(j, &wo, &w), SVC_OK);
+    assert_int_equal(worker_run(j, &wo, &w), SVC_OK);
     int done = 0;
     for (int waited = 0; waited < 30000 && !done; waited += 20) {
-        assert_int_equal(svc_jobs_stats(j, queue, &cnt), SVC_OK);
+        assert_int_equal(svc_jobs_stats_get(j, queue, &cnt), SVC_OK);
         done = cnt.counts[SVC_JOB_COMPLETED] == NJOBS;
         if (!done)
             sleep_ms(20);
