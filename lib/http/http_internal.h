@@ -12,7 +12,8 @@
  *                        └─ arena     bump allocator for the request's strings
  *
  * Everything in the exchange lives until libmicrohttpd reports the request
- * completed (after the response was sent), then it is freed at once.
+ * completed (after the response was sent), or until the connection closes
+ * for a request it gave up on without that report; then it is freed at once.
  *
  * Configuration (routes, middleware) is written before svc_app_start() and
  * read-only afterwards, so request threads read it without locks. Runtime
@@ -259,6 +260,7 @@ struct svc__exchange {
     void *late_ud;
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
+    svc__exchange **conn_slot;/* the connection's pointer to this exchange (app.c), or NULL */
     /* Not zeroed when an exchange starts (each is written before it is
      * read): from here to the end. */
     char allow[128];          /* Allow header for a 405 */
