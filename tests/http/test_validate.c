@@ -17,8 +17,10 @@
 
 #include <jansson.h>
 
+#include "http/http_internal.h"
 #include "http_test_util.h"
 #include "svcinfra/http.h"
+#include "svcinfra/log.h"
 #include "svcinfra/metrics.h"
 
 static int64_t mono_ms(void)
@@ -130,10 +132,103 @@ static void request_that_exhausts_the_connection_pool_releases_its_exchange(void
     svc_metrics_free(fx.metrics);
 }
 
+
+/* ---- every JSON written is valid UTF-8 JSON ------------------------------------ */
+
+typedef struct lines {
+    char *last;
+    size_t len, count;
+} lines;
+
+static void keep_line(svc_log_level level, const char *line, size_t len, void *ctx)
+{
+    (void)level;
+    lines *l = ctx;
+    free(l->last);
+    l->last = malloc(len + 1);
+    assert_non_null(l->last);
+    memcpy(l->last, line, len);
+    l->last[len] = '\0';
+    l->len = len;
+    l->count++;
+}
+
+/* xorshift64*: the same bytes on every run */
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+/* Random bytes, biased towards what breaks JSON: controls, quotes,
+ * backslashes, lead and continuation bytes, "://" and '@'. */
+static void random_bytes(uint64_t *seed, char *out, size_t n)
+{
+    static const char pick[] = "\"\\\x01\x1f\x7f\xc0\xaf\xe0\x80\xed\xa0\xf4\x90\xff\xc3\xa9:/@a";
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd(seed);
+        out[i] = (r & 1) ? (char)(r >> 8) : pick[(r >> 8) % (sizeof pick - 1)];
+        if (out[i] == '\0')
+            out[i] = 'x';
+    }
+    out[n] = '\0';
+}
+
+static void random_bytes_through_the_log_and_problem_writers_give_valid_json(void **state)
+{
+    (void)state;
+    lines got = {0};
+    svc_log_set_sink(keep_line, &got);
+    svc_log_set_level(SVC_LOG_INFO);
+    svc_app_opts o;
+    svc_app_opts_default(&o);
+    o.default_middleware = 0;
+    svc_app *app = NULL;
+    assert_int_equal(svc_app_new(&app, &o), SVC_OK);
+    uint64_t seed = UINT64_C(0x9E3779B97F4A7C15);
+    char *buf = malloc(40000);
+    assert_non_null(buf);
+    for (int round = 0; round < 3000; round++) {
+        /* now and then longer than the log's 16 KiB cut */
+        size_t n = round % 100 == 0 ? 17000 + rnd(&seed) % 20000 : rnd(&seed) % 200;
+        random_bytes(&seed, buf, n);
+        json_error_t je;
+
+        svc_log_field f[] = {svc_log_field_str("v", buf)};
+        size_t before = got.count;
+        svc_log_kv(SVC_LOG_INFO, buf, f, 1);
+        assert_int_equal(got.count, before + 1);
+        json_t *j = json_loadb(got.last, got.len, 0, &je);
+        if (j == NULL)
+            fail_msg("log line %d is not valid JSON: %s", round, je.text);
+        json_decref(j);
+
+        svc__exchange *ex = svc__exchange_new(app, "/x");
+        assert_non_null(ex);
+        ex->req.method = "GET";
+        ex->req.path = buf; /* whatever the path held */
+        assert_int_equal(svc_res_problem(&ex->res, 400, SVC_PROBLEM_VALIDATION, buf), SVC_OK);
+        size_t bl = 0;
+        const char *body = svc_res_get_body(&ex->res, &bl);
+        j = json_loadb(body, bl, 0, &je);
+        if (j == NULL)
+            fail_msg("problem body %d is not valid JSON: %s", round, je.text);
+        json_decref(j);
+        svc__exchange_free(ex);
+    }
+    free(buf);
+    svc_app_free(app);
+    svc_log_set_sink(NULL, NULL);
+    free(got.last);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_that_exhausts_the_connection_pool_releases_its_exchange),
+        cmocka_unit_test(random_bytes_through_the_log_and_problem_writers_give_valid_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
