@@ -523,7 +523,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     svc_app *app = cls;
     svc__exchange *ex = *con_cls;
-    (void)version;
     if (ex == NULL) { /* no URI callback ran (should not happen): use the decoded url */
         ex = svc__exchange_new(app, url);
         if (ex == NULL)
@@ -544,7 +543,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ex->state = SVC__EX_BODY;
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, req);
         client_addr(req);
-        if (svc__req_parse_target(req) != SVC_OK) {
+        if ((ex->reject_detail = svc__req_check(req, url, version)) != NULL) {
             req->path = req->raw_path ? req->raw_path : "/";
             return reject(conn, ex, 400, true, now);
         }
@@ -653,6 +652,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     atomic_fetch_add(&app->inflight, 1);
     /* the request line has arrived; the headers may not have yet */
     ex->req.start_ns = svc_clock_mono_ns(app->clock);
+    ex->mhd_uri = uri; /* where libmicrohttpd parsed it: svc__req_check() */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     svc__exchange **slot = ci ? ci->socket_context : NULL;

@@ -261,6 +261,7 @@ struct svc__exchange {
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
     svc__exchange **conn_slot;/* the connection's pointer to this exchange (app.c), or NULL */
+    const char *mhd_uri;      /* the target where libmicrohttpd parsed it (uri_cb) */
     /* Not zeroed when an exchange starts (each is written before it is
      * read): from here to the end. */
     char allow[128];          /* Allow header for a 405 */
@@ -287,13 +288,21 @@ svc__exchange *svc__exchange_new(svc_app *app, const char *uri);
 /* Runs the slot free functions and frees the exchange. NULL: no-op. */
 void svc__exchange_free(svc__exchange *ex);
 /* Splits uri into raw path and query and decodes the path. Returns
- * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
+ * SVC_EINVAL for a target that is not origin- or absolute-form, or a path
+ * with a malformed escape or that decodes to a control character or to
+ * invalid UTF-8. */
 svc_status svc__req_parse_target(svc_req *req);
+/* Validates the request line and the header values before routing (RFC
+ * 9112 3.2, RFC 3986, RFC 9110 5.5) and parses the target; NULL when they
+ * are fine, else the problem's detail for a 400 (a literal). `url` and
+ * `version` are libmicrohttpd's, as on_request received them. */
+const char *svc__req_check(svc_req *req, const char *url, const char *version);
 /* Appends a request header (borrowed strings; nlen = strlen(name)). */
 svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value);
 /* In-place percent-decoding of s[0..n) into out (may be s); returns the
- * decoded length or (size_t)-1 for an encoded NUL. `plus_space` turns '+'
- * into ' ' (query strings). Malformed escapes are kept literally. */
+ * decoded length, or (size_t)-1 for an encoded NUL or a malformed escape
+ * ('%' not followed by two hex digits). `plus_space` turns '+' into ' '
+ * (query strings). */
 size_t svc__pct_decode(const char *s, size_t n, char *out, bool plus_space);
 
 /* ---- router (lib/http/router.c) ------------------------------------------- */

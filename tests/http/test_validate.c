@@ -133,6 +133,116 @@ static void request_that_exhausts_the_connection_pool_releases_its_exchange(void
 }
 
 
+/* ---- hostile request lines and headers -------------------------------------- */
+
+/* One raw request (the part after the method, up to the end of the headers
+ * but for Host and Connection) and what it must get: 400 problem+json with
+ * Connection: close, or 200 with `want` as "path|name|X-Probe". */
+typedef struct hostile {
+    const char *name;
+    const char *line; /* target, may hold NULs: `len` bytes */
+    size_t len;
+    const char *headers; /* extra header lines, may hold NULs: `hlen` bytes */
+    size_t hlen;
+    int status;
+    const char *want;
+} hostile;
+
+#define S(lit) lit, sizeof(lit) - 1
+static const hostile hostile_rows[] = {
+    {"NUL in the target cuts the path short", S("/healthz\0/../admin"), S(""), 400, NULL},
+    {"NUL in a path parameter", S("/hello/x\0y"), S(""), 400, NULL},
+    {"NUL in the query", S("/a?q=1\0&admin=1"), S(""), 400, NULL},
+    {"NUL in a header value, not the last", S("/a"), S("X-Probe: left\0right\r\nX-B: 1\r\n"), 400,
+     NULL},
+    {"NUL in the last header value", S("/a"), S("X-Probe: left\0right\r\n"), 400, NULL},
+    {"space in the target", S("/hello/a b"), S(""), 400, NULL},
+    {"tab in the target", S("/hello/a\tb"), S(""), 400, NULL},
+    {"C0 control in the target", S("/hello/a\x01" "b"), S(""), 400, NULL},
+    {"ESC in the target", S("/hello/a\x1b[0m"), S(""), 400, NULL},
+    {"DEL in the target", S("/hello/a\x7f"), S(""), 400, NULL},
+    {"malformed escape %zz", S("/hello/%zz"), S(""), 400, NULL},
+    {"escape cut short %2", S("/hello/%2"), S(""), 400, NULL},
+    {"lone % at the end", S("/hello/%"), S(""), 400, NULL},
+    {"malformed escape in the query", S("/a?x=%zz"), S(""), 400, NULL},
+    {"escaped NUL", S("/hello/a%00b"), S(""), 400, NULL},
+    {"escaped LF", S("/hello/a%0ab"), S(""), 400, NULL},
+    {"escaped DEL", S("/hello/a%7F"), S(""), 400, NULL},
+    {"overlong '/' %C0%AF", S("/nope/%C0%AF"), S(""), 400, NULL},
+    {"overlong 3-byte NUL", S("/hello/%E0%80%80"), S(""), 400, NULL},
+    {"escaped lone 0xFF", S("/hello/%ff"), S(""), 400, NULL},
+    {"escaped surrogate", S("/hello/%ED%A0%80"), S(""), 400, NULL},
+    {"truncated sequence", S("/hello/%C3"), S(""), 400, NULL},
+    {"raw 0xFF in the path", S("/nope/\xff"), S(""), 400, NULL},
+    {"raw overlong in the path", S("/nope/\xc0\xaf"), S(""), 400, NULL},
+    {"C0 control in a header value", S("/a"), S("X-Probe: a\x01" "b\r\n"), 400, NULL},
+    {"ESC in a header value", S("/a"), S("X-Probe: \x1b[2J\r\n"), 400, NULL},
+    {"DEL in a header value", S("/a"), S("X-Probe: a\x7f\r\nX-B: 1\r\n"), 400, NULL},
+    /* what must still pass */
+    {"escaped percent stays data", S("/hello/%25zz"), S(""), 200, "/hello/%zz|%zz|"},
+    {"escaped UTF-8", S("/hello/caf%C3%A9"), S(""), 200, "/hello/caf\xc3\xa9|caf\xc3\xa9|"},
+    {"raw UTF-8", S("/hello/caf\xc3\xa9"), S(""), 200, "/hello/caf\xc3\xa9|caf\xc3\xa9|"},
+    {"HTAB in a header value", S("/a"), S("X-Probe: a\tb\r\n"), 200, "/a||a\tb"},
+    {"obs-text in a header value", S("/a"), S("X-Probe: \xe9t\xe9\r\n"), 200, "/a||\xe9t\xe9"},
+    {"trailing whitespace before the next line", S("/a"), S("X-Probe: v \t \r\nX-B: 1\r\n"), 200,
+     "/a||v \t "},
+    {"empty header value", S("/a"), S("X-Probe:\r\nX-B: 1\r\n"), 200, "/a||"},
+    {"empty last header value", S("/a"), S("X-B: 1\r\nX-Probe:\r\n"), 200, "/a||"},
+    {"LF-only line ends", S("/a"), S("X-Probe: v\nX-B: 1\n"), 200, "/a||v"},
+    {"query with escapes", S("/a?x=%41+b&y"), S(""), 200, "/a||"},
+};
+#undef S
+
+static void send_hostile(uint16_t port, const hostile *h, htu_response *r)
+{
+    char req[1024];
+    size_t n = 0;
+    memcpy(req + n, "GET ", 4), n += 4;
+    memcpy(req + n, h->line, h->len), n += h->len;
+    static const char mid[] = " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+    memcpy(req + n, mid, sizeof mid - 1), n += sizeof mid - 1;
+    memcpy(req + n, h->headers, h->hlen), n += h->hlen;
+    memcpy(req + n, "\r\n", 2), n += 2;
+    assert_int_equal(htu_roundtrip(port, req, n, r), 0);
+}
+
+static void hostile_request_lines_and_headers_get_400_before_routing(void **state)
+{
+    (void)state;
+    fixture fx;
+    fx_start(&fx, 3000);
+    for (size_t i = 0; i < sizeof hostile_rows / sizeof hostile_rows[0]; i++) {
+        const hostile *h = &hostile_rows[i];
+        htu_response r;
+        send_hostile(fx.port, h, &r);
+        if (r.status != h->status)
+            fail_msg("%s: status %d, expected %d (%s)", h->name, r.status, h->status, r.body);
+        if (h->status == 200) {
+            if (strcmp(r.body, h->want) != 0)
+                fail_msg("%s: handler saw \"%s\", expected \"%s\"", h->name, r.body, h->want);
+        } else {
+            const char *ct = htu_header(&r, "Content-Type");
+            const char *conn = htu_header(&r, "Connection");
+            if (!ct || strcmp(ct, "application/problem+json") != 0 || !conn ||
+                strcmp(conn, "close") != 0)
+                fail_msg("%s: Content-Type %s, Connection %s", h->name, ct ? ct : "-",
+                         conn ? conn : "-");
+            json_error_t je;
+            json_t *j = json_loadb(r.body, r.body_len, 0, &je);
+            if (j == NULL)
+                fail_msg("%s: body is not JSON (%s): %s", h->name, je.text, r.body);
+            assert_string_equal(json_string_value(json_object_get(j, "code")), "VALIDATION");
+            assert_non_null(json_string_value(json_object_get(j, "instance")));
+            assert_non_null(json_string_value(json_object_get(j, "detail")));
+            json_decref(j);
+        }
+        htu_response_free(&r);
+    }
+    assert_int_equal(svc_app_shutdown(fx.app), SVC_OK);
+    svc_app_free(fx.app);
+    svc_metrics_free(fx.metrics);
+}
+
 /* ---- every JSON written is valid UTF-8 JSON ------------------------------------ */
 
 typedef struct lines {
@@ -228,6 +338,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_that_exhausts_the_connection_pool_releases_its_exchange),
+        cmocka_unit_test(hostile_request_lines_and_headers_get_400_before_routing),
         cmocka_unit_test(random_bytes_through_the_log_and_problem_writers_give_valid_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
