@@ -120,7 +120,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     if (o.bind_addr == NULL)
         o.bind_addr = "127.0.0.1";
     if (o.problem_type_base == NULL)
-        o.problem_type_base = "https://libsvcinfra.org/problems/";
+        o.problem_type_base = SVC__PROBLEM_ABOUT_BLANK;
     if (!opts || opts->config)
         st = apply_config(&o, cfg);
     if (st == SVC_OK)
@@ -137,8 +137,9 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     app->config = cfg;
     app->bind_addr = svc__strdup(o.bind_addr);
     size_t bl = strlen(o.problem_type_base);
-    app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base,
-                                           (bl && o.problem_type_base[bl - 1] != '/') ? "/" : "");
+    bool slash = bl && o.problem_type_base[bl - 1] != '/' &&
+                 strcmp(o.problem_type_base, SVC__PROBLEM_ABOUT_BLANK) != 0;
+    app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base, slash ? "/" : "");
     app->opts = o;
     app->opts.bind_addr = app->bind_addr;
     app->opts.problem_type_base = app->problem_type_base;

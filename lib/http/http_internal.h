@@ -117,7 +117,7 @@ void svc__app_hooks_free(svc_app *app);
 struct svc_app {
     svc_app_opts opts;       /* effective options; strings below are owned copies */
     char *bind_addr;
-    char *problem_type_base; /* always ends with '/' or is "" */
+    char *problem_type_base; /* "about:blank", or ends with '/', or is "" */
 
     svc__route *routes;
     size_t nroutes, routes_cap;
@@ -352,7 +352,11 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
 void svc__chain_run(svc__exchange *ex);
 
 /* ---- problems (lib/http/problem.c) ------------------------------------------- */
-/* The `type` URI for `code` into buf: base + "not-found". */
+/* The default problem_type_base: every problem's `type` is "about:blank"
+ * (RFC 9457 4.2.1) and the `code` member tells the problems apart. */
+#define SVC__PROBLEM_ABOUT_BLANK "about:blank"
+/* The `type` URI for `code` into buf: "about:blank" for that base, else
+ * base + "not-found" (base may be relative: "/problems/not-found"). */
 void svc__problem_type(const svc_app *app, svc_problem_code code, char *buf, size_t len);
 
 /* ---- built-in middleware (lib/http/mw_core.c) -------------------------------- */
