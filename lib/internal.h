@@ -79,8 +79,18 @@ void svc__buf_printf(svc__buf *b, const char *fmt, ...) SVC_PRINTF(2, 3);
 void svc__buf_vprintf(svc__buf *b, const char *fmt, va_list ap);
 /* Appends the decimal form of v (no printf on the hot path). */
 void svc__buf_put_i64(svc__buf *b, int64_t v);
-/* Appends `s` as the inside of a JSON string (quotes not included). */
+/* Appends s[0..n) as the inside of a JSON string (quotes not included):
+ * '"', '\\' and control characters escaped, bytes that are not well-formed
+ * UTF-8 (overlong forms, surrogates, stray or truncated sequences) written
+ * as U+FFFD, so the result is valid JSON whatever `s` holds. The one JSON
+ * string writer of the library: logs and HTTP bodies both use it. */
 void svc__buf_json_escape(svc__buf *b, const char *s, size_t n);
+/* 1 for each byte svc__buf_json_escape() writes as it is (printable ASCII
+ * but '"' and '\\'); 0 for the others and for every byte >= 0x80. */
+extern const unsigned char svc__json_plain[256];
+/* Length of the well-formed UTF-8 sequence at s (n bytes readable; a NUL
+ * ends the check, so n may exceed a C string's rest), 0 if there is none. */
+size_t svc__utf8_seq_len(const unsigned char *s, size_t n);
 static inline bool svc__buf_ok(const svc__buf *b) { return !b->oom; }
 /* Hands the bytes to the caller (new, svc_free) and resets the buffer. */
 char *svc__buf_steal(svc__buf *b, size_t *len_out);

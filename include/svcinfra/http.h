@@ -66,8 +66,10 @@ typedef struct svc_app_opts {
     int default_middleware;         /* 1: request id, access log, security headers and
                                        maintenance mode are installed by svc_app_new() */
     int access_log;                 /* 1: one JSON line per request (with default_middleware) */
-    const char *problem_type_base;  /* "https://libsvcinfra.org/problems/": the `type`
-                                       member is this base + lower-case code */
+    const char *problem_type_base;  /* "about:blank": every `type` is about:blank and
+                                       `code` tells problems apart (RFC 9457 4.2.1);
+                                       else `type` is this base (absolute or relative,
+                                       a '/' added when missing) + lower-case code */
     struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else it must outlive
                                        the app (svc_app_free() unregisters from it) */
     const struct svc_config *config;/* NULL: the app keeps the YAML file named by

@@ -78,26 +78,80 @@ void svc__buf_put_i64(svc__buf *b, int64_t v)
     svc__buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+size_t svc__utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0; /* a continuation byte, or a lead byte only overlong forms use */
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0; /* stops at a NUL: it is no continuation byte */
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0; /* overlong, a surrogate, or past U+10FFFF */
+    return len;
+}
+
+/* 1 for the bytes written as they are: printable ASCII but '"' and '\\'. */
+const unsigned char svc__json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x80..0xff: 0, UTF-8 is checked */
+};
+
 void svc__buf_json_escape(svc__buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t run = 0; /* start of the pending run of bytes that need no escape */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0, i = 0; /* s[run..i) is pending and needs no escape */
+    while (i < n) {
+        while (i < n && svc__json_plain[u[i]])
+            i++;
+        if (i == n)
+            break;
+        unsigned char c = u[i];
+        if (c >= 0x80) {
+            size_t l = svc__utf8_seq_len(u + i, n - i);
+            if (l) {
+                i += l;
+                continue;
+            }
+        }
         svc__buf_append(b, s + run, i - run);
-        run = i + 1;
+        run = ++i;
         switch (c) {
         case '"': svc__buf_puts(b, "\\\""); break;
         case '\\': svc__buf_puts(b, "\\\\"); break;
         case '\n': svc__buf_puts(b, "\\n"); break;
         case '\r': svc__buf_puts(b, "\\r"); break;
         case '\t': svc__buf_puts(b, "\\t"); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            svc__buf_append(b, u, sizeof u);
-        }
+        default:
+            if (c >= 0x80) {
+                svc__buf_puts(b, "\\ufffd");
+            } else {
+                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                svc__buf_append(b, e, sizeof e);
+            }
         }
     }
     svc__buf_append(b, s + run, n - run);

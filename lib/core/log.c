@@ -242,77 +242,6 @@ bool svc__log_key_is_secret(const char *key)
     return false;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
-/* JSON-escapes s[0..n); bytes that are not UTF-8 become U+FFFD, so the
- * line stays valid JSON whatever the caller passed. */
-/* 1 for the bytes written as they are: printable ASCII but '"' and '\\'. */
-static const unsigned char json_plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    /* 0x80..0xff: 0, UTF-8 is checked */
-};
-
-static void put_escaped(svc__buf *b, const char *s, size_t n)
-{
-    size_t run = 0, i = 0; /* s[run..i) is pending and needs no escape */
-    const unsigned char *u = (const unsigned char *)s;
-    while (i < n) {
-        while (i < n && json_plain[u[i]])
-            i++;
-        if (i == n)
-            break;
-        unsigned char c = u[i];
-        if (c >= 0x80) {
-            size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
-            if (l) {
-                i += l;
-                continue;
-            }
-            svc__buf_append(b, s + run, i - run);
-            svc__buf_puts(b, "\\ufffd");
-        } else {
-            svc__buf_append(b, s + run, i - run);
-            svc__buf_json_escape(b, s + i, 1);
-        }
-        run = ++i;
-    }
-    svc__buf_append(b, s + run, n - run);
-}
-
 /* Characters that end a URL's authority: the userinfo cannot run past them. */
 static bool ends_authority(unsigned char c)
 {
@@ -326,13 +255,17 @@ static bool is_scheme_char(unsigned char c)
 }
 
 /*
- * Appends s[0..n) JSON-escaped, with every URL password masked:
+ * Appends s[0..n) with every URL password masked, each piece through `put`
+ * (svc__buf_json_escape, or put_raw for text escaped later):
  *
  *   postgres://app:hunter2@db:5432/x  →  postgres://app:***@db:5432/x
  *            ^  ^       ^
  *          "://" colon  last '@' before the authority ends
+ *
+ * The pieces are cut at ASCII bytes, so no UTF-8 sequence is split.
  */
-static void put_masked(svc__buf *b, const char *s, size_t n)
+static void put_masked_with(svc__buf *b, const char *s, size_t n,
+                            void (*put)(svc__buf *, const char *, size_t))
 {
     size_t done = 0;
     const char *p = s;
@@ -359,12 +292,20 @@ static void put_masked(svc__buf *b, const char *s, size_t n)
         }
         if (!colon || !at || colon > at)
             continue;
-        put_escaped(b, s + done, (size_t)(colon + 1 - (s + done)));
+        put(b, s + done, (size_t)(colon + 1 - (s + done)));
         svc__buf_puts(b, "***");
         done = (size_t)(at - s);
         p = at + 1;
     }
-    put_escaped(b, s + done, n - done);
+    put(b, s + done, n - done);
+}
+
+static void put_raw(svc__buf *b, const char *s, size_t n) { svc__buf_append(b, s, n); }
+
+/* Appends s[0..n) JSON-escaped, with every URL password masked. */
+static void put_masked(svc__buf *b, const char *s, size_t n)
+{
+    put_masked_with(b, s, n, svc__buf_json_escape);
 }
 
 /* True when none of the 8 bytes of x needs a look: no control character,
@@ -400,7 +341,7 @@ static void put_string(svc__buf *b, const char *s)
             if (!word_plain(x))
                 break;
         }
-        while (i < n && json_plain[u[i]] && u[i] != ':')
+        while (i < n && svc__json_plain[u[i]] && u[i] != ':')
             i++;
         if (i == n) {
             char *d = svc__buf_room(b, n + 2);
@@ -413,17 +354,36 @@ static void put_string(svc__buf *b, const char *s)
             return;
         }
     }
-    bool cut = n > LOG_MAX_VALUE;
-    if (cut) {
-        n = LOG_MAX_VALUE;
-        /* do not split a UTF-8 sequence */
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
+    if (n > LOG_MAX_VALUE) {
+        /* Mask the whole value first, then cut: a URL whose '@' lies past
+         * the cut would otherwise not be recognised, and the start of its
+         * password would be written. */
+        svc__buf m;
+        svc__buf_init(&m);
+        put_masked_with(&m, s, n, put_raw);
+        if (!svc__buf_ok(&m)) {
+            svc__buf_free(&m);
+            svc__buf_puts(b, "\"" LOG_TRUNCATED "\"");
+            return;
+        }
+        size_t k = m.len;
+        bool cut = k > LOG_MAX_VALUE;
+        if (cut) {
+            k = LOG_MAX_VALUE;
+            /* do not split a UTF-8 sequence */
+            while (k > 0 && ((unsigned char)m.data[k] & 0xC0) == 0x80)
+                k--;
+        }
+        svc__buf_putc(b, '"');
+        svc__buf_json_escape(b, m.data, k);
+        if (cut)
+            svc__buf_puts(b, "...[truncated]");
+        svc__buf_putc(b, '"');
+        svc__buf_free(&m);
+        return;
     }
     svc__buf_putc(b, '"');
     put_masked(b, s, n);
-    if (cut)
-        svc__buf_puts(b, "...[truncated]");
     svc__buf_putc(b, '"');
 }
 
@@ -601,7 +561,7 @@ static void put_key(svc__buf *b, const char *key)
     svc__buf_puts(b, ",\"");
     if (is_reserved(key))
         svc__buf_putc(b, '_');
-    put_escaped(b, key, strlen(key));
+    svc__buf_json_escape(b, key, strlen(key));
     svc__buf_puts(b, "\":");
 }
 

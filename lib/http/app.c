@@ -14,6 +14,8 @@
  *                  start + read_timeout → 408
  *   on_request end route match, middleware chain, handler, response queued
  *   completed_cb   exchange freed, inflight--
+ *   connection_cb  (closed) an exchange libmicrohttpd never reported
+ *                  completed is freed, inflight--
  *
  * Rejections decided before the handler (400 bad target, 408, 413) still
  * pass through the EARLY and OBSERVE middleware (request id, access log,
@@ -119,7 +121,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     if (o.bind_addr == NULL)
         o.bind_addr = "127.0.0.1";
     if (o.problem_type_base == NULL)
-        o.problem_type_base = "https://libsvcinfra.org/problems/";
+        o.problem_type_base = SVC__PROBLEM_ABOUT_BLANK;
     if (!opts || opts->config)
         st = apply_config(&o, cfg);
     if (st == SVC_OK)
@@ -136,8 +138,9 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     app->config = cfg;
     app->bind_addr = svc__strdup(o.bind_addr);
     size_t bl = strlen(o.problem_type_base);
-    app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base,
-                                           (bl && o.problem_type_base[bl - 1] != '/') ? "/" : "");
+    bool slash = bl && o.problem_type_base[bl - 1] != '/' &&
+                 strcmp(o.problem_type_base, SVC__PROBLEM_ABOUT_BLANK) != 0;
+    app->problem_type_base = svc__asprintf("%s%s", o.problem_type_base, slash ? "/" : "");
     app->opts = o;
     app->opts.bind_addr = app->bind_addr;
     app->opts.problem_type_base = app->problem_type_base;
@@ -523,7 +526,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     svc_app *app = cls;
     svc__exchange *ex = *con_cls;
-    (void)version;
     if (ex == NULL) { /* no URI callback ran (should not happen): use the decoded url */
         ex = svc__exchange_new(app, url);
         if (ex == NULL)
@@ -544,7 +546,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ex->state = SVC__EX_BODY;
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, req);
         client_addr(req);
-        if (svc__req_parse_target(req) != SVC_OK) {
+        if ((ex->reject_detail = svc__req_check(req, url, version)) != NULL) {
             req->path = req->raw_path ? req->raw_path : "/";
             return reject(conn, ex, 400, true, now);
         }
@@ -603,15 +605,65 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(conn, ex, now);
 }
 
-static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+/*
+ * Who frees an exchange. libmicrohttpd reports a request completed
+ * (completed_cb) only when it got as far as the request; one it gives up on
+ * while reading the headers (its per-connection pool exhausted: "Not enough
+ * memory in pool", then 431 or nothing) is never reported, although the URI
+ * callback already created its exchange and counted it in flight. So each
+ * connection holds one pointer (its socket context, allocated when the
+ * connection starts) to the exchange in progress:
+ *
+ *   connection  ──► slot ──► exchange      uri_cb sets the slot
+ *   started          │                     completed_cb clears it, frees
+ *                    └── closed: an exchange still in the slot is freed
+ *
+ * Both callbacks run on the connection's thread, so the slot needs no lock.
+ */
+static void release_exchange(svc_app *app, svc__exchange *ex)
+{
+    if (ex->conn_slot)
+        *ex->conn_slot = NULL;
+    svc__exchange_free(ex);
+    atomic_fetch_sub(&app->inflight, 1);
+}
+
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
 {
     svc_app *app = cls;
     (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = svc__calloc(1, sizeof(svc__exchange *));
+        return;
+    }
+    svc__exchange **slot = *socket_context;
+    if (slot == NULL)
+        return;
+    if (*slot) /* the request was abandoned without a completion report */
+        release_exchange(app, *slot);
+    svc_free(slot);
+    *socket_context = NULL;
+}
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    svc_app *app = cls;
     svc__exchange *ex = svc__exchange_new(app, uri);
-    if (ex) {
-        atomic_fetch_add(&app->inflight, 1);
-        /* the request line has arrived; the headers may not have yet */
-        ex->req.start_ns = svc_clock_mono_ns(app->clock);
+    if (ex == NULL)
+        return NULL;
+    atomic_fetch_add(&app->inflight, 1);
+    /* the request line has arrived; the headers may not have yet */
+    ex->req.start_ns = svc_clock_mono_ns(app->clock);
+    ex->mhd_uri = uri; /* where libmicrohttpd parsed it: svc__req_check() */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    svc__exchange **slot = ci ? ci->socket_context : NULL;
+    if (slot) {
+        if (*slot) /* a previous request of the connection never completed */
+            release_exchange(app, *slot);
+        *slot = ex;
+        ex->conn_slot = slot;
     }
     return ex;
 }
@@ -678,8 +730,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     note_dropped(app, ex, toe);
-    svc__exchange_free(ex);
-    atomic_fetch_sub(&app->inflight, 1);
+    release_exchange(app, ex);
 }
 
 SVC_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -767,6 +818,7 @@ svc_status svc_app_start(svc_app *app)
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, app,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app,
+        MHD_OPTION_NOTIFY_CONNECTION, connection_cb, app,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (app->daemon == NULL) {

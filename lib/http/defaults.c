@@ -28,8 +28,8 @@ static const svc__opt http_spec[] = {
     SVC__OPT(svc_app_opts, default_middleware, BOOL, .i = 1, 0, 0,
              "request id, access log, security headers, maintenance mode"),
     SVC__OPT(svc_app_opts, access_log, BOOL, .i = 1, 0, 0, "one JSON line per request"),
-    SVC__OPT(svc_app_opts, problem_type_base, STRING, .s = "https://libsvcinfra.org/problems/", 0,
-             0, "base of the problem `type` member"),
+    SVC__OPT(svc_app_opts, problem_type_base, STRING, .s = "about:blank", 0, 0,
+             "base of the problem `type` member; `about:blank`: every type is about:blank"),
     SVC__OPT(svc_app_opts, trace_response, BOOL, .i = 0, 0, 0,
              "add the W3C traceresponse header"),
 };

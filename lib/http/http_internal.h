@@ -12,7 +12,8 @@
  *                        └─ arena     bump allocator for the request's strings
  *
  * Everything in the exchange lives until libmicrohttpd reports the request
- * completed (after the response was sent), then it is freed at once.
+ * completed (after the response was sent), or until the connection closes
+ * for a request it gave up on without that report; then it is freed at once.
  *
  * Configuration (routes, middleware) is written before svc_app_start() and
  * read-only afterwards, so request threads read it without locks. Runtime
@@ -118,7 +119,7 @@ void svc__app_hooks_free(svc_app *app);
 struct svc_app {
     svc_app_opts opts;       /* effective options; strings below are owned copies */
     char *bind_addr;
-    char *problem_type_base; /* always ends with '/' or is "" */
+    char *problem_type_base; /* "about:blank", or ends with '/', or is "" */
 
     svc__route *routes;
     size_t nroutes, routes_cap;
@@ -261,6 +262,8 @@ struct svc__exchange {
     void *late_ud;
     svc__arena_chunk *chunks; /* overflow chunks of the arena */
     size_t arena_used;
+    svc__exchange **conn_slot;/* the connection's pointer to this exchange (app.c), or NULL */
+    const char *mhd_uri;      /* the target where libmicrohttpd parsed it (uri_cb) */
     /* Not zeroed when an exchange starts (each is written before it is
      * read): from here to the end. */
     char allow[128];          /* Allow header for a 405 */
@@ -287,13 +290,21 @@ svc__exchange *svc__exchange_new(svc_app *app, const char *uri);
 /* Runs the slot free functions and frees the exchange. NULL: no-op. */
 void svc__exchange_free(svc__exchange *ex);
 /* Splits uri into raw path and query and decodes the path. Returns
- * SVC_EINVAL for a path that decodes to a NUL byte or is not origin-form. */
+ * SVC_EINVAL for a target that is not origin- or absolute-form, or a path
+ * with a malformed escape or that decodes to a control character or to
+ * invalid UTF-8. */
 svc_status svc__req_parse_target(svc_req *req);
+/* Validates the request line and the header values before routing (RFC
+ * 9112 3.2, RFC 3986, RFC 9110 5.5) and parses the target; NULL when they
+ * are fine, else the problem's detail for a 400 (a literal). `url` and
+ * `version` are libmicrohttpd's, as on_request received them. */
+const char *svc__req_check(svc_req *req, const char *url, const char *version);
 /* Appends a request header (borrowed strings; nlen = strlen(name)). */
 svc_status svc__req_add_header(svc_req *req, const char *name, size_t nlen, const char *value);
 /* In-place percent-decoding of s[0..n) into out (may be s); returns the
- * decoded length or (size_t)-1 for an encoded NUL. `plus_space` turns '+'
- * into ' ' (query strings). Malformed escapes are kept literally. */
+ * decoded length, or (size_t)-1 for an encoded NUL or a malformed escape
+ * ('%' not followed by two hex digits). `plus_space` turns '+' into ' '
+ * (query strings). */
 size_t svc__pct_decode(const char *s, size_t n, char *out, bool plus_space);
 
 /* ---- router (lib/http/router.c) ------------------------------------------- */
@@ -343,7 +354,11 @@ svc_status svc__res_header_put(svc_res *res, const char *name, size_t nlen, cons
 void svc__chain_run(svc__exchange *ex);
 
 /* ---- problems (lib/http/problem.c) ------------------------------------------- */
-/* The `type` URI for `code` into buf: base + "not-found". */
+/* The default problem_type_base: every problem's `type` is "about:blank"
+ * (RFC 9457 4.2.1) and the `code` member tells the problems apart. */
+#define SVC__PROBLEM_ABOUT_BLANK "about:blank"
+/* The `type` URI for `code` into buf: "about:blank" for that base, else
+ * base + "not-found" (base may be relative: "/problems/not-found"). */
 void svc__problem_type(const svc_app *app, svc_problem_code code, char *buf, size_t len);
 
 /* ---- built-in middleware (lib/http/mw_core.c) -------------------------------- */

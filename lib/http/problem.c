@@ -1,7 +1,7 @@
 /*
  * lib/http/problem.c - RFC 9457 problem details.
  *
- *   {"type":"https://libsvcinfra.org/problems/not-found","title":"Not found",
+ *   {"type":"about:blank","title":"Not found",
  *    "status":404,"detail":"...","instance":"/cars/7","code":"NOT_FOUND",
  *    "request_id":"..."}  + extension members
  *
@@ -25,6 +25,8 @@ void svc__problem_type(const svc_app *app, svc_problem_code code, char *buf, siz
     size_t o = 0;
     if (len == 0)
         return;
+    if (strcmp(base, SVC__PROBLEM_ABOUT_BLANK) == 0)
+        name = ""; /* the `code` member names the problem */
     for (const char *p = base; *p && o + 1 < len; p++)
         buf[o++] = *p;
     for (const char *p = name; *p && o + 1 < len; p++)

@@ -185,23 +185,158 @@ size_t svc__pct_decode(const char *s, size_t n, char *out, bool plus_space)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c == '%' && i + 2 < n) {
+        if (c == '%') {
+            if (i + 2 >= n)
+                return (size_t)-1;
             int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-            if (h >= 0 && l >= 0) {
-                char d = (char)(h * 16 + l);
-                if (d == '\0')
-                    return (size_t)-1;
-                out[o++] = d;
-                i += 2;
-                continue;
-            }
-        } else if (c == '+' && plus_space) {
-            c = ' ';
+            if (h < 0 || l < 0 || (h | l) == 0)
+                return (size_t)-1;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+            continue;
         }
+        if (c == '+' && plus_space)
+            c = ' ';
         out[o++] = c;
     }
     out[o] = '\0';
     return o;
+}
+
+/*
+ * Request validation, before routing: what libmicrohttpd 0.9.75 lets
+ * through but RFC 9112 3.2 / RFC 3986 (request target) and RFC 9110 5.5
+ * (field values) do not allow. One pass over each string, a class per byte
+ * from one table:
+ *
+ *   target  0x00-0x20 (controls, SP), 0x7F     → 400
+ *           '%' not followed by two hex digits  → 400
+ *           bytes >= 0x80 that are not UTF-8    → 400
+ *   path    once decoded: a control character or
+ *           invalid (overlong, surrogate, cut) UTF-8 → 400
+ *   header  a control character but HTAB       → 400
+ *
+ * libmicrohttpd hands the target and the header values over as C strings,
+ * so a raw NUL would silently cut them short. It parses them in place in
+ * its read buffer, where the request line and the header lines follow one
+ * another, each line's end (CR, LF) overwritten with NULs:
+ *
+ *   GET\0/a?b\0HTTP/1.1\0\0Host:\0x\0\0X-Probe:\0left\0right\0\0\0\0
+ *        ^url      ^version   ^name  ^value ^ strlen() ends here, but the
+ *                                             bytes up to the end of the
+ *                                             line are not all NULs
+ *
+ * so a string followed by anything but NULs up to the next one held a NUL.
+ * Where the layout is not that one (a folded header line is copied
+ * elsewhere), the NUL check is skipped.
+ */
+enum { C_OK = 0, C_CTL = 1, C_PCT = 2, C_HIGH = 3 };
+static const unsigned char target_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+    1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* SP ! " # $ % ... */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, /* ... DEL */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+};
+
+/* Scans the raw target s (a C string); returns the problem or NULL, and
+ * the length of s in *len. */
+static const char *target_problem(const char *s, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    for (;;) {
+        while (target_class[u[i]] == C_OK)
+            i++;
+        switch (target_class[u[i]]) {
+        case C_CTL:
+            if (u[i] != '\0')
+                return "the request target contains a space or a control character";
+            *len = i;
+            return NULL;
+        case C_PCT:
+            /* && stops at a NUL: hexval('\0') < 0 */
+            if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return "the request target has a malformed percent-escape";
+            i += 3;
+            break;
+        default: {
+            size_t l = svc__utf8_seq_len(u + i, 4);
+            if (l == 0)
+                return "the request target is not valid UTF-8";
+            i += l;
+        }
+        }
+    }
+}
+
+/* True when only NULs lie between the end of s (at s + n) and `next`, the
+ * string libmicrohttpd parsed after it on the same or the following line;
+ * also true when `next` is not where that layout puts it. */
+static bool ends_clean(const char *s, size_t n, const char *next)
+{
+    uintptr_t e = (uintptr_t)(s + n), nx = (uintptr_t)next;
+    if (nx <= e || nx - e > 64)
+        return true; /* not the read buffer's layout: nothing to tell */
+    for (const char *p = s + n; p < next; p++)
+        if (*p)
+            return false;
+    return true;
+}
+
+/* Length of the header value s; false when a control character but HTAB
+ * comes before its end. */
+static bool field_value_ok(const char *s, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (u[i] >= 0x20 ? u[i] != 0x7F : u[i] == '\t')
+        i++;
+    *len = i;
+    return u[i] == '\0';
+}
+
+const char *svc__req_check(svc_req *req, const char *url, const char *version)
+{
+    static const char *const bad_field =
+        "a request header value contains a NUL or another control character";
+    svc__exchange *ex = req->ex;
+    size_t n;
+    const char *p = target_problem(req->uri, &n);
+    if (p)
+        return p;
+    /* url is libmicrohttpd's target in place: "<target>\0<version>" */
+    if (ex->mhd_uri == url && version && *version && !ends_clean(url, n, version))
+        return "the request target contains a NUL byte";
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        const svc__hdr *h = &req->hdrs[i];
+        size_t vl;
+        if (!field_value_ok(h->value, &vl))
+            return bad_field;
+        if (i + 1 < req->nhdrs) {
+            if (!ends_clean(h->value, vl, req->hdrs[i + 1].name))
+                return bad_field;
+        } else if ((uintptr_t)h->value > (uintptr_t)h->name &&
+                   (uintptr_t)h->value - (uintptr_t)h->name <= 64 * 1024 && h->value[vl + 1]) {
+            /* the last line: its CR or LF, then the empty line, all NULs */
+            return bad_field;
+        }
+    }
+    switch (svc__req_parse_target(req)) {
+    case SVC_OK: return NULL;
+    case SVC_EINVAL:
+        return req->raw_path ? "the request path decodes to a control character or to text "
+                               "that is not valid UTF-8"
+                             : "the request target is not in origin or absolute form";
+    default: return "the request target could not be read";
+    }
 }
 
 svc_status svc__req_parse_target(svc_req *req)
@@ -234,8 +369,18 @@ svc_status svc__req_parse_target(svc_req *req)
     char *dec = svc__ex_alloc(ex, plen + 1);
     if (dec == NULL)
         return SVC_ENOMEM;
-    if (svc__pct_decode(raw, plen, dec, false) == (size_t)-1)
+    size_t dl = svc__pct_decode(raw, plen, dec, false);
+    if (dl == (size_t)-1)
         return SVC_EINVAL;
+    /* escapes may spell what the raw target may not: controls, bad UTF-8 */
+    const unsigned char *d = (const unsigned char *)dec;
+    for (size_t i = 0; i < dl;) {
+        size_t l = 1;
+        if (d[i] < 0x20 || d[i] == 0x7F ||
+            (d[i] >= 0x80 && (l = svc__utf8_seq_len(d + i, dl - i)) == 0))
+            return SVC_EINVAL;
+        i += l;
+    }
     req->path = dec;
     return SVC_OK;
 }

@@ -473,6 +473,27 @@ static void reserved_keys_are_prefixed(void **state)
     json_decref(j);
 }
 
+/* A value longer than the 16 KiB cut whose URL's '@' lies past the cut:
+ * the password is masked before the value is cut, so not even its start
+ * is written. */
+static void url_password_past_the_length_cut_is_masked_before_cutting(void **state)
+{
+    (void)state;
+    static const char url[] = " postgres://app:hunter2hunter2hunter2@db/main";
+    char big[16360 + sizeof url];
+    memset(big, 'a', 16360);
+    memcpy(big + 16360, url, sizeof url); /* the password starts at byte 16376 */
+    svc_log_field f[] = {SVC_LOG_STR("dsn", big)};
+    svc_log_kv(SVC_LOG_INFO, big, f, 1);
+    json_t *j = line_json(0);
+    assert_null(strstr(cap.lines[0], "hunter"));
+    const char *v = str_of(j, "dsn");
+    assert_non_null(strstr(v, "postgres://app:***"));
+    assert_non_null(strstr(v, "[truncated]"));
+    assert_non_null(strstr(str_of(j, "msg"), "postgres://app:***"));
+    json_decref(j);
+}
+
 static void awkward_strings_stay_valid_json(void **state)
 {
     (void)state;
@@ -851,6 +872,7 @@ int main(int argc, char **argv)
         T(secret_keys_are_redacted),
         T(numbers_are_written_exactly),
         T(url_passwords_are_masked_in_msg_and_values),
+        T(url_password_past_the_length_cut_is_masked_before_cutting),
         T(raw_json_is_embedded_and_redacted),
         T(raw_json_too_deep_or_too_large_is_truncated_not_leaked),
         T(raw_json_works_with_an_application_jansson_allocator),

@@ -95,7 +95,7 @@ static void explicit_status_and_null_detail(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "status")), 503);
     assert_string_equal(json_string_value(json_object_get(j, "code")), "TIMEOUT");
     assert_string_equal(json_string_value(json_object_get(j, "type")),
-                        "https://libsvcinfra.org/problems/timeout");
+                        "about:blank"); /* the default */
     assert_string_equal(json_string_value(json_object_get(j, "instance")), "/x");
     assert_int_equal(strlen(json_string_value(json_object_get(j, "request_id"))), 32);
     json_decref(j);
@@ -107,12 +107,45 @@ static void explicit_status_and_null_detail(void **state)
     svc_app_free(app);
 }
 
+/* The default type is about:blank (RFC 9457 4.2.1: the `code` member tells
+ * problems apart), for no domain the service owns; a relative base gives
+ * relative type URIs. */
+static void type_is_about_blank_by_default_and_a_base_may_be_relative(void **state)
+{
+    (void)state;
+    static const char *const bases[] = {NULL, "/problems", "about:blank"};
+    static const char *const want[] = {"about:blank", "/problems/not-found", "about:blank"};
+    for (size_t i = 0; i < 3; i++) {
+        svc_app_opts o;
+        svc_app_opts_default(&o);
+        o.port = 0;
+        o.threads = 1;
+        o.access_log = 0;
+        if (bases[i])
+            o.problem_type_base = bases[i];
+        svc_app *app = NULL;
+        assert_int_equal(svc_app_new(&app, &o), SVC_OK);
+        assert_int_equal(svc_app_start(app), SVC_OK);
+        htu_response r;
+        assert_int_equal(htu_request(svc_app_port(app), "GET", "/nope", NULL, NULL, &r), 0);
+        assert_int_equal(r.status, 404);
+        json_t *j = json_loads(r.body, 0, NULL);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "type")), want[i]);
+        assert_string_equal(json_string_value(json_object_get(j, "code")), "NOT_FOUND");
+        json_decref(j);
+        htu_response_free(&r);
+        svc_app_free(app);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(code_table_has_names_statuses_and_titles),
         cmocka_unit_test(problem_body_carries_every_member),
         cmocka_unit_test(explicit_status_and_null_detail),
+        cmocka_unit_test(type_is_about_blank_by_default_and_a_base_may_be_relative),
     };
     return cmocka_run_group_tests_name("http_problem", tests, NULL, NULL);
 }
