@@ -17,6 +17,8 @@
  *
  * with request ids, W3C trace context, a JSON access log on stderr, security
  * headers, a CORS allowlist (http://localhost:3000) and a readiness check.
+ * Every feature is one line, configured from hello.yaml beside this file
+ * (SVC_CONFIG_FILE names another) with SVC_* environment variables over it.
  * SIGTERM or Ctrl-C stops it gracefully: in-flight requests finish first.
  *
  * Maintenance mode pauses writes (POST/PUT/PATCH/DELETE → 503 with
@@ -123,33 +125,15 @@ static void order(svc_req *req, svc_res *res, void *ud)
     answer(res, 200, json_pack("{s:s, s:s, s:i}", "id", id, "item", "towel", "quantity", 1));
 }
 
-/* GET /limited: a route behind a rate limit (see add_ratelimit below). */
+/* GET /limited: a route behind a rate limit. hello.yaml gives it the policy
+ * "limited" (GCRA, 3 a minute, a burst of 3): its answers carry
+ * RateLimit-Policy and RateLimit headers, and the 4th quick request gets 429
+ * problem+json with Retry-After. */
 static void limited(svc_req *req, svc_res *res, void *ud)
 {
     (void)req;
     (void)ud;
     answer(res, 200, json_pack("{s:s}", "message", "within the limit"));
-}
-
-/* Rate limit: GET /limited admits a burst of 3 per client, refilled at 3 a
- * minute (GCRA); the answers carry RateLimit-Policy and RateLimit headers,
- * and the 4th quick request gets 429 problem+json with Retry-After. The
- * limiter outlives the app, so it is freed after svc_app_free(). */
-static svc_ratelimit *limiter;
-static svc_status add_ratelimit(svc_app *app)
-{
-    static const svc_ratelimit_policy policy = {.name = "limited", .algorithm = SVC_RL_GCRA,
-                                                .limit = 3, .period_ms = 60000};
-    static const svc_ratelimit_route routes[] = {{"GET", "/limited", "limited", 1}};
-    svc_status st = svc_ratelimit_new(&limiter, NULL);
-    if (st == SVC_OK)
-        st = svc_ratelimit_policy_add(limiter, &policy);
-    svc_ratelimit_http_opts opts;
-    svc_ratelimit_http_opts_default(&opts);
-    opts.rl = limiter;
-    opts.routes = routes;
-    opts.nroutes = 1;
-    return st == SVC_OK ? svc_add_ratelimit(app, &opts) : st;
 }
 
 /* POST /payments {"amount": n}: creates a payment with a new id. A client
@@ -176,10 +160,9 @@ static void payment(svc_req *req, svc_res *res, void *ud)
 
 /* Background jobs (memory: backend, in this process): POST /signup
  * {"email": s} enqueues a "welcome.email" job and answers 202 with its id
- * at once; the worker pool that svc_add_jobs() starts with the app runs it;
- * GET /jobs/{id} shows its state. The queue outlives the app, so it is
- * freed after svc_app_free() (which stops the workers gracefully). */
-static svc_jobs *jobs;
+ * at once; the worker pool svc_add_jobs() starts with the app runs it;
+ * GET /jobs/{id} shows its state. The queue belongs to the app
+ * (svc_app_jobs()). */
 static svc_job_result send_welcome(svc_job *job, void *ud)
 {
     (void)ud;
@@ -201,6 +184,7 @@ static void signup(svc_req *req, svc_res *res, void *ud)
     char *payload = json_dumps(in, JSON_COMPACT);
     json_decref(in);
     int64_t id = 0;
+    svc_jobs *jobs = svc_app_jobs(svc_req_app(req));
     svc_status st = payload ? svc_jobs_enqueue(jobs, "welcome.email", payload, NULL, &id)
                             : SVC_ENOMEM;
     free(payload);
@@ -216,7 +200,7 @@ static void job_status(svc_req *req, svc_res *res, void *ud)
     (void)ud;
     svc_job_info info;
     int64_t id = strtoll(svc_req_param(req, "id"), NULL, 10);
-    if (svc_jobs_get(jobs, id, &info) != SVC_OK) {
+    if (svc_jobs_get(svc_app_jobs(svc_req_app(req)), id, &info) != SVC_OK) {
         problem(res, 404, SVC_PROBLEM_NOT_FOUND, "no such job");
         return;
     }
@@ -224,22 +208,6 @@ static void job_status(svc_req *req, svc_res *res, void *ud)
                                info.kind, "state", svc_job_state_name(info.state), "attempt",
                                info.attempt));
     svc_job_info_clear(&info);
-}
-
-static svc_status add_jobs(svc_app *app)
-{
-    svc_jobs_opts o;
-    svc_jobs_opts_default(&o);
-    o.url = "memory:";
-    svc_status st = svc_jobs_new(&jobs, &o);
-    if (st == SVC_OK)
-        st = svc_jobs_register(jobs, "welcome.email", send_welcome, NULL, 0);
-    if (st == SVC_OK)
-        st = svc_app_route(app, "POST", "/signup", signup, NULL);
-    if (st == SVC_OK)
-        st = svc_app_route(app, "GET", "/jobs/{id}", job_status, NULL);
-    svc_jobs_http_opts jo = {.jobs = jobs, .start_worker = 1, .check_critical = 1};
-    return st == SVC_OK ? svc_add_jobs(app, &jo) : st;
 }
 
 /* POST /admin/maintenance {"on": bool, "retry_after_s": n}, Bearer token. */
@@ -281,40 +249,47 @@ static void admin_mw(svc_req *req, svc_res *res, svc_chain *next, void *ud)
     do {                                                                                \
         svc_status st_ = (call);                                                        \
         if (st_ != SVC_OK) {                                                            \
-            fprintf(stderr, "hello: %s: %s %s\n", #call, svc_strerror(st_),             \
-                    app ? svc_app_errmsg(app) : "");                                    \
+            fprintf(stderr, "hello: %s: %s: %s\n", #call, svc_strerror(st_),            \
+                    svc_last_errmsg()[0] || !app ? svc_last_errmsg() : svc_app_errmsg(app)); \
             svc_app_free(app);                                                          \
             return 1;                                                                   \
         }                                                                               \
     } while (0)
 
+/* Where the configuration is: SVC_CONFIG_FILE when set, else hello.yaml
+ * (the build passes the path of the one beside this file). */
+#ifndef HELLO_CONFIG
+#define HELLO_CONFIG "hello.yaml"
+#endif
+
 int main(void)
 {
     svc_app *app = NULL;
-    /* NULL options: defaults (127.0.0.1:8080, request id, access log,
-     * security headers, maintenance mode) overridden by SVC_HTTP_* */
-    TRY(svc_app_new(&app, NULL));
+    setenv("SVC_CONFIG_FILE", HELLO_CONFIG, 0); /* 0: an SVC_CONFIG_FILE given wins */
 
-    static const char *const origins[] = {"http://localhost:3000", NULL};
-    svc_cors_opts cors;
-    svc_cors_opts_default(&cors);
-    cors.allow_origins = origins;
-    cors.expose_headers = "X-Request-Id, RateLimit, RateLimit-Policy, Retry-After"; /* for the page's code */
+    /* NULL options everywhere: each feature reads its section of hello.yaml,
+     * with SVC_* environment variables over it (http.port ↔ SVC_HTTP_PORT). */
+    TRY(svc_app_new(&app, NULL));        /* 127.0.0.1:8080, request id, access log,
+                                            security headers, maintenance mode */
+    TRY(svc_add_probes(app, NULL));      /* /healthz /readyz /startupz */
+    TRY(svc_add_metrics(app, NULL));     /* /metrics + request metrics */
+    TRY(svc_add_cors(app, NULL));        /* cors: the allowlist */
+    TRY(svc_add_ratelimit(app, NULL));   /* ratelimit: policies and routes */
+    TRY(svc_add_idempotency(app, NULL)); /* idempotency: Idempotency-Key replays */
+    TRY(svc_add_jobs(app, NULL));        /* jobs: queue, workers started with the app */
 
-    TRY(svc_add_probes(app, NULL));                              /* /healthz /readyz /startupz */
-    TRY(svc_add_metrics(app, NULL));                             /* /metrics + request metrics */
-    TRY(svc_add_cors(app, &cors));                               /* CORS allowlist */
-    TRY(svc_app_add_check(app, "store", store_check, &the_store, 500, 1)); /* readiness */
+    /* What only code can add: routes, a job handler, a readiness check. */
+    TRY(svc_jobs_register(svc_app_jobs(app), "welcome.email", send_welcome, NULL, 0));
+    TRY(svc_app_add_check(app, "store", store_check, &the_store, 500, 1));
     TRY(svc_app_route(app, "GET", "/hello/{name}", hello_name, NULL));
     TRY(svc_app_route(app, "POST", "/echo", echo, NULL));
     TRY(svc_app_route(app, "GET", "/orders/{id}", order, &the_store));
     TRY(svc_app_route(app, "GET", "/limited", limited, NULL));
-    TRY(add_ratelimit(app));                                     /* rate limit on /limited */
     TRY(svc_app_route(app, "POST", "/payments", payment, &the_store));
-    TRY(svc_add_idempotency(app, NULL));                         /* Idempotency-Key replays */
-    TRY(add_jobs(app));                                          /* POST /signup → a background job */
+    TRY(svc_app_route(app, "POST", "/signup", signup, NULL));
+    TRY(svc_app_route(app, "GET", "/jobs/{id}", job_status, NULL));
     const char *admin_token = getenv("HELLO_ADMIN_TOKEN");
-    if (admin_token && admin_token[0])                           /* opt-in admin switch */
+    if (admin_token && admin_token[0])   /* opt-in admin switch */
         TRY(svc_app_use_stage(app, SVC_STAGE_OBSERVE, "admin", admin_mw, (void *)admin_token));
 
     TRY(svc_app_start(app));
@@ -323,8 +298,6 @@ int main(void)
 
     TRY(svc_app_run(app)); /* until SIGTERM / SIGINT, then a graceful shutdown */
     printf("hello: stopped gracefully\n");
-    svc_app_free(app);
-    svc_ratelimit_free(limiter);
-    svc_jobs_free(jobs);
+    svc_app_free(app);     /* the queue, the limiter and the store go with it */
     return 0;
 }
