@@ -10,6 +10,9 @@ extern const svc__opt_table svc__security_opts_table;
 extern const svc__opt_table svc__probes_opts_table;
 extern const svc__opt_table svc__metrics_http_opts_table;
 extern const svc__opt_table svc__tenancy_opts_table;
+extern const svc__opt_table svc__outbox_opts_table;
+extern const svc__opt_table svc__outbox_http_opts_table;
+extern const svc__opt_table svc__inbox_opts_table;
 
 static const svc__opt_table *const tables[] = {
     &svc__http_opts_table,
@@ -18,6 +21,9 @@ static const svc__opt_table *const tables[] = {
     &svc__probes_opts_table,
     &svc__metrics_http_opts_table,
     &svc__tenancy_opts_table,
+    &svc__outbox_opts_table,
+    &svc__outbox_http_opts_table,
+    &svc__inbox_opts_table,
 };
 
 const svc__opt_table *const *svc__opts_tables(size_t *n)
