@@ -1553,9 +1553,123 @@ static void put_and_inbox_claim_are_prepared_once_per_connection(void **state)
     svc_pg_free(one);
 }
 
+/* ---- the module template on the servers --------------------------------------- */
+
+/* The transactional calls take the handle whose store they write: a memory
+ * outbox or inbox refuses them and leaves the transaction usable. */
+static void tx_calls_need_a_postgres_handle(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_outbox *mob;
+    svc_inbox *min;
+    assert_int_equal(svc_outbox_new(&mob, NULL), SVC_OK);
+    assert_int_equal(svc_inbox_new(&min, NULL), SVC_OK);
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(mob, tx, "t", "k", "{}", NULL, NULL), SVC_EINVAL);
+    assert_non_null(strstr(svc_outbox_errmsg(mob), "postgres"));
+    int first = -1;
+    assert_int_equal(svc_inbox_claim_tx(min, tx, "c", "m", &first), SVC_EINVAL);
+    assert_int_equal(first, 0);
+    assert_non_null(strstr(svc_inbox_errmsg(min), "postgres"));
+    int64_t id = 0;
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "{}", NULL, &id), SVC_OK);
+    assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    svc_inbox_free(min);
+    svc_outbox_free(mob);
+}
+
+/* A pool given in opts.pg gets a reference: the application may free its
+ * own first (under ASan: no use after free, no leak). */
+static void a_given_pool_may_be_freed_before_the_handles(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_pg *own = pool_of(2);
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.pg = own;
+    svc_outbox *ob;
+    assert_int_equal(svc_outbox_new(&ob, &oo), SVC_OK);
+    svc_inbox_opts io;
+    svc_inbox_opts_default(&io);
+    io.pg = own;
+    svc_inbox *in;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_OK);
+    assert_string_equal(svc_inbox_backend_name(in), "postgres");
+    svc_pg_free(own);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_OK);
+    int first = 0;
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    assert_int_equal(svc_inbox_claim(in, consumer, "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_inbox_free(in);
+    svc_outbox_free(ob);
+}
+
+/* Both pools given: refused, the standard message. */
+static void inbox_refuses_pg_and_redis_together(void **state)
+{
+    (void)state;
+    need_pg();
+    const char *url = getenv("SVC_TEST_REDIS_URL");
+    if (!url || !*url)
+        skip();
+    svc_redis_opts ro;
+    svc_redis_opts_default(&ro);
+    ro.url = url;
+    svc_redis *r;
+    assert_int_equal(svc_redis_new(&r, &ro), SVC_OK);
+    svc_inbox_opts io;
+    svc_inbox_opts_default(&io);
+    io.pg = pg;
+    io.redis = r;
+    svc_inbox *in = NULL;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_EINVAL);
+    assert_null(in);
+    assert_non_null(strstr(svc_last_errmsg(), "inbox"));
+    io.pg = NULL;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_OK);
+    assert_string_equal(svc_inbox_backend_name(in), "redis");
+    uint64_t del = 9;
+    assert_int_equal(svc_inbox_prune(in, 0, &del), SVC_ENOTSUP);
+    assert_int_equal(del, 0);
+    svc_inbox_free(in);
+    svc_redis_free(r);
+}
+
+/* The readiness figure on postgres: the oldest unpublished event's age. */
+static void backlog_age_is_the_age_of_the_oldest_unpublished_event(void **state)
+{
+    (void)state;
+    need_pg();
+    int64_t age = -1;
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_int_equal(age, 0);
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload, created_at)\n"
+                                 " VALUES ('t', 'k', '{}', now() - interval '90 seconds'),\n"
+                                 "        ('t', 'k', '{}', now() - interval '10 seconds')",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_in_range(age, 89000, 120000);
+    assert_int_equal(svc_pg_exec(pg, "UPDATE svc_outbox SET published_at = now()", 0, NULL, NULL),
+                     SVC_OK);
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_int_equal(age, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tx_calls_need_a_postgres_handle),
+        cmocka_unit_test(a_given_pool_may_be_freed_before_the_handles),
+        cmocka_unit_test(inbox_refuses_pg_and_redis_together),
+        cmocka_unit_test(backlog_age_is_the_age_of_the_oldest_unpublished_event),
         cmocka_unit_test(rollback_leaves_no_event_and_commit_publishes_once),
         cmocka_unit_test(bad_arguments_leave_the_transaction_usable),
         cmocka_unit_test(payloads_are_accepted_exactly_as_postgres_json),
