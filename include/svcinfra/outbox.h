@@ -118,6 +118,7 @@ typedef struct svc_outbox_opts {
                                  connection); redis:// is SVC_ENOTSUP */
     struct svc_pg *pg;        /* NULL, or a pool to use instead of url (a
                                  reference is taken). The LISTEN connection
+                                 then uses url when it is postgres://, else
                                  copies a pooled connection's parameters */
     unsigned pool_size;       /* 0: the pool's default; connections of a pool
                                  made from url */

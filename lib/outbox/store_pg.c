@@ -670,17 +670,20 @@ svc_status svc__inbox_prune_pg(svc_pg *pg, int64_t older_than_ms, uint64_t *dele
         older_than_ms, deleted);
 }
 
-/* For readiness probes, which run often: one probe of the index of
- * unpublished events (ids follow creation), no count. */
+/* For readiness probes, which run often (so prepared like the relay's
+ * statements): one probe of the index of unpublished events (ids follow
+ * creation), no count. */
+static svc_pg_stmt backlog_age_stmt = SVC_PG_STMT_INIT(
+    "svc_outbox_backlog_age",
+    "SELECT (extract(epoch FROM now() - created_at) * 1000)::bigint FROM svc_outbox\n"
+    " WHERE published_at IS NULL ORDER BY id LIMIT 1",
+    0);
+
 static svc_status pg_backlog_age(svc__ob_store *base, int64_t *age_ms, svc__err *err)
 {
     pg_store *s = (pg_store *)base;
     svc_pg_result *r;
-    svc_status st = svc_pg_exec(
-        s->pg,
-        "SELECT (extract(epoch FROM now() - created_at) * 1000)::bigint FROM svc_outbox\n"
-        " WHERE published_at IS NULL ORDER BY id LIMIT 1",
-        0, NULL, &r);
+    svc_status st = svc_pg_exec_stmt(s->pg, &backlog_age_stmt, NULL, &r);
     if (st)
         return pg_fail(s, err, st, "backlog age");
     *age_ms = svc_pg_result_rows(r) > 0 ? strtoll(svc_pg_result_value(r, 0, 0), NULL, 10) : 0;

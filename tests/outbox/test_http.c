@@ -272,9 +272,35 @@ static void wiring_errors_are_reported(void **state)
     assert_int_equal(atomic_load(&destroyed), 3);
 }
 
+/* The app's configuration is its YAML with the environment over it: the
+ * section's keys come from SVC_OUTBOX_* too. */
+static void wiring_reads_the_environment_over_the_yaml(void **state)
+{
+    (void)state;
+    setenv("SVC_OUTBOX_MAX_BACKLOG_AGE", "100ms", 1);
+    svc_app *app = app_with_yaml("outbox:\n  max_backlog_age: 1h\n");
+    assert_int_equal(svc_add_probes(app, NULL), SVC_OK);
+    assert_int_equal(svc_add_outbox(app, NULL), SVC_OK);
+    unsetenv("SVC_OUTBOX_MAX_BACKLOG_AGE");
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    assert_int_equal(svc_outbox_put(svc_app_outbox(app), "t", "k", "{}", NULL, NULL), SVC_OK);
+    htu_sleep_ms(250);
+    htu_response r;
+    assert_int_equal(htu_request(svc_app_port(app), "GET", "/readyz", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "over max_backlog_age 100 ms"));
+    htu_response_free(&r);
+    /* the outbox may be freed after its app, or (here) before: references */
+    svc_outbox *ob = svc_outbox_ref(svc_app_outbox(app));
+    svc_outbox_free(ob);
+    assert_int_equal(svc_app_shutdown(app), SVC_OK);
+    svc_app_free(app);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(wiring_reads_the_environment_over_the_yaml),
         cmocka_unit_test(event_put_in_a_handler_is_published_by_the_apps_relay),
         cmocka_unit_test(shutdown_stops_the_relay_after_the_last_request),
         cmocka_unit_test(readiness_fails_while_the_backlog_is_older_than_max_backlog_age),
