@@ -134,10 +134,10 @@ static int open_outbox(const opts *o, svc_outbox **ob)
     oo.url = o->db;
     svc_status st = svc_outbox_new(ob, &oo);
     if (st) {
-        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_outbox_last_error());
-        return st == SVC_EINVAL ? USAGE : exit_for(st);
+        fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_last_errmsg());
+        return st == SVC_EINVAL || st == SVC_ENOTSUP ? USAGE : exit_for(st);
     }
-    if (strcmp(svc_outbox_backend(*ob), "postgres") != 0) {
+    if (strcmp(svc_outbox_backend_name(*ob), "postgres") != 0) {
         fprintf(stderr, "svcinfra: the outbox command needs a postgres:// URL\n");
         svc_outbox_free(*ob);
         return USAGE;
@@ -305,19 +305,22 @@ static int cmd_prune(const opts *o)
         printf("deleted %llu published event(s)\n", (unsigned long long)n);
     svc_outbox_free(ob);
     if (!st && o->inbox) {
-        svc_pg *pg;
-        svc_pg_opts po;
-        svc_pg_opts_default(&po);
-        po.url = o->db;
-        po.pool_size = 1;
-        po.no_metrics = 1;
-        if (!(st = svc_pg_new(&pg, &po))) {
-            st = svc_inbox_prune_pg(pg, o->older_ms, &n);
+        svc_inbox *in;
+        svc_inbox_opts io;
+        svc_inbox_opts_default(&io);
+        io.url = o->db;
+        io.pool_size = 1;
+        io.no_metrics = 1;
+        if ((st = svc_inbox_new(&in, &io))) {
+            fprintf(stderr, "svcinfra: inbox: %s: %s\n", svc_strerror(st), svc_last_errmsg());
+        } else {
+            st = svc_inbox_prune(in, o->older_ms, &n);
             if (st)
-                fprintf(stderr, "svcinfra: inbox prune: %s: %s\n", svc_strerror(st), svc_pg_errmsg(pg));
+                fprintf(stderr, "svcinfra: inbox prune: %s: %s\n", svc_strerror(st),
+                        svc_inbox_errmsg(in));
             else
                 printf("deleted %llu inbox mark(s)\n", (unsigned long long)n);
-            svc_pg_free(pg);
+            svc_inbox_free(in);
         }
     }
     return st ? exit_for(st) : OK;

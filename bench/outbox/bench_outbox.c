@@ -32,6 +32,7 @@
 enum { KEYS = 1000, PRODUCERS = 4, BATCH = 100 };
 
 static svc_pg *pg;
+static svc_outbox *ob;
 static long events;
 
 static double now_s(void)
@@ -64,7 +65,7 @@ static void *producer(void *arg)
         snprintf(payload, sizeof payload, "{\"n\":%ld}", i);
         svc_pg_tx *tx;
         check(svc_pg_tx_begin(pg, &tx), "begin");
-        check(svc_outbox_put_tx(tx, "bench.event", key, payload, NULL, NULL), "put");
+        check(svc_outbox_put_tx(ob, tx, "bench.event", key, payload, NULL, NULL), "put");
         check(svc_pg_tx_commit(tx), "commit");
         svc_pg_tx_free(tx);
     }
@@ -132,7 +133,6 @@ int main(int argc, char **argv)
     svc_outbox_opts_default(&oo);
     oo.pg = pg;
     oo.url = argv[2];
-    svc_outbox *ob;
     check(svc_outbox_new(&ob, &oo), "outbox");
     svc_outbox_relay_opts ro;
     svc_outbox_relay_opts_default(&ro);

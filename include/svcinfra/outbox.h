@@ -9,7 +9,7 @@
  *   svc_pg_tx *tx;
  *   svc_pg_tx_begin(pg, &tx);
  *   svc_pg_tx_exec(tx, "UPDATE orders SET state = 'paid' WHERE id = $1", 1, ids, NULL);
- *   svc_outbox_put_tx(tx, "order.paid", "order-42", "{\"id\":42}", NULL, &msg_id);
+ *   svc_outbox_put_tx(ob, tx, "order.paid", "order-42", "{\"id\":42}", NULL, &msg_id);
  *   svc_pg_tx_commit(tx);                  // event and update commit together
  *
  * Guarantees (docs/outbox.md has the details and a complete example):
@@ -40,11 +40,17 @@
  * The `memory:` backend keeps the same claim, order, retry and retention
  * semantics inside one process (svc_outbox_put() only), for tests and demos.
  *
+ * In a server, one line wires it (docs/outbox.md): svc_add_outbox(app, NULL)
+ * makes the outbox from the app's configuration (section `outbox`), runs a
+ * relay with the app, and adds a readiness check on the backlog's age.
+ *
  * Thread safety: an svc_outbox may be used from any number of threads at
- * once (puts, relays, stats, prune). An svc_outbox_relay is driven by one
- * thread at a time (its own after svc_outbox_relay_start()); stats may be
- * read from any thread. *_free() must not race with other calls on the
- * same handle; relays must be freed before their outbox.
+ * once (puts, relays, stats, prune, svc_outbox_ref()). An svc_outbox_relay
+ * is driven by one thread at a time (its own after
+ * svc_outbox_relay_start()); stats may be read from any thread. The last
+ * svc_outbox_free() of a handle must not race with other calls on it. A
+ * relay holds a reference on its outbox, so they may be freed in any
+ * order.
  */
 #ifndef SVCINFRA_OUTBOX_H
 #define SVCINFRA_OUTBOX_H
@@ -72,7 +78,8 @@ typedef struct svc_outbox_relay svc_outbox_relay;
 
 /* Writes one event inside the caller's open transaction `tx`: a row of
  * svc_outbox (migration outbox/1) and a NOTIFY of SVC_OUTBOX_CHANNEL, both of
- * which take effect only if `tx` commits.
+ * which take effect only if `tx` commits. `ob` is a postgres outbox on the
+ * database of `tx` (its errmsg receives the detail of a failure).
  *   topic          1..SVC_OUTBOX_MAX_TOPIC bytes ("order.paid")
  *   aggregate_key  1..SVC_OUTBOX_MAX_KEY bytes; events of one key are
  *                  published in the order they were put
@@ -87,58 +94,78 @@ typedef struct svc_outbox_relay svc_outbox_relay;
  * serialises transactions that put events for the same key; transactions
  * putting events for several keys in opposite orders may deadlock
  * (SVC_ECONFLICT, the server picks one to abort).
- * Returns SVC_OK; SVC_EINVAL for a bad argument (the transaction is left
- * untouched); SVC_ECLOSED for an ended transaction; statuses of
- * svc_pg_tx_exec() (the transaction is then aborted); SVC_ENOTSUP without
- * libpq. Thread safety: as the transaction (one thread). */
-SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_put_tx(struct svc_pg_tx *tx, const char *topic,
+ * Returns SVC_OK; SVC_EINVAL for a bad argument or a memory: outbox (the
+ * transaction is left untouched); SVC_ECLOSED for an ended transaction;
+ * statuses of svc_pg_tx_exec() (the transaction is then aborted);
+ * SVC_ENOTSUP without libpq. Thread safety: as the transaction (one
+ * thread). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_put_tx(svc_outbox *ob, struct svc_pg_tx *tx,
+                                                      const char *topic,
                                                       const char *aggregate_key,
                                                       const char *payload_json,
                                                       const char *headers_json, int64_t *id_out)
-    SVC_NONNULL(1, 2, 3, 4);
+    SVC_NONNULL(1, 2, 3, 4, 5);
 
+struct svc_metrics;
+
+/* Options of an outbox. svc_outbox_opts_default() fills the defaults
+ * written beside each field; the configurable ones are the keys of section
+ * `outbox` (YAML `outbox.url`, environment SVC_OUTBOX_URL, ...;
+ * docs/configuration.md). */
 typedef struct svc_outbox_opts {
     const char *url;          /* "memory:" (default) or "postgres://..." (a pool
                                  of its own, and the URL of the relays' LISTEN
-                                 connection); env SVC_OUTBOX_URL */
-    struct svc_pg *pg;        /* NULL, or a pool to use (borrowed; must outlive
-                                 the outbox). When `url` is NULL the LISTEN
-                                 connection copies a pooled connection's
-                                 parameters */
-    const svc_clock *clock;   /* NULL = system. memory: all times; postgres:
-                                 the server's now() decides; both: the
-                                 relays' prune_interval_ms */
-    size_t max_messages;      /* memory: most events held, published ones
-                                 included (default 100000, minimum 16): the
-                                 oldest published are dropped first; when
-                                 all are unpublished svc_outbox_put() fails
-                                 with SVC_EBUSY */
+                                 connection); redis:// is SVC_ENOTSUP */
+    struct svc_pg *pg;        /* NULL, or a pool to use instead of url (a
+                                 reference is taken). The LISTEN connection
+                                 then uses url when it is postgres://, else
+                                 copies a pooled connection's parameters */
+    unsigned pool_size;       /* 0: the pool's default; connections of a pool
+                                 made from url */
     int migrate;              /* 0; 1: a postgres outbox runs svc_pg_migrate(pg,
                                  "outbox") in svc_outbox_new() (connects now;
                                  advisory-locked, idempotent; the outbox's and
                                  the inbox's tables, no other module's) */
-    void *reserved[7];        /* zero */
+    const svc_clock *clock;   /* NULL = system. memory: all times; postgres:
+                                 the server's now() decides; both: the
+                                 relays' prune_interval_ms */
+    struct svc_metrics *metrics; /* NULL: svc_metrics_default(); relays made
+                                 on the outbox count there (borrowed: must
+                                 outlive them) */
+    int no_metrics;           /* 1: no metrics at all */
+    size_t max_messages;      /* memory: most events held, published ones
+                                 included (default 100000, 16 .. 2^30; 0: the
+                                 default): the oldest published are dropped
+                                 first; when all are unpublished
+                                 svc_outbox_put() fails with SVC_EBUSY */
+    void *reserved[6];        /* zero */
 } svc_outbox_opts;
 
-/* Fills `opts` with the defaults above, then SVC_OUTBOX_URL. */
+/* Fills `opts` with the defaults above (not the environment). */
 SVC_EXPORT void svc_outbox_opts_default(svc_outbox_opts *opts) SVC_NONNULL(1);
 
-/* Creates an outbox handle (new; svc_outbox_free()); `opts` NULL = the
- * defaults. A postgres outbox needs the schema of svc_pg_migrate(pg,
- * "outbox", NULL), which `opts.migrate` applies here. Returns SVC_EINVAL
- * for a malformed URL or a redis:// one, SVC_ENOTSUP for postgres without
- * libpq, SVC_ENOMEM, and with `migrate` the statuses of svc_pg_migrate().
- * Without `migrate` the postgres pool connects lazily. On failure *out is NULL and svc_outbox_last_error() says why. */
+/* Creates an outbox handle (one reference; svc_outbox_free()). `opts` NULL:
+ * the defaults overridden by the SVC_OUTBOX_* environment; explicit `opts`
+ * are used as given. A postgres outbox needs the schema of
+ * svc_pg_migrate(pg, "outbox", NULL), which `opts.migrate` applies here.
+ * Returns SVC_EINVAL for a malformed URL or an option out of range,
+ * SVC_ENOTSUP for redis:// ("outbox: redis stores are not supported (use
+ * memory: or postgres://)") or postgres without libpq, SVC_ECONFIG /
+ * SVC_ERANGE for a bad SVC_OUTBOX_* value, SVC_ENOMEM, and with `migrate`
+ * the statuses of svc_pg_migrate(). Without `migrate` the postgres pool
+ * connects lazily. On failure *out is NULL and svc_last_errmsg() says
+ * why. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
     SVC_NONNULL(1);
-/* The calling thread's last svc_outbox_new() failure detail, or "". */
-SVC_EXPORT const char *svc_outbox_last_error(void);
-/* Frees the handle (and a pool of its own). NULL is a no-op. */
+/* Adds a reference to `ob` and returns it; NULL returns NULL. Any thread. */
+SVC_EXPORT svc_outbox *svc_outbox_ref(svc_outbox *ob);
+/* Drops one reference; the last frees the handle (and drops its reference
+ * on its pool). NULL is a no-op. */
 SVC_EXPORT void svc_outbox_free(svc_outbox *ob);
 /* The detail of the handle's latest failure (per-thread copy), "" if none. */
 SVC_EXPORT const char *svc_outbox_errmsg(svc_outbox *ob) SVC_NONNULL(1);
 /* "memory" or "postgres". */
-SVC_EXPORT const char *svc_outbox_backend(const svc_outbox *ob) SVC_NONNULL(1);
+SVC_EXPORT const char *svc_outbox_backend_name(const svc_outbox *ob) SVC_NONNULL(1);
 
 /* Writes one event on its own: postgres runs svc_outbox_put_tx() in a
  * transaction of its own; memory makes it visible to relays at once.
@@ -215,6 +242,9 @@ typedef struct svc_outbox_jobs_opts {
     void *reserved[4];         /* zero */
 } svc_outbox_jobs_opts;
 
+/* Fills `opts` with the defaults above (jobs NULL: it must be set). */
+SVC_EXPORT void svc_outbox_jobs_opts_default(svc_outbox_jobs_opts *opts) SVC_NONNULL(1);
+
 /* The jobs publisher (jobs.h): enqueues a job whose payload is
  *   {"message_id":"<id>","topic":"...","aggregate_key":"...",
  *    "payload":<payload>,"headers":<headers>}
@@ -247,13 +277,18 @@ typedef struct svc_outbox_relay_opts {
     void *reserved[8];              /* zero */
 } svc_outbox_relay_opts;
 
-/* Fills `opts` with the defaults above (publisher zeroed). */
+/* Fills `opts` with the defaults above (publisher zeroed); the same
+ * defaults svc_add_outbox() reads the keys outbox.batch_size,
+ * outbox.poll_interval, ... over. */
 SVC_EXPORT void svc_outbox_relay_opts_default(svc_outbox_relay_opts *opts) SVC_NONNULL(1);
 
-/* Creates a relay on `ob` (new; svc_outbox_relay_free()). It runs
- * nothing until svc_outbox_relay_start() or svc_outbox_relay_run_once().
+/* Creates a relay on `ob` (new; svc_outbox_relay_free()); the relay takes
+ * a reference on `ob`. It runs nothing until svc_outbox_relay_start() or
+ * svc_outbox_relay_run_once(). Its counters are also the metrics
+ * svc_outbox_published_total, svc_outbox_publish_failures_total and
+ * svc_outbox_backend_errors_total of the outbox's registry.
  * SVC_EINVAL for a missing publish function or an option out of range,
- * SVC_ENOMEM. */
+ * SVC_ENOMEM; the reason in svc_last_errmsg(). */
 SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_relay_new(svc_outbox_relay **out, svc_outbox *ob,
                                                          const svc_outbox_relay_opts *opts)
     SVC_NONNULL(1, 2, 3);
@@ -283,8 +318,8 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_relay_start(svc_outbox_relay *r) 
  * waits for it. No-op when not started. */
 SVC_EXPORT void svc_outbox_relay_stop(svc_outbox_relay *r) SVC_NONNULL(1);
 
-/* Stops the relay if started, destroys its publisher, frees it. NULL is a
- * no-op. */
+/* Stops the relay if started, destroys its publisher, drops its reference
+ * on the outbox, frees it. NULL is a no-op. */
 SVC_EXPORT void svc_outbox_relay_free(svc_outbox_relay *r);
 
 typedef struct svc_outbox_relay_stats {
@@ -320,6 +355,64 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_stats_get(svc_outbox *ob, svc_out
  * are never deleted. SVC_EINVAL for a negative age. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_prune(svc_outbox *ob, int64_t older_than_ms,
                                                      uint64_t *deleted) SVC_NONNULL(1);
+
+/* ---- in a server (svcinfra/http.h) ------------------------------------------ */
+
+struct svc_app;
+
+/* Options of svc_add_outbox(). svc_outbox_http_opts_default() fills the
+ * defaults; with NULL options svc_add_outbox() reads them from the app's
+ * configuration (section `outbox`: batch_size, poll_interval, backoff_initial,
+ * backoff_max, retention, prune_interval, max_backlog_age). */
+typedef struct svc_outbox_http_opts {
+    svc_outbox *outbox;             /* NULL: made from the app's configuration
+                                       (section `outbox`: url, pool_size,
+                                       migrate, max_messages), with the app's
+                                       registry and clock; else a reference
+                                       is taken */
+    svc_outbox_relay_opts relay;    /* the relay run with the app; a zero
+                                       relay.publisher runs no relay until
+                                       svc_outbox_http_set_publisher() */
+    int64_t max_backlog_age_ms;     /* 300000: /readyz fails while the oldest
+                                       unpublished event is older; 0: never */
+    int check_critical;             /* 1: a failing check fails /readyz */
+    void *reserved[8];              /* zero */
+} svc_outbox_http_opts;
+
+SVC_EXPORT void svc_outbox_http_opts_default(svc_outbox_http_opts *opts) SVC_NONNULL(1);
+
+/* Wires an outbox into `app`: the outbox (attached as "outbox", see
+ * svc_app_outbox()), a relay started by svc_app_start() (an
+ * svc_app_on_start() hook) and stopped once the last request has been
+ * answered on shutdown, and the readiness check "outbox": the age of the
+ * oldest unpublished event against max_backlog_age_ms (the detail names
+ * both). `opts` NULL: svc_outbox_http_opts_default() overridden by the
+ * app's configuration, and no publisher: code gives one with
+ * svc_outbox_http_set_publisher() before svc_app_start(); without one the
+ * process runs no relay (a relay elsewhere publishes; logged at start).
+ * relay.publisher of explicit options is owned by the wiring from this call
+ * on, also when it fails. Returns SVC_OK; SVC_EINVAL for a NULL app or an
+ * option out of range; SVC_EEXIST when an outbox is already wired;
+ * SVC_EBUSY once the app started; the statuses of svc_outbox_new();
+ * SVC_ENOTSUP without the HTTP server. The reason in svc_last_errmsg().
+ * Configuration time only (one thread). */
+SVC_EXPORT SVC_NODISCARD svc_status svc_add_outbox(struct svc_app *app,
+                                                   const svc_outbox_http_opts *opts)
+    SVC_NONNULL(1);
+
+/* The outbox svc_add_outbox() wired into `app` (borrowed: the app holds a
+ * reference until it is freed; svc_outbox_ref() to keep it longer), or NULL
+ * when none is (or `app` is NULL). Any thread. */
+SVC_EXPORT svc_outbox *svc_app_outbox(const struct svc_app *app);
+
+/* Gives the relay of svc_add_outbox() its publisher (owned from this call
+ * on, also when it fails; a publisher given before replaces it and is
+ * destroyed). Returns SVC_OK; SVC_EINVAL when no outbox is wired or `pub`
+ * has no publish function; SVC_EBUSY once the app started. Configuration
+ * time only. */
+SVC_EXPORT SVC_NODISCARD svc_status svc_outbox_http_set_publisher(struct svc_app *app,
+                                                                  const svc_outbox_publisher *pub)
+    SVC_NONNULL(1, 2);
 
 SVC_END_DECLS
 

@@ -20,6 +20,9 @@ extern const svc__opt_table svc__jobs_opts_table;
 extern const svc__opt_table svc__jobs_worker_opts_table;
 extern const svc__opt_table svc__jobs_scheduler_opts_table;
 extern const svc__opt_table svc__jobs_http_opts_table;
+extern const svc__opt_table svc__outbox_opts_table;
+extern const svc__opt_table svc__outbox_http_opts_table;
+extern const svc__opt_table svc__inbox_opts_table;
 
 static const svc__opt_table *const tables[] = {
     &svc__http_opts_table,
@@ -38,6 +41,9 @@ static const svc__opt_table *const tables[] = {
     &svc__jobs_worker_opts_table,
     &svc__jobs_scheduler_opts_table,
     &svc__jobs_http_opts_table,
+    &svc__outbox_opts_table,
+    &svc__outbox_http_opts_table,
+    &svc__inbox_opts_table,
 };
 
 const svc__opt_table *const *svc__opts_tables(size_t *n)

@@ -16,16 +16,14 @@
 #include "svcinfra/redis.h"
 #include "svcinfra/store.h"
 
+#include "../backend/bind.h"
+#include "../core/opts.h"
 #include "outbox_internal.h"
-
-static _Thread_local char last_error[256];
 
 /* The longest mark lifetime: 100 years ("keep forever" in practice), far
  * below the int64 nanoseconds an expiry is computed in and within the
  * range of Redis' PX. */
 #define INBOX_MAX_TTL_MS (INT64_C(36500) * 24 * 3600 * 1000)
-
-const char *svc_inbox_last_error(void) { return last_error; }
 
 static svc_status check_args(const char *consumer, const char *id, svc__err *err)
 {
@@ -53,26 +51,6 @@ static svc_pg_stmt claim_stmt = SVC_PG_STMT_INIT(
 static svc_pg_stmt forget_stmt = SVC_PG_STMT_INIT(
     "svc_inbox_forget", "DELETE FROM svc_inbox WHERE consumer = $1 AND message_id = $2", 2);
 
-svc_status svc_inbox_claim_tx(svc_pg_tx *tx, const char *consumer, const char *message_id,
-                              int *first_time)
-{
-    *first_time = 0;
-    svc__err err;
-    svc__err_init(&err);
-    svc_status st = check_args(consumer, message_id, &err);
-    svc__err_destroy(&err);
-    if (st)
-        return st;
-    const char *params[] = {consumer, message_id};
-    svc_pg_result *r = NULL;
-    st = svc_pg_tx_exec_stmt(tx, &claim_stmt, params, &r);
-    if (st)
-        return st;
-    *first_time = svc_pg_result_affected(r) == 1;
-    svc_pg_result_free(r);
-    return SVC_OK;
-}
-
 /* ---- the handle -------------------------------------------------------------- */
 
 /* A memory mark. Marks are also on a list in the order they were armed;
@@ -86,9 +64,11 @@ typedef struct mem_mark {
 } mem_mark;
 
 struct svc_inbox {
+    svc__ref ref;
+    svc__store bind;         /* kind, and a reference on its pool */
     svc_store_kind kind;
-    svc_pg *pg, *own_pg;
-    svc_redis *redis, *own_redis;
+    svc_pg *pg;              /* bind.pg, bind.redis */
+    svc_redis *redis;
     int64_t ttl_ms;
     const svc_clock *clock;
     size_t max_entries;
@@ -99,101 +79,141 @@ struct svc_inbox {
     svc__err err;
 };
 
+static const svc__opt inbox_spec[] = {
+    SVC__OPT(svc_inbox_opts, url, STRING, .s = "memory:", 0, 0,
+             "store: `memory:`, `redis://...` or `postgres://...`"),
+    SVC__OPT(svc_inbox_opts, pool_size, UINT, .i = 0, 0, 1024,
+             "connections of a pool made from the URL; 0: the pool's default"),
+    SVC__OPT(svc_inbox_opts, migrate, BOOL, .i = 0, 0, 0,
+             "run the outbox module's PostgreSQL migrations (the inbox's table) at start"),
+    SVC__OPT_K(svc_inbox_opts, ttl_ms, "ttl", MS, .i = INT64_C(7) * 24 * 3600 * 1000, 1,
+               INBOX_MAX_TTL_MS, "lifetime of a mark (memory, redis)"),
+    SVC__OPT(svc_inbox_opts, max_entries, UINT, .i = 1000000, 16, 1 << 30,
+             "memory: most marks held"),
+};
+const svc__opt_table svc__inbox_opts_table = SVC__OPT_TABLE("inbox", inbox_spec);
+
 void svc_inbox_opts_default(svc_inbox_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->url = "memory:";
-    o->ttl_ms = INT64_C(7) * 24 * 3600 * 1000;
-    o->max_entries = 1000000;
-    const char *u = svc__getenv("SVC_INBOX_URL");
-    if (u)
-        o->url = u;
+    svc__opts_default(&svc__inbox_opts_table, o, sizeof *o);
 }
 
-static svc_status fail_new(svc_inbox *in, svc_status st, const char *what, const char *detail)
+static svc_status fail_new(svc_inbox *in, svc_status st)
 {
-    snprintf(last_error, sizeof last_error, "inbox: %s%s%s", what, detail ? ": " : "",
-             detail ? detail : "");
     svc_inbox_free(in);
-    return st;
+    return st; /* svc_last_errmsg() holds the reason */
 }
 
 svc_status svc_inbox_new(svc_inbox **out, const svc_inbox_opts *opts)
 {
     *out = NULL;
-    last_error[0] = '\0';
-    svc_inbox_opts defaults;
-    if (!opts) {
-        svc_inbox_opts_default(&defaults);
-        opts = &defaults;
+    svc_inbox_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__inbox_opts_table, opts, NULL, &o, sizeof o, &hold);
+    if (st)
+        return st;
+    int64_t ttl = o.ttl_ms ? o.ttl_ms : INT64_C(7) * 24 * 3600 * 1000;
+    size_t max = o.max_entries ? o.max_entries : 1000000;
+    if (ttl < 1 || ttl > INBOX_MAX_TTL_MS) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_EINVAL, "inbox: ttl_ms must be 1..3153600000000 (100 years)");
+    }
+    if (max < 16 || max > ((size_t)1 << 30)) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_EINVAL, "inbox: max_entries %zu is out of range (16..%d)", max,
+                             1 << 30);
     }
     svc_inbox *in = svc__calloc(1, sizeof *in);
-    if (!in)
-        return SVC_ENOMEM;
+    if (!in) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_ENOMEM, "inbox: out of memory");
+    }
+    svc__ref_init(&in->ref);
     svc__err_init(&in->err);
     pthread_mutex_init(&in->mu, NULL);
-    in->ttl_ms = opts->ttl_ms ? opts->ttl_ms : INT64_C(7) * 24 * 3600 * 1000;
-    in->clock = opts->clock;
-    in->max_entries = opts->max_entries ? opts->max_entries : 1000000;
-    if (in->ttl_ms < 1 || in->ttl_ms > INBOX_MAX_TTL_MS)
-        return fail_new(in, SVC_EINVAL, "ttl_ms must be 1..3153600000000 (100 years)", NULL);
-    if (in->max_entries < 16)
-        return fail_new(in, SVC_EINVAL, "max_entries must be at least 16", NULL);
-    if (opts->pg) {
-        in->kind = SVC_STORE_POSTGRES;
-        in->pg = opts->pg;
-    } else if (opts->redis) {
-        in->kind = SVC_STORE_REDIS;
-        in->redis = opts->redis;
-    } else {
-        svc_store_url u;
-        char why[200];
-        const char *url = opts->url ? opts->url : "memory:";
-        svc_status st = svc_store_url_parse(url, &u, why, sizeof why);
-        in->kind = u.kind;
-        svc_store_url_clear(&u);
-        if (st)
-            return fail_new(in, st, "bad store URL", why);
-        if (in->kind == SVC_STORE_POSTGRES) {
-            svc_pg_opts po;
-            svc_pg_opts_default(&po);
-            po.url = url;
-            po.application_name = "svcinfra-inbox";
-            if ((st = svc_pg_new(&in->own_pg, &po)))
-                return fail_new(in, st, "postgres", svc_last_errmsg());
-            in->pg = in->own_pg;
-        } else if (in->kind == SVC_STORE_REDIS) {
-            svc_redis_opts ro;
-            svc_redis_opts_default(&ro);
-            ro.url = url;
-            if ((st = svc_redis_new(&in->own_redis, &ro)))
-                return fail_new(in, st, "redis", svc_last_errmsg());
-            in->redis = in->own_redis;
-        }
-    }
+    in->ttl_ms = ttl;
+    in->clock = o.clock;
+    in->max_entries = max;
+    st = svc__store_bind(&in->bind, &(svc__store_spec){
+                                        .module = "inbox",
+                                        .kinds = SVC__STORE_MEMORY | SVC__STORE_REDIS |
+                                                 SVC__STORE_POSTGRES,
+                                        .url = o.url,
+                                        .pg = o.pg,
+                                        .redis = o.redis,
+                                        .pool_size = o.pool_size,
+                                        .clock = o.clock,
+                                        .metrics = o.metrics,
+                                        .no_metrics = o.no_metrics,
+                                        .migrate = o.migrate ? "outbox" : NULL,
+                                    });
+    svc__opts_release(&hold);
+    if (st)
+        return fail_new(in, st);
+    in->kind = in->bind.kind;
+    in->pg = in->bind.pg;
+    in->redis = in->bind.redis;
     if (in->kind == SVC_STORE_MEMORY && svc__ob_map_init(&in->marks))
-        return fail_new(in, SVC_ENOMEM, "out of memory", NULL);
+        return fail_new(in, svc__fail_new(SVC_ENOMEM, "inbox: out of memory"));
+    svc__fail_new_clear();
     *out = in;
     return SVC_OK;
 }
 
+svc_inbox *svc_inbox_ref(svc_inbox *in)
+{
+    if (in)
+        svc__ref_take(&in->ref);
+    return in;
+}
+
 void svc_inbox_free(svc_inbox *in)
 {
-    if (!in)
+    if (!in || !svc__ref_drop(&in->ref))
         return;
     for (mem_mark *m = in->oldest, *next; m; m = next) {
         next = m->next;
         svc_free(m);
     }
     svc__ob_map_destroy(&in->marks);
-    svc_pg_free(in->own_pg);
-    svc_redis_free(in->own_redis);
+    svc__store_unbind(&in->bind);
     pthread_mutex_destroy(&in->mu);
     svc__err_destroy(&in->err);
     svc_free(in);
 }
 
 const char *svc_inbox_errmsg(svc_inbox *in) { return svc__err_get(&in->err); }
+
+const char *svc_inbox_backend_name(const svc_inbox *in)
+{
+    switch (in->kind) {
+    case SVC_STORE_MEMORY: return "memory";
+    case SVC_STORE_REDIS: return "redis";
+    default: return "postgres";
+    }
+}
+
+svc_status svc_inbox_claim_tx(svc_inbox *in, svc_pg_tx *tx, const char *consumer,
+                              const char *message_id, int *first_time)
+{
+    *first_time = 0;
+    if (in->kind != SVC_STORE_POSTGRES)
+        return svc__err_set(&in->err, SVC_EINVAL,
+                            "inbox: svc_inbox_claim_tx() needs a postgres inbox, not %s",
+                            svc_inbox_backend_name(in));
+    svc_status st = check_args(consumer, message_id, &in->err);
+    if (st)
+        return st;
+    const char *params[] = {consumer, message_id};
+    svc_pg_result *r = NULL;
+    st = svc_pg_tx_exec_stmt(tx, &claim_stmt, params, &r);
+    if (st)
+        return svc__err_set(&in->err, st, "inbox: claim: %s", svc_strerror(st));
+    *first_time = svc_pg_result_affected(r) == 1;
+    svc_pg_result_free(r);
+    atomic_fetch_add(*first_time ? &in->first : &in->dup, 1);
+    return SVC_OK;
+}
 
 /* ---- memory -------------------------------------------------------------------- */
 
@@ -402,7 +422,54 @@ svc_status svc_inbox_forget(svc_inbox *in, const char *consumer, const char *mes
     }
 }
 
-void svc_inbox_stats_get(svc_inbox *in, svc_inbox_stats *out)
+/* Drops the marks armed at least `older_than_ms` ago. A mark's arming time
+ * is its expiry minus the ttl; the list is in arming order, so the walk
+ * stops at the first younger mark. */
+static uint64_t mem_prune(svc_inbox *in, int64_t older_than_ms)
+{
+    int64_t now = svc_clock_mono_ns(in->clock);
+    int64_t age_ns = older_than_ms > INT64_MAX / SVC__NS_PER_MS ? INT64_MAX
+                                                                  : older_than_ms * SVC__NS_PER_MS;
+    int64_t ttl_ns = in->ttl_ms * SVC__NS_PER_MS;
+    uint64_t n = 0;
+    pthread_mutex_lock(&in->mu);
+    while (in->oldest) {
+        int64_t armed = in->oldest->expires_ns == INT64_MAX ? INT64_MAX
+                                                             : in->oldest->expires_ns - ttl_ns;
+        if (armed > now || now - armed < age_ns)
+            break;
+        mark_drop(in, in->oldest);
+        n++;
+    }
+    pthread_mutex_unlock(&in->mu);
+    return n;
+}
+
+svc_status svc_inbox_prune(svc_inbox *in, int64_t older_than_ms, uint64_t *deleted)
+{
+    if (deleted)
+        *deleted = 0;
+    if (older_than_ms < 0)
+        return svc__err_set(&in->err, SVC_EINVAL, "inbox: prune age must be >= 0");
+    uint64_t n = 0;
+    svc_status st = SVC_OK;
+    switch (in->kind) {
+    case SVC_STORE_MEMORY: n = mem_prune(in, older_than_ms); break;
+    case SVC_STORE_REDIS:
+        return svc__err_set(&in->err, SVC_ENOTSUP,
+                            "inbox: redis marks expire by ttl_ms; there is nothing to prune");
+    default:
+        st = svc__inbox_prune_pg(in->pg, older_than_ms, &n);
+        if (st)
+            svc__err_set(&in->err, st, "inbox: prune: %s", svc_pg_errmsg(in->pg));
+        break;
+    }
+    if (deleted)
+        *deleted = n;
+    return st;
+}
+
+svc_status svc_inbox_stats_get(svc_inbox *in, svc_inbox_stats *out)
 {
     memset(out, 0, sizeof *out);
     if (in->kind == SVC_STORE_MEMORY) {
@@ -413,4 +480,5 @@ void svc_inbox_stats_get(svc_inbox *in, svc_inbox_stats *out)
     out->evicted = atomic_load(&in->evicted);
     out->first_time = atomic_load(&in->first);
     out->duplicates = atomic_load(&in->dup);
+    return SVC_OK;
 }

@@ -8,29 +8,36 @@
 #include <string.h>
 
 #include "svcinfra/log.h"
+#include "svcinfra/metrics.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/store.h"
 
+#include "../backend/bind.h"
+#include "../core/opts.h"
 #include "outbox_internal.h"
 
 struct svc_outbox {
+    svc__ref ref;
     svc__ob_store *store;
-    svc_pg *own_pg;           /* a pool of its own (postgres URL), or NULL */
+    svc__store bind;          /* the store's pool (a reference) */
     const char *backend;
     const svc_clock *clock;   /* NULL = system: when relays prune */
+    svc_metrics *metrics;     /* relays count here; NULL: no metrics */
+    int no_metrics;
     svc__err err;
 };
 
-static _Thread_local char last_error[256];
-
-static svc_status fail_new(svc_status st, const char *what, const char *detail)
-{
-    snprintf(last_error, sizeof last_error, "outbox: %s%s%s", what, detail ? ": " : "",
-             detail ? detail : "");
-    return st;
-}
-
-const char *svc_outbox_last_error(void) { return last_error; }
+static const svc__opt outbox_spec[] = {
+    SVC__OPT(svc_outbox_opts, url, STRING, .s = "memory:", 0, 0,
+             "store: `memory:` or `postgres://...`"),
+    SVC__OPT(svc_outbox_opts, pool_size, UINT, .i = 0, 0, 1024,
+             "connections of a pool made from the URL; 0: the pool's default"),
+    SVC__OPT(svc_outbox_opts, migrate, BOOL, .i = 0, 0, 0,
+             "run the outbox's PostgreSQL migrations at start"),
+    SVC__OPT(svc_outbox_opts, max_messages, UINT, .i = 100000, 16, 1 << 30,
+             "memory: most events held, published ones included"),
+};
+const svc__opt_table svc__outbox_opts_table = SVC__OPT_TABLE("outbox", outbox_spec);
 
 /* ---- argument checks ------------------------------------------------------ */
 
@@ -77,99 +84,116 @@ int64_t svc__ob_add_ms(int64_t t_ns, int64_t ms)
 
 void svc_outbox_opts_default(svc_outbox_opts *opts)
 {
-    memset(opts, 0, sizeof *opts);
-    opts->url = "memory:";
-    opts->max_messages = 100000;
-    const char *u = svc__getenv("SVC_OUTBOX_URL");
-    if (u)
-        opts->url = u;
+    svc__opts_default(&svc__outbox_opts_table, opts, sizeof *opts);
 }
 
 svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
 {
     *out = NULL;
-    last_error[0] = '\0';
-    svc_outbox_opts defaults;
-    if (!opts) {
-        svc_outbox_opts_default(&defaults);
-        opts = &defaults;
+    svc_outbox_opts o;
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(&svc__outbox_opts_table, opts, NULL, &o, sizeof o, &hold);
+    if (st)
+        return st;
+    size_t max = o.max_messages ? o.max_messages : 100000;
+    if (max < 16 || max > ((size_t)1 << 30)) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_EINVAL, "outbox: max_messages %zu is out of range (16..%d)", max,
+                             1 << 30);
     }
     svc_outbox *ob = svc__calloc(1, sizeof *ob);
-    if (!ob)
-        return fail_new(SVC_ENOMEM, "out of memory", NULL);
+    if (!ob) {
+        svc__opts_release(&hold);
+        return svc__fail_new(SVC_ENOMEM, "outbox: out of memory");
+    }
+    svc__ref_init(&ob->ref);
     svc__err_init(&ob->err);
-    ob->clock = opts->clock;
-    svc_status st;
-    svc_store_kind kind = SVC_STORE_POSTGRES;
-    if (!opts->pg) {
-        svc_store_url u;
-        char why[200];
-        const char *url = opts->url ? opts->url : "memory:";
-        st = svc_store_url_parse(url, &u, why, sizeof why);
-        kind = u.kind;
-        svc_store_url_clear(&u);
-        if (st) {
-            svc_outbox_free(ob);
-            return fail_new(st, "bad store URL", why);
-        }
-    }
-    if (kind == SVC_STORE_MEMORY) {
-        size_t max = opts->max_messages ? opts->max_messages : 100000;
-        if (max < 16) {
-            svc_outbox_free(ob);
-            return fail_new(SVC_EINVAL, "max_messages must be at least 16", NULL);
-        }
-        st = svc__ob_store_memory_new(&ob->store, opts->clock, max);
-        ob->backend = "memory";
-    } else if (kind == SVC_STORE_POSTGRES) {
-        svc_pg *pg = opts->pg;
-        if (!pg) {
-            svc_pg_opts po;
-            svc_pg_opts_default(&po);
-            po.url = opts->url;
-            po.clock = opts->clock;
-            po.application_name = "svcinfra-outbox";
-            st = svc_pg_new(&ob->own_pg, &po);
-            if (st) {
-                svc_outbox_free(ob);
-                return fail_new(st, "postgres", svc_last_errmsg());
-            }
-            pg = ob->own_pg;
-        }
-        if (opts->migrate && (st = svc_pg_migrate(pg, "outbox", NULL))) {
-            char detail[200];
-            snprintf(detail, sizeof detail, "%s", svc_pg_errmsg(pg));
-            svc_outbox_free(ob);
-            return fail_new(st, "migrations", detail);
-        }
-        st = svc__ob_store_pg_new(&ob->store, pg, opts->url);
-        ob->backend = "postgres";
-    } else {
+    ob->clock = o.clock;
+    ob->no_metrics = o.no_metrics;
+    ob->metrics = o.no_metrics ? NULL : o.metrics ? o.metrics : svc_metrics_default();
+    st = svc__store_bind(&ob->bind, &(svc__store_spec){
+                                        .module = "outbox",
+                                        .kinds = SVC__STORE_MEMORY | SVC__STORE_POSTGRES,
+                                        .url = o.url,
+                                        .pg = o.pg,
+                                        .pool_size = o.pool_size,
+                                        .clock = o.clock,
+                                        .metrics = o.metrics,
+                                        .no_metrics = o.no_metrics,
+                                        .migrate = o.migrate ? "outbox" : NULL,
+                                    });
+    if (st) {
+        svc__opts_release(&hold);
         svc_outbox_free(ob);
-        return fail_new(SVC_EINVAL, "the store must be memory: or postgres://", NULL);
+        return st; /* svc_last_errmsg() says why */
     }
+    if (ob->bind.kind == SVC_STORE_MEMORY) {
+        st = svc__ob_store_memory_new(&ob->store, o.clock, max);
+        ob->backend = "memory";
+    } else {
+        /* the LISTEN connection of a relay: a postgres:// url (also beside
+         * a given pool), else the parameters of a pooled connection */
+        st = svc__ob_store_pg_new(&ob->store, ob->bind.pg, o.url);
+        ob->backend = "postgres";
+    }
+    svc__opts_release(&hold);
     if (st) {
         svc_outbox_free(ob);
-        return fail_new(st, "cannot create the store", svc_strerror(st));
+        return svc__fail_new(st, "outbox: cannot create the store: %s", svc_strerror(st));
     }
+    svc__fail_new_clear();
     *out = ob;
     return SVC_OK;
 }
 
+svc_outbox *svc_outbox_ref(svc_outbox *ob)
+{
+    if (ob)
+        svc__ref_take(&ob->ref);
+    return ob;
+}
+
 void svc_outbox_free(svc_outbox *ob)
 {
-    if (!ob)
+    if (!ob || !svc__ref_drop(&ob->ref))
         return;
     if (ob->store)
         ob->store->ops->destroy(ob->store);
-    svc_pg_free(ob->own_pg);
+    svc__store_unbind(&ob->bind);
     svc__err_destroy(&ob->err);
     svc_free(ob);
 }
 
 const char *svc_outbox_errmsg(svc_outbox *ob) { return svc__err_get(&ob->err); }
 
-const char *svc_outbox_backend(const svc_outbox *ob) { return ob->backend; }
+const char *svc_outbox_backend_name(const svc_outbox *ob) { return ob->backend; }
+
+svc_status svc_outbox_put_tx(svc_outbox *ob, svc_pg_tx *tx, const char *topic,
+                             const char *aggregate_key, const char *payload_json,
+                             const char *headers_json, int64_t *id_out)
+{
+    if (ob->bind.kind != SVC_STORE_POSTGRES)
+        return svc__err_set(&ob->err, SVC_EINVAL,
+                            "outbox: svc_outbox_put_tx() needs a postgres outbox, not %s",
+                            ob->backend);
+    svc_status st = svc__ob_validate(topic, aggregate_key, payload_json, headers_json, &ob->err);
+    if (st)
+        return st;
+    return svc__ob_put_tx(tx, topic, aggregate_key, payload_json,
+                          headers_json ? headers_json : "{}", id_out, &ob->err);
+}
+
+svc_status svc__outbox_backlog_age(svc_outbox *ob, int64_t *age_ms)
+{
+    *age_ms = 0;
+    if (ob->store->ops->backlog_age)
+        return ob->store->ops->backlog_age(ob->store, age_ms, &ob->err);
+    svc_outbox_stats s;
+    svc_status st = svc_outbox_stats_get(ob, &s);
+    if (!st)
+        *age_ms = s.oldest_pending_ms;
+    return st;
+}
 
 svc_status svc_outbox_put(svc_outbox *ob, const char *topic, const char *aggregate_key,
                           const char *payload_json, const char *headers_json, int64_t *id_out)
@@ -221,7 +245,7 @@ void svc_outbox_publisher_callback(svc_outbox_publisher *out,
 /* ---- the relay ----------------------------------------------------------------- */
 
 struct svc_outbox_relay {
-    svc_outbox *ob;
+    svc_outbox *ob;               /* a reference */
     svc_outbox_relay_opts o;
     svc__ob_listener *listener;   /* created on start */
     pthread_t thread;
@@ -231,48 +255,97 @@ struct svc_outbox_relay {
     void (*hook)(void *ctx, svc__ob_step step, const svc__ob_item *it);
     void *hook_ctx;
     _Atomic uint64_t batches, published, failures, backend_errors, wakeups, pruned;
+    svc_counter *m_published, *m_failures, *m_backend_errors; /* NULL: no metrics */
 };
+
+/* The relay's options and the wiring's, one table: the keys of section
+ * `outbox` that svc_add_outbox() reads besides the outbox's own. */
+#define RELAY_OPT(field, key, kind, defv, lo, hi, doc)                                           \
+    SVC__OPT_K(svc_outbox_http_opts, relay.field, key, kind, defv, lo, hi, doc)
+static const svc__opt relay_spec[] = {
+    RELAY_OPT(batch_size, "batch_size", UINT, .i = 100, 1, 10000, "most events a relay claims at once"),
+    RELAY_OPT(poll_interval_ms, "poll_interval", MS, .i = 1000, 10, 3600000,
+              "a relay looks for work this often without a notification"),
+    RELAY_OPT(backoff_initial_ms, "backoff_initial", MS, .i = 1000, 1, SVC__OB_MAX_BACKOFF_MS,
+              "wait after a first failed publish"),
+    RELAY_OPT(backoff_max_ms, "backoff_max", MS, .i = 300000, 1, SVC__OB_MAX_BACKOFF_MS,
+              "cap of the doubling backoff"),
+    RELAY_OPT(retention_ms, "retention", MS, .i = 0, 0, INT64_MAX,
+              "0: keep published events; else the relay prunes those published longer ago"),
+    RELAY_OPT(prune_interval_ms, "prune_interval", MS, .i = 60000, 1, INT64_MAX,
+              "how often the relay prunes"),
+    SVC__OPT_K(svc_outbox_http_opts, max_backlog_age_ms, "max_backlog_age", MS, .i = 300000, 0,
+               INT64_MAX, "/readyz fails while the oldest unpublished event is older; 0: never"),
+    SVC__OPT(svc_outbox_http_opts, check_critical, BOOL, .i = 1, 0, 0,
+             "a failing readiness check fails /readyz"),
+};
+const svc__opt_table svc__outbox_http_opts_table = SVC__OPT_TABLE("outbox", relay_spec);
+
+void svc_outbox_http_opts_default(svc_outbox_http_opts *o)
+{
+    svc__opts_default(&svc__outbox_http_opts_table, o, sizeof *o);
+}
 
 void svc_outbox_relay_opts_default(svc_outbox_relay_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->batch_size = 100;
-    o->poll_interval_ms = 1000;
-    o->backoff_initial_ms = 1000;
-    o->backoff_max_ms = 300000;
-    o->prune_interval_ms = 60000;
+    svc_outbox_http_opts h;
+    svc_outbox_http_opts_default(&h);
+    *o = h.relay;
+}
+
+void svc_outbox_jobs_opts_default(svc_outbox_jobs_opts *o) { memset(o, 0, sizeof *o); }
+
+const char *svc__outbox_relay_opts_check(const svc_outbox_relay_opts *opts)
+{
+    if (!opts->publisher.publish)
+        return "a publisher with a publish function is required";
+    if (opts->batch_size < 1 || opts->batch_size > 10000)
+        return "batch_size must be 1..10000";
+    if (opts->poll_interval_ms < 10 || opts->poll_interval_ms > 3600000)
+        return "poll_interval_ms must be 10..3600000";
+    if (opts->backoff_initial_ms < 1 || opts->backoff_max_ms < opts->backoff_initial_ms ||
+        opts->backoff_max_ms > SVC__OB_MAX_BACKOFF_MS)
+        return "backoff_initial_ms must be >= 1, backoff_max_ms >= backoff_initial_ms and "
+               "backoff_max_ms <= 604800000 (7 days)";
+    if (opts->retention_ms < 0 || (opts->retention_ms > 0 && opts->prune_interval_ms < 1))
+        return "retention_ms must be >= 0 and prune_interval_ms >= 1";
+    return NULL;
+}
+
+static svc_counter *relay_counter(svc_metrics *m, const char *name, const char *help)
+{
+    svc_counter *c = NULL;
+    if (m && svc_metrics_counter(m, name, help, NULL, &c))
+        c = NULL; /* a registry that refuses it: the relay still runs */
+    return c;
 }
 
 svc_status svc_outbox_relay_new(svc_outbox_relay **out, svc_outbox *ob,
                                 const svc_outbox_relay_opts *opts)
 {
     *out = NULL;
-    const char *bad = NULL;
-    if (!opts->publisher.publish)
-        bad = "a publisher with a publish function is required";
-    else if (opts->batch_size < 1 || opts->batch_size > 10000)
-        bad = "batch_size must be 1..10000";
-    else if (opts->poll_interval_ms < 10 || opts->poll_interval_ms > 3600000)
-        bad = "poll_interval_ms must be 10..3600000";
-    else if (opts->backoff_initial_ms < 1 || opts->backoff_max_ms < opts->backoff_initial_ms ||
-             opts->backoff_max_ms > SVC__OB_MAX_BACKOFF_MS)
-        bad = "backoff_initial_ms must be >= 1, backoff_max_ms >= backoff_initial_ms and "
-              "backoff_max_ms <= 604800000 (7 days)";
-    else if (opts->retention_ms < 0 || (opts->retention_ms > 0 && opts->prune_interval_ms < 1))
-        bad = "retention_ms must be >= 0 and prune_interval_ms >= 1";
+    const char *bad = svc__outbox_relay_opts_check(opts);
     if (bad) {
         if (opts->publisher.destroy)
             opts->publisher.destroy(opts->publisher.ctx);
-        return svc__err_set(&ob->err, SVC_EINVAL, "outbox relay: %s", bad);
+        svc__err_set(&ob->err, SVC_EINVAL, "outbox relay: %s", bad);
+        return svc__fail_new(SVC_EINVAL, "outbox relay: %s", bad);
     }
     svc_outbox_relay *r = svc__calloc(1, sizeof *r);
     if (!r) {
         if (opts->publisher.destroy)
             opts->publisher.destroy(opts->publisher.ctx);
-        return SVC_ENOMEM;
+        return svc__fail_new(SVC_ENOMEM, "outbox relay: out of memory");
     }
-    r->ob = ob;
+    r->ob = svc_outbox_ref(ob);
     r->o = *opts;
+    r->m_published = relay_counter(ob->metrics, "svc_outbox_published_total",
+                                   "Outbox events a relay published and marked");
+    r->m_failures = relay_counter(ob->metrics, "svc_outbox_publish_failures_total",
+                                  "Failed publishes of outbox events (each retried)");
+    r->m_backend_errors = relay_counter(ob->metrics, "svc_outbox_backend_errors_total",
+                                        "Outbox relay claims or marks that failed");
+    svc__fail_new_clear();
     *out = r;
     return SVC_OK;
 }
@@ -343,6 +416,8 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
         /* A failed claim may still hold what it took (postgres: a pooled
          * connection inside an aborted transaction): give it back. */
         atomic_fetch_add(&r->backend_errors, 1);
+        if (r->m_backend_errors)
+            svc_counter_inc(r->m_backend_errors, NULL);
     } else if (b.n) {
         hook(r, SVC__OB_STEP_CLAIMED, NULL);
         /* In id order, so a key's events go out in the order they were put;
@@ -377,6 +452,8 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
         st = s->ops->finish(s, &b, &r->ob->err);
         if (st) {
             atomic_fetch_add(&r->backend_errors, 1);
+            if (r->m_backend_errors)
+                svc_counter_inc(r->m_backend_errors, NULL);
             ok = bad = 0;
             *wait_ms = r->o.poll_interval_ms;
         } else {
@@ -386,6 +463,10 @@ static svc_status round_once(svc_outbox_relay *r, size_t *published, size_t *fai
     s->ops->batch_free(s, &b);
     atomic_fetch_add(&r->published, ok);
     atomic_fetch_add(&r->failures, bad);
+    if (ok && r->m_published)
+        svc_counter_add(r->m_published, NULL, (double)ok);
+    if (bad && r->m_failures)
+        svc_counter_add(r->m_failures, NULL, (double)bad);
     if (published)
         *published = ok;
     if (failed)
@@ -485,6 +566,7 @@ void svc_outbox_relay_free(svc_outbox_relay *r)
         r->ob->store->ops->listener_free(r->listener);
     if (r->o.publisher.destroy)
         r->o.publisher.destroy(r->o.publisher.ctx);
+    svc_outbox_free(r->ob);
     svc_free(r);
 }
 

@@ -90,6 +90,9 @@ typedef struct svc__ob_store_ops {
     void (*listener_free)(svc__ob_listener *l);
     svc_status (*stats)(svc__ob_store *s, svc_outbox_stats *out, svc__err *err);
     svc_status (*prune)(svc__ob_store *s, int64_t older_than_ms, uint64_t *deleted, svc__err *err);
+    /* NULL, or the age of the oldest unpublished event cheaper than stats
+     * (0 when none). */
+    svc_status (*backlog_age)(svc__ob_store *s, int64_t *age_ms, svc__err *err);
     void (*destroy)(svc__ob_store *s);
 } svc__ob_store_ops;
 
@@ -103,6 +106,21 @@ struct svc_pg;
 /* On the borrowed pool `pg`; `url` NULL: the LISTEN connection copies the
  * parameters of a pooled connection. SVC_ENOTSUP without libpq. */
 svc_status svc__ob_store_pg_new(svc__ob_store **out, struct svc_pg *pg, const char *url);
+
+/* svc_outbox_put_tx() on validated arguments (headers not NULL): the put
+ * statement in `tx`; the reason of a failure goes to err. SVC_ENOTSUP
+ * without libpq. */
+svc_status svc__ob_put_tx(struct svc_pg_tx *tx, const char *topic, const char *key,
+                          const char *payload, const char *headers, int64_t *id, svc__err *err);
+
+/* Deletes svc_inbox marks claimed longer than older_than_ms ago (chunks). */
+svc_status svc__inbox_prune_pg(struct svc_pg *pg, int64_t older_than_ms, uint64_t *deleted);
+
+/* The age of the outbox's oldest unpublished event (0: none). */
+svc_status svc__outbox_backlog_age(svc_outbox *ob, int64_t *age_ms);
+
+/* NULL when the relay options are usable, else what is wrong. */
+const char *svc__outbox_relay_opts_check(const svc_outbox_relay_opts *opts);
 
 /* The relay's first claim statement ($1 = batch size, $2 = how many of the
  * oldest unpublished events to look at, the batch size): the heads of the

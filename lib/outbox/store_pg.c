@@ -179,27 +179,21 @@ static svc_pg_stmt runs_stmt = SVC_PG_STMT_INIT("svc_outbox_runs", runs_sql, 4);
 static svc_pg_stmt mark_ok_stmt = SVC_PG_STMT_INIT("svc_outbox_mark_ok", mark_ok_sql, 1);
 static svc_pg_stmt mark_failed_stmt = SVC_PG_STMT_INIT("svc_outbox_mark_failed", mark_failed_sql, 3);
 
-svc_status svc_outbox_put_tx(svc_pg_tx *tx, const char *topic, const char *aggregate_key,
-                             const char *payload_json, const char *headers_json, int64_t *id_out)
+svc_status svc__ob_put_tx(svc_pg_tx *tx, const char *topic, const char *key, const char *payload,
+                          const char *headers, int64_t *id, svc__err *err)
 {
-    svc__err err;
-    svc__err_init(&err);
-    svc_status st = svc__ob_validate(topic, aggregate_key, payload_json, headers_json, &err);
-    svc__err_destroy(&err);
-    if (st)
-        return st;
-    const char *params[] = {topic, aggregate_key, payload_json, headers_json ? headers_json : "{}"};
+    const char *params[] = {topic, key, payload, headers};
     svc_pg_result *res = NULL;
-    st = svc_pg_tx_exec_stmt(tx, &put_stmt, params, &res);
+    svc_status st = svc_pg_tx_exec_stmt(tx, &put_stmt, params, &res);
     if (st)
-        return st;
+        return svc__err_set(err, st, "outbox: put: %s", svc_strerror(st));
     const char *v = svc_pg_result_value(res, 0, 0);
     if (!v) {
         svc_pg_result_free(res);
-        return SVC_EINTERNAL;
+        return svc__err_set(err, SVC_EINTERNAL, "outbox: put returned no id");
     }
-    if (id_out)
-        *id_out = strtoll(v, NULL, 10);
+    if (id)
+        *id = strtoll(v, NULL, 10);
     svc_pg_result_free(res);
     return SVC_OK;
 }
@@ -237,12 +231,15 @@ static svc_status pg_put(svc__ob_store *base, const char *topic, const char *key
     pg_store *s = (pg_store *)base;
     svc_pg_tx *tx = NULL;
     svc_status st = svc_pg_tx_begin(s->pg, &tx);
-    if (!st)
-        st = svc_outbox_put_tx(tx, topic, key, payload, headers, id);
+    if (st)
+        return pg_fail(s, err, st, "put");
+    st = svc__ob_put_tx(tx, topic, key, payload, headers, id, err);
     if (!st)
         st = svc_pg_tx_commit(tx);
+    if (st)
+        pg_fail(s, err, st, "put");
     svc_pg_tx_free(tx); /* rolls back when the put failed */
-    return st ? pg_fail(s, err, st, "put") : SVC_OK;
+    return st;
 }
 
 /* The rows of `r` that claimed an event (id in column `col` not NULL). */
@@ -664,21 +661,36 @@ static svc_status pg_prune(svc__ob_store *base, int64_t older_than_ms, uint64_t 
     return st ? pg_fail(s, err, st, "prune") : SVC_OK;
 }
 
-svc_status svc_inbox_prune_pg(svc_pg *pg, int64_t older_than_ms, uint64_t *deleted)
+svc_status svc__inbox_prune_pg(svc_pg *pg, int64_t older_than_ms, uint64_t *deleted)
 {
-    uint64_t n = 0;
-    if (deleted)
-        *deleted = 0;
-    if (older_than_ms < 0)
-        return SVC_EINVAL;
-    svc_status st = prune_chunks(
+    return prune_chunks(
         pg,
         "DELETE FROM svc_inbox WHERE ctid IN (SELECT ctid FROM svc_inbox\n"
         " WHERE claimed_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)",
-        older_than_ms, &n);
-    if (deleted)
-        *deleted = n;
-    return st;
+        older_than_ms, deleted);
+}
+
+/* For readiness probes, which run often (so prepared like the relay's
+ * statements): one probe of the index of unpublished events (ids follow
+ * creation), no count. */
+static svc_pg_stmt backlog_age_stmt = SVC_PG_STMT_INIT(
+    "svc_outbox_backlog_age",
+    "SELECT (extract(epoch FROM now() - created_at) * 1000)::bigint FROM svc_outbox\n"
+    " WHERE published_at IS NULL ORDER BY id LIMIT 1",
+    0);
+
+static svc_status pg_backlog_age(svc__ob_store *base, int64_t *age_ms, svc__err *err)
+{
+    pg_store *s = (pg_store *)base;
+    svc_pg_result *r;
+    svc_status st = svc_pg_exec_stmt(s->pg, &backlog_age_stmt, NULL, &r);
+    if (st)
+        return pg_fail(s, err, st, "backlog age");
+    *age_ms = svc_pg_result_rows(r) > 0 ? strtoll(svc_pg_result_value(r, 0, 0), NULL, 10) : 0;
+    if (*age_ms < 0)
+        *age_ms = 0;
+    svc_pg_result_free(r);
+    return SVC_OK;
 }
 
 /* ---- LISTEN on a dedicated connection -------------------------------------
@@ -885,6 +897,7 @@ static const svc__ob_store_ops pg_ops = {
     .listener_free = pg_listener_free,
     .stats = pg_stats,
     .prune = pg_prune,
+    .backlog_age = pg_backlog_age,
     .destroy = pg_destroy,
 };
 
@@ -909,18 +922,17 @@ svc_status svc__ob_store_pg_new(svc__ob_store **out, svc_pg *pg, const char *url
 
 #else /* !SVC_HAVE_POSTGRES */
 
-svc_status svc_outbox_put_tx(svc_pg_tx *tx, const char *topic, const char *aggregate_key,
-                             const char *payload_json, const char *headers_json, int64_t *id_out)
+svc_status svc__ob_put_tx(svc_pg_tx *tx, const char *topic, const char *key, const char *payload,
+                          const char *headers, int64_t *id, svc__err *err)
 {
-    (void)tx, (void)topic, (void)aggregate_key, (void)payload_json, (void)headers_json, (void)id_out;
-    return SVC_ENOTSUP;
+    (void)tx, (void)topic, (void)key, (void)payload, (void)headers, (void)id;
+    return svc__err_set(err, SVC_ENOTSUP, "outbox: built without PostgreSQL");
 }
 
-svc_status svc_inbox_prune_pg(svc_pg *pg, int64_t older_than_ms, uint64_t *deleted)
+svc_status svc__inbox_prune_pg(svc_pg *pg, int64_t older_than_ms, uint64_t *deleted)
 {
     (void)pg, (void)older_than_ms;
-    if (deleted)
-        *deleted = 0;
+    *deleted = 0;
     return SVC_ENOTSUP;
 }
 

@@ -85,7 +85,7 @@ static svc_outbox *memory_outbox(const svc_clock *clock, size_t max)
     o.max_messages = max;
     svc_outbox *ob = NULL;
     assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
-    assert_string_equal(svc_outbox_backend(ob), "memory");
+    assert_string_equal(svc_outbox_backend_name(ob), "memory");
     return ob;
 }
 
@@ -149,9 +149,10 @@ static void bad_arguments_are_refused_with_a_reason(void **state)
     svc_outbox_opts_default(&o);
     o.url = "redis://127.0.0.1:1/0";
     svc_outbox *bad = NULL;
-    assert_int_equal(svc_outbox_new(&bad, &o), SVC_EINVAL);
+    assert_int_equal(svc_outbox_new(&bad, &o), SVC_ENOTSUP);
     assert_null(bad);
-    assert_non_null(strstr(svc_outbox_last_error(), "memory"));
+    assert_string_equal(svc_last_errmsg(),
+                        "outbox: redis stores are not supported (use memory: or postgres://)");
     o.url = "nonsense://";
     assert_int_equal(svc_outbox_new(&bad, &o), SVC_EINVAL);
     svc_outbox_free(NULL);
@@ -747,7 +748,7 @@ static void inbox_says_first_time_once_then_duplicate(void **state)
     assert_int_equal(svc_inbox_claim(in, "c", "", &first), SVC_EINVAL);
     assert_int_equal(first, 0);
     svc_inbox_stats s;
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     assert_int_equal(s.entries, 2);
     assert_int_equal(s.first_time, 3);
     assert_int_equal(s.duplicates, 1);
@@ -787,7 +788,7 @@ static void inbox_ttl_is_bounded_and_expiry_does_not_wrap(void **state)
         svc_inbox *in = (svc_inbox *)&o; /* any non-NULL value: must become NULL */
         assert_int_equal(svc_inbox_new(&in, &o), SVC_EINVAL);
         assert_null(in);
-        assert_non_null(strstr(svc_inbox_last_error(), "ttl_ms"));
+        assert_non_null(strstr(svc_last_errmsg(), "ttl_ms"));
         o.url = "redis://127.0.0.1:1/0"; /* checked before any connection */
         assert_int_equal(svc_inbox_new(&in, &o), SVC_EINVAL);
     }
@@ -820,7 +821,7 @@ static void inbox_memory_is_bounded_and_counts_evictions(void **state)
         assert_int_equal(first, 1);
     }
     svc_inbox_stats s;
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     assert_true(s.entries <= 16);
     assert_int_equal(s.evicted, 40 - 16);
     /* the newest marks are still there */
@@ -849,7 +850,7 @@ static void inbox_full_evicts_the_oldest_mark_first(void **state)
     svc_inbox_stats s;
     for (int i = 0; i < 1000; i++) {
         assert_int_equal(claim_first(in, i), 1);
-        svc_inbox_stats_get(in, &s);
+        assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
         assert_int_equal(s.entries, i < 16 ? i + 1 : 16);
         assert_int_equal(s.evicted, i < 16 ? 0 : i - 15);
     }
@@ -863,10 +864,10 @@ static void inbox_full_evicts_the_oldest_mark_first(void **state)
     assert_int_equal(claim_first(in, 986), 0);
     /* a forgotten mark leaves room: nothing is evicted for the next */
     assert_int_equal(svc_inbox_forget(in, "c", "990"), SVC_OK);
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     uint64_t evicted = s.evicted;
     assert_int_equal(claim_first(in, 5000), 1);
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     assert_int_equal(s.evicted, evicted);
     assert_int_equal(s.entries, 16);
     svc_inbox_free(in);
@@ -889,7 +890,7 @@ static void inbox_full_drops_expired_marks_before_live_ones(void **state)
     svc_manual_clock_advance(mc, 600 * NS_PER_MS);
     assert_int_equal(claim_first(in, 200), 1);
     svc_inbox_stats s;
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     assert_int_equal(s.evicted, 0);
     assert_int_equal(s.entries, 9);
     for (int i = 100; i < 108; i++)
@@ -899,7 +900,7 @@ static void inbox_full_drops_expired_marks_before_live_ones(void **state)
     for (int i = 300; i < 306; i++)
         assert_int_equal(claim_first(in, i), 1); /* 16 again: 8 + 200 + 0 + 6 */
     assert_int_equal(claim_first(in, 400), 1);   /* evicts 100, the oldest live */
-    svc_inbox_stats_get(in, &s);
+    assert_int_equal(svc_inbox_stats_get(in, &s), SVC_OK);
     assert_int_equal(s.evicted, 1);
     assert_int_equal(claim_first(in, 0), 0);
     assert_int_equal(claim_first(in, 101), 0);
@@ -916,9 +917,145 @@ static void inbox_duplicates_across_threads_have_one_first_time(void **state)
     svc_inbox_free(in);
 }
 
+/* ---- the module template: options, references ------------------------------ */
+
+static void outbox_null_options_read_the_environment_explicit_ones_do_not(void **state)
+{
+    (void)state;
+    svc_outbox *ob = NULL;
+    setenv("SVC_OUTBOX_URL", "redis://127.0.0.1:1/0", 1);
+    assert_int_equal(svc_outbox_new(&ob, NULL), SVC_ENOTSUP);
+    assert_null(ob);
+    assert_non_null(strstr(svc_last_errmsg(), "outbox: redis stores are not supported"));
+    /* explicit options are used as given: the environment is not read */
+    svc_outbox_opts o;
+    svc_outbox_opts_default(&o);
+    assert_string_equal(o.url, "memory:");
+    assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
+    assert_string_equal(svc_last_errmsg(), "");
+    assert_string_equal(svc_outbox_backend_name(ob), "memory");
+    svc_outbox_free(ob);
+    unsetenv("SVC_OUTBOX_URL");
+    setenv("SVC_OUTBOX_MAX_MESSAGES", "8", 1); /* under the bound of 16 */
+    assert_int_equal(svc_outbox_new(&ob, NULL), SVC_ECONFIG);
+    assert_non_null(strstr(svc_last_errmsg(), "outbox.max_messages"));
+    setenv("SVC_OUTBOX_MAX_MESSAGES", "16", 1);
+    assert_int_equal(svc_outbox_new(&ob, NULL), SVC_OK);
+    unsetenv("SVC_OUTBOX_MAX_MESSAGES");
+    /* 16 held: the 17th unpublished event does not fit */
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_OK);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_EBUSY);
+    svc_outbox_free(ob);
+    o.max_messages = 8; /* explicit and out of range */
+    assert_int_equal(svc_outbox_new(&ob, &o), SVC_EINVAL);
+    assert_non_null(strstr(svc_last_errmsg(), "max_messages"));
+}
+
+static void inbox_null_options_read_the_environment_explicit_ones_do_not(void **state)
+{
+    (void)state;
+    svc_inbox *in = NULL;
+    setenv("SVC_INBOX_TTL", "0ms", 1);
+    assert_int_equal(svc_inbox_new(&in, NULL), SVC_ECONFIG);
+    assert_non_null(strstr(svc_last_errmsg(), "inbox.ttl"));
+    setenv("SVC_INBOX_TTL", "1s", 1);
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    assert_int_equal(svc_inbox_new(&in, NULL), SVC_OK);
+    assert_string_equal(svc_inbox_backend_name(in), "memory");
+    svc_inbox_free(in);
+    /* explicit options: the environment's 1 s does not apply */
+    svc_inbox_opts o;
+    svc_inbox_opts_default(&o);
+    o.clock = svc_manual_clock_get(mc);
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_OK);
+    unsetenv("SVC_INBOX_TTL");
+    int first = 0;
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_manual_clock_advance(mc, 5000 * NS_PER_MS);
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    assert_int_equal(first, 0); /* 7 days, not 1 s */
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+    o.url = "nonsense://x";
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_EINVAL);
+    assert_null(in);
+    assert_non_null(strstr(svc_last_errmsg(), "inbox"));
+}
+
+static void handles_are_reference_counted_and_a_relay_holds_its_outbox(void **state)
+{
+    (void)state;
+    recorder *rec = recorder_new();
+    svc_outbox *ob = memory_outbox(NULL, 0);
+    assert_ptr_equal(svc_outbox_ref(ob), ob);
+    assert_null(svc_outbox_ref(NULL));
+    svc_outbox_free(ob); /* one reference left */
+    svc_outbox_relay_opts ro;
+    svc_outbox_relay_opts_default(&ro);
+    svc_outbox_publisher_callback(&ro.publisher, record, rec);
+    svc_outbox_relay *r;
+    assert_int_equal(svc_outbox_relay_new(&r, ob, &ro), SVC_OK);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_OK);
+    svc_outbox_free(ob); /* the relay's reference keeps it */
+    size_t n = 0;
+    assert_int_equal(svc_outbox_relay_run_once(r, &n, NULL), SVC_OK);
+    assert_int_equal(n, 1);
+    svc_outbox_relay_free(r); /* the last reference: under ASan, nothing leaks */
+
+    svc_inbox *in;
+    assert_int_equal(svc_inbox_new(&in, NULL), SVC_OK);
+    assert_ptr_equal(svc_inbox_ref(in), in);
+    assert_null(svc_inbox_ref(NULL));
+    svc_inbox_free(in);
+    int first;
+    assert_int_equal(svc_inbox_claim(in, "c", "m", &first), SVC_OK);
+    svc_inbox_free(in);
+    svc_inbox_free(NULL);
+    recorder_free(rec);
+}
+
+static void inbox_prune_on_memory_drops_the_marks_past_the_age(void **state)
+{
+    (void)state;
+    svc_manual_clock *mc;
+    assert_int_equal(svc_manual_clock_new(&mc, 1, 1), SVC_OK);
+    svc_inbox_opts o;
+    svc_inbox_opts_default(&o);
+    o.clock = svc_manual_clock_get(mc);
+    svc_inbox *in;
+    assert_int_equal(svc_inbox_new(&in, &o), SVC_OK);
+    int first;
+    assert_int_equal(svc_inbox_claim(in, "c", "old", &first), SVC_OK);
+    svc_manual_clock_advance(mc, 3600 * 1000 * NS_PER_MS);
+    assert_int_equal(svc_inbox_claim(in, "c", "new", &first), SVC_OK);
+    uint64_t del = 99;
+    assert_int_equal(svc_inbox_prune(in, -1, &del), SVC_EINVAL);
+    assert_int_equal(del, 0);
+    assert_int_equal(svc_inbox_prune(in, 2 * 3600 * 1000, &del), SVC_OK);
+    assert_int_equal(del, 0);
+    assert_int_equal(svc_inbox_prune(in, 3600 * 1000, &del), SVC_OK);
+    assert_int_equal(del, 1);
+    assert_int_equal(svc_inbox_claim(in, "c", "old", &first), SVC_OK);
+    assert_int_equal(first, 1); /* pruned: a first time again */
+    assert_int_equal(svc_inbox_claim(in, "c", "new", &first), SVC_OK);
+    assert_int_equal(first, 0);
+    svc_inbox_stats st;
+    assert_int_equal(svc_inbox_stats_get(in, &st), SVC_OK);
+    assert_int_equal(st.entries, 2);
+    svc_inbox_free(in);
+    svc_manual_clock_free(mc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(outbox_null_options_read_the_environment_explicit_ones_do_not),
+        cmocka_unit_test(inbox_null_options_read_the_environment_explicit_ones_do_not),
+        cmocka_unit_test(handles_are_reference_counted_and_a_relay_holds_its_outbox),
+        cmocka_unit_test(inbox_prune_on_memory_drops_the_marks_past_the_age),
         cmocka_unit_test(bad_arguments_are_refused_with_a_reason),
         cmocka_unit_test(payloads_are_checked_for_json_syntax_only),
         cmocka_unit_test(relay_publishes_each_event_once_in_put_order),

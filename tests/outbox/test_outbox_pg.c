@@ -38,6 +38,8 @@
 
 static const char *pg_url;
 static svc_pg *pg;
+static svc_outbox *tx_ob; /* postgres, on pg: svc_outbox_put_tx() */
+static svc_inbox *tx_in;  /* postgres, on pg: svc_inbox_claim_tx(), svc_inbox_prune() */
 
 /* A pool of `size` connections on SVC_TEST_PG_URL. */
 static svc_pg *pool_of(unsigned size)
@@ -60,12 +62,23 @@ static int setup(void **state)
         return 0;
     pg = pool_of(8);
     assert_int_equal(svc_pg_migrate_up(pg, NULL), SVC_OK);
+    /* the handles of the transactional calls, on the same pool */
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.pg = pg;
+    assert_int_equal(svc_outbox_new(&tx_ob, &oo), SVC_OK);
+    svc_inbox_opts io;
+    svc_inbox_opts_default(&io);
+    io.pg = pg;
+    assert_int_equal(svc_inbox_new(&tx_in, &io), SVC_OK);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
+    svc_inbox_free(tx_in);
+    svc_outbox_free(tx_ob);
     svc_pg_free(pg);
     return 0;
 }
@@ -86,7 +99,7 @@ static svc_outbox *pg_outbox(svc_pg *pool)
     o.pg = pool;
     svc_outbox *ob = NULL;
     assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
-    assert_string_equal(svc_outbox_backend(ob), "postgres");
+    assert_string_equal(svc_outbox_backend_name(ob), "postgres");
     return ob;
 }
 
@@ -100,7 +113,7 @@ static int64_t put_tx(const char *key, int seq, int commit)
     char payload[64];
     snprintf(payload, sizeof payload, "{\"seq\":%d}", seq);
     int64_t id = 0;
-    assert_int_equal(svc_outbox_put_tx(tx, "test.event", key, payload, "{\"h\":\"v\"}", &id), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "test.event", key, payload, "{\"h\":\"v\"}", &id), SVC_OK);
     assert_true(id > 0);
     if (commit)
         assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
@@ -287,12 +300,12 @@ static void bad_arguments_leave_the_transaction_usable(void **state)
     need_pg();
     svc_pg_tx *tx;
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{oops", NULL, NULL), SVC_EINVAL);
-    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{}", "\"not an object\"", NULL), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "{oops", NULL, NULL), SVC_EINVAL);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "{}", "\"not an object\"", NULL), SVC_EINVAL);
     int64_t id = 0;
-    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "[1,2]", NULL, &id), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "[1,2]", NULL, &id), SVC_OK);
     assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
-    assert_int_equal(svc_outbox_put_tx(tx, "t", "k", "{}", NULL, NULL), SVC_ECLOSED);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "{}", NULL, NULL), SVC_ECLOSED);
     svc_pg_tx_free(tx);
 }
 
@@ -307,7 +320,7 @@ static void payloads_are_accepted_exactly_as_postgres_json(void **state)
         svc_status server = svc_pg_exec(pg, "SELECT $1::json", 1, params, NULL);
         svc_pg_tx *tx;
         assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-        svc_status st = svc_outbox_put_tx(tx, "t", "k", json_cases[i].text, NULL, NULL);
+        svc_status st = svc_outbox_put_tx(tx_ob, tx, "t", "k", json_cases[i].text, NULL, NULL);
         svc_pg_tx_free(tx); /* rolled back */
         if ((st == SVC_OK) != json_cases[i].valid || (server == SVC_OK) != json_cases[i].valid)
             fail_msg("payload %zu '%s': outbox %s, server %s", i, json_cases[i].text,
@@ -329,7 +342,7 @@ static void *put_serial(void *arg)
     serial_put *sp = arg;
     svc_pg_tx *tx;
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_outbox_put_tx(tx, "test.event", "serial", "{}", NULL, &sp->id), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "test.event", "serial", "{}", NULL, &sp->id), SVC_OK);
     usleep((useconds_t)(rand_r(&sp->seed) % 2000));
     svc_pg_result *r;
     assert_int_equal(svc_pg_tx_exec(tx, "SELECT nextval('svc_outbox_test_seq')", 0, NULL, &r),
@@ -1361,25 +1374,25 @@ static void inbox_claim_commits_or_rolls_back_with_the_transaction(void **state)
     int first = -1;
     svc_pg_tx *tx;
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx_in, tx, consumer, "m1", &first), SVC_OK);
     assert_int_equal(first, 1);
-    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx_in, tx, consumer, "m1", &first), SVC_OK);
     assert_int_equal(first, 0);
     assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK); /* side effect undone: so is the mark */
     svc_pg_tx_free(tx);
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx_in, tx, consumer, "m1", &first), SVC_OK);
     assert_int_equal(first, 1);
     assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
     svc_pg_tx_free(tx);
     assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
-    assert_int_equal(svc_inbox_claim_tx(tx, consumer, "m1", &first), SVC_OK);
+    assert_int_equal(svc_inbox_claim_tx(tx_in, tx, consumer, "m1", &first), SVC_OK);
     assert_int_equal(first, 0);
-    assert_int_equal(svc_inbox_claim_tx(tx, "bad name", "m1", &first), SVC_EINVAL);
+    assert_int_equal(svc_inbox_claim_tx(tx_in, tx, "bad name", "m1", &first), SVC_EINVAL);
     svc_pg_tx_free(tx);
 }
 
-/* svc_inbox_prune_pg() deletes exactly the marks claimed longer ago than
+/* svc_inbox_prune() on postgres deletes exactly the marks claimed longer ago than
  * the age. */
 static void inbox_prune_deletes_the_marks_past_the_age(void **state)
 {
@@ -1394,13 +1407,13 @@ static void inbox_prune_deletes_the_marks_past_the_age(void **state)
                                  0, NULL, NULL),
                      SVC_OK);
     uint64_t del = 99;
-    assert_int_equal(svc_inbox_prune_pg(pg, -1, &del), SVC_EINVAL);
+    assert_int_equal(svc_inbox_prune(tx_in, -1, &del), SVC_EINVAL);
     assert_int_equal(del, 0);
-    assert_int_equal(svc_inbox_prune_pg(pg, 3 * 3600000, &del), SVC_OK);
+    assert_int_equal(svc_inbox_prune(tx_in, 3 * 3600000, &del), SVC_OK);
     assert_int_equal(del, 0);
-    assert_int_equal(svc_inbox_prune_pg(pg, 3600000, &del), SVC_OK);
+    assert_int_equal(svc_inbox_prune(tx_in, 3600000, &del), SVC_OK);
     assert_int_equal(del, 2);
-    assert_int_equal(svc_inbox_prune_pg(pg, 0, &del), SVC_OK);
+    assert_int_equal(svc_inbox_prune(tx_in, 0, &del), SVC_OK);
     assert_int_equal(del, 1);
 }
 
@@ -1528,9 +1541,9 @@ static void put_and_inbox_claim_are_prepared_once_per_connection(void **state)
         svc_pg_tx *tx;
         assert_int_equal(svc_pg_tx_begin(one, &tx), SVC_OK);
         int64_t id = 0;
-        assert_int_equal(svc_outbox_put_tx(tx, "t.prepared", "k1", "{}", NULL, &id), SVC_OK);
+        assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t.prepared", "k1", "{}", NULL, &id), SVC_OK);
         int first = -1;
-        assert_int_equal(svc_inbox_claim_tx(tx, "prepared_test", msg, &first), SVC_OK);
+        assert_int_equal(svc_inbox_claim_tx(tx_in, tx, "prepared_test", msg, &first), SVC_OK);
         assert_int_equal(first, i == 0);
         assert_int_equal(svc_pg_tx_commit(tx), SVC_OK);
         svc_pg_tx_free(tx);
@@ -1540,9 +1553,123 @@ static void put_and_inbox_claim_are_prepared_once_per_connection(void **state)
     svc_pg_free(one);
 }
 
+/* ---- the module template on the servers --------------------------------------- */
+
+/* The transactional calls take the handle whose store they write: a memory
+ * outbox or inbox refuses them and leaves the transaction usable. */
+static void tx_calls_need_a_postgres_handle(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_outbox *mob;
+    svc_inbox *min;
+    assert_int_equal(svc_outbox_new(&mob, NULL), SVC_OK);
+    assert_int_equal(svc_inbox_new(&min, NULL), SVC_OK);
+    svc_pg_tx *tx;
+    assert_int_equal(svc_pg_tx_begin(pg, &tx), SVC_OK);
+    assert_int_equal(svc_outbox_put_tx(mob, tx, "t", "k", "{}", NULL, NULL), SVC_EINVAL);
+    assert_non_null(strstr(svc_outbox_errmsg(mob), "postgres"));
+    int first = -1;
+    assert_int_equal(svc_inbox_claim_tx(min, tx, "c", "m", &first), SVC_EINVAL);
+    assert_int_equal(first, 0);
+    assert_non_null(strstr(svc_inbox_errmsg(min), "postgres"));
+    int64_t id = 0;
+    assert_int_equal(svc_outbox_put_tx(tx_ob, tx, "t", "k", "{}", NULL, &id), SVC_OK);
+    assert_int_equal(svc_pg_tx_rollback(tx), SVC_OK);
+    svc_pg_tx_free(tx);
+    svc_inbox_free(min);
+    svc_outbox_free(mob);
+}
+
+/* A pool given in opts.pg gets a reference: the application may free its
+ * own first (under ASan: no use after free, no leak). */
+static void a_given_pool_may_be_freed_before_the_handles(void **state)
+{
+    (void)state;
+    need_pg();
+    svc_pg *own = pool_of(2);
+    svc_outbox_opts oo;
+    svc_outbox_opts_default(&oo);
+    oo.pg = own;
+    svc_outbox *ob;
+    assert_int_equal(svc_outbox_new(&ob, &oo), SVC_OK);
+    svc_inbox_opts io;
+    svc_inbox_opts_default(&io);
+    io.pg = own;
+    svc_inbox *in;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_OK);
+    assert_string_equal(svc_inbox_backend_name(in), "postgres");
+    svc_pg_free(own);
+    assert_int_equal(svc_outbox_put(ob, "t", "k", "{}", NULL, NULL), SVC_OK);
+    int first = 0;
+    char consumer[32];
+    random_consumer(consumer, sizeof consumer);
+    assert_int_equal(svc_inbox_claim(in, consumer, "m", &first), SVC_OK);
+    assert_int_equal(first, 1);
+    svc_inbox_free(in);
+    svc_outbox_free(ob);
+}
+
+/* Both pools given: refused, the standard message. */
+static void inbox_refuses_pg_and_redis_together(void **state)
+{
+    (void)state;
+    need_pg();
+    const char *url = getenv("SVC_TEST_REDIS_URL");
+    if (!url || !*url)
+        skip();
+    svc_redis_opts ro;
+    svc_redis_opts_default(&ro);
+    ro.url = url;
+    svc_redis *r;
+    assert_int_equal(svc_redis_new(&r, &ro), SVC_OK);
+    svc_inbox_opts io;
+    svc_inbox_opts_default(&io);
+    io.pg = pg;
+    io.redis = r;
+    svc_inbox *in = NULL;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_EINVAL);
+    assert_null(in);
+    assert_non_null(strstr(svc_last_errmsg(), "inbox"));
+    io.pg = NULL;
+    assert_int_equal(svc_inbox_new(&in, &io), SVC_OK);
+    assert_string_equal(svc_inbox_backend_name(in), "redis");
+    uint64_t del = 9;
+    assert_int_equal(svc_inbox_prune(in, 0, &del), SVC_ENOTSUP);
+    assert_int_equal(del, 0);
+    svc_inbox_free(in);
+    svc_redis_free(r);
+}
+
+/* The readiness figure on postgres: the oldest unpublished event's age. */
+static void backlog_age_is_the_age_of_the_oldest_unpublished_event(void **state)
+{
+    (void)state;
+    need_pg();
+    int64_t age = -1;
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_int_equal(age, 0);
+    assert_int_equal(svc_pg_exec(pg,
+                                 "INSERT INTO svc_outbox (topic, aggregate_key, payload, created_at)\n"
+                                 " VALUES ('t', 'k', '{}', now() - interval '90 seconds'),\n"
+                                 "        ('t', 'k', '{}', now() - interval '10 seconds')",
+                                 0, NULL, NULL),
+                     SVC_OK);
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_in_range(age, 89000, 120000);
+    assert_int_equal(svc_pg_exec(pg, "UPDATE svc_outbox SET published_at = now()", 0, NULL, NULL),
+                     SVC_OK);
+    assert_int_equal(svc__outbox_backlog_age(tx_ob, &age), SVC_OK);
+    assert_int_equal(age, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tx_calls_need_a_postgres_handle),
+        cmocka_unit_test(a_given_pool_may_be_freed_before_the_handles),
+        cmocka_unit_test(inbox_refuses_pg_and_redis_together),
+        cmocka_unit_test(backlog_age_is_the_age_of_the_oldest_unpublished_event),
         cmocka_unit_test(rollback_leaves_no_event_and_commit_publishes_once),
         cmocka_unit_test(bad_arguments_leave_the_transaction_usable),
         cmocka_unit_test(payloads_are_accepted_exactly_as_postgres_json),
