@@ -9,7 +9,8 @@
  *   GET  /hello/{name}       JSON greeting
  *   POST /echo               JSON in, JSON out; bad JSON → 400 problem+json
  *   GET  /orders/{id}        an order, or 404 problem+json for unknown ids
- *   POST /payments           a payment; with Idempotency-Key a retry replays the first answer
+ *   POST /payments           a payment and its "payment.created" event (outbox); with
+ *                            Idempotency-Key a retry replays the first answer
  *   GET  /limited            rate limited: a burst of 3, then 429 + Retry-After
  *   POST /signup             enqueues a background job (202 + job id); GET /jobs/{id} its state
  *   GET  /healthz /readyz /startupz /metrics
@@ -136,9 +137,10 @@ static void limited(svc_req *req, svc_res *res, void *ud)
     answer(res, 200, json_pack("{s:s}", "message", "within the limit"));
 }
 
-/* POST /payments {"amount": n}: creates a payment with a new id. A client
- * that sends Idempotency-Key and retries gets the first answer again
- * (Idempotent-Replayed: true), never a second payment. */
+/* POST /payments {"amount": n}: creates a payment with a new id and puts a
+ * "payment.created" event in the outbox. A client that sends
+ * Idempotency-Key and retries gets the first answer again
+ * (Idempotent-Replayed: true), never a second payment or event. */
 static void payment(svc_req *req, svc_res *res, void *ud)
 {
     store *s = ud;
@@ -153,8 +155,16 @@ static void payment(svc_req *req, svc_res *res, void *ud)
     pthread_mutex_lock(&s->mu);
     unsigned long id = ++s->payments;
     pthread_mutex_unlock(&s->mu);
-    char pid[32];
+    char pid[32], event[96];
     snprintf(pid, sizeof pid, "pay_%lu", id);
+    snprintf(event, sizeof event, "{\"id\":\"%s\",\"amount\":%" JSON_INTEGER_FORMAT "}", pid,
+             amount);
+    /* the event leaves through the app's outbox relay (publish_event below) */
+    svc_outbox *ob = svc_app_outbox(svc_req_app(req));
+    if (svc_outbox_put(ob, "payment.created", pid, event, NULL, NULL) != SVC_OK) {
+        problem(res, 503, SVC_PROBLEM_UNAVAILABLE, svc_outbox_errmsg(ob));
+        return;
+    }
     answer(res, 201, json_pack("{s:s, s:I}", "id", pid, "amount", amount));
 }
 
@@ -208,6 +218,22 @@ static void job_status(svc_req *req, svc_res *res, void *ud)
                                info.kind, "state", svc_job_state_name(info.state), "attempt",
                                info.attempt));
     svc_job_info_clear(&info);
+}
+
+/* The outbox relay's publisher: where events go (a message broker, a
+ * webhook, another service). Here a log line; a failure would be retried
+ * with backoff. */
+static svc_status publish_event(void *ctx, const svc_outbox_message *msg, char *err,
+                                size_t errlen)
+{
+    (void)ctx;
+    (void)err;
+    (void)errlen;
+    svc_log_field f[] = {svc_log_field_str("topic", msg->topic),
+                         svc_log_field_str("key", msg->aggregate_key),
+                         svc_log_field_str("payload", msg->payload)};
+    svc_log_kv(SVC_LOG_INFO, "outbox: event published", f, 3);
+    return SVC_OK;
 }
 
 /* POST /admin/maintenance {"on": bool, "retry_after_s": n}, Bearer token. */
@@ -277,9 +303,13 @@ int main(void)
     TRY(svc_add_ratelimit(app, NULL));   /* ratelimit: policies and routes */
     TRY(svc_add_idempotency(app, NULL)); /* idempotency: Idempotency-Key replays */
     TRY(svc_add_jobs(app, NULL));        /* jobs: queue, workers started with the app */
+    TRY(svc_add_outbox(app, NULL));      /* outbox: relay started with the app, /readyz */
 
-    /* What only code can add: routes, a job handler, a readiness check. */
+    /* What only code can add: routes, a job handler, a publisher, a check. */
     TRY(svc_jobs_register(svc_app_jobs(app), "welcome.email", send_welcome, NULL, 0));
+    svc_outbox_publisher pub;
+    svc_outbox_publisher_callback(&pub, publish_event, NULL);
+    TRY(svc_outbox_http_set_publisher(app, &pub));
     TRY(svc_app_add_check(app, "store", store_check, &the_store, 500, 1));
     TRY(svc_app_route(app, "GET", "/hello/{name}", hello_name, NULL));
     TRY(svc_app_route(app, "POST", "/echo", echo, NULL));
