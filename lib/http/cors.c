@@ -280,18 +280,10 @@ static svc_status add_cors(svc_app *app, const svc_cors_opts *opts)
 
 extern const svc__opt_table svc__cors_opts_table;
 
+static svc_status add_cors_v(svc_app *app, const void *opts) { return add_cors(app, opts); }
+
 svc_status svc_add_cors(svc_app *app, const svc_cors_opts *opts)
 {
-    if (!app)
-        return svc__fail_new(SVC_EINVAL, "cors: svc_add_cors: app is NULL");
     svc_cors_opts o;
-    svc__opts_hold hold;
-    svc_status st = svc__opts_resolve(&svc__cors_opts_table, opts, svc_app_config(app), &o,
-                                      sizeof o, &hold);
-    if (st)
-        return st;
-    svc__err_clear(&app->err);
-    st = svc__add_done(app, "cors", add_cors(app, &o));
-    svc__opts_release(&hold);
-    return st;
+    return svc__add_configured(app, &svc__cors_opts_table, opts, &o, sizeof o, add_cors_v);
 }

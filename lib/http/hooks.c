@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "http_internal.h"
+#include "core/opts.h"
 #include "svcinfra/config.h"
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t size)
@@ -112,14 +113,25 @@ void svc__app_hooks_free(svc_app *app)
     app->config = NULL;
 }
 
-svc_status svc__add_done(svc_app *app, const char *module, svc_status st)
+svc_status svc__add_configured(svc_app *app, const svc__opt_table *t, const void *given,
+                               void *opts, size_t size,
+                               svc_status (*add)(svc_app *app, const void *opts))
 {
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "%s: app is NULL", t->module);
+    svc__opts_hold hold;
+    svc_status st = svc__opts_resolve(t, given, svc_app_config(app), opts, size, &hold);
+    if (st)
+        return st; /* svc_last_errmsg() names the key */
+    svc__err_clear(&app->err);
+    st = add(app, opts);
+    svc__opts_release(&hold); /* add() copied what it keeps */
     if (st == SVC_OK) {
         svc__fail_new_clear();
         return st;
     }
-    const char *why = svc_app_errmsg(app); /* cleared by the caller before the call */
+    const char *why = svc_app_errmsg(app);
     if (why[0])
         return svc__fail_new(st, "%s", why);
-    return svc__fail_new(st, "%s: %s", module, svc_strerror(st));
+    return svc__fail_new(st, "%s: %s", t->module, svc_strerror(st));
 }

@@ -107,11 +107,15 @@ typedef struct svc__attachment {
     void (*release)(void *ptr);
 } svc__attachment;
 svc_status svc__app_hooks_start(svc_app *app);
-/* The end of every svc_add_*(), whose caller cleared app->err before the
- * module's work: a failure's detail (kept on the app, or "<module>: <status
- * text>" when the failing path set none) also goes to svc_last_errmsg(); a
- * success clears that. Returns `st`. */
-svc_status svc__add_done(svc_app *app, const char *module, svc_status st);
+/* Every built-in svc_add_X(app, opts): resolves the options (`given`, or
+ * the table's defaults under the app's configuration) into `opts` (`size`
+ * bytes), runs add(app, opts), and reports a failure through
+ * svc_last_errmsg() (the detail add() left on the app, else "<module>:
+ * <status text>"); a success clears it. SVC_EINVAL for a NULL app. */
+struct svc__opt_table;
+svc_status svc__add_configured(svc_app *app, const struct svc__opt_table *t, const void *given,
+                               void *opts, size_t size,
+                               svc_status (*add)(svc_app *app, const void *opts));
 void svc__app_hooks_stop(svc_app *app);
 void svc__app_hooks_free(svc_app *app);
 

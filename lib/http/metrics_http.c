@@ -225,18 +225,10 @@ static svc_status add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
 
 extern const svc__opt_table svc__metrics_http_opts_table;
 
+static svc_status add_metrics_v(svc_app *app, const void *opts) { return add_metrics(app, opts); }
+
 svc_status svc_add_metrics(svc_app *app, const svc_metrics_http_opts *opts)
 {
-    if (!app)
-        return svc__fail_new(SVC_EINVAL, "metrics: svc_add_metrics: app is NULL");
     svc_metrics_http_opts o;
-    svc__opts_hold hold;
-    svc_status st = svc__opts_resolve(&svc__metrics_http_opts_table, opts, svc_app_config(app),
-                                      &o, sizeof o, &hold);
-    if (st)
-        return st;
-    svc__err_clear(&app->err);
-    st = svc__add_done(app, "metrics", add_metrics(app, &o));
-    svc__opts_release(&hold);
-    return st;
+    return svc__add_configured(app, &svc__metrics_http_opts_table, opts, &o, sizeof o, add_metrics_v);
 }

@@ -461,18 +461,10 @@ void svc_app_set_started(svc_app *app)
 
 extern const svc__opt_table svc__probes_opts_table;
 
+static svc_status add_probes_v(svc_app *app, const void *opts) { return add_probes(app, opts); }
+
 svc_status svc_add_probes(svc_app *app, const svc_probes_opts *opts)
 {
-    if (!app)
-        return svc__fail_new(SVC_EINVAL, "probes: svc_add_probes: app is NULL");
     svc_probes_opts o;
-    svc__opts_hold hold;
-    svc_status st = svc__opts_resolve(&svc__probes_opts_table, opts, svc_app_config(app), &o,
-                                      sizeof o, &hold);
-    if (st)
-        return st;
-    svc__err_clear(&app->err);
-    st = svc__add_done(app, "probes", add_probes(app, &o));
-    svc__opts_release(&hold);
-    return st;
+    return svc__add_configured(app, &svc__probes_opts_table, opts, &o, sizeof o, add_probes_v);
 }

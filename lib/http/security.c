@@ -199,19 +199,14 @@ svc_status svc__security_install_default(svc_app *app)
 
 extern const svc__opt_table svc__security_opts_table;
 
+static svc_status add_security_v(svc_app *app, const void *opts)
+{
+    const svc_security_headers_opts *o = opts;
+    return sec_configure(app, o->headers ? o->headers : default_headers, o->hsts_max_age_s);
+}
+
 svc_status svc_add_security_headers(svc_app *app, const svc_security_headers_opts *opts)
 {
-    if (!app)
-        return svc__fail_new(SVC_EINVAL, "security_headers: app is NULL");
     svc_security_headers_opts o;
-    svc__opts_hold hold;
-    svc_status st = svc__opts_resolve(&svc__security_opts_table, opts, svc_app_config(app), &o,
-                                      sizeof o, &hold);
-    if (st)
-        return st;
-    const char *const *pairs = o.headers ? o.headers : default_headers;
-    svc__err_clear(&app->err);
-    st = svc__add_done(app, "security_headers", sec_configure(app, pairs, o.hsts_max_age_s));
-    svc__opts_release(&hold);
-    return st;
+    return svc__add_configured(app, &svc__security_opts_table, opts, &o, sizeof o, add_security_v);
 }

@@ -161,18 +161,10 @@ static svc_status add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
 
 extern const svc__opt_table svc__tenancy_opts_table;
 
+static svc_status add_tenancy_v(svc_app *app, const void *opts) { return add_tenancy(app, opts); }
+
 svc_status svc_add_tenancy(svc_app *app, const svc_tenancy_opts *opts)
 {
-    if (!app)
-        return svc__fail_new(SVC_EINVAL, "tenancy: svc_add_tenancy: app is NULL");
     svc_tenancy_opts o;
-    svc__opts_hold hold;
-    svc_status st = svc__opts_resolve(&svc__tenancy_opts_table, opts, svc_app_config(app), &o,
-                                      sizeof o, &hold);
-    if (st)
-        return st;
-    svc__err_clear(&app->err);
-    st = svc__add_done(app, "tenancy", add_tenancy(app, &o));
-    svc__opts_release(&hold);
-    return st;
+    return svc__add_configured(app, &svc__tenancy_opts_table, opts, &o, sizeof o, add_tenancy_v);
 }
