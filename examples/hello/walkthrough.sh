@@ -259,12 +259,12 @@ HEADERS=$IDEM_HEADERS step "…the same key with another payload: 422 problem+js
 expect_body '"code":"UNPROCESSABLE"'
 
 for _ in $(seq 1 50); do                    # the relay polls every 200 ms; wait up to 5 s
-    curl -s "$BASE/metrics" | grep -q '^svc_outbox_published_total [1-9]' && break
+    curl -s "$BASE/metrics" | grep -q '^outbox_published_total [1-9]' && break
     sleep 0.1
 done
-BODY_GREP='^svc_outbox_published_total' \
+BODY_GREP='^outbox_published_total' \
     step "…the payment's event left through the outbox: the app's relay published it once" 200 "$BASE/metrics"
-expect_body '^svc_outbox_published_total 1$'
+expect_body '^outbox_published_total 1$'
 
 step "POST /signup: the welcome email becomes a background job; 202 with its id at once" \
     202 -X POST -H "Content-Type: application/json" -d '{"email":"ada@example.com"}' "$BASE/signup"

@@ -397,8 +397,9 @@ typedef struct svc_jobs_worker_stats {
     uint64_t reserved[4];
 } svc_jobs_worker_stats;
 
-/* Fills `out` with the worker's counters since it was made. Any thread. */
-SVC_EXPORT void svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
+/* Fills `out` with the worker's counters since it was made. Any thread.
+ * SVC_OK; SVC_EINVAL for a NULL worker or out. */
+SVC_EXPORT svc_status svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
     SVC_NONNULL(1, 2);
 
 /* Runs due jobs of `queues` (NULL: "default") on the calling thread until

@@ -332,8 +332,9 @@ typedef struct svc_outbox_relay_stats {
     uint64_t reserved[4];
 } svc_outbox_relay_stats;
 
-/* A snapshot of the relay's counters; any thread. */
-SVC_EXPORT void svc_outbox_relay_stats_get(svc_outbox_relay *r, svc_outbox_relay_stats *out)
+/* A snapshot of the relay's counters; any thread. SVC_OK; SVC_EINVAL for a
+ * NULL relay or out. */
+SVC_EXPORT svc_status svc_outbox_relay_stats_get(svc_outbox_relay *r, svc_outbox_relay_stats *out)
     SVC_NONNULL(1, 2);
 
 /* ---- operations ----------------------------------------------------------------- */

@@ -83,27 +83,27 @@ static void collect(svc_metrics *m, void *ctx);
 static svc_status register_metrics(svc_idem *idem, svc_metrics *m)
 {
     static const char *const outcome[] = {"outcome", NULL};
-    svc_status st = svc_metrics_counter(m, "svc_idempotency_claims_total",
+    svc_status st = svc_metrics_counter(m, "idempotency_claims_total",
                                         "Idempotency claims by outcome "
                                         "(claimed, replayed, in_progress, mismatch)",
                                         outcome, &idem->m_claims);
     if (!st)
-        st = svc_metrics_counter(m, "svc_idempotency_takeovers_total",
+        st = svc_metrics_counter(m, "idempotency_takeovers_total",
                                  "Claims that took over an expired lease", NULL,
                                  &idem->m_takeovers);
     if (!st)
-        st = svc_metrics_counter(m, "svc_idempotency_completes_total",
+        st = svc_metrics_counter(m, "idempotency_completes_total",
                                  "Responses stored for replay", NULL, &idem->m_completes);
     if (!st)
-        st = svc_metrics_counter(m, "svc_idempotency_releases_total",
+        st = svc_metrics_counter(m, "idempotency_releases_total",
                                  "Claims given up so a retry runs again", NULL,
                                  &idem->m_releases);
     if (!st)
-        st = svc_metrics_counter(m, "svc_idempotency_conflicts_total",
+        st = svc_metrics_counter(m, "idempotency_conflicts_total",
                                  "Completions or releases refused: the claim was no longer "
                                  "the caller's", NULL, &idem->m_conflicts);
     if (!st)
-        st = svc_metrics_counter(m, "svc_idempotency_store_errors_total",
+        st = svc_metrics_counter(m, "idempotency_store_errors_total",
                                  "Idempotency store calls that failed", NULL, &idem->m_errors);
     if (!st)
         st = svc_metrics_add_collector(m, collect, idem);

@@ -1089,10 +1089,13 @@ void svc_jobs_worker_free(svc_jobs_worker *w)
     svc_jobs_free(j);
 }
 
-void svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
+svc_status svc_jobs_worker_stats_get(svc_jobs_worker *w, svc_jobs_worker_stats *out)
 {
+    if (!w || !out)
+        return SVC_EINVAL;
     pthread_mutex_lock(&w->mu);
     *out = w->stats;
     out->in_flight = (unsigned)w->inflight;
     pthread_mutex_unlock(&w->mu);
+    return SVC_OK;
 }

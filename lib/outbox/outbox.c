@@ -339,11 +339,11 @@ svc_status svc_outbox_relay_new(svc_outbox_relay **out, svc_outbox *ob,
     }
     r->ob = svc_outbox_ref(ob);
     r->o = *opts;
-    r->m_published = relay_counter(ob->metrics, "svc_outbox_published_total",
+    r->m_published = relay_counter(ob->metrics, "outbox_published_total",
                                    "Outbox events a relay published and marked");
-    r->m_failures = relay_counter(ob->metrics, "svc_outbox_publish_failures_total",
+    r->m_failures = relay_counter(ob->metrics, "outbox_publish_failures_total",
                                   "Failed publishes of outbox events (each retried)");
-    r->m_backend_errors = relay_counter(ob->metrics, "svc_outbox_backend_errors_total",
+    r->m_backend_errors = relay_counter(ob->metrics, "outbox_backend_errors_total",
                                         "Outbox relay claims or marks that failed");
     svc__fail_new_clear();
     *out = r;
@@ -570,8 +570,10 @@ void svc_outbox_relay_free(svc_outbox_relay *r)
     svc_free(r);
 }
 
-void svc_outbox_relay_stats_get(svc_outbox_relay *r, svc_outbox_relay_stats *out)
+svc_status svc_outbox_relay_stats_get(svc_outbox_relay *r, svc_outbox_relay_stats *out)
 {
+    if (!r || !out)
+        return SVC_EINVAL;
     memset(out, 0, sizeof *out);
     out->batches = atomic_load(&r->batches);
     out->published = atomic_load(&r->published);
@@ -579,4 +581,5 @@ void svc_outbox_relay_stats_get(svc_outbox_relay *r, svc_outbox_relay_stats *out
     out->backend_errors = atomic_load(&r->backend_errors);
     out->wakeups = atomic_load(&r->wakeups);
     out->pruned = atomic_load(&r->pruned);
+    return SVC_OK;
 }

@@ -11,7 +11,7 @@ SVC_EXPORT declaration of include/svcinfra/*.h:
      svc_X_Y_new(svc_X_Y **out, svc_X *parent, ...);
   4. transactional calls take the handle first and the transaction second:
      svc_X_verb_tx(svc_X *x, struct svc_pg_tx *tx, ...);
-  5. one spelling per job: stats are read with *_stats_get, backend names
+  5. one spelling per job (and one shape: every *_stats_get returns svc_status): stats are read with *_stats_get, backend names
      with *_backend_name, constructor failures with svc_last_errmsg() (no
      *_last_error, no *_store_name, no *_get_stats);
   6. every module wiring svc_add_M() that makes a handle has svc_app_M().
@@ -37,13 +37,15 @@ MODULES = {
 WIRING = {"ratelimit": "ratelimit", "idempotency": "idem", "jobs": "jobs", "outbox": "outbox"}
 
 decls = {}  # name -> parameter text
+returns = {}  # name -> return type text
 structs = set()
 for h in sorted(header_dir.glob("*.h")):
     src = re.sub(r"/\*.*?\*/", "", h.read_text(), flags=re.S)
     src = re.sub(r"^\s*#.*?(?<!\\)$", "", src, flags=re.M | re.S)
-    for name, params in re.findall(r"SVC_EXPORT\b[^;{(]*?\b(svc_\w+)\s*\(([^;{]*?)\)\s*[;A-Z]",
-                                   src, flags=re.S):
+    for ret, name, params in re.findall(
+            r"SVC_EXPORT\b([^;{(]*?)\b(svc_\w+)\s*\(([^;{]*?)\)\s*[;A-Z]", src, flags=re.S):
         decls[name] = " ".join(params.split())
+        returns[name] = " ".join(ret.replace("SVC_NODISCARD", "").split())
     structs.update(re.findall(r"typedef struct (svc_\w+_opts)\b", src))
 
 errors = []
@@ -83,6 +85,8 @@ for name, params in sorted(decls.items()):
         errors.append(f"{name}: constructor failures are read with svc_last_errmsg()")
     if name.endswith("_store_name") or name.endswith("_backend"):
         errors.append(f"{name}: backend names are read with svc_X_backend_name()")
+    if name.endswith("_stats_get") and returns.get(name) != "svc_status":
+        errors.append(f"{name}: stats_get returns svc_status, not `{returns.get(name)}`")
     if re.search(r"_get_stats$|_stats$", name):
         errors.append(f"{name}: stats are read with svc_X_stats_get()")
 

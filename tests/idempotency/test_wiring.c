@@ -189,13 +189,13 @@ static void stats_are_exported_as_metrics(void **state)
     svc_idem_result_clear(&r);
     svc_idem_result_clear(&r2);
     char *text = render(m);
-    assert_non_null(strstr(text, "svc_idempotency_claims_total{outcome=\"claimed\"} 1\n"));
-    assert_non_null(strstr(text, "svc_idempotency_claims_total{outcome=\"replayed\"} 1\n"));
-    assert_non_null(strstr(text, "svc_idempotency_completes_total 1\n"));
+    assert_non_null(strstr(text, "idempotency_claims_total{outcome=\"claimed\"} 1\n"));
+    assert_non_null(strstr(text, "idempotency_claims_total{outcome=\"replayed\"} 1\n"));
+    assert_non_null(strstr(text, "idempotency_completes_total 1\n"));
     svc_free(text);
     /* a second render adds nothing new */
     text = render(m);
-    assert_non_null(strstr(text, "svc_idempotency_completes_total 1\n"));
+    assert_non_null(strstr(text, "idempotency_completes_total 1\n"));
     svc_free(text);
     svc_idem_free(idem);
     /* the engine is gone: rendering no longer calls into it */
@@ -281,7 +281,7 @@ static void add_with_null_options_reads_the_apps_yaml_end_to_end(void **state)
     assert_int_equal(s.completes, 1);
     /* the engine's metrics are in the app's registry */
     char *text = render(svc_app_metrics(app));
-    assert_non_null(strstr(text, "svc_idempotency_claims_total{outcome=\"replayed\"} 1\n"));
+    assert_non_null(strstr(text, "idempotency_claims_total{outcome=\"replayed\"} 1\n"));
     svc_free(text);
     /* once is enough */
     assert_int_equal(svc_add_idempotency(app, NULL), SVC_EEXIST);

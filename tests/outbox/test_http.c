@@ -112,7 +112,7 @@ static void event_put_in_a_handler_is_published_by_the_apps_relay(void **state)
 
     assert_int_equal(htu_request(svc_app_port(app), "GET", "/metrics", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "svc_outbox_published_total 1"));
+    assert_non_null(strstr(r.body, "outbox_published_total 1"));
     htu_response_free(&r);
 
     assert_int_equal(svc_app_shutdown(app), SVC_OK);
