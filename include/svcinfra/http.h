@@ -70,8 +70,8 @@ typedef struct svc_app_opts {
                                        `code` tells problems apart (RFC 9457 4.2.1);
                                        else `type` is this base (absolute or relative,
                                        a '/' added when missing) + lower-case code */
-    struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else it must outlive
-                                       the app (svc_app_free() unregisters from it) */
+    struct svc_metrics *metrics;    /* NULL: svc_metrics_default(); else the app keeps a
+                                       reference (svc_metrics_ref()) until it is freed */
     const struct svc_config *config;/* NULL: the app keeps the YAML file named by
                                        SVC_CONFIG_FILE (if set) under the SVC_*
                                        environment, for svc_add_*(app, NULL), and these

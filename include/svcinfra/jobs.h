@@ -578,8 +578,11 @@ SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_tick(svc_jobs_scheduler *
 SVC_EXPORT SVC_NODISCARD svc_status svc_jobs_scheduler_start(svc_jobs_scheduler *s)
     SVC_NONNULL(1);
 SVC_EXPORT void svc_jobs_scheduler_stop(svc_jobs_scheduler *s) SVC_NONNULL(1);
-/* Stops, frees and drops the scheduler's reference on the handle. NULL is
- * a no-op. */
+/* Adds a reference to `s` and returns it (NULL: NULL); svc_add_jobs() takes
+ * one on the scheduler it is given. */
+SVC_EXPORT svc_jobs_scheduler *svc_jobs_scheduler_ref(svc_jobs_scheduler *s);
+/* Drops one reference; the last one stops the scheduler, frees it and drops
+ * its reference on the handle. NULL is a no-op. */
 SVC_EXPORT void svc_jobs_scheduler_free(svc_jobs_scheduler *s);
 
 /* ---- HTTP wiring ------------------------------------------------------------------ */
@@ -592,7 +595,8 @@ typedef struct svc_jobs_http_opts {
     int start_worker;                 /* 1: a worker pool runs from svc_app_start() to
                                          the app's shutdown */
     svc_jobs_scheduler *scheduler;    /* NULL; else started with the app, stopped at
-                                         shutdown (borrowed: free it after the app). NULL
+                                         shutdown (the wiring takes a reference: free
+                                         yours whenever you like). NULL
                                          http opts: a scheduler of the schedules of the
                                          app's configuration (jobs.schedules), when any */
     int check_critical;               /* 1: /readyz fails when the backend (PostgreSQL

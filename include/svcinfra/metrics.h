@@ -14,8 +14,8 @@
  * the registry's own counter `svc_metrics_dropped_series_total{metric="..."}`.
  *
  * Thread safety: everything here is safe to call from any thread at any
- * time, except svc_metrics_free(), which must not race with any other use of
- * the registry or of its metrics. Updates (svc_counter_inc() and friends)
+ * time, except the last svc_metrics_free(), which must not race with any
+ * other use of the registry or of its metrics. Updates (svc_counter_inc() and friends)
  * are lock-free once a series exists: a hash lookup over an immutable
  * snapshot plus atomic arithmetic, with no allocation. Only the first update
  * of a new series takes a per-metric lock.
@@ -49,8 +49,14 @@ typedef struct svc_histogram svc_histogram;
  * Returns SVC_OK, SVC_EINVAL for a NULL out, SVC_ENOMEM. */
 SVC_EXPORT SVC_NODISCARD svc_status svc_metrics_new(svc_metrics **out);
 
-/* Frees the registry and every metric obtained from it. NULL is a no-op.
- * Must not race with other calls on the registry or its metrics. */
+/* Adds a reference to `m` and returns it (NULL: NULL). Everything that keeps
+ * a registry it was given (an app, a module, a pool) takes one, so the caller
+ * may free its own reference at any time. */
+SVC_EXPORT svc_metrics *svc_metrics_ref(svc_metrics *m);
+
+/* Drops one reference; the last one frees the registry and every metric
+ * obtained from it. NULL is a no-op. The last free must not race with other
+ * calls on the registry or its metrics. */
 SVC_EXPORT void svc_metrics_free(svc_metrics *m);
 
 /* The process-wide registry, created on first call (thread-safe, once).

@@ -819,7 +819,7 @@ void svc_pg_free(svc_pg *pg)
     pool_destroy(pg);
 }
 
-const char *svc_pg_errmsg(svc_pg *pg) { return svc__err_get(&pg->pool.err); }
+const char *svc_pg_errmsg(svc_pg *pg) { return pg ? svc__err_get(&pg->pool.err) : ""; }
 
 svc_status svc_pg_stats_get(svc_pg *pg, svc_pg_pool_stats *out)
 {

@@ -57,7 +57,7 @@ svc_status svc__pool_metrics_register(svc__pool_metrics *pm, struct svc_metrics 
         pthread_mutex_destroy(&pm->mu);
         return st;
     }
-    pm->registry = m;
+    pm->registry = svc_metrics_ref(m);
     return SVC_OK;
 }
 
@@ -68,5 +68,6 @@ void svc__pool_metrics_unregister(svc__pool_metrics *pm)
     svc_metrics_remove_collector(pm->registry, collect, pm);
     publish(pm, 0, 0, 0);
     pthread_mutex_destroy(&pm->mu);
+    svc_metrics_free(pm->registry);
     pm->registry = NULL;
 }

@@ -605,7 +605,7 @@ void svc_redis_free(svc_redis *r)
     pool_destroy(r);
 }
 
-const char *svc_redis_errmsg(svc_redis *r) { return svc__err_get(&r->pool.err); }
+const char *svc_redis_errmsg(svc_redis *r) { return r ? svc__err_get(&r->pool.err) : ""; }
 
 svc_status svc_redis_stats_get(svc_redis *r, svc_redis_pool_stats *out)
 {

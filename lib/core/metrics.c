@@ -94,6 +94,7 @@ struct svc_metrics {
     _Atomic size_t max_series;
     family *dropped;
     svc__err err;
+    svc__ref ref;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -699,6 +700,7 @@ svc_status svc_metrics_new(svc_metrics **out)
     svc_metrics *m = svc__calloc(1, sizeof *m);
     if (!m)
         return SVC_ENOMEM;
+    svc__ref_init(&m->ref);
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->coll_mu, NULL);
     svc__err_init(&m->err);
@@ -719,9 +721,16 @@ svc_status svc_metrics_new(svc_metrics **out)
     return SVC_OK;
 }
 
+svc_metrics *svc_metrics_ref(svc_metrics *m)
+{
+    if (m)
+        svc__ref_take(&m->ref);
+    return m;
+}
+
 void svc_metrics_free(svc_metrics *m)
 {
-    if (!m)
+    if (!m || !svc__ref_drop(&m->ref))
         return;
     for (size_t i = 0; i < m->nfams; i++)
         family_free(m->fams[i]);

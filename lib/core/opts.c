@@ -159,10 +159,22 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
         v = b;
         break;
     }
-    case SVC__OPT_MS:
-        if ((st = svc_config_get_duration_ms(cfg, key, get_i64(field, o->width, is_signed(o->type)), &v)))
+    case SVC__OPT_MS: {
+        /* a duration's key is read with and without its unit suffix
+         * ("ttl_ms" or "ttl"), the key as the table writes it winning */
+        char alt[sizeof key];
+        size_t kl = strlen(key);
+        if (kl > 3 && strcmp(key + kl - 3, "_ms") == 0)
+            snprintf(alt, sizeof alt, "%.*s", (int)(kl - 3), key);
+        else if ((size_t)snprintf(alt, sizeof alt, "%s_ms", key) >= sizeof alt)
+            alt[0] = '\0';
+        v = get_i64(field, o->width, is_signed(o->type));
+        if (alt[0] && (st = svc_config_get_duration_ms(cfg, alt, v, &v)))
+            return bad(t, cfg, st);
+        if ((st = svc_config_get_duration_ms(cfg, key, v, &v)))
             return bad(t, cfg, st);
         break;
+    }
     case SVC__OPT_SIZE: {
         uint64_t u = 0;
         if ((st = svc_config_get_size(cfg, key, (uint64_t)get_i64(field, o->width, is_signed(o->type)), &u)))

@@ -146,7 +146,7 @@ svc_status svc_app_new(svc_app **out, const svc_app_opts *opts)
     app->opts.problem_type_base = app->problem_type_base;
     app->opts.config = cfg;
     app->clock = svc__clock_or_system(o.clock);
-    app->metrics = o.metrics;
+    app->metrics = svc_metrics_ref(o.metrics);
     app->stop_pipe[0] = app->stop_pipe[1] = -1;
     svc__err_init(&app->err);
     if (app->bind_addr == NULL || app->problem_type_base == NULL) {
@@ -199,10 +199,11 @@ void svc_app_free(svc_app *app)
     svc__err_destroy(&app->err);
     svc_free(app->bind_addr);
     svc_free(app->problem_type_base);
+    svc_metrics_free(app->metrics); /* the app's reference (NULL: the default) */
     svc_free(app);
 }
 
-const char *svc_app_errmsg(svc_app *app) { return svc__err_get(&app->err); }
+const char *svc_app_errmsg(svc_app *app) { return app ? svc__err_get(&app->err) : ""; }
 
 /* ---- registration ---------------------------------------------------------------- */
 

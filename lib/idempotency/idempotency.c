@@ -109,7 +109,7 @@ static svc_status register_metrics(svc_idem *idem, svc_metrics *m)
         st = svc_metrics_add_collector(m, collect, idem);
     if (st)
         return svc__fail_new(st, "idempotency: metrics: %s", svc_metrics_errmsg(m));
-    idem->metrics = m;
+    idem->metrics = svc_metrics_ref(m);
     return SVC_OK;
 }
 
@@ -149,6 +149,7 @@ static void destroy(svc_idem *idem)
         idem->store->ops->destroy(idem->store);
     svc__store_unbind(&idem->bound);
     svc__err_destroy(&idem->err);
+    svc_metrics_free(idem->metrics); /* the engine's reference */
     svc_free(idem);
 }
 

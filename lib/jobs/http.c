@@ -39,7 +39,6 @@ typedef struct jobs_http {
     svc_jobs *jobs;             /* a reference */
     svc_jobs_worker *worker;    /* NULL without start_worker */
     svc_jobs_scheduler *sched;  /* NULL when none */
-    int own_sched;              /* made from the configuration (freed here) */
 } jobs_http;
 
 static void jobs_http_free(void *ud)
@@ -47,8 +46,7 @@ static void jobs_http_free(void *ud)
     jobs_http *h = ud;
     if (h->sched) {
         svc_jobs_scheduler_stop(h->sched);
-        if (h->own_sched)
-            svc_jobs_scheduler_free(h->sched);
+        svc_jobs_scheduler_free(h->sched); /* the wiring's reference */
     }
     svc_jobs_worker_free(h->worker); /* stops it when it runs */
     svc_jobs_free(h->jobs);
@@ -156,6 +154,10 @@ static svc_status app_failed(svc_app *app, svc_status st)
 
 svc_status svc_add_jobs(struct svc_app *app, const svc_jobs_http_opts *opts)
 {
+    if (!app)
+        return svc__fail_new(SVC_EINVAL, "jobs: svc_add_jobs: app is NULL");
+    if (svc_app_port(app)) /* serving: nothing built only to be refused */
+        return svc__fail_new(SVC_EBUSY, "jobs: svc_add_jobs: the app is started");
     if (svc_app_attached(app, "jobs"))
         return svc__fail_new(SVC_EEXIST, "jobs: svc_add_jobs() was called before on this app");
     const svc_config *cfg = svc_app_config(app);
@@ -183,13 +185,10 @@ svc_status svc_add_jobs(struct svc_app *app, const svc_jobs_http_opts *opts)
         if ((st = svc__jobs_worker_new_cfg(&h->worker, h->jobs, wo, cfg)))
             goto fail;
     }
-    if (opts) {
-        h->sched = o.scheduler;
-    } else {
-        if ((st = sched_from_config(h->jobs, cfg, &h->sched)))
-            goto fail;
-        h->own_sched = h->sched != NULL;
-    }
+    if (opts)
+        h->sched = svc_jobs_scheduler_ref(o.scheduler);
+    else if ((st = sched_from_config(h->jobs, cfg, &h->sched)))
+        goto fail;
     if ((st = svc_app_on_free(app, jobs_http_free, h))) {
         st = app_failed(app, st);
         goto fail;
@@ -206,9 +205,6 @@ svc_status svc_add_jobs(struct svc_app *app, const svc_jobs_http_opts *opts)
     svc__fail_new_clear();
     return SVC_OK;
 fail:
-    h->own_sched = 1;
-    if (opts)
-        h->sched = NULL; /* the caller's: not ours to free */
     jobs_http_free(h);
     return st;
 }

@@ -127,7 +127,7 @@ static svc_status setup_metrics(svc_jobs *j, svc_metrics *m)
     st = svc_metrics_add_collector(m, jobs_collect, j);
     if (st)
         return st;
-    j->metrics = m;
+    j->metrics = svc_metrics_ref(m);
     return SVC_OK;
 }
 
@@ -248,6 +248,7 @@ static void jobs_destroy(svc_jobs *j)
     pthread_mutex_destroy(&j->subs.mu);
     pthread_mutex_destroy(&j->mu);
     svc__err_destroy(&j->err);
+    svc_metrics_free(j->metrics); /* the queue's reference */
     svc_free(j);
 }
 
@@ -264,7 +265,7 @@ void svc_jobs_free(svc_jobs *j)
         jobs_destroy(j);
 }
 
-const char *svc_jobs_errmsg(svc_jobs *j) { return svc__err_get(&j->err); }
+const char *svc_jobs_errmsg(svc_jobs *j) { return j ? svc__err_get(&j->err) : ""; }
 
 const char *svc_jobs_backend_name(const svc_jobs *j) { return j->store->vt->name; }
 

@@ -39,6 +39,7 @@ typedef struct sched_entry {
 } sched_entry;
 
 struct svc_jobs_scheduler {
+    svc__ref ref;
     svc_jobs *j;
     int64_t check_ms;
     pthread_mutex_t mu; /* entries, running */
@@ -85,6 +86,7 @@ svc_status svc__jobs_scheduler_new_cfg(svc_jobs_scheduler **out, svc_jobs *j,
     svc_jobs_scheduler *s = svc__calloc(1, sizeof *s);
     if (!s)
         return svc__fail_new(SVC_ENOMEM, "jobs: out of memory");
+    svc__ref_init(&s->ref);
     s->j = svc_jobs_ref(j);
     s->check_ms = check;
     pthread_mutex_init(&s->mu, NULL);
@@ -399,9 +401,16 @@ void svc_jobs_scheduler_stop(svc_jobs_scheduler *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+svc_jobs_scheduler *svc_jobs_scheduler_ref(svc_jobs_scheduler *s)
+{
+    if (s)
+        svc__ref_take(&s->ref);
+    return s;
+}
+
 void svc_jobs_scheduler_free(svc_jobs_scheduler *s)
 {
-    if (!s)
+    if (!s || !svc__ref_drop(&s->ref))
         return;
     svc_jobs_scheduler_stop(s);
     for (size_t i = 0; i < s->n; i++)

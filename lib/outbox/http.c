@@ -40,6 +40,7 @@ typedef struct ob_http {
     svc_outbox_relay *r;           /* made on start, owns the publisher */
     int64_t max_backlog_age_ms;
     int started;                   /* svc_app_start() ran the hook */
+    int relay_running;             /* atomic: read by /readyz on its own thread */
 } ob_http;
 
 static void drop_publisher(const svc_outbox_publisher *p)
@@ -80,13 +81,16 @@ static svc_status ob_http_start(void *ud)
                  svc_outbox_errmsg(h->ob));
         svc_outbox_relay_free(h->r);
         h->r = NULL;
+        return st;
     }
-    return st;
+    __atomic_store_n(&h->relay_running, 1, __ATOMIC_RELEASE);
+    return SVC_OK;
 }
 
 static void ob_http_stop(void *ud)
 {
     ob_http *h = ud;
+    __atomic_store_n(&h->relay_running, 0, __ATOMIC_RELEASE);
     if (h->r)
         svc_outbox_relay_stop(h->r);
 }
@@ -103,7 +107,9 @@ static svc_status ob_check(void *ud, char *detail, size_t len, int64_t timeout_m
         snprintf(detail, len, "%s", svc_outbox_errmsg(h->ob));
         return st;
     }
-    const char *relay = h->r ? "relay running" : "no relay in this process";
+    const char *relay = __atomic_load_n(&h->relay_running, __ATOMIC_ACQUIRE)
+                            ? "relay running"
+                            : "no relay running in this process";
     if (h->max_backlog_age_ms > 0 && age > h->max_backlog_age_ms) {
         snprintf(detail, len,
                  "%s; oldest unpublished event is %lld ms old, over max_backlog_age %lld ms; %s",

@@ -182,7 +182,7 @@ void svc_inbox_free(svc_inbox *in)
     svc_free(in);
 }
 
-const char *svc_inbox_errmsg(svc_inbox *in) { return svc__err_get(&in->err); }
+const char *svc_inbox_errmsg(svc_inbox *in) { return in ? svc__err_get(&in->err) : ""; }
 
 const char *svc_inbox_backend_name(const svc_inbox *in)
 {

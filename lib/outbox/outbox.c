@@ -110,7 +110,7 @@ svc_status svc_outbox_new(svc_outbox **out, const svc_outbox_opts *opts)
     svc__err_init(&ob->err);
     ob->clock = o.clock;
     ob->no_metrics = o.no_metrics;
-    ob->metrics = o.no_metrics ? NULL : o.metrics ? o.metrics : svc_metrics_default();
+    ob->metrics = o.no_metrics ? NULL : svc_metrics_ref(o.metrics ? o.metrics : svc_metrics_default());
     st = svc__store_bind(&ob->bind, &(svc__store_spec){
                                         .module = "outbox",
                                         .kinds = SVC__STORE_MEMORY | SVC__STORE_POSTGRES,
@@ -161,10 +161,11 @@ void svc_outbox_free(svc_outbox *ob)
         ob->store->ops->destroy(ob->store);
     svc__store_unbind(&ob->bind);
     svc__err_destroy(&ob->err);
+    svc_metrics_free(ob->metrics); /* the outbox's reference, for its relays' counters */
     svc_free(ob);
 }
 
-const char *svc_outbox_errmsg(svc_outbox *ob) { return svc__err_get(&ob->err); }
+const char *svc_outbox_errmsg(svc_outbox *ob) { return ob ? svc__err_get(&ob->err) : ""; }
 
 const char *svc_outbox_backend_name(const svc_outbox *ob) { return ob->backend; }
 
@@ -323,6 +324,14 @@ static svc_counter *relay_counter(svc_metrics *m, const char *name, const char *
 svc_status svc_outbox_relay_new(svc_outbox_relay **out, svc_outbox *ob,
                                 const svc_outbox_relay_opts *opts)
 {
+    if (!out || !ob || !opts) {
+        if (out)
+            *out = NULL;
+        if (opts && opts->publisher.destroy)
+            opts->publisher.destroy(opts->publisher.ctx);
+        return svc__fail_new(SVC_EINVAL, "outbox relay: out, the outbox and the options (which "
+                                         "carry the publisher) are required");
+    }
     *out = NULL;
     const char *bad = svc__outbox_relay_opts_check(opts);
     if (bad) {

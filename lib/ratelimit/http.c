@@ -744,31 +744,30 @@ static svc_status add_ratelimit(svc_app *app, const svc_ratelimit_http_opts *o,
     atomic_init(&h->npv, 0);
     h->rl = svc_ratelimit_ref(rl);
     svc_status st = build(h, o);
-    if (st == SVC_ENOMEM)
-        svc__fail_new(st, "ratelimit: out of memory");
-    if (st == SVC_OK &&
-        (st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h)) != SVC_OK)
-        svc__fail_new(st, "ratelimit: cannot install the middleware: %s%s", svc_strerror(st),
-                      st == SVC_EBUSY ? " (the app is started)" : "");
     if (st != SVC_OK) {
         rl_http_free(h);
-        return st;
+        return svc__fail_new(st, "ratelimit: %s", st == SVC_ENOMEM ? "out of memory"
+                                                                     : svc_strerror(st));
     }
-    /* from here the middleware is installed and may run: h lives until the
-     * app is freed, whatever fails below */
-    if ((st = svc_app_on_free(app, rl_http_free, h)) != SVC_OK)
-        svc_logf(SVC_LOG_ERROR, "rate limit: cannot register cleanup (%s)", svc_strerror(st));
+    /* the app owns h from here, whatever fails below */
+    if ((st = svc_app_on_free(app, rl_http_free, h)) != SVC_OK) {
+        rl_http_free(h);
+        return svc__fail_new(st, "ratelimit: cannot register the cleanup: %s", svc_strerror(st));
+    }
+    if ((st = svc_app_use_stage(app, SVC_STAGE_LIMIT, "ratelimit", limit_mw, h)) != SVC_OK)
+        return svc__fail_new(st, "ratelimit: cannot install the middleware: %s%s",
+                             svc_strerror(st), st == SVC_EBUSY ? " (the app is started)" : "");
     if ((st = svc_app_attach(app, "ratelimit", svc_ratelimit_ref(rl), release_rl)) != SVC_OK) {
         svc_ratelimit_free(rl);
-        svc_logf(SVC_LOG_ERROR, "rate limit: cannot attach the limiter (%s)", svc_strerror(st));
+        return svc__fail_new(st, "ratelimit: cannot attach the limiter: %s", svc_strerror(st));
     }
     /* a Redis store is a backend /readyz reports; it fails readiness only
      * when a failing store denies (fail_open = 0) */
     struct svc_redis *pool = svc__ratelimit_redis(rl);
     if (pool && (st = svc_app_add_check(app, "ratelimit", svc_redis_check, pool, 1000,
                                         !svc__ratelimit_fail_open(rl))) != SVC_OK)
-        svc_logf(SVC_LOG_ERROR, "rate limit: cannot add the readiness check (%s)",
-                 svc_strerror(st));
+        return svc__fail_new(st, "ratelimit: cannot add the readiness check: %s",
+                             svc_strerror(st));
     return SVC_OK;
 }
 

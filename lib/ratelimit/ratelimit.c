@@ -92,7 +92,9 @@ static void register_metrics(svc_ratelimit *rl, const svc_ratelimit_opts *o)
         svc_logf(SVC_LOG_WARN, "rate limit metrics not registered: %s", svc_metrics_errmsg(m));
         rl->m_decisions = NULL;
         rl->m_store_errors = NULL;
+        return;
     }
+    rl->metrics = svc_metrics_ref(m); /* the counters live as long as it */
 }
 
 svc_status svc_ratelimit_new(svc_ratelimit **out, const svc_ratelimit_opts *opts)
@@ -173,6 +175,7 @@ void svc_ratelimit_free(svc_ratelimit *rl)
     svc_free(rl->zones);
     pthread_mutex_destroy(&rl->wmu);
     svc__err_destroy(&rl->err);
+    svc_metrics_free(rl->metrics);
     svc__rl_free_aligned(rl);
 }
 

@@ -100,6 +100,7 @@ struct svc_ratelimit {
     svc__err err;
     svc_counter *m_decisions;
     svc_counter *m_store_errors;
+    svc_metrics *metrics;       /* a reference: the registry of the counters */
     _Atomic uint64_t store_errors;
     _Atomic int64_t last_log_ns;
     void **zones; /* loaded svc_tz, freed with the limiter (under wmu);

@@ -111,6 +111,28 @@ static void test_environment_when_no_configuration(void **state)
     unsetenv("SVC_DEMO_NAMES");
 }
 
+/* A duration is read with or without its unit suffix; the table's key wins. */
+static void test_duration_keys_with_or_without_ms(void **state)
+{
+    (void)state;
+    svc_config *c = yaml("demo:\n  ttl: 2h\n  grace_ms: 3s\n");
+    demo_opts o;
+    svc__opts_hold hold;
+    assert_int_equal(svc__opts_resolve(&demo, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_int_equal(o.ttl_ms, 2 * 3600000);
+    assert_int_equal(o.grace_ms, 3000);
+    svc_config_free(c);
+    c = yaml("demo:\n  ttl: 2h\n  ttl_ms: 5m\n");
+    assert_int_equal(svc__opts_resolve(&demo, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_int_equal(o.ttl_ms, 5 * 60000);
+    svc_config_free(c);
+    setenv("SVC_DEMO_TTL", "90s", 1);
+    assert_int_equal(svc__opts_resolve(&demo, NULL, NULL, &o, sizeof o, &hold), SVC_OK);
+    unsetenv("SVC_DEMO_TTL");
+    assert_int_equal(o.ttl_ms, 90000);
+    svc__opts_release(&hold);
+}
+
 static void test_explicit_options_are_used_as_given(void **state)
 {
     (void)state;
@@ -380,6 +402,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_defaults_from_table),
         cmocka_unit_test(test_yaml_overrides_defaults_in_one_grammar),
         cmocka_unit_test(test_environment_when_no_configuration),
+        cmocka_unit_test(test_duration_keys_with_or_without_ms),
         cmocka_unit_test(test_explicit_options_are_used_as_given),
         cmocka_unit_test(test_bad_values_name_key_and_bounds),
         cmocka_unit_test(test_values_never_cut_to_the_field),
