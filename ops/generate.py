@@ -206,6 +206,56 @@ def ops_alerts():
              "summary": "{{ $labels.job }}: jobs of queue {{ $labels.queue }} were discarded",
              "description": "About {{ $value | humanize }} new dead letters in the last hour "
                             "(svcinfra jobs list --state discarded)."}},
+        {"alert": "SvcIdempotencyStoreErrors",
+         "expr": "sum by (job, instance) (rate(idempotency_store_errors_total[5m])) > 0",
+         "for": "5m",
+         "labels": {"severity": "page"},
+         "annotations": {
+             "summary": "{{ $labels.job }} on {{ $labels.instance }}: the idempotency store "
+                        "is failing",
+             "description": "Requests with an Idempotency-Key get 503 while the store "
+                            "fails."}},
+        {"alert": "SvcIdempotencyConflicts",
+         "expr": "sum by (job, instance) (increase(idempotency_conflicts_total[15m])) > 0",
+         "labels": {"severity": "ticket"},
+         "annotations": {
+             "summary": "{{ $labels.job }} on {{ $labels.instance }}: idempotent requests "
+                        "ran twice",
+             "description": "Completions or releases that found their claim taken over by "
+                            "a retry in 15 minutes: {{ $value | humanize }}. The handler "
+                            "outlived lease_ms and a retry ran the request again: raise "
+                            "lease_ms or make the handler faster."}},
+        {"alert": "SvcOutboxPublishStalled",
+         "expr": "sum by (job) (increase(outbox_publish_failures_total[15m])) > 0 "
+                 "unless sum by (job) (increase(outbox_published_total[15m])) > 0",
+         "for": "10m",
+         "labels": {"severity": "page"},
+         "annotations": {
+             "summary": "{{ $labels.job }}: no outbox event is published, every attempt fails",
+             "description": "Failed publishes in 15 minutes, none published: "
+                            "{{ $value | humanize }}. Events pile up, and the outbox "
+                            "readiness check fails once the oldest is older than "
+                            "max_backlog_age."}},
+        {"alert": "SvcOutboxPublishFailing",
+         "expr": "sum by (job, instance) (increase(outbox_publish_failures_total[15m])) > 0",
+         "for": "30m",
+         "labels": {"severity": "ticket"},
+         "annotations": {
+             "summary": "{{ $labels.job }} on {{ $labels.instance }}: outbox publishes have "
+                        "been failing for 30 minutes",
+             "description": "Failed publishes in 15 minutes: {{ $value | humanize }}. A "
+                            "failing event is retried with backoff and the later events of "
+                            "its key wait behind it; the relay logs each failure with its reason "
+                            "at warn."}},
+        {"alert": "SvcOutboxBackendErrors",
+         "expr": "sum by (job, instance) (rate(outbox_backend_errors_total[5m])) > 0",
+         "for": "5m",
+         "labels": {"severity": "page"},
+         "annotations": {
+             "summary": "{{ $labels.job }} on {{ $labels.instance }}: the outbox relay cannot "
+                        "claim or mark events",
+             "description": "Nothing is published while the relay's store calls fail, and "
+                            "an event published but not marked is published again."}},
     ]}
 
 
@@ -335,14 +385,34 @@ def dashboard_rows():
                 "{{store}}")], "ops",
               desc="Failed store calls; the limiter then admits or denies per fail_open.", w=8),
     ]
+    claims = f"idempotency_claims_total{{{J}}}"
     idem = [
+        panel("Idempotency claims by outcome",
+              [(f"sum by (outcome) (rate({claims}[{RI}]))", "{{outcome}}")], "ops", stack=True,
+              desc="claimed: a first request runs its handler; replayed: a retry got the "
+                   "stored answer; in_progress: a retry arrived while the first ran (409); "
+                   "mismatch: a key reused with another payload (422).", w=8),
+        panel("Replay share",
+              [(f"sum(rate(idempotency_claims_total{{{J},outcome=\"replayed\"}}[{RI}]))"
+                f" / sum(rate({claims}[{RI}]))", "replayed")], "percentunit",
+              desc="Share of claims answered from a stored response: how often clients "
+                   "retry a request that already has its answer.", w=8),
+        panel("Takeovers and conflicts",
+              [(f"sum(rate(idempotency_takeovers_total{{{J}}}[{RI}]))", "takeovers"),
+               (f"sum(rate(idempotency_conflicts_total{{{J}}}[{RI}]))", "conflicts")], "ops",
+              desc="Takeovers: a retry claimed a key whose lease expired. Conflicts: the "
+                   "first request then finished and found its claim taken, so the request "
+                   "ran twice; its handler outlived the lease.", w=8),
+        panel("Idempotency store errors",
+              [(f"sum by (instance) (rate(idempotency_store_errors_total{{{J}}}[{RI}]))",
+                "{{instance}}")], "ops",
+              desc="Failed store calls; requests with an Idempotency-Key then get 503.", w=12),
         panel("Idempotency answers by route (409, 422)",
               [(f"sum by (route, code) (rate(http_server_requests_total{{{JR},code=~\"409|422\"}}"
                 f"[{RI}]))", "{{route}} {{code}}")], "reqps",
-              desc="409: a retry arrived while the first request with its key was running; "
-                   "422: a key reused with another payload. Handlers that answer these codes "
-                   "themselves count here too. The idempotency layer exports no metrics of "
-                   "its own.", w=24),
+              desc="The in_progress and mismatch claims by route (the claims have no route "
+                   "label). Handlers that answer these codes themselves count here too.",
+              w=12),
     ]
     jobs_sel = 'job=~"$job",queue=~"$queue"'
     jobs = [
@@ -362,19 +432,21 @@ def dashboard_rows():
         panel("Dead letters", [(f"sum by (queue) (jobs_dead_letters{{{jobs_sel}}})",
                                 "{{queue}}")], w=12),
     ]
-    ob_sel = 'job=~"$job",queue=~"$outbox_queue"'
     outbox = [
-        panel("Outbox events delivered by result",
-              [(f"sum by (kind, result) (rate(jobs_processed_total{{{ob_sel}}}[{RI}]))",
-                "{{kind}} {{result}}")], "ops", stack=True,
-              desc="Events the jobs publisher (svc_outbox_publisher_jobs) put on the outbox "
-                   "queue, as their jobs finish; kind is the event's topic.", w=8),
-        panel("Outbox backlog", [(f"sum by (queue) (jobs_queue_depth{{{ob_sel}}})",
-                                  "{{queue}}")],
-              desc="Published events whose jobs have not run yet.", w=8),
-        panel("Outbox dead letters", [(f"sum by (queue) (jobs_dead_letters{{{ob_sel}}})",
-                                       "{{queue}}")],
-              desc="Events whose delivery jobs were discarded.", w=8),
+        panel("Outbox events published",
+              [(f"sum by (instance) (rate(outbox_published_total{{{J}}}[{RI}]))",
+                "{{instance}}")], "ops", stack=True,
+              desc="Events a relay handed to its publisher and marked published.", w=8),
+        panel("Outbox publish failures",
+              [(f"sum by (instance) (rate(outbox_publish_failures_total{{{J}}}[{RI}]))",
+                "{{instance}}")], "ops",
+              desc="Publishes that failed; each event is retried with backoff, and later "
+                   "events of its key wait behind it.", w=8),
+        panel("Outbox relay backend errors",
+              [(f"sum by (instance) (rate(outbox_backend_errors_total{{{J}}}[{RI}]))",
+                "{{instance}}")], "ops",
+              desc="Claims or marks of the outbox store that failed; nothing is published "
+                   "while they fail.", w=8),
     ]
     pools = [
         panel("PostgreSQL pool connections by state",
@@ -394,16 +466,12 @@ def dashboard_rows():
             ("Jobs", jobs), ("Outbox", outbox), ("Connection pools", pools)]
 
 
-def query_var(name, label, query, multi=True, include_all=True, default="All"):
-    v = {"name": name, "label": label, "type": "query", "datasource": DS,
-         "query": {"query": query, "refId": "StandardVariableQuery"},
-         "definition": query, "refresh": 2, "sort": 1, "multi": multi,
-         "includeAll": include_all,
-         "current": {"selected": True, "text": [default], "value": ["$__all"]}
-         if include_all else {"selected": True, "text": default, "value": default}}
-    if include_all:
-        v["allValue"] = ".*"
-    return v
+def query_var(name, label, query):
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": query, "refId": "StandardVariableQuery"},
+            "definition": query, "refresh": 2, "sort": 1, "multi": True,
+            "includeAll": True, "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
 
 
 def dashboard():
@@ -453,9 +521,6 @@ def dashboard():
                       'label_values(http_server_requests_total{job=~"$job"}, route)'),
             query_var("queue", "Job queue",
                       'label_values(jobs_processed_total{job=~"$job"}, queue)'),
-            query_var("outbox_queue", "Outbox queue",
-                      'label_values(jobs_processed_total{job=~"$job"}, queue)',
-                      multi=False, include_all=False, default="default"),
         ]},
         "panels": panels,
     }

@@ -6,9 +6,11 @@ ops/ query is one the library really exports:
 
 1. starts SERVER (tests/ops/ops_server) on 127.0.0.1, port 0, and reads its
    port from the line it prints (bounded wait);
-2. sends a few requests (ok, 5xx, rate-limited, idempotent, a job), then
-   scrapes /metrics and collects the metric families (# TYPE lines) and the
-   `le` bounds of each histogram;
+2. sends a few requests (ok, 5xx, rate-limited, idempotent, a job, an
+   outbox event), then scrapes /metrics until the samples those requests
+   must move have moved (a replayed idempotency claim; the outbox event
+   failed once and published: bounded wait), and collects the metric
+   families (# TYPE lines) and the `le` bounds of each histogram;
 3. stops the server by its PID (SIGTERM, then SIGKILL after a bounded wait);
 4. extracts the metric names from every PromQL expression (dashboard targets
    and variables, rule `expr`s), strips _bucket/_sum/_count of histograms,
@@ -84,7 +86,8 @@ def exercise(base):
     seen = {}
     calls = [("GET", "/ok", None, None), ("GET", "/fail", None, None),
              ("GET", "/nowhere", None, None), ("GET", "/healthz", None, None),
-             ("GET", "/pools", None, None), ("POST", "/job", None, "{}")]
+             ("GET", "/pools", None, None), ("POST", "/job", None, "{}"),
+             ("POST", "/event", None, "{}")]
     calls += [("GET", "/limited", None, None)] * 4
     key = {"Idempotency-Key": "ops-check-0001", "Content-Type": "application/json"}
     calls += [("POST", "/pay", key, '{"a":1}')] * 2
@@ -96,13 +99,49 @@ def exercise(base):
             sys.exit(f"FAIL: {path} answered {seen[path]}, expected {want}")
     if 429 not in seen["/limited"]:
         sys.exit(f"FAIL: /limited answered {seen['/limited']}, expected a 429 among them")
+    if seen["/event"] != [202]:
+        sys.exit(f"FAIL: /event answered {seen['/event']}, expected 202")
+
+
+# Samples the requests of exercise() must move: (series as rendered, least value).
+# The outbox relay publishes in the background (its first attempt fails, the
+# retry follows after the backoff), so these are waited for.
+EXPECTED_SAMPLES = (
+    ('idempotency_claims_total{outcome="claimed"}', 1),
+    ('idempotency_claims_total{outcome="replayed"}', 1),
+    ("outbox_publish_failures_total", 1),
+    ("outbox_published_total", 1),
+)
+
+
+def sample_values(text):
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            try:
+                values[series] = float(value)
+            except ValueError:
+                pass
+    return values
 
 
 def scrape(base):
-    """Families by name -> (type, set of le bounds), from the exposition text."""
-    code, text = request(base, "GET", "/metrics")
-    if code != 200:
-        sys.exit(f"FAIL: /metrics answered {code}")
+    """Families by name -> (type, set of le bounds), from the exposition text
+    of the first scrape that shows EXPECTED_SAMPLES (bounded wait)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        code, text = request(base, "GET", "/metrics")
+        if code != 200:
+            sys.exit(f"FAIL: /metrics answered {code}")
+        values = sample_values(text)
+        short = [f"{s} = {values.get(s, 'absent')}, expected >= {least}"
+                 for s, least in EXPECTED_SAMPLES if values.get(s, 0) < least]
+        if not short:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"FAIL: after {WAIT_S}s: " + "; ".join(short))
+        time.sleep(0.2)
     families = {}
     for line in text.splitlines():
         m = re.match(r"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (\w+)$", line)

@@ -4,11 +4,13 @@
  *
  * One registry (the app's) holds everything: probes, /metrics with the
  * request metrics, a rate limit on GET /limited (with metrics), idempotency
- * on POST /pay, a memory jobs queue behind POST /job, and a PostgreSQL and a
- * Redis pool (their gauges). The pools connect lazily, so their URLs
- * (SVC_TEST_PG_URL, SVC_TEST_REDIS_URL, else loopback defaults) need no
- * server unless the pools are used; GET /pools pings both when the URLs are
- * set, to give the gauges a connection to count.
+ * on POST /pay, a memory jobs queue behind POST /job, a memory outbox whose
+ * relay publishes the events POST /event puts (through a callback that
+ * fails each event's first attempt, so the failure counter moves too), and
+ * a PostgreSQL and a Redis pool (their gauges). The pools connect lazily,
+ * so their URLs (SVC_TEST_PG_URL, SVC_TEST_REDIS_URL, else loopback
+ * defaults) need no server unless the pools are used; GET /pools pings both
+ * when the URLs are set, to give the gauges a connection to count.
  *
  * Listens on SVC_HTTP_BIND / SVC_HTTP_PORT (the test sets 127.0.0.1 and 0),
  * prints "ops_server: listening on http://127.0.0.1:PORT" and serves until
@@ -54,6 +56,28 @@ static void enqueue(svc_req *req, svc_res *res, void *ud)
     int64_t id = 0;
     svc_status st = svc_jobs_enqueue(jobs, "ops.noop", "{}", NULL, &id);
     if (svc_res_text(res, st == SVC_OK ? 202 : 503, "queued\n") != SVC_OK)
+        svc_res_status(res, 500);
+}
+
+/* The relay's publisher: the first attempt of each event fails, the retry
+ * (after backoff_initial, 1 s by default) succeeds. */
+static svc_status publish(void *ctx, const svc_outbox_message *msg, char *err, size_t errlen)
+{
+    (void)ctx;
+    if (msg->attempts == 0) {
+        snprintf(err, errlen, "first attempt fails on purpose");
+        return SVC_EUNAVAILABLE;
+    }
+    return SVC_OK;
+}
+
+static void put_event(svc_req *req, svc_res *res, void *ud)
+{
+    (void)ud;
+    svc_outbox *ob = svc_app_outbox(svc_req_app(req));
+    svc_status st = svc_outbox_put(ob, "ops.event", "ops-1", "{}", NULL, NULL);
+    if (svc_res_text(res, st == SVC_OK ? 202 : 503, st == SVC_OK ? "put\n" : "failed\n") !=
+        SVC_OK)
         svc_res_status(res, 500);
 }
 
@@ -106,6 +130,18 @@ static svc_status add_jobs(svc_app *app)
     return svc_add_jobs(app, &jo);
 }
 
+/* A memory outbox (the default url) with the app's registry; the relay
+ * starts with the app. */
+static svc_status add_outbox(svc_app *app)
+{
+    svc_status st = svc_add_outbox(app, NULL);
+    if (st != SVC_OK)
+        return st;
+    svc_outbox_publisher pub;
+    svc_outbox_publisher_callback(&pub, publish, NULL);
+    return svc_outbox_http_set_publisher(app, &pub);
+}
+
 /* A build without PostgreSQL or Redis support says so on stdout ("not built
  * in: PREFIX"), so the check knows which names it cannot verify. */
 static svc_status add_pools(svc_app *app)
@@ -145,10 +181,12 @@ int main(void)
     if (st == SVC_OK) st = svc_app_route(app, "GET", "/limited", ok, NULL);
     if (st == SVC_OK) st = svc_app_route(app, "POST", "/pay", ok, NULL);
     if (st == SVC_OK) st = svc_app_route(app, "POST", "/job", enqueue, NULL);
+    if (st == SVC_OK) st = svc_app_route(app, "POST", "/event", put_event, NULL);
     if (st == SVC_OK) st = svc_app_route(app, "GET", "/pools", pools, NULL);
     if (st == SVC_OK) st = add_ratelimit(app);
     if (st == SVC_OK) st = svc_add_idempotency(app, NULL);
     if (st == SVC_OK) st = add_jobs(app);
+    if (st == SVC_OK) st = add_outbox(app);
     if (st == SVC_OK) st = add_pools(app);
     if (st == SVC_OK) st = svc_app_start(app);
     if (st != SVC_OK) {
