@@ -150,8 +150,7 @@ def slo_groups(classes):
                                     f"its {slo} error budget too fast"),
                         "description": (f"Target {target!r}: at most {fmt_float(round(1 - target, 9))} of the "
                                         f"requests of class {c['name']} may be {what}. Fires when "
-                                        f"the budget burns at {' or '.join(windows)}. Bad share over "
-                                        f"the long window: {{{{ $value | humanizePercentage }}}}."),
+                                        f"the budget burns at {' or '.join(windows)}."),
                     },
                 })
         groups.append({"name": f"svcinfra-slo-{c['name']}-alerts", "rules": alerts})
