@@ -40,8 +40,8 @@ typedef struct svc_config svc_config;
 
 /* Loads the YAML file at `path` (NULL: no file, the environment only) into
  * a new configuration (*out; release with svc_config_free()).
- * On failure *out is NULL and `errbuf` (when not NULL and errlen > 0)
- * receives a one-line reason:
+ * On failure *out is NULL and svc_last_errmsg() says why in one line (also
+ * written to `errbuf` when it is not NULL and errlen > 0):
  *   SVC_EINVAL    out is NULL
  *   SVC_EIO       the file cannot be opened or read ("cannot open config
  *                 file 'app.yaml': No such file or directory")

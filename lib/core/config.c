@@ -487,7 +487,36 @@ static svc_status build(svc_config **out, const char *name, const char *file, co
     return SVC_OK;
 }
 
+/* The end of svc_config_load()/svc_config_parse(): the reason goes to the
+ * caller's errbuf and to svc_last_errmsg(), the one channel of every
+ * constructor. */
+static svc_status load_done(svc_status st, const char *why, char *errbuf, size_t errlen)
+{
+    if (st == SVC_OK) {
+        svc__fail_new_clear();
+        return st;
+    }
+    set_errbuf(errbuf, errlen, "%s", why);
+    return svc__fail_new(st, "config: %s", why[0] ? why : svc_strerror(st));
+}
+
+static svc_status config_parse(svc_config **out, const char *yaml_text, char *errbuf,
+                               size_t errlen);
+static svc_status config_load(svc_config **out, const char *path, char *errbuf, size_t errlen);
+
 svc_status svc_config_parse(svc_config **out, const char *yaml_text, char *errbuf, size_t errlen)
+{
+    char why[512] = "";
+    return load_done(config_parse(out, yaml_text, why, sizeof why), why, errbuf, errlen);
+}
+
+svc_status svc_config_load(svc_config **out, const char *path, char *errbuf, size_t errlen)
+{
+    char why[512] = "";
+    return load_done(config_load(out, path, why, sizeof why), why, errbuf, errlen);
+}
+
+static svc_status config_parse(svc_config **out, const char *yaml_text, char *errbuf, size_t errlen)
 {
     if (!out)
         return SVC_EINVAL;
@@ -505,7 +534,7 @@ svc_status svc_config_parse(svc_config **out, const char *yaml_text, char *errbu
     return build(out, "<string>", "<string>", yaml_text, len, errbuf, errlen);
 }
 
-svc_status svc_config_load(svc_config **out, const char *path, char *errbuf, size_t errlen)
+static svc_status config_load(svc_config **out, const char *path, char *errbuf, size_t errlen)
 {
     if (!out)
         return SVC_EINVAL;

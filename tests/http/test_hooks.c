@@ -231,6 +231,57 @@ static void test_config_file_from_environment(void **state)
     assert_non_null(strstr(svc_last_errmsg(), "/nonexistent/svc.yaml"));
 }
 
+/* Tenancy from YAML, security headers and CORS from the environment: every
+ * built-in reads its section the same way. */
+static void test_builtins_from_yaml_and_environment(void **state)
+{
+    (void)state;
+    svc_config *cfg = NULL;
+    char eb[256];
+    setenv("SVC_SECURITY_HEADERS_HSTS_MAX_AGE_S", "600", 1);
+    setenv("SVC_CORS_ALLOW_ORIGINS", "https://b.example, https://c.example", 1);
+    assert_int_equal(svc_config_parse(&cfg,
+                                      "tenancy:\n  trusted_header: X-Tenant-Id\n"
+                                      "  required: true\n",
+                                      eb, sizeof eb),
+                     SVC_OK);
+    unsetenv("SVC_SECURITY_HEADERS_HSTS_MAX_AGE_S");
+    unsetenv("SVC_CORS_ALLOW_ORIGINS");
+    svc_app *app = new_app(cfg);
+    svc_config_free(cfg);
+    assert_int_equal(svc_add_tenancy(app, NULL), SVC_OK);
+    assert_int_equal(svc_add_security_headers(app, NULL), SVC_OK);
+    assert_int_equal(svc_add_cors(app, NULL), SVC_OK);
+    assert_int_equal(svc_app_route(app, "GET", "/who", slow, NULL), SVC_OK);
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    htu_response r;
+    assert_int_equal(htu_request(svc_app_port(app), "GET", "/nope", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 401); /* tenancy.required, no tenant */
+    htu_response_free(&r);
+    assert_int_equal(htu_request(svc_app_port(app), "GET", "/nope",
+                                 "X-Tenant-Id: t1\r\nOrigin: https://c.example\r\n", NULL, &r),
+                     0);
+    assert_int_equal(r.status, 404); /* the trusted header gave a tenant */
+    assert_string_equal(htu_header(&r, "Strict-Transport-Security"), "max-age=600; includeSubDomains");
+    assert_string_equal(htu_header(&r, "Access-Control-Allow-Origin"), "https://c.example");
+    htu_response_free(&r);
+    svc_app_free(app);
+}
+
+/* svc_config_load() says why it failed through svc_last_errmsg() too. */
+static void test_config_load_failure_in_last_errmsg(void **state)
+{
+    (void)state;
+    svc_config *cfg = NULL;
+    assert_int_equal(svc_config_load(&cfg, "/nonexistent/dir/x.yaml", NULL, 0), SVC_EIO);
+    assert_non_null(strstr(svc_last_errmsg(), "config: cannot open config file"));
+    assert_int_equal(svc_config_parse(&cfg, "a: [1", NULL, 0), SVC_EPARSE);
+    assert_non_null(strstr(svc_last_errmsg(), "config: <string>"));
+    assert_int_equal(svc_config_parse(&cfg, "a: 1\n", NULL, 0), SVC_OK);
+    assert_string_equal(svc_last_errmsg(), "");
+    svc_config_free(cfg);
+}
+
 /* The NULLs the header documents are honoured (the library is built
  * without the nonnull attribute, so its checks stay). */
 static void test_documented_nulls(void **state)
@@ -257,6 +308,8 @@ int main(void)
         cmocka_unit_test(test_app_keeps_configuration_for_add_null),
         cmocka_unit_test(test_add_null_bad_configuration_says_why),
         cmocka_unit_test(test_config_file_from_environment),
+        cmocka_unit_test(test_builtins_from_yaml_and_environment),
+        cmocka_unit_test(test_config_load_failure_in_last_errmsg),
         cmocka_unit_test(test_documented_nulls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
