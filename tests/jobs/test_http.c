@@ -16,6 +16,7 @@
 #include "svcinfra/http.h"
 #include "svcinfra/jobs.h"
 #include "svcinfra/config.h"
+#include "svcinfra/alloc.h"
 #include "svcinfra/metrics.h"
 
 #include "../http/http_test_util.h"
@@ -366,6 +367,40 @@ static void add_jobs_given_queue_free_order(void **state)
     svc_metrics_free(m);
 }
 
+/* The registry, the queue and the scheduler handed to the wiring may all be
+ * freed before the app: each holder keeps its own reference (ASan and
+ * valgrind see a use after free otherwise, in the scheduler's stop and in
+ * the collector's removal). */
+static void add_jobs_given_registry_and_scheduler_freed_first(void **state)
+{
+    (void)state;
+    svc_metrics *m;
+    assert_int_equal(svc_metrics_new(&m), SVC_OK);
+    svc_jobs_opts jo;
+    svc_jobs_opts_default(&jo);
+    jo.metrics = m;
+    svc_jobs *j;
+    assert_int_equal(svc_jobs_new(&j, &jo), SVC_OK);
+    svc_jobs_scheduler *s;
+    assert_int_equal(svc_jobs_scheduler_new(&s, j, NULL), SVC_OK);
+    svc_app *app = app_with_config(NULL, m);
+    svc_jobs_http_opts ho;
+    svc_jobs_http_opts_default(&ho);
+    ho.jobs = j;
+    ho.scheduler = s;
+    assert_int_equal(svc_add_jobs(app, &ho), SVC_OK);
+    svc_jobs_scheduler_free(s); /* the wiring's reference keeps it */
+    svc_metrics_free(m);        /* the app's and the queue's keep it */
+    assert_int_equal(svc_app_start(app), SVC_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(svc_metrics_render(svc_app_metrics(app), &text, &len), SVC_OK);
+    assert_non_null(strstr(text, "jobs_queue_depth"));
+    svc_free(text);
+    svc_app_free(app); /* stops the scheduler, drops the registry's last app reference */
+    svc_jobs_free(j);  /* the last reference: the collector leaves the registry, then it goes */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +410,7 @@ int main(void)
         cmocka_unit_test(add_jobs_null_opts_from_the_environment),
         cmocka_unit_test(add_jobs_refuses_bad_configuration_and_twice),
         cmocka_unit_test(add_jobs_given_queue_free_order),
+        cmocka_unit_test(add_jobs_given_registry_and_scheduler_freed_first),
     };
     return cmocka_run_group_tests_name("jobs_http", tests, NULL, NULL);
 }
