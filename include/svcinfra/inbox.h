@@ -60,7 +60,7 @@ typedef struct svc_inbox_opts {
                                  reference is taken) */
     unsigned pool_size;       /* 0: the pool's default; connections of a pool
                                  made from url */
-    int migrate;              /* 0; 1: a postgres inbox runs svc_pg_migrate(pg,
+    int migrate;              /* 1 (as in every module); 1: a postgres inbox runs svc_pg_migrate(pg,
                                  "outbox") in svc_inbox_new(): its table is in
                                  the outbox module's migrations */
     const svc_clock *clock;   /* NULL = system (memory expiry) */

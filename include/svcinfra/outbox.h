@@ -122,7 +122,7 @@ typedef struct svc_outbox_opts {
                                  copies a pooled connection's parameters */
     unsigned pool_size;       /* 0: the pool's default; connections of a pool
                                  made from url */
-    int migrate;              /* 0; 1: a postgres outbox runs svc_pg_migrate(pg,
+    int migrate;              /* 1 (as in every module); 1: a postgres outbox runs svc_pg_migrate(pg,
                                  "outbox") in svc_outbox_new() (connects now;
                                  advisory-locked, idempotent; the outbox's and
                                  the inbox's tables, no other module's) */

@@ -84,7 +84,7 @@ static const svc__opt inbox_spec[] = {
              "store: `memory:`, `redis://...` or `postgres://...`"),
     SVC__OPT(svc_inbox_opts, pool_size, UINT, .i = 0, 0, 1024,
              "connections of a pool made from the URL; 0: the pool's default"),
-    SVC__OPT(svc_inbox_opts, migrate, BOOL, .i = 0, 0, 0,
+    SVC__OPT(svc_inbox_opts, migrate, BOOL, .i = 1, 0, 0,
              "run the outbox module's PostgreSQL migrations (the inbox's table) at start"),
     SVC__OPT_K(svc_inbox_opts, ttl_ms, "ttl", MS, .i = INT64_C(7) * 24 * 3600 * 1000, 1,
                INBOX_MAX_TTL_MS, "lifetime of a mark (memory, redis)"),

@@ -32,7 +32,7 @@ static const svc__opt outbox_spec[] = {
              "store: `memory:` or `postgres://...`"),
     SVC__OPT(svc_outbox_opts, pool_size, UINT, .i = 0, 0, 1024,
              "connections of a pool made from the URL; 0: the pool's default"),
-    SVC__OPT(svc_outbox_opts, migrate, BOOL, .i = 0, 0, 0,
+    SVC__OPT(svc_outbox_opts, migrate, BOOL, .i = 1, 0, 0,
              "run the outbox's PostgreSQL migrations at start"),
     SVC__OPT(svc_outbox_opts, max_messages, UINT, .i = 100000, 16, 1 << 30,
              "memory: most events held, published ones included"),

@@ -91,17 +91,20 @@ static void need_pg(void)
     assert_int_equal(svc_pg_exec(pg, "DELETE FROM svc_outbox", 0, NULL, NULL), SVC_OK);
 }
 
-static svc_outbox *pg_outbox(svc_pg *pool)
+static svc_outbox *pg_outbox_migrate(svc_pg *pool, int migrate)
 {
     svc_outbox_opts o;
     svc_outbox_opts_default(&o);
     o.url = pool ? NULL : pg_url;
     o.pg = pool;
+    o.migrate = migrate;
     svc_outbox *ob = NULL;
     assert_int_equal(svc_outbox_new(&ob, &o), SVC_OK);
     assert_string_equal(svc_outbox_backend_name(ob), "postgres");
     return ob;
 }
+
+static svc_outbox *pg_outbox(svc_pg *pool) { return pg_outbox_migrate(pool, 1); }
 
 /* Puts one event {"seq":seq} for `key` in a transaction that commits or
  * rolls back. */
@@ -1070,7 +1073,7 @@ static void a_failed_claim_returns_its_connection_to_the_pool(void **state)
     po.no_metrics = 1;
     svc_pg *bare = NULL;
     assert_int_equal(svc_pg_new(&bare, &po), SVC_OK);
-    svc_outbox *ob = pg_outbox(bare);
+    svc_outbox *ob = pg_outbox_migrate(bare, 0); /* the database stays bare */
     file_pub f = {.fd = -1};
     svc_outbox_relay *r = file_relay(ob, &f, 10);
     svc_status first = SVC_OK;
