@@ -1234,11 +1234,14 @@ static void module_constructors_migrate_only_their_module(void **state)
                     svc_pg_migrate_latest("jobs");
     assert_int_equal(count_rows(pg, "svc_schema_migrations"), steps);
 
-    /* the outbox migrates only when asked (its default keeps connecting lazily) */
+    /* migrate = 0 leaves the schema alone; the default (1) installs the
+     * outbox module, as every module installs its own */
     svc_outbox_opts oo;
     svc_outbox_opts_default(&oo);
+    assert_int_equal(oo.migrate, 1);
     oo.url = d.url;
     oo.pg = pg;
+    oo.migrate = 0;
     svc_outbox *ob;
     must(pg, svc_outbox_new(&ob, &oo));
     assert_false(table_exists(pg, "svc_outbox"));
