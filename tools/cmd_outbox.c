@@ -132,6 +132,7 @@ static int open_outbox(const opts *o, svc_outbox **ob)
     svc_outbox_opts oo;
     svc_outbox_opts_default(&oo);
     oo.url = o->db;
+    oo.migrate = 0; /* an admin command reads and relays; `svcinfra migrate up` migrates */
     svc_status st = svc_outbox_new(ob, &oo);
     if (st) {
         fprintf(stderr, "svcinfra: %s: %s\n", svc_strerror(st), svc_last_errmsg());
@@ -309,6 +310,7 @@ static int cmd_prune(const opts *o)
         svc_inbox_opts io;
         svc_inbox_opts_default(&io);
         io.url = o->db;
+        io.migrate = 0; /* as above: the schema is `svcinfra migrate up`'s */
         io.pool_size = 1;
         io.no_metrics = 1;
         if ((st = svc_inbox_new(&in, &io))) {

@@ -39,6 +39,8 @@ extern char **environ;
 /* Shared with log.c. */
 bool svc__log_key_is_secret(const char *key);
 svc_status svc__config_fail(const svc_config *c, const char *key, const char *expected);
+/* Shared with opts.c (declared in opts.h). */
+int svc__config_has(const svc_config *c, const char *key);
 
 typedef enum { K_SCALAR, K_SEQ, K_MAP } node_kind;
 
@@ -627,6 +629,15 @@ static bool lookup(const svc_config *c, const char *key, cfg_value *v)
     *v = (cfg_value){.kind = e->kind, .s = e->value, .e = e};
     snprintf(v->where, sizeof v->where, "%s:%d", c->file ? c->file : "<string>", e->line);
     return true;
+}
+
+/* 2: `key` is set in the environment, 1: in the file only, 0: absent. */
+int svc__config_has(const svc_config *c, const char *key)
+{
+    cfg_value v;
+    if (!c || !key || !lookup(c, key, &v))
+        return 0;
+    return strncmp(v.where, "env ", 4) == 0 ? 2 : 1;
 }
 
 /* Records "config key 'K' (where): expected T, got X" and returns `st`. */

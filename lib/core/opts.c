@@ -105,6 +105,7 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
                            void *opts, svc__opts_hold *hold)
 {
     char key[128];
+    const char *key_shown = key; /* the spelling a value was read under */
     if ((size_t)snprintf(key, sizeof key, "%s.%s", t->module, o->key) >= sizeof key)
         return svc__fail_new(SVC_EINTERNAL, "%s: option key too long", t->module);
     void *field = (char *)opts + o->offset;
@@ -168,11 +169,14 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
             snprintf(alt, sizeof alt, "%.*s", (int)(kl - 3), key);
         else if ((size_t)snprintf(alt, sizeof alt, "%s_ms", key) >= sizeof alt)
             alt[0] = '\0';
+        /* Which spelling to read: the environment over the file, and within
+         * each the table's spelling over the other. */
+        int has_key = svc__config_has(cfg, key), has_alt = alt[0] ? svc__config_has(cfg, alt) : 0;
+        const char *use = (has_alt > has_key) ? alt : key;
         v = get_i64(field, o->width, is_signed(o->type));
-        if (alt[0] && (st = svc_config_get_duration_ms(cfg, alt, v, &v)))
+        if ((st = svc_config_get_duration_ms(cfg, use, v, &v)))
             return bad(t, cfg, st);
-        if ((st = svc_config_get_duration_ms(cfg, key, v, &v)))
-            return bad(t, cfg, st);
+        key_shown = use;
         break;
     }
     case SVC__OPT_SIZE: {
@@ -193,7 +197,7 @@ static svc_status read_one(const svc__opt_table *t, const svc__opt *o, const svc
     bounds(o, &lo, &hi);
     if (v < lo || v > hi)
         return svc__fail_new(SVC_ECONFIG, "%s: bad configuration: %s = %lld is out of range %lld..%lld",
-                             t->module, key, (long long)v, (long long)lo, (long long)hi);
+                             t->module, key_shown, (long long)v, (long long)lo, (long long)hi);
     put_i64(field, o->width, v);
     return SVC_OK;
 }

@@ -112,6 +112,10 @@ svc_status svc__opts_resolve(const svc__opt_table *t, const void *given, const s
                              void *out, size_t size, svc__opts_hold *hold);
 void svc__opts_release(svc__opts_hold *hold);
 
+/* Where `cfg` has `key`: 2 the environment, 1 the file only, 0 nowhere
+ * (lib/core/config.c). */
+int svc__config_has(const svc_config *cfg, const char *key);
+
 /* Every table of the modules built into this library, for the reference
  * and its test. */
 const svc__opt_table *const *svc__opts_tables(size_t *n);

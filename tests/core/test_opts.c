@@ -128,9 +128,19 @@ static void test_duration_keys_with_or_without_ms(void **state)
     svc_config_free(c);
     setenv("SVC_DEMO_TTL", "90s", 1);
     assert_int_equal(svc__opts_resolve(&demo, NULL, NULL, &o, sizeof o, &hold), SVC_OK);
-    unsetenv("SVC_DEMO_TTL");
     assert_int_equal(o.ttl_ms, 90000);
     svc__opts_release(&hold);
+    /* the environment wins over the file whichever spelling each uses */
+    c = yaml("demo:\n  ttl_ms: 5m\n");
+    assert_int_equal(svc__opts_resolve(&demo, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_int_equal(o.ttl_ms, 90000);
+    svc_config_free(c);
+    unsetenv("SVC_DEMO_TTL");
+    /* a bad value under the spelling not used does not matter */
+    c = yaml("demo:\n  ttl: soon\n  ttl_ms: 5m\n");
+    assert_int_equal(svc__opts_resolve(&demo, NULL, c, &o, sizeof o, &hold), SVC_OK);
+    assert_int_equal(o.ttl_ms, 5 * 60000);
+    svc_config_free(c);
 }
 
 static void test_explicit_options_are_used_as_given(void **state)
