@@ -25,6 +25,7 @@
 #include "svcinfra/http.h"
 #include "svcinfra/idempotency.h"
 #include "svcinfra/pg.h"
+#include "../pg_test_util.h"
 
 static svc_pg *pg;
 static svc_idem *idem;
@@ -255,18 +256,6 @@ static void null_version_is_a_backend_error(void **state)
 /* The store's statements are prepared once per pooled connection and then
  * only executed: on a one-connection pool, pg_prepared_statements shows
  * each of them with one execution per call. */
-static long stmt_runs(svc_pg *one, const char *name)
-{
-    svc_pg_result *res = NULL;
-    const char *p[] = {name};
-    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
-                                      " pg_prepared_statements WHERE name = $1", 1, p, &res),
-                     SVC_OK);
-    long n = svc_pg_result_rows(res) == 1 ? atol(svc_pg_result_value(res, 0, 0)) : -1;
-    svc_pg_result_free(res);
-    return n;
-}
-
 static void store_statements_are_prepared_once_per_connection(void **state)
 {
     (void)state;

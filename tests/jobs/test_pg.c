@@ -14,22 +14,9 @@
 
 #include "svcinfra/jobs.h"
 #include "svcinfra/pg.h"
+#include "../pg_test_util.h"
 
 static const char *pg_url;
-
-/* Executions of prepared statement `name` on the pool's one connection;
- * -1 when that connection does not hold it. */
-static long stmt_runs(svc_pg *one, const char *name)
-{
-    svc_pg_result *r = NULL;
-    const char *p[] = {name};
-    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
-                                      " pg_prepared_statements WHERE name = $1", 1, p, &r),
-                     SVC_OK);
-    long n = svc_pg_result_rows(r) == 1 ? atol(svc_pg_result_value(r, 0, 0)) : -1;
-    svc_pg_result_free(r);
-    return n;
-}
 
 static svc_job_result h_ok(svc_job *job, void *ud)
 {

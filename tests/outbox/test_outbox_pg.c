@@ -31,6 +31,7 @@
 #include "svcinfra/outbox.h"
 #include "svcinfra/pg.h"
 #include "svcinfra/redis.h"
+#include "../pg_test_util.h"
 
 #include "outbox/ob_config.h"
 #include "outbox/outbox_internal.h"
@@ -1521,18 +1522,6 @@ static void inbox_redis_marks_expire_after_ttl(void **state)
  * connection, also when their first use is inside the caller's
  * transaction: on a one-connection pool pg_prepared_statements shows each
  * executed once per call. */
-static long stmt_runs(svc_pg *one, const char *name)
-{
-    svc_pg_result *r = NULL;
-    const char *p[] = {name};
-    assert_int_equal(svc_pg_exec(one, "SELECT generic_plans + custom_plans FROM"
-                                      " pg_prepared_statements WHERE name = $1", 1, p, &r),
-                     SVC_OK);
-    long n = svc_pg_result_rows(r) == 1 ? atol(svc_pg_result_value(r, 0, 0)) : -1;
-    svc_pg_result_free(r);
-    return n;
-}
-
 static void put_and_inbox_claim_are_prepared_once_per_connection(void **state)
 {
     (void)state;
