@@ -23,4 +23,18 @@ static inline long stmt_runs(svc_pg *one, const char *name)
     return n;
 }
 
+/* A pool of `size` connections to `url` without metrics (tests that count
+ * statements or connections want no gauges of their own). */
+static inline svc_pg *test_pg_pool(const char *url, unsigned size)
+{
+    svc_pg_opts o;
+    svc_pg_opts_default(&o);
+    o.url = url;
+    o.pool_size = size;
+    o.no_metrics = 1;
+    svc_pg *p = NULL;
+    assert_int_equal(svc_pg_new(&p, &o), SVC_OK);
+    return p;
+}
+
 #endif

@@ -259,13 +259,7 @@ static void null_version_is_a_backend_error(void **state)
 static void store_statements_are_prepared_once_per_connection(void **state)
 {
     (void)state;
-    svc_pg_opts po;
-    svc_pg_opts_default(&po);
-    po.url = getenv("SVC_TEST_PG_URL");
-    po.pool_size = 1;
-    po.no_metrics = 1;
-    svc_pg *one = NULL;
-    assert_int_equal(svc_pg_new(&one, &po), SVC_OK);
+    svc_pg *one = test_pg_pool(getenv("SVC_TEST_PG_URL"), 1);
     svc_idem_opts io;
     svc_idem_opts_default(&io);
     io.pg = one;
@@ -304,13 +298,7 @@ static void store_statements_are_prepared_once_per_connection(void **state)
 static void given_pool_may_be_freed_before_the_engine(void **state)
 {
     (void)state;
-    svc_pg_opts po;
-    svc_pg_opts_default(&po);
-    po.url = getenv("SVC_TEST_PG_URL");
-    po.pool_size = 1;
-    po.no_metrics = 1;
-    svc_pg *mine = NULL;
-    assert_int_equal(svc_pg_new(&mine, &po), SVC_OK);
+    svc_pg *mine = test_pg_pool(getenv("SVC_TEST_PG_URL"), 1);
     svc_idem_opts io;
     svc_idem_opts_default(&io);
     io.pg = mine;

@@ -27,13 +27,7 @@ static svc_job_result h_ok(svc_job *job, void *ud)
 static void enqueue_claim_and_complete_are_prepared_once_per_connection(void **state)
 {
     (void)state;
-    svc_pg_opts po;
-    svc_pg_opts_default(&po);
-    po.url = pg_url;
-    po.pool_size = 1;
-    po.no_metrics = 1;
-    svc_pg *one = NULL;
-    assert_int_equal(svc_pg_new(&one, &po), SVC_OK);
+    svc_pg *one = test_pg_pool(pg_url, 1);
     svc_jobs_opts o;
     svc_jobs_opts_default(&o);
     o.pg = one;

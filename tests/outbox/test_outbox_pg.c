@@ -43,17 +43,7 @@ static svc_outbox *tx_ob; /* postgres, on pg: svc_outbox_put_tx() */
 static svc_inbox *tx_in;  /* postgres, on pg: svc_inbox_claim_tx(), svc_inbox_prune() */
 
 /* A pool of `size` connections on SVC_TEST_PG_URL. */
-static svc_pg *pool_of(unsigned size)
-{
-    svc_pg_opts o;
-    svc_pg_opts_default(&o);
-    o.url = pg_url;
-    o.pool_size = size;
-    o.no_metrics = 1;
-    svc_pg *p = NULL;
-    assert_int_equal(svc_pg_new(&p, &o), SVC_OK);
-    return p;
-}
+static svc_pg *pool_of(unsigned size) { return test_pg_pool(pg_url, size); }
 
 static int setup(void **state)
 {
